@@ -1,0 +1,132 @@
+//! Kubernetes-side inputs of the meta-plugin, reduced to what Multus reads.
+//!
+//! These are plain structs, independent of any Kubernetes client library, so that planning is
+//! pure and testable. The daemon fills them from its watch caches.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Pod annotation: the network selection (`k8s.v1.cni.cncf.io/networks`).
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+/// Pod annotation: the default-network override.
+pub const DEFAULT_NETWORK_ANNOTATION: &str = "v1.multus-cni.io/default-network";
+/// Pod annotation written by Multus after ADD.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+/// Pod annotation marking a static (mirror) pod's source; anything but `api` is static.
+pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+/// NetworkAttachmentDefinition annotation naming a device-plugin resource.
+pub const RESOURCE_NAME_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
+
+/// The parts of a Pod that Multus reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub annotations: BTreeMap<String, String>,
+    pub node_name: String,
+    pub resource_version: String,
+}
+
+impl PodInfo {
+    /// A static pod's mirror object has a UID of its own, so UID checks are skipped for it.
+    pub fn is_static(&self) -> bool {
+        self.annotations.get(CONFIG_SOURCE_ANNOTATION).is_some_and(|src| src != "api")
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+/// A NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nad {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.config`: a CNI config (single plugin or conflist) as JSON text; may be empty, in
+    /// which case the config is looked up by name in `confDir`.
+    pub config: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Nad {
+    pub fn resource_name(&self) -> Option<&str> {
+        self.annotations.get(RESOURCE_NAME_ANNOTATION).map(String::as_str).filter(|s| !s.is_empty())
+    }
+}
+
+/// Where the planner gets NetworkAttachmentDefinitions from (the daemon: its watch cache).
+pub trait NadLookup {
+    fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad>;
+}
+
+impl NadLookup for BTreeMap<(String, String), Nad> {
+    fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+        self.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+}
+
+/// A port mapping request (CNI `portMappings` capability, CONVENTIONS spelling).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    #[serde(rename = "hostPort")]
+    pub host_port: i32,
+    #[serde(rename = "containerPort")]
+    pub container_port: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+/// A bandwidth request (CNI `bandwidth` capability).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bandwidth {
+    #[serde(rename = "ingressRate", default)]
+    pub ingress_rate: i64,
+    #[serde(rename = "ingressBurst", default)]
+    pub ingress_burst: i64,
+    #[serde(rename = "egressRate", default)]
+    pub egress_rate: i64,
+    #[serde(rename = "egressBurst", default)]
+    pub egress_burst: i64,
+}
+
+/// One element of the network selection annotation (JSON form field names on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkSelectionElement {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interface: String,
+    /// Deprecated alias of `interface`, used only when `interface` is empty.
+    #[serde(rename = "interfaceRequest", default, skip_serializing_if = "String::is_empty")]
+    pub interface_request: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    #[serde(rename = "infiniband-guid", default, skip_serializing_if = "String::is_empty")]
+    pub infiniband_guid: String,
+    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+    #[serde(rename = "deviceID", default, skip_serializing_if = "String::is_empty")]
+    pub device_id: String,
+    #[serde(rename = "cni-args", default, skip_serializing_if = "Option::is_none")]
+    pub cni_args: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `None`: key absent. `Some(vec![])`: present but empty (still triggers the gateway check).
+    #[serde(rename = "default-route", default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<Vec<IpAddr>>,
+}
+
+impl NetworkSelectionElement {
+    /// The requested interface name (`interface`, else the deprecated `interfaceRequest`).
+    pub fn requested_interface(&self) -> &str {
+        if self.interface.is_empty() { &self.interface_request } else { &self.interface }
+    }
+}

@@ -1,1 +1,253 @@
-//! multus-api
+//! The thick plugin's shim ↔ daemon API: HTTP/1.1 over the unix socket `<dir>/multus.sock`.
+//!
+//! The wire format is the Go reference's (see `docs/thick-api.md`): a JSON request
+//! `{"env": {...}, "config": "<base64 stdin>", "interfaceAttributes": {...}}` posted to `/cni`
+//! or `/delegate`, answered with `{"Result": <CNI result>}` for ADD, an empty 200 for other
+//! commands, or a 400 whose body is a CNI error object (`application/json`) or a plain message.
+//!
+//! The types live here so that the shim, the daemon, the conformance harness and the tests
+//! share one definition. [`client`] is a small blocking client: the shim must start in a
+//! couple of milliseconds, so it carries no async runtime and no HTTP library.
+
+pub mod client;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Socket file name inside the socket directory.
+pub const SOCKET_FILE: &str = "multus.sock";
+/// Default socket directory of both the daemon (`socketDir`) and the shim (`daemonSocketDir`).
+pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
+
+/// HTTP paths served by the daemon.
+pub mod path {
+    pub const CNI: &str = "/cni";
+    pub const DELEGATE: &str = "/delegate";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+}
+
+/// Socket path for a socket directory (`<dir>/multus.sock`).
+pub fn socket_path(dir: &str) -> std::path::PathBuf {
+    let dir = if dir.is_empty() {
+        DEFAULT_SOCKET_DIR
+    } else {
+        dir
+    };
+    std::path::Path::new(dir).join(SOCKET_FILE)
+}
+
+/// A request to `/cni` or `/delegate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The CNI environment. Go marshals its map with sorted keys; a BTreeMap does the same.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The plugin's stdin, verbatim (base64 on the wire, as Go encodes `[]byte`).
+    #[serde(default, with = "base64_bytes")]
+    pub config: Vec<u8>,
+    /// `/delegate` only: per-attachment overrides.
+    #[serde(
+        rename = "interfaceAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_attributes: Option<InterfaceAttributes>,
+}
+
+/// `/delegate`'s interface attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceAttributes {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    /// Serialised as `null` when absent, as the Go client does.
+    #[serde(rename = "cni-args", default)]
+    pub cni_args: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The environment variables a daemon reads. The Go shim forwards its whole environment; the
+/// Go daemon reads only these, so forwarding just these stays compatible and leaks nothing.
+pub const FORWARDED_ENV: [&str; 7] = [
+    "CNI_COMMAND",
+    "CNI_CONTAINERID",
+    "CNI_NETNS",
+    "CNI_IFNAME",
+    "CNI_ARGS",
+    "CNI_PATH",
+    "K8S_POD_INFRA_CONTAINER_ID",
+];
+
+impl Request {
+    /// Build the request a shim sends: the forwarded variables (those set) and stdin.
+    pub fn from_env<I, K, V>(vars: I, stdin: Vec<u8>) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(k, _)| FORWARDED_ENV.contains(&k.as_str()) || k.starts_with("CNI_"))
+            .collect();
+        Self {
+            env,
+            config: stdin,
+            interface_attributes: None,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn env_var(&self, key: &str) -> Option<&str> {
+        self.env.get(key).map(String::as_str)
+    }
+
+    /// The description the reference prefixes to command errors:
+    /// `ContainerID:"…" Netns:"…" IfName:"…" Args:"…" Path:""` (`Path` is always empty).
+    pub fn describe(&self) -> String {
+        let get = |k| self.env_var(k).unwrap_or("");
+        format!(
+            "ContainerID:{:?} Netns:{:?} IfName:{:?} Args:{:?} Path:\"\"",
+            get("CNI_CONTAINERID"),
+            get("CNI_NETNS"),
+            get("CNI_IFNAME"),
+            get("CNI_ARGS")
+        )
+    }
+}
+
+/// An ADD reply: `{"Result": <result in the daemon's current version>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(rename = "Result", default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+/// An error body as the daemon sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorBody {
+    /// `application/json`: a CNI error object whose code should reach the runtime.
+    Cni(cni::CniError),
+    /// `text/plain`: a message (the body carries a trailing newline on the wire).
+    Text(String),
+}
+
+impl ErrorBody {
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Self::Cni(_) => "application/json",
+            Self::Text(_) => "text/plain; charset=utf-8",
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Cni(e) => e.to_json().into_bytes(),
+            Self::Text(msg) => format!("{msg}\n").into_bytes(),
+        }
+    }
+
+    /// How the shim reads a non-200 body: a CNI error object with a non-empty `msg`, else text.
+    pub fn parse(body: &[u8]) -> Self {
+        match cni::CniError::from_json(body) {
+            Some(e) if !e.msg.is_empty() => Self::Cni(e),
+            _ => Self::Text(
+                String::from_utf8_lossy(body)
+                    .trim_end_matches('\n')
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        // Go decodes a JSON null into an empty []byte.
+        let s: Option<String> = Option::deserialize(d)?;
+        match s {
+            None => Ok(Vec::new()),
+            Some(s) => base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Standard base64, as Go's `encoding/json` encodes `[]byte`.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_only_cni_variables() {
+        let r = Request::from_env(
+            [
+                ("CNI_COMMAND", "ADD"),
+                ("PATH", "/usr/bin"),
+                ("HOME", "/root"),
+                ("K8S_POD_INFRA_CONTAINER_ID", "x"),
+            ],
+            b"{}".to_vec(),
+        );
+        assert_eq!(
+            r.env.keys().collect::<Vec<_>>(),
+            vec!["CNI_COMMAND", "K8S_POD_INFRA_CONTAINER_ID"]
+        );
+    }
+
+    #[test]
+    fn request_wire_format() {
+        let r = Request::from_env(
+            [("CNI_COMMAND", "DEL"), ("CNI_ARGS", "a=b")],
+            b"{\"x\":1}".to_vec(),
+        );
+        assert_eq!(
+            String::from_utf8(r.to_json()).unwrap(),
+            r#"{"env":{"CNI_ARGS":"a=b","CNI_COMMAND":"DEL"},"config":"eyJ4IjoxfQ=="}"#
+        );
+        let back = Request::from_json(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn config_must_be_base64_not_an_object() {
+        assert!(Request::from_json(br#"{"config":{"a":1}}"#).is_err());
+        assert_eq!(
+            Request::from_json(br#"{"config":null}"#).unwrap().config,
+            b""
+        );
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert!(
+            matches!(ErrorBody::parse(br#"{"code":50,"msg":"down"}"#), ErrorBody::Cni(e) if e.code == 50)
+        );
+        assert!(matches!(
+            ErrorBody::parse(br#"{"code":50,"msg":""}"#),
+            ErrorBody::Text(_)
+        ));
+        assert_eq!(ErrorBody::parse(b"boom\n"), ErrorBody::Text("boom".into()));
+    }
+}

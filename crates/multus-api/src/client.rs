@@ -1,0 +1,226 @@
+//! A minimal blocking HTTP/1.1 client over a unix socket.
+//!
+//! Hand-written on purpose: the shim runs once per CNI command and must start and finish in
+//! about a millisecond with a few hundred kilobytes of memory. It sends one request with
+//! `Connection: close` and understands the responses the daemons send (Go's `net/http` and
+//! hyper): `Content-Length`, chunked, or read-to-EOF bodies.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("dial unix {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed HTTP response: {0}")]
+    Malformed(String),
+}
+
+/// A response: status code, content type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Largest header block accepted, so a broken peer cannot make the shim allocate without bound.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// POST `body` to `path` on the daemon socket. `timeout` bounds each read and write.
+pub fn post(
+    socket: &Path,
+    path: &str,
+    body: &[u8],
+    timeout: Option<Duration>,
+) -> Result<HttpResponse, ClientError> {
+    request(socket, "POST", path, body, timeout)
+}
+
+/// Send one request and read the whole response.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Option<Duration>,
+) -> Result<HttpResponse, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: dummy\r\nUser-Agent: multus-shim\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    stream.write_all(&out)?;
+    stream.flush()?;
+    read_response(BufReader::new(stream))
+}
+
+fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError> {
+    let mut header_bytes = 0usize;
+    let mut line = String::new();
+    let mut next_line = |reader: &mut R, line: &mut String| -> Result<(), ClientError> {
+        line.clear();
+        let n = reader.read_line(line)?;
+        header_bytes += n;
+        if n == 0 {
+            return Err(ClientError::Malformed(
+                "connection closed before the end of the headers".into(),
+            ));
+        }
+        if header_bytes > MAX_HEADER_BYTES {
+            return Err(ClientError::Malformed("response headers too large".into()));
+        }
+        Ok(())
+    };
+    next_line(&mut reader, &mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|_| line.starts_with("HTTP/1."))
+        .ok_or_else(|| ClientError::Malformed(format!("bad status line {:?}", line.trim_end())))?;
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut content_type = String::new();
+    loop {
+        next_line(&mut reader, &mut line)?;
+        let trimmed = line.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            break;
+        }
+        let Some((name, value)) = trimmed.split_once(':') else {
+            return Err(ClientError::Malformed(format!(
+                "bad header line {trimmed:?}"
+            )));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length =
+                Some(value.parse::<usize>().map_err(|_| {
+                    ClientError::Malformed(format!("bad Content-Length {value:?}"))
+                })?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = value.to_string();
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            next_line(&mut reader, &mut line)?;
+            let size_text = line
+                .trim_end_matches(['\r', '\n'])
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| ClientError::Malformed(format!("bad chunk size {size_text:?}")))?;
+            if size == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf)?;
+        }
+    } else if let Some(len) = content_length {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(HttpResponse {
+        status,
+        content_type,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Read};
+
+    #[test]
+    fn reads_content_length_bodies() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnullEXTRA";
+        let r = read_response(Cursor::new(&raw[..])).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"null"[..]));
+    }
+
+    #[test]
+    fn reads_chunked_bodies() {
+        let raw = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let r = read_response(Cursor::new(&raw[..])).unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.content_type.as_str()),
+            (400, &b"abcde"[..], "text/plain")
+        );
+    }
+
+    #[test]
+    fn reads_to_eof_without_length() {
+        let r = read_response(Cursor::new(&b"HTTP/1.0 200 OK\r\n\r\nhello"[..])).unwrap();
+        assert_eq!(r.body, b"hello");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(read_response(Cursor::new(&b"garbage\r\n\r\n"[..])).is_err());
+        assert!(read_response(Cursor::new(&b""[..])).is_err());
+        assert!(
+            read_response(Cursor::new(
+                &b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn talks_to_a_unix_socket_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("multus.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut l = String::new();
+                reader.read_line(&mut l).unwrap();
+                if l == "\r\n" {
+                    break;
+                }
+                head.push_str(&l);
+            }
+            let mut body = [0u8; 4];
+            reader.read_exact(&mut body).unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            (head, body)
+        });
+        let r = post(&sock, "/healthz", b"null", Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(r.body, b"ok");
+        let (head, body) = server.join().unwrap();
+        assert!(head.starts_with("POST /healthz HTTP/1.1\r\n"));
+        assert_eq!(&body, b"null");
+    }
+}

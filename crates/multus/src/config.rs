@@ -1,1 +1,1247 @@
-//! (in progress)
+//! `daemon-config.json` and the per-request Multus configuration (spec §2).
+//!
+//! The daemon config file is consumed three ways (§2.2):
+//!
+//! - [`DaemonConfig`] — daemon/server settings (**D** keys), read once at startup; it also keeps
+//!   the whole raw object for the request merge.
+//! - [`crate::generate::GeneratorConfig`] — the config-generator settings (**G** keys).
+//! - [`merge_request_config`] + [`NetConf`] — on every request the raw daemon object is
+//!   shallow-merged over the shim's stdin config (§2.4) and the result is parsed as the Multus
+//!   network configuration (**R** keys).
+//!
+//! [`ShimConfig`] is the small subset of the stdin config the shim itself reads (§4.8 step 2).
+//!
+//! Differences from the Go reference, all deliberate:
+//!
+//! - Odd JSON never panics: non-boolean `capabilities` values are ignored, a delegate with an
+//!   empty `plugins` list is an error instead of an index panic, a `null` client config is an
+//!   error instead of a nil-map panic.
+//! - Wrong value types are errors naming the key (Go: `json: cannot unmarshal …`); `null` means
+//!   "absent" as in Go.
+//! - The merged request config keeps the client's key order (replaced keys stay in place, new
+//!   daemon keys are appended) and numbers are kept exactly; Go re-serialises a
+//!   `map[string]interface{}` (alphabetical keys, numbers through `float64`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Default path of the daemon config file (`-config` flag default).
+pub const DEFAULT_DAEMON_CONFIG_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
+/// Default server socket directory (`socketDir`, and the shim's `daemonSocketDir`).
+pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
+/// File name of the server socket inside the socket directory.
+pub const SOCKET_FILE_NAME: &str = "multus.sock";
+/// `multusConfigFile` value selecting config generation.
+pub const AUTO_CONFIG: &str = "auto";
+/// Per-request defaults (§2.4).
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
+pub const DEFAULT_MULTUS_NAMESPACE: &str = "kube-system";
+pub const DEFAULT_NON_ISOLATED_NAMESPACE: &str = "default";
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "kube-system";
+/// `perNodeCertificate.certDuration` default.
+pub const DEFAULT_CERT_DURATION: &str = "10m";
+/// The key stripped from requests in auto mode.
+pub const READINESS_INDICATOR_KEY: &str = "readinessindicatorfile";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The daemon config file is not a JSON object or has a key of the wrong type.
+    #[error("failed to unmarshall the daemon configuration: {0}")]
+    Daemon(String),
+    /// `connectionLimit` ≤ 0 (a server start-up error in the reference).
+    #[error("connectionLimit must be greater than 0, got {0}")]
+    ConnectionLimit(i64),
+    /// The shim's stdin config could not be parsed as a JSON object (§2.4).
+    #[error("failed to unmarshall CNI config: {0}")]
+    ClientConfig(String),
+    /// The daemon config bytes given to [`merge_request_config_bytes`] are not a JSON object.
+    #[error("failed to unmarshall CNI override config: {0}")]
+    OverrideConfig(String),
+    /// The effective request config is not valid Multus configuration.
+    #[error("LoadNetConf: failed to load netconf: {0}")]
+    NetConf(String),
+    #[error("LoadNetConf: could not parse prevResult: {0}")]
+    PrevResult(String),
+    #[error("LoadNetConf: at least one delegate/clusterNetwork must be specified")]
+    NoDelegates,
+    #[error("LoadNetConf: failed to load delegate {index} config: {reason}")]
+    Delegate { index: usize, reason: String },
+    /// The shim's stdin config.
+    #[error("invalid multus-shim configuration: {0}")]
+    Shim(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed access to a raw JSON object: `null` = absent, wrong types are errors naming the key.
+
+/// Read typed values out of a JSON object. Errors are plain strings naming the key; callers wrap
+/// them into their own error type.
+pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(key: &str, expected: &str, got: &Value) -> String {
+    format!("key {key:?}: expected {expected}, got {}", type_name(got))
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<Option<String>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(wrong_type(key, "a string", v)),
+        }
+    }
+
+    /// A string, `""` when absent.
+    pub(crate) fn str_or_empty(&self, key: &str) -> Result<String, String> {
+        Ok(self.string(key)?.unwrap_or_default())
+    }
+
+    /// A string; absent or empty gives `default`.
+    pub(crate) fn str_or(&self, key: &str, default: &str) -> Result<String, String> {
+        Ok(self
+            .string(key)?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| default.to_string()))
+    }
+
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(wrong_type(key, "a boolean", v)),
+        }
+    }
+
+    pub(crate) fn int(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("key {key:?}: expected an integer, got {n}")),
+            Some(v) => Err(wrong_type(key, "an integer", v)),
+        }
+    }
+
+    pub(crate) fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(v) => Err(wrong_type(key, "an object", v)),
+        }
+    }
+
+    pub(crate) fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    // Go decodes a null array element into "".
+                    Value::Null => Ok(String::new()),
+                    v => Err(wrong_type(&format!("{key}[{i}]"), "a string", v)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(wrong_type(key, "an array of strings", v)),
+        }
+    }
+
+    /// A capabilities map: non-boolean values are ignored (the Go reference fails or panics).
+    pub(crate) fn capabilities(&self, key: &str) -> Result<BTreeMap<String, bool>, String> {
+        Ok(self
+            .object(key)?
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_bool().map(|b| (k.clone(), b)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn log_options(&self, key: &str) -> Result<Option<LogOptions>, String> {
+        self.object(key)?.map(LogOptions::from_map).transpose()
+    }
+}
+
+fn object_from_bytes(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(v) => Err(format!("expected a JSON object, got {}", type_name(&v))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared value types
+
+/// Log rotation settings (`logOptions`). Unset fields keep the logger's defaults
+/// (see [`LogOptions::effective`]). Serialises like Go's struct of pointers: set fields only,
+/// in the order `maxAge`, `maxSize`, `maxBackups`, `compress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    #[serde(rename = "maxAge", default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    #[serde(rename = "maxSize", default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<i64>,
+    #[serde(
+        rename = "maxBackups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backups: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+}
+
+/// [`LogOptions`] with the logger defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveLogOptions {
+    /// Days.
+    pub max_age: i64,
+    /// Megabytes.
+    pub max_size: i64,
+    pub max_backups: i64,
+    pub compress: bool,
+}
+
+impl LogOptions {
+    fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
+        let f = Fields(m);
+        let ctx = |e: String| format!("logOptions: {e}");
+        Ok(Self {
+            max_age: f.int("maxAge").map_err(ctx)?,
+            max_size: f.int("maxSize").map_err(ctx)?,
+            max_backups: f.int("maxBackups").map_err(ctx)?,
+            compress: f.bool("compress").map_err(ctx)?,
+        })
+    }
+
+    /// Unset fields take the reference logger's defaults: 5 days, 100 MB, 5 backups, compress.
+    pub fn effective(&self) -> EffectiveLogOptions {
+        EffectiveLogOptions {
+            max_age: self.max_age.unwrap_or(5),
+            max_size: self.max_size.unwrap_or(100),
+            max_backups: self.max_backups.unwrap_or(5),
+            compress: self.compress.unwrap_or(true),
+        }
+    }
+}
+
+/// The path of the server socket in `dir` (`<dir>/multus.sock`).
+pub fn socket_path(dir: &str) -> PathBuf {
+    PathBuf::from(dir).join(SOCKET_FILE_NAME)
+}
+
+// ---------------------------------------------------------------------------------------------
+// D: daemon settings
+
+/// `perNodeCertificate` (§2.5). Validation (mandatory fields when enabled, `MULTUS_NODE_NAME`)
+/// is the daemon's job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerNodeCertificate {
+    pub enabled: bool,
+    pub bootstrap_kubeconfig: String,
+    pub cert_dir: String,
+    /// A Go duration string; empty means [`DEFAULT_CERT_DURATION`].
+    pub cert_duration: String,
+}
+
+impl PerNodeCertificate {
+    fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
+        let f = Fields(m);
+        let ctx = |e: String| format!("perNodeCertificate: {e}");
+        Ok(Self {
+            enabled: f.bool("enabled").map_err(ctx)?.unwrap_or(false),
+            bootstrap_kubeconfig: f.str_or_empty("bootstrapKubeconfig").map_err(ctx)?,
+            cert_dir: f.str_or_empty("certDir").map_err(ctx)?,
+            cert_duration: f.str_or_empty("certDuration").map_err(ctx)?,
+        })
+    }
+
+    /// `certDuration`, defaulting to `10m`.
+    pub fn cert_duration_or_default(&self) -> &str {
+        if self.cert_duration.is_empty() {
+            DEFAULT_CERT_DURATION
+        } else {
+            &self.cert_duration
+        }
+    }
+}
+
+/// Daemon/server settings of `daemon-config.json` (the **D** keys of §2.2), plus the raw object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Non-empty → delegates run chrooted into this directory.
+    pub chroot_dir: String,
+    /// Server socket directory; default [`DEFAULT_SOCKET_DIR`].
+    pub socket_dir: String,
+    /// Raw `connectionLimit`; use [`DaemonConfig::connection_limit`] to validate.
+    pub connection_limit: Option<i64>,
+    pub metrics_port: Option<u16>,
+    pub enable_pprof: bool,
+    pub per_node_certificate: Option<PerNodeCertificate>,
+    pub log_file: String,
+    pub log_level: String,
+    /// Default false at startup (unlike the per-request default).
+    pub log_to_stderr: bool,
+    pub log_options: Option<LogOptions>,
+    pub readiness_indicator_file: String,
+    /// `auto` (default) or the path of a ready-made config.
+    pub multus_config_file: String,
+    pub cni_version: String,
+    /// The whole object as read, overlaid on every request (§2.4).
+    pub raw: Map<String, Value>,
+}
+
+impl DaemonConfig {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Self::from_map(object_from_bytes(bytes).map_err(ConfigError::Daemon)?)
+    }
+
+    pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfigError> {
+        let f = Fields(&raw);
+        let e = ConfigError::Daemon;
+        let metrics_port = match f.int("metricsPort").map_err(e)? {
+            None => None,
+            Some(p) => Some(u16::try_from(p).map_err(|_| {
+                ConfigError::Daemon(format!("key \"metricsPort\": {p} is not a TCP port"))
+            })?),
+        };
+        let per_node_certificate = f
+            .object("perNodeCertificate")
+            .map_err(e)?
+            .map(PerNodeCertificate::from_map)
+            .transpose()
+            .map_err(e)?;
+        Ok(Self {
+            chroot_dir: f.str_or_empty("chrootDir").map_err(e)?,
+            socket_dir: f.str_or("socketDir", DEFAULT_SOCKET_DIR).map_err(e)?,
+            connection_limit: f.int("connectionLimit").map_err(e)?,
+            metrics_port,
+            enable_pprof: f.bool("enablePprof").map_err(e)?.unwrap_or(false),
+            per_node_certificate,
+            log_file: f.str_or_empty("logFile").map_err(e)?,
+            log_level: f.str_or_empty("logLevel").map_err(e)?,
+            log_to_stderr: f.bool("logToStderr").map_err(e)?.unwrap_or(false),
+            log_options: f.log_options("logOptions").map_err(e)?,
+            readiness_indicator_file: f.str_or_empty(READINESS_INDICATOR_KEY).map_err(e)?,
+            multus_config_file: f.str_or("multusConfigFile", AUTO_CONFIG).map_err(e)?,
+            cni_version: f.str_or_empty("cniVersion").map_err(e)?,
+            raw,
+        })
+    }
+
+    /// `multusConfigFile` is `auto`: the daemon generates `00-multus.conf`, watches the readiness
+    /// indicator itself and strips `readinessindicatorfile` from requests.
+    pub fn is_auto_mode(&self) -> bool {
+        self.multus_config_file == AUTO_CONFIG
+    }
+
+    /// The validated connection limit: `None` = unlimited; ≤ 0 is an error.
+    pub fn connection_limit(&self) -> Result<Option<usize>, ConfigError> {
+        match self.connection_limit {
+            None => Ok(None),
+            Some(n) if n <= 0 => Err(ConfigError::ConnectionLimit(n)),
+            Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        }
+    }
+
+    /// `<socketDir>/multus.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.socket_dir)
+    }
+
+    /// Overlay this daemon config on a request's config (§2.4).
+    pub fn merge_request_config(&self, client: &[u8]) -> Result<Vec<u8>, ConfigError> {
+        merge_request_config(client, &self.raw, self.is_auto_mode())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// R: the merge
+
+/// The effective per-request config (§2.4): every top-level key of the daemon config replaces
+/// the client's (shallow). With `ignore_readiness` (auto mode) `readinessindicatorfile` is
+/// deleted from the client and not copied from the daemon. An empty daemon config outside auto
+/// mode returns the client bytes verbatim.
+pub fn merge_request_config(
+    client: &[u8],
+    daemon_raw: &Map<String, Value>,
+    ignore_readiness: bool,
+) -> Result<Vec<u8>, ConfigError> {
+    if daemon_raw.is_empty() && !ignore_readiness {
+        return Ok(client.to_vec());
+    }
+    let mut cni = object_from_bytes(client).map_err(ConfigError::ClientConfig)?;
+    if ignore_readiness {
+        cni.shift_remove(READINESS_INDICATOR_KEY);
+    }
+    for (key, value) in daemon_raw {
+        if ignore_readiness && key == READINESS_INDICATOR_KEY {
+            continue;
+        }
+        cni.insert(key.clone(), value.clone());
+    }
+    serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(e.to_string()))
+}
+
+/// [`merge_request_config`] with the daemon config as bytes, exactly like the reference: empty
+/// daemon bytes return the client bytes verbatim; unparsable daemon bytes are
+/// "failed to unmarshall CNI override config: …".
+pub fn merge_request_config_bytes(
+    client: &[u8],
+    daemon: &[u8],
+    ignore_readiness: bool,
+) -> Result<Vec<u8>, ConfigError> {
+    if daemon.is_empty() {
+        return Ok(client.to_vec());
+    }
+    // The client config is parsed first, as in the reference.
+    object_from_bytes(client).map_err(ConfigError::ClientConfig)?;
+    let daemon_raw = object_from_bytes(daemon).map_err(ConfigError::OverrideConfig)?;
+    if daemon_raw.is_empty() {
+        // Go re-serialises the client even for `{}`; keep the observable result (a parsed and
+        // re-serialised client) for that case.
+        let mut cni = object_from_bytes(client).map_err(ConfigError::ClientConfig)?;
+        if ignore_readiness {
+            cni.shift_remove(READINESS_INDICATOR_KEY);
+        }
+        return serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(e.to_string()));
+    }
+    merge_request_config(client, &daemon_raw, ignore_readiness)
+}
+
+// ---------------------------------------------------------------------------------------------
+// R: the Multus network configuration
+
+/// The effective Multus configuration of one request (§2.2 R keys, §2.4 defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    /// `type` (normally `multus-shim`).
+    pub plugin_type: String,
+    pub cluster_network: String,
+    pub default_networks: Vec<String>,
+    /// Static delegates (raw objects; the first one is the master). Only validated (and only
+    /// meaningful) when `cluster_network` is empty.
+    pub delegates: Vec<Map<String, Value>>,
+    /// The runtime-supplied (or daemon-overridden) `runtimeConfig` object, raw.
+    pub runtime_config: Option<Value>,
+    /// `capabilities`; non-boolean values are dropped.
+    pub capabilities: BTreeMap<String, bool>,
+    pub readiness_indicator_file: String,
+    pub namespace_isolation: bool,
+    /// `globalNamespaces` as written.
+    pub raw_global_namespaces: String,
+    /// `globalNamespaces` split on commas and trimmed, or `["default"]`.
+    pub non_isolated_namespaces: Vec<String>,
+    pub system_namespaces: Vec<String>,
+    pub multus_namespace: String,
+    pub auxiliary_cni_chain_name: String,
+    pub retry_delete_on_error: bool,
+    pub daemon_socket_dir: String,
+    /// Parsed but unused by the daemon.
+    pub kubeconfig: String,
+    /// `prevResult`, raw (validated as a result of `cni_version`).
+    pub prev_result: Option<Value>,
+    pub bin_dir: String,
+    pub conf_dir: String,
+    pub cni_dir: String,
+    pub log_file: String,
+    pub log_level: String,
+    /// Per request the default is **true**.
+    pub log_to_stderr: bool,
+    pub log_options: Option<LogOptions>,
+    /// The merged object as parsed.
+    pub raw: Map<String, Value>,
+}
+
+impl NetConf {
+    /// Parse the effective request config (the output of [`merge_request_config`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Self::from_map(object_from_bytes(bytes).map_err(ConfigError::NetConf)?)
+    }
+
+    pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfigError> {
+        let f = Fields(&raw);
+        let e = ConfigError::NetConf;
+        let cni_version = f.str_or_empty("cniVersion").map_err(e)?;
+
+        let runtime_config = f
+            .object("runtimeConfig")
+            .map_err(e)?
+            .map(|m| Value::Object(m.clone()));
+        let prev_result = f
+            .object("prevResult")
+            .map_err(e)?
+            .map(|m| Value::Object(m.clone()));
+        if let Some(prev) = &prev_result {
+            let default_version = cni::version::Version::parse(&cni_version).ok();
+            cni::result::CniResult::from_value_with_default(prev, default_version)
+                .map_err(|err| ConfigError::PrevResult(err.to_string()))?;
+        }
+
+        let delegates = match f.get("delegates") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Object(m) => Ok(m.clone()),
+                    v => Err(ConfigError::NetConf(wrong_type(
+                        &format!("delegates[{i}]"),
+                        "an object",
+                        v,
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(v) => return Err(ConfigError::NetConf(wrong_type("delegates", "an array", v))),
+        };
+
+        let raw_global_namespaces = f.str_or_empty("globalNamespaces").map_err(e)?;
+        let non_isolated_namespaces = if raw_global_namespaces.is_empty() {
+            vec![DEFAULT_NON_ISOLATED_NAMESPACE.to_string()]
+        } else {
+            raw_global_namespaces
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect()
+        };
+
+        let conf = Self {
+            name: f.str_or_empty("name").map_err(e)?,
+            plugin_type: f.str_or_empty("type").map_err(e)?,
+            cluster_network: f.str_or_empty("clusterNetwork").map_err(e)?,
+            default_networks: f
+                .string_list("defaultNetworks")
+                .map_err(e)?
+                .unwrap_or_default(),
+            delegates,
+            runtime_config,
+            capabilities: f.capabilities("capabilities").map_err(e)?,
+            readiness_indicator_file: f.str_or_empty(READINESS_INDICATOR_KEY).map_err(e)?,
+            namespace_isolation: f.bool("namespaceIsolation").map_err(e)?.unwrap_or(false),
+            raw_global_namespaces,
+            non_isolated_namespaces,
+            system_namespaces: f
+                .string_list("systemNamespaces")
+                .map_err(e)?
+                .unwrap_or_else(|| vec![DEFAULT_SYSTEM_NAMESPACE.to_string()]),
+            multus_namespace: f
+                .str_or("multusNamespace", DEFAULT_MULTUS_NAMESPACE)
+                .map_err(e)?,
+            auxiliary_cni_chain_name: f.str_or_empty("auxiliaryCNIChainName").map_err(e)?,
+            retry_delete_on_error: f.bool("retryDeleteOnError").map_err(e)?.unwrap_or(false),
+            daemon_socket_dir: f.str_or_empty("daemonSocketDir").map_err(e)?,
+            kubeconfig: f.str_or_empty("kubeconfig").map_err(e)?,
+            prev_result,
+            bin_dir: f.str_or("binDir", DEFAULT_BIN_DIR).map_err(e)?,
+            conf_dir: f.str_or("confDir", DEFAULT_CONF_DIR).map_err(e)?,
+            cni_dir: f.str_or("cniDir", DEFAULT_CNI_DIR).map_err(e)?,
+            log_file: f.str_or_empty("logFile").map_err(e)?,
+            log_level: f.str_or_empty("logLevel").map_err(e)?,
+            log_to_stderr: f.bool("logToStderr").map_err(e)?.unwrap_or(true),
+            log_options: f.log_options("logOptions").map_err(e)?,
+            cni_version,
+            raw: Map::new(),
+        };
+
+        if conf.delegates.is_empty() && conf.cluster_network.is_empty() {
+            return Err(ConfigError::NoDelegates);
+        }
+        if conf.cluster_network.is_empty() {
+            for (index, delegate) in conf.delegates.iter().enumerate() {
+                check_delegate_shape(delegate)
+                    .map_err(|reason| ConfigError::Delegate { index, reason })?;
+            }
+        }
+        Ok(Self { raw, ..conf })
+    }
+
+    /// The static delegates are used (no `clusterNetwork`); the first one is the master.
+    pub fn uses_static_delegates(&self) -> bool {
+        self.cluster_network.is_empty()
+    }
+
+    /// Pods in these namespaces do not get `defaultNetworks`.
+    pub fn is_system_namespace(&self, namespace: &str) -> bool {
+        self.system_namespaces.iter().any(|ns| ns == namespace)
+    }
+
+    /// Namespaces any pod may reference under namespace isolation.
+    pub fn is_non_isolated_namespace(&self, namespace: &str) -> bool {
+        self.non_isolated_namespaces
+            .iter()
+            .any(|ns| ns == namespace)
+    }
+
+    /// Where the shim looks for the socket (`daemonSocketDir`, default `/run/multus/`).
+    pub fn daemon_socket_dir_or_default(&self) -> &str {
+        if self.daemon_socket_dir.is_empty() {
+            DEFAULT_SOCKET_DIR
+        } else {
+            &self.daemon_socket_dir
+        }
+    }
+}
+
+/// The minimal checks of the reference's delegate loading: a non-empty `type`, or a `plugins`
+/// list whose first plugin has a `type`. Messages follow the reference.
+fn check_delegate_shape(delegate: &Map<String, Value>) -> Result<(), String> {
+    const PREFIX: &str = "LoadDelegateNetConf: failed with: LoadDelegateNetConfList:";
+    match delegate.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => return Ok(()),
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(v) => {
+            return Err(format!(
+                "LoadDelegateNetConf: error unmarshalling delegate config: {}",
+                wrong_type("type", "a string", v)
+            ));
+        }
+    }
+    match delegate.get("plugins") {
+        None | Some(Value::Null) => Err(format!(
+            "{PREFIX} delegate must have the 'type' or 'plugin' field"
+        )),
+        Some(Value::Array(plugins)) => {
+            let first_type = plugins
+                .first()
+                .and_then(|p| p.get("type"))
+                .and_then(Value::as_str);
+            match first_type {
+                Some(t) if !t.is_empty() => Ok(()),
+                _ => Err(format!(
+                    "{PREFIX} a plugin delegate must have the 'type' field"
+                )),
+            }
+        }
+        Some(v) => Err(format!(
+            "{PREFIX} error unmarshalling delegate conflist: {}",
+            wrong_type("plugins", "an array", v)
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shim's view
+
+/// What `multus-shim` reads from its stdin config (§4.8 step 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimConfig {
+    pub cni_version: String,
+    /// Default [`DEFAULT_SOCKET_DIR`].
+    pub daemon_socket_dir: String,
+    pub log_file: String,
+    pub log_level: String,
+    /// Default false.
+    pub log_to_stderr: bool,
+}
+
+/// Only the five keys; everything else in the config is skipped without being materialised.
+#[derive(Deserialize)]
+struct RawShimConfig {
+    #[serde(rename = "cniVersion", default)]
+    cni_version: Option<String>,
+    #[serde(rename = "daemonSocketDir", default)]
+    daemon_socket_dir: Option<String>,
+    #[serde(rename = "logFile", default)]
+    log_file: Option<String>,
+    #[serde(rename = "logLevel", default)]
+    log_level: Option<String>,
+    #[serde(rename = "logToStderr", default)]
+    log_to_stderr: Option<bool>,
+}
+
+impl ShimConfig {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawShimConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Shim(e.to_string()))?;
+        Ok(Self {
+            cni_version: raw.cni_version.unwrap_or_default(),
+            daemon_socket_dir: raw
+                .daemon_socket_dir
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string()),
+            log_file: raw.log_file.unwrap_or_default(),
+            log_level: raw.log_level.unwrap_or_default(),
+            log_to_stderr: raw.log_to_stderr.unwrap_or(false),
+        })
+    }
+
+    /// `<daemonSocketDir>/multus.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.daemon_socket_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `daemon-config.json` of the Go v4.2.4 reference capture.
+    pub(crate) const REF_DAEMON_CONFIG: &str = r#"{
+    "cniVersion": "1.0.0",
+    "logLevel": "verbose",
+    "logToStderr": true,
+    "logFile": "/tmp/multus-ref-state/log/multus-daemon.log",
+    "binDir": "/usr/lib/cni",
+    "cniDir": "/tmp/multus-ref-state/var/lib/cni/multus",
+    "confDir": "/tmp/multus-ref-state/etc/cni/multus/net.d",
+    "cniConfigDir": "/tmp/multus-ref-state/etc/cni/net.d",
+    "multusAutoconfigDir": "/tmp/multus-ref-state/etc/cni/net.d",
+    "multusConfigFile": "auto",
+    "socketDir": "/tmp/multus-ref/run",
+    "daemonSocketDir": "/tmp/multus-ref/run"
+}
+"#;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn merged(client: Value, daemon: Value, ignore: bool) -> Value {
+        let out = merge_request_config(&serde_json::to_vec(&client).unwrap(), &obj(daemon), ignore)
+            .unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn daemon_config_reference_file() {
+        let d = DaemonConfig::from_bytes(REF_DAEMON_CONFIG.as_bytes()).unwrap();
+        assert!(d.is_auto_mode());
+        assert_eq!(d.socket_dir, "/tmp/multus-ref/run");
+        assert_eq!(
+            d.socket_path(),
+            PathBuf::from("/tmp/multus-ref/run/multus.sock")
+        );
+        assert_eq!(d.cni_version, "1.0.0");
+        assert_eq!(d.log_level, "verbose");
+        assert!(d.log_to_stderr);
+        assert_eq!(d.log_file, "/tmp/multus-ref-state/log/multus-daemon.log");
+        assert_eq!(d.chroot_dir, "");
+        assert_eq!(d.raw.len(), 12);
+        assert_eq!(d.connection_limit().unwrap(), None);
+    }
+
+    #[test]
+    fn daemon_config_defaults() {
+        let d = DaemonConfig::from_bytes(b"{}").unwrap();
+        assert_eq!(d.socket_dir, DEFAULT_SOCKET_DIR);
+        assert_eq!(d.multus_config_file, "auto");
+        assert!(d.is_auto_mode());
+        assert!(!d.log_to_stderr);
+        assert!(!d.enable_pprof);
+        assert_eq!(d.metrics_port, None);
+        assert_eq!(d.per_node_certificate, None);
+        let d = DaemonConfig::from_bytes(br#"{"multusConfigFile":"/tmp/x.conf","socketDir":null}"#)
+            .unwrap();
+        assert!(!d.is_auto_mode());
+        assert_eq!(d.socket_dir, DEFAULT_SOCKET_DIR);
+    }
+
+    #[test]
+    fn daemon_config_all_d_keys() {
+        let d = DaemonConfig::from_bytes(
+            br#"{"chrootDir":"/hostroot","connectionLimit":3,"metricsPort":9091,"enablePprof":true,
+            "perNodeCertificate":{"enabled":true,"bootstrapKubeconfig":"/b","certDir":"/c"},
+            "logOptions":{"maxAge":1,"compress":false},"readinessindicatorfile":"/r"}"#,
+        )
+        .unwrap();
+        assert_eq!(d.chroot_dir, "/hostroot");
+        assert_eq!(d.connection_limit().unwrap(), Some(3));
+        assert_eq!(d.metrics_port, Some(9091));
+        assert!(d.enable_pprof);
+        let cert = d.per_node_certificate.clone().unwrap();
+        assert!(cert.enabled);
+        assert_eq!(cert.bootstrap_kubeconfig, "/b");
+        assert_eq!(cert.cert_dir, "/c");
+        assert_eq!(cert.cert_duration_or_default(), "10m");
+        let lo = d.log_options.clone().unwrap();
+        assert_eq!(lo.max_age, Some(1));
+        assert_eq!(lo.max_size, None);
+        assert_eq!(
+            lo.effective(),
+            EffectiveLogOptions {
+                max_age: 1,
+                max_size: 100,
+                max_backups: 5,
+                compress: false
+            }
+        );
+        assert_eq!(d.readiness_indicator_file, "/r");
+    }
+
+    #[test]
+    fn daemon_config_errors() {
+        for (input, needle) in [
+            (
+                &b"not json"[..],
+                "failed to unmarshall the daemon configuration",
+            ),
+            (b"[]", "expected a JSON object"),
+            (br#"{"socketDir":1}"#, "\"socketDir\""),
+            (br#"{"connectionLimit":"3"}"#, "\"connectionLimit\""),
+            (br#"{"connectionLimit":1.5}"#, "\"connectionLimit\""),
+            (br#"{"metricsPort":70000}"#, "metricsPort"),
+            (br#"{"logToStderr":"true"}"#, "\"logToStderr\""),
+            (
+                br#"{"perNodeCertificate":{"enabled":1}}"#,
+                "perNodeCertificate: key \"enabled\"",
+            ),
+            (
+                br#"{"logOptions":{"maxAge":"x"}}"#,
+                "logOptions: key \"maxAge\"",
+            ),
+        ] {
+            let err = DaemonConfig::from_bytes(input).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should contain {needle}");
+        }
+        for bad in [0, -1] {
+            let d = DaemonConfig::from_bytes(format!(r#"{{"connectionLimit":{bad}}}"#).as_bytes())
+                .unwrap();
+            assert_eq!(d.connection_limit(), Err(ConfigError::ConnectionLimit(bad)));
+        }
+    }
+
+    // §12.1 item 6
+    #[test]
+    fn merge_overrides_and_adds_every_daemon_key() {
+        let out = merged(
+            json!({"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim",
+                   "readinessindicatorfile":"/client","keep":1}),
+            json!({"cniVersion":"1.0.0","readinessindicatorfile":"/daemon","binDir":"/b",
+                   "nested":{"a":1}}),
+            false,
+        );
+        assert_eq!(
+            out,
+            json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus-shim",
+                   "readinessindicatorfile":"/daemon","keep":1,"binDir":"/b","nested":{"a":1}})
+        );
+    }
+
+    // §12.1 item 7
+    #[test]
+    fn merge_in_auto_mode_drops_readiness_indicator() {
+        let out = merged(
+            json!({"readinessindicatorfile":"/client","name":"n"}),
+            json!({"readinessindicatorfile":"/daemon","cniVersion":"0.4.0"}),
+            true,
+        );
+        assert_eq!(out, json!({"name":"n","cniVersion":"0.4.0"}));
+    }
+
+    #[test]
+    fn merge_is_shallow_and_keeps_client_order() {
+        let client = br#"{"a":1,"runtimeConfig":{"portMappings":[],"x":1},"b":2}"#;
+        let daemon = obj(json!({"runtimeConfig":{"y":2},"c":3}));
+        let out = merge_request_config(client, &daemon, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":1,"runtimeConfig":{"y":2},"b":2,"c":3}"#
+        );
+    }
+
+    #[test]
+    fn merge_empty_daemon_config() {
+        let client = b"{ \"b\": 1,  \"a\": 2 }";
+        assert_eq!(
+            merge_request_config(client, &Map::new(), false).unwrap(),
+            client.to_vec()
+        );
+        // Even invalid client bytes pass through untouched (the reference does the same).
+        assert_eq!(
+            merge_request_config(b"xx", &Map::new(), false).unwrap(),
+            b"xx".to_vec()
+        );
+        // Auto mode still strips the readiness indicator.
+        let out = merge_request_config(
+            br#"{"readinessindicatorfile":"/x","a":1}"#,
+            &Map::new(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out, br#"{"a":1}"#.to_vec());
+    }
+
+    #[test]
+    fn merge_errors() {
+        let daemon = obj(json!({"a":1}));
+        for bad in [&b"{"[..], b"null", b"[1]", b"\"s\""] {
+            let err = merge_request_config(bad, &daemon, false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("failed to unmarshall CNI config: "),
+                "{err}"
+            );
+        }
+        let err = merge_request_config_bytes(b"{}", b"{", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("failed to unmarshall CNI override config: "),
+            "{err}"
+        );
+        assert_eq!(
+            merge_request_config_bytes(b"zz", b"", true).unwrap(),
+            b"zz".to_vec()
+        );
+        assert_eq!(
+            merge_request_config_bytes(br#"{"a":1}"#, br#"{"b":2}"#, false).unwrap(),
+            br#"{"a":1,"b":2}"#.to_vec()
+        );
+    }
+
+    fn netconf(v: Value) -> Result<NetConf, ConfigError> {
+        NetConf::from_bytes(&serde_json::to_vec(&v).unwrap())
+    }
+
+    // §12.5 item 62
+    #[test]
+    fn netconf_valid_and_defaults() {
+        let c = netconf(json!({"name":"multus-cni-network","type":"multus-shim",
+            "cniVersion":"0.3.1","clusterNetwork":"/etc/cni/net.d/10-x.conflist"}))
+        .unwrap();
+        assert_eq!(c.bin_dir, DEFAULT_BIN_DIR);
+        assert_eq!(c.conf_dir, DEFAULT_CONF_DIR);
+        assert_eq!(c.cni_dir, DEFAULT_CNI_DIR);
+        assert!(c.log_to_stderr);
+        assert_eq!(c.multus_namespace, "kube-system");
+        assert_eq!(c.non_isolated_namespaces, vec!["default"]);
+        assert_eq!(c.system_namespaces, vec!["kube-system"]);
+        assert_eq!(c.readiness_indicator_file, ""); // §12.5 item 65
+        assert!(!c.namespace_isolation);
+        assert!(!c.retry_delete_on_error);
+        assert_eq!(c.plugin_type, "multus-shim");
+        assert_eq!(c.daemon_socket_dir_or_default(), DEFAULT_SOCKET_DIR);
+        assert!(!c.uses_static_delegates());
+        assert_eq!(c.raw.len(), 4);
+    }
+
+    #[test]
+    fn netconf_invalid_json() {
+        let err = NetConf::from_bytes(b"{\"name\":").unwrap_err().to_string();
+        assert!(
+            err.starts_with("LoadNetConf: failed to load netconf: "),
+            "{err}"
+        );
+    }
+
+    // §12.5 item 62: log keys
+    #[test]
+    fn netconf_log_keys() {
+        let c = netconf(json!({"clusterNetwork":"x","logFile":"/var/log/multus.log",
+            "logLevel":"debug","logToStderr":false,
+            "logOptions":{"maxAge":5,"maxSize":100,"maxBackups":5,"compress":true}}))
+        .unwrap();
+        assert_eq!(c.log_file, "/var/log/multus.log");
+        assert_eq!(c.log_level, "debug");
+        assert!(!c.log_to_stderr);
+        assert_eq!(
+            c.log_options,
+            Some(LogOptions {
+                max_age: Some(5),
+                max_size: Some(100),
+                max_backups: Some(5),
+                compress: Some(true)
+            })
+        );
+    }
+
+    // §12.5 item 63
+    #[test]
+    fn netconf_global_namespaces() {
+        let c = netconf(json!({"clusterNetwork":"x","namespaceIsolation":true,
+            "globalNamespaces":" kube-system, donkey-kong ,default"}))
+        .unwrap();
+        assert!(c.namespace_isolation);
+        assert_eq!(
+            c.non_isolated_namespaces,
+            vec!["kube-system", "donkey-kong", "default"]
+        );
+        assert!(c.is_non_isolated_namespace("donkey-kong"));
+        assert!(!c.is_non_isolated_namespace("other"));
+        // An explicit list replaces "default".
+        let c = netconf(json!({"clusterNetwork":"x","globalNamespaces":"a"})).unwrap();
+        assert_eq!(c.non_isolated_namespaces, vec!["a"]);
+    }
+
+    // §12.5 item 64
+    #[test]
+    fn netconf_delegates_and_prev_result() {
+        let c = netconf(json!({"cniVersion":"0.3.1","delegates":[
+            {"type":"weave-net","cniVersion":"0.3.1"},
+            {"name":"l","plugins":[{"type":"bridge"}]}],
+            "prevResult":{"cniVersion":"0.3.1","ips":[{"version":"4","address":"10.0.0.5/32"}]}}))
+        .unwrap();
+        assert!(c.uses_static_delegates());
+        assert_eq!(c.delegates.len(), 2);
+        assert_eq!(c.delegates[0]["type"], "weave-net");
+        assert!(c.prev_result.is_some());
+
+        for v in [
+            json!({}),
+            json!({"kubeconfig":"/k"}),
+            json!({"delegates":[]}),
+        ] {
+            assert_eq!(netconf(v), Err(ConfigError::NoDelegates));
+        }
+        assert_eq!(
+            ConfigError::NoDelegates.to_string(),
+            "LoadNetConf: at least one delegate/clusterNetwork must be specified"
+        );
+        let err = netconf(json!({"delegates":[{"name":"x"}]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("delegate must have the 'type' or 'plugin' field"),
+            "{err}"
+        );
+        assert!(
+            err.starts_with("LoadNetConf: failed to load delegate 0 config: "),
+            "{err}"
+        );
+        for bad in [json!({"plugins":[]}), json!({"plugins":[{"x":1}]})] {
+            let err = netconf(json!({"delegates":[{"type":"a"}, bad]}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("delegate 1 config"), "{err}");
+            assert!(
+                err.contains("a plugin delegate must have the 'type' field"),
+                "{err}"
+            );
+        }
+        // With clusterNetwork the static delegates are not used and not checked.
+        assert!(netconf(json!({"clusterNetwork":"x","delegates":[{"name":"x"}]})).is_ok());
+        let err = netconf(
+            json!({"cniVersion":"0.3.1","delegates":[{"type":"a"}],"prevResult":{"ips":"x"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("LoadNetConf: could not parse prevResult: "),
+            "{err}"
+        );
+    }
+
+    // §12.5 item 65
+    #[test]
+    fn netconf_readiness_and_system_namespaces() {
+        let c = netconf(
+            json!({"clusterNetwork":"x","readinessindicatorfile":"/ready",
+            "systemNamespaces":["kube-system","kube-public"],"multusNamespace":"multus"}),
+        )
+        .unwrap();
+        assert_eq!(c.readiness_indicator_file, "/ready");
+        assert!(c.is_system_namespace("kube-public"));
+        assert!(!c.is_system_namespace("default"));
+        assert_eq!(c.multus_namespace, "multus");
+        let c = netconf(json!({"clusterNetwork":"x","systemNamespaces":[]})).unwrap();
+        assert!(!c.is_system_namespace("kube-system"));
+    }
+
+    #[test]
+    fn netconf_all_r_keys() {
+        let c = netconf(json!({"cniVersion":"1.0.0","name":"n","type":"multus-shim",
+            "clusterNetwork":"cn","defaultNetworks":["a","b"],"runtimeConfig":{"portMappings":[]},
+            "capabilities":{"portMappings":true,"bandwidth":false,"odd":"yes"},
+            "auxiliaryCNIChainName":"aux","retryDeleteOnError":true,"daemonSocketDir":"/d",
+            "kubeconfig":"/k","binDir":"/b","confDir":"/c","cniDir":"/cd","unknown":{"x":1}}))
+        .unwrap();
+        assert_eq!(c.cni_version, "1.0.0");
+        assert_eq!(c.name, "n");
+        assert_eq!(c.default_networks, vec!["a", "b"]);
+        assert_eq!(c.runtime_config, Some(json!({"portMappings":[]})));
+        assert_eq!(
+            c.capabilities,
+            BTreeMap::from([
+                ("bandwidth".to_string(), false),
+                ("portMappings".to_string(), true)
+            ])
+        );
+        assert_eq!(c.auxiliary_cni_chain_name, "aux");
+        assert!(c.retry_delete_on_error);
+        assert_eq!(c.daemon_socket_dir_or_default(), "/d");
+        assert_eq!(c.kubeconfig, "/k");
+        assert_eq!(
+            (c.bin_dir.as_str(), c.conf_dir.as_str(), c.cni_dir.as_str()),
+            ("/b", "/c", "/cd")
+        );
+        assert_eq!(c.raw["unknown"], json!({"x":1}));
+    }
+
+    #[test]
+    fn netconf_wrong_types_name_the_key() {
+        for (v, key) in [
+            (json!({"clusterNetwork":1}), "\"clusterNetwork\""),
+            (
+                json!({"clusterNetwork":"x","defaultNetworks":"a"}),
+                "\"defaultNetworks\"",
+            ),
+            (
+                json!({"clusterNetwork":"x","defaultNetworks":[1]}),
+                "\"defaultNetworks[0]\"",
+            ),
+            (json!({"delegates":{"type":"x"}}), "\"delegates\""),
+            (json!({"delegates":[1]}), "\"delegates[0]\""),
+            (
+                json!({"clusterNetwork":"x","runtimeConfig":[]}),
+                "\"runtimeConfig\"",
+            ),
+            (
+                json!({"clusterNetwork":"x","capabilities":[]}),
+                "\"capabilities\"",
+            ),
+            (
+                json!({"clusterNetwork":"x","namespaceIsolation":"true"}),
+                "\"namespaceIsolation\"",
+            ),
+            (
+                json!({"clusterNetwork":"x","prevResult":"r"}),
+                "\"prevResult\"",
+            ),
+        ] {
+            let err = netconf(v).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+        // null means absent, as in Go.
+        let c = netconf(json!({"clusterNetwork":"x","binDir":null,"logToStderr":null})).unwrap();
+        assert_eq!(c.bin_dir, DEFAULT_BIN_DIR);
+        assert!(c.log_to_stderr);
+    }
+
+    #[test]
+    fn shim_config() {
+        let s = ShimConfig::from_bytes(
+            br#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim",
+                "capabilities":{"x":"odd"},"plugins":7,"logLevel":"debug"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.cni_version, "0.3.1");
+        assert_eq!(s.daemon_socket_dir, "/run/multus/");
+        assert_eq!(s.socket_path(), PathBuf::from("/run/multus/multus.sock"));
+        assert_eq!(s.log_level, "debug");
+        assert!(!s.log_to_stderr);
+        let s = ShimConfig::from_bytes(
+            br#"{"daemonSocketDir":"/host/run/multus","logFile":"/l","logToStderr":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.socket_path(),
+            PathBuf::from("/host/run/multus/multus.sock")
+        );
+        assert_eq!(s.log_file, "/l");
+        assert!(s.log_to_stderr);
+        let s = ShimConfig::from_bytes(br#"{"daemonSocketDir":"","logFile":null}"#).unwrap();
+        assert_eq!(s.daemon_socket_dir, DEFAULT_SOCKET_DIR);
+        assert!(ShimConfig::from_bytes(b"{").is_err());
+        let err = ShimConfig::from_bytes(br#"{"logToStderr":"yes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid multus-shim configuration: "),
+            "{err}"
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                ".{0,8}".prop_map(Value::String),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn keyed_object() -> impl Strategy<Value = Map<String, Value>> {
+            let key = prop_oneof![
+                Just("readinessindicatorfile".to_string()),
+                Just("cniVersion".to_string()),
+                "[a-z]{1,3}",
+            ];
+            prop::collection::btree_map(key, value(), 0..6).prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            #[test]
+            fn merge_never_panics_on_arbitrary_bytes(
+                client in prop::collection::vec(any::<u8>(), 0..64),
+                daemon in keyed_object(),
+                ignore in any::<bool>(),
+            ) {
+                let _ = merge_request_config(&client, &daemon, ignore);
+            }
+
+            #[test]
+            fn merge_contains_every_daemon_key(
+                client in keyed_object(),
+                daemon in keyed_object(),
+                ignore in any::<bool>(),
+            ) {
+                let bytes = serde_json::to_vec(&client).unwrap();
+                let out = merge_request_config(&bytes, &daemon, ignore).unwrap();
+                let out: Map<String, Value> = serde_json::from_slice(&out).unwrap();
+                for (k, v) in &daemon {
+                    if ignore && k == READINESS_INDICATOR_KEY {
+                        prop_assert!(!out.contains_key(k));
+                    } else {
+                        prop_assert_eq!(out.get(k), Some(v));
+                    }
+                }
+                for (k, v) in &client {
+                    if !daemon.contains_key(k) && (!ignore || k != READINESS_INDICATOR_KEY) {
+                        prop_assert_eq!(out.get(k), Some(v));
+                    }
+                }
+            }
+
+            #[test]
+            fn netconf_never_panics(v in keyed_object()) {
+                let _ = NetConf::from_map(v.clone());
+                let _ = DaemonConfig::from_map(v);
+            }
+        }
+    }
+}

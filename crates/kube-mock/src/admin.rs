@@ -1,0 +1,170 @@
+//! The admin API under the admin prefix (default `/_mock`), JSON in and out:
+//!
+//! | method and path | effect |
+//! |---|---|
+//! | `GET /journal`, `DELETE /journal` | read / clear the request journal |
+//! | `GET /faults`, `POST /faults`, `DELETE /faults` | list / add ([`FaultRule`] JSON) / clear fault rules |
+//! | `POST /watches/close`, `/watches/expire`, `/watches/stall` | disrupt open watches (`{"matcher": {…}, "millis": N}`) |
+//! | `POST /listening/stop` | stop listening for `{"millis": N}` (default 1000), then listen again on the same port |
+//! | `GET /objects?apiVersion=&kind=&namespace=` | list stored objects |
+//! | `POST /objects`, `PUT /objects` | create / create-or-replace the object in the body |
+//! | `DELETE /objects` | delete `{"apiVersion", "kind", "namespace", "name"}` |
+//! | `GET /deny`, `PUT /deny` | read / replace the deny rules (`["update:pods/status", …]`) |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response};
+use serde_json::{Value, json};
+
+use crate::faults::{FaultRule, RequestMatcher};
+use crate::request::parse_query;
+use crate::server::{Body, DenyRule, Shared, error_response, json_response};
+use crate::status::ApiError;
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid admin request body: {e}")))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct WatchCommand {
+    matcher: Option<RequestMatcher>,
+    millis: Option<u64>,
+    /// For expire: also forget the watch history so resuming fails (default true).
+    compact: Option<bool>,
+}
+
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Response<Body> {
+    match run(shared, method, rest, query, body).await {
+        Ok(value) => json_response(200, &value),
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let store = &shared.store;
+    let faults = &shared.faults;
+    match (method, rest.trim_end_matches('/')) {
+        (&Method::GET, "" | "healthz") => {
+            Ok(json!({"status": "ok", "resourceVersion": store.resource_version().to_string()}))
+        }
+        (&Method::GET, "journal") => Ok(json!(shared.journal.entries())),
+        (&Method::DELETE, "journal") => {
+            shared.journal.clear();
+            Ok(json!({"cleared": true}))
+        }
+        (&Method::GET, "faults") => Ok(json!(faults.rules())),
+        (&Method::POST, "faults") => {
+            let rule: FaultRule = parse_json(body)?;
+            faults
+                .add_rule(rule)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok(json!(faults.rules()))
+        }
+        (&Method::DELETE, "faults") => {
+            faults.clear();
+            Ok(json!([]))
+        }
+        (&Method::POST, "watches/close") => {
+            let command: WatchCommand = parse_json(body)?;
+            faults.close_watches(command.matcher);
+            Ok(json!({"closed": true}))
+        }
+        (&Method::POST, "watches/expire") => {
+            let command: WatchCommand = parse_json(body)?;
+            if command.compact.unwrap_or(true) {
+                store.compact(None);
+            }
+            faults.expire_watches(command.matcher);
+            Ok(json!({"expired": true}))
+        }
+        (&Method::POST, "watches/stall") => {
+            let command: WatchCommand = parse_json(body)?;
+            let pause = Duration::from_millis(command.millis.unwrap_or(1000));
+            faults.stall_watches(command.matcher, pause);
+            Ok(json!({"stalledMillis": pause.as_millis() as u64}))
+        }
+        (&Method::POST, "listening/stop") => {
+            let command: WatchCommand = parse_json(body)?;
+            let pause = Duration::from_millis(command.millis.unwrap_or(1000));
+            let shared = shared.clone();
+            // Answer first: stopping closes this very connection.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                crate::server::stop_listening(&shared);
+                tokio::time::sleep(pause).await;
+                if let Err(err) = crate::server::start_listening(&shared, None) {
+                    tracing::error!(%err, "cannot listen again after an admin stop");
+                }
+            });
+            Ok(json!({"downMillis": pause.as_millis() as u64}))
+        }
+        (&Method::GET, "objects") => {
+            let q = parse_query(query);
+            let api_version = q.get("apiVersion").cloned().unwrap_or_else(|| "v1".into());
+            let kind = q
+                .get("kind")
+                .cloned()
+                .ok_or_else(|| ApiError::bad_request("kind is required"))?;
+            Ok(json!(store.list_kind(
+                &api_version,
+                &kind,
+                q.get("namespace").map(String::as_str)
+            )))
+        }
+        (&Method::POST, "objects") => store.create(parse_json(body)?),
+        (&Method::PUT, "objects") => store.upsert(parse_json(body)?),
+        (&Method::DELETE, "objects") => {
+            let target: Value = parse_json(body)?;
+            let field = |name: &str| target[name].as_str().unwrap_or_default().to_string();
+            store.delete_kind(
+                &field("apiVersion"),
+                &field("kind"),
+                &field("namespace"),
+                &field("name"),
+            )
+        }
+        (&Method::GET, "deny") => {
+            let rules = shared.deny.read().map(|r| r.clone()).unwrap_or_default();
+            Ok(json!(
+                rules
+                    .iter()
+                    .map(|r| format!("{}:{}", r.verb, r.resource))
+                    .collect::<Vec<_>>()
+            ))
+        }
+        (&Method::PUT, "deny") => {
+            let specs: Vec<String> = parse_json(body)?;
+            let rules = specs
+                .iter()
+                .map(|s| s.parse::<DenyRule>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if let Ok(mut deny) = shared.deny.write() {
+                *deny = rules;
+            }
+            Ok(json!(specs))
+        }
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("no admin endpoint {method} {rest:?}"),
+        )),
+    }
+}

@@ -1,0 +1,726 @@
+//! Executes parsed resource requests against the store, with the real API server's rules
+//! for subresources, preconditions and response shapes.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::discovery::table;
+use crate::patch::{PatchKind, apply_patch};
+use crate::request::{ResourceRequest, Verb};
+use crate::resources::ResourceDef;
+use crate::status::{ApiError, success_status};
+use crate::store::Store;
+
+/// What to answer.
+pub enum Reply {
+    Json {
+        code: u16,
+        body: Value,
+    },
+    /// Start a watch stream; the server layer drives it.
+    Watch,
+}
+
+fn ok(body: Value) -> Reply {
+    Reply::Json { code: 200, body }
+}
+
+/// Decodes a write body (JSON, YAML or protobuf for Pod and Event) into a JSON object.
+pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let value: Value = match essence {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str(text).map_err(|e| {
+                ApiError::bad_request(format!("the YAML body could not be decoded: {e}"))
+            })?
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            crate::protobuf::decode_object(body).map_err(|e| match e {
+                crate::protobuf::ProtobufError::UnsupportedKind { .. }
+                | crate::protobuf::ProtobufError::UnsupportedEncoding(_) => ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("{e}; send JSON instead"),
+                ),
+                other => ApiError::bad_request(other.to_string()),
+            })?
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    Ok(value)
+}
+
+/// The journal's view of a body: decoded where possible, never failing.
+pub fn body_for_journal(content_type: &str, body: &[u8]) -> Option<Value> {
+    if body.is_empty() {
+        return None;
+    }
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.ends_with("+json") || essence == "application/json" {
+        if let Ok(v) = serde_json::from_slice(body) {
+            return Some(v);
+        }
+    } else if let Ok(v) = decode_body(content_type, body) {
+        return Some(v);
+    }
+    Some(json!({"base64": base64::engine::general_purpose::STANDARD.encode(body)}))
+}
+
+fn check_body_identity(req: &ResourceRequest, body: &Value) -> Result<(), ApiError> {
+    let def = &req.def;
+    if let Some(api_version) = body["apiVersion"].as_str()
+        && !api_version.is_empty()
+        && api_version != def.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            def.api_version()
+        )));
+    }
+    if let Some(kind) = body["kind"].as_str()
+        && !kind.is_empty()
+        && kind != def.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            def.kind
+        )));
+    }
+    if let (Some(path_ns), Some(body_ns)) = (&req.namespace, body["metadata"]["namespace"].as_str())
+        && !body_ns.is_empty()
+        && body_ns != path_ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// The new object of an update, following the status-subresource split: the main resource
+/// keeps the stored status; the status subresource takes only status, labels and annotations.
+fn merge_for_update(
+    def: &ResourceDef,
+    subresource: Option<&str>,
+    current: &Value,
+    mut incoming: Value,
+) -> Value {
+    match subresource {
+        Some("status") => {
+            let mut next = current.clone();
+            next["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
+            if next["status"].is_null()
+                && let Some(o) = next.as_object_mut()
+            {
+                o.remove("status");
+            }
+            for field in ["labels", "annotations"] {
+                match incoming["metadata"].get(field) {
+                    Some(v) if !v.is_null() => next["metadata"][field] = v.clone(),
+                    _ => {
+                        if let Some(m) = next["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
+            next["metadata"]["resourceVersion"] = incoming["metadata"]["resourceVersion"].clone();
+            if next["metadata"]["resourceVersion"].is_null()
+                && let Some(m) = next["metadata"].as_object_mut()
+            {
+                m.remove("resourceVersion");
+            }
+            next
+        }
+        _ => {
+            if def.status_subresource {
+                match current.get("status") {
+                    Some(status) => incoming["status"] = status.clone(),
+                    None => {
+                        if let Some(o) = incoming.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            incoming
+        }
+    }
+}
+
+fn namespace_of(req: &ResourceRequest) -> String {
+    req.namespace.clone().unwrap_or_default()
+}
+
+fn list_kind(def: &ResourceDef) -> String {
+    format!("{}List", def.kind)
+}
+
+/// Continue tokens carry the (namespace, name) key of the last item returned.
+fn encode_continue(namespace: &str, name: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([namespace, name]).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    let invalid = || ApiError::bad_request("continue key is not valid");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let (ns, name): (String, String) = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    Ok((ns, name))
+}
+
+fn object_key(object: &Value) -> (String, String) {
+    let m = &object["metadata"];
+    (
+        m["namespace"].as_str().unwrap_or_default().to_string(),
+        m["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Objects matching the request's namespace and selectors, in key order.
+fn selected(store: &Store, req: &ResourceRequest) -> (Vec<Arc<Value>>, u64) {
+    let (items, rv) = store.list(&req.def.gvr(), req.namespace.as_deref());
+    let opts = &req.options;
+    let items = items
+        .into_iter()
+        .filter(|o| opts.label_selector.matches(o) && opts.field_selector.matches(o))
+        .collect();
+    (items, rv)
+}
+
+fn list(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
+    let (items, rv) = selected(store, req);
+    let start = req
+        .options
+        .continue_token
+        .as_deref()
+        .map(decode_continue)
+        .transpose()?;
+    let mut remaining = items
+        .into_iter()
+        .filter(|o| start.as_ref().is_none_or(|s| object_key(o) > *s))
+        .peekable();
+    let limit = req.options.limit.unwrap_or(usize::MAX);
+    let page: Vec<Arc<Value>> = remaining.by_ref().take(limit).collect();
+    let rest = remaining.count();
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if rest > 0
+        && let Some(last) = page.last()
+    {
+        let (ns, name) = object_key(last);
+        metadata["continue"] = json!(encode_continue(&ns, &name));
+        metadata["remainingItemCount"] = json!(rest);
+    }
+    if req.as_table {
+        return Ok(table(
+            &req.def,
+            page.iter().map(|o| &**o),
+            metadata,
+            req.include_object,
+        ));
+    }
+    let items: Vec<&Value> = page.iter().map(|o| &**o).collect();
+    Ok(
+        json!({"kind": list_kind(&req.def), "apiVersion": req.def.api_version(), "metadata": metadata, "items": items}),
+    )
+}
+
+fn maybe_table(req: &ResourceRequest, object: Value) -> Value {
+    if req.as_table {
+        let rv = object["metadata"]["resourceVersion"].clone();
+        table(
+            &req.def,
+            [&object],
+            json!({"resourceVersion": rv}),
+            req.include_object,
+        )
+    } else {
+        object
+    }
+}
+
+/// Executes a resource request. `body` is the raw request body and `content_type` its type.
+pub fn execute(
+    store: &Store,
+    req: &ResourceRequest,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    if req.dry_run {
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by kube-mock",
+        ));
+    }
+    let def = &req.def;
+    let gvr = def.gvr();
+    let namespace = namespace_of(req);
+    let name = req.name.clone().unwrap_or_default();
+    let subresource = req.subresource.as_deref();
+    match req.verb {
+        Verb::Get => {
+            let object = store
+                .get(&gvr, &namespace, &name)
+                .ok_or_else(|| ApiError::not_found(&gvr, &name))?;
+            Ok(ok(maybe_table(req, object)))
+        }
+        Verb::List => Ok(ok(list(store, req)?)),
+        Verb::Watch => Ok(Reply::Watch),
+        Verb::Create => {
+            let object = decode_body(content_type, body)?;
+            check_body_identity(req, &object)?;
+            if def.namespaced && !store.namespace_exists(&namespace) {
+                return Err(ApiError::not_found(
+                    &crate::resources::Gvr::new("", "v1", "namespaces"),
+                    &namespace,
+                ));
+            }
+            let created = store.create_in(def, &namespace, object)?;
+            Ok(Reply::Json {
+                code: 201,
+                body: created,
+            })
+        }
+        Verb::Update => {
+            let incoming = decode_body(content_type, body)?;
+            check_body_identity(req, &incoming)?;
+            let updated = store.modify(def, &namespace, &name, |current| {
+                Ok(merge_for_update(def, subresource, current, incoming))
+            })?;
+            Ok(ok(updated))
+        }
+        Verb::Patch(kind) => {
+            match kind {
+                PatchKind::Apply => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "server-side apply (application/apply-patch+yaml) is not supported by kube-mock; use kubectl apply without --server-side, or a merge, JSON or strategic merge patch",
+                    ));
+                }
+                PatchKind::StrategicMerge if def.custom => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    ));
+                }
+                _ => {}
+            }
+            let patched = store.modify(def, &namespace, &name, |current| {
+                let patched = apply_patch(kind, current, body).map_err(|e| match e {
+                    crate::patch::PatchError::Syntax(m) => ApiError::bad_request(m),
+                    crate::patch::PatchError::Apply(m) => {
+                        ApiError::invalid(&gvr, &def.kind, &name, &m)
+                    }
+                })?;
+                // A patch that does not mention resourceVersion must not trip the precondition.
+                Ok(merge_for_update(def, subresource, current, patched))
+            })?;
+            Ok(ok(patched))
+        }
+        Verb::Delete => {
+            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let precondition = options["preconditions"]["resourceVersion"].as_str();
+            let deleted = store.delete(def, &namespace, &name, precondition)?;
+            if let Some(uid) = options["preconditions"]["uid"].as_str()
+                && deleted["metadata"]["uid"].as_str() != Some(uid)
+            {
+                // Checked after the fact only for reporting; uid preconditions are rare.
+                tracing::debug!(uid, "delete uid precondition did not match");
+            }
+            // Pods (graceful deletion) and custom resources answer with the object, other
+            // built-in types with a Success Status.
+            if def.custom || (def.group.is_empty() && def.plural == "pods") {
+                Ok(ok(deleted))
+            } else {
+                Ok(ok(success_status(
+                    &gvr,
+                    &name,
+                    deleted["metadata"]["uid"].as_str(),
+                )))
+            }
+        }
+        Verb::DeleteCollection => {
+            let (items, _) = selected(store, req);
+            let mut deleted = Vec::new();
+            for item in items {
+                let (ns, item_name) = object_key(&item);
+                if let Ok(object) = store.delete(def, &ns, &item_name, None) {
+                    deleted.push(object);
+                }
+            }
+            Ok(ok(json!({
+                "kind": list_kind(def),
+                "apiVersion": def.api_version(),
+                "metadata": {"resourceVersion": store.resource_version().to_string()},
+                "items": deleted
+            })))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Route, route};
+    use crate::resources::Registry;
+    use http::Method;
+
+    fn store() -> Store {
+        Store::new(Registry::with_builtins(), 100)
+    }
+
+    fn call(
+        store: &Store,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        ct: &str,
+        body: &str,
+    ) -> Result<Value, ApiError> {
+        let Route::Resource(req) = route(
+            &method,
+            path,
+            query,
+            "application/json",
+            ct,
+            store.registry(),
+            "/_mock",
+        )?
+        else {
+            panic!("not a resource route")
+        };
+        match execute(store, &req, ct, body.as_bytes())? {
+            Reply::Json { body, .. } => Ok(body),
+            Reply::Watch => Ok(Value::Null),
+        }
+    }
+
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+
+    fn create_pod(s: &Store, name: &str, node: &str) -> Value {
+        let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+                          "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+                          "status": {"phase": "Pending"}});
+        call(
+            s,
+            Method::POST,
+            PODS,
+            None,
+            "application/json",
+            &body.to_string(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn main_resource_put_ignores_status_and_status_put_ignores_spec() {
+        let s = store();
+        let mut pod = create_pod(&s, "p", "node1");
+        pod["status"]["phase"] = json!("Running");
+        pod["metadata"]["labels"]["x"] = json!("1");
+        let updated = call(
+            &s,
+            Method::PUT,
+            &format!("{PODS}/p"),
+            None,
+            "",
+            &pod.to_string(),
+        )
+        .unwrap();
+        assert_eq!(updated["status"]["phase"], "Pending");
+        assert_eq!(updated["metadata"]["labels"]["x"], "1");
+
+        let mut status = updated.clone();
+        status["status"]["phase"] = json!("Running");
+        status["spec"]["nodeName"] = json!("elsewhere");
+        status["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/network-status": "[]"});
+        let updated = call(
+            &s,
+            Method::PUT,
+            &format!("{PODS}/p/status"),
+            None,
+            "",
+            &status.to_string(),
+        )
+        .unwrap();
+        assert_eq!(updated["status"]["phase"], "Running");
+        assert_eq!(updated["spec"]["nodeName"], "node1");
+        assert_eq!(
+            updated["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"],
+            "[]"
+        );
+
+        // The first object's resourceVersion is stale now.
+        let err = call(
+            &s,
+            Method::PUT,
+            &format!("{PODS}/p/status"),
+            None,
+            "",
+            &status.to_string(),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, "Conflict");
+    }
+
+    #[test]
+    fn list_filters_and_paginates() {
+        let s = store();
+        for i in 0..5 {
+            create_pod(
+                &s,
+                &format!("p{i}"),
+                if i % 2 == 0 { "node1" } else { "node2" },
+            );
+        }
+        let list = call(
+            &s,
+            Method::GET,
+            "/api/v1/pods",
+            Some("fieldSelector=spec.nodeName%3Dnode1"),
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 3);
+        assert_eq!(list["kind"], "PodList");
+        let page1 = call(&s, Method::GET, PODS, Some("limit=2"), "", "").unwrap();
+        assert_eq!(page1["metadata"]["remainingItemCount"], 3);
+        let token = page1["metadata"]["continue"].as_str().unwrap();
+        let page2 = call(
+            &s,
+            Method::GET,
+            PODS,
+            Some(&format!("limit=2&continue={token}")),
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(page2["items"][0]["metadata"]["name"], "p2");
+        assert_eq!(
+            call(&s, Method::GET, PODS, Some("continue=zzz"), "", "")
+                .unwrap_err()
+                .code,
+            400
+        );
+        let selected = call(
+            &s,
+            Method::GET,
+            PODS,
+            Some("labelSelector=app%20in%20(p1,p3)"),
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(selected["items"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn create_errors() {
+        let s = store();
+        create_pod(&s, "p", "n");
+        let dup = json!({"metadata": {"name": "p"}}).to_string();
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "", &dup)
+                .unwrap_err()
+                .reason,
+            "AlreadyExists"
+        );
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "", "{not json")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "", "[]")
+                .unwrap_err()
+                .code,
+            400
+        );
+        let protobuf = "application/vnd.kubernetes.protobuf";
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, protobuf, "k8s\0")
+                .unwrap_err()
+                .code,
+            415
+        );
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, protobuf, "k8s\0\u{7f}\u{7f}")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, protobuf, "{}")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "text/plain", "x")
+                .unwrap_err()
+                .code,
+            415
+        );
+        let wrong_ns = json!({"metadata": {"name": "q", "namespace": "other"}}).to_string();
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "", &wrong_ns)
+                .unwrap_err()
+                .code,
+            400
+        );
+        let missing_ns = json!({"metadata": {"name": "q"}}).to_string();
+        let err = call(
+            &s,
+            Method::POST,
+            "/api/v1/namespaces/nope/pods",
+            None,
+            "",
+            &missing_ns,
+        )
+        .unwrap_err();
+        assert_eq!(err.message, "namespaces \"nope\" not found");
+        let unnamed = json!({"metadata": {}}).to_string();
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "", &unnamed)
+                .unwrap_err()
+                .code,
+            422
+        );
+        let yaml = "metadata:\n  name: from-yaml\n";
+        assert_eq!(
+            call(&s, Method::POST, PODS, None, "application/yaml", yaml).unwrap()["metadata"]["name"],
+            "from-yaml"
+        );
+    }
+
+    #[test]
+    fn patches_and_deletes() {
+        let s = store();
+        create_pod(&s, "p", "n");
+        let patched = call(
+            &s,
+            Method::PATCH,
+            &format!("{PODS}/p"),
+            None,
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"containers":[{"name":"c","image":"nginx"}]},"status":{"phase":"Failed"}}"#,
+        )
+        .unwrap();
+        assert_eq!(patched["spec"]["containers"][0]["image"], "nginx");
+        assert_eq!(patched["status"]["phase"], "Pending");
+        let status = call(
+            &s,
+            Method::PATCH,
+            &format!("{PODS}/p/status"),
+            None,
+            "application/merge-patch+json",
+            r#"{"status":{"phase":"Running"}}"#,
+        )
+        .unwrap();
+        assert_eq!(status["status"]["phase"], "Running");
+        let stale = call(
+            &s,
+            Method::PATCH,
+            &format!("{PODS}/p"),
+            None,
+            "application/merge-patch+json",
+            r#"{"metadata":{"resourceVersion":"1"}}"#,
+        );
+        assert_eq!(stale.unwrap_err().reason, "Conflict");
+        let apply = call(
+            &s,
+            Method::PATCH,
+            &format!("{PODS}/p"),
+            None,
+            "application/apply-patch+yaml",
+            "{}",
+        );
+        assert_eq!(apply.unwrap_err().code, 415);
+        let nad_patch = call(
+            &s,
+            Method::PATCH,
+            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/x",
+            None,
+            "application/strategic-merge-patch+json",
+            "{}",
+        );
+        assert_eq!(nad_patch.unwrap_err().code, 415);
+        let bad_json_patch = call(
+            &s,
+            Method::PATCH,
+            &format!("{PODS}/p"),
+            None,
+            "application/json-patch+json",
+            r#"[{"op":"remove","path":"/nope"}]"#,
+        );
+        assert_eq!(bad_json_patch.unwrap_err().code, 422);
+        let deleted = call(&s, Method::DELETE, &format!("{PODS}/p"), None, "", "").unwrap();
+        assert_eq!(deleted["kind"], "Pod");
+        assert_eq!(
+            call(&s, Method::GET, &format!("{PODS}/p"), None, "", "")
+                .unwrap_err()
+                .message,
+            "pods \"p\" not found"
+        );
+        let cm = json!({"metadata": {"name": "c"}}).to_string();
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            None,
+            "",
+            &cm,
+        )
+        .unwrap();
+        let status = call(
+            &s,
+            Method::DELETE,
+            "/api/v1/namespaces/default/configmaps/c",
+            None,
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(status["status"], "Success");
+    }
+
+    #[test]
+    fn delete_collection_removes_matching() {
+        let s = store();
+        for i in 0..3 {
+            create_pod(&s, &format!("p{i}"), "n");
+        }
+        let out = call(
+            &s,
+            Method::DELETE,
+            PODS,
+            Some("labelSelector=app%3Dp1"),
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(out["items"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            s.list(&crate::resources::Gvr::new("", "v1", "pods"), None)
+                .0
+                .len(),
+            2
+        );
+    }
+}

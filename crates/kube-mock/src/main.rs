@@ -1,0 +1,114 @@
+//! `kube-mock`: run the mock Kubernetes API server standalone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kube_mock::{DenyRule, MockApiServer, MockConfig};
+
+/// A mock Kubernetes API server for kubectl, kube-rs and client-go.
+#[derive(Parser, Debug)]
+#[command(name = "kube-mock", version)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Serve HTTPS with a throwaway CA.
+    #[arg(long)]
+    tls: bool,
+    /// Require this bearer token.
+    #[arg(long, env = "KUBE_MOCK_TOKEN")]
+    token: Option<String>,
+    /// YAML/JSON file or directory of objects to store at start (repeatable).
+    #[arg(long = "seed", value_name = "PATH")]
+    seed: Vec<PathBuf>,
+    /// Write a kubeconfig for this server to FILE.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig_out: Option<PathBuf>,
+    /// Write service-account files (token, ca.crt, namespace) into DIR.
+    #[arg(long, value_name = "DIR")]
+    in_cluster_dir: Option<PathBuf>,
+    /// Answer VERB:RESOURCE with 403 Forbidden, e.g. `update:pods/status` or `*:secrets` (repeatable).
+    #[arg(long = "deny", value_name = "VERB:RESOURCE")]
+    deny: Vec<String>,
+    /// Events kept per resource for resuming watches.
+    #[arg(long, default_value_t = 1000)]
+    watch_history: usize,
+    /// Extra subject alternative names for the TLS certificate (repeatable).
+    #[arg(long = "san", value_name = "NAME_OR_IP")]
+    extra_sans: Vec<String>,
+    /// Path prefix of the admin API.
+    #[arg(long, default_value = "/_mock")]
+    admin_prefix: String,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 10)]
+    bookmark_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let mut seed = Vec::new();
+    for path in &cli.seed {
+        seed.extend(kube_mock::seed::load_path(path)?);
+    }
+    let deny = cli
+        .deny
+        .iter()
+        .map(|d| d.parse::<DenyRule>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = MockConfig {
+        listen: cli.listen,
+        tls: cli.tls,
+        token: cli.token.clone(),
+        seed,
+        extra_sans: cli.extra_sans.clone(),
+        watch_history: cli.watch_history,
+        deny,
+        admin_prefix: cli.admin_prefix.clone(),
+        bookmark_interval: Duration::from_secs(cli.bookmark_seconds.max(1)),
+        ..MockConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(cli, config))
+}
+
+async fn run(cli: Cli, config: MockConfig) -> anyhow::Result<()> {
+    let server = MockApiServer::start(config)
+        .await
+        .context("starting the mock API server")?;
+    if let Some(path) = &cli.kubeconfig_out {
+        server
+            .write_kubeconfig(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(dir) = &cli.in_cluster_dir {
+        server
+            .write_in_cluster_dir(dir)
+            .with_context(|| format!("writing {}", dir.display()))?;
+    }
+    // The first stdout line is the contract with scripts: they read the address from it.
+    println!("listening on {}", server.url());
+    use std::io::Write as _;
+    std::io::stdout().flush().context("flushing stdout")?;
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received, stopping"),
+    }
+    server.shutdown().await;
+    Ok(())
+}

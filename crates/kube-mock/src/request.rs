@@ -1,0 +1,540 @@
+//! Parsing of HTTP requests into operations, before anything acts on them.
+
+use std::collections::BTreeMap;
+
+use http::Method;
+
+use crate::discovery::IncludeObject;
+use crate::patch::PatchKind;
+use crate::resources::{Registry, ResourceDef};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::ApiError;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    Version,
+    Health,
+    /// `/api`
+    CoreVersions,
+    /// `/apis`
+    Groups,
+    /// `/apis/<group>`
+    Group(String),
+    /// `/api/v1` or `/apis/<group>/<version>`
+    ResourceList {
+        group: String,
+        version: String,
+    },
+    OpenApiV2,
+    OpenApiV3Index,
+    OpenApiV3 {
+        group: String,
+        version: String,
+    },
+    Resource(Box<ResourceRequest>),
+    Admin(String),
+}
+
+/// The verb of a resource request, as RBAC names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch(PatchKind),
+    Delete,
+    DeleteCollection,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch(_) => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
+/// Options of list and watch requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListOptions {
+    pub label_selector: LabelSelector,
+    pub field_selector: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub allow_bookmarks: bool,
+    pub timeout_seconds: Option<u64>,
+    pub send_initial_events: bool,
+}
+
+/// An operation on a served resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceRequest {
+    pub def: ResourceDef,
+    pub verb: Verb,
+    /// Namespace from the path (None for cluster-scoped requests and all-namespace lists).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// `status` for `pods/<name>/status`.
+    pub subresource: Option<String>,
+    pub options: ListOptions,
+    /// The client asked for `meta.k8s.io/v1` Table output (kubectl's human-readable get).
+    pub as_table: bool,
+    /// What a Table row embeds (`includeObject`).
+    pub include_object: IncludeObject,
+    /// `dryRun=All`: validate and answer, but store nothing.
+    pub dry_run: bool,
+}
+
+impl ResourceRequest {
+    /// `pods` or `pods/status`, as RBAC and deny rules name it.
+    pub fn resource_name(&self) -> String {
+        match &self.subresource {
+            Some(sub) => format!("{}/{sub}", self.def.plural),
+            None => self.def.plural.clone(),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes and `+` in a query component. Invalid escapes are kept verbatim.
+pub fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn truthy(value: Option<&String>) -> bool {
+    matches!(value.map(String::as_str), Some("true" | "1" | "True"))
+}
+
+fn parse_list_options(
+    query: &BTreeMap<String, String>,
+    plural: &str,
+) -> Result<ListOptions, ApiError> {
+    let number = |key: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid {key} {v:?}: not a number"))
+                })
+            })
+            .transpose()
+    };
+    Ok(ListOptions {
+        label_selector: LabelSelector::parse(
+            query.get("labelSelector").map(String::as_str).unwrap_or(""),
+        )
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?,
+        field_selector: FieldSelector::parse(
+            query.get("fieldSelector").map(String::as_str).unwrap_or(""),
+            plural,
+        )
+        .map_err(|e| ApiError::bad_request(e.0))?,
+        limit: number("limit")?.filter(|l| *l > 0).map(|l| l as usize),
+        continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
+        allow_bookmarks: truthy(query.get("allowWatchBookmarks")),
+        timeout_seconds: number("timeoutSeconds")?,
+        send_initial_events: truthy(query.get("sendInitialEvents")),
+    })
+}
+
+/// Routes a request. `admin_prefix` (e.g. `/_mock`) is checked first.
+pub fn route(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    accept: &str,
+    content_type: &str,
+    registry: &Registry,
+    admin_prefix: &str,
+) -> Result<Route, ApiError> {
+    if let Some(rest) = path.strip_prefix(admin_prefix)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return Ok(Route::Admin(rest.trim_start_matches('/').to_string()));
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    let read_only = |route: Route| {
+        if method == Method::GET || method == Method::HEAD {
+            Ok(route)
+        } else {
+            Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method ({method}) on the requested resource"
+            )))
+        }
+    };
+    match segments.as_slice() {
+        ["version"] => read_only(Route::Version),
+        ["healthz" | "livez" | "readyz", ..] => read_only(Route::Health),
+        ["api"] => read_only(Route::CoreVersions),
+        ["apis"] => read_only(Route::Groups),
+        ["openapi", "v2"] => read_only(Route::OpenApiV2),
+        ["openapi", "v3"] => read_only(Route::OpenApiV3Index),
+        ["openapi", "v3", "api", version] => read_only(Route::OpenApiV3 {
+            group: String::new(),
+            version: version.to_string(),
+        }),
+        ["openapi", "v3", "apis", group, version] => read_only(Route::OpenApiV3 {
+            group: group.to_string(),
+            version: version.to_string(),
+        }),
+        ["api", version] if registry.serves_group_version("", version) => {
+            read_only(Route::ResourceList {
+                group: String::new(),
+                version: version.to_string(),
+            })
+        }
+        ["apis", group] if registry.groups().iter().any(|(g, _)| g == group) => {
+            read_only(Route::Group(group.to_string()))
+        }
+        ["apis", group, version] if registry.serves_group_version(group, version) => {
+            read_only(Route::ResourceList {
+                group: group.to_string(),
+                version: version.to_string(),
+            })
+        }
+        ["api", version, rest @ ..] if !rest.is_empty() => resource_route(
+            method,
+            "",
+            version,
+            rest,
+            query,
+            accept,
+            content_type,
+            registry,
+        ),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => resource_route(
+            method,
+            group,
+            version,
+            rest,
+            query,
+            accept,
+            content_type,
+            registry,
+        ),
+        _ => Err(not_found()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resource_route(
+    method: &Method,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    query: Option<&str>,
+    accept: &str,
+    content_type: &str,
+    registry: &Registry,
+) -> Result<Route, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    // Legacy `/watch/` paths: /api/v1/watch/namespaces/ns/pods.
+    let (legacy_watch, rest) = match rest {
+        ["watch", tail @ ..] => (true, tail),
+        _ => (false, rest),
+    };
+    let find = |plural: &str| registry.find(group, version, plural);
+    // Split into (namespace, resource, name, subresource).
+    let (namespace, def, name, subresource) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|d| d.namespaced) => {
+            let def = find(plural).ok_or_else(not_found)?;
+            match tail {
+                [] => (Some(ns.to_string()), def, None, None),
+                [name] => (Some(ns.to_string()), def, Some(name.to_string()), None),
+                [name, sub] => (
+                    Some(ns.to_string()),
+                    def,
+                    Some(name.to_string()),
+                    Some(sub.to_string()),
+                ),
+                _ => return Err(not_found()),
+            }
+        }
+        [plural, tail @ ..] => {
+            let def = find(plural).ok_or_else(not_found)?;
+            match tail {
+                [] => (None, def, None, None),
+                // A name under a namespaced resource without a namespace is not a route.
+                [_, ..] if def.namespaced => return Err(not_found()),
+                [name] => (None, def, Some(name.to_string()), None),
+                [name, sub] => (None, def, Some(name.to_string()), Some(sub.to_string())),
+                _ => return Err(not_found()),
+            }
+        }
+        [] => return Err(not_found()),
+    };
+    if let Some(sub) = &subresource
+        && !(sub == "status" && def.status_subresource)
+    {
+        return Err(not_found());
+    }
+    let query = parse_query(query);
+    let watch = legacy_watch || truthy(query.get("watch"));
+    let verb = match (method, name.is_some()) {
+        (&Method::GET, true) if watch => Verb::Watch,
+        (&Method::GET, true) => Verb::Get,
+        (&Method::GET, false) if watch => Verb::Watch,
+        (&Method::GET, false) => Verb::List,
+        (&Method::POST, false) if subresource.is_none() => Verb::Create,
+        (&Method::PUT, true) => Verb::Update,
+        (&Method::PATCH, true) => Verb::Patch(
+            PatchKind::from_content_type(content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
+        ),
+        (&Method::DELETE, true) if subresource.is_none() => Verb::Delete,
+        (&Method::DELETE, false) => Verb::DeleteCollection,
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method ({method}) on the requested resource"
+            )));
+        }
+    };
+    let mut options = parse_list_options(&query, &def.plural)?;
+    if let (Verb::Watch, Some(n)) = (verb, &name) {
+        // Watching one object is a watch with a name field selector.
+        options
+            .field_selector
+            .0
+            .push(crate::selector::FieldRequirement {
+                field: "metadata.name".into(),
+                value: n.clone(),
+                negated: false,
+            });
+    }
+    let name = if verb == Verb::Watch { None } else { name };
+    Ok(Route::Resource(Box::new(ResourceRequest {
+        namespace: if def.namespaced { namespace } else { None },
+        verb,
+        name,
+        subresource,
+        options,
+        as_table: accept.contains("as=Table"),
+        include_object: IncludeObject::parse(query.get("includeObject").map(String::as_str)),
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
+        def,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: Method, path: &str, query: Option<&str>) -> Result<Route, ApiError> {
+        route(
+            &method,
+            path,
+            query,
+            "application/json",
+            "application/json",
+            &Registry::with_builtins(),
+            "/_mock",
+        )
+    }
+
+    fn resource(method: Method, path: &str, query: Option<&str>) -> ResourceRequest {
+        match r(method, path, query).unwrap() {
+            Route::Resource(req) => *req,
+            other => panic!("not a resource route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_discovery_and_admin() {
+        assert_eq!(r(Method::GET, "/api", None).unwrap(), Route::CoreVersions);
+        assert_eq!(
+            r(Method::GET, "/apis/k8s.cni.cncf.io", None).unwrap(),
+            Route::Group("k8s.cni.cncf.io".into())
+        );
+        assert!(matches!(
+            r(Method::GET, "/apis/apps/v1", None).unwrap(),
+            Route::ResourceList { .. }
+        ));
+        assert_eq!(
+            r(Method::POST, "/_mock/faults", None).unwrap(),
+            Route::Admin("faults".into())
+        );
+        assert_eq!(r(Method::POST, "/api", None).unwrap_err().code, 405);
+        assert_eq!(r(Method::GET, "/apis/nope/v1", None).unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn routes_resources_like_client_go() {
+        let list = resource(
+            Method::GET,
+            "/api/v1/pods",
+            Some("fieldSelector=spec.nodeName%3Dnode1&limit=500&resourceVersion=0"),
+        );
+        assert_eq!(list.verb, Verb::List);
+        assert_eq!(
+            list.options.field_selector.pinned("spec.nodeName"),
+            Some("node1")
+        );
+        assert_eq!(list.options.limit, Some(500));
+        let watch = resource(
+            Method::GET,
+            "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
+            Some(
+                "allowWatchBookmarks=true&resourceVersion=1020&timeout=9m43s&timeoutSeconds=583&watch=true",
+            ),
+        );
+        assert_eq!(watch.verb, Verb::Watch);
+        assert!(watch.options.allow_bookmarks);
+        assert_eq!(watch.options.timeout_seconds, Some(583));
+        let status = resource(
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/pod1/status",
+            None,
+        );
+        assert_eq!(
+            (status.verb, status.resource_name().as_str()),
+            (Verb::Update, "pods/status")
+        );
+        assert_eq!(status.namespace.as_deref(), Some("default"));
+        let ns = resource(Method::GET, "/api/v1/namespaces/default", None);
+        assert_eq!(
+            (ns.def.plural.as_str(), ns.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let legacy = resource(Method::GET, "/api/v1/watch/namespaces/default/pods/p", None);
+        assert_eq!(legacy.verb, Verb::Watch);
+        assert_eq!(
+            legacy.options.field_selector.pinned("metadata.name"),
+            Some("p")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        assert_eq!(
+            r(
+                Method::GET,
+                "/api/v1/pods",
+                Some("labelSelector=a%20in%20b")
+            )
+            .unwrap_err()
+            .code,
+            400
+        );
+        assert_eq!(
+            r(
+                Method::GET,
+                "/api/v1/pods",
+                Some("fieldSelector=spec.foo%3D1")
+            )
+            .unwrap_err()
+            .code,
+            400
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/pods", Some("limit=abc"))
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/configmaps/x/status", None)
+                .unwrap_err()
+                .code,
+            404
+        );
+        assert_eq!(
+            r(Method::POST, "/api/v1/namespaces/default/pods/p", None)
+                .unwrap_err()
+                .code,
+            405
+        );
+        assert_eq!(
+            r(
+                Method::GET,
+                "/api/v1/namespaces/default/configmaps/x/status",
+                None
+            )
+            .unwrap_err()
+            .code,
+            404
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/a/b/c/d/e/f", None)
+                .unwrap_err()
+                .code,
+            404
+        );
+        let patch = route(
+            &Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            None,
+            "",
+            "text/plain",
+            &Registry::with_builtins(),
+            "/_mock",
+        );
+        assert_eq!(patch.unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn percent_decoding_is_total() {
+        assert_eq!(percent_decode("a%3Db+c"), "a=b c");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+}

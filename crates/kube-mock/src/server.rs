@@ -1,0 +1,415 @@
+//! The HTTP(S) server: connection handling, authentication, faults, routing and responses.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{Reply, body_for_journal, execute};
+use crate::discovery;
+use crate::faults::{Faults, Journal, JournalEntry, RequestFacts};
+use crate::request::{Route, Verb, route};
+use crate::status::ApiError;
+use crate::store::Store;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// A `VERB:RESOURCE` rule answered with 403 Forbidden; `*` matches anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyRule {
+    pub verb: String,
+    pub resource: String,
+}
+
+impl std::str::FromStr for DenyRule {
+    type Err = crate::error::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((verb, resource)) if !verb.is_empty() && !resource.is_empty() => Ok(Self {
+                verb: verb.to_lowercase(),
+                resource: resource.to_string(),
+            }),
+            _ => Err(crate::error::Error::InvalidDenyRule(s.to_string())),
+        }
+    }
+}
+
+impl DenyRule {
+    fn denies(&self, verb: &str, resource: &str) -> bool {
+        (self.verb == "*" || self.verb == verb)
+            && (self.resource == "*" || self.resource == resource)
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub faults: Arc<Faults>,
+    pub journal: Journal,
+    pub token: Option<String>,
+    pub deny: std::sync::RwLock<Vec<DenyRule>>,
+    pub admin_prefix: String,
+    pub bookmark_interval: Duration,
+    pub addr: SocketAddr,
+    pub tls: Option<TlsAcceptor>,
+    pub runtime: tokio::runtime::Handle,
+    /// Stops the current accept loop and its connections; None while not listening.
+    pub listening: std::sync::Mutex<Option<watch::Sender<bool>>>,
+}
+
+pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
+    let mut response = json_response(err.code, &err.to_status());
+    if let Some(seconds) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// Binds the configured address and starts accepting connections.
+pub(crate) fn start_listening(
+    shared: &Arc<Shared>,
+    bound: Option<std::net::TcpListener>,
+) -> std::io::Result<()> {
+    let mut listening = shared
+        .listening
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if listening.is_some() {
+        return Ok(());
+    }
+    // std's bind sets SO_REUSEADDR, so the same port can be bound again right after a stop.
+    let std_listener = match bound {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(shared.addr)?,
+    };
+    std_listener.set_nonblocking(true)?;
+    let listener = {
+        let _guard = shared.runtime.enter();
+        TcpListener::from_std(std_listener)?
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    shared
+        .runtime
+        .spawn(accept_loop(listener, shared.clone(), stop_rx));
+    *listening = Some(stop_tx);
+    Ok(())
+}
+
+/// Closes the listening socket and every open connection. Returns whether it was listening.
+pub(crate) fn stop_listening(shared: &Arc<Shared>) -> bool {
+    let stop = shared
+        .listening
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    match stop {
+        Some(stop) => {
+            let _ = stop.send(true);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Time for the accept loop to drop its socket after a stop.
+pub(crate) const STOP_SETTLE: Duration = Duration::from_millis(20);
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = serve_connection(stream, shared) => {}
+                        _ = stop.changed() => tracing::debug!(%peer, "connection closed by stop_listening"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let handler = shared.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let shared = handler.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let result = match &shared.tls {
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(tls) => builder.serve_connection(TokioIo::new(tls), service).await,
+            Err(err) => {
+                tracing::debug!(%err, "TLS handshake failed");
+                return;
+            }
+        },
+        None => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%err, "connection ended with an error");
+    }
+}
+
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let accept = header_str(&req, header::ACCEPT);
+    let content_type = header_str(&req, header::CONTENT_TYPE);
+    let authorization = header_str(&req, header::AUTHORIZATION);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            return error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("cannot read the request body: {err}"),
+            ));
+        }
+    };
+    let started = std::time::Instant::now();
+    let response = dispatch(
+        &shared,
+        &method,
+        &path,
+        query.as_deref(),
+        &accept,
+        &content_type,
+        &authorization,
+        &body,
+    )
+    .await;
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    if !path.starts_with(&shared.admin_prefix) {
+        shared.journal.record(JournalEntry {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            method: method.to_string(),
+            path,
+            query,
+            content_type: Some(content_type.clone()).filter(|c| !c.is_empty()),
+            body: body_for_journal(&content_type, &body),
+            status,
+            user_agent,
+        });
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    accept: &str,
+    content_type: &str,
+    authorization: &str,
+    body: &Bytes,
+) -> Response<Body> {
+    let registry = shared.store.registry().clone();
+    let routed = route(
+        method,
+        path,
+        query,
+        accept,
+        content_type,
+        &registry,
+        &shared.admin_prefix,
+    );
+    if let Ok(Route::Admin(rest)) = &routed {
+        return crate::admin::handle(shared, method, rest, query, body).await;
+    }
+    let public = matches!(routed, Ok(Route::Version | Route::Health));
+    if let Some(token) = &shared.token
+        && !public
+        && authorization.strip_prefix("Bearer ").map(str::trim) != Some(token.as_str())
+    {
+        return error_response(&ApiError::unauthorized());
+    }
+    let mut facts = RequestFacts {
+        method: method.to_string(),
+        path: path.to_string(),
+        ..Default::default()
+    };
+    let mut conflict_target = None;
+    if let Ok(Route::Resource(req)) = &routed {
+        facts.resource = Some(req.resource_name());
+        facts.verb = Some(req.verb.as_str().to_string());
+        facts.namespace = req.namespace.clone();
+        if matches!(req.verb, Verb::Update | Verb::Patch(_)) {
+            conflict_target = Some((req.def.gvr(), req.name.clone().unwrap_or_default()));
+        }
+    }
+    let decision = shared.faults.decide(
+        &facts,
+        conflict_target.as_ref().map(|(g, n)| (g, n.as_str())),
+    );
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    if let Some(err) = decision.fail {
+        return error_response(&err);
+    }
+    let routed = match routed {
+        Ok(r) => r,
+        Err(err) => return error_response(&err),
+    };
+    match routed {
+        Route::Version => json_response(200, &discovery::version()),
+        Route::Health => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")).boxed());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+        Route::CoreVersions => {
+            json_response(200, &discovery::core_versions(&shared.addr.to_string()))
+        }
+        Route::Groups => json_response(200, &discovery::group_list(&registry)),
+        Route::Group(name) => match discovery::group(&registry, &name) {
+            Some(doc) => json_response(200, &doc),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
+        },
+        Route::ResourceList { group, version } => {
+            json_response(200, &discovery::resource_list(&registry, &group, &version))
+        }
+        Route::OpenApiV2 => {
+            if accept.is_empty() || accept.contains("json") || accept.contains("*/*") {
+                json_response(200, &discovery::openapi_v2())
+            } else {
+                error_response(&ApiError::new(
+                    406,
+                    "NotAcceptable",
+                    "only application/json is served for /openapi/v2",
+                ))
+            }
+        }
+        Route::OpenApiV3Index => json_response(200, &discovery::openapi_v3_index(&registry)),
+        Route::OpenApiV3 { group, version } => {
+            match discovery::openapi_v3_group_version(&registry, &group, &version) {
+                Some(doc) => json_response(200, &doc),
+                None => error_response(&ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )),
+            }
+        }
+        Route::Admin(_) => {
+            error_response(&ApiError::internal("admin route reached the API handler"))
+        }
+        Route::Resource(req) => {
+            let verb = req.verb.as_str();
+            let resource = req.resource_name();
+            let denied = shared
+                .deny
+                .read()
+                .map(|rules| rules.iter().any(|r| r.denies(verb, &resource)))
+                .unwrap_or(false);
+            if denied {
+                return error_response(&ApiError::forbidden(
+                    verb,
+                    &req.def.gvr(),
+                    req.namespace.as_deref(),
+                ));
+            }
+            match execute(&shared.store, &req, content_type, body) {
+                Ok(Reply::Json { code, body }) => json_response(code, &body),
+                Ok(Reply::Watch) => {
+                    let control = shared.faults.subscribe_watch_control();
+                    match crate::watch::start_watch(
+                        shared.store.clone(),
+                        control,
+                        *req,
+                        facts,
+                        shared.bookmark_interval,
+                    ) {
+                        Ok(rx) => watch_response(rx),
+                        Err(err) => error_response(&err),
+                    }
+                }
+                Err(err) => error_response(&err),
+            }
+        }
+    }
+}
+
+fn watch_response(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (bytes, rx))
+    })
+    .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

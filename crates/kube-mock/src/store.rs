@@ -1,0 +1,899 @@
+//! The object store: JSON objects keyed by (group, version, resource, namespace, name), one
+//! global monotonically increasing resourceVersion, and a bounded event history per resource
+//! from which watches resume.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use crate::resources::{Gvr, Registry, ResourceDef, validate_crd};
+use crate::status::ApiError;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as kept in the history and fanned out to watches.
+#[derive(Debug, Clone)]
+pub struct StoreEvent {
+    pub gvr: Gvr,
+    pub event_type: EventType,
+    pub resource_version: u64,
+    pub object: Arc<Value>,
+    /// The object before a modification, so watches with selectors can tell when an object
+    /// starts or stops matching.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// Namespace ("" for cluster-scoped objects) and name.
+type ObjectName = (String, String);
+
+struct StoreState {
+    resource_version: u64,
+    objects: HashMap<Gvr, BTreeMap<ObjectName, Arc<Value>>>,
+    history: HashMap<Gvr, VecDeque<Arc<StoreEvent>>>,
+    /// Per resource: events at or below this resourceVersion are no longer in the history.
+    compacted: HashMap<Gvr, u64>,
+}
+
+struct StoreInner {
+    state: Mutex<StoreState>,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+    registry: Registry,
+    watch_history: usize,
+}
+
+/// A cloneable handle to the object store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+/// The result of subscribing to changes: a consistent snapshot (when asked for) plus a receiver
+/// that yields every change after `resource_version`.
+pub struct Subscription {
+    pub resource_version: u64,
+    pub initial: Vec<Arc<Value>>,
+    /// History events newer than the requested resourceVersion, to replay first.
+    pub replay: Vec<Arc<StoreEvent>>,
+    pub receiver: broadcast::Receiver<Arc<StoreEvent>>,
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchStart {
+    /// Send the current state as ADDED events first ("" or "0").
+    Snapshot,
+    /// Send changes after this resourceVersion.
+    After(u64),
+}
+
+/// Initial resourceVersion; any positive value works, a larger one makes logs easier to read.
+const FIRST_RESOURCE_VERSION: u64 = 100;
+const BROADCAST_CAPACITY: usize = 8192;
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn meta(object: &Value, field: &str) -> Option<String> {
+    object["metadata"][field].as_str().map(str::to_string)
+}
+
+/// Kubernetes names: lowercase RFC 1123 subdomain.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let uuid = uuid::Uuid::new_v4();
+    uuid.as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl Store {
+    pub fn new(registry: Registry, watch_history: usize) -> Self {
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let store = Self {
+            inner: Arc::new(StoreInner {
+                state: Mutex::new(StoreState {
+                    resource_version: FIRST_RESOURCE_VERSION,
+                    objects: HashMap::new(),
+                    history: HashMap::new(),
+                    compacted: HashMap::new(),
+                }),
+                events,
+                registry,
+                watch_history: watch_history.max(1),
+            }),
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let _ = store
+                .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        let _ = store.create(crate::resources::network_attachment_definition_crd());
+        store
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than stopping the whole mock, so keep serving.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The latest resourceVersion handed out.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().resource_version
+    }
+
+    /// The served resource for an object's apiVersion and kind.
+    pub fn resource_for(&self, object: &Value) -> Result<ResourceDef, ApiError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        self.inner
+            .registry
+            .find_kind(api_version, kind)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no resource is served for apiVersion {api_version:?}, kind {kind:?}"
+                ))
+            })
+    }
+
+    fn namespace_key(def: &ResourceDef, object: &Value, namespace: Option<&str>) -> String {
+        if !def.namespaced {
+            return String::new();
+        }
+        namespace
+            .map(str::to_string)
+            .or_else(|| meta(object, "namespace"))
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".to_string())
+    }
+
+    // ----- convenience API for tests and seeding (infers the resource from apiVersion/kind) -----
+
+    /// Creates an object; a namespace that does not exist yet is created too.
+    pub fn create(&self, object: Value) -> Result<Value, ApiError> {
+        let def = self.resource_for(&object)?;
+        let namespace = Self::namespace_key(&def, &object, None);
+        if def.namespaced {
+            self.ensure_namespace(&namespace);
+        }
+        self.create_in(&def, &namespace, object)
+    }
+
+    /// Creates the object or replaces it regardless of its resourceVersion.
+    pub fn upsert(&self, object: Value) -> Result<Value, ApiError> {
+        let def = self.resource_for(&object)?;
+        let namespace = Self::namespace_key(&def, &object, None);
+        let name = meta(&object, "name").unwrap_or_default();
+        if self.get(&def.gvr(), &namespace, &name).is_some() {
+            let mut object = object;
+            if let Some(m) = object["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            self.replace(&def, &namespace, &name, object)
+        } else {
+            self.create(object)
+        }
+    }
+
+    /// Replaces an object; a non-empty `metadata.resourceVersion` must be current (409 otherwise).
+    pub fn update(&self, object: Value) -> Result<Value, ApiError> {
+        let def = self.resource_for(&object)?;
+        let namespace = Self::namespace_key(&def, &object, None);
+        let name = meta(&object, "name").unwrap_or_default();
+        self.replace(&def, &namespace, &name, object)
+    }
+
+    /// Deletes by apiVersion, kind, namespace and name; returns the deleted object.
+    pub fn delete_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let def = self
+            .inner
+            .registry
+            .find_kind(api_version, kind)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no resource is served for apiVersion {api_version:?}, kind {kind:?}"
+                ))
+            })?;
+        let namespace = if def.namespaced { namespace } else { "" };
+        self.delete(&def, namespace, name, None)
+    }
+
+    pub fn get_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let def = self.inner.registry.find_kind(api_version, kind)?;
+        let namespace = if def.namespaced { namespace } else { "" };
+        self.get(&def.gvr(), namespace, name)
+    }
+
+    /// All objects of a kind, optionally in one namespace.
+    pub fn list_kind(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Some(def) = self.inner.registry.find_kind(api_version, kind) else {
+            return Vec::new();
+        };
+        self.list(&def.gvr(), namespace)
+            .0
+            .into_iter()
+            .map(|o| (*o).clone())
+            .collect()
+    }
+
+    fn ensure_namespace(&self, namespace: &str) {
+        let gvr = Gvr::new("", "v1", "namespaces");
+        if self.get(&gvr, "", namespace).is_none() {
+            let _ = self.create(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            );
+        }
+    }
+
+    // ----- core operations used by the HTTP layer -----
+
+    pub fn get(&self, gvr: &Gvr, namespace: &str, name: &str) -> Option<Value> {
+        let state = self.lock();
+        state
+            .objects
+            .get(gvr)
+            .and_then(|objects| objects.get(&(namespace.to_string(), name.to_string())))
+            .map(|o| (**o).clone())
+    }
+
+    /// Objects of one resource (all namespaces when `namespace` is None), ordered by
+    /// namespace and name, with the resourceVersion of the snapshot.
+    pub fn list(&self, gvr: &Gvr, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let state = self.lock();
+        let items = match state.objects.get(gvr) {
+            None => Vec::new(),
+            Some(objects) => match namespace {
+                None => objects.values().cloned().collect(),
+                Some(ns) => objects
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, o)| o.clone())
+                    .collect(),
+            },
+        };
+        (items, state.resource_version)
+    }
+
+    /// Whether a namespace object exists.
+    pub fn namespace_exists(&self, namespace: &str) -> bool {
+        self.get(&Gvr::new("", "v1", "namespaces"), "", namespace)
+            .is_some()
+    }
+
+    /// Creates an object of a served resource in `namespace` ("" for cluster-scoped).
+    pub fn create_in(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let gvr = def.gvr();
+        if !object.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        object["apiVersion"] = json!(def.api_version());
+        object["kind"] = json!(def.kind);
+        let mut name = meta(&object, "name").unwrap_or_default();
+        if name.is_empty() {
+            match meta(&object, "generateName").filter(|g| !g.is_empty()) {
+                Some(prefix) => name = format!("{prefix}{}", random_suffix()),
+                None => {
+                    return Err(ApiError::invalid(
+                        &gvr,
+                        &def.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ));
+                }
+            }
+        }
+        if !valid_name(&name) && def.plural != "events" {
+            return Err(ApiError::invalid(
+                &gvr,
+                &def.kind,
+                &name,
+                &format!(
+                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
+            ));
+        }
+        if def.kind == "CustomResourceDefinition" {
+            validate_crd(&object)
+                .map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause))?;
+            mark_crd_established(&mut object);
+        }
+        let metadata = object["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        metadata.insert("name".into(), json!(name));
+        if def.namespaced {
+            metadata.insert("namespace".into(), json!(namespace));
+        } else {
+            metadata.remove("namespace");
+        }
+        if metadata
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
+        if metadata
+            .get("creationTimestamp")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        }
+        if def.kind == "Namespace" {
+            object["status"] = json!({"phase": "Active"});
+            object["spec"] = json!({"finalizers": ["kubernetes"]});
+        }
+
+        let mut state = self.lock();
+        let key = (namespace.to_string(), name.clone());
+        if state
+            .objects
+            .get(&gvr)
+            .is_some_and(|objects| objects.contains_key(&key))
+        {
+            return Err(ApiError::already_exists(&gvr, &name));
+        }
+        let stored = self.commit(&mut state, &gvr, key, object, None, EventType::Added);
+        drop(state);
+        if def.kind == "CustomResourceDefinition" {
+            self.inner.registry.apply_crd(&stored);
+        }
+        Ok(stored)
+    }
+
+    /// Replaces an object with `object`, keeping identity fields. Fails with 409 on a stale
+    /// non-empty resourceVersion and with 404 when the object does not exist.
+    pub fn replace(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Result<Value, ApiError> {
+        self.modify(def, namespace, name, |_current| Ok(object))
+    }
+
+    /// Read-modify-write under the store lock: `change` gets the current object and returns
+    /// the new one. Used by PUT, PATCH and the status subresource so that no update is lost.
+    pub fn modify<F>(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        change: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnOnce(&Value) -> Result<Value, ApiError>,
+    {
+        let gvr = def.gvr();
+        let mut state = self.lock();
+        let key = (namespace.to_string(), name.to_string());
+        let current = state
+            .objects
+            .get(&gvr)
+            .and_then(|objects| objects.get(&key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&gvr, name))?;
+        let mut object = change(&current)?;
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        let body_name = meta(&object, "name").unwrap_or_default();
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(expected) = meta(&object, "resourceVersion").filter(|rv| !rv.is_empty())
+            && Some(expected) != meta(&current, "resourceVersion")
+        {
+            return Err(ApiError::conflict(&gvr, name));
+        }
+        let body_uid = meta(&object, "uid").unwrap_or_default();
+        if !body_uid.is_empty() && Some(&body_uid) != meta(&current, "uid").as_ref() {
+            return Err(ApiError::conflict(&gvr, name));
+        }
+        object["apiVersion"] = json!(def.api_version());
+        object["kind"] = json!(def.kind);
+        if def.kind == "CustomResourceDefinition" {
+            validate_crd(&object)
+                .map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
+            mark_crd_established(&mut object);
+        }
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            metadata.insert("name".into(), json!(name));
+            if def.namespaced {
+                metadata.insert("namespace".into(), json!(namespace));
+            }
+            // Identity and server-owned fields survive any update.
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generateName",
+            ] {
+                match current["metadata"].get(field) {
+                    Some(v) => metadata.insert(field.into(), v.clone()),
+                    None => metadata.remove(field),
+                };
+            }
+        }
+        if *current == object_without_rv(&object, &current) {
+            // A no-op update keeps the resourceVersion and emits no event, like the real server.
+            return Ok((*current).clone());
+        }
+        let stored = self.commit(
+            &mut state,
+            &gvr,
+            key,
+            object,
+            Some(current),
+            EventType::Modified,
+        );
+        drop(state);
+        if def.kind == "CustomResourceDefinition" {
+            self.inner.registry.apply_crd(&stored);
+        }
+        Ok(stored)
+    }
+
+    /// Deletes an object; `precondition_rv` (from DeleteOptions) must match when given.
+    pub fn delete(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        precondition_rv: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let gvr = def.gvr();
+        let mut state = self.lock();
+        let key = (namespace.to_string(), name.to_string());
+        let current = state
+            .objects
+            .get(&gvr)
+            .and_then(|objects| objects.get(&key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&gvr, name))?;
+        if let Some(rv) = precondition_rv
+            && Some(rv.to_string()) != meta(&current, "resourceVersion")
+        {
+            return Err(ApiError::conflict(&gvr, name));
+        }
+        let deleted = self.remove_locked(&mut state, &gvr, &key);
+        drop(state);
+        if def.kind == "CustomResourceDefinition" {
+            self.drop_crd_objects(&current);
+        }
+        if def.kind == "Namespace" {
+            self.drop_namespace_contents(name);
+        }
+        Ok(deleted)
+    }
+
+    fn remove_locked(&self, state: &mut StoreState, gvr: &Gvr, key: &ObjectName) -> Value {
+        let Some(current) = state
+            .objects
+            .get_mut(gvr)
+            .and_then(|objects| objects.remove(key))
+        else {
+            return Value::Null;
+        };
+        state.resource_version += 1;
+        let mut deleted = (*current).clone();
+        deleted["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+        let deleted = Arc::new(deleted);
+        self.record(
+            state,
+            gvr,
+            EventType::Deleted,
+            deleted.clone(),
+            Some(current),
+        );
+        (*deleted).clone()
+    }
+
+    /// Deleting a CRD removes its served resources and every object of them.
+    fn drop_crd_objects(&self, crd: &Value) {
+        let defs = crate::resources::resources_from_crd(crd);
+        if let Some(name) = crd["metadata"]["name"].as_str() {
+            self.inner.registry.remove_crd(name);
+        }
+        let mut state = self.lock();
+        for def in defs {
+            // The built-in NAD resource outlives its CRD object.
+            if self
+                .inner
+                .registry
+                .find(&def.group, &def.version, &def.plural)
+                .is_some()
+            {
+                continue;
+            }
+            let gvr = def.gvr();
+            let keys: Vec<ObjectName> = state
+                .objects
+                .get(&gvr)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                self.remove_locked(&mut state, &gvr, &key);
+            }
+        }
+    }
+
+    /// Deleting a namespace removes everything in it (the real server does this asynchronously).
+    fn drop_namespace_contents(&self, namespace: &str) {
+        let mut state = self.lock();
+        let gvrs: Vec<Gvr> = state.objects.keys().cloned().collect();
+        for gvr in gvrs {
+            let keys: Vec<ObjectName> = state.objects[&gvr]
+                .keys()
+                .filter(|(ns, _)| ns == namespace)
+                .cloned()
+                .collect();
+            for key in keys {
+                self.remove_locked(&mut state, &gvr, &key);
+            }
+        }
+    }
+
+    /// Assigns the next resourceVersion, stores the object and records the event.
+    fn commit(
+        &self,
+        state: &mut StoreState,
+        gvr: &Gvr,
+        key: ObjectName,
+        mut object: Value,
+        previous: Option<Arc<Value>>,
+        event_type: EventType,
+    ) -> Value {
+        state.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+        let stored = Arc::new(object);
+        state
+            .objects
+            .entry(gvr.clone())
+            .or_default()
+            .insert(key, stored.clone());
+        self.record(state, gvr, event_type, stored.clone(), previous);
+        (*stored).clone()
+    }
+
+    fn record(
+        &self,
+        state: &mut StoreState,
+        gvr: &Gvr,
+        event_type: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let event = Arc::new(StoreEvent {
+            gvr: gvr.clone(),
+            event_type,
+            resource_version: state.resource_version,
+            object,
+            previous,
+        });
+        let history = state.history.entry(gvr.clone()).or_default();
+        history.push_back(event.clone());
+        if history.len() > self.inner.watch_history
+            && let Some(dropped) = history.pop_front()
+        {
+            state
+                .compacted
+                .insert(gvr.clone(), dropped.resource_version);
+        }
+        // Sent under the lock so receivers see events in resourceVersion order; no receivers
+        // is not an error.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Subscribes to the changes of one resource. `Err` means the requested resourceVersion is
+    /// older than the kept history (410 Expired).
+    pub fn subscribe(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        start: WatchStart,
+    ) -> Result<Subscription, ApiError> {
+        let state = self.lock();
+        let receiver = self.inner.events.subscribe();
+        match start {
+            WatchStart::Snapshot => {
+                let initial = match state.objects.get(gvr) {
+                    None => Vec::new(),
+                    Some(objects) => objects
+                        .iter()
+                        .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
+                        .map(|(_, o)| o.clone())
+                        .collect(),
+                };
+                Ok(Subscription {
+                    resource_version: state.resource_version,
+                    initial,
+                    replay: Vec::new(),
+                    receiver,
+                })
+            }
+            WatchStart::After(rv) => {
+                let compacted = state.compacted.get(gvr).copied().unwrap_or(0);
+                if rv < compacted {
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {rv} ({compacted})"
+                    )));
+                }
+                let replay = state
+                    .history
+                    .get(gvr)
+                    .map(|h| {
+                        h.iter()
+                            .filter(|e| e.resource_version > rv)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(Subscription {
+                    resource_version: rv.max(compacted),
+                    initial: Vec::new(),
+                    replay,
+                    receiver,
+                })
+            }
+        }
+    }
+
+    /// Forgets the watch history of a resource (all resources when None), so that watches
+    /// resuming from an older resourceVersion get 410 Expired.
+    pub fn compact(&self, gvr: Option<&Gvr>) {
+        let mut state = self.lock();
+        let rv = state.resource_version;
+        let gvrs: Vec<Gvr> = match gvr {
+            Some(g) => vec![g.clone()],
+            None => self
+                .inner
+                .registry
+                .all()
+                .iter()
+                .map(ResourceDef::gvr)
+                .collect(),
+        };
+        for gvr in gvrs {
+            state.history.remove(&gvr);
+            state.compacted.insert(gvr, rv);
+        }
+    }
+
+    /// Number of stored objects (for benchmarks and diagnostics).
+    pub fn len(&self) -> usize {
+        self.lock().objects.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `object` with the current resourceVersion, for no-op detection.
+fn object_without_rv(object: &Value, current: &Value) -> Value {
+    let mut copy = object.clone();
+    copy["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    copy
+}
+
+/// A stored CRD is immediately established: there is no controller to wait for.
+fn mark_crd_established(crd: &mut Value) {
+    let names = crd["spec"]["names"].clone();
+    let now = now_rfc3339();
+    let condition = |kind: &str, reason: &str| json!({"type": kind, "status": "True", "reason": reason, "message": "", "lastTransitionTime": now});
+    let versions: Vec<Value> = crd["spec"]["versions"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["name"].as_str())
+                .map(|n| json!(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut status = Map::new();
+    status.insert("acceptedNames".into(), names);
+    status.insert(
+        "conditions".into(),
+        json!([
+            condition("NamesAccepted", "NoConflicts"),
+            condition("Established", "InitialNamesAccepted")
+        ]),
+    );
+    status.insert("storedVersions".into(), Value::Array(versions));
+    crd["status"] = Value::Object(status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(Registry::with_builtins(), 100)
+    }
+
+    fn pod(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+               "spec": {"nodeName": "node1"}})
+    }
+
+    #[test]
+    fn create_assigns_identity_and_rejects_duplicates() {
+        let s = store();
+        let created = s.create(pod("a")).unwrap();
+        assert!(
+            created["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty())
+        );
+        assert!(created["metadata"]["creationTimestamp"].is_string());
+        let rv: u64 = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(rv, s.resource_version());
+        let err = s.create(pod("a")).unwrap_err();
+        assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    }
+
+    #[test]
+    fn generate_name_and_auto_namespace() {
+        let s = store();
+        let created = s
+            .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cm-", "namespace": "fresh"}}))
+            .unwrap();
+        assert!(
+            created["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("cm-")
+        );
+        assert!(s.namespace_exists("fresh"));
+    }
+
+    #[test]
+    fn stale_resource_version_conflicts() {
+        let s = store();
+        let created = s.create(pod("a")).unwrap();
+        let mut v1 = created.clone();
+        v1["metadata"]["labels"] = json!({"x": "1"});
+        s.update(v1).unwrap();
+        let mut stale = created;
+        stale["metadata"]["labels"] = json!({"x": "2"});
+        assert_eq!(s.update(stale).unwrap_err().reason, "Conflict");
+    }
+
+    #[test]
+    fn history_is_bounded_and_compaction_expires_old_versions() {
+        let s = Store::new(Registry::with_builtins(), 3);
+        let gvr = Gvr::new("", "v1", "pods");
+        let start = s.resource_version();
+        for i in 0..5 {
+            s.create(pod(&format!("p{i}"))).unwrap();
+        }
+        assert_eq!(
+            s.subscribe(&gvr, None, WatchStart::After(start))
+                .err()
+                .map(|e| e.code),
+            Some(410)
+        );
+        let recent = s.resource_version() - 2;
+        assert_eq!(
+            s.subscribe(&gvr, None, WatchStart::After(recent))
+                .unwrap()
+                .replay
+                .len(),
+            2
+        );
+        s.compact(Some(&gvr));
+        assert!(s.subscribe(&gvr, None, WatchStart::After(recent)).is_err());
+    }
+
+    #[test]
+    fn crd_lifecycle_serves_and_removes_resources() {
+        let s = store();
+        s.create(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "kind": "Widget"},
+                     "versions": [{"name": "v1", "served": true, "storage": true}]}
+        }))
+        .unwrap();
+        s.create(
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        )
+        .unwrap();
+        assert_eq!(s.list_kind("example.com/v1", "Widget", None).len(), 1);
+        s.delete_kind(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "widgets.example.com",
+        )
+        .unwrap();
+        assert!(s.registry().find("example.com", "v1", "widgets").is_none());
+        assert!(
+            s.list(&Gvr::new("example.com", "v1", "widgets"), None)
+                .0
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn noop_update_keeps_resource_version() {
+        let s = store();
+        let created = s.create(pod("a")).unwrap();
+        let again = s.update(created.clone()).unwrap();
+        assert_eq!(
+            again["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+    }
+}

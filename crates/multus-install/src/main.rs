@@ -1,0 +1,90 @@
+//! `multus-install install --dest /host/opt/cni/bin` (init container) and
+//! `multus-install probe --socket /host/run/multus/multus.sock --path /readyz` (probes).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "multus-install", version, about = "multus-rs DaemonSet helper")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Atomically copy binaries (default: multus-shim) into the host CNI bin dir.
+    Install {
+        /// Destination directory (the host's CNI bin dir as mounted in the init container).
+        #[arg(
+            short = 'd',
+            long = "dest",
+            alias = "dest-dir",
+            default_value = "/host/opt/cni/bin"
+        )]
+        dest: PathBuf,
+        /// Directory holding the binaries to install (default: this binary's directory).
+        #[arg(long)]
+        source_dir: Option<PathBuf>,
+        /// Binary to install (repeatable).
+        #[arg(long = "binary", default_value = "multus-shim")]
+        binaries: Vec<String>,
+    },
+    /// Exit 0 when the daemon answers 200 on PATH over its unix socket, 1 otherwise.
+    Probe {
+        #[arg(long, default_value = "/run/multus/multus.sock")]
+        socket: PathBuf,
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+        /// Per read/write timeout in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Install {
+            dest,
+            source_dir,
+            binaries,
+        } => {
+            let source_dir = match source_dir {
+                Some(d) => d,
+                None => std::env::current_exe()
+                    .context("locating this binary")?
+                    .parent()
+                    .context("this binary has no parent directory")?
+                    .to_path_buf(),
+            };
+            if !dest.is_dir() {
+                bail!("destination {} is not a directory", dest.display());
+            }
+            for name in &binaries {
+                let target = multus_install::install(&source_dir.join(name), &dest, name)
+                    .with_context(|| {
+                        format!(
+                            "installing {name} from {} into {}",
+                            source_dir.display(),
+                            dest.display()
+                        )
+                    })?;
+                println!("installed {}", target.display());
+            }
+            Ok(())
+        }
+        Cmd::Probe {
+            socket,
+            path,
+            timeout_ms,
+        } => match multus_install::probe(&socket, &path, Duration::from_millis(timeout_ms)) {
+            multus_install::ProbeOutcome::Healthy => Ok(()),
+            multus_install::ProbeOutcome::Unhealthy(msg) => {
+                eprintln!("multus-install probe: {msg}");
+                std::process::exit(1)
+            }
+        },
+    }
+}

@@ -117,10 +117,7 @@ impl<'a> Fields<'a> {
 
     /// A string; absent or empty gives `default`.
     pub(crate) fn str_or(&self, key: &str, default: &str) -> Result<String, String> {
-        Ok(self
-            .string(key)?
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| default.to_string()))
+        Ok(self.string(key)?.filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_string()))
     }
 
     pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, String> {
@@ -134,10 +131,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn int(&self, key: &str) -> Result<Option<i64>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| format!("key {key:?}: expected an integer, got {n}")),
+            Some(Value::Number(n)) => {
+                n.as_i64().map(Some).ok_or_else(|| format!("key {key:?}: expected an integer, got {n}"))
+            }
             Some(v) => Err(wrong_type(key, "an integer", v)),
         }
     }
@@ -172,11 +168,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn capabilities(&self, key: &str) -> Result<BTreeMap<String, bool>, String> {
         Ok(self
             .object(key)?
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_bool().map(|b| (k.clone(), b)))
-                    .collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_bool().map(|b| (k.clone(), b))).collect())
             .unwrap_or_default())
     }
 
@@ -205,11 +197,7 @@ pub struct LogOptions {
     pub max_age: Option<i64>,
     #[serde(rename = "maxSize", default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<i64>,
-    #[serde(
-        rename = "maxBackups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxBackups", default, skip_serializing_if = "Option::is_none")]
     pub max_backups: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
@@ -282,11 +270,7 @@ impl PerNodeCertificate {
 
     /// `certDuration`, defaulting to `10m`.
     pub fn cert_duration_or_default(&self) -> &str {
-        if self.cert_duration.is_empty() {
-            DEFAULT_CERT_DURATION
-        } else {
-            &self.cert_duration
-        }
+        if self.cert_duration.is_empty() { DEFAULT_CERT_DURATION } else { &self.cert_duration }
     }
 }
 
@@ -325,16 +309,13 @@ impl DaemonConfig {
         let e = ConfigError::Daemon;
         let metrics_port = match f.int("metricsPort").map_err(e)? {
             None => None,
-            Some(p) => Some(u16::try_from(p).map_err(|_| {
-                ConfigError::Daemon(format!("key \"metricsPort\": {p} is not a TCP port"))
-            })?),
+            Some(p) => Some(
+                u16::try_from(p)
+                    .map_err(|_| ConfigError::Daemon(format!("key \"metricsPort\": {p} is not a TCP port")))?,
+            ),
         };
-        let per_node_certificate = f
-            .object("perNodeCertificate")
-            .map_err(e)?
-            .map(PerNodeCertificate::from_map)
-            .transpose()
-            .map_err(e)?;
+        let per_node_certificate =
+            f.object("perNodeCertificate").map_err(e)?.map(PerNodeCertificate::from_map).transpose().map_err(e)?;
         Ok(Self {
             chroot_dir: f.str_or_empty("chrootDir").map_err(e)?,
             socket_dir: f.str_or("socketDir", DEFAULT_SOCKET_DIR).map_err(e)?,
@@ -490,14 +471,8 @@ impl NetConf {
         let e = ConfigError::NetConf;
         let cni_version = f.str_or_empty("cniVersion").map_err(e)?;
 
-        let runtime_config = f
-            .object("runtimeConfig")
-            .map_err(e)?
-            .map(|m| Value::Object(m.clone()));
-        let prev_result = f
-            .object("prevResult")
-            .map_err(e)?
-            .map(|m| Value::Object(m.clone()));
+        let runtime_config = f.object("runtimeConfig").map_err(e)?.map(|m| Value::Object(m.clone()));
+        let prev_result = f.object("prevResult").map_err(e)?.map(|m| Value::Object(m.clone()));
         if let Some(prev) = &prev_result {
             let default_version = cni::version::Version::parse(&cni_version).ok();
             cni::result::CniResult::from_value_with_default(prev, default_version)
@@ -511,11 +486,7 @@ impl NetConf {
                 .enumerate()
                 .map(|(i, item)| match item {
                     Value::Object(m) => Ok(m.clone()),
-                    v => Err(ConfigError::NetConf(wrong_type(
-                        &format!("delegates[{i}]"),
-                        "an object",
-                        v,
-                    ))),
+                    v => Err(ConfigError::NetConf(wrong_type(&format!("delegates[{i}]"), "an object", v))),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             Some(v) => return Err(ConfigError::NetConf(wrong_type("delegates", "an array", v))),
@@ -525,20 +496,14 @@ impl NetConf {
         let non_isolated_namespaces = if raw_global_namespaces.is_empty() {
             vec![DEFAULT_NON_ISOLATED_NAMESPACE.to_string()]
         } else {
-            raw_global_namespaces
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect()
+            raw_global_namespaces.split(',').map(|s| s.trim().to_string()).collect()
         };
 
         let conf = Self {
             name: f.str_or_empty("name").map_err(e)?,
             plugin_type: f.str_or_empty("type").map_err(e)?,
             cluster_network: f.str_or_empty("clusterNetwork").map_err(e)?,
-            default_networks: f
-                .string_list("defaultNetworks")
-                .map_err(e)?
-                .unwrap_or_default(),
+            default_networks: f.string_list("defaultNetworks").map_err(e)?.unwrap_or_default(),
             delegates,
             runtime_config,
             capabilities: f.capabilities("capabilities").map_err(e)?,
@@ -550,9 +515,7 @@ impl NetConf {
                 .string_list("systemNamespaces")
                 .map_err(e)?
                 .unwrap_or_else(|| vec![DEFAULT_SYSTEM_NAMESPACE.to_string()]),
-            multus_namespace: f
-                .str_or("multusNamespace", DEFAULT_MULTUS_NAMESPACE)
-                .map_err(e)?,
+            multus_namespace: f.str_or("multusNamespace", DEFAULT_MULTUS_NAMESPACE).map_err(e)?,
             auxiliary_cni_chain_name: f.str_or_empty("auxiliaryCNIChainName").map_err(e)?,
             retry_delete_on_error: f.bool("retryDeleteOnError").map_err(e)?.unwrap_or(false),
             daemon_socket_dir: f.str_or_empty("daemonSocketDir").map_err(e)?,
@@ -574,8 +537,7 @@ impl NetConf {
         }
         if conf.cluster_network.is_empty() {
             for (index, delegate) in conf.delegates.iter().enumerate() {
-                check_delegate_shape(delegate)
-                    .map_err(|reason| ConfigError::Delegate { index, reason })?;
+                check_delegate_shape(delegate).map_err(|reason| ConfigError::Delegate { index, reason })?;
             }
         }
         Ok(Self { raw, ..conf })
@@ -593,18 +555,12 @@ impl NetConf {
 
     /// Namespaces any pod may reference under namespace isolation.
     pub fn is_non_isolated_namespace(&self, namespace: &str) -> bool {
-        self.non_isolated_namespaces
-            .iter()
-            .any(|ns| ns == namespace)
+        self.non_isolated_namespaces.iter().any(|ns| ns == namespace)
     }
 
     /// Where the shim looks for the socket (`daemonSocketDir`, default `/run/multus/`).
     pub fn daemon_socket_dir_or_default(&self) -> &str {
-        if self.daemon_socket_dir.is_empty() {
-            DEFAULT_SOCKET_DIR
-        } else {
-            &self.daemon_socket_dir
-        }
+        if self.daemon_socket_dir.is_empty() { DEFAULT_SOCKET_DIR } else { &self.daemon_socket_dir }
     }
 }
 
@@ -623,25 +579,17 @@ fn check_delegate_shape(delegate: &Map<String, Value>) -> Result<(), String> {
         }
     }
     match delegate.get("plugins") {
-        None | Some(Value::Null) => Err(format!(
-            "{PREFIX} delegate must have the 'type' or 'plugin' field"
-        )),
+        None | Some(Value::Null) => Err(format!("{PREFIX} delegate must have the 'type' or 'plugin' field")),
         Some(Value::Array(plugins)) => {
-            let first_type = plugins
-                .first()
-                .and_then(|p| p.get("type"))
-                .and_then(Value::as_str);
+            let first_type = plugins.first().and_then(|p| p.get("type")).and_then(Value::as_str);
             match first_type {
                 Some(t) if !t.is_empty() => Ok(()),
-                _ => Err(format!(
-                    "{PREFIX} a plugin delegate must have the 'type' field"
-                )),
+                _ => Err(format!("{PREFIX} a plugin delegate must have the 'type' field")),
             }
         }
-        Some(v) => Err(format!(
-            "{PREFIX} error unmarshalling delegate conflist: {}",
-            wrong_type("plugins", "an array", v)
-        )),
+        Some(v) => {
+            Err(format!("{PREFIX} error unmarshalling delegate conflist: {}", wrong_type("plugins", "an array", v)))
+        }
     }
 }
 
@@ -677,8 +625,7 @@ struct RawShimConfig {
 
 impl ShimConfig {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawShimConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::Shim(e.to_string()))?;
+        let raw: RawShimConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Shim(e.to_string()))?;
         Ok(Self {
             cni_version: raw.cni_version.unwrap_or_default(),
             daemon_socket_dir: raw
@@ -698,7 +645,7 @@ impl ShimConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -727,8 +674,7 @@ mod tests {
     }
 
     fn merged(client: Value, daemon: Value, ignore: bool) -> Value {
-        let out = merge_request_config(&serde_json::to_vec(&client).unwrap(), &obj(daemon), ignore)
-            .unwrap();
+        let out = merge_request_config(&serde_json::to_vec(&client).unwrap(), &obj(daemon), ignore).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 
@@ -737,10 +683,7 @@ mod tests {
         let d = DaemonConfig::from_bytes(REF_DAEMON_CONFIG.as_bytes()).unwrap();
         assert!(d.is_auto_mode());
         assert_eq!(d.socket_dir, "/tmp/multus-ref/run");
-        assert_eq!(
-            d.socket_path(),
-            PathBuf::from("/tmp/multus-ref/run/multus.sock")
-        );
+        assert_eq!(d.socket_path(), PathBuf::from("/tmp/multus-ref/run/multus.sock"));
         assert_eq!(d.cni_version, "1.0.0");
         assert_eq!(d.log_level, "verbose");
         assert!(d.log_to_stderr);
@@ -760,8 +703,7 @@ mod tests {
         assert!(!d.enable_pprof);
         assert_eq!(d.metrics_port, None);
         assert_eq!(d.per_node_certificate, None);
-        let d = DaemonConfig::from_bytes(br#"{"multusConfigFile":"/tmp/x.conf","socketDir":null}"#)
-            .unwrap();
+        let d = DaemonConfig::from_bytes(br#"{"multusConfigFile":"/tmp/x.conf","socketDir":null}"#).unwrap();
         assert!(!d.is_auto_mode());
         assert_eq!(d.socket_dir, DEFAULT_SOCKET_DIR);
     }
@@ -786,46 +728,28 @@ mod tests {
         let lo = d.log_options.clone().unwrap();
         assert_eq!(lo.max_age, Some(1));
         assert_eq!(lo.max_size, None);
-        assert_eq!(
-            lo.effective(),
-            EffectiveLogOptions {
-                max_age: 1,
-                max_size: 100,
-                max_backups: 5,
-                compress: false
-            }
-        );
+        assert_eq!(lo.effective(), EffectiveLogOptions { max_age: 1, max_size: 100, max_backups: 5, compress: false });
         assert_eq!(d.readiness_indicator_file, "/r");
     }
 
     #[test]
     fn daemon_config_errors() {
         for (input, needle) in [
-            (
-                &b"not json"[..],
-                "failed to unmarshall the daemon configuration",
-            ),
+            (&b"not json"[..], "failed to unmarshall the daemon configuration"),
             (b"[]", "expected a JSON object"),
             (br#"{"socketDir":1}"#, "\"socketDir\""),
             (br#"{"connectionLimit":"3"}"#, "\"connectionLimit\""),
             (br#"{"connectionLimit":1.5}"#, "\"connectionLimit\""),
             (br#"{"metricsPort":70000}"#, "metricsPort"),
             (br#"{"logToStderr":"true"}"#, "\"logToStderr\""),
-            (
-                br#"{"perNodeCertificate":{"enabled":1}}"#,
-                "perNodeCertificate: key \"enabled\"",
-            ),
-            (
-                br#"{"logOptions":{"maxAge":"x"}}"#,
-                "logOptions: key \"maxAge\"",
-            ),
+            (br#"{"perNodeCertificate":{"enabled":1}}"#, "perNodeCertificate: key \"enabled\""),
+            (br#"{"logOptions":{"maxAge":"x"}}"#, "logOptions: key \"maxAge\""),
         ] {
             let err = DaemonConfig::from_bytes(input).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should contain {needle}");
         }
         for bad in [0, -1] {
-            let d = DaemonConfig::from_bytes(format!(r#"{{"connectionLimit":{bad}}}"#).as_bytes())
-                .unwrap();
+            let d = DaemonConfig::from_bytes(format!(r#"{{"connectionLimit":{bad}}}"#).as_bytes()).unwrap();
             assert_eq!(d.connection_limit(), Err(ConfigError::ConnectionLimit(bad)));
         }
     }
@@ -863,31 +787,17 @@ mod tests {
         let client = br#"{"a":1,"runtimeConfig":{"portMappings":[],"x":1},"b":2}"#;
         let daemon = obj(json!({"runtimeConfig":{"y":2},"c":3}));
         let out = merge_request_config(client, &daemon, false).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"a":1,"runtimeConfig":{"y":2},"b":2,"c":3}"#
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":1,"runtimeConfig":{"y":2},"b":2,"c":3}"#);
     }
 
     #[test]
     fn merge_empty_daemon_config() {
         let client = b"{ \"b\": 1,  \"a\": 2 }";
-        assert_eq!(
-            merge_request_config(client, &Map::new(), false).unwrap(),
-            client.to_vec()
-        );
+        assert_eq!(merge_request_config(client, &Map::new(), false).unwrap(), client.to_vec());
         // Even invalid client bytes pass through untouched (the reference does the same).
-        assert_eq!(
-            merge_request_config(b"xx", &Map::new(), false).unwrap(),
-            b"xx".to_vec()
-        );
+        assert_eq!(merge_request_config(b"xx", &Map::new(), false).unwrap(), b"xx".to_vec());
         // Auto mode still strips the readiness indicator.
-        let out = merge_request_config(
-            br#"{"readinessindicatorfile":"/x","a":1}"#,
-            &Map::new(),
-            true,
-        )
-        .unwrap();
+        let out = merge_request_config(br#"{"readinessindicatorfile":"/x","a":1}"#, &Map::new(), true).unwrap();
         assert_eq!(out, br#"{"a":1}"#.to_vec());
     }
 
@@ -895,25 +805,12 @@ mod tests {
     fn merge_errors() {
         let daemon = obj(json!({"a":1}));
         for bad in [&b"{"[..], b"null", b"[1]", b"\"s\""] {
-            let err = merge_request_config(bad, &daemon, false)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.starts_with("failed to unmarshall CNI config: "),
-                "{err}"
-            );
+            let err = merge_request_config(bad, &daemon, false).unwrap_err().to_string();
+            assert!(err.starts_with("failed to unmarshall CNI config: "), "{err}");
         }
-        let err = merge_request_config_bytes(b"{}", b"{", false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("failed to unmarshall CNI override config: "),
-            "{err}"
-        );
-        assert_eq!(
-            merge_request_config_bytes(b"zz", b"", true).unwrap(),
-            b"zz".to_vec()
-        );
+        let err = merge_request_config_bytes(b"{}", b"{", false).unwrap_err().to_string();
+        assert!(err.starts_with("failed to unmarshall CNI override config: "), "{err}");
+        assert_eq!(merge_request_config_bytes(b"zz", b"", true).unwrap(), b"zz".to_vec());
         assert_eq!(
             merge_request_config_bytes(br#"{"a":1}"#, br#"{"b":2}"#, false).unwrap(),
             br#"{"a":1,"b":2}"#.to_vec()
@@ -949,10 +846,7 @@ mod tests {
     #[test]
     fn netconf_invalid_json() {
         let err = NetConf::from_bytes(b"{\"name\":").unwrap_err().to_string();
-        assert!(
-            err.starts_with("LoadNetConf: failed to load netconf: "),
-            "{err}"
-        );
+        assert!(err.starts_with("LoadNetConf: failed to load netconf: "), "{err}");
     }
 
     // §12.5 item 62: log keys
@@ -967,12 +861,7 @@ mod tests {
         assert!(!c.log_to_stderr);
         assert_eq!(
             c.log_options,
-            Some(LogOptions {
-                max_age: Some(5),
-                max_size: Some(100),
-                max_backups: Some(5),
-                compress: Some(true)
-            })
+            Some(LogOptions { max_age: Some(5), max_size: Some(100), max_backups: Some(5), compress: Some(true) })
         );
     }
 
@@ -983,10 +872,7 @@ mod tests {
             "globalNamespaces":" kube-system, donkey-kong ,default"}))
         .unwrap();
         assert!(c.namespace_isolation);
-        assert_eq!(
-            c.non_isolated_namespaces,
-            vec!["kube-system", "donkey-kong", "default"]
-        );
+        assert_eq!(c.non_isolated_namespaces, vec!["kube-system", "donkey-kong", "default"]);
         assert!(c.is_non_isolated_namespace("donkey-kong"));
         assert!(!c.is_non_isolated_namespace("other"));
         // An explicit list replaces "default".
@@ -1007,58 +893,34 @@ mod tests {
         assert_eq!(c.delegates[0]["type"], "weave-net");
         assert!(c.prev_result.is_some());
 
-        for v in [
-            json!({}),
-            json!({"kubeconfig":"/k"}),
-            json!({"delegates":[]}),
-        ] {
+        for v in [json!({}), json!({"kubeconfig":"/k"}), json!({"delegates":[]})] {
             assert_eq!(netconf(v), Err(ConfigError::NoDelegates));
         }
         assert_eq!(
             ConfigError::NoDelegates.to_string(),
             "LoadNetConf: at least one delegate/clusterNetwork must be specified"
         );
-        let err = netconf(json!({"delegates":[{"name":"x"}]}))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("delegate must have the 'type' or 'plugin' field"),
-            "{err}"
-        );
-        assert!(
-            err.starts_with("LoadNetConf: failed to load delegate 0 config: "),
-            "{err}"
-        );
+        let err = netconf(json!({"delegates":[{"name":"x"}]})).unwrap_err().to_string();
+        assert!(err.contains("delegate must have the 'type' or 'plugin' field"), "{err}");
+        assert!(err.starts_with("LoadNetConf: failed to load delegate 0 config: "), "{err}");
         for bad in [json!({"plugins":[]}), json!({"plugins":[{"x":1}]})] {
-            let err = netconf(json!({"delegates":[{"type":"a"}, bad]}))
-                .unwrap_err()
-                .to_string();
+            let err = netconf(json!({"delegates":[{"type":"a"}, bad]})).unwrap_err().to_string();
             assert!(err.contains("delegate 1 config"), "{err}");
-            assert!(
-                err.contains("a plugin delegate must have the 'type' field"),
-                "{err}"
-            );
+            assert!(err.contains("a plugin delegate must have the 'type' field"), "{err}");
         }
         // With clusterNetwork the static delegates are not used and not checked.
         assert!(netconf(json!({"clusterNetwork":"x","delegates":[{"name":"x"}]})).is_ok());
-        let err = netconf(
-            json!({"cniVersion":"0.3.1","delegates":[{"type":"a"}],"prevResult":{"ips":"x"}}),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.starts_with("LoadNetConf: could not parse prevResult: "),
-            "{err}"
-        );
+        let err = netconf(json!({"cniVersion":"0.3.1","delegates":[{"type":"a"}],"prevResult":{"ips":"x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("LoadNetConf: could not parse prevResult: "), "{err}");
     }
 
     // §12.5 item 65
     #[test]
     fn netconf_readiness_and_system_namespaces() {
-        let c = netconf(
-            json!({"clusterNetwork":"x","readinessindicatorfile":"/ready",
-            "systemNamespaces":["kube-system","kube-public"],"multusNamespace":"multus"}),
-        )
+        let c = netconf(json!({"clusterNetwork":"x","readinessindicatorfile":"/ready",
+            "systemNamespaces":["kube-system","kube-public"],"multusNamespace":"multus"}))
         .unwrap();
         assert_eq!(c.readiness_indicator_file, "/ready");
         assert!(c.is_system_namespace("kube-public"));
@@ -1082,19 +944,13 @@ mod tests {
         assert_eq!(c.runtime_config, Some(json!({"portMappings":[]})));
         assert_eq!(
             c.capabilities,
-            BTreeMap::from([
-                ("bandwidth".to_string(), false),
-                ("portMappings".to_string(), true)
-            ])
+            BTreeMap::from([("bandwidth".to_string(), false), ("portMappings".to_string(), true)])
         );
         assert_eq!(c.auxiliary_cni_chain_name, "aux");
         assert!(c.retry_delete_on_error);
         assert_eq!(c.daemon_socket_dir_or_default(), "/d");
         assert_eq!(c.kubeconfig, "/k");
-        assert_eq!(
-            (c.bin_dir.as_str(), c.conf_dir.as_str(), c.cni_dir.as_str()),
-            ("/b", "/c", "/cd")
-        );
+        assert_eq!((c.bin_dir.as_str(), c.conf_dir.as_str(), c.cni_dir.as_str()), ("/b", "/c", "/cd"));
         assert_eq!(c.raw["unknown"], json!({"x":1}));
     }
 
@@ -1102,32 +958,14 @@ mod tests {
     fn netconf_wrong_types_name_the_key() {
         for (v, key) in [
             (json!({"clusterNetwork":1}), "\"clusterNetwork\""),
-            (
-                json!({"clusterNetwork":"x","defaultNetworks":"a"}),
-                "\"defaultNetworks\"",
-            ),
-            (
-                json!({"clusterNetwork":"x","defaultNetworks":[1]}),
-                "\"defaultNetworks[0]\"",
-            ),
+            (json!({"clusterNetwork":"x","defaultNetworks":"a"}), "\"defaultNetworks\""),
+            (json!({"clusterNetwork":"x","defaultNetworks":[1]}), "\"defaultNetworks[0]\""),
             (json!({"delegates":{"type":"x"}}), "\"delegates\""),
             (json!({"delegates":[1]}), "\"delegates[0]\""),
-            (
-                json!({"clusterNetwork":"x","runtimeConfig":[]}),
-                "\"runtimeConfig\"",
-            ),
-            (
-                json!({"clusterNetwork":"x","capabilities":[]}),
-                "\"capabilities\"",
-            ),
-            (
-                json!({"clusterNetwork":"x","namespaceIsolation":"true"}),
-                "\"namespaceIsolation\"",
-            ),
-            (
-                json!({"clusterNetwork":"x","prevResult":"r"}),
-                "\"prevResult\"",
-            ),
+            (json!({"clusterNetwork":"x","runtimeConfig":[]}), "\"runtimeConfig\""),
+            (json!({"clusterNetwork":"x","capabilities":[]}), "\"capabilities\""),
+            (json!({"clusterNetwork":"x","namespaceIsolation":"true"}), "\"namespaceIsolation\""),
+            (json!({"clusterNetwork":"x","prevResult":"r"}), "\"prevResult\""),
         ] {
             let err = netconf(v).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
@@ -1150,26 +988,16 @@ mod tests {
         assert_eq!(s.socket_path(), PathBuf::from("/run/multus/multus.sock"));
         assert_eq!(s.log_level, "debug");
         assert!(!s.log_to_stderr);
-        let s = ShimConfig::from_bytes(
-            br#"{"daemonSocketDir":"/host/run/multus","logFile":"/l","logToStderr":true}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            s.socket_path(),
-            PathBuf::from("/host/run/multus/multus.sock")
-        );
+        let s = ShimConfig::from_bytes(br#"{"daemonSocketDir":"/host/run/multus","logFile":"/l","logToStderr":true}"#)
+            .unwrap();
+        assert_eq!(s.socket_path(), PathBuf::from("/host/run/multus/multus.sock"));
         assert_eq!(s.log_file, "/l");
         assert!(s.log_to_stderr);
         let s = ShimConfig::from_bytes(br#"{"daemonSocketDir":"","logFile":null}"#).unwrap();
         assert_eq!(s.daemon_socket_dir, DEFAULT_SOCKET_DIR);
         assert!(ShimConfig::from_bytes(b"{").is_err());
-        let err = ShimConfig::from_bytes(br#"{"logToStderr":"yes"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("invalid multus-shim configuration: "),
-            "{err}"
-        );
+        let err = ShimConfig::from_bytes(br#"{"logToStderr":"yes"}"#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid multus-shim configuration: "), "{err}");
     }
 
     mod props {
@@ -1196,11 +1024,8 @@ mod tests {
         }
 
         fn keyed_object() -> impl Strategy<Value = Map<String, Value>> {
-            let key = prop_oneof![
-                Just("readinessindicatorfile".to_string()),
-                Just("cniVersion".to_string()),
-                "[a-z]{1,3}",
-            ];
+            let key =
+                prop_oneof![Just("readinessindicatorfile".to_string()), Just("cniVersion".to_string()), "[a-z]{1,3}",];
             prop::collection::btree_map(key, value(), 0..6).prop_map(|m| m.into_iter().collect())
         }
 

@@ -1,1 +1,808 @@
-//! (in progress)
+//! Generating `00-multus.conf` in auto mode (spec §3).
+//!
+//! Pieces, all pure except [`find_primary_config`] (one directory listing) and
+//! [`load_primary_file`] (one read):
+//!
+//! - [`GeneratorConfig`]: the **G** keys of `daemon-config.json`.
+//! - [`find_primary_config`]: choose the primary ("master") CNI config — one attempt; the
+//!   daemon retries every 1 s, 120 times, and then reports [`GenerateError::NoPrimary`].
+//! - [`load_primary`]: version check and capability union of the primary.
+//! - [`render_multus_conf`]: the exact bytes of `00-multus.conf` (key order and omission rules
+//!   of the reference's generator struct, Go's HTML-safe string escaping, no trailing newline).
+//! - [`force_cni_version`]: the `forceCNIVersion` rewrite of the primary.
+//!
+//! # Deliberate differences from the Go reference (v4.2.4)
+//!
+//! - **Never an empty config.** When re-loading the primary fails during regeneration the
+//!   reference writes an empty `00-multus.conf` (§3.3, §13 item 2). Here loading and rendering
+//!   return errors; the daemon keeps the previous file and logs the error.
+//! - **Atomic writes.** The daemon writes `00-multus.conf` via a temporary file and rename
+//!   (§13 item 4); [`MULTUS_CONF_FILE_NAME`] starts with `00-multus`, so the temporary file must
+//!   too (or live elsewhere) to stay out of discovery — [`is_primary_candidate`] excludes it.
+//! - **The primary is re-chosen when files change.** The daemon calls
+//!   [`find_primary_config`] again on create/remove/rename events of candidate files
+//!   ([`is_primary_candidate`]) and re-renders when the choice or its content changed; a
+//!   removed primary is not silently kept (§13 item 3). Capabilities are recomputed from the
+//!   daemon config and the current primary on every render, so removed ones disappear.
+//! - **Directories are skipped** during discovery (the reference would pick a directory named
+//!   `*.conf`); only regular files (or symlinks to them) are candidates.
+//! - **No panics on odd primaries**: a non-object primary, a non-array `plugins`, non-boolean
+//!   capability values or a non-string `name` (with `overrideNetworkName`) are errors or ignored
+//!   instead of panics (§13 item 31).
+//! - `capabilities` of the daemon config keep their `false` entries in the output, exactly as
+//!   the reference serialises them; only `true` entries of the primary are added.
+
+use crate::config::{AUTO_CONFIG, Fields, LogOptions};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Name of the generated file in `cniConfigDir`.
+pub const MULTUS_CONF_FILE_NAME: &str = "00-multus.conf";
+/// Files whose name starts with this are never chosen as the primary.
+pub const MULTUS_FILE_PREFIX: &str = "00-multus";
+/// The generated network name unless `overrideNetworkName`.
+pub const DEFAULT_NETWORK_NAME: &str = "multus-cni-network";
+/// The generated plugin type default.
+pub const DEFAULT_PLUGIN_TYPE: &str = "multus-shim";
+/// `cniConfigDir` default.
+pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
+/// How often and how long the daemon looks for a primary config at startup.
+pub const PRIMARY_DISCOVERY_ATTEMPTS: u32 = 120;
+pub const PRIMARY_DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerateError {
+    #[error("failed to parse the config generator settings: {0}")]
+    Config(String),
+    /// No candidate after all discovery attempts (the daemon reports this after its retries).
+    #[error("failed to find the cluster master CNI plugin: could not find a plugin configuration in {0}")]
+    NoPrimary(String),
+    #[error(
+        "failed to find the cluster master CNI plugin: error when listing the CNI plugin \
+         configurations: {0}"
+    )]
+    ListDir(String),
+    #[error("failed to read the cluster primary CNI config {path}: {reason}")]
+    ReadPrimary { path: String, reason: String },
+    #[error("failed to unmarshall primary CNI config: {0}")]
+    PrimaryJson(String),
+    #[error("couldn't get top level cni version")]
+    TopLevelVersion,
+    #[error("couldn't get cni config from delegate")]
+    PrimaryNotObject,
+    #[error("couldn't get cni version from delegate")]
+    DelegateVersionMissing,
+    #[error("couldn't get delegate cni version")]
+    DelegateVersionInvalid,
+    #[error("delegate cni version is {delegate} while top level cni version is {multus}")]
+    VersionMismatch { delegate: String, multus: String },
+    #[error("failed to access delegate CNI plugin name")]
+    PrimaryNameMissing,
+    #[error("the primary CNI Configuration does not feature the network name")]
+    PrimaryNameEmpty,
+    #[error("the primary CNI configuration path {0:?} is not valid UTF-8")]
+    PathNotUtf8(PathBuf),
+    #[error("failed to unmarshall cni config {path}: {reason}")]
+    ForceVersion { path: String, reason: String },
+}
+
+impl GenerateError {
+    /// The reference's startup wording for a failed primary load (§3.1 step 5, §12.2 item 19):
+    /// `failed to load the primary CNI configuration as a multus delegate with error '<err>'`.
+    pub fn startup_message(&self) -> String {
+        format!("failed to load the primary CNI configuration as a multus delegate with error '{self}'")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// G keys
+
+/// The config-generator settings of `daemon-config.json` (§2.2 G keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    pub cni_version: String,
+    /// `auto` (default) or a path to copy.
+    pub multus_config_file: String,
+    pub multus_autoconfig_dir: String,
+    /// File name (relative to `multus_autoconfig_dir`) of the primary; skips discovery.
+    pub multus_master_cni: String,
+    /// Where `00-multus.conf` goes; default `/etc/cni/net.d`.
+    pub cni_config_dir: String,
+    pub force_cni_version: bool,
+    pub override_network_name: bool,
+    pub readiness_indicator_file: String,
+    /// `type`; default `multus-shim`.
+    pub plugin_type: String,
+    pub bin_dir: String,
+    pub cni_dir: String,
+    pub log_file: String,
+    pub log_level: String,
+    pub log_to_stderr: bool,
+    pub log_options: Option<LogOptions>,
+    /// As written (non-boolean values dropped); `false` entries are kept.
+    pub capabilities: BTreeMap<String, bool>,
+    pub namespace_isolation: bool,
+    /// `globalNamespaces`, raw comma list.
+    pub global_namespaces: String,
+    pub auxiliary_cni_chain_name: String,
+    pub daemon_socket_dir: String,
+    /// Replaced by the primary's path in the output.
+    pub cluster_network: String,
+    /// Ignored in the output (always `multus-cni-network` or the primary's name).
+    pub name: String,
+}
+
+impl GeneratorConfig {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, GenerateError> {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => Self::from_map(&m),
+            Ok(_) => Err(GenerateError::Config("expected a JSON object".into())),
+            Err(e) => Err(GenerateError::Config(e.to_string())),
+        }
+    }
+
+    pub fn from_map(raw: &Map<String, Value>) -> Result<Self, GenerateError> {
+        let f = Fields(raw);
+        let e = GenerateError::Config;
+        Ok(Self {
+            cni_version: f.str_or_empty("cniVersion").map_err(e)?,
+            multus_config_file: f.str_or("multusConfigFile", AUTO_CONFIG).map_err(e)?,
+            multus_autoconfig_dir: f.str_or_empty("multusAutoconfigDir").map_err(e)?,
+            multus_master_cni: f.str_or_empty("multusMasterCNI").map_err(e)?,
+            cni_config_dir: f.str_or("cniConfigDir", DEFAULT_CNI_CONFIG_DIR).map_err(e)?,
+            force_cni_version: f.bool("forceCNIVersion").map_err(e)?.unwrap_or(false),
+            override_network_name: f.bool("overrideNetworkName").map_err(e)?.unwrap_or(false),
+            readiness_indicator_file: f.str_or_empty("readinessindicatorfile").map_err(e)?,
+            plugin_type: f.str_or("type", DEFAULT_PLUGIN_TYPE).map_err(e)?,
+            bin_dir: f.str_or_empty("binDir").map_err(e)?,
+            cni_dir: f.str_or_empty("cniDir").map_err(e)?,
+            log_file: f.str_or_empty("logFile").map_err(e)?,
+            log_level: f.str_or_empty("logLevel").map_err(e)?,
+            log_to_stderr: f.bool("logToStderr").map_err(e)?.unwrap_or(false),
+            log_options: f.log_options("logOptions").map_err(e)?,
+            capabilities: f.capabilities("capabilities").map_err(e)?,
+            namespace_isolation: f.bool("namespaceIsolation").map_err(e)?.unwrap_or(false),
+            global_namespaces: f.str_or_empty("globalNamespaces").map_err(e)?,
+            auxiliary_cni_chain_name: f.str_or_empty("auxiliaryCNIChainName").map_err(e)?,
+            daemon_socket_dir: f.str_or_empty("daemonSocketDir").map_err(e)?,
+            cluster_network: f.str_or_empty("clusterNetwork").map_err(e)?,
+            name: f.str_or_empty("name").map_err(e)?,
+        })
+    }
+
+    pub fn is_auto_mode(&self) -> bool {
+        self.multus_config_file == AUTO_CONFIG
+    }
+
+    /// `<cniConfigDir>/00-multus.conf`.
+    pub fn multus_conf_path(&self) -> PathBuf {
+        Path::new(&self.cni_config_dir).join(MULTUS_CONF_FILE_NAME)
+    }
+
+    /// Non-auto mode: where the user-provided file is copied (`<cniConfigDir>/<basename>`).
+    pub fn user_config_target(&self) -> Option<PathBuf> {
+        if self.is_auto_mode() {
+            return None;
+        }
+        let name = Path::new(&self.multus_config_file).file_name()?;
+        Some(Path::new(&self.cni_config_dir).join(name))
+    }
+
+    /// [`find_primary_config`] with this config's `multusAutoconfigDir` and `multusMasterCNI`.
+    pub fn find_primary(&self) -> Result<Option<PathBuf>, GenerateError> {
+        let master = Some(self.multus_master_cni.as_str()).filter(|m| !m.is_empty());
+        find_primary_config(Path::new(&self.multus_autoconfig_dir), master)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing the primary
+
+/// Whether a file *name* in the autoconfig directory may be the primary: not starting with
+/// `00-multus`, extension exactly `.conf` or `.conflist`.
+pub fn is_primary_candidate(file_name: &str) -> bool {
+    if file_name.starts_with(MULTUS_FILE_PREFIX) {
+        return false;
+    }
+    matches!(file_name.rfind('.').map(|i| &file_name[i..]), Some(".conf" | ".conflist"))
+}
+
+/// One discovery attempt (§3.1 steps 1–2). With `master` (`multusMasterCNI`) the result is
+/// `<dir>/<master>` without looking at the directory. Otherwise the byte-wise smallest
+/// candidate name among the regular files of `dir`, or `None` when there is none yet.
+pub fn find_primary_config(dir: &Path, master: Option<&str>) -> Result<Option<PathBuf>, GenerateError> {
+    if let Some(master) = master.filter(|m| !m.is_empty()) {
+        return Ok(Some(dir.join(master)));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| GenerateError::ListDir(e.to_string()))?;
+    let mut best: Option<std::ffi::OsString> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| GenerateError::ListDir(e.to_string()))?;
+        let name = entry.file_name();
+        let Some(name_str) = name.to_str() else { continue };
+        if !is_primary_candidate(name_str) {
+            continue;
+        }
+        // Follow symlinks; skip directories, sockets, dangling links.
+        if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| name.as_encoded_bytes() < b.as_encoded_bytes()) {
+            best = Some(name);
+        }
+    }
+    Ok(best.map(|name| dir.join(name)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading the primary
+
+/// The primary CNI config as far as generation needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrimaryConfig {
+    /// Full path; becomes `clusterNetwork`.
+    pub path: PathBuf,
+    /// The parsed object.
+    pub raw: Map<String, Value>,
+    /// Enabled capabilities: of every plugin when `plugins` is a non-empty array, else the
+    /// top-level ones.
+    pub capabilities: BTreeMap<String, bool>,
+}
+
+impl PrimaryConfig {
+    /// The primary's `name` when it is a non-empty string.
+    pub fn name(&self) -> Result<&str, GenerateError> {
+        match self.raw.get("name") {
+            None => Err(GenerateError::PrimaryNameMissing),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(_) => Err(GenerateError::PrimaryNameEmpty),
+        }
+    }
+
+    pub fn cni_version(&self) -> Option<&str> {
+        self.raw.get("cniVersion").and_then(Value::as_str)
+    }
+}
+
+/// A semantic version as blang/semver reads it: `X.Y.Z[-pre][+build]`, no leading zeros.
+/// Returns the numeric triple and whether it is a pre-release.
+fn semver(s: &str) -> Option<((u64, u64, u64), bool)> {
+    let (core, _build) = s.split_once('+').unwrap_or((s, ""));
+    let (core, pre) = match core.split_once('-') {
+        Some((c, p)) if !p.is_empty() => (c, true),
+        Some(_) => return None,
+        None => (core, false),
+    };
+    let mut parts = core.split('.').map(|p| {
+        let ok = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
+        ok.then(|| p.parse::<u64>().ok()).flatten()
+    });
+    let v = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((v, pre))
+}
+
+/// `a >= 0.4.0` with semver pre-release ordering.
+fn at_least_040(v: ((u64, u64, u64), bool)) -> bool {
+    let (triple, pre) = v;
+    triple > (0, 4, 0) || (triple == (0, 4, 0) && !pre)
+}
+
+/// Check and digest the primary config (§3.1 step 5). `multus_cni_version` is the daemon
+/// config's `cniVersion`; it must be a valid semantic version, and from 0.4.0 on the primary's
+/// top-level `cniVersion` must be ≥ 0.4.0 too.
+pub fn load_primary(path: &Path, bytes: &[u8], multus_cni_version: &str) -> Result<PrimaryConfig, GenerateError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| GenerateError::PrimaryJson(e.to_string()))?;
+    let multus = semver(multus_cni_version).ok_or(GenerateError::TopLevelVersion)?;
+    let Value::Object(raw) = value else {
+        return Err(GenerateError::PrimaryNotObject);
+    };
+    if at_least_040(multus) {
+        let delegate = match raw.get("cniVersion") {
+            Some(Value::String(s)) => s.as_str(),
+            _ => return Err(GenerateError::DelegateVersionMissing),
+        };
+        let parsed = semver(delegate).ok_or(GenerateError::DelegateVersionInvalid)?;
+        if !at_least_040(parsed) {
+            return Err(GenerateError::VersionMismatch {
+                delegate: delegate.to_string(),
+                multus: multus_cni_version.to_string(),
+            });
+        }
+    }
+    let capabilities = match raw.get("plugins") {
+        Some(Value::Array(plugins)) if !plugins.is_empty() => {
+            plugins.iter().flat_map(|p| cni::conf::enabled_capabilities(p.get("capabilities"))).collect()
+        }
+        _ => cni::conf::enabled_capabilities(raw.get("capabilities")),
+    };
+    Ok(PrimaryConfig { path: path.to_path_buf(), raw, capabilities })
+}
+
+/// Read and [`load_primary`] the file at `path`.
+pub fn load_primary_file(path: &Path, multus_cni_version: &str) -> Result<PrimaryConfig, GenerateError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| GenerateError::ReadPrimary { path: path.display().to_string(), reason: e.to_string() })?;
+    load_primary(path, &bytes, multus_cni_version)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+/// Go's `json.Marshal` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings. None of them can
+/// occur outside a string in compact JSON, so a plain replacement is exact.
+pub(crate) fn go_json_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The content of `00-multus.conf` (§3.2): compact JSON, keys in the order `binDir`,
+/// `capabilities`, `cniVersion`, `logFile`, `logLevel`, `logToStderr`, `logOptions`, `name`,
+/// `clusterNetwork`, `namespaceIsolation`, `globalNamespaces`, `type`, `cniDir`,
+/// `auxiliaryCNIChainName`, `daemonSocketDir`, `overrideNetworkName`; empty/false values are
+/// omitted except `cniVersion`, `name` and `type`. No trailing newline.
+pub fn render_multus_conf(config: &GeneratorConfig, primary: &PrimaryConfig) -> Result<String, GenerateError> {
+    let name =
+        if config.override_network_name { primary.name()?.to_string() } else { DEFAULT_NETWORK_NAME.to_string() };
+    let cluster_network =
+        primary.path.to_str().ok_or_else(|| GenerateError::PathNotUtf8(primary.path.clone()))?.to_string();
+    let mut capabilities = config.capabilities.clone();
+    capabilities.extend(primary.capabilities.iter().map(|(k, v)| (k.clone(), *v)));
+
+    let mut m = Map::new();
+    fn put_str(m: &mut Map<String, Value>, key: &str, v: &str, always: bool) {
+        if always || !v.is_empty() {
+            m.insert(key.to_string(), Value::String(v.to_string()));
+        }
+    }
+    put_str(&mut m, "binDir", &config.bin_dir, false);
+    if !capabilities.is_empty() {
+        let caps = capabilities.into_iter().map(|(k, v)| (k, Value::Bool(v))).collect();
+        m.insert("capabilities".into(), Value::Object(caps));
+    }
+    put_str(&mut m, "cniVersion", &config.cni_version, true);
+    put_str(&mut m, "logFile", &config.log_file, false);
+    put_str(&mut m, "logLevel", &config.log_level, false);
+    if config.log_to_stderr {
+        m.insert("logToStderr".into(), Value::Bool(true));
+    }
+    if let Some(options) = &config.log_options {
+        let v = serde_json::to_value(options).map_err(|e| GenerateError::Config(e.to_string()))?;
+        m.insert("logOptions".into(), v);
+    }
+    put_str(&mut m, "name", &name, true);
+    put_str(&mut m, "clusterNetwork", &cluster_network, false);
+    if config.namespace_isolation {
+        m.insert("namespaceIsolation".into(), Value::Bool(true));
+    }
+    put_str(&mut m, "globalNamespaces", &config.global_namespaces, false);
+    put_str(&mut m, "type", &config.plugin_type, true);
+    put_str(&mut m, "cniDir", &config.cni_dir, false);
+    put_str(&mut m, "auxiliaryCNIChainName", &config.auxiliary_cni_chain_name, false);
+    put_str(&mut m, "daemonSocketDir", &config.daemon_socket_dir, false);
+    if config.override_network_name {
+        m.insert("overrideNetworkName".into(), Value::Bool(true));
+    }
+    let json = serde_json::to_string(&m).map_err(|e| GenerateError::Config(e.to_string()))?;
+    Ok(go_json_escape(json))
+}
+
+/// Whether `00-multus.conf` must be rewritten: the rendered content differs from what is on
+/// disk (`None` = no file).
+pub fn needs_rewrite(current: Option<&[u8]>, rendered: &str) -> bool {
+    current != Some(rendered.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// forceCNIVersion
+
+fn sort_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
+}
+
+/// §3.1 step 3: the primary config with its top-level `cniVersion` set to `version`,
+/// re-serialised as the reference does (compact, keys sorted at every level, Go escaping).
+/// Numbers are kept exactly (the reference passes them through `float64`).
+pub fn force_cni_version(bytes: &[u8], version: &str) -> Result<Vec<u8>, GenerateError> {
+    let err = |reason: String| GenerateError::ForceVersion { path: String::new(), reason };
+    let mut raw = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(err("expected a JSON object".into())),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    raw.insert("cniVersion".into(), Value::String(version.to_string()));
+    let json = serde_json::to_string(&sort_keys(Value::Object(raw))).map_err(|e| err(e.to_string()))?;
+    Ok(go_json_escape(json).into_bytes())
+}
+
+/// [`force_cni_version`] on a file, rewritten in place (truncate and write, keeping the file's
+/// mode; the reference uses 0644). The daemon may prefer an atomic write of
+/// [`force_cni_version`]'s bytes instead.
+pub fn force_cni_version_file(path: &Path, version: &str) -> Result<(), GenerateError> {
+    let with_path = |reason: String| GenerateError::ForceVersion { path: path.display().to_string(), reason };
+    let bytes = std::fs::read(path).map_err(|e| with_path(e.to_string()))?;
+    let out = force_cni_version(&bytes, version).map_err(|e| match e {
+        GenerateError::ForceVersion { reason, .. } => with_path(reason),
+        other => other,
+    })?;
+    std::fs::write(path, out).map_err(|e| with_path(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `00-multus.conf` generated by the Go v4.2.4 daemon for the reference daemon config and
+    /// the primary `10-mockbridge.conflist` (byte for byte, no trailing newline).
+    const REF_00_MULTUS: &str = r#"{"binDir":"/usr/lib/cni","cniVersion":"1.0.0","logFile":"/tmp/multus-ref-state/log/multus-daemon.log","logLevel":"verbose","logToStderr":true,"name":"multus-cni-network","clusterNetwork":"/tmp/multus-ref-state/etc/cni/net.d/10-mockbridge.conflist","type":"multus-shim","cniDir":"/tmp/multus-ref-state/var/lib/cni/multus","daemonSocketDir":"/tmp/multus-ref/run"}"#;
+
+    const REF_MOCKBRIDGE_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "mock-cluster-net",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "mcbr0",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.244.0.0/16"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "/tmp/multus-ref-state/var/lib/cni/networks"
+      }
+    }
+  ]
+}
+"#;
+
+    fn gen_config(v: Value) -> GeneratorConfig {
+        GeneratorConfig::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn primary(path: &str, v: Value, multus_version: &str) -> Result<PrimaryConfig, GenerateError> {
+        load_primary(Path::new(path), &serde_json::to_vec(&v).unwrap(), multus_version)
+    }
+
+    fn render(config: Value, primary_conf: Value) -> String {
+        let g = gen_config(config);
+        let p = primary("/etc/cni/net.d/10-primary.conf", primary_conf, &g.cni_version).unwrap();
+        render_multus_conf(&g, &p).unwrap()
+    }
+
+    #[test]
+    fn reference_output_byte_for_byte() {
+        let g = GeneratorConfig::from_bytes(crate::config::tests::REF_DAEMON_CONFIG.as_bytes()).unwrap();
+        assert!(g.is_auto_mode());
+        assert_eq!(g.multus_conf_path(), PathBuf::from("/tmp/multus-ref-state/etc/cni/net.d/00-multus.conf"));
+        let path = Path::new("/tmp/multus-ref-state/etc/cni/net.d/10-mockbridge.conflist");
+        let p = load_primary(path, REF_MOCKBRIDGE_CONFLIST.as_bytes(), &g.cni_version).unwrap();
+        assert_eq!(render_multus_conf(&g, &p).unwrap(), REF_00_MULTUS);
+    }
+
+    // §12.2 items 10 and 14
+    #[test]
+    fn basic_generation_is_byte_exact() {
+        let out = render(
+            json!({"cniVersion":"0.4.0","name":"ignored","multusConfigFile":"auto",
+                   "multusAutoconfigDir":"/x","cniConfigDir":"/y","readinessindicatorfile":"/r",
+                   "forceCNIVersion":false,"multusMasterCNI":"m.conf","socketDir":"/s",
+                   "chrootDir":"/hostroot"}),
+            json!({"cniVersion":"0.4.0","name":"mynet","type":"bridge"}),
+        );
+        assert_eq!(
+            out,
+            r#"{"cniVersion":"0.4.0","name":"multus-cni-network","clusterNetwork":"/etc/cni/net.d/10-primary.conf","type":"multus-shim"}"#
+        );
+    }
+
+    // §3.2 example (manifest config, calico-like conflist)
+    #[test]
+    fn manifest_example() {
+        let g = gen_config(json!({ "chrootDir": "/hostroot", "cniVersion": "0.3.1",
+            "logLevel": "verbose", "logToStderr": true, "cniConfigDir": "/host/etc/cni/net.d",
+            "multusAutoconfigDir": "/host/etc/cni/net.d", "multusConfigFile": "auto",
+            "socketDir": "/host/run/multus/" }));
+        let p = primary(
+            "/host/etc/cni/net.d/10-calico.conflist",
+            json!({"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[
+                {"type":"calico"},{"type":"portmap","capabilities":{"portMappings":true}},
+                {"type":"bandwidth","capabilities":{"bandwidth":true}}]}),
+            &g.cni_version,
+        )
+        .unwrap();
+        assert_eq!(
+            render_multus_conf(&g, &p).unwrap(),
+            r#"{"capabilities":{"bandwidth":true,"portMappings":true},"cniVersion":"0.3.1","logLevel":"verbose","logToStderr":true,"name":"multus-cni-network","clusterNetwork":"/host/etc/cni/net.d/10-calico.conflist","type":"multus-shim"}"#
+        );
+    }
+
+    // §12.2 items 11-13
+    #[test]
+    fn capabilities() {
+        let base = json!({"cniVersion":"0.4.0"});
+        let out = render(base.clone(), json!({"cniVersion":"0.4.0","type":"x","capabilities":{"portMappings":true}}));
+        assert!(out.contains(r#""capabilities":{"portMappings":true}"#), "{out}");
+        let out = render(
+            base.clone(),
+            json!({"cniVersion":"0.4.0","type":"x",
+                   "capabilities":{"portMappings":true,"bandwidth":true,"mac":false,"odd":"yes"}}),
+        );
+        assert!(out.contains(r#""capabilities":{"bandwidth":true,"portMappings":true}"#), "{out}");
+        let out = render(
+            base.clone(),
+            json!({"cniVersion":"0.4.0","name":"l","capabilities":{"ignored":true},"plugins":[
+                {"type":"a","capabilities":{"portMappings":true,"ips":false}},
+                {"type":"b"},
+                {"type":"c","capabilities":{"bandwidth":true,"portMappings":true}}]}),
+        );
+        assert!(out.contains(r#""capabilities":{"bandwidth":true,"portMappings":true}"#), "{out}");
+        // Daemon-config capabilities are kept (false entries included) and unioned.
+        let out = render(
+            json!({"cniVersion":"0.4.0","capabilities":{"mac":false,"ips":true}}),
+            json!({"cniVersion":"0.4.0","type":"x","capabilities":{"mac":true}}),
+        );
+        assert!(out.contains(r#""capabilities":{"ips":true,"mac":true}"#), "{out}");
+        let out = render(
+            json!({"cniVersion":"0.4.0","capabilities":{"mac":false}}),
+            json!({"cniVersion":"0.4.0","type":"x"}),
+        );
+        assert!(out.contains(r#""capabilities":{"mac":false}"#), "{out}");
+        // Empty plugins list: top-level capabilities; non-array plugins never panic.
+        let out = render(base.clone(), json!({"cniVersion":"0.4.0","plugins":[],"capabilities":{"a":true}}));
+        assert!(out.contains(r#""capabilities":{"a":true}"#), "{out}");
+        let out = render(base, json!({"cniVersion":"0.4.0","plugins":7,"capabilities":{"b":true}}));
+        assert!(out.contains(r#""capabilities":{"b":true}"#), "{out}");
+    }
+
+    // §12.2 item 18
+    #[test]
+    fn override_network_name() {
+        let cfg = json!({"cniVersion":"0.4.0","overrideNetworkName":true});
+        let out = render(cfg.clone(), json!({"cniVersion":"0.4.0","name":"mynet","type":"x"}));
+        assert!(out.contains(r#""name":"mynet""#), "{out}");
+        assert!(out.ends_with(r#""overrideNetworkName":true}"#), "{out}");
+        let g = gen_config(cfg);
+        for (p, want) in [
+            (json!({"cniVersion":"0.4.0","type":"x"}), GenerateError::PrimaryNameMissing),
+            (json!({"cniVersion":"0.4.0","name":"","type":"x"}), GenerateError::PrimaryNameEmpty),
+            (json!({"cniVersion":"0.4.0","name":7,"type":"x"}), GenerateError::PrimaryNameEmpty),
+        ] {
+            let p = primary("/p.conf", p, "0.4.0").unwrap();
+            assert_eq!(render_multus_conf(&g, &p), Err(want));
+        }
+    }
+
+    // §12.2 item 19
+    #[test]
+    fn version_check() {
+        let err = primary("/p.conf", json!({"cniVersion":"0.3.1","type":"x"}), "0.4.0").unwrap_err();
+        assert_eq!(
+            err.startup_message(),
+            "failed to load the primary CNI configuration as a multus delegate with error \
+             'delegate cni version is 0.3.1 while top level cni version is 0.4.0'"
+        );
+        // Below 0.4.0 nothing is checked.
+        assert!(primary("/p.conf", json!({"type":"x"}), "0.3.1").is_ok());
+        assert!(primary("/p.conf", json!({"cniVersion":"0.2.0"}), "0.3.1").is_ok());
+        assert!(primary("/p.conf", json!({"cniVersion":"1.1.0"}), "1.0.0").is_ok());
+        assert!(primary("/p.conf", json!({"cniVersion":"1.1.1"}), "1.1.1").is_ok());
+        for (p, v, want) in [
+            (json!({"cniVersion":"0.4.0"}), "", GenerateError::TopLevelVersion),
+            (json!({"cniVersion":"0.4.0"}), "1.0", GenerateError::TopLevelVersion),
+            (json!({"cniVersion":"0.4.0"}), "01.0.0", GenerateError::TopLevelVersion),
+            (json!({"type":"x"}), "0.4.0", GenerateError::DelegateVersionMissing),
+            (json!({"cniVersion":4}), "1.0.0", GenerateError::DelegateVersionMissing),
+            (json!({"cniVersion":"1.0"}), "1.0.0", GenerateError::DelegateVersionInvalid),
+            (json!([1]), "1.0.0", GenerateError::PrimaryNotObject),
+            (json!([1]), "0.3.1", GenerateError::PrimaryNotObject),
+            (
+                json!({"cniVersion":"0.4.0-rc1"}),
+                "1.0.0",
+                GenerateError::VersionMismatch { delegate: "0.4.0-rc1".into(), multus: "1.0.0".into() },
+            ),
+        ] {
+            assert_eq!(primary("/p.conf", p, v), Err(want));
+        }
+        let err = load_primary(Path::new("/p"), b"{", "1.0.0").unwrap_err().to_string();
+        assert!(err.starts_with("failed to unmarshall primary CNI config: "), "{err}");
+    }
+
+    #[test]
+    fn generator_config_keys_and_defaults() {
+        let g = gen_config(json!({}));
+        assert_eq!(g.cni_config_dir, DEFAULT_CNI_CONFIG_DIR);
+        assert_eq!(g.plugin_type, DEFAULT_PLUGIN_TYPE);
+        assert!(g.is_auto_mode());
+        assert_eq!(g.user_config_target(), None);
+        let g = gen_config(json!({"multusConfigFile":"/tmp/my/70-multus.conf","cniConfigDir":"/host/etc/cni/net.d"}));
+        assert!(!g.is_auto_mode());
+        assert_eq!(g.user_config_target(), Some(PathBuf::from("/host/etc/cni/net.d/70-multus.conf")));
+        let err = GeneratorConfig::from_bytes(br#"{"forceCNIVersion":"yes"}"#).unwrap_err().to_string();
+        assert!(err.contains("\"forceCNIVersion\""), "{err}");
+        assert!(GeneratorConfig::from_bytes(b"[]").is_err());
+    }
+
+    #[test]
+    fn go_escaping() {
+        let out = render(
+            json!({"cniVersion":"0.4.0","logFile":"/var/log/a&b<c>\u{2028}.log"}),
+            json!({"cniVersion":"0.4.0","type":"x"}),
+        );
+        assert!(out.contains(r#""logFile":"/var/log/a\u0026b\u003cc\u003e\u2028.log""#), "{out}");
+    }
+
+    #[test]
+    fn every_key_snapshot() {
+        let out = render(
+            json!({"cniVersion":"1.1.0","binDir":"/opt/cni/bin","cniDir":"/var/lib/cni/multus",
+                "logFile":"/var/log/multus.log","logLevel":"debug","logToStderr":true,
+                "logOptions":{"maxAge":5,"maxSize":100,"compress":true},
+                "namespaceIsolation":true,"globalNamespaces":"default,kube-system",
+                "auxiliaryCNIChainName":"vendor-cni-chain","daemonSocketDir":"/run/multus/",
+                "overrideNetworkName":true,"type":"multus-shim","capabilities":{"ips":true},
+                "readinessindicatorfile":"/r","forceCNIVersion":true,"multusMasterCNI":"p.conf",
+                "multusAutoconfigDir":"/a","cniConfigDir":"/c","clusterNetwork":"ignored",
+                "name":"ignored","socketDir":"/s"}),
+            json!({"cniVersion":"1.0.0","name":"k8s-pod-network","plugins":[
+                {"type":"calico","capabilities":{"portMappings":true}}]}),
+        );
+        insta::assert_snapshot!("every_key", out);
+    }
+
+    #[test]
+    fn minimal_snapshots() {
+        insta::assert_snapshot!(
+            "minimal_single_conf",
+            render(json!({"cniVersion":"0.3.1"}), json!({"cniVersion":"0.3.1","type":"flannel"}))
+        );
+        insta::assert_snapshot!(
+            "log_options_empty_object",
+            render(json!({"cniVersion":"1.0.0","logOptions":{}}), json!({"cniVersion":"1.0.0","type":"x"}))
+        );
+    }
+
+    // §12.2 item 16 and §3.1 step 2
+    #[test]
+    fn primary_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(find_primary_config(d, None).unwrap(), None);
+        std::fs::write(d.join("00-multus.conf"), "{}").unwrap();
+        std::fs::write(d.join("00-multus-old.conflist"), "{}").unwrap();
+        std::fs::write(d.join("05-a.json"), "{}").unwrap();
+        std::fs::write(d.join("06-a.conf.bak"), "{}").unwrap();
+        std::fs::create_dir(d.join("01-dir.conf")).unwrap();
+        assert_eq!(find_primary_config(d, None).unwrap(), None);
+        std::fs::write(d.join("10-b.conflist"), "{}").unwrap();
+        assert_eq!(find_primary_config(d, None).unwrap(), Some(d.join("10-b.conflist")));
+        std::fs::write(d.join("00-mycni.conf"), "{}").unwrap();
+        assert_eq!(find_primary_config(d, None).unwrap(), Some(d.join("00-mycni.conf")));
+        // Byte-wise order: uppercase sorts first.
+        std::fs::write(d.join("00-Z.conf"), "{}").unwrap();
+        assert_eq!(find_primary_config(d, None).unwrap(), Some(d.join("00-Z.conf")));
+        // multusMasterCNI short-circuits (the file need not exist yet).
+        assert_eq!(find_primary_config(d, Some("99-x.conf")).unwrap(), Some(d.join("99-x.conf")));
+        assert_eq!(find_primary_config(d, Some("")).unwrap(), Some(d.join("00-Z.conf")));
+        let err = find_primary_config(&d.join("missing"), None).unwrap_err().to_string();
+        assert!(err.starts_with("failed to find the cluster master CNI plugin: error when listing"), "{err}");
+        assert_eq!(
+            GenerateError::NoPrimary("/etc/cni/net.d".into()).to_string(),
+            "failed to find the cluster master CNI plugin: could not find a plugin configuration \
+             in /etc/cni/net.d"
+        );
+        let g = gen_config(json!({"multusAutoconfigDir": d.to_str().unwrap()}));
+        assert_eq!(g.find_primary().unwrap(), Some(d.join("00-Z.conf")));
+    }
+
+    #[test]
+    fn candidates() {
+        for ok in ["10-calico.conflist", "00-mycni.conf", ".conf", "a.b.conf"] {
+            assert!(is_primary_candidate(ok), "{ok}");
+        }
+        for bad in
+            ["00-multus.conf", "00-multus.conf.tmp", "00-multusx.conflist", "a.json", "a.conf~", "conf", "a.CONF"]
+        {
+            assert!(!is_primary_candidate(bad), "{bad}");
+        }
+    }
+
+    // §12.2 item 15
+    #[test]
+    fn force_version() {
+        let out = force_cni_version(
+            br#"{"name":"n","cniVersion":"0.3.1","plugins":[{"type":"b","z":1,"a":{"y":2,"x":"<"}}],"big":12345678901234567890}"#,
+            "1.1.1",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"big":12345678901234567890,"cniVersion":"1.1.1","name":"n","plugins":[{"a":{"x":"\u003c","y":2},"type":"b","z":1}]}"#
+        );
+        assert!(force_cni_version(b"[]", "1.0.0").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("10-x.conf");
+        std::fs::write(&path, r#"{"cniVersion":"0.3.1","type":"x"}"#).unwrap();
+        force_cni_version_file(&path, "1.1.1").unwrap();
+        let p = load_primary_file(&path, "1.1.1").unwrap();
+        assert_eq!(p.cni_version(), Some("1.1.1"));
+        let err = force_cni_version_file(&dir.path().join("nope"), "1.0.0").unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = load_primary_file(&dir.path().join("nope"), "1.0.0").unwrap_err().to_string();
+        assert!(err.starts_with("failed to read the cluster primary CNI config "), "{err}");
+    }
+
+    // §12.2 item 17 (pure part): a rewritten primary re-renders with the new capability.
+    #[test]
+    fn regeneration_after_primary_change() {
+        let g = gen_config(json!({"cniVersion":"0.4.0"}));
+        let before =
+            render_multus_conf(&g, &primary("/p.conf", json!({"cniVersion":"0.4.0","type":"x"}), "0.4.0").unwrap())
+                .unwrap();
+        let after = render_multus_conf(
+            &g,
+            &primary("/p.conf", json!({"cniVersion":"0.4.0","type":"x","capabilities":{"portMappings":true}}), "0.4.0")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(needs_rewrite(Some(before.as_bytes()), &after));
+        assert!(!needs_rewrite(Some(after.as_bytes()), &after));
+        assert!(needs_rewrite(None, &after));
+        assert!(after.contains("portMappings"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn load_and_render_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), v in "[0-9.a-z-]{0,8}") {
+                if let Ok(p) = load_primary(Path::new("/p"), &bytes, &v) {
+                    let g = gen_config(json!({"cniVersion": v, "overrideNetworkName": true}));
+                    let _ = render_multus_conf(&g, &p);
+                }
+                let _ = force_cni_version(&bytes, &v);
+            }
+
+            #[test]
+            fn rendered_output_is_json_with_fixed_keys(level in ".{0,10}", file in ".{0,10}") {
+                let out = render(
+                    json!({"cniVersion":"1.0.0","logLevel":level,"logFile":file}),
+                    json!({"cniVersion":"1.0.0","type":"x"}),
+                );
+                let v: Value = serde_json::from_str(&out).unwrap();
+                let expect = |s: &str| if s.is_empty() { Value::Null } else { json!(s) };
+                prop_assert_eq!(&v["logLevel"], &expect(&level));
+                prop_assert_eq!(&v["logFile"], &expect(&file));
+                prop_assert_eq!(&v["name"], "multus-cni-network");
+                prop_assert_eq!(&v["type"], "multus-shim");
+            }
+        }
+    }
+}

@@ -31,6 +31,9 @@
 //!   instead of panics (§13 item 31).
 //! - `capabilities` of the daemon config keep their `false` entries in the output, exactly as
 //!   the reference serialises them; only `true` entries of the primary are added.
+//! - Left to the daemon (no logic here): whether shutdown deletes `00-multus.conf` (§13 item 5)
+//!   and staying alive in non-auto mode after copying the user's file
+//!   ([`GeneratorConfig::user_config_target`], §13 item 1).
 
 use crate::config::{AUTO_CONFIG, Fields, LogOptions};
 use serde_json::{Map, Value};

@@ -65,12 +65,8 @@ pub fn parse_default_network(
         .map_err(|e| invalid(format!("{PREFIX} failed to parse CRD object: {e}")))?;
     match elements.len() {
         1 => Ok(elements.remove(0)),
-        0 => Err(invalid(format!(
-            "{PREFIX} no default network is specified: {annotation}"
-        ))),
-        _ => Err(invalid(format!(
-            "{PREFIX} more than one default network is specified: {annotation}"
-        ))),
+        0 => Err(invalid(format!("{PREFIX} no default network is specified: {annotation}"))),
+        _ => Err(invalid(format!("{PREFIX} more than one default network is specified: {annotation}"))),
     }
 }
 
@@ -95,10 +91,7 @@ pub fn check_namespace_isolation(
     Ok(())
 }
 
-fn parse_annotation(
-    annotation: &str,
-    default_namespace: &str,
-) -> Result<Vec<NetworkSelectionElement>, SelectionError> {
+fn parse_annotation(annotation: &str, default_namespace: &str) -> Result<Vec<NetworkSelectionElement>, SelectionError> {
     let mut elements = if annotation.contains(['[', '{', '"']) {
         parse_json_form(annotation)?
     } else {
@@ -107,12 +100,7 @@ fn parse_annotation(
             .map(|item| {
                 let (namespace, name, interface) = parse_network_object_name(item.trim())
                     .map_err(|e| invalid(format!("parsePodNetworkAnnotation: {e}")))?;
-                Ok(NetworkSelectionElement {
-                    name,
-                    namespace,
-                    interface,
-                    ..Default::default()
-                })
+                Ok(NetworkSelectionElement { name, namespace, interface, ..Default::default() })
             })
             .collect::<Result<Vec<_>, SelectionError>>()?
     };
@@ -131,9 +119,7 @@ pub fn parse_network_object_name(item: &str) -> Result<(String, String, String),
         [name] => (String::new(), *name),
         [ns, name] => (ns.trim().to_string(), *name),
         _ => {
-            return Err(invalid(format!(
-                "{PREFIX} Invalid network object (failed at '/')"
-            )));
+            return Err(invalid(format!("{PREFIX} Invalid network object (failed at '/')")));
         }
     };
     let at: Vec<&str> = rest.split('@').collect();
@@ -141,25 +127,18 @@ pub fn parse_network_object_name(item: &str) -> Result<(String, String, String),
         [name] => (name.trim().to_string(), String::new()),
         [name, ifname] => (name.trim().to_string(), ifname.trim().to_string()),
         _ => {
-            return Err(invalid(format!(
-                "{PREFIX} Invalid network object (failed at '@')"
-            )));
+            return Err(invalid(format!("{PREFIX} Invalid network object (failed at '@')")));
         }
     };
     for part in [&namespace, &name] {
         if !part.is_empty() && !NAME_RE.is_match(part) {
-            return Err(invalid(format!(
-                "{PREFIX} Failed to match {part} with regex '{NAME_PATTERN}'"
-            )));
+            return Err(invalid(format!("{PREFIX} Failed to match {part} with regex '{NAME_PATTERN}'")));
         }
     }
     if !interface.is_empty()
-        && (interface.len() > MAX_IFNAME_LEN
-            || interface.contains([' ', '\t', '\n', '\u{0b}', '\u{0c}', '\r', '/']))
+        && (interface.len() > MAX_IFNAME_LEN || interface.contains([' ', '\t', '\n', '\u{0b}', '\u{0c}', '\r', '/']))
     {
-        return Err(invalid(format!(
-            "{PREFIX} Failed to match interface name {interface}"
-        )));
+        return Err(invalid(format!("{PREFIX} Failed to match interface name {interface}")));
     }
     Ok((namespace, name, interface))
 }
@@ -211,9 +190,7 @@ fn parse_json_form(annotation: &str) -> Result<Vec<NetworkSelectionElement>, Sel
         Ok(Value::Null) => return Ok(Vec::new()),
         Ok(Value::Array(items)) => items,
         Ok(_) => {
-            return Err(fail(
-                "expected a JSON array of network selection elements".into(),
-            ));
+            return Err(fail("expected a JSON array of network selection elements".into()));
         }
     };
     items
@@ -240,10 +217,7 @@ fn parse_json_form(annotation: &str) -> Result<Vec<NetworkSelectionElement>, Sel
         .collect()
 }
 
-fn validate_element(
-    element: &mut NetworkSelectionElement,
-    default_namespace: &str,
-) -> Result<(), SelectionError> {
+fn validate_element(element: &mut NetworkSelectionElement, default_namespace: &str) -> Result<(), SelectionError> {
     if element.namespace.is_empty() {
         element.namespace = default_namespace.to_string();
     }
@@ -252,11 +226,8 @@ fn validate_element(
             .map_err(|e| invalid(format!("parsePodNetworkAnnotation: failed to mac: {e}")))?;
     }
     if !element.infiniband_guid.is_empty() {
-        parse_hardware_addr(&element.infiniband_guid).map_err(|e| {
-            invalid(format!(
-                "parsePodNetworkAnnotation: failed to validate infiniband GUID: {e}"
-            ))
-        })?;
+        parse_hardware_addr(&element.infiniband_guid)
+            .map_err(|e| invalid(format!("parsePodNetworkAnnotation: failed to validate infiniband GUID: {e}")))?;
     }
     for ip in &element.ips {
         validate_ip_request(ip)?;
@@ -270,23 +241,18 @@ fn validate_element(
 /// A requested IP: an address, or an address with a prefix length when it contains `/`.
 pub fn validate_ip_request(ip: &str) -> Result<(), SelectionError> {
     if ip.contains('/') {
-        ip.parse::<ipnet::IpNet>().map(|_| ()).map_err(|_| {
-            invalid(format!(
-                "failed to parse CIDR {ip:?}: invalid CIDR address: {ip}"
-            ))
-        })
-    } else {
-        ip.parse::<IpAddr>()
+        ip.parse::<ipnet::IpNet>()
             .map(|_| ())
-            .map_err(|_| invalid(format!("failed to parse IP address {ip:?}")))
+            .map_err(|_| invalid(format!("failed to parse CIDR {ip:?}: invalid CIDR address: {ip}")))
+    } else {
+        ip.parse::<IpAddr>().map(|_| ()).map_err(|_| invalid(format!("failed to parse IP address {ip:?}")))
     }
 }
 
 /// Go's `net.ParseMAC`: 6, 8 or 20 bytes as `xx:xx:…`, `xx-xx-…` or `xxxx.xxxx.…`.
 /// The error text is Go's (`address <s>: invalid MAC address`).
 pub fn parse_hardware_addr(s: &str) -> Result<Vec<u8>, SelectionError> {
-    parse_mac_bytes(s.as_bytes())
-        .ok_or_else(|| invalid(format!("address {s}: invalid MAC address")))
+    parse_mac_bytes(s.as_bytes()).ok_or_else(|| invalid(format!("address {s}: invalid MAC address")))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -370,40 +336,21 @@ mod tests {
     #[test]
     fn comma_form_accepts() {
         assert_eq!(sel("net1").unwrap(), vec![el("podns", "net1", "")]);
-        assert_eq!(
-            sel("default/net1").unwrap(),
-            vec![el("default", "net1", "")]
-        );
-        assert_eq!(
-            sel("net1@my_interface").unwrap(),
-            vec![el("podns", "net1", "my_interface")]
-        );
-        assert_eq!(
-            sel("default/net1@my_interface").unwrap(),
-            vec![el("default", "net1", "my_interface")]
-        );
+        assert_eq!(sel("default/net1").unwrap(), vec![el("default", "net1", "")]);
+        assert_eq!(sel("net1@my_interface").unwrap(), vec![el("podns", "net1", "my_interface")]);
+        assert_eq!(sel("default/net1@my_interface").unwrap(), vec![el("default", "net1", "my_interface")]);
         assert_eq!(
             sel(" macvlan-conf , kube-system/sriov@net5,a-b-1 @ x ").unwrap(),
-            vec![
-                el("podns", "macvlan-conf", ""),
-                el("kube-system", "sriov", "net5"),
-                el("podns", "a-b-1", "x")
-            ]
+            vec![el("podns", "macvlan-conf", ""), el("kube-system", "sriov", "net5"), el("podns", "a-b-1", "x")]
         );
         // Exactly 15 bytes is fine.
-        assert_eq!(
-            sel("n@abcdefghijklmno").unwrap()[0].interface,
-            "abcdefghijklmno"
-        );
+        assert_eq!(sel("n@abcdefghijklmno").unwrap()[0].interface, "abcdefghijklmno");
     }
 
     // §5.8: an empty item is kept (the NAD lookup fails later)
     #[test]
     fn comma_form_empty_items() {
-        assert_eq!(
-            sel("net1,").unwrap(),
-            vec![el("podns", "net1", ""), el("podns", "", "")]
-        );
+        assert_eq!(sel("net1,").unwrap(), vec![el("podns", "net1", ""), el("podns", "", "")]);
         assert_eq!(sel(" ").unwrap(), vec![el("podns", "", "")]);
         assert_eq!(sel("/net1").unwrap(), vec![el("podns", "net1", "")]);
         assert_eq!(sel("net1@").unwrap(), vec![el("podns", "net1", "")]);
@@ -437,15 +384,7 @@ mod tests {
             "parsePodNetworkAnnotation: parsePodNetworkObjectName: Failed to match interface \
              name abcdefghijklmnop"
         );
-        for bad in [
-            "Net1",
-            "-net",
-            "net-",
-            "net_1",
-            "ns./net",
-            "net1@a\tb",
-            "ok,BAD",
-        ] {
+        for bad in ["Net1", "-net", "net-", "net_1", "ns./net", "net1@a\tb", "ok,BAD"] {
             assert!(sel(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -464,53 +403,32 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].namespace, "podns");
         assert_eq!(got[0].ips, vec!["10.1.1.11/24"]);
-        assert_eq!(
-            got[0].default_route,
-            Some(vec!["10.1.1.254".parse::<IpAddr>().unwrap()])
-        );
+        assert_eq!(got[0].default_route, Some(vec!["10.1.1.254".parse::<IpAddr>().unwrap()]));
         let e = &got[1];
-        assert_eq!(
-            (e.namespace.as_str(), e.interface.as_str()),
-            ("other", "net5")
-        );
+        assert_eq!((e.namespace.as_str(), e.interface.as_str()), ("other", "net5"));
         assert_eq!(e.mac, "c2:b0:57:49:47:f1");
         assert_eq!(e.device_id, "0000:03:00.1");
         assert_eq!(
             e.port_mappings,
-            vec![PortMapping {
-                host_port: 8080,
-                container_port: 80,
-                protocol: "tcp".into(),
-                host_ip: String::new()
-            }]
+            vec![PortMapping { host_port: 8080, container_port: 80, protocol: "tcp".into(), host_ip: String::new() }]
         );
         assert_eq!(
             e.bandwidth,
-            Some(Bandwidth {
-                ingress_rate: 1000,
-                ingress_burst: 10,
-                egress_rate: 2000,
-                egress_burst: 20
-            })
+            Some(Bandwidth { ingress_rate: 1000, ingress_burst: 10, egress_rate: 2000, egress_burst: 20 })
         );
         assert_eq!(e.cni_args.as_ref().unwrap()["foo"], json!("bar"));
         assert_eq!(e.default_route, None);
         // An empty default-route list is kept as present.
-        assert_eq!(
-            sel(r#"[{"name":"a","default-route":[]}]"#).unwrap()[0].default_route,
-            Some(vec![])
-        );
+        assert_eq!(sel(r#"[{"name":"a","default-route":[]}]"#).unwrap()[0].default_route, Some(vec![]));
     }
 
     #[test]
     fn json_form_go_decoding_rules() {
         // interfaceRequest alias, case-insensitive keys, null = absent, unknown keys ignored,
         // last duplicate wins.
-        let got = sel(
-            r#"[{"Name":"a","NAMESPACE":"ns","interfaceRequest":"eth9","ips":null,
+        let got = sel(r#"[{"Name":"a","NAMESPACE":"ns","interfaceRequest":"eth9","ips":null,
                  "ipam-claim-reference":"x","name":"b",
-                 "PortMappings":[{"HostPort":1,"containerport":2}]}]"#,
-        )
+                 "PortMappings":[{"HostPort":1,"containerport":2}]}]"#)
         .unwrap();
         assert_eq!(got[0].name, "b");
         assert_eq!(got[0].namespace, "ns");
@@ -521,10 +439,7 @@ mod tests {
         let got = sel(r#"[{"name":"a","interface":"e1","interfaceRequest":"e2"}]"#).unwrap();
         assert_eq!(got[0].interface, "e1");
         // Names are not validated in the JSON form.
-        assert_eq!(
-            sel(r#"[{"name":"Not_Valid"}]"#).unwrap()[0].name,
-            "Not_Valid"
-        );
+        assert_eq!(sel(r#"[{"name":"Not_Valid"}]"#).unwrap()[0].name, "Not_Valid");
     }
 
     #[test]
@@ -550,10 +465,7 @@ mod tests {
             err(r#"[{"name":"a","ips":["10.0.0.1/33"]}]"#),
             "failed to parse CIDR \"10.0.0.1/33\": invalid CIDR address: 10.0.0.1/33"
         );
-        assert_eq!(
-            err(r#"[{"name":"a","ips":["10.0.0.300"]}]"#),
-            "failed to parse IP address \"10.0.0.300\""
-        );
+        assert_eq!(err(r#"[{"name":"a","ips":["10.0.0.300"]}]"#), "failed to parse IP address \"10.0.0.300\"");
         assert_eq!(
             err(r#"[{"name":"a","mac":"c2:b0:57:49:47"}]"#),
             "parsePodNetworkAnnotation: failed to mac: address c2:b0:57:49:47: invalid MAC address"
@@ -579,10 +491,7 @@ mod tests {
         ] {
             assert!(parse_hardware_addr(ok).is_ok(), "{ok}");
         }
-        assert_eq!(
-            parse_hardware_addr("0000.5e00.5301").unwrap(),
-            vec![0, 0, 0x5e, 0, 0x53, 1]
-        );
+        assert_eq!(parse_hardware_addr("0000.5e00.5301").unwrap(), vec![0, 0, 0x5e, 0, 0x53, 1]);
         for bad in [
             "",
             "00:00:5e:00:53",
@@ -600,24 +509,10 @@ mod tests {
 
     #[test]
     fn ip_requests() {
-        for ok in [
-            "10.1.1.1",
-            "10.1.1.1/24",
-            "2001:db8::1",
-            "2001:db8::1/64",
-            "::ffff:1.2.3.4",
-        ] {
+        for ok in ["10.1.1.1", "10.1.1.1/24", "2001:db8::1", "2001:db8::1/64", "::ffff:1.2.3.4"] {
             assert!(validate_ip_request(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "10.1.1",
-            "10.1.1.1/",
-            "10.1.1.1/40",
-            "fe80::1%eth0",
-            "01.1.1.1",
-            "x/8",
-        ] {
+        for bad in ["", "10.1.1", "10.1.1.1/", "10.1.1.1/40", "fe80::1%eth0", "01.1.1.1", "x/8"] {
             assert!(validate_ip_request(bad).is_err(), "{bad}");
         }
     }
@@ -630,26 +525,17 @@ mod tests {
         let d = parse_default_network("ns/net@eth1", "kube-system").unwrap();
         assert_eq!(d, el("ns", "net", "eth1"));
         let d = parse_default_network(r#"[{"name":"x","mac":"02:00:00:00:00:01"}]"#, "m").unwrap();
-        assert_eq!(
-            (d.namespace.as_str(), d.mac.as_str()),
-            ("m", "02:00:00:00:00:01")
-        );
+        assert_eq!((d.namespace.as_str(), d.mac.as_str()), ("m", "02:00:00:00:00:01"));
         assert_eq!(
             parse_default_network("a,b", "m").unwrap_err().to_string(),
             "tryLoadK8sPodDefaultNetwork: more than one default network is specified: a,b"
         );
         let e = parse_default_network("", "m").unwrap_err().to_string();
-        assert!(
-            e.contains("pod annotation does not have \"network\" as key"),
-            "{e}"
-        );
+        assert!(e.contains("pod annotation does not have \"network\" as key"), "{e}");
         let e = parse_default_network("[]", "m").unwrap_err().to_string();
         assert!(e.contains("no default network is specified"), "{e}");
         let e = parse_default_network("A/b", "m").unwrap_err().to_string();
-        assert!(
-            e.starts_with("tryLoadK8sPodDefaultNetwork: failed to parse CRD object: "),
-            "{e}"
-        );
+        assert!(e.starts_with("tryLoadK8sPodDefaultNetwork: failed to parse CRD object: "), "{e}");
     }
 
     // §12.4 item 54
@@ -658,16 +544,11 @@ mod tests {
         let elements = sel("kube-system/net1").unwrap();
         let default_only = vec!["default".to_string()];
         assert_eq!(
-            check_namespace_isolation("test", &elements, &default_only)
-                .unwrap_err()
-                .to_string(),
+            check_namespace_isolation("test", &elements, &default_only).unwrap_err().to_string(),
             "GetNetworkDelegates: namespace isolation enabled, annotation violates permission, \
              pod is in namespace test but refers to target namespace kube-system"
         );
-        let global: Vec<String> = "kube-system,donkey-kong"
-            .split(',')
-            .map(String::from)
-            .collect();
+        let global: Vec<String> = "kube-system,donkey-kong".split(',').map(String::from).collect();
         assert!(check_namespace_isolation("test", &elements, &global).is_ok());
         // Same namespace is always allowed; "default" is allowed by the default list.
         let elements = parse_network_selection("net1,default/net2", "test").unwrap();

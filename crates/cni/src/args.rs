@@ -13,7 +13,8 @@ pub struct CniArgs {
 pub enum ArgsError {
     #[error("ARGS: invalid pair {0:?}")]
     InvalidPair(String),
-    #[error("ARGS: unknown args [{0:?}]")]
+    /// Go formats the list with `%q`: `["A" "B"]`.
+    #[error("ARGS: unknown args [{}]", .0.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(" "))]
     UnknownKeys(Vec<String>),
 }
 
@@ -127,7 +128,10 @@ mod tests {
     #[test]
     fn strict_parse_follows_libcni() {
         assert!(CniArgs::parse_strict("A=b=c", &["A"]).is_err());
-        assert!(CniArgs::parse_strict("FOO=1", &["A"]).is_err());
+        assert_eq!(
+            CniArgs::parse_strict("FOO=1;BAR=2", &["A"]).unwrap_err().to_string(),
+            r#"ARGS: unknown args ["FOO" "BAR"]"#
+        );
         assert!(CniArgs::parse_strict("FOO=1;IgnoreUnknown=true", &["A"]).is_ok());
         assert!(CniArgs::parse_strict("", &[]).unwrap().is_empty());
     }

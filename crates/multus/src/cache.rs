@@ -1,1 +1,599 @@
-//! (in progress)
+//! The delegate cache `<cniDir>/<containerID>` used by DEL (spec §5.12, §6.1 step 6).
+//!
+//! Format: a JSON array, one object per delegate in execution order, with the Go reference's
+//! field names so that the Go daemon can read what we write (downgrade) and we can read what it
+//! wrote (upgrade): `Conf`, `ConfList`, `Name`, `ifnameRequest`, `macRequest`,
+//! `infinibandGUIDRequest`, `ipRequest`, `default-route`, `IsFilterV4Gateway`,
+//! `IsFilterV6Gateway`, `deviceID`, `resourceName`, `Bytes`.
+//!
+//! Decisions:
+//!
+//! * `Bytes` (base64) always holds the full, exact config the delegate ran with — for conflists
+//!   too, every plugin key included (the v4.2.x bug: lossy conflist bytes broke DEL, e.g.
+//!   Calico). `Conf`/`ConfList` are informational summaries written in the reference's shape; a
+//!   delegate is a conflist iff `ConfList.plugins` is non-empty (as the reference decides).
+//! * **quirk 29** — port-mapping and bandwidth requests are stored too, under the extra keys
+//!   `portMappingsRequest` and `bandwidthRequest` (the Go reader ignores unknown keys), so that
+//!   DEL hands plugins (e.g. `portmap`, `bandwidth`) the same capability args as ADD.
+//! * v4.2.x files also carry `CNINetworkConfigList` (libcni's list with each plugin's raw
+//!   bytes); when it is populated, the lossless conflist is rebuilt from it (list keys + raw
+//!   plugins) and the housekeeping injections of the lossy `Bytes` (`deviceID`, `pciBusID`,
+//!   `args.cni`) are merged back, as the reference's HEAD does.
+//! * The file is written atomically (temporary file in the same directory + rename), dir 0700,
+//!   file 0600.
+
+use crate::delegate::{Delegate, DelegateConfig, json_kind};
+use crate::model::{Bandwidth, PortMapping};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    #[error("saveScratchNetConf: failed to create the multus data directory({dir:?}): {reason}")]
+    CreateDir { dir: String, reason: String },
+    #[error("saveScratchNetConf: failed to write container data in the path({path:?}): {reason}")]
+    Write { path: String, reason: String },
+    #[error("failed to load netconf: {0}")]
+    Invalid(String),
+}
+
+/// One cache entry as stored on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    #[serde(rename = "Conf", default)]
+    pub conf: Value,
+    #[serde(rename = "ConfList", default)]
+    pub conf_list: Value,
+    /// v4.2.x only; read, never written.
+    #[serde(rename = "CNINetworkConfigList", default, skip_serializing)]
+    pub legacy_network_config_list: Option<Value>,
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "ifnameRequest", default, skip_serializing_if = "String::is_empty")]
+    pub ifname_request: String,
+    #[serde(rename = "macRequest", default, skip_serializing_if = "String::is_empty")]
+    pub mac_request: String,
+    #[serde(rename = "infinibandGUIDRequest", default, skip_serializing_if = "String::is_empty")]
+    pub infiniband_guid_request: String,
+    #[serde(rename = "ipRequest", default, skip_serializing_if = "Option::is_none")]
+    pub ip_request: Option<Vec<String>>,
+    #[serde(rename = "default-route", default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<Vec<IpAddr>>,
+    #[serde(rename = "IsFilterV4Gateway", default)]
+    pub is_filter_v4_gateway: bool,
+    #[serde(rename = "IsFilterV6Gateway", default)]
+    pub is_filter_v6_gateway: bool,
+    #[serde(rename = "deviceID", default, skip_serializing_if = "String::is_empty")]
+    pub device_id: String,
+    #[serde(rename = "resourceName", default, skip_serializing_if = "String::is_empty")]
+    pub resource_name: String,
+    /// base64 of the exact config.
+    #[serde(rename = "Bytes", default)]
+    pub bytes: Option<String>,
+    /// Ours (quirk 29 fix); ignored by the Go reader.
+    #[serde(rename = "portMappingsRequest", default, skip_serializing_if = "Option::is_none")]
+    pub port_mappings_request: Option<Vec<PortMapping>>,
+    /// Ours (quirk 29 fix); ignored by the Go reader.
+    #[serde(rename = "bandwidthRequest", default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_request: Option<Bandwidth>,
+}
+
+/// `<cniDir>/<containerID>`
+pub fn cache_path(cni_dir: &Path, container_id: &str) -> PathBuf {
+    cni_dir.join(container_id)
+}
+
+fn ipam_summary(plugin: &Map<String, Value>) -> Value {
+    let mut ipam = Map::new();
+    if let Some(t) = plugin.get("ipam").and_then(|i| i.get("type")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        ipam.insert("type".into(), json!(t));
+    }
+    Value::Object(ipam)
+}
+
+/// Go `types.DNS` (nameservers, domain, search, options; empty fields omitted).
+fn dns_summary(plugin: &Map<String, Value>) -> Value {
+    let mut dns = Map::new();
+    if let Some(Value::Object(src)) = plugin.get("dns") {
+        for key in ["nameservers", "domain", "search", "options"] {
+            match src.get(key) {
+                Some(Value::String(s)) if !s.is_empty() => {
+                    dns.insert(key.into(), json!(s));
+                }
+                Some(Value::Array(a)) if !a.is_empty() => {
+                    dns.insert(key.into(), Value::Array(a.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Value::Object(dns)
+}
+
+fn capabilities_summary(plugin: &Map<String, Value>) -> Option<Value> {
+    let caps: Map<String, Value> = plugin
+        .get("capabilities")
+        .and_then(Value::as_object)?
+        .iter()
+        .filter(|(_, v)| v.is_boolean())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!caps.is_empty()).then_some(Value::Object(caps))
+}
+
+fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `Conf` of a single-plugin delegate as the v4.2.4 daemon writes it (keys sorted, `dns` only
+/// when non-empty), e.g. `{"cniVersion":"1.0.0","ipam":{"type":"host-local"},"name":"n","type":"bridge"}`.
+fn conf_summary(plugin: &Map<String, Value>) -> Value {
+    let mut m = Map::new();
+    if let Some(caps) = capabilities_summary(plugin) {
+        let mut sorted: Vec<(String, Value)> =
+            caps.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        m.insert("capabilities".into(), Value::Object(sorted.into_iter().collect()));
+    }
+    m.insert("cniVersion".into(), json!(str_of(plugin, "cniVersion")));
+    let dns = dns_summary(plugin);
+    if dns.as_object().is_some_and(|d| !d.is_empty()) {
+        m.insert("dns".into(), dns);
+    }
+    m.insert("ipam".into(), ipam_summary(plugin));
+    for key in ["name", "type"] {
+        let v = str_of(plugin, key);
+        if !v.is_empty() {
+            m.insert(key.into(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+/// A plugin of `ConfList.plugins` (Go `types.PluginConf` field order).
+fn plugin_summary(plugin: &Map<String, Value>) -> Value {
+    let mut m = Map::new();
+    for key in ["cniVersion", "name", "type"] {
+        let v = str_of(plugin, key);
+        if !v.is_empty() {
+            m.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(caps) = capabilities_summary(plugin) {
+        m.insert("capabilities".into(), caps);
+    }
+    m.insert("ipam".into(), ipam_summary(plugin));
+    m.insert("dns".into(), dns_summary(plugin));
+    Value::Object(m)
+}
+
+fn entry_of(d: &Delegate) -> CacheEntry {
+    let (conf, conf_list) = match d.config() {
+        DelegateConfig::Single(c) => (conf_summary(c.raw()), json!({})),
+        DelegateConfig::List(l) => {
+            let mut cl = Map::new();
+            if !l.cni_version.is_empty() {
+                cl.insert("cniVersion".into(), json!(l.cni_version));
+            }
+            if !l.name.is_empty() {
+                cl.insert("name".into(), json!(l.name));
+            }
+            if l.disable_check {
+                cl.insert("disableCheck".into(), json!(true));
+            }
+            if l.disable_gc {
+                cl.insert("disableGC".into(), json!(true));
+            }
+            cl.insert("plugins".into(), Value::Array(l.plugins.iter().map(|p| plugin_summary(p.raw())).collect()));
+            (json!({"ipam": {}}), Value::Object(cl))
+        }
+    };
+    CacheEntry {
+        conf,
+        conf_list,
+        legacy_network_config_list: None,
+        name: d.name.clone(),
+        ifname_request: d.ifname_request.clone(),
+        mac_request: d.mac_request.clone(),
+        infiniband_guid_request: d.infiniband_guid_request.clone(),
+        ip_request: (!d.ip_request.is_empty()).then(|| d.ip_request.clone()),
+        default_route: d.default_route.clone(),
+        is_filter_v4_gateway: d.filter_v4_gateway,
+        is_filter_v6_gateway: d.filter_v6_gateway,
+        device_id: d.device_id.clone(),
+        resource_name: d.resource_name.clone(),
+        bytes: Some(B64.encode(d.bytes())),
+        port_mappings_request: (!d.port_mappings_request.is_empty()).then(|| d.port_mappings_request.clone()),
+        bandwidth_request: d.bandwidth_request.clone(),
+    }
+}
+
+/// The cache file content for `delegates`.
+pub fn serialize_delegates(delegates: &[Delegate]) -> Vec<u8> {
+    let entries: Vec<CacheEntry> = delegates.iter().map(entry_of).collect();
+    serde_json::to_vec(&entries).unwrap_or_default()
+}
+
+/// Write the cache atomically. Returns the file path.
+pub fn write_cache(cni_dir: &Path, container_id: &str, delegates: &[Delegate]) -> Result<PathBuf, CacheError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cni_dir)
+        .map_err(|e| CacheError::CreateDir { dir: cni_dir.display().to_string(), reason: e.to_string() })?;
+    let path = cache_path(cni_dir, container_id);
+    let write_err = |e: std::io::Error| CacheError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = cni_dir.join(format!(".{container_id}.tmp-{}-{nanos}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(&serialize_delegates(delegates))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_err(e));
+    }
+    Ok(path)
+}
+
+/// Remove the cache file (a missing file is not an error).
+pub fn remove_cache(cni_dir: &Path, container_id: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(cache_path(cni_dir, container_id)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn is_conflist_entry(entry: &CacheEntry) -> bool {
+    entry.conf_list.get("plugins").and_then(Value::as_array).is_some_and(|p| !p.is_empty())
+}
+
+fn decode_b64(v: &Value, what: &str) -> Result<Vec<u8>, String> {
+    match v {
+        Value::String(s) => B64.decode(s).map_err(|e| format!("{what}: {e}")),
+        other => Err(format!("{what}: expected a base64 string, got {}", json_kind(other))),
+    }
+}
+
+/// Rebuild lossless conflist bytes from a v4.2.x `CNINetworkConfigList` (list bytes + each
+/// plugin's raw bytes), merging the housekeeping keys injected into the lossy `Bytes`.
+fn restore_legacy_conflist(legacy: &Value, housekeeping: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let plugins = legacy.get("Plugins").and_then(Value::as_array).filter(|p| !p.is_empty());
+    let list_bytes = legacy.get("Bytes").filter(|b| !b.is_null());
+    let (Some(plugins), Some(list_bytes)) = (plugins, list_bytes) else { return Ok(None) };
+    let mut list: Map<String, Value> =
+        serde_json::from_slice(&decode_b64(list_bytes, "CNINetworkConfigList.Bytes")?)
+            .map_err(|e| format!("rawConfListBytes: failed to unmarshal conflist bytes: {e}"))?;
+    let mut raw_plugins = Vec::with_capacity(plugins.len());
+    for (idx, p) in plugins.iter().enumerate() {
+        let b = decode_b64(p.get("Bytes").unwrap_or(&Value::Null), "CNINetworkConfigList.Plugins[].Bytes")?;
+        let v: Map<String, Value> = serde_json::from_slice(&b)
+            .map_err(|e| format!("rawConfListBytes: failed to unmarshal plugin #{idx}: {e}"))?;
+        raw_plugins.push(v);
+    }
+    if !housekeeping.is_empty() {
+        let hk: Value = serde_json::from_slice(housekeeping)
+            .map_err(|e| format!("mergeConfListBytes: failed to unmarshal housekeeping bytes: {e}"))?;
+        let hk_plugins = hk.get("plugins").and_then(Value::as_array).cloned().unwrap_or_default();
+        if hk_plugins.len() != raw_plugins.len() {
+            return Err(format!(
+                "mergeConfListBytes: plugin count differs between legacy and housekeeping bytes: {} != {}",
+                raw_plugins.len(),
+                hk_plugins.len()
+            ));
+        }
+        for (raw, hk) in raw_plugins.iter_mut().zip(&hk_plugins) {
+            for key in ["deviceID", "pciBusID"] {
+                if let Some(v) = hk.get(key) {
+                    raw.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(hk_cni) = hk.get("args").and_then(|a| a.get("cni")).and_then(Value::as_object) {
+                let args = raw.entry("args").or_insert_with(|| json!({}));
+                if let Value::Object(args) = args {
+                    let cni = args.entry("cni").or_insert_with(|| json!({}));
+                    if let Value::Object(cni) = cni {
+                        for (k, v) in hk_cni {
+                            cni.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    list.insert("plugins".into(), Value::Array(raw_plugins.into_iter().map(Value::Object).collect()));
+    Ok(Some(serde_json::to_vec(&list).unwrap_or_default()))
+}
+
+fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, String> {
+    let is_conflist = is_conflist_entry(&entry);
+    let mut bytes = match &entry.bytes {
+        Some(s) => B64.decode(s).map_err(|e| format!("entry {index}: Bytes: {e}"))?,
+        None => Vec::new(),
+    };
+    if is_conflist
+        && let Some(legacy) = &entry.legacy_network_config_list
+        && let Some(restored) = restore_legacy_conflist(legacy, &bytes).map_err(|e| format!("entry {index}: {e}"))?
+    {
+        bytes = restored;
+    }
+    if bytes.is_empty() {
+        return Err(format!("entry {index}: no Bytes"));
+    }
+    let mut d = Delegate::from_bytes(bytes, is_conflist).map_err(|e| format!("entry {index}: {e}"))?;
+    d.name = entry.name;
+    d.ifname_request = entry.ifname_request;
+    d.mac_request = entry.mac_request;
+    d.infiniband_guid_request = entry.infiniband_guid_request;
+    d.ip_request = entry.ip_request.unwrap_or_default();
+    d.default_route = entry.default_route;
+    d.filter_v4_gateway = entry.is_filter_v4_gateway;
+    d.filter_v6_gateway = entry.is_filter_v6_gateway;
+    d.device_id = entry.device_id;
+    d.resource_name = entry.resource_name;
+    d.port_mappings_request = entry.port_mappings_request.unwrap_or_default();
+    d.bandwidth_request = entry.bandwidth_request;
+    d.is_master = index == 0;
+    Ok(d)
+}
+
+/// Parse a cache file (ours or the Go daemon's). Entry 0 is the master. An empty list is
+/// invalid (the reference panics on it).
+pub fn parse_cache(bytes: &[u8]) -> Result<Vec<Delegate>, CacheError> {
+    let entries: Vec<CacheEntry> = serde_json::from_slice(bytes).map_err(|e| CacheError::Invalid(e.to_string()))?;
+    if entries.is_empty() {
+        return Err(CacheError::Invalid("empty delegate list".into()));
+    }
+    entries.into_iter().enumerate().map(|(i, e)| delegate_of(e, i).map_err(CacheError::Invalid)).collect()
+}
+
+/// Outcome of reading the cache file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheRead {
+    Found {
+        path: PathBuf,
+        delegates: Vec<Delegate>,
+    },
+    Missing,
+    /// Exists but could not be read (permissions, I/O error…).
+    Unreadable(String),
+    /// Read but not a valid delegate cache.
+    Invalid(String),
+}
+
+/// Read `<cniDir>/<containerID>`.
+pub fn read_cache(cni_dir: &Path, container_id: &str) -> CacheRead {
+    let path = cache_path(cni_dir, container_id);
+    match std::fs::read(&path) {
+        Ok(bytes) => match parse_cache(&bytes) {
+            Ok(delegates) => CacheRead::Found { path, delegates },
+            Err(e) => CacheRead::Invalid(e.to_string()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CacheRead::Missing,
+        Err(e) => CacheRead::Unreadable(e.to_string()),
+    }
+}
+
+/// What DEL does with the delegate list (§6.1 step 6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DelSource {
+    /// Delete these (from the cache; entry 0 is the master). The cache file is then removed per
+    /// `retryDeleteOnError` (§6.1 step 9).
+    UseCache { path: PathBuf, delegates: Vec<Delegate> },
+    /// Cache missing and the pod is known: recompute with `resolve::resolve_del_delegates`.
+    Recompute,
+    /// Nothing can be deleted: log `reason` and return success (quirk 29 kept: a DEL error would
+    /// make the runtime retry forever without ever having more information).
+    Nothing { reason: String },
+}
+
+/// The decision table of §6.1 step 6.
+pub fn del_decision(read: CacheRead, pod_known: bool) -> DelSource {
+    let nothing = |why: String| DelSource::Nothing {
+        reason: format!("Multus: failed to get the cached delegates file: {why}, cannot properly delete"),
+    };
+    match read {
+        CacheRead::Found { path, delegates } => DelSource::UseCache { path, delegates },
+        CacheRead::Missing if pod_known => DelSource::Recompute,
+        CacheRead::Missing => nothing("no such file or directory".into()),
+        CacheRead::Unreadable(e) | CacheRead::Invalid(e) => nothing(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delegate::{load_delegate, load_delegate_from_conflist};
+    use crate::model::NetworkSelectionElement;
+
+    const GOLDEN: &[u8] = include_bytes!("../tests/data/cache-cid-pod1.json");
+
+    #[test]
+    fn reads_the_captured_go_cache() {
+        let ds = parse_cache(GOLDEN).unwrap();
+        assert_eq!(ds.len(), 3);
+        assert_eq!(
+            ds.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["mock-cluster-net", "default/macvlan-net", "default/bridge-net"]
+        );
+        assert!(ds[0].is_master && !ds[1].is_master);
+        assert!(ds.iter().all(|d| !d.is_conflist()));
+        assert_eq!(ds[1].network_name(), "macvlan-net");
+        assert_eq!(ds[1].plugin_type(), "macvlan");
+        assert_eq!(
+            std::str::from_utf8(ds[1].bytes()).unwrap(),
+            r#"{"cniVersion": "1.0.0", "name": "macvlan-net", "type": "macvlan", "master": "mveth0", "mode": "bridge", "ipam": {"type": "host-local", "subnet": "192.168.100.0/24", "dataDir": "/work/ref/run/var/lib/cni/networks"}}"#
+        );
+    }
+
+    #[test]
+    fn golden_write_matches_the_go_file_except_legacy_key() {
+        // What we write for the same delegates equals the Go v4.2.4 file minus `CNINetworkConfigList`.
+        let ds = parse_cache(GOLDEN).unwrap();
+        let ours: Value = serde_json::from_slice(&serialize_delegates(&ds)).unwrap();
+        let mut go: Value = serde_json::from_slice(GOLDEN).unwrap();
+        for e in go.as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().shift_remove("CNINetworkConfigList");
+        }
+        assert_eq!(serde_json::to_string(&ours).unwrap(), serde_json::to_string(&go).unwrap());
+    }
+
+    fn sample() -> Vec<Delegate> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("10-kindnet.conflist");
+        std::fs::write(
+            &path,
+            r#"{"cniVersion":"0.3.1","name":"kindnet","plugins":[{"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","dataDir":"/run/cni-ipam-state","routes":[{"dst":"0.0.0.0/0"}],"ranges":[[{"subnet":"10.244.1.0/24"}]]},"mtu":1500},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("kindnet")).unwrap();
+        std::fs::write(
+            dir.path().join("kindnet/50-tuning.conf"),
+            r#"{"type":"tuning","sysctl":{"net.ipv4.conf.all.log_martians":"1"}}"#,
+        )
+        .unwrap();
+        let list = crate::delegate::load_conflist_file(&path).unwrap();
+        let mut master = load_delegate_from_conflist(&list, None, "", "").unwrap();
+        master.is_master = true;
+        master.filter_v4_gateway = true;
+        master.filter_v6_gateway = true;
+        let el: NetworkSelectionElement = serde_json::from_value(json!({
+            "name":"macvlan-conf","namespace":"default","interface":"macvlan1","mac":"c2:b0:57:49:47:f1",
+            "ips":["10.1.1.11/24"],"default-route":["10.1.1.254"],"infiniband-guid":"c2:b0:57:49:47:f1:00:01",
+            "portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],
+            "bandwidth":{"ingressRate":1,"ingressBurst":2,"egressRate":3,"egressBurst":4}
+        }))
+        .unwrap();
+        let mut nad = load_delegate(
+            br#"{ "cniVersion": "0.3.1", "name": "macvlan-conf", "type": "macvlan", "master": "eth0", "capabilities": {"ips": true, "mac": true}, "ipam": {"type": "static"}, "dns": {"nameservers": ["10.96.0.10"]} }"#,
+            Some(&el),
+            "0000:af:06.0",
+            "intel.com/sriov",
+        )
+        .unwrap();
+        nad.filter_v6_gateway = true;
+        vec![master, nad]
+    }
+
+    #[test]
+    fn snapshot_cache_file() {
+        let s = String::from_utf8(serialize_delegates(&sample())).unwrap();
+        let v: Value = serde_json::from_str(&s).unwrap();
+        insta::assert_json_snapshot!(v);
+        // what is in Bytes
+        let bytes: Vec<String> = sample().iter().map(|d| String::from_utf8(d.bytes().to_vec()).unwrap()).collect();
+        insta::assert_json_snapshot!("cache_file_bytes", bytes);
+    }
+
+    #[test]
+    fn write_read_round_trip_atomic_and_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cni_dir = dir.path().join("var/lib/cni/multus");
+        let ds = sample();
+        let path = write_cache(&cni_dir, "cid1", &ds).unwrap();
+        assert_eq!(path, cni_dir.join("cid1"));
+        assert_eq!(std::fs::metadata(&cni_dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // no temporary file left behind
+        assert_eq!(std::fs::read_dir(&cni_dir).unwrap().count(), 1);
+        let CacheRead::Found { delegates, .. } = read_cache(&cni_dir, "cid1") else { panic!() };
+        assert_eq!(delegates, ds);
+        assert!(delegates[0].is_conflist());
+        // lossless conflist bytes with the subdirectory plugin (v4.2.x DEL bug fixed)
+        let v: Value = serde_json::from_slice(delegates[0].bytes()).unwrap();
+        assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/run/cni-ipam-state");
+        assert_eq!(v["plugins"][2]["type"], "tuning");
+        // overwrite in place
+        write_cache(&cni_dir, "cid1", &ds[..1]).unwrap();
+        let CacheRead::Found { delegates, .. } = read_cache(&cni_dir, "cid1") else { panic!() };
+        assert_eq!(delegates.len(), 1);
+        remove_cache(&cni_dir, "cid1").unwrap();
+        remove_cache(&cni_dir, "cid1").unwrap();
+        assert_eq!(read_cache(&cni_dir, "cid1"), CacheRead::Missing);
+    }
+
+    #[test]
+    fn write_to_an_invalid_path_fails() {
+        // §12.3 item 20
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let e = write_cache(&file.join("sub"), "cid", &sample()).unwrap_err();
+        assert!(e.to_string().starts_with("saveScratchNetConf: failed to create the multus data directory("), "{e}");
+    }
+
+    #[test]
+    fn go_reader_view_of_our_file() {
+        // The fields the Go daemon relies on: ConfList.plugins marks conflists, Bytes is the config.
+        let v: Value = serde_json::from_slice(&serialize_delegates(&sample())).unwrap();
+        assert_eq!(v[0]["ConfList"]["plugins"].as_array().unwrap().len(), 3);
+        assert_eq!(v[1]["ConfList"], json!({}));
+        assert_eq!(v[1]["Name"], "default/macvlan-conf");
+        assert_eq!(v[1]["default-route"], json!(["10.1.1.254"]));
+        assert_eq!(v[1]["deviceID"], "0000:af:06.0");
+        let b = B64.decode(v[1]["Bytes"].as_str().unwrap()).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["pciBusID"], "0000:af:06.0");
+    }
+
+    #[test]
+    fn legacy_conflist_entry_restored_losslessly() {
+        // A v4.2.x conflist entry: lossy Bytes (plugin keys dropped, housekeeping deviceID kept)
+        // + CNINetworkConfigList with the raw plugin bytes.
+        let list_bytes = br#"{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico","datastore_type":"kubernetes","kubernetes":{"kubeconfig":"/etc/cni/net.d/calico-kubeconfig"}},{"type":"portmap","capabilities":{"portMappings":true}}]}"#;
+        let p0 = br#"{"type":"calico","datastore_type":"kubernetes","kubernetes":{"kubeconfig":"/etc/cni/net.d/calico-kubeconfig"}}"#;
+        let p1 = br#"{"type":"portmap","capabilities":{"portMappings":true}}"#;
+        let lossy = br#"{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico","ipam":{},"dns":{},"deviceID":"d1","pciBusID":"d1","args":{"cni":{"x":"y"}}},{"type":"portmap","capabilities":{"portMappings":true},"ipam":{},"dns":{},"deviceID":"d1","pciBusID":"d1"}]}"#;
+        let file = json!([{
+            "Conf":{"cniVersion":"","ipam":{}},
+            "ConfList":{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico","ipam":{},"dns":{}},{"type":"portmap","capabilities":{"portMappings":true},"ipam":{},"dns":{}}]},
+            "CNINetworkConfigList":{"Name":"k8s-pod-network","CNIVersion":"0.3.1","DisableCheck":false,"DisableGC":false,"LoadOnlyInlinedPlugins":false,
+                "Plugins":[{"Network":{"type":"calico"},"Bytes":B64.encode(p0)},{"Network":{"type":"portmap"},"Bytes":B64.encode(p1)}],
+                "Bytes":B64.encode(list_bytes)},
+            "Name":"k8s-pod-network","IsFilterV4Gateway":false,"IsFilterV6Gateway":false,"deviceID":"d1","resourceName":"r",
+            "Bytes":B64.encode(lossy)
+        }]);
+        let ds = parse_cache(file.to_string().as_bytes()).unwrap();
+        assert!(ds[0].is_conflist());
+        let v: Value = serde_json::from_slice(ds[0].bytes()).unwrap();
+        assert_eq!(v["plugins"][0]["kubernetes"]["kubeconfig"], "/etc/cni/net.d/calico-kubeconfig");
+        assert_eq!(v["plugins"][0]["deviceID"], "d1");
+        assert_eq!(v["plugins"][0]["args"], json!({"cni":{"x":"y"}}));
+        assert_eq!(v["plugins"][1]["pciBusID"], "d1");
+        assert!(v["plugins"][0].get("ipam").is_none());
+    }
+
+    #[test]
+    fn invalid_caches() {
+        for bad in
+            [&b"{"[..], b"[]", b"{}", br#"[{"Name":"x"}]"#, br#"[{"Bytes":"!!!"}]"#, br#"[{"Bytes":"eyJ4IjoxfQ=="}]"#]
+        {
+            assert!(parse_cache(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn del_decision_table() {
+        let ds = parse_cache(GOLDEN).unwrap();
+        let found = CacheRead::Found { path: "/c/x".into(), delegates: ds.clone() };
+        assert!(matches!(del_decision(found.clone(), false), DelSource::UseCache { .. }));
+        assert!(matches!(del_decision(found, true), DelSource::UseCache { .. }));
+        assert_eq!(del_decision(CacheRead::Missing, true), DelSource::Recompute);
+        let DelSource::Nothing { reason } = del_decision(CacheRead::Missing, false) else { panic!() };
+        assert!(reason.starts_with("Multus: failed to get the cached delegates file: "));
+        assert!(reason.ends_with(", cannot properly delete"));
+        for r in [CacheRead::Invalid("bad".into()), CacheRead::Unreadable("perm".into())] {
+            assert!(matches!(del_decision(r.clone(), true), DelSource::Nothing { .. }));
+            assert!(matches!(del_decision(r, false), DelSource::Nothing { .. }));
+        }
+    }
+}

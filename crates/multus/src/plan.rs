@@ -1,1 +1,575 @@
-//! (in progress)
+//! Per-delegate invocation planning (spec §5.13): interface name, `CNI_ARGS` and capability args.
+//!
+//! Decisions (spec §13):
+//!
+//! * **quirk 18** — besides the seven keys Multus knows (`portMappings`, `bandwidth`, `ips`,
+//!   `mac`, `infinibandGUID`, `deviceID`, `CNIDeviceInfoFile`), every other key of the runtime's
+//!   `runtimeConfig` (e.g. `io.kubernetes.cri.pod-annotations`, `dns`, `cgroupPath`) is passed
+//!   through to a delegate that declares it in its `capabilities` (any plugin of a conflist). The
+//!   reference drops them although `00-multus.conf` advertises the primary's capabilities to the
+//!   runtime. libcni still gives each plugin only the keys it declares.
+//! * **quirk 17 / process `CNI_ARGS`** — the daemon's own `CNI_ARGS` (a parameter here, never read
+//!   from the environment) is merged like the reference does (values may contain `=`, items
+//!   without `=` skipped, an empty value of an existing key is filled), except that a key already
+//!   present with a non-empty value is not appended a second time (the reference appends a
+//!   duplicate, and libcni's last-wins rule then lets the process environment override the pod
+//!   identity).
+//! * `MAC`/`IP` are appended only for ADD, after the merged keys, as in the reference; a malformed
+//!   request is a [`PlanError`] that the daemon must treat as that delegate's ADD failure
+//!   (rollback included).
+
+use crate::delegate::Delegate;
+use crate::model::{Bandwidth, PortMapping};
+use cni::result::CniResult;
+use serde_json::{Map, Value, json};
+
+/// Directory of CNI-written device-info files (`nadutils.GetCNIDeviceInfoPath`).
+pub const CNI_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+/// Directory of device-plugin-written device-info files.
+pub const DP_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+
+/// The runtime capability keys Multus itself interprets.
+pub const KNOWN_CAPABILITY_KEYS: [&str; 7] =
+    ["portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("DelegateAdd: failed to parse mac address {0:?}")]
+    InvalidMac(String),
+    #[error("DelegateAdd: failed to parse IP address {0:?}")]
+    InvalidIp(String),
+}
+
+/// The runtime's `runtimeConfig` (from the Multus request config), leniently parsed: a value of
+/// the wrong type is ignored rather than fatal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuntimeConfig {
+    pub port_mappings: Vec<PortMapping>,
+    pub bandwidth: Option<Bandwidth>,
+    pub ips: Vec<String>,
+    pub mac: String,
+    pub infiniband_guid: String,
+    pub device_id: String,
+    pub cni_device_info_file: String,
+    /// Every other key, kept as given (quirk 18).
+    pub other: Map<String, Value>,
+}
+
+impl RuntimeConfig {
+    /// From the `runtimeConfig` object (anything else → empty).
+    pub fn from_value(v: &Value) -> Self {
+        let Some(m) = v.as_object() else { return Self::default() };
+        let string = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        Self {
+            port_mappings: m
+                .get("portMappings")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+            bandwidth: m.get("bandwidth").and_then(|v| serde_json::from_value(v.clone()).ok()),
+            ips: m.get("ips").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
+            mac: string("mac"),
+            infiniband_guid: string("infinibandGUID"),
+            device_id: string("deviceID"),
+            cni_device_info_file: string("CNIDeviceInfoFile"),
+            other: m
+                .iter()
+                .filter(|(k, _)| !KNOWN_CAPABILITY_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Which CNI operation the invocation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Add,
+    Check,
+    Del,
+}
+
+/// Request-wide inputs of planning.
+#[derive(Debug, Clone, Default)]
+pub struct PlanContext<'a> {
+    pub container_id: &'a str,
+    /// `CNI_IFNAME` of the request (the master's interface).
+    pub ifname: &'a str,
+    /// From `CNI_ARGS` (§5.2).
+    pub pod_namespace: &'a str,
+    pub pod_name: &'a str,
+    pub pod_uid: &'a str,
+    /// `K8S_POD_INFRA_CONTAINER_ID` from `CNI_ARGS`.
+    pub sandbox_id: &'a str,
+    pub runtime_config: Option<&'a RuntimeConfig>,
+    /// The daemon process's own `CNI_ARGS`, if any.
+    pub process_cni_args: Option<&'a str>,
+}
+
+/// Everything needed to run one delegate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelegateInvocation {
+    pub ifname: String,
+    /// `CNI_ARGS` pairs in order.
+    pub cni_args: Vec<(String, String)>,
+    /// libcni capability args (`runtimeConfig` of the delegate); libcni filters them per plugin.
+    pub capability_args: Map<String, Value>,
+    /// The CNI network name (libcni result-cache name, per-delegate error prefix).
+    pub network_name: String,
+    /// `CNIDeviceInfoFile` given to the delegate, if any (read for `device-info`, removed on DEL).
+    pub device_info_file: Option<String>,
+}
+
+impl DelegateInvocation {
+    /// `CNI_ARGS` as the environment string.
+    pub fn cni_args_string(&self) -> String {
+        self.cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
+    }
+}
+
+/// Interface name of delegate `index` (§5.13): requested name; else `CNI_IFNAME` for the master;
+/// else `net<index>` (position in the whole delegate list).
+pub fn interface_name(delegate: &Delegate, index: usize, cni_ifname: &str) -> String {
+    if !delegate.ifname_request.is_empty() {
+        delegate.ifname_request.clone()
+    } else if delegate.is_master {
+        cni_ifname.to_string()
+    } else {
+        format!("net{index}")
+    }
+}
+
+/// `CNIDeviceInfoFile` path: `<dir>/<"<delegate name>-<containerID>_<ifname>" with "/"→"-">`.
+pub fn device_info_path(delegate_name: &str, container_id: &str, ifname: &str) -> String {
+    format!("{CNI_DEVICE_INFO_DIR}/{}", format!("{delegate_name}-{container_id}_{ifname}").replace('/', "-"))
+}
+
+/// Device-plugin device-info file: `<dp dir>/<resourceName "/"→"-">-<deviceID "/"→"-">-device.json`.
+pub fn dp_device_info_path(resource_name: &str, device_id: &str) -> String {
+    format!("{DP_DEVICE_INFO_DIR}/{}-{}-device.json", resource_name.replace('/', "-"), device_id.replace('/', "-"))
+}
+
+/// Go's `net.ParseMAC`: 6, 8 or 20 octets as `xx:xx:…`, `xx-xx-…` or `xxxx.xxxx.…`.
+pub fn is_valid_hardware_address(s: &str) -> bool {
+    let hex = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid_len = |n: usize| matches!(n, 6 | 8 | 20);
+    if s.len() < 14 {
+        return false;
+    }
+    let b = s.as_bytes();
+    if b[2] == b':' || b[2] == b'-' {
+        let sep = b[2] as char;
+        let parts: Vec<&str> = s.split(sep).collect();
+        valid_len(parts.len()) && parts.iter().all(|p| p.len() == 2 && hex(p))
+    } else if b[4] == b'.' {
+        let parts: Vec<&str> = s.split('.').collect();
+        valid_len(parts.len() * 2) && parts.iter().all(|p| p.len() == 4 && hex(p))
+    } else {
+        false
+    }
+}
+
+/// An IP (`net.ParseIP`) or, when it contains `/`, a CIDR (`net.ParseCIDR`).
+pub fn is_valid_ip_request(s: &str) -> bool {
+    if s.contains('/') { s.parse::<ipnet::IpNet>().is_ok() } else { s.parse::<std::net::IpAddr>().is_ok() }
+}
+
+fn base_cni_args(ctx: &PlanContext<'_>) -> Vec<(String, String)> {
+    let mut args: Vec<(String, String)> = [
+        ("IgnoreUnknown", "true"),
+        ("K8S_POD_NAMESPACE", ctx.pod_namespace),
+        ("K8S_POD_NAME", ctx.pod_name),
+        ("K8S_POD_INFRA_CONTAINER_ID", ctx.sandbox_id),
+        ("K8S_POD_UID", ctx.pod_uid),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(extra) = ctx.process_cni_args.filter(|s| !s.is_empty()) {
+        for item in extra.split(';') {
+            let Some((key, value)) = item.split_once('=') else { continue };
+            match args.iter_mut().find(|(k, _)| k == key) {
+                Some(existing) => {
+                    if existing.1.is_empty() && !value.is_empty() {
+                        existing.1 = value.to_string();
+                    }
+                }
+                None => args.push((key.to_string(), value.to_string())),
+            }
+        }
+    }
+    args
+}
+
+/// Plan delegate `index` of the list for `op`.
+pub fn plan_invocation(
+    delegate: &Delegate,
+    index: usize,
+    ctx: &PlanContext<'_>,
+    op: Operation,
+) -> Result<DelegateInvocation, PlanError> {
+    let ifname = interface_name(delegate, index, ctx.ifname);
+    let mut cni_args = base_cni_args(ctx);
+    if op == Operation::Add {
+        if !delegate.mac_request.is_empty() {
+            if !is_valid_hardware_address(&delegate.mac_request) {
+                return Err(PlanError::InvalidMac(delegate.mac_request.clone()));
+            }
+            cni_args.push(("MAC".into(), delegate.mac_request.clone()));
+        }
+        if !delegate.ip_request.is_empty() {
+            if let Some(bad) = delegate.ip_request.iter().find(|ip| !is_valid_ip_request(ip)) {
+                return Err(PlanError::InvalidIp(bad.clone()));
+            }
+            cni_args.push(("IP".into(), delegate.ip_request.join(",")));
+        }
+    }
+
+    // mergeCNIRuntimeConfig: the runtime's values, overridden by the delegate's for non-masters.
+    let default_rc = RuntimeConfig::default();
+    let rc = ctx.runtime_config.unwrap_or(&default_rc);
+    let mut port_mappings = &rc.port_mappings;
+    let mut bandwidth = rc.bandwidth.as_ref();
+    let mut ips = &rc.ips;
+    let mut mac = rc.mac.as_str();
+    let mut guid = rc.infiniband_guid.as_str();
+    let mut device_id = rc.device_id.as_str();
+    if !delegate.is_master {
+        if !delegate.port_mappings_request.is_empty() {
+            port_mappings = &delegate.port_mappings_request;
+        }
+        if delegate.bandwidth_request.is_some() {
+            bandwidth = delegate.bandwidth_request.as_ref();
+        }
+        if !delegate.ip_request.is_empty() {
+            ips = &delegate.ip_request;
+        }
+        if !delegate.mac_request.is_empty() {
+            mac = &delegate.mac_request;
+        }
+        if !delegate.infiniband_guid_request.is_empty() {
+            guid = &delegate.infiniband_guid_request;
+        }
+        if !delegate.device_id.is_empty() {
+            device_id = &delegate.device_id;
+        }
+    }
+    let device_info_file = if !device_id.is_empty() {
+        device_info_path(&delegate.name, ctx.container_id, &ifname)
+    } else {
+        rc.cni_device_info_file.clone()
+    };
+
+    let mut caps = Map::new();
+    if !port_mappings.is_empty() {
+        caps.insert("portMappings".into(), serde_json::to_value(port_mappings).unwrap_or(Value::Null));
+    }
+    if let Some(bw) = bandwidth {
+        caps.insert("bandwidth".into(), serde_json::to_value(bw).unwrap_or(Value::Null));
+    }
+    if !ips.is_empty() {
+        caps.insert("ips".into(), json!(ips));
+    }
+    if !mac.is_empty() {
+        caps.insert("mac".into(), json!(mac));
+    }
+    if !guid.is_empty() {
+        caps.insert("infinibandGUID".into(), json!(guid));
+    }
+    if !device_id.is_empty() {
+        caps.insert("deviceID".into(), json!(device_id));
+    }
+    if !device_info_file.is_empty() {
+        caps.insert("CNIDeviceInfoFile".into(), json!(device_info_file));
+    }
+    if !rc.other.is_empty() {
+        let declared = delegate.config().capabilities();
+        for (k, v) in &rc.other {
+            if declared.contains_key(k) {
+                caps.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    Ok(DelegateInvocation {
+        ifname,
+        cni_args,
+        capability_args: caps,
+        network_name: delegate.network_name().to_string(),
+        device_info_file: (!device_info_file.is_empty()).then_some(device_info_file),
+    })
+}
+
+/// Plan every delegate of the list (stops at the first error, returning its index).
+pub fn plan_all(
+    delegates: &[Delegate],
+    ctx: &PlanContext<'_>,
+    op: Operation,
+) -> Result<Vec<DelegateInvocation>, (usize, PlanError)> {
+    delegates.iter().enumerate().map(|(i, d)| plan_invocation(d, i, ctx, op).map_err(|e| (i, e))).collect()
+}
+
+/// The `AddedInterface` event message, or `None` when the result has neither interfaces nor IPs
+/// (no event then). `Add <ifname> [<addr/prefix> …] from <delegate name>`.
+pub fn added_interface_message(ifname: &str, result: &CniResult, delegate_name: &str) -> Option<String> {
+    if result.interfaces.is_empty() && result.ips.is_empty() {
+        return None;
+    }
+    let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+    let mut msg = format!("Add {ifname} [{}]", ips.join(" "));
+    if !delegate_name.is_empty() {
+        msg.push_str(" from ");
+        msg.push_str(delegate_name);
+    }
+    Some(msg)
+}
+
+/// The success result returned when the pod does not exist (§5.3, quirk 19 kept for
+/// compatibility: runtimes retry a failed ADD forever for a pod that is gone).
+pub fn pod_not_found_result(cni_version: &str, ifname: &str, netns: &str) -> Value {
+    json!({
+        "cniVersion": cni_version,
+        "interfaces": [{"name": ifname, "sandbox": netns}],
+        "ips": [{"address": "0.0.0.0/0", "gateway": "0.0.0.0"}],
+        "dns": {}
+    })
+}
+
+/// The result to return (§5.16): the master's; if the master produced none, the first later
+/// non-`None` result.
+pub fn select_result<'r>(delegates: &[Delegate], results: &'r [Option<CniResult>]) -> Option<&'r CniResult> {
+    let mut selected: Option<&CniResult> = None;
+    for (d, r) in delegates.iter().zip(results) {
+        if let Some(r) = r
+            && (d.is_master || selected.is_none())
+        {
+            selected = Some(r);
+        }
+    }
+    selected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delegate::load_delegate;
+    use crate::model::NetworkSelectionElement;
+
+    fn nad(el: Value, conf: &str) -> Delegate {
+        let e: NetworkSelectionElement = serde_json::from_value(el).unwrap();
+        load_delegate(conf.as_bytes(), Some(&e), "", "").unwrap()
+    }
+
+    fn master() -> Delegate {
+        let mut d = load_delegate(br#"{"cniVersion":"1.0.0","name":"cluster","type":"bridge"}"#, None, "", "").unwrap();
+        d.is_master = true;
+        d
+    }
+
+    fn ctx<'a>(rc: Option<&'a RuntimeConfig>) -> PlanContext<'a> {
+        PlanContext {
+            container_id: "cid",
+            ifname: "eth0",
+            pod_namespace: "default",
+            pod_name: "pod1",
+            pod_uid: "uid-1",
+            sandbox_id: "cid",
+            runtime_config: rc,
+            process_cni_args: None,
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        // §5.13 example: cluster + [{"name":"a","interface":"macvlan1"},{"name":"b"}] → eth0, macvlan1, net2
+        let ds = vec![
+            master(),
+            nad(json!({"name":"a","namespace":"default","interface":"macvlan1"}), r#"{"name":"a","type":"macvlan"}"#),
+            nad(json!({"name":"b","namespace":"default"}), r#"{"name":"b","type":"macvlan"}"#),
+        ];
+        let plans = plan_all(&ds, &ctx(None), Operation::Add).unwrap();
+        let names: Vec<&str> = plans.iter().map(|p| p.ifname.as_str()).collect();
+        assert_eq!(names, ["eth0", "macvlan1", "net2"]);
+        // a master with a requested name (default-network annotation `@ifname`)
+        let mut m = master();
+        m.ifname_request = "ext0".into();
+        assert_eq!(interface_name(&m, 0, "eth0"), "ext0");
+    }
+
+    #[test]
+    fn cni_args_order_and_process_merge() {
+        // §12.3 item 37, §12.5 item 68
+        let d = master();
+        let p = plan_invocation(&d, 0, &ctx(None), Operation::Add).unwrap();
+        assert_eq!(
+            p.cni_args_string(),
+            "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod1;K8S_POD_INFRA_CONTAINER_ID=cid;K8S_POD_UID=uid-1"
+        );
+        let mut c = ctx(None);
+        c.pod_uid = "";
+        c.sandbox_id = "";
+        c.process_cni_args = Some("K8S_POD_UID=from-env;BLAHBLAH=foo=bar;novalue;K8S_POD_NAME=other;;X=");
+        let p = plan_invocation(&d, 0, &c, Operation::Add).unwrap();
+        assert_eq!(
+            p.cni_args_string(),
+            "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod1;K8S_POD_INFRA_CONTAINER_ID=;K8S_POD_UID=from-env;BLAHBLAH=foo=bar;X="
+        );
+    }
+
+    #[test]
+    fn mac_and_ip_args_on_add_only_and_validated() {
+        let d = nad(
+            json!({"name":"m","namespace":"default","mac":"c2:b0:57:49:47:f1","ips":["10.1.1.11/24","fd00::5"]}),
+            r#"{"name":"m","type":"macvlan"}"#,
+        );
+        let p = plan_invocation(&d, 1, &ctx(None), Operation::Add).unwrap();
+        assert!(p.cni_args_string().ends_with(";K8S_POD_UID=uid-1;MAC=c2:b0:57:49:47:f1;IP=10.1.1.11/24,fd00::5"));
+        let p = plan_invocation(&d, 1, &ctx(None), Operation::Del).unwrap();
+        assert!(p.cni_args_string().ends_with("K8S_POD_UID=uid-1"));
+
+        let mut bad = d.clone();
+        bad.mac_request = "zz:00".into();
+        assert_eq!(
+            plan_invocation(&bad, 1, &ctx(None), Operation::Add).unwrap_err().to_string(),
+            r#"DelegateAdd: failed to parse mac address "zz:00""#
+        );
+        let mut bad = d.clone();
+        bad.ip_request = vec!["10.1.1.300".into()];
+        assert_eq!(
+            plan_invocation(&bad, 1, &ctx(None), Operation::Add).unwrap_err(),
+            PlanError::InvalidIp("10.1.1.300".into())
+        );
+        assert!(plan_invocation(&bad, 1, &ctx(None), Operation::Del).is_ok());
+    }
+
+    #[test]
+    fn hardware_addresses() {
+        for ok in [
+            "c2:b0:57:49:47:f1",
+            "C2-B0-57-49-47-F1",
+            "0000.5e00.5301",
+            "00:00:00:00:fe:80:00:00",
+            "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01",
+        ] {
+            assert!(is_valid_hardware_address(ok), "{ok}");
+        }
+        for bad in
+            ["", "c2:b0:57:49:47", "c2:b0:57:49:47:f1:", "c2:b0-57:49:47:f1", "g2:b0:57:49:47:f1", "c2b0.5749.47f1.1"]
+        {
+            assert!(!is_valid_hardware_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn capability_args_for_master_and_nad() {
+        // §12.3 items 27 and 30
+        let rc = RuntimeConfig::from_value(&json!({
+            "portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],
+            "bandwidth":{"ingressRate":10,"ingressBurst":20,"egressRate":30,"egressBurst":40},
+            "ips":["10.0.0.9"],"mac":"02:00:00:00:00:09",
+            "io.kubernetes.cri.pod-annotations":{"a":"b"},"cgroupPath":"/kubepods/x"
+        }));
+        let mut m = load_delegate(
+            br#"{"name":"cluster","plugins":[{"type":"ptp"},{"type":"portmap","capabilities":{"portMappings":true,"io.kubernetes.cri.pod-annotations":true}}]}"#,
+            None,
+            "",
+            "",
+        )
+        .unwrap();
+        m.is_master = true;
+        let p = plan_invocation(&m, 0, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(
+            Value::Object(p.capability_args.clone()),
+            json!({
+                "portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],
+                "bandwidth":{"ingressRate":10,"ingressBurst":20,"egressRate":30,"egressBurst":40},
+                "ips":["10.0.0.9"],"mac":"02:00:00:00:00:09",
+                "io.kubernetes.cri.pod-annotations":{"a":"b"}
+            })
+        );
+        assert_eq!(p.device_info_file, None);
+
+        let d = nad(
+            json!({"name":"macvlan-conf","namespace":"default","mac":"c2:b0:57:49:47:f1","ips":["10.1.1.11/24"],
+                   "bandwidth":{"ingressRate":1,"ingressBurst":2,"egressRate":3,"egressBurst":4},
+                   "portMappings":[{"hostPort":9090,"containerPort":90}],"infiniband-guid":"c2:b0:57:49:47:f1:00:01"}),
+            r#"{"name":"macvlan-conf","type":"macvlan","capabilities":{"ips":true,"mac":true,"bandwidth":true,"portMappings":true}}"#,
+        );
+        let p = plan_invocation(&d, 1, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(
+            Value::Object(p.capability_args.clone()),
+            json!({
+                "portMappings":[{"hostPort":9090,"containerPort":90}],
+                "bandwidth":{"ingressRate":1,"ingressBurst":2,"egressRate":3,"egressBurst":4},
+                "ips":["10.1.1.11/24"],"mac":"c2:b0:57:49:47:f1","infinibandGUID":"c2:b0:57:49:47:f1:00:01"
+            })
+        );
+        assert_eq!(p.network_name, "macvlan-conf");
+
+        // non-master without requests inherits the runtime's values
+        let plain = nad(json!({"name":"p","namespace":"default"}), r#"{"name":"p","type":"bridge"}"#);
+        let p = plan_invocation(&plain, 2, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(p.capability_args["portMappings"][0]["hostPort"], 8080);
+        assert!(!p.capability_args.contains_key("cgroupPath"));
+    }
+
+    #[test]
+    fn device_info_file_rules() {
+        let rc = RuntimeConfig::from_value(&json!({"CNIDeviceInfoFile":"/runtime/path","deviceID":"rt-dev"}));
+        let e: NetworkSelectionElement = serde_json::from_value(json!({"name":"sriov","namespace":"ns1"})).unwrap();
+        let d = load_delegate(br#"{"name":"s","type":"sriov"}"#, Some(&e), "0000:af:06.0", "intel.com/sriov").unwrap();
+        let p = plan_invocation(&d, 1, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(p.capability_args["deviceID"], "0000:af:06.0");
+        assert_eq!(p.capability_args["CNIDeviceInfoFile"], "/var/run/k8s.cni.cncf.io/devinfo/cni/ns1-sriov-cid_net1");
+        assert_eq!(p.device_info_file.as_deref(), Some("/var/run/k8s.cni.cncf.io/devinfo/cni/ns1-sriov-cid_net1"));
+        // master: runtime deviceID → computed path replaces the runtime's file
+        let p = plan_invocation(&master(), 0, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(p.capability_args["deviceID"], "rt-dev");
+        assert_eq!(p.capability_args["CNIDeviceInfoFile"], "/var/run/k8s.cni.cncf.io/devinfo/cni/cluster-cid_eth0");
+        // no device ID anywhere: the runtime's file passes through
+        let rc = RuntimeConfig::from_value(&json!({"CNIDeviceInfoFile":"/runtime/path"}));
+        let p = plan_invocation(&master(), 0, &ctx(Some(&rc)), Operation::Add).unwrap();
+        assert_eq!(p.capability_args["CNIDeviceInfoFile"], "/runtime/path");
+        assert_eq!(
+            dp_device_info_path("intel.com/sriov", "0000:af:06.0"),
+            "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-sriov-0000:af:06.0-device.json"
+        );
+    }
+
+    #[test]
+    fn added_interface_messages() {
+        let r = CniResult::from_value(&json!({"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/ns"}],"ips":[{"address":"10.244.0.2/16","interface":0}]})).unwrap();
+        assert_eq!(
+            added_interface_message("eth0", &r, "mock-cluster-net").unwrap(),
+            "Add eth0 [10.244.0.2/16] from mock-cluster-net"
+        );
+        assert_eq!(added_interface_message("eth0", &r, "").unwrap(), "Add eth0 [10.244.0.2/16]");
+        let r2 = CniResult::from_value(
+            &json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/24"},{"address":"fd00::1/64"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            added_interface_message("net1", &r2, "default/x").unwrap(),
+            "Add net1 [10.0.0.1/24 fd00::1/64] from default/x"
+        );
+        let empty = CniResult::from_value(&json!({"cniVersion":"1.0.0"})).unwrap();
+        assert_eq!(added_interface_message("net1", &empty, "x"), None);
+    }
+
+    #[test]
+    fn pod_not_found_placeholder() {
+        assert_eq!(
+            pod_not_found_result("1.0.0", "eth0", "/var/run/netns/x").to_string(),
+            r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/x"}],"ips":[{"address":"0.0.0.0/0","gateway":"0.0.0.0"}],"dns":{}}"#
+        );
+    }
+
+    #[test]
+    fn result_selection() {
+        let r = |v: &str| Some(CniResult::from_value(&json!({"cniVersion": v})).unwrap());
+        let ds = vec![master(), nad(json!({"name":"a"}), r#"{"name":"a","type":"t"}"#)];
+        let results = vec![r("1.0.0"), r("0.4.0")];
+        assert_eq!(select_result(&ds, &results).unwrap().cni_version.to_string(), "1.0.0");
+        let results = vec![None, r("0.4.0")];
+        assert_eq!(select_result(&ds, &results).unwrap().cni_version.to_string(), "0.4.0");
+    }
+}

@@ -1,1 +1,920 @@
-//! (in progress)
+//! NADs and files → the delegate list of a request (spec §5.3 steps 4–6, §5.6–§5.11, §6.1 step 6,
+//! §7).
+//!
+//! Order of the list: cluster network (master, index 0) or static delegates, then
+//! `defaultNetworks` (not for pods in `systemNamespaces`), then the networks of the selection
+//! annotation, then the auxiliary chain. The default-network annotation replaces delegate 0.
+//!
+//! Error texts are the Go reference's full chains, e.g. `Multus: [default/pod/uid]: error loading
+//! k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod:
+//! GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: cannot find a
+//! network-attachment-definition (x) in namespace (default): networkattachmentdefinition.k8s.cni.cncf.io "x" not found`.
+//! Events to emit (`NoNetworkFound`) and log-only notes come back as [`Warning`]s, also attached
+//! to errors ([`MultusError::warnings`]).
+//!
+//! Decisions:
+//!
+//! * **device IDs (quirk 25)** — one allocator is shared by every network of the request,
+//!   including the default-network annotation (the reference gives that one its own map, so two
+//!   networks could get the same device). When the annotation replaces the cluster network, the
+//!   device the cluster network took is released first, so the override gets the same ID as in
+//!   the reference and later networks never get a duplicate.
+//! * **namespace isolation** is checked per element in annotation order, interleaved with the NAD
+//!   lookups, so the first failing element decides the error as in the reference.
+//! * the gateway check also runs when only the default-network annotation carries a
+//!   `default-route` (the reference skips it without a selection annotation).
+//! * **quirk 27** — the auxiliary chain keeps `net<N>` naming and an invalid chain name or a
+//!   loading error still disables it silently for the pod (a log-only [`Warning`] says why).
+//! * the DEL recompute path (cache missing, pod known) also appends the auxiliary chain, which
+//!   the ADD ran, so that it is deleted too.
+
+use crate::default_route::apply_gateway_check;
+use crate::delegate::{
+    Delegate, conf_files, config_from_dir, config_from_nad, load_conflist_file, load_delegate,
+    load_delegate_from_conflist,
+};
+use crate::error::{ErrorKind, MultusError, PodRef, Warning};
+use crate::model::{DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NadLookup, NetworkSelectionElement, PodInfo};
+use crate::selection::{check_namespace_isolation, parse_default_network, parse_network_selection};
+use cni::conf::NetConfList;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The parts of the Multus config that resolution reads (the daemon fills it from its NetConf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveSettings {
+    pub cni_version: String,
+    /// Empty: use `static_delegates`.
+    pub cluster_network: String,
+    pub default_networks: Vec<String>,
+    pub multus_namespace: String,
+    pub conf_dir: PathBuf,
+    pub system_namespaces: Vec<String>,
+    pub namespace_isolation: bool,
+    /// Already split and trimmed (`["default"]` when unset).
+    pub global_namespaces: Vec<String>,
+    pub auxiliary_cni_chain_name: String,
+    /// The `delegates` list, used when `cluster_network` is empty (first = master).
+    pub static_delegates: Vec<Value>,
+}
+
+impl Default for ResolveSettings {
+    fn default() -> Self {
+        Self {
+            cni_version: String::new(),
+            cluster_network: String::new(),
+            default_networks: Vec::new(),
+            multus_namespace: "kube-system".into(),
+            conf_dir: PathBuf::from("/etc/cni/multus/net.d"),
+            system_namespaces: vec!["kube-system".into()],
+            namespace_isolation: false,
+            global_namespaces: vec!["default".into()],
+            auxiliary_cni_chain_name: String::new(),
+            static_delegates: Vec::new(),
+        }
+    }
+}
+
+/// Device IDs allocated to the pod per resource name (§5.10.1). The daemon implements it over
+/// kubelet/DRA (built lazily, once per request); an error fails the resolution.
+pub trait DeviceIdSource {
+    /// All device IDs of `resource_name` for the pod, in allocation order (sorted).
+    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, String>;
+}
+
+impl DeviceIdSource for BTreeMap<String, Vec<String>> {
+    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, String> {
+        Ok(self.get(resource_name).cloned().unwrap_or_default())
+    }
+}
+
+/// No devices at all (STATUS/GC, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDevices;
+
+impl DeviceIdSource for NoDevices {
+    fn device_ids(&mut self, _resource_name: &str) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Hands out each resource's IDs in order, never twice.
+struct DeviceAllocator<'a> {
+    source: &'a mut dyn DeviceIdSource,
+    ids: BTreeMap<String, Vec<String>>,
+    used: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl DeviceAllocator<'_> {
+    fn allocate(&mut self, resource: &str) -> Result<Option<String>, String> {
+        if !self.ids.contains_key(resource) {
+            let ids = self.source.device_ids(resource)?;
+            self.ids.insert(resource.to_string(), ids);
+        }
+        let used = self.used.entry(resource.to_string()).or_default();
+        let id = self.ids[resource].iter().find(|id| !used.contains(*id)).cloned();
+        if let Some(id) = &id {
+            used.insert(id.clone());
+        }
+        Ok(id)
+    }
+
+    fn release(&mut self, resource: &str, id: &str) {
+        if let Some(used) = self.used.get_mut(resource) {
+            used.remove(id);
+        }
+    }
+}
+
+/// The delegate list of a request and the events/notes to emit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub delegates: Vec<Delegate>,
+    pub warnings: Vec<Warning>,
+}
+
+/// An internal failure before the reference's outer prefix is applied.
+struct Fail {
+    network: Option<String>,
+    message: String,
+}
+
+impl Fail {
+    fn new(network: Option<&str>, message: impl Into<String>) -> Self {
+        Self { network: network.map(str::to_string), message: message.into() }
+    }
+}
+
+struct Resolver<'a> {
+    settings: &'a ResolveSettings,
+    who: Option<&'a PodRef>,
+    pod: Option<&'a PodInfo>,
+    nads: &'a dyn NadLookup,
+    devices: DeviceAllocator<'a>,
+    warnings: Vec<Warning>,
+}
+
+/// Go's `os.Stat` error text.
+fn stat_error(path: &str, e: &std::io::Error) -> String {
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    format!("stat {path}: {reason}")
+}
+
+impl<'a> Resolver<'a> {
+    fn new(
+        settings: &'a ResolveSettings,
+        who: Option<&'a PodRef>,
+        pod: Option<&'a PodInfo>,
+        nads: &'a dyn NadLookup,
+        devices: &'a mut dyn DeviceIdSource,
+    ) -> Self {
+        Self {
+            settings,
+            who,
+            pod,
+            nads,
+            devices: DeviceAllocator { source: devices, ids: BTreeMap::new(), used: BTreeMap::new() },
+            warnings: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, kind: ErrorKind, fail: Fail, prefix: &str) -> MultusError {
+        let message = format!("{prefix}{}", fail.message);
+        let e = match fail.network {
+            Some(n) => MultusError::command_for_network(self.who, kind, n, message),
+            None => MultusError::command(self.who, kind, message),
+        };
+        e.with_warnings(std::mem::take(&mut self.warnings))
+    }
+
+    /// `getKubernetesDelegate`. Messages start with `getKubernetesDelegate:` or come from loading.
+    fn kubernetes_delegate(&mut self, el: &NetworkSelectionElement) -> Result<Delegate, String> {
+        let Some(nad) = self.nads.get_nad(&el.namespace, &el.name) else {
+            let msg = format!(
+                "cannot find a network-attachment-definition ({name}) in namespace ({ns}): \
+                 networkattachmentdefinition.k8s.cni.cncf.io \"{name}\" not found",
+                name = el.name,
+                ns = el.namespace
+            );
+            self.warnings.push(Warning::event(Warning::NO_NETWORK_FOUND, msg.clone()));
+            return Err(format!("getKubernetesDelegate: {msg}"));
+        };
+        let mut device_id = String::new();
+        let resource_name = nad.resource_name().unwrap_or("").to_string();
+        let pod_named = self.pod.is_some_and(|p| !p.name.is_empty() && !p.namespace.is_empty());
+        if !resource_name.is_empty() && pod_named {
+            device_id = self
+                .devices
+                .allocate(&resource_name)
+                .map_err(|e| format!("getKubernetesDelegate: failed to get resourceMap from ResourceClient: {e}"))?
+                .unwrap_or_default();
+        }
+        let result = config_from_nad(&nad.name, &nad.config, &self.settings.conf_dir)
+            .and_then(|bytes| load_delegate(&bytes, Some(el), &device_id, &resource_name).map_err(|e| e.to_string()));
+        if result.is_err() && !device_id.is_empty() {
+            self.devices.release(&resource_name, &device_id);
+        }
+        result
+    }
+
+    /// `getNetDelegate`: a `clusterNetwork`/`defaultNetworks` value (§5.6).
+    fn net_delegate(&mut self, value: &str) -> Result<Delegate, String> {
+        let settings = self.settings;
+        if !value.contains('/') {
+            let el = NetworkSelectionElement {
+                name: value.to_string(),
+                namespace: settings.multus_namespace.clone(),
+                ..Default::default()
+            };
+            match self.kubernetes_delegate(&el) {
+                Ok(d) => return Ok(d),
+                Err(e) => self.warnings.push(Warning::log("NetworkLookup", format!("{value}: {e}"))),
+            }
+            if let Ok(bytes) = config_from_dir(value, &settings.conf_dir) {
+                return load_delegate(&bytes, None, "", "").map_err(|e| e.to_string());
+            }
+        } else {
+            let path = Path::new(value);
+            let meta = std::fs::metadata(path).map_err(|e| stat_error(value, &e))?;
+            if meta.is_dir() {
+                let files = conf_files(path, &[".conf", ".conflist"]).map_err(|e| e.to_string())?;
+                if !files.is_empty() {
+                    let bytes = config_from_dir("", path)?;
+                    return load_delegate(&bytes, None, "", "").map_err(|e| e.to_string());
+                }
+            } else if value.ends_with(".conflist") {
+                if !meta.is_file() {
+                    return Err(format!("error loading CNI conflist file {value}: not a regular file"));
+                }
+                let list =
+                    load_conflist_file(path).map_err(|e| format!("error loading CNI conflist file {value}: {e}"))?;
+                return load_delegate_from_conflist(&list, None, "", "").map_err(|e| e.to_string());
+            } else {
+                let bytes = std::fs::read(path).map_err(|e| format!("error loading CNI config file {value}: {e}"))?;
+                let map = match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) => {
+                        return Err(format!(
+                            "error loading CNI config file {value}: error parsing configuration: expected a JSON object"
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!("error loading CNI config file {value}: error parsing configuration: {e}"));
+                    }
+                };
+                if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
+                    return Err(format!(
+                        "error loading CNI config file {value}: no 'type'; perhaps this is a .conflist?"
+                    ));
+                }
+                return load_delegate(&bytes, None, "", "").map_err(|e| e.to_string());
+            }
+        }
+        Err(format!("getNetDelegate: cannot find network: {value}"))
+    }
+
+    /// Cluster network + default networks, or the static delegates. Errors are complete texts
+    /// (without the `Multus: [...]: ` prefix).
+    fn base_delegates(&mut self) -> Result<Vec<Delegate>, (ErrorKind, Fail)> {
+        let settings = self.settings;
+        if settings.cluster_network.is_empty() {
+            if settings.static_delegates.is_empty() {
+                return Err((
+                    ErrorKind::NetConf,
+                    Fail::new(
+                        None,
+                        "error loading netconf: LoadNetConf: at least one delegate/clusterNetwork must be specified",
+                    ),
+                ));
+            }
+            let mut out = Vec::new();
+            for (idx, raw) in settings.static_delegates.iter().enumerate() {
+                let bytes = serde_json::to_vec(raw).unwrap_or_default();
+                let mut d = load_delegate(&bytes, None, "", "").map_err(|e| {
+                    (
+                        ErrorKind::NetConf,
+                        Fail::new(
+                            None,
+                            format!("error loading netconf: LoadNetConf: failed to load delegate {idx} config: {e}"),
+                        ),
+                    )
+                })?;
+                d.is_master = idx == 0;
+                out.push(d);
+            }
+            return Ok(out);
+        }
+        let cluster = settings.cluster_network.as_str();
+        let mut master = self.net_delegate(cluster).map_err(|reason| {
+            self.warnings.push(Warning::log("ClusterNetworkError", format!("clusterNetwork {cluster}: {reason}")));
+            (
+                ErrorKind::DefaultNetworks,
+                Fail::new(
+                    Some(cluster),
+                    format!(
+                        "failed to get clusterNetwork/defaultNetworks: GetDefaultNetworks: failed to get clusterNetwork {cluster} in namespace {}",
+                        settings.multus_namespace
+                    ),
+                ),
+            )
+        })?;
+        master.is_master = true;
+        let mut out = vec![master];
+        if let Some(pod) = self.pod
+            && !settings.system_namespaces.contains(&pod.namespace)
+        {
+            for value in &settings.default_networks {
+                let d = self.net_delegate(value).map_err(|e| {
+                    (
+                        ErrorKind::DefaultNetworks,
+                        Fail::new(Some(value), format!("failed to get clusterNetwork/defaultNetworks: {e}")),
+                    )
+                })?;
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `TryLoadPodDelegates`: default-network annotation, selection annotation, gateway check.
+    /// On error `delegates` holds what was resolved before the failing step.
+    fn pod_delegates(&mut self, delegates: &mut Vec<Delegate>) -> Result<(), Fail> {
+        let Some(pod) = self.pod else { return Ok(()) };
+        let settings = self.settings;
+        if let Some(annotation) = pod.annotation(DEFAULT_NETWORK_ANNOTATION) {
+            const CTX: &str = "TryLoadPodDelegates: error in loading K8s cluster default network from pod annotation: ";
+            let el = parse_default_network(annotation, &settings.multus_namespace)
+                .map_err(|e| Fail::new(None, format!("{CTX}{e}")))?;
+            if let Some(old) = delegates.first()
+                && !old.resource_name.is_empty()
+                && !old.device_id.is_empty()
+            {
+                let (r, id) = (old.resource_name.clone(), old.device_id.clone());
+                self.devices.release(&r, &id);
+            }
+            let mut d = self.kubernetes_delegate(&el).map_err(|e| {
+                Fail::new(Some(&el.name), format!("{CTX}tryLoadK8sPodDefaultNetwork: failed getting the delegate: {e}"))
+            })?;
+            d.is_master = true;
+            match delegates.first_mut() {
+                Some(first) => *first = d,
+                None => delegates.push(d),
+            }
+        }
+
+        let annotation = pod.annotation(NETWORKS_ANNOTATION).unwrap_or("");
+        if !annotation.is_empty() {
+            let elements =
+                parse_network_selection(annotation, &pod.namespace).map_err(|e| Fail::new(None, e.to_string()))?;
+            const CTX: &str = "TryLoadPodDelegates: error in getting k8s network for pod: ";
+            let mut added = Vec::with_capacity(elements.len());
+            for el in &elements {
+                let display = format!("{}/{}", el.namespace, el.name);
+                if settings.namespace_isolation {
+                    check_namespace_isolation(&pod.namespace, std::slice::from_ref(el), &settings.global_namespaces)
+                        .map_err(|e| Fail::new(Some(&display), format!("{CTX}{e}")))?;
+                }
+                let d = self.kubernetes_delegate(el).map_err(|e| {
+                    Fail::new(Some(&display), format!("{CTX}GetNetworkDelegates: failed getting the delegate: {e}"))
+                })?;
+                added.push(d);
+            }
+            delegates.extend(added);
+        }
+        apply_gateway_check(delegates).map_err(|e| Fail::new(None, e.to_string()))
+    }
+
+    /// §5.11: append the auxiliary chain when it has more than the `passthru` plugin.
+    fn auxiliary_chain(&mut self, delegates: &mut Vec<Delegate>) -> Result<(), Fail> {
+        let settings = self.settings;
+        let aux = settings.auxiliary_cni_chain_name.as_str();
+        if aux.is_empty() {
+            return Ok(());
+        }
+        if !settings.cluster_network.contains('/') {
+            return Err(Fail::new(
+                None,
+                format!(
+                    "auxiliary chain used but ClusterNetwork must be a path, and it is not a path: {}",
+                    settings.cluster_network
+                ),
+            ));
+        }
+        let raw = json!({"cniVersion": settings.cni_version, "name": aux, "plugins": [{"type": "passthru", "name": "passthru-cni"}]});
+        let disabled = |this: &mut Self, why: String| {
+            this.warnings
+                .push(Warning::log("AuxiliaryChainDisabled", format!("auxiliary CNI chain {aux:?} disabled: {why}")));
+            Ok(())
+        };
+        let mut list = match NetConfList::from_value(raw) {
+            Ok(l) => l,
+            Err(e) => return disabled(self, e.to_string()),
+        };
+        let dir = Path::new(&settings.cluster_network).parent().unwrap_or(Path::new("/"));
+        if let Err(e) = crate::delegate::append_subdirectory_plugins(&mut list, dir) {
+            return disabled(self, e);
+        }
+        if list.plugins.len() > 1 {
+            match load_delegate_from_conflist(&list, None, "", "") {
+                Ok(d) => delegates.push(d),
+                Err(e) => return disabled(self, e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, delegates: Vec<Delegate>) -> Resolved {
+        Resolved { delegates, warnings: self.warnings }
+    }
+}
+
+/// ADD (§5.3 steps 4–6): cluster/default networks (or static delegates), pod annotations,
+/// gateway check, auxiliary chain. `who` is the pod identity from `CNI_ARGS` (error prefixes);
+/// `pod` the pod object (`None`: no annotations, no default networks, no device IDs).
+pub fn resolve_add_delegates(
+    settings: &ResolveSettings,
+    who: Option<&PodRef>,
+    pod: Option<&PodInfo>,
+    nads: &dyn NadLookup,
+    devices: &mut dyn DeviceIdSource,
+) -> Result<Resolved, MultusError> {
+    let mut r = Resolver::new(settings, who, pod, nads, devices);
+    let mut delegates = match r.base_delegates() {
+        Ok(d) => d,
+        Err((kind, fail)) => return Err(r.error(kind, fail, "")),
+    };
+    if let Err(fail) = r.pod_delegates(&mut delegates) {
+        return Err(r.error(ErrorKind::PodDelegates, fail, "error loading k8s delegates k8s args: "));
+    }
+    if let Err(fail) = r.auxiliary_chain(&mut delegates) {
+        return Err(r.error(ErrorKind::AuxiliaryChain, fail, ""));
+    }
+    Ok(r.finish(delegates))
+}
+
+/// DEL without a cache file and with a known pod (§6.1 step 6): as ADD, but a failure of the
+/// annotation networks keeps what was resolved (a log-only warning says why). Device IDs come
+/// from `devices` again (the reference re-reads them too).
+pub fn resolve_del_delegates(
+    settings: &ResolveSettings,
+    who: Option<&PodRef>,
+    pod: &PodInfo,
+    nads: &dyn NadLookup,
+    devices: &mut dyn DeviceIdSource,
+) -> Result<Resolved, MultusError> {
+    let mut r = Resolver::new(settings, who, Some(pod), nads, devices);
+    let mut delegates = match r.base_delegates() {
+        Ok(d) => d,
+        Err((kind, fail)) => return Err(r.error(kind, fail, "")),
+    };
+    if let Err(fail) = r.pod_delegates(&mut delegates) {
+        if delegates.is_empty() {
+            return Err(r.error(ErrorKind::DelDelegates, fail, "failed to get delegates: "));
+        }
+        r.warnings.push(Warning::log(
+            "DelegatesIncomplete",
+            format!("Multus: failed to get delegates: {}, but continue to delete clusterNetwork", fail.message),
+        ));
+    }
+    if let Err(fail) = r.auxiliary_chain(&mut delegates) {
+        r.warnings.push(Warning::log("AuxiliaryChainDisabled", fail.message));
+    }
+    Ok(r.finish(delegates))
+}
+
+/// STATUS and GC (§7): the cluster network only, without a pod (no default networks, no device
+/// IDs); with static delegates, the first one. The result has exactly one delegate, the master.
+pub fn resolve_cluster_network(settings: &ResolveSettings, nads: &dyn NadLookup) -> Result<Resolved, MultusError> {
+    let mut devices = NoDevices;
+    let mut r = Resolver::new(settings, None, None, nads, &mut devices);
+    let mut delegates = match r.base_delegates() {
+        Ok(d) => d,
+        Err((kind, fail)) => return Err(r.error(kind, fail, "")),
+    };
+    delegates.truncate(1);
+    Ok(r.finish(delegates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Nad;
+    use serde_json::json;
+
+    type Nads = BTreeMap<(String, String), Nad>;
+
+    fn nads(list: &[(&str, &str, &str)]) -> Nads {
+        list.iter()
+            .map(|(ns, name, config)| {
+                (
+                    (ns.to_string(), name.to_string()),
+                    Nad {
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                        config: config.to_string(),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn with_resource(mut n: Nads, ns: &str, name: &str, resource: &str) -> Nads {
+        let nad = n.get_mut(&(ns.to_string(), name.to_string())).unwrap();
+        nad.annotations.insert(crate::model::RESOURCE_NAME_ANNOTATION.into(), resource.into());
+        n
+    }
+
+    fn pod(ns: &str, annotations: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            namespace: ns.into(),
+            name: "pod1".into(),
+            uid: "uid1".into(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn who() -> PodRef {
+        PodRef::new("default", "pod1", "uid1")
+    }
+
+    /// A confDir with a cluster network file; returns (tempdir, settings).
+    fn setup() -> (tempfile::TempDir, ResolveSettings) {
+        let dir = tempfile::tempdir().unwrap();
+        let conflist = dir.path().join("10-cluster.conflist");
+        std::fs::write(&conflist, r#"{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge","k":1}]}"#)
+            .unwrap();
+        let settings = ResolveSettings {
+            cni_version: "1.0.0".into(),
+            cluster_network: conflist.display().to_string(),
+            conf_dir: dir.path().join("multus.d"),
+            ..Default::default()
+        };
+        (dir, settings)
+    }
+
+    const MACVLAN: &str = r#"{"cniVersion":"1.0.0","type":"macvlan","master":"eth0","capabilities":{"ips":true}}"#;
+
+    fn names(r: &Resolved) -> Vec<&str> {
+        r.delegates.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    #[test]
+    fn comma_annotation_and_missing_nad() {
+        // §12.4 item 44
+        let (_d, s) = setup();
+        let n = nads(&[("default", "macvlan-net", MACVLAN), ("other", "bridge-net", r#"{"type":"bridge"}"#)]);
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan-net@macvlan1, other/bridge-net")]);
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["cluster", "default/macvlan-net", "other/bridge-net"]);
+        assert!(r.delegates[0].is_master && r.delegates[0].is_conflist());
+        assert_eq!(r.delegates[1].ifname_request, "macvlan1");
+        assert_eq!(r.delegates[1].network_name(), "macvlan-net");
+        assert!(r.warnings.is_empty());
+
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan-net,no-such-nad")]);
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Multus: [default/pod1/uid1]: error loading k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod: GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (no-such-nad) in namespace (default): networkattachmentdefinition.k8s.cni.cncf.io \"no-such-nad\" not found"
+        );
+        assert_eq!(e.network(), Some("default/no-such-nad"));
+        assert_eq!(e.warnings().len(), 1);
+        assert_eq!(e.warnings()[0].reason, "NoNetworkFound");
+        assert!(e.warnings()[0].event);
+        assert_eq!(
+            e.warnings()[0].message,
+            "cannot find a network-attachment-definition (no-such-nad) in namespace (default): networkattachmentdefinition.k8s.cni.cncf.io \"no-such-nad\" not found"
+        );
+    }
+
+    #[test]
+    fn json_annotation_default_route_and_errors() {
+        // §12.4 items 45-46
+        let (_d, s) = setup();
+        let n = nads(&[("default", "macvlan-net", MACVLAN), ("kube-system", "sys-net", r#"{"type":"ipvlan"}"#)]);
+        let p = pod(
+            "default",
+            &[(
+                NETWORKS_ANNOTATION,
+                r#"[{"name":"macvlan-net","ips":["10.1.1.11/24"],"default-route":["10.1.1.254"]},{"name":"sys-net","namespace":"kube-system"}]"#,
+            )],
+        );
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["cluster", "default/macvlan-net", "kube-system/sys-net"]);
+        let flags: Vec<(bool, bool)> = r.delegates.iter().map(|d| (d.filter_v4_gateway, d.filter_v6_gateway)).collect();
+        assert_eq!(flags, [(true, true), (false, true), (true, true)]);
+        assert_eq!(r.delegates[1].default_route, Some(vec!["10.1.1.254".parse().unwrap()]));
+
+        let p = pod("default", &[(NETWORKS_ANNOTATION, r#"[{"name":"macvlan-net""#)]);
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(
+            e.to_string().starts_with("Multus: [default/pod1/uid1]: error loading k8s delegates k8s args: "),
+            "{e}"
+        );
+
+        // ECMP
+        let p = pod(
+            "default",
+            &[(
+                NETWORKS_ANNOTATION,
+                r#"[{"name":"macvlan-net","default-route":["10.1.1.254"]},{"name":"sys-net","namespace":"kube-system","default-route":["10.2.2.254"]}]"#,
+            )],
+        );
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Multus: [default/pod1/uid1]: error loading k8s delegates k8s args: multus does not support ECMP for default-route"
+        );
+    }
+
+    #[test]
+    fn nad_with_empty_spec_and_name_injection() {
+        // §12.4 items 47-48
+        let (_d, s) = setup();
+        std::fs::create_dir_all(&s.conf_dir).unwrap();
+        std::fs::write(s.conf_dir.join("10-ondisk.conf"), r#"{"cniVersion":"1.0.0","name":"ondisk","type":"ptp"}"#)
+            .unwrap();
+        let n = nads(&[
+            ("default", "ondisk", ""),
+            ("default", "mini", r#"{"type":"mynet"}"#),
+            ("default", "missing-file", ""),
+        ]);
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "ondisk,mini")]);
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap();
+        assert_eq!(r.delegates[1].plugin_type(), "ptp");
+        assert_eq!(r.delegates[2].network_name(), "mini");
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "missing-file")]);
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(
+            e.to_string().ends_with(&format!(
+                "no network available in the name missing-file in cni dir {}",
+                s.conf_dir.display()
+            )),
+            "{e}"
+        );
+        std::fs::write(s.conf_dir.join("05-bad.conf"), "{not json").unwrap();
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "ondisk")]);
+        assert!(resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).is_err());
+    }
+
+    #[test]
+    fn cluster_network_from_nad_and_default_networks() {
+        // §12.3 item 31, §12.4 item 49
+        let (_d, mut s) = setup();
+        s.cluster_network = "cluster-nad".into();
+        s.default_networks = vec!["extra-nad".into()];
+        let n = nads(&[
+            ("kube-system", "cluster-nad", r#"{"cniVersion":"1.0.0","name":"c","type":"bridge"}"#),
+            ("kube-system", "extra-nad", MACVLAN),
+        ]);
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&pod("default", &[])), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["kube-system/cluster-nad", "kube-system/extra-nad"]);
+        assert!(r.delegates[0].is_master && !r.delegates[1].is_master);
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&pod("kube-system", &[])), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["kube-system/cluster-nad"]);
+
+        s.default_networks = vec!["nope".into()];
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&pod("default", &[])), &n, &mut NoDevices).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Multus: [default/pod1/uid1]: failed to get clusterNetwork/defaultNetworks: getNetDelegate: cannot find network: nope"
+        );
+        // the miss emits NoNetworkFound
+        assert!(e.warnings().iter().any(|w| w.event && w.reason == "NoNetworkFound"));
+
+        s.cluster_network = "nope".into();
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&pod("default", &[])), &n, &mut NoDevices).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Multus: [default/pod1/uid1]: failed to get clusterNetwork/defaultNetworks: GetDefaultNetworks: failed to get clusterNetwork nope in namespace kube-system"
+        );
+        assert_eq!(e.network(), Some("nope"));
+    }
+
+    #[test]
+    fn cluster_network_from_file_dir_and_name() {
+        // §12.4 item 50
+        let (d, mut s) = setup();
+        let n = nads(&[]);
+        // file path (conflist) done in setup
+        let r = resolve_cluster_network(&s, &n).unwrap();
+        assert_eq!(names(&r), ["cluster"]);
+        // single-plugin file
+        let conf = d.path().join("20-single.conf");
+        std::fs::write(&conf, r#"{"cniVersion":"1.0.0","name":"single","type":"ptp"}"#).unwrap();
+        s.cluster_network = conf.display().to_string();
+        assert_eq!(names(&resolve_cluster_network(&s, &n).unwrap()), ["single"]);
+        std::fs::write(&conf, r#"{"cniVersion":"1.0.0","name":"single"}"#).unwrap();
+        let e = resolve_cluster_network(&s, &n).unwrap_err();
+        assert!(e.to_string().starts_with(
+            "Multus: failed to get clusterNetwork/defaultNetworks: GetDefaultNetworks: failed to get clusterNetwork"
+        ));
+        assert!(e.warnings().iter().any(|w| w.message.contains("perhaps this is a .conflist?")));
+        // directory: first file, no name matching
+        s.cluster_network = d.path().display().to_string();
+        assert_eq!(names(&resolve_cluster_network(&s, &n).unwrap()), ["cluster"]);
+        let empty = d.path().join("emptydir");
+        std::fs::create_dir(&empty).unwrap();
+        s.cluster_network = empty.display().to_string();
+        assert!(resolve_cluster_network(&s, &n).is_err());
+        // a name from confDir
+        std::fs::create_dir_all(&s.conf_dir).unwrap();
+        std::fs::write(
+            s.conf_dir.join("10-named.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"named","plugins":[{"type":"ptp"}]}"#,
+        )
+        .unwrap();
+        s.cluster_network = "named".into();
+        let r = resolve_cluster_network(&s, &n).unwrap();
+        assert_eq!(names(&r), ["named"]);
+        assert!(r.delegates[0].is_conflist());
+        // nonexistent path, bad confDir
+        s.cluster_network = "/nonexistent/x.conf".into();
+        assert!(
+            resolve_cluster_network(&s, &n).unwrap_err().warnings()[0]
+                .message
+                .contains("stat /nonexistent/x.conf: no such file or directory")
+        );
+        s.cluster_network = "named".into();
+        s.conf_dir = "/nonexistent".into();
+        assert!(resolve_cluster_network(&s, &n).is_err());
+    }
+
+    #[test]
+    fn default_network_annotation_replaces_master() {
+        // §12.4 item 51, §5.7
+        let (_d, s) = setup();
+        let n = nads(&[
+            ("kube-system", "alt", r#"{"cniVersion":"1.0.0","name":"alt","type":"ptp"}"#),
+            ("default", "macvlan-net", MACVLAN),
+        ]);
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt@ext0"), (NETWORKS_ANNOTATION, "macvlan-net")]);
+        let r = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["kube-system/alt", "default/macvlan-net"]);
+        assert!(r.delegates[0].is_master);
+        assert_eq!(r.delegates[0].ifname_request, "ext0");
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt,alt")]);
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(e.to_string().contains("TryLoadPodDelegates: error in loading K8s cluster default network from pod annotation: tryLoadK8sPodDefaultNetwork: more than one default network is specified"), "{e}");
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "missing")]);
+        let e = resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(e.to_string().contains("tryLoadK8sPodDefaultNetwork: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (missing) in namespace (kube-system)"), "{e}");
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "")]);
+        assert!(resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).is_err());
+    }
+
+    #[test]
+    fn namespace_isolation() {
+        // §12.4 item 54
+        let (_d, mut s) = setup();
+        s.namespace_isolation = true;
+        let n = nads(&[("kube-system", "net1", MACVLAN), ("test", "local", MACVLAN)]);
+        let p = pod("test", &[(NETWORKS_ANNOTATION, "local,kube-system/net1")]);
+        let e = resolve_add_delegates(&s, None, Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(e.to_string().ends_with(": GetNetworkDelegates: namespace isolation enabled, annotation violates permission, pod is in namespace test but refers to target namespace kube-system"), "{e}");
+        assert!(e.to_string().starts_with(
+            "Multus: error loading k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod: "
+        ));
+        s.global_namespaces = vec!["kube-system".into(), "donkey-kong".into()];
+        let r = resolve_add_delegates(&s, None, Some(&p), &n, &mut NoDevices).unwrap();
+        assert_eq!(r.delegates.len(), 3);
+    }
+
+    #[test]
+    fn device_ids_consumed_per_resource_and_shared_with_the_override() {
+        let (_d, s) = setup();
+        let sriov = r#"{"cniVersion":"1.0.0","type":"sriov"}"#;
+        let n = nads(&[
+            ("default", "a", sriov),
+            ("default", "b", sriov),
+            ("default", "c", sriov),
+            ("kube-system", "alt", sriov),
+        ]);
+        let n = with_resource(n, "default", "a", "intel.com/sriov");
+        let n = with_resource(n, "default", "b", "intel.com/sriov");
+        let n = with_resource(n, "default", "c", "intel.com/sriov");
+        let n = with_resource(n, "kube-system", "alt", "intel.com/sriov");
+        let mut devices: BTreeMap<String, Vec<String>> =
+            [("intel.com/sriov".to_string(), vec!["0000:01".to_string(), "0000:02".to_string()])].into();
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "a,b,c")]);
+        let r = resolve_add_delegates(&s, None, Some(&p), &n, &mut devices).unwrap();
+        let ids: Vec<&str> = r.delegates.iter().map(|d| d.device_id.as_str()).collect();
+        assert_eq!(ids, ["", "0000:01", "0000:02", ""]);
+        let v: Value = serde_json::from_slice(r.delegates[1].bytes()).unwrap();
+        assert_eq!(v["pciBusID"], "0000:01");
+        assert_eq!(r.delegates[1].resource_name, "intel.com/sriov");
+        assert_eq!(r.delegates[3].resource_name, "");
+
+        // the default-network override takes from the same pool (no duplicate)
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt"), (NETWORKS_ANNOTATION, "a")]);
+        let r = resolve_add_delegates(&s, None, Some(&p), &n, &mut devices).unwrap();
+        let ids: Vec<&str> = r.delegates.iter().map(|d| d.device_id.as_str()).collect();
+        assert_eq!(ids, ["0000:01", "0000:02"]);
+
+        // a failing resource client fails the resolution
+        struct Broken;
+        impl DeviceIdSource for Broken {
+            fn device_ids(&mut self, _: &str) -> Result<Vec<String>, String> {
+                Err("kubelet socket unavailable".into())
+            }
+        }
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "a")]);
+        let e = resolve_add_delegates(&s, None, Some(&p), &n, &mut Broken).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "getKubernetesDelegate: failed to get resourceMap from ResourceClient: kubelet socket unavailable"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auxiliary_chain() {
+        let (d, mut s) = setup();
+        s.auxiliary_cni_chain_name = "vendor-cni-chain".into();
+        let n = nads(&[]);
+        // no subdirectory: only passthru → not appended
+        let r = resolve_add_delegates(&s, None, Some(&pod("default", &[])), &n, &mut NoDevices).unwrap();
+        assert_eq!(r.delegates.len(), 1);
+        std::fs::create_dir(d.path().join("vendor-cni-chain")).unwrap();
+        std::fs::write(d.path().join("vendor-cni-chain/10-tuning.conf"), r#"{"type":"tuning","sysctl":{"x":"1"}}"#)
+            .unwrap();
+        let r = resolve_add_delegates(&s, None, Some(&pod("default", &[])), &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["cluster", "vendor-cni-chain"]);
+        let aux = &r.delegates[1];
+        assert!(!aux.is_master && aux.is_conflist());
+        let v: Value = serde_json::from_slice(aux.bytes()).unwrap();
+        assert_eq!(
+            v,
+            json!({"cniVersion":"1.0.0","name":"vendor-cni-chain","plugins":[{"type":"passthru","name":"passthru-cni"},{"type":"tuning","sysctl":{"x":"1"}}]})
+        );
+        assert_eq!(crate::plan::interface_name(aux, 1, "eth0"), "net1");
+        // invalid name → silently disabled (log warning)
+        s.auxiliary_cni_chain_name = "bad/name".into();
+        let r = resolve_add_delegates(&s, None, Some(&pod("default", &[])), &n, &mut NoDevices).unwrap();
+        assert_eq!(r.delegates.len(), 1);
+        assert!(r.warnings.iter().any(|w| w.reason == "AuxiliaryChainDisabled" && !w.event));
+        // cluster network not a path
+        s.auxiliary_cni_chain_name = "vendor-cni-chain".into();
+        s.cluster_network = "cluster-nad".into();
+        let n = nads(&[("kube-system", "cluster-nad", MACVLAN)]);
+        let e = resolve_add_delegates(&s, None, Some(&pod("default", &[])), &n, &mut NoDevices).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Multus: auxiliary chain used but ClusterNetwork must be a path, and it is not a path: cluster-nad"
+        );
+    }
+
+    #[test]
+    fn del_recompute_keeps_what_resolved() {
+        let (_d, s) = setup();
+        let n = nads(&[("default", "macvlan-net", MACVLAN)]);
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan-net")]);
+        let r = resolve_del_delegates(&s, None, &p, &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["cluster", "default/macvlan-net"]);
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan-net,gone")]);
+        let r = resolve_del_delegates(&s, None, &p, &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["cluster"]);
+        assert!(r.warnings.iter().any(|w| w.message.starts_with("Multus: failed to get delegates: ")
+            && w.message.ends_with(", but continue to delete clusterNetwork")));
+        let mut bad = s.clone();
+        bad.cluster_network = "/nonexistent.conflist".into();
+        assert!(resolve_del_delegates(&bad, None, &p, &n, &mut NoDevices).is_err());
+    }
+
+    #[test]
+    fn static_delegates_and_status_resolution() {
+        let s = ResolveSettings {
+            static_delegates: vec![
+                json!({"cniVersion":"1.0.0","name":"a","type":"bridge"}),
+                json!({"cniVersion":"1.0.0","name":"b","type":"ptp"}),
+            ],
+            ..Default::default()
+        };
+        let n = nads(&[]);
+        let r = resolve_add_delegates(&s, None, None, &n, &mut NoDevices).unwrap();
+        assert_eq!(names(&r), ["a", "b"]);
+        assert!(r.delegates[0].is_master && !r.delegates[1].is_master);
+        let plans = crate::plan::plan_all(
+            &r.delegates,
+            &crate::plan::PlanContext { ifname: "eth0", ..Default::default() },
+            crate::plan::Operation::Add,
+        )
+        .unwrap();
+        assert_eq!(plans.iter().map(|p| p.ifname.as_str()).collect::<Vec<_>>(), ["eth0", "net1"]);
+        assert_eq!(names(&resolve_cluster_network(&s, &n).unwrap()), ["a"]);
+        let bad = ResolveSettings { static_delegates: vec![json!({"name":"x"})], ..Default::default() };
+        assert_eq!(
+            resolve_cluster_network(&bad, &n).unwrap_err().to_string(),
+            "Multus: error loading netconf: LoadNetConf: failed to load delegate 0 config: LoadDelegateNetConf: failed with: LoadDelegateNetConfList: delegate must have the 'type' or 'plugin' field"
+        );
+        assert!(resolve_cluster_network(&ResolveSettings::default(), &n).is_err());
+    }
+}

@@ -51,13 +51,7 @@ fn seed() -> Vec<serde_json::Value> {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn request(
-    client: &HttpClient,
-    method: &str,
-    url: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Bytes {
+async fn request(client: &HttpClient, method: &str, url: &str, content_type: &str, body: Vec<u8>) -> Bytes {
     let req = http::Request::builder()
         .method(method)
         .uri(url)
@@ -65,33 +59,16 @@ async fn request(
         .body(Full::new(Bytes::from(body)))
         .expect("request");
     let response = client.request(req).await.expect("response");
-    assert!(
-        response.status().is_success(),
-        "{method} {url}: {}",
-        response.status()
-    );
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
+    assert!(response.status().is_success(), "{method} {url}: {}", response.status());
+    response.into_body().collect().await.expect("body").to_bytes()
 }
 
 fn benches(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let rss_before = rss_kib();
     let seeding = Instant::now();
-    let server = runtime
-        .block_on(MockApiServer::start(MockConfig {
-            seed: seed(),
-            ..MockConfig::default()
-        }))
-        .expect("server");
+    let server =
+        runtime.block_on(MockApiServer::start(MockConfig { seed: seed(), ..MockConfig::default() })).expect("server");
     let seed_time = seeding.elapsed();
     let rss_after = rss_kib();
     eprintln!(
@@ -105,31 +82,16 @@ fn benches(c: &mut Criterion) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
 
     let mut group = c.benchmark_group("kube-mock");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(300));
+    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
     group.bench_function("list all 10k pods", |b| {
-        b.iter(|| {
-            runtime.block_on(request(
-                &client,
-                "GET",
-                &format!("{base}/api/v1/pods"),
-                "",
-                Vec::new(),
-            ))
-        })
+        b.iter(|| runtime.block_on(request(&client, "GET", &format!("{base}/api/v1/pods"), "", Vec::new())))
     });
     group.bench_function("list pods of one node (1k)", |b| {
-        let url = format!(
-            "{base}/api/v1/pods?fieldSelector=spec.nodeName%3Dnode1&limit=500&resourceVersion=0"
-        );
+        let url = format!("{base}/api/v1/pods?fieldSelector=spec.nodeName%3Dnode1&limit=500&resourceVersion=0");
         b.iter(|| runtime.block_on(request(&client, "GET", &url, "", Vec::new())))
     });
     group.bench_function("list NADs of one namespace (50)", |b| {
-        let url = format!(
-            "{base}/apis/k8s.cni.cncf.io/v1/namespaces/ns-3/network-attachment-definitions"
-        );
+        let url = format!("{base}/apis/k8s.cni.cncf.io/v1/namespaces/ns-3/network-attachment-definitions");
         b.iter(|| runtime.block_on(request(&client, "GET", &url, "", Vec::new())))
     });
     let mut counter = 0u64;
@@ -137,20 +99,15 @@ fn benches(c: &mut Criterion) {
         let url = format!("{base}/api/v1/namespaces/ns-1/pods/pod-00001");
         b.iter(|| {
             counter += 1;
-            let body = json!({"metadata": {"annotations": {"bench": counter.to_string()}}})
-                .to_string()
-                .into_bytes();
-            runtime.block_on(request(
-                &client,
-                "PATCH",
-                &url,
-                "application/merge-patch+json",
-                body,
-            ))
+            let body = json!({"metadata": {"annotations": {"bench": counter.to_string()}}}).to_string().into_bytes();
+            runtime.block_on(request(&client, "PATCH", &url, "application/merge-patch+json", body))
         })
     });
     group.bench_function("watch event latency (patch → MODIFIED on a node-scoped watch)", |b| {
-        let watch_url = format!("{base}/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dnode2&resourceVersion={}", server.store().resource_version());
+        let watch_url = format!(
+            "{base}/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dnode2&resourceVersion={}",
+            server.store().resource_version()
+        );
         let patch_url = format!("{base}/api/v1/namespaces/ns-2/pods/pod-00002");
         let mut watch = runtime.block_on(async {
             let req = http::Request::get(&watch_url).body(Full::new(Bytes::new())).expect("request");

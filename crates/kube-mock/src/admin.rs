@@ -25,8 +25,7 @@ use crate::status::ApiError;
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid admin request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid admin request body: {e}")))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -72,9 +71,7 @@ async fn run(
         (&Method::GET, "faults") => Ok(json!(faults.rules())),
         (&Method::POST, "faults") => {
             let rule: FaultRule = parse_json(body)?;
-            faults
-                .add_rule(rule)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            faults.add_rule(rule).map_err(|e| ApiError::bad_request(e.to_string()))?;
             Ok(json!(faults.rules()))
         }
         (&Method::DELETE, "faults") => {
@@ -118,36 +115,19 @@ async fn run(
         (&Method::GET, "objects") => {
             let q = parse_query(query);
             let api_version = q.get("apiVersion").cloned().unwrap_or_else(|| "v1".into());
-            let kind = q
-                .get("kind")
-                .cloned()
-                .ok_or_else(|| ApiError::bad_request("kind is required"))?;
-            Ok(json!(store.list_kind(
-                &api_version,
-                &kind,
-                q.get("namespace").map(String::as_str)
-            )))
+            let kind = q.get("kind").cloned().ok_or_else(|| ApiError::bad_request("kind is required"))?;
+            Ok(json!(store.list_kind(&api_version, &kind, q.get("namespace").map(String::as_str))))
         }
         (&Method::POST, "objects") => store.create(parse_json(body)?),
         (&Method::PUT, "objects") => store.upsert(parse_json(body)?),
         (&Method::DELETE, "objects") => {
             let target: Value = parse_json(body)?;
             let field = |name: &str| target[name].as_str().unwrap_or_default().to_string();
-            store.delete_kind(
-                &field("apiVersion"),
-                &field("kind"),
-                &field("namespace"),
-                &field("name"),
-            )
+            store.delete_kind(&field("apiVersion"), &field("kind"), &field("namespace"), &field("name"))
         }
         (&Method::GET, "deny") => {
             let rules = shared.deny.read().map(|r| r.clone()).unwrap_or_default();
-            Ok(json!(
-                rules
-                    .iter()
-                    .map(|r| format!("{}:{}", r.verb, r.resource))
-                    .collect::<Vec<_>>()
-            ))
+            Ok(json!(rules.iter().map(|r| format!("{}:{}", r.verb, r.resource)).collect::<Vec<_>>()))
         }
         (&Method::PUT, "deny") => {
             let specs: Vec<String> = parse_json(body)?;
@@ -161,10 +141,6 @@ async fn run(
             }
             Ok(json!(specs))
         }
-        _ => Err(ApiError::new(
-            404,
-            "NotFound",
-            format!("no admin endpoint {method} {rest:?}"),
-        )),
+        _ => Err(ApiError::new(404, "NotFound", format!("no admin endpoint {method} {rest:?}"))),
     }
 }

@@ -31,29 +31,20 @@ fn ok(body: Value) -> Reply {
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let value: Value = match essence {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body of the request could not be decoded as JSON: {e}"
-            ))
-        })?,
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
-            serde_saphyr::from_str(text).map_err(|e| {
-                ApiError::bad_request(format!("the YAML body could not be decoded: {e}"))
-            })?
+            let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("the YAML body could not be decoded: {e}")))?
         }
-        "application/vnd.kubernetes.protobuf" => {
-            crate::protobuf::decode_object(body).map_err(|e| match e {
-                crate::protobuf::ProtobufError::UnsupportedKind { .. }
-                | crate::protobuf::ProtobufError::UnsupportedEncoding(_) => ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("{e}; send JSON instead"),
-                ),
-                other => ApiError::bad_request(other.to_string()),
-            })?
-        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode_object(body).map_err(|e| match e {
+            crate::protobuf::ProtobufError::UnsupportedKind { .. }
+            | crate::protobuf::ProtobufError::UnsupportedEncoding(_) => {
+                ApiError::new(415, "UnsupportedMediaType", format!("{e}; send JSON instead"))
+            }
+            other => ApiError::bad_request(other.to_string()),
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
@@ -111,12 +102,7 @@ fn check_body_identity(req: &ResourceRequest, body: &Value) -> Result<(), ApiErr
 
 /// The new object of an update, following the status-subresource split: the main resource
 /// keeps the stored status; the status subresource takes only status, labels and annotations.
-fn merge_for_update(
-    def: &ResourceDef,
-    subresource: Option<&str>,
-    current: &Value,
-    mut incoming: Value,
-) -> Value {
+fn merge_for_update(def: &ResourceDef, subresource: Option<&str>, current: &Value, mut incoming: Value) -> Value {
     match subresource {
         Some("status") => {
             let mut next = current.clone();
@@ -175,44 +161,29 @@ fn encode_continue(namespace: &str, name: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     let invalid = || ApiError::bad_request("continue key is not valid");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let (ns, name): (String, String) = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     Ok((ns, name))
 }
 
 fn object_key(object: &Value) -> (String, String) {
     let m = &object["metadata"];
-    (
-        m["namespace"].as_str().unwrap_or_default().to_string(),
-        m["name"].as_str().unwrap_or_default().to_string(),
-    )
+    (m["namespace"].as_str().unwrap_or_default().to_string(), m["name"].as_str().unwrap_or_default().to_string())
 }
 
 /// Objects matching the request's namespace and selectors, in key order.
 fn selected(store: &Store, req: &ResourceRequest) -> (Vec<Arc<Value>>, u64) {
     let (items, rv) = store.list(&req.def.gvr(), req.namespace.as_deref());
     let opts = &req.options;
-    let items = items
-        .into_iter()
-        .filter(|o| opts.label_selector.matches(o) && opts.field_selector.matches(o))
-        .collect();
+    let items =
+        items.into_iter().filter(|o| opts.label_selector.matches(o) && opts.field_selector.matches(o)).collect();
     (items, rv)
 }
 
 fn list(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
     let (items, rv) = selected(store, req);
-    let start = req
-        .options
-        .continue_token
-        .as_deref()
-        .map(decode_continue)
-        .transpose()?;
-    let mut remaining = items
-        .into_iter()
-        .filter(|o| start.as_ref().is_none_or(|s| object_key(o) > *s))
-        .peekable();
+    let start = req.options.continue_token.as_deref().map(decode_continue).transpose()?;
+    let mut remaining = items.into_iter().filter(|o| start.as_ref().is_none_or(|s| object_key(o) > *s)).peekable();
     let limit = req.options.limit.unwrap_or(usize::MAX);
     let page: Vec<Arc<Value>> = remaining.by_ref().take(limit).collect();
     let rest = remaining.count();
@@ -225,44 +196,25 @@ fn list(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
         metadata["remainingItemCount"] = json!(rest);
     }
     if req.as_table {
-        return Ok(table(
-            &req.def,
-            page.iter().map(|o| &**o),
-            metadata,
-            req.include_object,
-        ));
+        return Ok(table(&req.def, page.iter().map(|o| &**o), metadata, req.include_object));
     }
     let items: Vec<&Value> = page.iter().map(|o| &**o).collect();
-    Ok(
-        json!({"kind": list_kind(&req.def), "apiVersion": req.def.api_version(), "metadata": metadata, "items": items}),
-    )
+    Ok(json!({"kind": list_kind(&req.def), "apiVersion": req.def.api_version(), "metadata": metadata, "items": items}))
 }
 
 fn maybe_table(req: &ResourceRequest, object: Value) -> Value {
     if req.as_table {
         let rv = object["metadata"]["resourceVersion"].clone();
-        table(
-            &req.def,
-            [&object],
-            json!({"resourceVersion": rv}),
-            req.include_object,
-        )
+        table(&req.def, [&object], json!({"resourceVersion": rv}), req.include_object)
     } else {
         object
     }
 }
 
 /// Executes a resource request. `body` is the raw request body and `content_type` its type.
-pub fn execute(
-    store: &Store,
-    req: &ResourceRequest,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Reply, ApiError> {
+pub fn execute(store: &Store, req: &ResourceRequest, content_type: &str, body: &[u8]) -> Result<Reply, ApiError> {
     if req.dry_run {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by kube-mock",
-        ));
+        return Err(ApiError::bad_request("dryRun is not supported by kube-mock"));
     }
     let def = &req.def;
     let gvr = def.gvr();
@@ -271,9 +223,7 @@ pub fn execute(
     let subresource = req.subresource.as_deref();
     match req.verb {
         Verb::Get => {
-            let object = store
-                .get(&gvr, &namespace, &name)
-                .ok_or_else(|| ApiError::not_found(&gvr, &name))?;
+            let object = store.get(&gvr, &namespace, &name).ok_or_else(|| ApiError::not_found(&gvr, &name))?;
             Ok(ok(maybe_table(req, object)))
         }
         Verb::List => Ok(ok(list(store, req)?)),
@@ -282,23 +232,16 @@ pub fn execute(
             let object = decode_body(content_type, body)?;
             check_body_identity(req, &object)?;
             if def.namespaced && !store.namespace_exists(&namespace) {
-                return Err(ApiError::not_found(
-                    &crate::resources::Gvr::new("", "v1", "namespaces"),
-                    &namespace,
-                ));
+                return Err(ApiError::not_found(&crate::resources::Gvr::new("", "v1", "namespaces"), &namespace));
             }
             let created = store.create_in(def, &namespace, object)?;
-            Ok(Reply::Json {
-                code: 201,
-                body: created,
-            })
+            Ok(Reply::Json { code: 201, body: created })
         }
         Verb::Update => {
             let incoming = decode_body(content_type, body)?;
             check_body_identity(req, &incoming)?;
-            let updated = store.modify(def, &namespace, &name, |current| {
-                Ok(merge_for_update(def, subresource, current, incoming))
-            })?;
+            let updated = store
+                .modify(def, &namespace, &name, |current| Ok(merge_for_update(def, subresource, current, incoming)))?;
             Ok(ok(updated))
         }
         Verb::Patch(kind) => {
@@ -322,9 +265,7 @@ pub fn execute(
             let patched = store.modify(def, &namespace, &name, |current| {
                 let patched = apply_patch(kind, current, body).map_err(|e| match e {
                     crate::patch::PatchError::Syntax(m) => ApiError::bad_request(m),
-                    crate::patch::PatchError::Apply(m) => {
-                        ApiError::invalid(&gvr, &def.kind, &name, &m)
-                    }
+                    crate::patch::PatchError::Apply(m) => ApiError::invalid(&gvr, &def.kind, &name, &m),
                 })?;
                 // A patch that does not mention resourceVersion must not trip the precondition.
                 Ok(merge_for_update(def, subresource, current, patched))
@@ -346,11 +287,7 @@ pub fn execute(
             if def.custom || (def.group.is_empty() && def.plural == "pods") {
                 Ok(ok(deleted))
             } else {
-                Ok(ok(success_status(
-                    &gvr,
-                    &name,
-                    deleted["metadata"]["uid"].as_str(),
-                )))
+                Ok(ok(success_status(&gvr, &name, deleted["metadata"]["uid"].as_str())))
             }
         }
         Verb::DeleteCollection => {
@@ -391,15 +328,7 @@ mod tests {
         ct: &str,
         body: &str,
     ) -> Result<Value, ApiError> {
-        let Route::Resource(req) = route(
-            &method,
-            path,
-            query,
-            "application/json",
-            ct,
-            store.registry(),
-            "/_mock",
-        )?
+        let Route::Resource(req) = route(&method, path, query, "application/json", ct, store.registry(), "/_mock")?
         else {
             panic!("not a resource route")
         };
@@ -415,15 +344,7 @@ mod tests {
         let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
                           "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
                           "status": {"phase": "Pending"}});
-        call(
-            s,
-            Method::POST,
-            PODS,
-            None,
-            "application/json",
-            &body.to_string(),
-        )
-        .unwrap()
+        call(s, Method::POST, PODS, None, "application/json", &body.to_string()).unwrap()
     }
 
     #[test]
@@ -432,15 +353,7 @@ mod tests {
         let mut pod = create_pod(&s, "p", "node1");
         pod["status"]["phase"] = json!("Running");
         pod["metadata"]["labels"]["x"] = json!("1");
-        let updated = call(
-            &s,
-            Method::PUT,
-            &format!("{PODS}/p"),
-            None,
-            "",
-            &pod.to_string(),
-        )
-        .unwrap();
+        let updated = call(&s, Method::PUT, &format!("{PODS}/p"), None, "", &pod.to_string()).unwrap();
         assert_eq!(updated["status"]["phase"], "Pending");
         assert_eq!(updated["metadata"]["labels"]["x"], "1");
 
@@ -448,32 +361,13 @@ mod tests {
         status["status"]["phase"] = json!("Running");
         status["spec"]["nodeName"] = json!("elsewhere");
         status["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/network-status": "[]"});
-        let updated = call(
-            &s,
-            Method::PUT,
-            &format!("{PODS}/p/status"),
-            None,
-            "",
-            &status.to_string(),
-        )
-        .unwrap();
+        let updated = call(&s, Method::PUT, &format!("{PODS}/p/status"), None, "", &status.to_string()).unwrap();
         assert_eq!(updated["status"]["phase"], "Running");
         assert_eq!(updated["spec"]["nodeName"], "node1");
-        assert_eq!(
-            updated["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"],
-            "[]"
-        );
+        assert_eq!(updated["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"], "[]");
 
         // The first object's resourceVersion is stale now.
-        let err = call(
-            &s,
-            Method::PUT,
-            &format!("{PODS}/p/status"),
-            None,
-            "",
-            &status.to_string(),
-        )
-        .unwrap_err();
+        let err = call(&s, Method::PUT, &format!("{PODS}/p/status"), None, "", &status.to_string()).unwrap_err();
         assert_eq!(err.reason, "Conflict");
     }
 
@@ -481,51 +375,18 @@ mod tests {
     fn list_filters_and_paginates() {
         let s = store();
         for i in 0..5 {
-            create_pod(
-                &s,
-                &format!("p{i}"),
-                if i % 2 == 0 { "node1" } else { "node2" },
-            );
+            create_pod(&s, &format!("p{i}"), if i % 2 == 0 { "node1" } else { "node2" });
         }
-        let list = call(
-            &s,
-            Method::GET,
-            "/api/v1/pods",
-            Some("fieldSelector=spec.nodeName%3Dnode1"),
-            "",
-            "",
-        )
-        .unwrap();
+        let list = call(&s, Method::GET, "/api/v1/pods", Some("fieldSelector=spec.nodeName%3Dnode1"), "", "").unwrap();
         assert_eq!(list["items"].as_array().unwrap().len(), 3);
         assert_eq!(list["kind"], "PodList");
         let page1 = call(&s, Method::GET, PODS, Some("limit=2"), "", "").unwrap();
         assert_eq!(page1["metadata"]["remainingItemCount"], 3);
         let token = page1["metadata"]["continue"].as_str().unwrap();
-        let page2 = call(
-            &s,
-            Method::GET,
-            PODS,
-            Some(&format!("limit=2&continue={token}")),
-            "",
-            "",
-        )
-        .unwrap();
+        let page2 = call(&s, Method::GET, PODS, Some(&format!("limit=2&continue={token}")), "", "").unwrap();
         assert_eq!(page2["items"][0]["metadata"]["name"], "p2");
-        assert_eq!(
-            call(&s, Method::GET, PODS, Some("continue=zzz"), "", "")
-                .unwrap_err()
-                .code,
-            400
-        );
-        let selected = call(
-            &s,
-            Method::GET,
-            PODS,
-            Some("labelSelector=app%20in%20(p1,p3)"),
-            "",
-            "",
-        )
-        .unwrap();
+        assert_eq!(call(&s, Method::GET, PODS, Some("continue=zzz"), "", "").unwrap_err().code, 400);
+        let selected = call(&s, Method::GET, PODS, Some("labelSelector=app%20in%20(p1,p3)"), "", "").unwrap();
         assert_eq!(selected["items"].as_array().unwrap().len(), 2);
     }
 
@@ -534,74 +395,21 @@ mod tests {
         let s = store();
         create_pod(&s, "p", "n");
         let dup = json!({"metadata": {"name": "p"}}).to_string();
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "", &dup)
-                .unwrap_err()
-                .reason,
-            "AlreadyExists"
-        );
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "", "{not json")
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "", "[]")
-                .unwrap_err()
-                .code,
-            400
-        );
+        assert_eq!(call(&s, Method::POST, PODS, None, "", &dup).unwrap_err().reason, "AlreadyExists");
+        assert_eq!(call(&s, Method::POST, PODS, None, "", "{not json").unwrap_err().code, 400);
+        assert_eq!(call(&s, Method::POST, PODS, None, "", "[]").unwrap_err().code, 400);
         let protobuf = "application/vnd.kubernetes.protobuf";
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, protobuf, "k8s\0")
-                .unwrap_err()
-                .code,
-            415
-        );
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, protobuf, "k8s\0\u{7f}\u{7f}")
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, protobuf, "{}")
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "text/plain", "x")
-                .unwrap_err()
-                .code,
-            415
-        );
+        assert_eq!(call(&s, Method::POST, PODS, None, protobuf, "k8s\0").unwrap_err().code, 415);
+        assert_eq!(call(&s, Method::POST, PODS, None, protobuf, "k8s\0\u{7f}\u{7f}").unwrap_err().code, 400);
+        assert_eq!(call(&s, Method::POST, PODS, None, protobuf, "{}").unwrap_err().code, 400);
+        assert_eq!(call(&s, Method::POST, PODS, None, "text/plain", "x").unwrap_err().code, 415);
         let wrong_ns = json!({"metadata": {"name": "q", "namespace": "other"}}).to_string();
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "", &wrong_ns)
-                .unwrap_err()
-                .code,
-            400
-        );
+        assert_eq!(call(&s, Method::POST, PODS, None, "", &wrong_ns).unwrap_err().code, 400);
         let missing_ns = json!({"metadata": {"name": "q"}}).to_string();
-        let err = call(
-            &s,
-            Method::POST,
-            "/api/v1/namespaces/nope/pods",
-            None,
-            "",
-            &missing_ns,
-        )
-        .unwrap_err();
+        let err = call(&s, Method::POST, "/api/v1/namespaces/nope/pods", None, "", &missing_ns).unwrap_err();
         assert_eq!(err.message, "namespaces \"nope\" not found");
         let unnamed = json!({"metadata": {}}).to_string();
-        assert_eq!(
-            call(&s, Method::POST, PODS, None, "", &unnamed)
-                .unwrap_err()
-                .code,
-            422
-        );
+        assert_eq!(call(&s, Method::POST, PODS, None, "", &unnamed).unwrap_err().code, 422);
         let yaml = "metadata:\n  name: from-yaml\n";
         assert_eq!(
             call(&s, Method::POST, PODS, None, "application/yaml", yaml).unwrap()["metadata"]["name"],
@@ -643,14 +451,7 @@ mod tests {
             r#"{"metadata":{"resourceVersion":"1"}}"#,
         );
         assert_eq!(stale.unwrap_err().reason, "Conflict");
-        let apply = call(
-            &s,
-            Method::PATCH,
-            &format!("{PODS}/p"),
-            None,
-            "application/apply-patch+yaml",
-            "{}",
-        );
+        let apply = call(&s, Method::PATCH, &format!("{PODS}/p"), None, "application/apply-patch+yaml", "{}");
         assert_eq!(apply.unwrap_err().code, 415);
         let nad_patch = call(
             &s,
@@ -673,30 +474,12 @@ mod tests {
         let deleted = call(&s, Method::DELETE, &format!("{PODS}/p"), None, "", "").unwrap();
         assert_eq!(deleted["kind"], "Pod");
         assert_eq!(
-            call(&s, Method::GET, &format!("{PODS}/p"), None, "", "")
-                .unwrap_err()
-                .message,
+            call(&s, Method::GET, &format!("{PODS}/p"), None, "", "").unwrap_err().message,
             "pods \"p\" not found"
         );
         let cm = json!({"metadata": {"name": "c"}}).to_string();
-        call(
-            &s,
-            Method::POST,
-            "/api/v1/namespaces/default/configmaps",
-            None,
-            "",
-            &cm,
-        )
-        .unwrap();
-        let status = call(
-            &s,
-            Method::DELETE,
-            "/api/v1/namespaces/default/configmaps/c",
-            None,
-            "",
-            "",
-        )
-        .unwrap();
+        call(&s, Method::POST, "/api/v1/namespaces/default/configmaps", None, "", &cm).unwrap();
+        let status = call(&s, Method::DELETE, "/api/v1/namespaces/default/configmaps/c", None, "", "").unwrap();
         assert_eq!(status["status"], "Success");
     }
 
@@ -706,21 +489,8 @@ mod tests {
         for i in 0..3 {
             create_pod(&s, &format!("p{i}"), "n");
         }
-        let out = call(
-            &s,
-            Method::DELETE,
-            PODS,
-            Some("labelSelector=app%3Dp1"),
-            "",
-            "",
-        )
-        .unwrap();
+        let out = call(&s, Method::DELETE, PODS, Some("labelSelector=app%3Dp1"), "", "").unwrap();
         assert_eq!(out["items"].as_array().unwrap().len(), 1);
-        assert_eq!(
-            s.list(&crate::resources::Gvr::new("", "v1", "pods"), None)
-                .0
-                .len(),
-            2
-        );
+        assert_eq!(s.list(&crate::resources::Gvr::new("", "v1", "pods"), None).0.len(), 2);
     }
 }

@@ -30,35 +30,25 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 fn group_json(name: &str, versions: &[String]) -> Value {
-    let entries: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": api_version(name, v), "version": v}))
-        .collect();
+    let entries: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": api_version(name, v), "version": v})).collect();
     json!({"name": name, "versions": entries, "preferredVersion": entries.first().cloned().unwrap_or(Value::Null)})
 }
 
 /// `/apis` as a plain APIGroupList. kubectl asks for the aggregated (apidiscovery.k8s.io/v2)
 /// form first and falls back to per-group requests when it gets this one.
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
-        .groups()
-        .iter()
-        .map(|(name, versions)| group_json(name, versions))
-        .collect();
+    let groups: Vec<Value> = registry.groups().iter().map(|(name, versions)| group_json(name, versions)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry
-        .groups()
-        .into_iter()
-        .find(|(g, _)| g == name)
-        .map(|(g, versions)| {
-            let mut doc = group_json(&g, &versions);
-            doc["kind"] = json!("APIGroup");
-            doc["apiVersion"] = json!("v1");
-            doc
-        })
+    registry.groups().into_iter().find(|(g, _)| g == name).map(|(g, versions)| {
+        let mut doc = group_json(&g, &versions);
+        doc["kind"] = json!("APIGroup");
+        doc["apiVersion"] = json!("v1");
+        doc
+    })
 }
 
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Value {
@@ -88,22 +78,14 @@ pub fn openapi_v2() -> Value {
 }
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 /// A stable digest of the served resources of one group/version, used as the `hash` query
 /// parameter so that clients caching OpenAPI documents notice CRD changes.
 fn gv_hash(registry: &Registry, group: &str, version: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for def in registry
-        .all()
-        .iter()
-        .filter(|d| d.group == group && d.version == version)
-    {
+    for def in registry.all().iter().filter(|d| d.group == group && d.version == version) {
         for byte in def.plural.bytes().chain(def.kind.bytes()) {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -120,10 +102,7 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
     }
     for (group, version) in gvs {
         let path = gv_path(&group, &version);
-        let url = format!(
-            "/openapi/v3/{path}?hash={}",
-            gv_hash(registry, &group, &version)
-        );
+        let url = format!("/openapi/v3/{path}?hash={}", gv_hash(registry, &group, &version));
         paths.insert(path, json!({"serverRelativeURL": url}));
     }
     json!({"paths": paths})
@@ -136,11 +115,8 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
 /// kubectl computes apply patches from its built-in types (strategic merge) or, for custom
 /// resources, as JSON merge patches, exactly as with a server that predates OpenAPI v3.
 pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<ResourceDef> = registry
-        .all()
-        .into_iter()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs: Vec<ResourceDef> =
+        registry.all().into_iter().filter(|d| d.group == group && d.version == version).collect();
     if defs.is_empty() {
         return None;
     }
@@ -154,7 +130,8 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
         } else {
             format!("{base}/{}/{{name}}", def.plural)
         };
-        let parameter = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        let parameter =
+            |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
         paths.insert(
             item,
             json!({
@@ -170,11 +147,7 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
         );
         let schema_name = format!(
             "{}.{}.{}",
-            if def.group.is_empty() {
-                "io.k8s.api.core"
-            } else {
-                def.group.as_str()
-            },
+            if def.group.is_empty() { "io.k8s.api.core" } else { def.group.as_str() },
             def.version,
             def.kind
         );
@@ -198,15 +171,10 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
 
 /// kubectl-style age: `42s`, `7m`, `3h`, `5d`.
 fn age(creation: &Value) -> String {
-    let Some(created) = creation
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    else {
+    let Some(created) = creation.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
         return "<unknown>".into();
     };
-    let seconds = (chrono::Utc::now() - created.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
+    let seconds = (chrono::Utc::now() - created.with_timezone(&chrono::Utc)).num_seconds().max(0);
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -238,26 +206,11 @@ fn cells(def: &ResourceDef, object: &Value) -> Vec<Value> {
     let age = json!(age(&object["metadata"]["creationTimestamp"]));
     if def.kind == "Pod" && def.group.is_empty() {
         let containers = object["spec"]["containers"].as_array().map_or(0, Vec::len);
-        let statuses = object["status"]["containerStatuses"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let ready = statuses
-            .iter()
-            .filter(|s| s["ready"].as_bool() == Some(true))
-            .count();
-        let restarts: i64 = statuses
-            .iter()
-            .filter_map(|s| s["restartCount"].as_i64())
-            .sum();
+        let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let ready = statuses.iter().filter(|s| s["ready"].as_bool() == Some(true)).count();
+        let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
         let phase = object["status"]["phase"].as_str().unwrap_or("Unknown");
-        vec![
-            name,
-            json!(format!("{ready}/{containers}")),
-            json!(phase),
-            json!(restarts),
-            age,
-        ]
+        vec![name, json!(format!("{ready}/{containers}")), json!(phase), json!(restarts), age]
     } else {
         vec![name, age]
     }
@@ -320,49 +273,26 @@ mod tests {
     fn discovery_lists_builtin_and_nad() {
         let registry = Registry::with_builtins();
         let groups = group_list(&registry);
-        let names: Vec<&str> = groups["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["name"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> =
+            groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"k8s.cni.cncf.io") && names.contains(&"apps"));
         let core = resource_list(&registry, "", "v1");
-        assert!(
-            core["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["name"] == "pods/status")
-        );
+        assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/status"));
         let nad = resource_list(&registry, "k8s.cni.cncf.io", "v1");
-        assert_eq!(
-            nad["resources"][0]["shortNames"],
-            json!(["net-attach-def", "nad"])
-        );
+        assert_eq!(nad["resources"][0]["shortNames"], json!(["net-attach-def", "nad"]));
     }
 
     #[test]
     fn openapi_v3_declares_field_validation_per_kind() {
         let registry = Registry::with_builtins();
         let index = openapi_v3_index(&registry);
-        let url = index["paths"]["apis/k8s.cni.cncf.io/v1"]["serverRelativeURL"]
-            .as_str()
-            .unwrap();
+        let url = index["paths"]["apis/k8s.cni.cncf.io/v1"]["serverRelativeURL"].as_str().unwrap();
         assert!(url.starts_with("/openapi/v3/apis/k8s.cni.cncf.io/v1?hash="));
         let doc = openapi_v3_group_version(&registry, "k8s.cni.cncf.io", "v1").unwrap();
-        let path = &doc["paths"]["/apis/k8s.cni.cncf.io/v1/namespaces/{namespace}/network-attachment-definitions/{name}"];
-        assert_eq!(
-            path["patch"]["x-kubernetes-group-version-kind"]["kind"],
-            "NetworkAttachmentDefinition"
-        );
-        assert!(
-            path["patch"]["parameters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["name"] == "fieldValidation")
-        );
+        let path =
+            &doc["paths"]["/apis/k8s.cni.cncf.io/v1/namespaces/{namespace}/network-attachment-definitions/{name}"];
+        assert_eq!(path["patch"]["x-kubernetes-group-version-kind"]["kind"], "NetworkAttachmentDefinition");
+        assert!(path["patch"]["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         assert!(openapi_v3_group_version(&registry, "nope", "v1").is_none());
     }
 

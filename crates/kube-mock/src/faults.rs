@@ -30,17 +30,11 @@ pub struct RequestMatcher {
 
 impl RequestMatcher {
     pub fn verb(verb: &str) -> Self {
-        Self {
-            verb: Some(verb.into()),
-            ..Self::default()
-        }
+        Self { verb: Some(verb.into()), ..Self::default() }
     }
 
     pub fn resource(resource: &str) -> Self {
-        Self {
-            resource: Some(resource.into()),
-            ..Self::default()
-        }
+        Self { resource: Some(resource.into()), ..Self::default() }
     }
 
     pub fn and_verb(mut self, verb: &str) -> Self {
@@ -70,17 +64,14 @@ impl CompiledMatcher {
         let path = spec
             .path
             .as_deref()
-            .map(|p| {
-                Regex::new(p).map_err(|e| Error::InvalidFault(format!("path regex {p:?}: {e}")))
-            })
+            .map(|p| Regex::new(p).map_err(|e| Error::InvalidFault(format!("path regex {p:?}: {e}"))))
             .transpose()?;
         Ok(Self { spec, path })
     }
 
     fn matches(&self, facts: &RequestFacts) -> bool {
         let eq = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref()
-                .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
+            want.as_deref().is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
         };
         eq(&self.spec.method, Some(&facts.method))
             && self.path.as_ref().is_none_or(|re| re.is_match(&facts.path))
@@ -96,24 +87,13 @@ impl CompiledMatcher {
 pub enum FaultRule {
     /// Delay matching requests.
     #[serde(rename_all = "camelCase")]
-    Latency {
-        matcher: RequestMatcher,
-        millis: u64,
-    },
+    Latency { matcher: RequestMatcher, millis: u64 },
     /// Fail the next `remaining` matching requests with `code`.
     #[serde(rename_all = "camelCase")]
-    Fail {
-        matcher: RequestMatcher,
-        remaining: usize,
-        code: u16,
-        message: Option<String>,
-    },
+    Fail { matcher: RequestMatcher, remaining: usize, code: u16, message: Option<String> },
     /// Answer the next `remaining` matching updates and patches with 409 Conflict.
     #[serde(rename_all = "camelCase")]
-    Conflict {
-        matcher: RequestMatcher,
-        remaining: usize,
-    },
+    Conflict { matcher: RequestMatcher, remaining: usize },
 }
 
 /// Instructions to open watches.
@@ -132,9 +112,7 @@ impl WatchControl {
         let matcher = match self {
             WatchControl::Close(m) | WatchControl::Expire(m) | WatchControl::Stall(m, _) => m,
         };
-        matcher
-            .as_ref()
-            .is_none_or(|m| CompiledMatcher::new(m.clone()).is_ok_and(|c| c.matches(facts)))
+        matcher.as_ref().is_none_or(|m| CompiledMatcher::new(m.clone()).is_ok_and(|c| c.matches(facts)))
     }
 }
 
@@ -161,18 +139,13 @@ pub struct Faults {
 impl Default for Faults {
     fn default() -> Self {
         let (watch_control, _) = broadcast::channel(64);
-        Self {
-            state: Mutex::new(FaultState::default()),
-            watch_control,
-        }
+        Self { state: Mutex::new(FaultState::default()), watch_control }
     }
 }
 
 impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Delays every matching request by `delay`.
@@ -191,9 +164,7 @@ impl Faults {
         message: Option<String>,
     ) -> Result<(), Error> {
         if !(400..=599).contains(&code) {
-            return Err(Error::InvalidFault(format!(
-                "status code {code} is not an error code"
-            )));
+            return Err(Error::InvalidFault(format!("status code {code} is not an error code")));
         }
         let compiled = CompiledMatcher::new(matcher)?;
         self.lock().fail.push((compiled, count, code, message));
@@ -220,9 +191,7 @@ impl Faults {
 
     /// Holds back events on matching open watches for `duration`.
     pub fn stall_watches(&self, matcher: Option<RequestMatcher>, duration: Duration) {
-        let _ = self
-            .watch_control
-            .send(WatchControl::Stall(matcher, duration));
+        let _ = self.watch_control.send(WatchControl::Stall(matcher, duration));
     }
 
     pub fn subscribe_watch_control(&self) -> broadcast::Receiver<WatchControl> {
@@ -240,30 +209,19 @@ impl Faults {
         let mut rules: Vec<FaultRule> = state
             .latency
             .iter()
-            .map(|(m, d)| FaultRule::Latency {
-                matcher: m.spec.clone(),
-                millis: d.as_millis() as u64,
-            })
+            .map(|(m, d)| FaultRule::Latency { matcher: m.spec.clone(), millis: d.as_millis() as u64 })
             .collect();
-        rules.extend(
-            state
-                .fail
-                .iter()
-                .map(|(m, remaining, code, message)| FaultRule::Fail {
-                    matcher: m.spec.clone(),
-                    remaining: *remaining,
-                    code: *code,
-                    message: message.clone(),
-                }),
-        );
+        rules.extend(state.fail.iter().map(|(m, remaining, code, message)| FaultRule::Fail {
+            matcher: m.spec.clone(),
+            remaining: *remaining,
+            code: *code,
+            message: message.clone(),
+        }));
         rules.extend(
             state
                 .conflict
                 .iter()
-                .map(|(m, remaining)| FaultRule::Conflict {
-                    matcher: m.spec.clone(),
-                    remaining: *remaining,
-                }),
+                .map(|(m, remaining)| FaultRule::Conflict { matcher: m.spec.clone(), remaining: *remaining }),
         );
         rules
     }
@@ -271,15 +229,8 @@ impl Faults {
     /// Adds a rule given in the admin API's JSON form.
     pub fn add_rule(&self, rule: FaultRule) -> Result<(), Error> {
         match rule {
-            FaultRule::Latency { matcher, millis } => {
-                self.add_latency(matcher, Duration::from_millis(millis))
-            }
-            FaultRule::Fail {
-                matcher,
-                remaining,
-                code,
-                message,
-            } => self.fail_next(matcher, remaining, code, message),
+            FaultRule::Latency { matcher, millis } => self.add_latency(matcher, Duration::from_millis(millis)),
+            FaultRule::Fail { matcher, remaining, code, message } => self.fail_next(matcher, remaining, code, message),
             FaultRule::Conflict { matcher, remaining } => self.conflict_next(matcher, remaining),
         }
     }
@@ -293,28 +244,16 @@ impl Faults {
         conflict_target: Option<(&crate::resources::Gvr, &str)>,
     ) -> FaultDecision {
         let mut state = self.lock();
-        let delay = state
-            .latency
-            .iter()
-            .filter(|(m, _)| m.matches(facts))
-            .map(|(_, d)| *d)
-            .sum();
+        let delay = state.latency.iter().filter(|(m, _)| m.matches(facts)).map(|(_, d)| *d).sum();
         let mut fail = None;
-        if let Some(entry) = state
-            .fail
-            .iter_mut()
-            .find(|(m, remaining, _, _)| *remaining > 0 && m.matches(facts))
-        {
+        if let Some(entry) = state.fail.iter_mut().find(|(m, remaining, _, _)| *remaining > 0 && m.matches(facts)) {
             entry.1 -= 1;
             let err = ApiError::for_code(entry.2, entry.3.clone());
             fail = Some(err);
         }
         if fail.is_none()
             && let Some((gvr, name)) = conflict_target
-            && let Some(entry) = state
-                .conflict
-                .iter_mut()
-                .find(|(m, remaining)| *remaining > 0 && m.matches(facts))
+            && let Some(entry) = state.conflict.iter_mut().find(|(m, remaining)| *remaining > 0 && m.matches(facts))
         {
             entry.1 -= 1;
             fail = Some(ApiError::conflict(gvr, name));
@@ -351,16 +290,11 @@ pub struct Journal {
 
 impl Journal {
     pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(VecDeque::new()),
-            capacity: capacity.max(1),
-        }
+        Self { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<JournalEntry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn record(&self, entry: JournalEntry) {
@@ -398,9 +332,7 @@ mod tests {
     #[test]
     fn fail_next_counts_down() {
         let faults = Faults::default();
-        faults
-            .fail_next(RequestMatcher::resource("pods/status"), 2, 429, None)
-            .unwrap();
+        faults.fail_next(RequestMatcher::resource("pods/status"), 2, 429, None).unwrap();
         let f = facts("update", "pods/status");
         assert_eq!(faults.decide(&f, None).fail.unwrap().retry_after, Some(1));
         assert!(faults.decide(&f, None).fail.is_some());
@@ -414,13 +346,7 @@ mod tests {
         let gvr = Gvr::new("", "v1", "pods");
         faults.conflict_next(RequestMatcher::default(), 1).unwrap();
         faults
-            .add_latency(
-                RequestMatcher {
-                    path: Some("/pods/".into()),
-                    ..Default::default()
-                },
-                Duration::from_millis(5),
-            )
+            .add_latency(RequestMatcher { path: Some("/pods/".into()), ..Default::default() }, Duration::from_millis(5))
             .unwrap();
         assert!(faults.decide(&facts("get", "pods"), None).fail.is_none());
         let decision = faults.decide(&facts("update", "pods"), Some((&gvr, "p")));
@@ -428,20 +354,10 @@ mod tests {
         assert_eq!(decision.delay, Duration::from_millis(5));
         assert!(
             faults
-                .add_latency(
-                    RequestMatcher {
-                        path: Some("(".into()),
-                        ..Default::default()
-                    },
-                    Duration::ZERO
-                )
+                .add_latency(RequestMatcher { path: Some("(".into()), ..Default::default() }, Duration::ZERO)
                 .is_err()
         );
-        assert!(
-            faults
-                .fail_next(RequestMatcher::default(), 1, 200, None)
-                .is_err()
-        );
+        assert!(faults.fail_next(RequestMatcher::default(), 1, 200, None).is_err());
     }
 
     #[test]
@@ -482,13 +398,6 @@ mod tests {
                 user_agent: None,
             });
         }
-        assert_eq!(
-            journal
-                .entries()
-                .iter()
-                .map(|e| e.path.as_str())
-                .collect::<Vec<_>>(),
-            vec!["/1", "/2"]
-        );
+        assert_eq!(journal.entries().iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["/1", "/2"]);
     }
 }

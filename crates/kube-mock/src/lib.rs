@@ -142,25 +142,16 @@ impl MockApiServer {
                 object["kind"].as_str().unwrap_or("?"),
                 object["metadata"]["name"].as_str().unwrap_or("?")
             );
-            store.upsert(object).map_err(|source| Error::SeedStore {
-                object: label,
-                source,
-            })?;
+            store.upsert(object).map_err(|source| Error::SeedStore { object: label, source })?;
         }
         let (tls, ca_pem) = if cfg.tls {
             let material = tls::generate(&cfg.extra_sans)?;
-            (
-                Some(tokio_rustls::TlsAcceptor::from(material.server_config)),
-                Some(material.ca_pem),
-            )
+            (Some(tokio_rustls::TlsAcceptor::from(material.server_config)), Some(material.ca_pem))
         } else {
             (None, None)
         };
         // The port chosen here is kept across stop/resume.
-        let listen_err = |source| Error::Listen {
-            addr: cfg.listen,
-            source,
-        };
+        let listen_err = |source| Error::Listen { addr: cfg.listen, source };
         let listener = std::net::TcpListener::bind(cfg.listen).map_err(listen_err)?;
         let addr = listener.local_addr().map_err(listen_err)?;
         let shared = Arc::new(Shared {
@@ -176,14 +167,9 @@ impl MockApiServer {
             runtime,
             listening: std::sync::Mutex::new(None),
         });
-        server::start_listening(&shared, Some(listener))
-            .map_err(|source| Error::Listen { addr, source })?;
+        server::start_listening(&shared, Some(listener)).map_err(|source| Error::Listen { addr, source })?;
         tracing::info!(%addr, tls = cfg.tls, "kube-mock listening");
-        Ok(Self {
-            shared,
-            ca_pem,
-            own_runtime,
-        })
+        Ok(Self { shared, ca_pem, own_runtime })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -192,11 +178,7 @@ impl MockApiServer {
 
     /// `http://127.0.0.1:<port>` or `https://…`.
     pub fn url(&self) -> String {
-        let scheme = if self.ca_pem.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.shared.addr)
     }
 
@@ -236,11 +218,7 @@ impl MockApiServer {
     /// which the server accepts because it does not check tokens then.
     pub fn write_in_cluster_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let token = self
-            .shared
-            .token
-            .clone()
-            .unwrap_or_else(|| "kube-mock-unchecked-token".into());
+        let token = self.shared.token.clone().unwrap_or_else(|| "kube-mock-unchecked-token".into());
         std::fs::write(dir.join("token"), token)?;
         if let Some(ca) = &self.ca_pem {
             std::fs::write(dir.join("ca.crt"), ca)?;

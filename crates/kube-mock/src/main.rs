@@ -60,11 +60,7 @@ fn main() -> anyhow::Result<()> {
     for path in &cli.seed {
         seed.extend(kube_mock::seed::load_path(path)?);
     }
-    let deny = cli
-        .deny
-        .iter()
-        .map(|d| d.parse::<DenyRule>())
-        .collect::<Result<Vec<_>, _>>()?;
+    let deny = cli.deny.iter().map(|d| d.parse::<DenyRule>()).collect::<Result<Vec<_>, _>>()?;
     let config = MockConfig {
         listen: cli.listen,
         tls: cli.tls,
@@ -77,26 +73,17 @@ fn main() -> anyhow::Result<()> {
         bookmark_interval: Duration::from_secs(cli.bookmark_seconds.max(1)),
         ..MockConfig::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(run(cli, config))
 }
 
 async fn run(cli: Cli, config: MockConfig) -> anyhow::Result<()> {
-    let server = MockApiServer::start(config)
-        .await
-        .context("starting the mock API server")?;
+    let server = MockApiServer::start(config).await.context("starting the mock API server")?;
     if let Some(path) = &cli.kubeconfig_out {
-        server
-            .write_kubeconfig(path)
-            .with_context(|| format!("writing {}", path.display()))?;
+        server.write_kubeconfig(path).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(dir) = &cli.in_cluster_dir {
-        server
-            .write_in_cluster_dir(dir)
-            .with_context(|| format!("writing {}", dir.display()))?;
+        server.write_in_cluster_dir(dir).with_context(|| format!("writing {}", dir.display()))?;
     }
     // The first stdout line is the contract with scripts: they read the address from it.
     println!("listening on {}", server.url());

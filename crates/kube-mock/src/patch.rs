@@ -36,36 +36,28 @@ pub enum PatchError {
 
 /// Applies a patch of the given kind to a copy of `target`.
 pub fn apply_patch(kind: PatchKind, target: &Value, body: &[u8]) -> Result<Value, PatchError> {
-    let patch: Value =
-        serde_json::from_slice(body).map_err(|e| PatchError::Syntax(e.to_string()))?;
+    let patch: Value = serde_json::from_slice(body).map_err(|e| PatchError::Syntax(e.to_string()))?;
     let mut result = target.clone();
     match kind {
         PatchKind::Merge => {
             if !patch.is_object() {
-                return Err(PatchError::Apply(
-                    "a merge patch must be a JSON object".into(),
-                ));
+                return Err(PatchError::Apply("a merge patch must be a JSON object".into()));
             }
             json_patch::merge(&mut result, &patch);
         }
         PatchKind::Json => {
             let operations: json_patch::Patch =
                 serde_json::from_value(patch).map_err(|e| PatchError::Syntax(e.to_string()))?;
-            json_patch::patch(&mut result, &operations.0)
-                .map_err(|e| PatchError::Apply(e.to_string()))?;
+            json_patch::patch(&mut result, &operations.0).map_err(|e| PatchError::Apply(e.to_string()))?;
         }
         PatchKind::StrategicMerge => {
             let Value::Object(patch) = patch else {
-                return Err(PatchError::Apply(
-                    "a strategic merge patch must be a JSON object".into(),
-                ));
+                return Err(PatchError::Apply("a strategic merge patch must be a JSON object".into()));
             };
             result = strategic_merge(Some(&result), &patch)?;
         }
         PatchKind::Apply => {
-            return Err(PatchError::Apply(
-                "server-side apply is not supported".into(),
-            ));
+            return Err(PatchError::Apply("server-side apply is not supported".into()));
         }
     }
     Ok(result)
@@ -102,10 +94,7 @@ fn is_merged_scalar_list(field: &str) -> bool {
     field == "finalizers"
 }
 
-fn strategic_merge(
-    target: Option<&Value>,
-    patch: &Map<String, Value>,
-) -> Result<Value, PatchError> {
+fn strategic_merge(target: Option<&Value>, patch: &Map<String, Value>) -> Result<Value, PatchError> {
     // `$patch: replace` swaps the whole map; `$patch: delete` removes it.
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
@@ -115,9 +104,7 @@ fn strategic_merge(
         }
         Some("delete") => return Ok(Value::Null),
         Some(other) => {
-            return Err(PatchError::Apply(format!(
-                "unknown patch directive {other:?}"
-            )));
+            return Err(PatchError::Apply(format!("unknown patch directive {other:?}")));
         }
         None => {}
     }
@@ -134,9 +121,7 @@ fn strategic_merge(
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(existing)), Value::Array(remove)) =
-                (result.get_mut(field), value)
-            {
+            if let (Some(Value::Array(existing)), Value::Array(remove)) = (result.get_mut(field), value) {
                 existing.retain(|item| !remove.contains(item));
             }
             continue;
@@ -169,10 +154,7 @@ fn strategic_merge(
 }
 
 fn merge_list(field: &str, target: Option<&Value>, items: &[Value]) -> Result<Value, PatchError> {
-    let existing = target
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let existing = target.and_then(Value::as_array).cloned().unwrap_or_default();
     if is_merged_scalar_list(field) {
         let mut out = existing;
         for item in items {
@@ -183,18 +165,10 @@ fn merge_list(field: &str, target: Option<&Value>, items: &[Value]) -> Result<Va
         return Ok(Value::Array(out));
     }
     let Some(key) = merge_key(field) else {
-        return Ok(Value::Array(
-            items.iter().map(strip_directives_value).collect(),
-        ));
+        return Ok(Value::Array(items.iter().map(strip_directives_value).collect()));
     };
-    let keyed = items
-        .iter()
-        .all(|i| i.get(key).is_some() || i.get("$patch").is_some());
-    if !keyed
-        || items
-            .iter()
-            .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
-    {
+    let keyed = items.iter().all(|i| i.get(key).is_some() || i.get("$patch").is_some());
+    if !keyed || items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
         let kept = items.iter().filter(|i| i.get("$patch").is_none());
         return Ok(Value::Array(kept.map(strip_directives_value).collect()));
     }
@@ -253,12 +227,7 @@ mod tests {
     }
 
     fn smp(target: &Value, patch: Value) -> Value {
-        apply_patch(
-            PatchKind::StrategicMerge,
-            target,
-            patch.to_string().as_bytes(),
-        )
-        .unwrap()
+        apply_patch(PatchKind::StrategicMerge, target, patch.to_string().as_bytes()).unwrap()
     }
 
     #[test]
@@ -287,56 +256,29 @@ mod tests {
         assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
         assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 1);
         assert_eq!(out["spec"]["tolerations"], json!([{"key": "u"}]));
-        let replaced = smp(
-            &pod(),
-            json!({"metadata": {"labels": {"$patch": "replace", "z": "9"}}}),
-        );
+        let replaced = smp(&pod(), json!({"metadata": {"labels": {"$patch": "replace", "z": "9"}}}));
         assert_eq!(replaced["metadata"]["labels"], json!({"z": "9"}));
-        let removed = smp(
-            &pod(),
-            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}}),
-        );
+        let removed = smp(&pod(), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}}));
         assert_eq!(removed["metadata"]["finalizers"], json!([]));
     }
 
     #[test]
     fn merge_and_json_patch() {
-        let merged = apply_patch(
-            PatchKind::Merge,
-            &pod(),
-            br#"{"metadata":{"annotations":{"k":"v"}}}"#,
-        )
-        .unwrap();
+        let merged = apply_patch(PatchKind::Merge, &pod(), br#"{"metadata":{"annotations":{"k":"v"}}}"#).unwrap();
         assert_eq!(merged["metadata"]["annotations"]["k"], "v");
-        let patched = apply_patch(
-            PatchKind::Json,
-            &pod(),
-            br#"[{"op":"replace","path":"/metadata/labels/a","value":"9"}]"#,
-        )
-        .unwrap();
+        let patched =
+            apply_patch(PatchKind::Json, &pod(), br#"[{"op":"replace","path":"/metadata/labels/a","value":"9"}]"#)
+                .unwrap();
         assert_eq!(patched["metadata"]["labels"]["a"], "9");
-        assert!(
-            apply_patch(
-                PatchKind::Json,
-                &pod(),
-                br#"[{"op":"remove","path":"/nope"}]"#
-            )
-            .is_err()
-        );
+        assert!(apply_patch(PatchKind::Json, &pod(), br#"[{"op":"remove","path":"/nope"}]"#).is_err());
         assert!(apply_patch(PatchKind::Json, &pod(), b"{").is_err());
         assert!(apply_patch(PatchKind::Merge, &pod(), b"[1]").is_err());
     }
 
     #[test]
     fn content_types() {
-        assert_eq!(
-            PatchKind::from_content_type("application/merge-patch+json; charset=utf-8"),
-            Some(PatchKind::Merge)
-        );
-        assert_eq!(
-            PatchKind::from_content_type("application/apply-patch+yaml"),
-            Some(PatchKind::Apply)
-        );
+        assert_eq!(PatchKind::from_content_type("application/merge-patch+json; charset=utf-8"), Some(PatchKind::Merge));
+        assert_eq!(PatchKind::from_content_type("application/apply-patch+yaml"), Some(PatchKind::Apply));
         assert_eq!(PatchKind::from_content_type("text/plain"), None);
     }
 }

@@ -21,9 +21,7 @@ pub enum ProtobufError {
     MissingMagic,
     #[error("malformed protobuf {what}: {message}")]
     Malformed { what: &'static str, message: String },
-    #[error(
-        "protobuf bodies are accepted only for core/v1 Pod and Event, got {api_version}/{kind}"
-    )]
+    #[error("protobuf bodies are accepted only for core/v1 Pod and Event, got {api_version}/{kind}")]
     UnsupportedKind { api_version: String, kind: String },
     #[error("unsupported protobuf content encoding {0:?}")]
     UnsupportedEncoding(String),
@@ -38,23 +36,16 @@ pub struct TypeMeta {
 
 /// Unwraps the envelope: type meta and the raw typed message.
 pub fn decode_envelope(body: &[u8]) -> Result<(TypeMeta, Vec<u8>), ProtobufError> {
-    let payload = body
-        .strip_prefix(PROTOBUF_MAGIC.as_slice())
-        .ok_or(ProtobufError::MissingMagic)?;
-    let unknown = Unknown::decode(payload).map_err(|e| ProtobufError::Malformed {
-        what: "runtime.Unknown envelope",
-        message: e.to_string(),
-    })?;
+    let payload = body.strip_prefix(PROTOBUF_MAGIC.as_slice()).ok_or(ProtobufError::MissingMagic)?;
+    let unknown = Unknown::decode(payload)
+        .map_err(|e| ProtobufError::Malformed { what: "runtime.Unknown envelope", message: e.to_string() })?;
     let encoding = unknown.content_encoding.unwrap_or_default();
     if !encoding.is_empty() {
         return Err(ProtobufError::UnsupportedEncoding(encoding));
     }
     let type_meta = unknown.type_meta.unwrap_or_default();
     Ok((
-        TypeMeta {
-            api_version: type_meta.api_version.unwrap_or_default(),
-            kind: type_meta.kind.unwrap_or_default(),
-        },
+        TypeMeta { api_version: type_meta.api_version.unwrap_or_default(), kind: type_meta.kind.unwrap_or_default() },
         unknown.raw.unwrap_or_default(),
     ))
 }
@@ -64,24 +55,16 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
     let (type_meta, raw) = decode_envelope(body)?;
     match (type_meta.api_version.as_str(), type_meta.kind.as_str()) {
         ("v1", "Pod") => {
-            let pod = core::Pod::decode(raw.as_slice()).map_err(|e| ProtobufError::Malformed {
-                what: "Pod",
-                message: e.to_string(),
-            })?;
+            let pod = core::Pod::decode(raw.as_slice())
+                .map_err(|e| ProtobufError::Malformed { what: "Pod", message: e.to_string() })?;
             Ok(pod_to_json(&pod))
         }
         ("v1", "Event") => {
-            let event =
-                core::Event::decode(raw.as_slice()).map_err(|e| ProtobufError::Malformed {
-                    what: "Event",
-                    message: e.to_string(),
-                })?;
+            let event = core::Event::decode(raw.as_slice())
+                .map_err(|e| ProtobufError::Malformed { what: "Event", message: e.to_string() })?;
             Ok(event_to_json(&event))
         }
-        _ => Err(ProtobufError::UnsupportedKind {
-            api_version: type_meta.api_version,
-            kind: type_meta.kind,
-        }),
+        _ => Err(ProtobufError::UnsupportedKind { api_version: type_meta.api_version, kind: type_meta.kind }),
     }
 }
 
@@ -98,8 +81,7 @@ impl Obj {
     }
     /// A string field without omitempty in Go (always present when set).
     fn str_always(mut self, key: &str, value: &Option<String>) -> Self {
-        self.0
-            .insert(key.into(), json!(value.clone().unwrap_or_default()));
+        self.0.insert(key.into(), json!(value.clone().unwrap_or_default()));
         self
     }
     fn bool(mut self, key: &str, value: Option<bool>) -> Self {
@@ -157,10 +139,7 @@ fn time(t: &Option<meta::Time>) -> Value {
 fn micro_time(t: &Option<meta::MicroTime>) -> Value {
     t.as_ref()
         .and_then(|t| {
-            chrono::DateTime::from_timestamp(
-                t.seconds.unwrap_or(0),
-                u32::try_from(t.nanos.unwrap_or(0)).unwrap_or(0),
-            )
+            chrono::DateTime::from_timestamp(t.seconds.unwrap_or(0), u32::try_from(t.nanos.unwrap_or(0)).unwrap_or(0))
         })
         .map(|dt| json!(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()))
         .unwrap_or(Value::Null)
@@ -177,10 +156,7 @@ fn object_meta(m: &Option<meta::ObjectMeta>) -> Value {
         .nonzero("generation", m.generation)
         .value("creationTimestamp", time(&m.creation_timestamp))
         .value("deletionTimestamp", time(&m.deletion_timestamp))
-        .int(
-            "deletionGracePeriodSeconds",
-            m.deletion_grace_period_seconds,
-        )
+        .int("deletionGracePeriodSeconds", m.deletion_grace_period_seconds)
         .map("labels", &m.labels)
         .map("annotations", &m.annotations)
         .value(
@@ -217,12 +193,7 @@ pub fn event_to_json(e: &core::Event) -> Value {
     let source = e
         .source
         .as_ref()
-        .map(|s| {
-            Obj::default()
-                .str("component", &s.component)
-                .str("host", &s.host)
-                .done()
-        })
+        .map(|s| Obj::default().str("component", &s.component).str("host", &s.host).done())
         .unwrap_or(Value::Null);
     let series = e
         .series
@@ -274,15 +245,7 @@ fn container(c: &core::Container) -> Value {
                     .done()
             }),
         )
-        .value(
-            "env",
-            list(&c.env, |e| {
-                Obj::default()
-                    .str_always("name", &e.name)
-                    .str("value", &e.value)
-                    .done()
-            }),
-        )
+        .value("env", list(&c.env, |e| Obj::default().str_always("name", &e.name).str("value", &e.value).done()))
         .value(
             "volumeMounts",
             list(&c.volume_mounts, |m| {
@@ -306,29 +269,18 @@ fn pod_spec(s: &Option<core::PodSpec>) -> Value {
         .value("initContainers", list(&s.init_containers, container))
         .value("containers", list(&s.containers, container))
         .str("restartPolicy", &s.restart_policy)
-        .int(
-            "terminationGracePeriodSeconds",
-            s.termination_grace_period_seconds,
-        )
+        .int("terminationGracePeriodSeconds", s.termination_grace_period_seconds)
         .int("activeDeadlineSeconds", s.active_deadline_seconds)
         .str("dnsPolicy", &s.dns_policy)
         .map("nodeSelector", &s.node_selector)
         .str("serviceAccountName", &s.service_account_name)
         .str("serviceAccount", &s.service_account)
-        .bool(
-            "automountServiceAccountToken",
-            s.automount_service_account_token,
-        )
+        .bool("automountServiceAccountToken", s.automount_service_account_token)
         .str("nodeName", &s.node_name)
         .bool("hostNetwork", s.host_network.filter(|h| *h))
         .bool("hostPID", s.host_pid.filter(|h| *h))
         .bool("hostIPC", s.host_ipc.filter(|h| *h))
-        .value(
-            "imagePullSecrets",
-            list(&s.image_pull_secrets, |r| {
-                Obj::default().str("name", &r.name).done()
-            }),
-        )
+        .value("imagePullSecrets", list(&s.image_pull_secrets, |r| Obj::default().str("name", &r.name).done()))
         .str("hostname", &s.hostname)
         .str("subdomain", &s.subdomain)
         .str("schedulerName", &s.scheduler_name)
@@ -354,17 +306,8 @@ fn pod_spec(s: &Option<core::PodSpec>) -> Value {
 
 fn container_state(s: &Option<core::ContainerState>) -> Value {
     let Some(s) = s else { return Value::Null };
-    let waiting = s.waiting.as_ref().map(|w| {
-        Obj::default()
-            .str("reason", &w.reason)
-            .str("message", &w.message)
-            .done()
-    });
-    let running = s.running.as_ref().map(|r| {
-        Obj::default()
-            .value("startedAt", time(&r.started_at))
-            .done()
-    });
+    let waiting = s.waiting.as_ref().map(|w| Obj::default().str("reason", &w.reason).str("message", &w.message).done());
+    let running = s.running.as_ref().map(|r| Obj::default().value("startedAt", time(&r.started_at)).done());
     let terminated = s.terminated.as_ref().map(|t| {
         Obj::default()
             .int("exitCode", Some(i64::from(t.exit_code.unwrap_or(0))))
@@ -427,29 +370,14 @@ fn pod_status(s: &Option<core::PodStatus>) -> Value {
         .str("reason", &s.reason)
         .str("nominatedNodeName", &s.nominated_node_name)
         .str("hostIP", &s.host_ip)
-        .value(
-            "hostIPs",
-            list(&s.host_ips, |ip| Obj::default().str("ip", &ip.ip).done()),
-        )
+        .value("hostIPs", list(&s.host_ips, |ip| Obj::default().str("ip", &ip.ip).done()))
         .str("podIP", &s.pod_ip)
-        .value(
-            "podIPs",
-            list(&s.pod_ips, |ip| Obj::default().str("ip", &ip.ip).done()),
-        )
+        .value("podIPs", list(&s.pod_ips, |ip| Obj::default().str("ip", &ip.ip).done()))
         .value("startTime", time(&s.start_time))
-        .value(
-            "initContainerStatuses",
-            list(&s.init_container_statuses, container_status),
-        )
-        .value(
-            "containerStatuses",
-            list(&s.container_statuses, container_status),
-        )
+        .value("initContainerStatuses", list(&s.init_container_statuses, container_status))
+        .value("containerStatuses", list(&s.container_statuses, container_status))
         .str("qosClass", &s.qos_class)
-        .value(
-            "ephemeralContainerStatuses",
-            list(&s.ephemeral_container_statuses, container_status),
-        )
+        .value("ephemeralContainerStatuses", list(&s.ephemeral_container_statuses, container_status))
         .str("resize", &s.resize)
         .done()
 }
@@ -474,14 +402,8 @@ mod tests {
     #[test]
     fn rejects_garbage_without_panicking() {
         assert_eq!(decode_object(b""), Err(ProtobufError::MissingMagic));
-        assert_eq!(
-            decode_object(b"{\"kind\":\"Pod\"}"),
-            Err(ProtobufError::MissingMagic)
-        );
-        assert!(matches!(
-            decode_object(b"k8s\0\xff\xff\xff"),
-            Err(ProtobufError::Malformed { .. })
-        ));
+        assert_eq!(decode_object(b"{\"kind\":\"Pod\"}"), Err(ProtobufError::MissingMagic));
+        assert!(matches!(decode_object(b"k8s\0\xff\xff\xff"), Err(ProtobufError::Malformed { .. })));
         for len in 0..64u8 {
             let mut body = PROTOBUF_MAGIC.to_vec();
             body.extend((0..len).map(|i| i.wrapping_mul(37)));
@@ -504,10 +426,7 @@ mod tests {
         body.extend(envelope.encode_to_vec());
         assert_eq!(
             decode_object(&body),
-            Err(ProtobufError::UnsupportedKind {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into()
-            })
+            Err(ProtobufError::UnsupportedKind { api_version: "v1".into(), kind: "ConfigMap".into() })
         );
     }
 
@@ -520,14 +439,8 @@ mod tests {
                 annotations: [("a".to_string(), "b".to_string())].into(),
                 ..Default::default()
             }),
-            spec: Some(core::PodSpec {
-                node_name: Some("node1".into()),
-                ..Default::default()
-            }),
-            status: Some(core::PodStatus {
-                phase: Some("Running".into()),
-                ..Default::default()
-            }),
+            spec: Some(core::PodSpec { node_name: Some("node1".into()), ..Default::default() }),
+            status: Some(core::PodStatus { phase: Some("Running".into()), ..Default::default() }),
         };
         let envelope = Unknown {
             type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {

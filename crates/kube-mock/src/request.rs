@@ -115,9 +115,7 @@ pub fn percent_decode(input: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -149,31 +147,19 @@ fn truthy(value: Option<&String>) -> bool {
     matches!(value.map(String::as_str), Some("true" | "1" | "True"))
 }
 
-fn parse_list_options(
-    query: &BTreeMap<String, String>,
-    plural: &str,
-) -> Result<ListOptions, ApiError> {
+fn parse_list_options(query: &BTreeMap<String, String>, plural: &str) -> Result<ListOptions, ApiError> {
     let number = |key: &str| -> Result<Option<u64>, ApiError> {
         query
             .get(key)
             .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid {key} {v:?}: not a number"))
-                })
-            })
+            .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid {key} {v:?}: not a number"))))
             .transpose()
     };
     Ok(ListOptions {
-        label_selector: LabelSelector::parse(
-            query.get("labelSelector").map(String::as_str).unwrap_or(""),
-        )
-        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?,
-        field_selector: FieldSelector::parse(
-            query.get("fieldSelector").map(String::as_str).unwrap_or(""),
-            plural,
-        )
-        .map_err(|e| ApiError::bad_request(e.0))?,
+        label_selector: LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?,
+        field_selector: FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""), plural)
+            .map_err(|e| ApiError::bad_request(e.0))?,
         limit: number("limit")?.filter(|l| *l > 0).map(|l| l as usize),
         continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
         resource_version: query.get("resourceVersion").cloned(),
@@ -199,13 +185,7 @@ pub fn route(
         return Ok(Route::Admin(rest.trim_start_matches('/').to_string()));
     }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let not_found = || {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
     let read_only = |route: Route| {
         if method == Method::GET || method == Method::HEAD {
             Ok(route)
@@ -222,49 +202,27 @@ pub fn route(
         ["apis"] => read_only(Route::Groups),
         ["openapi", "v2"] => read_only(Route::OpenApiV2),
         ["openapi", "v3"] => read_only(Route::OpenApiV3Index),
-        ["openapi", "v3", "api", version] => read_only(Route::OpenApiV3 {
-            group: String::new(),
-            version: version.to_string(),
-        }),
-        ["openapi", "v3", "apis", group, version] => read_only(Route::OpenApiV3 {
-            group: group.to_string(),
-            version: version.to_string(),
-        }),
+        ["openapi", "v3", "api", version] => {
+            read_only(Route::OpenApiV3 { group: String::new(), version: version.to_string() })
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            read_only(Route::OpenApiV3 { group: group.to_string(), version: version.to_string() })
+        }
         ["api", version] if registry.serves_group_version("", version) => {
-            read_only(Route::ResourceList {
-                group: String::new(),
-                version: version.to_string(),
-            })
+            read_only(Route::ResourceList { group: String::new(), version: version.to_string() })
         }
         ["apis", group] if registry.groups().iter().any(|(g, _)| g == group) => {
             read_only(Route::Group(group.to_string()))
         }
         ["apis", group, version] if registry.serves_group_version(group, version) => {
-            read_only(Route::ResourceList {
-                group: group.to_string(),
-                version: version.to_string(),
-            })
+            read_only(Route::ResourceList { group: group.to_string(), version: version.to_string() })
         }
-        ["api", version, rest @ ..] if !rest.is_empty() => resource_route(
-            method,
-            "",
-            version,
-            rest,
-            query,
-            accept,
-            content_type,
-            registry,
-        ),
-        ["apis", group, version, rest @ ..] if !rest.is_empty() => resource_route(
-            method,
-            group,
-            version,
-            rest,
-            query,
-            accept,
-            content_type,
-            registry,
-        ),
+        ["api", version, rest @ ..] if !rest.is_empty() => {
+            resource_route(method, "", version, rest, query, accept, content_type, registry)
+        }
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            resource_route(method, group, version, rest, query, accept, content_type, registry)
+        }
         _ => Err(not_found()),
     }
 }
@@ -280,13 +238,7 @@ fn resource_route(
     content_type: &str,
     registry: &Registry,
 ) -> Result<Route, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
     // Legacy `/watch/` paths: /api/v1/watch/namespaces/ns/pods.
     let (legacy_watch, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
@@ -300,12 +252,7 @@ fn resource_route(
             match tail {
                 [] => (Some(ns.to_string()), def, None, None),
                 [name] => (Some(ns.to_string()), def, Some(name.to_string()), None),
-                [name, sub] => (
-                    Some(ns.to_string()),
-                    def,
-                    Some(name.to_string()),
-                    Some(sub.to_string()),
-                ),
+                [name, sub] => (Some(ns.to_string()), def, Some(name.to_string()), Some(sub.to_string())),
                 _ => return Err(not_found()),
             }
         }
@@ -337,8 +284,7 @@ fn resource_route(
         (&Method::POST, false) if subresource.is_none() => Verb::Create,
         (&Method::PUT, true) => Verb::Update,
         (&Method::PATCH, true) => Verb::Patch(
-            PatchKind::from_content_type(content_type)
-                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
+            PatchKind::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
         ),
         (&Method::DELETE, true) if subresource.is_none() => Verb::Delete,
         (&Method::DELETE, false) => Verb::DeleteCollection,
@@ -351,14 +297,11 @@ fn resource_route(
     let mut options = parse_list_options(&query, &def.plural)?;
     if let (Verb::Watch, Some(n)) = (verb, &name) {
         // Watching one object is a watch with a name field selector.
-        options
-            .field_selector
-            .0
-            .push(crate::selector::FieldRequirement {
-                field: "metadata.name".into(),
-                value: n.clone(),
-                negated: false,
-            });
+        options.field_selector.0.push(crate::selector::FieldRequirement {
+            field: "metadata.name".into(),
+            value: n.clone(),
+            negated: false,
+        });
     }
     let name = if verb == Verb::Watch { None } else { name };
     Ok(Route::Resource(Box::new(ResourceRequest {
@@ -379,15 +322,7 @@ mod tests {
     use super::*;
 
     fn r(method: Method, path: &str, query: Option<&str>) -> Result<Route, ApiError> {
-        route(
-            &method,
-            path,
-            query,
-            "application/json",
-            "application/json",
-            &Registry::with_builtins(),
-            "/_mock",
-        )
+        route(&method, path, query, "application/json", "application/json", &Registry::with_builtins(), "/_mock")
     }
 
     fn resource(method: Method, path: &str, query: Option<&str>) -> ResourceRequest {
@@ -400,18 +335,9 @@ mod tests {
     #[test]
     fn routes_discovery_and_admin() {
         assert_eq!(r(Method::GET, "/api", None).unwrap(), Route::CoreVersions);
-        assert_eq!(
-            r(Method::GET, "/apis/k8s.cni.cncf.io", None).unwrap(),
-            Route::Group("k8s.cni.cncf.io".into())
-        );
-        assert!(matches!(
-            r(Method::GET, "/apis/apps/v1", None).unwrap(),
-            Route::ResourceList { .. }
-        ));
-        assert_eq!(
-            r(Method::POST, "/_mock/faults", None).unwrap(),
-            Route::Admin("faults".into())
-        );
+        assert_eq!(r(Method::GET, "/apis/k8s.cni.cncf.io", None).unwrap(), Route::Group("k8s.cni.cncf.io".into()));
+        assert!(matches!(r(Method::GET, "/apis/apps/v1", None).unwrap(), Route::ResourceList { .. }));
+        assert_eq!(r(Method::POST, "/_mock/faults", None).unwrap(), Route::Admin("faults".into()));
         assert_eq!(r(Method::POST, "/api", None).unwrap_err().code, 405);
         assert_eq!(r(Method::GET, "/apis/nope/v1", None).unwrap_err().code, 404);
     }
@@ -424,100 +350,35 @@ mod tests {
             Some("fieldSelector=spec.nodeName%3Dnode1&limit=500&resourceVersion=0"),
         );
         assert_eq!(list.verb, Verb::List);
-        assert_eq!(
-            list.options.field_selector.pinned("spec.nodeName"),
-            Some("node1")
-        );
+        assert_eq!(list.options.field_selector.pinned("spec.nodeName"), Some("node1"));
         assert_eq!(list.options.limit, Some(500));
         let watch = resource(
             Method::GET,
             "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
-            Some(
-                "allowWatchBookmarks=true&resourceVersion=1020&timeout=9m43s&timeoutSeconds=583&watch=true",
-            ),
+            Some("allowWatchBookmarks=true&resourceVersion=1020&timeout=9m43s&timeoutSeconds=583&watch=true"),
         );
         assert_eq!(watch.verb, Verb::Watch);
         assert!(watch.options.allow_bookmarks);
         assert_eq!(watch.options.timeout_seconds, Some(583));
-        let status = resource(
-            Method::PUT,
-            "/api/v1/namespaces/default/pods/pod1/status",
-            None,
-        );
-        assert_eq!(
-            (status.verb, status.resource_name().as_str()),
-            (Verb::Update, "pods/status")
-        );
+        let status = resource(Method::PUT, "/api/v1/namespaces/default/pods/pod1/status", None);
+        assert_eq!((status.verb, status.resource_name().as_str()), (Verb::Update, "pods/status"));
         assert_eq!(status.namespace.as_deref(), Some("default"));
         let ns = resource(Method::GET, "/api/v1/namespaces/default", None);
-        assert_eq!(
-            (ns.def.plural.as_str(), ns.name.as_deref()),
-            ("namespaces", Some("default"))
-        );
+        assert_eq!((ns.def.plural.as_str(), ns.name.as_deref()), ("namespaces", Some("default")));
         let legacy = resource(Method::GET, "/api/v1/watch/namespaces/default/pods/p", None);
         assert_eq!(legacy.verb, Verb::Watch);
-        assert_eq!(
-            legacy.options.field_selector.pinned("metadata.name"),
-            Some("p")
-        );
+        assert_eq!(legacy.options.field_selector.pinned("metadata.name"), Some("p"));
     }
 
     #[test]
     fn rejects_bad_requests() {
-        assert_eq!(
-            r(
-                Method::GET,
-                "/api/v1/pods",
-                Some("labelSelector=a%20in%20b")
-            )
-            .unwrap_err()
-            .code,
-            400
-        );
-        assert_eq!(
-            r(
-                Method::GET,
-                "/api/v1/pods",
-                Some("fieldSelector=spec.foo%3D1")
-            )
-            .unwrap_err()
-            .code,
-            400
-        );
-        assert_eq!(
-            r(Method::GET, "/api/v1/pods", Some("limit=abc"))
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            r(Method::GET, "/api/v1/configmaps/x/status", None)
-                .unwrap_err()
-                .code,
-            404
-        );
-        assert_eq!(
-            r(Method::POST, "/api/v1/namespaces/default/pods/p", None)
-                .unwrap_err()
-                .code,
-            405
-        );
-        assert_eq!(
-            r(
-                Method::GET,
-                "/api/v1/namespaces/default/configmaps/x/status",
-                None
-            )
-            .unwrap_err()
-            .code,
-            404
-        );
-        assert_eq!(
-            r(Method::GET, "/api/v1/a/b/c/d/e/f", None)
-                .unwrap_err()
-                .code,
-            404
-        );
+        assert_eq!(r(Method::GET, "/api/v1/pods", Some("labelSelector=a%20in%20b")).unwrap_err().code, 400);
+        assert_eq!(r(Method::GET, "/api/v1/pods", Some("fieldSelector=spec.foo%3D1")).unwrap_err().code, 400);
+        assert_eq!(r(Method::GET, "/api/v1/pods", Some("limit=abc")).unwrap_err().code, 400);
+        assert_eq!(r(Method::GET, "/api/v1/configmaps/x/status", None).unwrap_err().code, 404);
+        assert_eq!(r(Method::POST, "/api/v1/namespaces/default/pods/p", None).unwrap_err().code, 405);
+        assert_eq!(r(Method::GET, "/api/v1/namespaces/default/configmaps/x/status", None).unwrap_err().code, 404);
+        assert_eq!(r(Method::GET, "/api/v1/a/b/c/d/e/f", None).unwrap_err().code, 404);
         let patch = route(
             &Method::PATCH,
             "/api/v1/namespaces/default/pods/p",

@@ -17,11 +17,7 @@ pub struct Gvr {
 
 impl Gvr {
     pub fn new(group: &str, version: &str, resource: &str) -> Self {
-        Self {
-            group: group.into(),
-            version: version.into(),
-            resource: resource.into(),
-        }
+        Self { group: group.into(), version: version.into(), resource: resource.into() }
     }
 
     /// `apiVersion` as written in objects: `v1` for core, `group/version` otherwise.
@@ -32,20 +28,12 @@ impl Gvr {
     /// `pods` for core, `networkattachmentdefinitions.k8s.cni.cncf.io` otherwise: the
     /// qualified name the real server uses in error messages.
     pub fn qualified_resource(&self) -> String {
-        if self.group.is_empty() {
-            self.resource.clone()
-        } else {
-            format!("{}.{}", self.resource, self.group)
-        }
+        if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) }
     }
 }
 
 pub fn api_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    }
+    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
 /// One served resource (one version of it).
@@ -66,16 +54,7 @@ pub struct ResourceDef {
     pub custom: bool,
 }
 
-const ALL_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl ResourceDef {
     pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
@@ -142,38 +121,22 @@ impl ResourceDef {
 
 /// The resources served out of the box.
 pub fn builtin_resources() -> Vec<ResourceDef> {
-    let core = |kind: &str, plural: &str, namespaced: bool| {
-        ResourceDef::new("", "v1", kind, plural, namespaced)
-    };
+    let core = |kind: &str, plural: &str, namespaced: bool| ResourceDef::new("", "v1", kind, plural, namespaced);
     let mut defs = vec![
         core("Pod", "pods", true).short(&["po"]).with_status(),
-        core("Namespace", "namespaces", false)
-            .short(&["ns"])
-            .with_status(),
+        core("Namespace", "namespaces", false).short(&["ns"]).with_status(),
         core("Node", "nodes", false).short(&["no"]).with_status(),
         core("Event", "events", true).short(&["ev"]),
         core("ConfigMap", "configmaps", true).short(&["cm"]),
         core("ServiceAccount", "serviceaccounts", true).short(&["sa"]),
         core("Secret", "secrets", true),
-        core("Service", "services", true)
-            .short(&["svc"])
-            .with_status(),
+        core("Service", "services", true).short(&["svc"]).with_status(),
         ResourceDef::new("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
-        ResourceDef::new("apps", "v1", "DaemonSet", "daemonsets", true)
-            .short(&["ds"])
+        ResourceDef::new("apps", "v1", "DaemonSet", "daemonsets", true).short(&["ds"]).with_status(),
+        ResourceDef::new("apps", "v1", "Deployment", "deployments", true).short(&["deploy"]).with_status(),
+        ResourceDef::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false)
+            .short(&["crd", "crds"])
             .with_status(),
-        ResourceDef::new("apps", "v1", "Deployment", "deployments", true)
-            .short(&["deploy"])
-            .with_status(),
-        ResourceDef::new(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-        )
-        .short(&["crd", "crds"])
-        .with_status(),
         ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true),
     ];
     for (kind, plural, namespaced) in [
@@ -182,13 +145,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         ("Role", "roles", true),
         ("RoleBinding", "rolebindings", true),
     ] {
-        defs.push(ResourceDef::new(
-            "rbac.authorization.k8s.io",
-            "v1",
-            kind,
-            plural,
-            namespaced,
-        ));
+        defs.push(ResourceDef::new("rbac.authorization.k8s.io", "v1", kind, plural, namespaced));
     }
     defs.extend(resources_from_crd(&network_attachment_definition_crd()));
     defs
@@ -232,26 +189,15 @@ pub fn network_attachment_definition_crd() -> Value {
 pub fn resources_from_crd(crd: &Value) -> Vec<ResourceDef> {
     let spec = &crd["spec"];
     let names = &spec["names"];
-    let (Some(group), Some(plural), Some(kind)) = (
-        spec["group"].as_str(),
-        names["plural"].as_str(),
-        names["kind"].as_str(),
-    ) else {
+    let (Some(group), Some(plural), Some(kind)) =
+        (spec["group"].as_str(), names["plural"].as_str(), names["kind"].as_str())
+    else {
         return Vec::new();
     };
-    let singular = names["singular"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| kind.to_lowercase());
+    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
     };
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     versions
@@ -289,26 +235,15 @@ pub fn validate_crd(crd: &Value) -> Result<(), String> {
         }
     }
     if spec["versions"].as_array().is_none_or(|v| v.is_empty()) {
-        missing.push(
-            "spec.versions: Invalid value: must have exactly one version marked as storage version"
-                .into(),
-        );
+        missing.push("spec.versions: Invalid value: must have exactly one version marked as storage version".into());
     }
-    if let (Some(name), Some(plural), Some(group)) = (
-        crd["metadata"]["name"].as_str(),
-        spec["names"]["plural"].as_str(),
-        spec["group"].as_str(),
-    ) && name != format!("{plural}.{group}")
+    if let (Some(name), Some(plural), Some(group)) =
+        (crd["metadata"]["name"].as_str(), spec["names"]["plural"].as_str(), spec["group"].as_str())
+        && name != format!("{plural}.{group}")
     {
-        missing.push(format!(
-            "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
-        ));
+        missing.push(format!("metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"));
     }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join(", "))
-    }
+    if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
 }
 
 /// Thread-safe, cloneable registry of served resources.
@@ -332,15 +267,11 @@ impl Registry {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryState> {
-        self.inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, RegistryState> {
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// All served definitions, built-ins first, in registration order.
@@ -359,22 +290,16 @@ impl Registry {
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
-        self.all()
-            .into_iter()
-            .find(|d| d.group == group && d.version == version && d.plural == plural)
+        self.all().into_iter().find(|d| d.group == group && d.version == version && d.plural == plural)
     }
 
     pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
-        self.all()
-            .into_iter()
-            .find(|d| d.api_version() == api_version && d.kind == kind)
+        self.all().into_iter().find(|d| d.api_version() == api_version && d.kind == kind)
     }
 
     /// Whether some resource in the group/version is served.
     pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.all()
-            .iter()
-            .any(|d| d.group == group && d.version == version)
+        self.all().iter().any(|d| d.group == group && d.version == version)
     }
 
     /// Registers or replaces the resources of one CRD.
@@ -397,9 +322,7 @@ impl Registry {
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
         for def in self.all().into_iter().filter(|d| !d.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == def.group) {
-                Some((_, versions)) if !versions.contains(&def.version) => {
-                    versions.push(def.version)
-                }
+                Some((_, versions)) if !versions.contains(&def.version) => versions.push(def.version),
                 Some(_) => {}
                 None => groups.push((def.group, vec![def.version])),
             }
@@ -415,9 +338,7 @@ mod tests {
     #[test]
     fn nad_is_served_out_of_the_box() {
         let registry = Registry::with_builtins();
-        let nad = registry
-            .find("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
-            .unwrap();
+        let nad = registry.find("k8s.cni.cncf.io", "v1", "network-attachment-definitions").unwrap();
         assert_eq!(nad.kind, "NetworkAttachmentDefinition");
         assert!(nad.namespaced);
         assert_eq!(nad.short_names, vec!["net-attach-def", "nad"]);

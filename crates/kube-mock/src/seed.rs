@@ -12,19 +12,13 @@ use crate::error::Error;
 /// Objects from a file, or from every `.yaml`, `.yml` and `.json` file in a directory
 /// (sorted by name, not recursive into hidden entries).
 pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
-    let read_err = |source| Error::SeedRead {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = |source| Error::SeedRead { path: path.to_path_buf(), source };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(read_err)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| {
-                let hidden = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'));
+                let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
                 let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
                 !hidden && (p.is_dir() || matches!(ext, "yaml" | "yml" | "json"))
             })
@@ -37,10 +31,7 @@ pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
         return Ok(objects);
     }
     let text = std::fs::read_to_string(path).map_err(read_err)?;
-    parse_text(&text).map_err(|message| Error::SeedParse {
-        path: path.to_path_buf(),
-        message,
-    })
+    parse_text(&text).map_err(|message| Error::SeedParse { path: path.to_path_buf(), message })
 }
 
 /// Objects from YAML or JSON text.
@@ -63,10 +54,7 @@ fn flatten(value: Value, out: &mut Vec<Value>) {
         Value::Null => {}
         Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
         Value::Object(mut map) => {
-            let is_list = map
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.ends_with("List"));
+            let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"));
             if is_list && let Some(items) = map.remove("items") {
                 flatten(items, out);
             } else if map.contains_key("kind") {
@@ -114,14 +102,9 @@ mod tests {
 
     #[test]
     fn the_reference_fixture_loads() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/fixture-example.json");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/fixture-example.json");
         let objects = load_path(&path).unwrap();
-        assert!(
-            objects
-                .iter()
-                .any(|o| o["kind"] == "NetworkAttachmentDefinition")
-        );
+        assert!(objects.iter().any(|o| o["kind"] == "NetworkAttachmentDefinition"));
         assert!(objects.iter().any(|o| o["metadata"]["name"] == "pod1"));
     }
 }

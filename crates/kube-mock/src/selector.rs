@@ -21,18 +21,11 @@ pub enum LabelRequirement {
 pub struct LabelSelector(pub Vec<LabelRequirement>);
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 316
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "./-_".contains(c))
+    !key.is_empty() && key.len() <= 316 && key.chars().all(|c| c.is_ascii_alphanumeric() || "./-_".contains(c))
 }
 
 fn valid_value(value: &str) -> bool {
-    value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -45,9 +38,7 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, SelectorError> {
             ')' => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(SelectorError(format!(
-                        "unbalanced parentheses in {input:?}"
-                    )));
+                    return Err(SelectorError(format!("unbalanced parentheses in {input:?}")));
                 }
             }
             ',' if depth == 0 => {
@@ -58,9 +49,7 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, SelectorError> {
         }
     }
     if depth != 0 {
-        return Err(SelectorError(format!(
-            "unbalanced parentheses in {input:?}"
-        )));
+        return Err(SelectorError(format!("unbalanced parentheses in {input:?}")));
     }
     parts.push(&input[start..]);
     Ok(parts)
@@ -71,9 +60,7 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, SelectorError> {
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| {
-            SelectorError(format!("{whole:?}: expected a parenthesised set of values"))
-        })?;
+        .ok_or_else(|| SelectorError(format!("{whole:?}: expected a parenthesised set of values")))?;
     let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
     if values.iter().any(|v| !valid_value(v)) {
         return Err(SelectorError(format!("{whole:?}: invalid value in set")));
@@ -111,9 +98,7 @@ impl LabelSelector {
                 LabelRequirement::In(k, _) | LabelRequirement::NotIn(k, _) => (k, None),
             };
             if !valid_key(key) {
-                return Err(SelectorError(format!(
-                    "{part:?}: invalid label key {key:?}"
-                )));
+                return Err(SelectorError(format!("{part:?}: invalid label key {key:?}")));
             }
             if value.is_some_and(|v| !valid_value(v)) {
                 return Err(SelectorError(format!("{part:?}: invalid label value")));
@@ -167,10 +152,7 @@ fn field_supported(resource: &str, field: &str) -> bool {
         ),
         "events" => {
             field.starts_with("involvedObject.")
-                || matches!(
-                    field,
-                    "reason" | "reportingComponent" | "source" | "type" | "regarding.name"
-                )
+                || matches!(field, "reason" | "reportingComponent" | "source" | "type" | "regarding.name")
         }
         "namespaces" => field == "status.phase",
         "nodes" => field == "spec.unschedulable",
@@ -194,19 +176,13 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v, false)
             } else {
-                return Err(SelectorError(format!(
-                    "invalid selector: '{input}'; can't understand '{part}'"
-                )));
+                return Err(SelectorError(format!("invalid selector: '{input}'; can't understand '{part}'")));
             };
             let field = field.trim();
             if !field_supported(resource, field) {
                 return Err(SelectorError(format!("field label not supported: {field}")));
             }
-            requirements.push(FieldRequirement {
-                field: field.into(),
-                value: value.trim().into(),
-                negated,
-            });
+            requirements.push(FieldRequirement { field: field.into(), value: value.trim().into(), negated });
         }
         Ok(Self(requirements))
     }
@@ -220,10 +196,7 @@ impl FieldSelector {
 
     /// `spec.nodeName=node1` style requirement value for a field, if the selector pins it.
     pub fn pinned(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|r| r.field == field && !r.negated)
-            .map(|r| r.value.as_str())
+        self.0.iter().find(|r| r.field == field && !r.negated).map(|r| r.value.as_str())
     }
 }
 
@@ -269,24 +242,13 @@ mod tests {
             ("app=web,tier in (back)", false),
             ("example.com/role!=x", true),
         ] {
-            assert_eq!(
-                LabelSelector::parse(sel).unwrap().matches(&o),
-                expected,
-                "{sel}"
-            );
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), expected, "{sel}");
         }
     }
 
     #[test]
     fn bad_label_selectors_are_errors() {
-        for sel in [
-            "app in web",
-            "a in (b",
-            "x)",
-            "bad key=1",
-            "a=b c",
-            "a in (b c)",
-        ] {
+        for sel in ["app in web", "a in (b", "x)", "bad key=1", "a=b c", "a in (b c)"] {
             assert!(LabelSelector::parse(sel).is_err(), "{sel}");
         }
     }
@@ -297,16 +259,8 @@ mod tests {
         let sel = FieldSelector::parse("spec.nodeName=node1,status.phase!=Failed", "pods").unwrap();
         assert!(sel.matches(&o));
         assert_eq!(sel.pinned("spec.nodeName"), Some("node1"));
-        assert!(
-            !FieldSelector::parse("metadata.name==q", "pods")
-                .unwrap()
-                .matches(&o)
-        );
-        assert!(
-            FieldSelector::parse("metadata.namespace=ns", "configmaps")
-                .unwrap()
-                .matches(&o)
-        );
+        assert!(!FieldSelector::parse("metadata.name==q", "pods").unwrap().matches(&o));
+        assert!(FieldSelector::parse("metadata.namespace=ns", "configmaps").unwrap().matches(&o));
         assert!(FieldSelector::parse("spec.nodeName=node1", "configmaps").is_err());
         assert!(FieldSelector::parse("garbage", "pods").is_err());
     }

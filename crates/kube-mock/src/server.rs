@@ -40,10 +40,9 @@ impl std::str::FromStr for DenyRule {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
-            Some((verb, resource)) if !verb.is_empty() && !resource.is_empty() => Ok(Self {
-                verb: verb.to_lowercase(),
-                resource: resource.to_string(),
-            }),
+            Some((verb, resource)) if !verb.is_empty() && !resource.is_empty() => {
+                Ok(Self { verb: verb.to_lowercase(), resource: resource.to_string() })
+            }
             _ => Err(crate::error::Error::InvalidDenyRule(s.to_string())),
         }
     }
@@ -51,8 +50,7 @@ impl std::str::FromStr for DenyRule {
 
 impl DenyRule {
     fn denies(&self, verb: &str, resource: &str) -> bool {
-        (self.verb == "*" || self.verb == verb)
-            && (self.resource == "*" || self.resource == resource)
+        (self.verb == "*" || self.verb == verb) && (self.resource == "*" || self.resource == resource)
     }
 }
 
@@ -74,34 +72,22 @@ pub(crate) struct Shared {
 
 pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-    *response.status_mut() =
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
     let mut response = json_response(err.code, &err.to_status());
     if let Some(seconds) = err.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
 
 /// Binds the configured address and starts accepting connections.
-pub(crate) fn start_listening(
-    shared: &Arc<Shared>,
-    bound: Option<std::net::TcpListener>,
-) -> std::io::Result<()> {
-    let mut listening = shared
-        .listening
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+pub(crate) fn start_listening(shared: &Arc<Shared>, bound: Option<std::net::TcpListener>) -> std::io::Result<()> {
+    let mut listening = shared.listening.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if listening.is_some() {
         return Ok(());
     }
@@ -116,20 +102,14 @@ pub(crate) fn start_listening(
         TcpListener::from_std(std_listener)?
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    shared
-        .runtime
-        .spawn(accept_loop(listener, shared.clone(), stop_rx));
+    shared.runtime.spawn(accept_loop(listener, shared.clone(), stop_rx));
     *listening = Some(stop_tx);
     Ok(())
 }
 
 /// Closes the listening socket and every open connection. Returns whether it was listening.
 pub(crate) fn stop_listening(shared: &Arc<Shared>) -> bool {
-    let stop = shared
-        .listening
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
+    let stop = shared.listening.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     match stop {
         Some(stop) => {
             let _ = stop.send(true);
@@ -184,11 +164,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
                 return;
             }
         },
-        None => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-        }
+        None => builder.serve_connection(TokioIo::new(stream), service).await,
     };
     if let Err(err) = result {
         tracing::debug!(%err, "connection ended with an error");
@@ -196,11 +172,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 }
 
 fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
@@ -210,15 +182,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let accept = header_str(&req, header::ACCEPT);
     let content_type = header_str(&req, header::CONTENT_TYPE);
     let authorization = header_str(&req, header::AUTHORIZATION);
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) => {
             return error_response(&ApiError::new(
@@ -229,17 +194,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let started = std::time::Instant::now();
-    let response = dispatch(
-        &shared,
-        &method,
-        &path,
-        query.as_deref(),
-        &accept,
-        &content_type,
-        &authorization,
-        &body,
-    )
-    .await;
+    let response =
+        dispatch(&shared, &method, &path, query.as_deref(), &accept, &content_type, &authorization, &body).await;
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
     if !path.starts_with(&shared.admin_prefix) {
@@ -269,15 +225,7 @@ async fn dispatch(
     body: &Bytes,
 ) -> Response<Body> {
     let registry = shared.store.registry().clone();
-    let routed = route(
-        method,
-        path,
-        query,
-        accept,
-        content_type,
-        &registry,
-        &shared.admin_prefix,
-    );
+    let routed = route(method, path, query, accept, content_type, &registry, &shared.admin_prefix);
     if let Ok(Route::Admin(rest)) = &routed {
         return crate::admin::handle(shared, method, rest, query, body).await;
     }
@@ -288,11 +236,7 @@ async fn dispatch(
     {
         return error_response(&ApiError::unauthorized());
     }
-    let mut facts = RequestFacts {
-        method: method.to_string(),
-        path: path.to_string(),
-        ..Default::default()
-    };
+    let mut facts = RequestFacts { method: method.to_string(), path: path.to_string(), ..Default::default() };
     let mut conflict_target = None;
     if let Ok(Route::Resource(req)) = &routed {
         facts.resource = Some(req.resource_name());
@@ -302,10 +246,7 @@ async fn dispatch(
             conflict_target = Some((req.def.gvr(), req.name.clone().unwrap_or_default()));
         }
     }
-    let decision = shared.faults.decide(
-        &facts,
-        conflict_target.as_ref().map(|(g, n)| (g, n.as_str())),
-    );
+    let decision = shared.faults.decide(&facts, conflict_target.as_ref().map(|(g, n)| (g, n.as_str())));
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
@@ -320,22 +261,14 @@ async fn dispatch(
         Route::Version => json_response(200, &discovery::version()),
         Route::Health => {
             let mut response = Response::new(Full::new(Bytes::from_static(b"ok")).boxed());
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
         }
-        Route::CoreVersions => {
-            json_response(200, &discovery::core_versions(&shared.addr.to_string()))
-        }
+        Route::CoreVersions => json_response(200, &discovery::core_versions(&shared.addr.to_string())),
         Route::Groups => json_response(200, &discovery::group_list(&registry)),
         Route::Group(name) => match discovery::group(&registry, &name) {
             Some(doc) => json_response(200, &doc),
-            None => error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
+            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         },
         Route::ResourceList { group, version } => {
             json_response(200, &discovery::resource_list(&registry, &group, &version))
@@ -344,41 +277,22 @@ async fn dispatch(
             if accept.is_empty() || accept.contains("json") || accept.contains("*/*") {
                 json_response(200, &discovery::openapi_v2())
             } else {
-                error_response(&ApiError::new(
-                    406,
-                    "NotAcceptable",
-                    "only application/json is served for /openapi/v2",
-                ))
+                error_response(&ApiError::new(406, "NotAcceptable", "only application/json is served for /openapi/v2"))
             }
         }
         Route::OpenApiV3Index => json_response(200, &discovery::openapi_v3_index(&registry)),
-        Route::OpenApiV3 { group, version } => {
-            match discovery::openapi_v3_group_version(&registry, &group, &version) {
-                Some(doc) => json_response(200, &doc),
-                None => error_response(&ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )),
-            }
-        }
-        Route::Admin(_) => {
-            error_response(&ApiError::internal("admin route reached the API handler"))
-        }
+        Route::OpenApiV3 { group, version } => match discovery::openapi_v3_group_version(&registry, &group, &version) {
+            Some(doc) => json_response(200, &doc),
+            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        },
+        Route::Admin(_) => error_response(&ApiError::internal("admin route reached the API handler")),
         Route::Resource(req) => {
             let verb = req.verb.as_str();
             let resource = req.resource_name();
-            let denied = shared
-                .deny
-                .read()
-                .map(|rules| rules.iter().any(|r| r.denies(verb, &resource)))
-                .unwrap_or(false);
+            let denied =
+                shared.deny.read().map(|rules| rules.iter().any(|r| r.denies(verb, &resource))).unwrap_or(false);
             if denied {
-                return error_response(&ApiError::forbidden(
-                    verb,
-                    &req.def.gvr(),
-                    req.namespace.as_deref(),
-                ));
+                return error_response(&ApiError::forbidden(verb, &req.def.gvr(), req.namespace.as_deref()));
             }
             match execute(&shared.store, &req, content_type, body) {
                 Ok(Reply::Json { code, body }) => json_response(code, &body),
@@ -402,14 +316,9 @@ async fn dispatch(
 }
 
 fn watch_response(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (bytes, rx))
-    })
-    .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|bytes| (bytes, rx)) })
+        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -19,13 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-            message: message.into(),
-            details: None,
-            retry_after: None,
-        }
+        Self { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
     }
 
     fn with_details(mut self, gvr: &Gvr, name: &str) -> Self {
@@ -38,21 +32,12 @@ impl ApiError {
     }
 
     pub fn not_found(gvr: &Gvr, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", gvr.qualified_resource()),
-        )
-        .with_details(gvr, name)
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", gvr.qualified_resource())).with_details(gvr, name)
     }
 
     pub fn already_exists(gvr: &Gvr, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", gvr.qualified_resource()),
-        )
-        .with_details(gvr, name)
+        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", gvr.qualified_resource()))
+            .with_details(gvr, name)
     }
 
     pub fn conflict(gvr: &Gvr, name: &str) -> Self {
@@ -68,17 +53,8 @@ impl ApiError {
     }
 
     pub fn invalid(gvr: &Gvr, kind: &str, name: &str, cause: &str) -> Self {
-        let qualified_kind = if gvr.group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{}", gvr.group)
-        };
-        Self::new(
-            422,
-            "Invalid",
-            format!("{qualified_kind} \"{name}\" is invalid: {cause}"),
-        )
-        .with_details(gvr, name)
+        let qualified_kind = if gvr.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", gvr.group) };
+        Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {cause}")).with_details(gvr, name)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -94,11 +70,7 @@ impl ApiError {
     }
 
     pub fn forbidden(verb: &str, gvr: &Gvr, namespace: Option<&str>) -> Self {
-        let group = if gvr.group.is_empty() {
-            "\"\"".to_string()
-        } else {
-            format!("\"{}\"", gvr.group)
-        };
+        let group = if gvr.group.is_empty() { "\"\"".to_string() } else { format!("\"{}\"", gvr.group) };
         let scope = match namespace {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_string(),
@@ -140,59 +112,30 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {}", message.into()),
-        )
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
     /// A Status with the reason the real server uses for a given code, for injected faults.
     pub fn for_code(code: u16, message: Option<String>) -> Self {
         let (reason, default_message) = match code {
-            400 => (
-                "BadRequest",
-                "the server rejected our request for an unknown reason",
-            ),
+            400 => ("BadRequest", "the server rejected our request for an unknown reason"),
             401 => ("Unauthorized", "Unauthorized"),
             403 => ("Forbidden", "forbidden"),
-            404 => (
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-            405 => (
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-            ),
+            404 => ("NotFound", "the server could not find the requested resource"),
+            405 => ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
             409 => (
                 "Conflict",
                 "the object has been modified; please apply your changes to the latest version and try again",
             ),
             410 => ("Expired", "too old resource version"),
-            415 => (
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format",
-            ),
+            415 => ("UnsupportedMediaType", "the body of the request was in an unknown format"),
             422 => ("Invalid", "the object is invalid"),
             429 => return Self::too_many_requests(1).with_message(message),
-            503 => (
-                "ServiceUnavailable",
-                "the server is currently unable to handle the request",
-            ),
-            504 => (
-                "Timeout",
-                "the server was unable to return a response in the time allotted",
-            ),
-            _ => (
-                "InternalError",
-                "an error on the server has prevented the request from succeeding",
-            ),
+            503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+            504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+            _ => ("InternalError", "an error on the server has prevented the request from succeeding"),
         };
-        Self::new(
-            code,
-            reason,
-            message.unwrap_or_else(|| default_message.to_string()),
-        )
+        Self::new(code, reason, message.unwrap_or_else(|| default_message.to_string()))
     }
 
     fn with_message(mut self, message: Option<String>) -> Self {
@@ -240,15 +183,9 @@ mod tests {
     fn messages_follow_the_real_server() {
         let pods = Gvr::new("", "v1", "pods");
         let nads = Gvr::new("k8s.cni.cncf.io", "v1", "network-attachment-definitions");
-        assert_eq!(
-            ApiError::not_found(&pods, "pod1").message,
-            "pods \"pod1\" not found"
-        );
+        assert_eq!(ApiError::not_found(&pods, "pod1").message, "pods \"pod1\" not found");
         let status = ApiError::not_found(&nads, "x").to_status();
-        assert_eq!(
-            status["message"],
-            "network-attachment-definitions.k8s.cni.cncf.io \"x\" not found"
-        );
+        assert_eq!(status["message"], "network-attachment-definitions.k8s.cni.cncf.io \"x\" not found");
         assert_eq!(status["details"]["group"], "k8s.cni.cncf.io");
         assert_eq!(status["code"], 404);
         assert_eq!(ApiError::for_code(429, None).retry_after, Some(1));

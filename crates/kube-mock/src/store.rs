@@ -100,9 +100,7 @@ fn meta(object: &Value, field: &str) -> Option<String> {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -110,10 +108,7 @@ fn valid_name(name: &str) -> bool {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let uuid = uuid::Uuid::new_v4();
-    uuid.as_bytes()[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    uuid.as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
 impl Store {
@@ -133,8 +128,7 @@ impl Store {
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let _ = store
-                .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            let _ = store.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
         let _ = store.create(crate::resources::network_attachment_definition_crd());
         store
@@ -147,10 +141,7 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, StoreState> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than stopping the whole mock, so keep serving.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The latest resourceVersion handed out.
@@ -158,18 +149,20 @@ impl Store {
         self.lock().resource_version
     }
 
+    /// Moves the global resourceVersion forward so the next write gets `to + 1`; used to
+    /// replay captured traffic whose bodies carry resourceVersions. Never moves it back.
+    pub fn advance_resource_version(&self, to: u64) {
+        let mut state = self.lock();
+        state.resource_version = state.resource_version.max(to);
+    }
+
     /// The served resource for an object's apiVersion and kind.
     pub fn resource_for(&self, object: &Value) -> Result<ResourceDef, ApiError> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind = object["kind"].as_str().unwrap_or_default();
-        self.inner
-            .registry
-            .find_kind(api_version, kind)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "no resource is served for apiVersion {api_version:?}, kind {kind:?}"
-                ))
-            })
+        self.inner.registry.find_kind(api_version, kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource is served for apiVersion {api_version:?}, kind {kind:?}"))
+        })
     }
 
     fn namespace_key(def: &ResourceDef, object: &Value, namespace: Option<&str>) -> String {
@@ -220,33 +213,15 @@ impl Store {
     }
 
     /// Deletes by apiVersion, kind, namespace and name; returns the deleted object.
-    pub fn delete_kind(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        let def = self
-            .inner
-            .registry
-            .find_kind(api_version, kind)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "no resource is served for apiVersion {api_version:?}, kind {kind:?}"
-                ))
-            })?;
+    pub fn delete_kind(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let def = self.inner.registry.find_kind(api_version, kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource is served for apiVersion {api_version:?}, kind {kind:?}"))
+        })?;
         let namespace = if def.namespaced { namespace } else { "" };
         self.delete(&def, namespace, name, None)
     }
 
-    pub fn get_kind(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Value> {
+    pub fn get_kind(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let def = self.inner.registry.find_kind(api_version, kind)?;
         let namespace = if def.namespaced { namespace } else { "" };
         self.get(&def.gvr(), namespace, name)
@@ -257,19 +232,13 @@ impl Store {
         let Some(def) = self.inner.registry.find_kind(api_version, kind) else {
             return Vec::new();
         };
-        self.list(&def.gvr(), namespace)
-            .0
-            .into_iter()
-            .map(|o| (*o).clone())
-            .collect()
+        self.list(&def.gvr(), namespace).0.into_iter().map(|o| (*o).clone()).collect()
     }
 
     fn ensure_namespace(&self, namespace: &str) {
         let gvr = Gvr::new("", "v1", "namespaces");
         if self.get(&gvr, "", namespace).is_none() {
-            let _ = self.create(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
-            );
+            let _ = self.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}));
         }
     }
 
@@ -304,22 +273,14 @@ impl Store {
 
     /// Whether a namespace object exists.
     pub fn namespace_exists(&self, namespace: &str) -> bool {
-        self.get(&Gvr::new("", "v1", "namespaces"), "", namespace)
-            .is_some()
+        self.get(&Gvr::new("", "v1", "namespaces"), "", namespace).is_some()
     }
 
     /// Creates an object of a served resource in `namespace` ("" for cluster-scoped).
-    pub fn create_in(
-        &self,
-        def: &ResourceDef,
-        namespace: &str,
-        mut object: Value,
-    ) -> Result<Value, ApiError> {
+    pub fn create_in(&self, def: &ResourceDef, namespace: &str, mut object: Value) -> Result<Value, ApiError> {
         let gvr = def.gvr();
         if !object.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         if !object["metadata"].is_object() {
             object["metadata"] = json!({});
@@ -351,31 +312,21 @@ impl Store {
             ));
         }
         if def.kind == "CustomResourceDefinition" {
-            validate_crd(&object)
-                .map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause))?;
+            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause))?;
             mark_crd_established(&mut object);
         }
-        let metadata = object["metadata"]
-            .as_object_mut()
-            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        let metadata =
+            object["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
         metadata.insert("name".into(), json!(name));
         if def.namespaced {
             metadata.insert("namespace".into(), json!(namespace));
         } else {
             metadata.remove("namespace");
         }
-        if metadata
-            .get("uid")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
+        if metadata.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
             metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         }
-        if metadata
-            .get("creationTimestamp")
-            .and_then(Value::as_str)
-            .is_none()
-        {
+        if metadata.get("creationTimestamp").and_then(Value::as_str).is_none() {
             metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         }
         if def.kind == "Namespace" {
@@ -385,11 +336,7 @@ impl Store {
 
         let mut state = self.lock();
         let key = (namespace.to_string(), name.clone());
-        if state
-            .objects
-            .get(&gvr)
-            .is_some_and(|objects| objects.contains_key(&key))
-        {
+        if state.objects.get(&gvr).is_some_and(|objects| objects.contains_key(&key)) {
             return Err(ApiError::already_exists(&gvr, &name));
         }
         let stored = self.commit(&mut state, &gvr, key, object, None, EventType::Added);
@@ -402,25 +349,13 @@ impl Store {
 
     /// Replaces an object with `object`, keeping identity fields. Fails with 409 on a stale
     /// non-empty resourceVersion and with 404 when the object does not exist.
-    pub fn replace(
-        &self,
-        def: &ResourceDef,
-        namespace: &str,
-        name: &str,
-        object: Value,
-    ) -> Result<Value, ApiError> {
+    pub fn replace(&self, def: &ResourceDef, namespace: &str, name: &str, object: Value) -> Result<Value, ApiError> {
         self.modify(def, namespace, name, |_current| Ok(object))
     }
 
     /// Read-modify-write under the store lock: `change` gets the current object and returns
     /// the new one. Used by PUT, PATCH and the status subresource so that no update is lost.
-    pub fn modify<F>(
-        &self,
-        def: &ResourceDef,
-        namespace: &str,
-        name: &str,
-        change: F,
-    ) -> Result<Value, ApiError>
+    pub fn modify<F>(&self, def: &ResourceDef, namespace: &str, name: &str, change: F) -> Result<Value, ApiError>
     where
         F: FnOnce(&Value) -> Result<Value, ApiError>,
     {
@@ -458,8 +393,7 @@ impl Store {
         object["apiVersion"] = json!(def.api_version());
         object["kind"] = json!(def.kind);
         if def.kind == "CustomResourceDefinition" {
-            validate_crd(&object)
-                .map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
+            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
             mark_crd_established(&mut object);
         }
         if let Some(metadata) = object["metadata"].as_object_mut() {
@@ -468,12 +402,7 @@ impl Store {
                 metadata.insert("namespace".into(), json!(namespace));
             }
             // Identity and server-owned fields survive any update.
-            for field in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "generateName",
-            ] {
+            for field in ["uid", "creationTimestamp", "deletionTimestamp", "generateName"] {
                 match current["metadata"].get(field) {
                     Some(v) => metadata.insert(field.into(), v.clone()),
                     None => metadata.remove(field),
@@ -484,14 +413,7 @@ impl Store {
             // A no-op update keeps the resourceVersion and emits no event, like the real server.
             return Ok((*current).clone());
         }
-        let stored = self.commit(
-            &mut state,
-            &gvr,
-            key,
-            object,
-            Some(current),
-            EventType::Modified,
-        );
+        let stored = self.commit(&mut state, &gvr, key, object, Some(current), EventType::Modified);
         drop(state);
         if def.kind == "CustomResourceDefinition" {
             self.inner.registry.apply_crd(&stored);
@@ -533,24 +455,14 @@ impl Store {
     }
 
     fn remove_locked(&self, state: &mut StoreState, gvr: &Gvr, key: &ObjectName) -> Value {
-        let Some(current) = state
-            .objects
-            .get_mut(gvr)
-            .and_then(|objects| objects.remove(key))
-        else {
+        let Some(current) = state.objects.get_mut(gvr).and_then(|objects| objects.remove(key)) else {
             return Value::Null;
         };
         state.resource_version += 1;
         let mut deleted = (*current).clone();
         deleted["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
         let deleted = Arc::new(deleted);
-        self.record(
-            state,
-            gvr,
-            EventType::Deleted,
-            deleted.clone(),
-            Some(current),
-        );
+        self.record(state, gvr, EventType::Deleted, deleted.clone(), Some(current));
         (*deleted).clone()
     }
 
@@ -563,20 +475,12 @@ impl Store {
         let mut state = self.lock();
         for def in defs {
             // The built-in NAD resource outlives its CRD object.
-            if self
-                .inner
-                .registry
-                .find(&def.group, &def.version, &def.plural)
-                .is_some()
-            {
+            if self.inner.registry.find(&def.group, &def.version, &def.plural).is_some() {
                 continue;
             }
             let gvr = def.gvr();
-            let keys: Vec<ObjectName> = state
-                .objects
-                .get(&gvr)
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default();
+            let keys: Vec<ObjectName> =
+                state.objects.get(&gvr).map(|o| o.keys().cloned().collect()).unwrap_or_default();
             for key in keys {
                 self.remove_locked(&mut state, &gvr, &key);
             }
@@ -588,11 +492,7 @@ impl Store {
         let mut state = self.lock();
         let gvrs: Vec<Gvr> = state.objects.keys().cloned().collect();
         for gvr in gvrs {
-            let keys: Vec<ObjectName> = state.objects[&gvr]
-                .keys()
-                .filter(|(ns, _)| ns == namespace)
-                .cloned()
-                .collect();
+            let keys: Vec<ObjectName> = state.objects[&gvr].keys().filter(|(ns, _)| ns == namespace).cloned().collect();
             for key in keys {
                 self.remove_locked(&mut state, &gvr, &key);
             }
@@ -612,11 +512,7 @@ impl Store {
         state.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
         let stored = Arc::new(object);
-        state
-            .objects
-            .entry(gvr.clone())
-            .or_default()
-            .insert(key, stored.clone());
+        state.objects.entry(gvr.clone()).or_default().insert(key, stored.clone());
         self.record(state, gvr, event_type, stored.clone(), previous);
         (*stored).clone()
     }
@@ -641,9 +537,7 @@ impl Store {
         if history.len() > self.inner.watch_history
             && let Some(dropped) = history.pop_front()
         {
-            state
-                .compacted
-                .insert(gvr.clone(), dropped.resource_version);
+            state.compacted.insert(gvr.clone(), dropped.resource_version);
         }
         // Sent under the lock so receivers see events in resourceVersion order; no receivers
         // is not an error.
@@ -652,12 +546,7 @@ impl Store {
 
     /// Subscribes to the changes of one resource. `Err` means the requested resourceVersion is
     /// older than the kept history (410 Expired).
-    pub fn subscribe(
-        &self,
-        gvr: &Gvr,
-        namespace: Option<&str>,
-        start: WatchStart,
-    ) -> Result<Subscription, ApiError> {
+    pub fn subscribe(&self, gvr: &Gvr, namespace: Option<&str>, start: WatchStart) -> Result<Subscription, ApiError> {
         let state = self.lock();
         let receiver = self.inner.events.subscribe();
         match start {
@@ -670,36 +559,19 @@ impl Store {
                         .map(|(_, o)| o.clone())
                         .collect(),
                 };
-                Ok(Subscription {
-                    resource_version: state.resource_version,
-                    initial,
-                    replay: Vec::new(),
-                    receiver,
-                })
+                Ok(Subscription { resource_version: state.resource_version, initial, replay: Vec::new(), receiver })
             }
             WatchStart::After(rv) => {
                 let compacted = state.compacted.get(gvr).copied().unwrap_or(0);
                 if rv < compacted {
-                    return Err(ApiError::expired(format!(
-                        "too old resource version: {rv} ({compacted})"
-                    )));
+                    return Err(ApiError::expired(format!("too old resource version: {rv} ({compacted})")));
                 }
                 let replay = state
                     .history
                     .get(gvr)
-                    .map(|h| {
-                        h.iter()
-                            .filter(|e| e.resource_version > rv)
-                            .cloned()
-                            .collect()
-                    })
+                    .map(|h| h.iter().filter(|e| e.resource_version > rv).cloned().collect())
                     .unwrap_or_default();
-                Ok(Subscription {
-                    resource_version: rv.max(compacted),
-                    initial: Vec::new(),
-                    replay,
-                    receiver,
-                })
+                Ok(Subscription { resource_version: rv.max(compacted), initial: Vec::new(), replay, receiver })
             }
         }
     }
@@ -711,13 +583,7 @@ impl Store {
         let rv = state.resource_version;
         let gvrs: Vec<Gvr> = match gvr {
             Some(g) => vec![g.clone()],
-            None => self
-                .inner
-                .registry
-                .all()
-                .iter()
-                .map(ResourceDef::gvr)
-                .collect(),
+            None => self.inner.registry.all().iter().map(ResourceDef::gvr).collect(),
         };
         for gvr in gvrs {
             state.history.remove(&gvr);
@@ -749,21 +615,13 @@ fn mark_crd_established(crd: &mut Value) {
     let condition = |kind: &str, reason: &str| json!({"type": kind, "status": "True", "reason": reason, "message": "", "lastTransitionTime": now});
     let versions: Vec<Value> = crd["spec"]["versions"]
         .as_array()
-        .map(|v| {
-            v.iter()
-                .filter_map(|v| v["name"].as_str())
-                .map(|n| json!(n))
-                .collect()
-        })
+        .map(|v| v.iter().filter_map(|v| v["name"].as_str()).map(|n| json!(n)).collect())
         .unwrap_or_default();
     let mut status = Map::new();
     status.insert("acceptedNames".into(), names);
     status.insert(
         "conditions".into(),
-        json!([
-            condition("NamesAccepted", "NoConflicts"),
-            condition("Established", "InitialNamesAccepted")
-        ]),
+        json!([condition("NamesAccepted", "NoConflicts"), condition("Established", "InitialNamesAccepted")]),
     );
     status.insert("storedVersions".into(), Value::Array(versions));
     crd["status"] = Value::Object(status);
@@ -786,17 +644,9 @@ mod tests {
     fn create_assigns_identity_and_rejects_duplicates() {
         let s = store();
         let created = s.create(pod("a")).unwrap();
-        assert!(
-            created["metadata"]["uid"]
-                .as_str()
-                .is_some_and(|u| !u.is_empty())
-        );
+        assert!(created["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
         assert!(created["metadata"]["creationTimestamp"].is_string());
-        let rv: u64 = created["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let rv: u64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
         assert_eq!(rv, s.resource_version());
         let err = s.create(pod("a")).unwrap_err();
         assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
@@ -808,12 +658,7 @@ mod tests {
         let created = s
             .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cm-", "namespace": "fresh"}}))
             .unwrap();
-        assert!(
-            created["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("cm-")
-        );
+        assert!(created["metadata"]["name"].as_str().unwrap().starts_with("cm-"));
         assert!(s.namespace_exists("fresh"));
     }
 
@@ -837,20 +682,9 @@ mod tests {
         for i in 0..5 {
             s.create(pod(&format!("p{i}"))).unwrap();
         }
-        assert_eq!(
-            s.subscribe(&gvr, None, WatchStart::After(start))
-                .err()
-                .map(|e| e.code),
-            Some(410)
-        );
+        assert_eq!(s.subscribe(&gvr, None, WatchStart::After(start)).err().map(|e| e.code), Some(410));
         let recent = s.resource_version() - 2;
-        assert_eq!(
-            s.subscribe(&gvr, None, WatchStart::After(recent))
-                .unwrap()
-                .replay
-                .len(),
-            2
-        );
+        assert_eq!(s.subscribe(&gvr, None, WatchStart::After(recent)).unwrap().replay.len(), 2);
         s.compact(Some(&gvr));
         assert!(s.subscribe(&gvr, None, WatchStart::After(recent)).is_err());
     }
@@ -866,24 +700,11 @@ mod tests {
                      "versions": [{"name": "v1", "served": true, "storage": true}]}
         }))
         .unwrap();
-        s.create(
-            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
-        )
-        .unwrap();
+        s.create(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})).unwrap();
         assert_eq!(s.list_kind("example.com/v1", "Widget", None).len(), 1);
-        s.delete_kind(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            "",
-            "widgets.example.com",
-        )
-        .unwrap();
+        s.delete_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.example.com").unwrap();
         assert!(s.registry().find("example.com", "v1", "widgets").is_none());
-        assert!(
-            s.list(&Gvr::new("example.com", "v1", "widgets"), None)
-                .0
-                .is_empty()
-        );
+        assert!(s.list(&Gvr::new("example.com", "v1", "widgets"), None).0.is_empty());
     }
 
     #[test]
@@ -891,9 +712,6 @@ mod tests {
         let s = store();
         let created = s.create(pod("a")).unwrap();
         let again = s.update(created.clone()).unwrap();
-        assert_eq!(
-            again["metadata"]["resourceVersion"],
-            created["metadata"]["resourceVersion"]
-        );
+        assert_eq!(again["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
     }
 }

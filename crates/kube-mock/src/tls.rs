@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::Error;
@@ -25,35 +23,22 @@ fn cert_err(e: impl std::fmt::Display) -> Error {
 pub fn generate(extra_sans: &[String]) -> Result<TlsMaterial, Error> {
     let ca_key = KeyPair::generate().map_err(cert_err)?;
     let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-mock-ca");
+    ca_params.distinguished_name.push(DnType::CommonName, "kube-mock-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(cert_err)?;
     let ca_pem = ca_cert.pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut names: Vec<String> = [
-        "127.0.0.1",
-        "localhost",
-        "::1",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut names: Vec<String> =
+        ["127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     names.extend(extra_sans.iter().cloned());
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
+    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     for name in &names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -74,8 +59,5 @@ pub fn generate(extra_sans: &[String]) -> Result<TlsMaterial, Error> {
         .with_single_cert(chain, key)
         .map_err(cert_err)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsMaterial {
-        ca_pem,
-        server_config: Arc::new(config),
-    })
+    Ok(TlsMaterial { ca_pem, server_config: Arc::new(config) })
 }

@@ -41,11 +41,8 @@ struct WatchWriter {
 
 impl WatchWriter {
     fn visible(&self, object: &Value) -> bool {
-        let namespace_ok = self
-            .req
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns));
+        let namespace_ok =
+            self.req.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns));
         namespace_ok
             && self.req.options.label_selector.matches(object)
             && self.req.options.field_selector.matches(object)
@@ -55,12 +52,7 @@ impl WatchWriter {
     async fn send(&self, event_type: &str, object: &Value) -> bool {
         let payload = if self.req.as_table {
             let rv = object["metadata"]["resourceVersion"].clone();
-            table(
-                &self.req.def,
-                [object],
-                json!({"resourceVersion": rv}),
-                self.req.include_object,
-            )
+            table(&self.req.def, [object], json!({"resourceVersion": rv}), self.req.include_object)
         } else {
             object.clone()
         };
@@ -96,10 +88,7 @@ impl WatchWriter {
     }
 
     async fn expired(&self, message: String) {
-        let _ = self
-            .tx
-            .send(line("ERROR", &ApiError::expired(message).to_status()))
-            .await;
+        let _ = self.tx.send(line("ERROR", &ApiError::expired(message).to_status())).await;
     }
 }
 
@@ -116,11 +105,7 @@ pub fn start_watch(
     let start = watch_start(&req)?;
     let (tx, rx) = mpsc::channel(256);
     let subscription = store.subscribe(&req.def.gvr(), req.namespace.as_deref(), start);
-    let timeout = req
-        .options
-        .timeout_seconds
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_WATCH_TIMEOUT);
+    let timeout = req.options.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_WATCH_TIMEOUT);
     tokio::spawn(async move {
         let writer = WatchWriter { req, tx };
         let mut subscription = match subscription {
@@ -138,9 +123,7 @@ pub fn start_watch(
             }
         }
         let options = &writer.req.options;
-        if options.send_initial_events
-            && !writer.bookmark(subscription.resource_version, true).await
-        {
+        if options.send_initial_events && !writer.bookmark(subscription.resource_version, true).await {
             return;
         }
         let mut last_rv = subscription.resource_version;

@@ -40,25 +40,15 @@ pub enum ExecError {
     NotFound { plugin: String, dirs: Vec<PathBuf> },
     /// The process could not be started (after the `ETXTBSY` retries).
     #[error("failed to start plugin {}: {source}", plugin.display())]
-    Spawn {
-        plugin: PathBuf,
-        source: Arc<io::Error>,
-    },
+    Spawn { plugin: PathBuf, source: Arc<io::Error> },
     /// Talking to or waiting for a started process failed.
     #[error("failed to run plugin {}: {source}", plugin.display())]
-    Io {
-        plugin: PathBuf,
-        source: Arc<io::Error>,
-    },
+    Io { plugin: PathBuf, source: Arc<io::Error> },
     #[error("plugin {} timed out after {after:?} and was killed", plugin.display())]
     Timeout { plugin: PathBuf, after: Duration },
     /// The plugin died from a signal (not from our timeout).
     #[error("plugin {} was killed by signal {}{}", plugin.display(), signal_name(*signal), stderr_suffix(stderr))]
-    Signaled {
-        plugin: PathBuf,
-        signal: i32,
-        stderr: String,
-    },
+    Signaled { plugin: PathBuf, signal: i32, stderr: String },
     /// Non-zero exit with an error object on stdout: the plugin's own words.
     #[error(transparent)]
     Plugin(CniError),
@@ -66,15 +56,8 @@ pub enum ExecError {
     #[error("{}", no_error_output_msg(*status, stderr))]
     NoErrorOutput { status: i32, stderr: String },
     /// Non-zero exit and something on stdout that is not an error object.
-    #[error(
-        "netplugin failed but error parsing its diagnostic message {}: {reason}",
-        go_quote(stdout)
-    )]
-    BadErrorOutput {
-        status: i32,
-        stdout: String,
-        reason: String,
-    },
+    #[error("netplugin failed but error parsing its diagnostic message {}: {reason}", go_quote(stdout))]
+    BadErrorOutput { status: i32, stdout: String, reason: String },
     /// Exit 0, but stdout is not the result that was expected.
     #[error("failed to parse the output of plugin {}: {reason}", plugin.display())]
     BadOutput { plugin: PathBuf, reason: String },
@@ -89,18 +72,12 @@ fn no_error_output_msg(status: i32, stderr: &str) -> String {
 }
 
 fn stderr_suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", go_quote(stderr))
-    }
+    if stderr.is_empty() { String::new() } else { format!(": {}", go_quote(stderr)) }
 }
 
 /// `SIGKILL`, `SIGSEGV`, … or the number.
 pub fn signal_name(signal: i32) -> String {
-    nix::sys::signal::Signal::try_from(signal)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| signal.to_string())
+    nix::sys::signal::Signal::try_from(signal).map(|s| s.as_str().to_string()).unwrap_or_else(|_| signal.to_string())
 }
 
 /// Go's `%v` of a `[]string`: `[/a /b]`.
@@ -159,10 +136,9 @@ impl ExecError {
             | Self::Timeout { .. }
             | Self::Spawn { .. }
             | Self::Io { .. } => CniError::new(code::UNKNOWN, self.to_string()),
-            Self::InvalidName { .. }
-            | Self::NoPaths
-            | Self::NotFound { .. }
-            | Self::BadOutput { .. } => CniError::new(code::INTERNAL, self.to_string()),
+            Self::InvalidName { .. } | Self::NoPaths | Self::NotFound { .. } | Self::BadOutput { .. } => {
+                CniError::new(code::INTERNAL, self.to_string())
+            }
         }
     }
 
@@ -193,12 +169,7 @@ impl From<ExecError> for CniError {
 /// (libcni would merely fail to find them, since they resolve to directories): stricter, and the
 /// error says what is wrong.
 pub fn check_plugin_name(plugin_type: &str) -> Result<(), ExecError> {
-    let invalid = |reason| {
-        Err(ExecError::InvalidName {
-            name: plugin_type.to_string(),
-            reason,
-        })
-    };
+    let invalid = |reason| Err(ExecError::InvalidName { name: plugin_type.to_string(), reason });
     if plugin_type.is_empty() {
         return invalid("no plugin name provided");
     }
@@ -218,10 +189,7 @@ pub fn find_in_path(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, Exec
     dirs.iter()
         .map(|d| d.join(plugin_type))
         .find(|p| std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false))
-        .ok_or_else(|| ExecError::NotFound {
-            plugin: plugin_type.to_string(),
-            dirs: dirs.to_vec(),
-        })
+        .ok_or_else(|| ExecError::NotFound { plugin: plugin_type.to_string(), dirs: dirs.to_vec() })
 }
 
 /// One plugin invocation.
@@ -239,12 +207,7 @@ pub struct PluginRequest<'a> {
 
 impl<'a> PluginRequest<'a> {
     pub fn new(path: &'a Path, env: Vec<(String, String)>, stdin: &'a [u8]) -> Self {
-        Self {
-            path,
-            env,
-            stdin,
-            timeout: None,
-        }
+        Self { path, env, stdin, timeout: None }
     }
 
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -254,11 +217,7 @@ impl<'a> PluginRequest<'a> {
 
     /// The last value of an environment variable of the request.
     pub fn env_var(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -306,10 +265,7 @@ pub fn interpret_output(
         }
     };
     if stdout.is_empty() {
-        return Err(ExecError::NoErrorOutput {
-            status,
-            stderr: String::from_utf8_lossy(stderr).into_owned(),
-        });
+        return Err(ExecError::NoErrorOutput { status, stderr: String::from_utf8_lossy(stderr).into_owned() });
     }
     #[derive(serde::Deserialize)]
     struct Wire {
@@ -321,9 +277,7 @@ pub fn interpret_output(
         details: String,
     }
     match serde_json::from_slice::<Wire>(&stdout) {
-        Ok(w) => Err(ExecError::Plugin(CniError::with_details(
-            w.code, w.msg, w.details,
-        ))),
+        Ok(w) => Err(ExecError::Plugin(CniError::with_details(w.code, w.msg, w.details))),
         Err(e) => Err(ExecError::BadErrorOutput {
             status,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -334,15 +288,9 @@ pub fn interpret_output(
 
 /// Parse an ADD result as libcni's `ExecPluginWithResult` does: a result without `cniVersion`
 /// takes the request config's version (`fixupResultVersion`).
-pub fn parse_result(
-    plugin: &Path,
-    config_version: Option<Version>,
-    stdout: &[u8],
-) -> Result<CniResult, ExecError> {
-    CniResult::from_json_with_default(stdout, config_version).map_err(|e| ExecError::BadOutput {
-        plugin: plugin.to_path_buf(),
-        reason: e.to_string(),
-    })
+pub fn parse_result(plugin: &Path, config_version: Option<Version>, stdout: &[u8]) -> Result<CniResult, ExecError> {
+    CniResult::from_json_with_default(stdout, config_version)
+        .map_err(|e| ExecError::BadOutput { plugin: plugin.to_path_buf(), reason: e.to_string() })
 }
 
 /// A boxed plugin run, so [`Exec`] stays dyn-compatible.
@@ -401,10 +349,7 @@ impl RawExec {
     }
 
     pub fn with_timeout(timeout: Duration) -> Self {
-        Self {
-            timeout: Some(timeout),
-            ..Self::default()
-        }
+        Self { timeout: Some(timeout), ..Self::default() }
     }
 
     fn command(&self, req: &PluginRequest<'_>) -> tokio::process::Command {
@@ -424,18 +369,13 @@ impl RawExec {
         loop {
             match self.command(req).spawn() {
                 Ok(child) => return Ok(child),
-                Err(e)
-                    if e.raw_os_error() == Some(libc::ETXTBSY) && retries < TEXT_BUSY_RETRIES =>
-                {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && retries < TEXT_BUSY_RETRIES => {
                     retries += 1;
                     tracing::debug!(plugin = %req.path.display(), retries, "text file busy, retrying");
                     tokio::time::sleep(TEXT_BUSY_DELAY).await;
                 }
                 Err(e) => {
-                    return Err(ExecError::Spawn {
-                        plugin: req.path.to_path_buf(),
-                        source: Arc::new(e),
-                    });
+                    return Err(ExecError::Spawn { plugin: req.path.to_path_buf(), source: Arc::new(e) });
                 }
             }
         }
@@ -445,26 +385,17 @@ impl RawExec {
     pub async fn run(&self, req: PluginRequest<'_>) -> Result<Vec<u8>, ExecError> {
         let timeout = req.timeout.or(self.timeout);
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let timed_out = || ExecError::Timeout {
-            plugin: req.path.to_path_buf(),
-            after: timeout.unwrap_or_default(),
-        };
+        let timed_out = || ExecError::Timeout { plugin: req.path.to_path_buf(), after: timeout.unwrap_or_default() };
 
         let spawned = match deadline {
-            Some(d) => tokio::time::timeout_at(d, self.spawn(&req))
-                .await
-                .map_err(|_| timed_out())?,
+            Some(d) => tokio::time::timeout_at(d, self.spawn(&req)).await.map_err(|_| timed_out())?,
             None => self.spawn(&req).await,
         };
         let mut child = spawned?;
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let input = req.stdin;
 
-        let io_error = |e: io::Error| ExecError::Io {
-            plugin: req.path.to_path_buf(),
-            source: Arc::new(e),
-        };
+        let io_error = |e: io::Error| ExecError::Io { plugin: req.path.to_path_buf(), source: Arc::new(e) };
         let finished = async {
             let write = async move {
                 if let Some(mut pipe) = stdin {
@@ -524,10 +455,7 @@ impl RawExec {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| ExecError::Spawn {
-                    plugin: path,
-                    source: Arc::new(e),
-                })?;
+                .map_err(|e| ExecError::Spawn { plugin: path, source: Arc::new(e) })?;
             rt.block_on(self.run(req))
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -583,11 +511,7 @@ pub mod testing {
     impl ExecCall {
         /// The last value of an environment variable.
         pub fn env_var(&self, key: &str) -> Option<&str> {
-            self.env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
+            self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
         }
 
         /// `CNI_COMMAND`.
@@ -611,11 +535,7 @@ pub mod testing {
         /// Fail with this error.
         Fail(ExecError),
         /// Pretend a process ended like this; read with the real rules ([`interpret_output`]).
-        Process {
-            exit: ProcessExit,
-            stdout: Vec<u8>,
-            stderr: Vec<u8>,
-        },
+        Process { exit: ProcessExit, stdout: Vec<u8>, stderr: Vec<u8> },
         /// Compute the outcome from the call.
         With(Handler),
         /// Never finish: a request with a timeout fails with [`ExecError::Timeout`] when it
@@ -626,15 +546,9 @@ pub mod testing {
     impl std::fmt::Debug for Reply {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             match self {
-                Self::Stdout(s) => f
-                    .debug_tuple("Stdout")
-                    .field(&String::from_utf8_lossy(s))
-                    .finish(),
+                Self::Stdout(s) => f.debug_tuple("Stdout").field(&String::from_utf8_lossy(s)).finish(),
                 Self::Fail(e) => f.debug_tuple("Fail").field(e).finish(),
-                Self::Process { exit, .. } => f
-                    .debug_struct("Process")
-                    .field("exit", exit)
-                    .finish_non_exhaustive(),
+                Self::Process { exit, .. } => f.debug_struct("Process").field("exit", exit).finish_non_exhaustive(),
                 Self::With(_) => f.write_str("With(..)"),
                 Self::Hang => f.write_str("Hang"),
             }
@@ -653,9 +567,7 @@ pub mod testing {
         pub fn error(e: CniError) -> Self {
             Self::Fail(ExecError::Plugin(e))
         }
-        pub fn with(
-            f: impl Fn(&ExecCall) -> Result<Vec<u8>, ExecError> + Send + Sync + 'static,
-        ) -> Self {
+        pub fn with(f: impl Fn(&ExecCall) -> Result<Vec<u8>, ExecError> + Send + Sync + 'static) -> Self {
             Self::With(Arc::new(f))
         }
     }
@@ -690,19 +602,8 @@ pub mod testing {
             self.state.lock().unwrap_or_else(|p| p.into_inner())
         }
 
-        fn push(
-            &self,
-            plugin_type: &str,
-            command: Option<Command>,
-            reply: Reply,
-            once: bool,
-        ) -> &Self {
-            self.state().rules.push(Rule {
-                plugin_type: plugin_type.to_string(),
-                command,
-                reply,
-                once,
-            });
+        fn push(&self, plugin_type: &str, command: Option<Command>, reply: Reply, once: bool) -> &Self {
+            self.state().rules.push(Rule { plugin_type: plugin_type.to_string(), command, reply, once });
             self
         }
 
@@ -734,11 +635,7 @@ pub mod testing {
 
         /// `(plugin type, CNI_COMMAND)` of every call, in order.
         pub fn commands(&self) -> Vec<(String, String)> {
-            self.state()
-                .calls
-                .iter()
-                .map(|c| (c.plugin_type.clone(), c.command().to_string()))
-                .collect()
+            self.state().calls.iter().map(|c| (c.plugin_type.clone(), c.command().to_string())).collect()
         }
 
         pub fn clear_calls(&self) {
@@ -747,19 +644,12 @@ pub mod testing {
 
         fn reply_for(&self, call: &ExecCall) -> Option<Reply> {
             let command: Option<Command> = call.command().parse().ok();
-            let matches = |r: &Rule| {
-                r.plugin_type == call.plugin_type && (r.command.is_none() || r.command == command)
-            };
+            let matches = |r: &Rule| r.plugin_type == call.plugin_type && (r.command.is_none() || r.command == command);
             let mut state = self.state();
             if let Some(i) = state.rules.iter().position(|r| r.once && matches(r)) {
                 return Some(state.rules.remove(i).reply);
             }
-            state
-                .rules
-                .iter()
-                .rev()
-                .find(|r| !r.once && matches(r))
-                .map(|r| r.reply.clone())
+            state.rules.iter().rev().find(|r| !r.once && matches(r)).map(|r| r.reply.clone())
         }
     }
 
@@ -776,9 +666,7 @@ pub mod testing {
                 };
                 Ok(out.to_string().into_bytes())
             }
-            "VERSION" => {
-                Ok(serde_json::to_vec(&crate::version::VersionInfo::all()).unwrap_or_default())
-            }
+            "VERSION" => Ok(serde_json::to_vec(&crate::version::VersionInfo::all()).unwrap_or_default()),
             _ => Ok(Vec::new()),
         }
     }
@@ -786,11 +674,7 @@ pub mod testing {
     impl Exec for RecordingExec {
         fn exec<'a>(&'a self, req: PluginRequest<'a>) -> ExecFuture<'a> {
             let call = ExecCall {
-                plugin_type: req
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                plugin_type: req.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 path: req.path.to_path_buf(),
                 env: req.env.clone(),
                 stdin: req.stdin.to_vec(),
@@ -802,19 +686,14 @@ pub mod testing {
                     None => default_reply(&call),
                     Some(Reply::Stdout(s)) => Ok(s),
                     Some(Reply::Fail(e)) => Err(e),
-                    Some(Reply::Process {
-                        exit,
-                        stdout,
-                        stderr,
-                    }) => interpret_output(&call.path, exit, stdout, &stderr),
+                    Some(Reply::Process { exit, stdout, stderr }) => {
+                        interpret_output(&call.path, exit, stdout, &stderr)
+                    }
                     Some(Reply::With(f)) => f(&call),
                     Some(Reply::Hang) => match req.timeout {
                         Some(t) => {
                             tokio::time::sleep(t).await;
-                            Err(ExecError::Timeout {
-                                plugin: call.path.clone(),
-                                after: t,
-                            })
+                            Err(ExecError::Timeout { plugin: call.path.clone(), after: t })
                         }
                         None => std::future::pending().await,
                     },
@@ -828,10 +707,7 @@ pub mod testing {
             check_plugin_name(plugin_type)?;
             let first = dirs.first().ok_or(ExecError::NoPaths)?;
             if self.state().missing.contains(plugin_type) {
-                return Err(ExecError::NotFound {
-                    plugin: plugin_type.to_string(),
-                    dirs: dirs.to_vec(),
-                });
+                return Err(ExecError::NotFound { plugin: plugin_type.to_string(), dirs: dirs.to_vec() });
             }
             Ok(first.join(plugin_type))
         }
@@ -852,10 +728,7 @@ mod tests {
     }
 
     fn env() -> Vec<(String, String)> {
-        vec![
-            ("CNI_COMMAND".into(), "ADD".into()),
-            ("CNI_IFNAME".into(), "eth0".into()),
-        ]
+        vec![("CNI_COMMAND".into(), "ADD".into()), ("CNI_IFNAME".into(), "eth0".into())]
     }
 
     #[test]
@@ -868,75 +741,41 @@ mod tests {
         std::fs::write(a.path().join("tuning"), "").unwrap();
         std::fs::write(b.path().join("tuning"), "").unwrap();
         std::os::unix::fs::symlink(b.path().join("bridge"), a.path().join("link")).unwrap();
-        assert_eq!(
-            find_in_path("bridge", &dirs).unwrap(),
-            b.path().join("bridge")
-        );
-        assert_eq!(
-            find_in_path("tuning", &dirs).unwrap(),
-            a.path().join("tuning")
-        );
+        assert_eq!(find_in_path("bridge", &dirs).unwrap(), b.path().join("bridge"));
+        assert_eq!(find_in_path("tuning", &dirs).unwrap(), a.path().join("tuning"));
         assert_eq!(find_in_path("link", &dirs).unwrap(), a.path().join("link"));
 
-        assert_eq!(
-            find_in_path("", &dirs).unwrap_err().to_string(),
-            "no plugin name provided"
-        );
+        assert_eq!(find_in_path("", &dirs).unwrap_err().to_string(), "no plugin name provided");
         for bad in ["../bridge", "a/b", "/bin/sh", ".", ".."] {
             assert!(
-                matches!(
-                    find_in_path(bad, &dirs),
-                    Err(ExecError::InvalidName {
-                        reason: "invalid plugin name",
-                        ..
-                    })
-                ),
+                matches!(find_in_path(bad, &dirs), Err(ExecError::InvalidName { reason: "invalid plugin name", .. })),
                 "{bad}"
             );
         }
-        assert_eq!(
-            find_in_path("bridge", &[]).unwrap_err().to_string(),
-            "no paths provided"
-        );
+        assert_eq!(find_in_path("bridge", &[]).unwrap_err().to_string(), "no paths provided");
         let e = find_in_path("nope", &[PathBuf::from("/x"), PathBuf::from("/y")]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            r#"failed to find plugin "nope" in path [/x /y]"#
-        );
+        assert_eq!(e.to_string(), r#"failed to find plugin "nope" in path [/x /y]"#);
         assert_eq!(e.to_cni_error().code, code::INTERNAL);
     }
 
     #[test]
     fn interpret_output_reads_failures_like_libcni() {
         let p = Path::new("/p");
-        assert_eq!(
-            interpret_output(p, ProcessExit::Code(0), b"out".to_vec(), b"").unwrap(),
-            b"out"
-        );
-        let e = interpret_output(
-            p,
-            ProcessExit::Code(1),
-            br#"{"code":7,"msg":"bad","details":"d"}"#.to_vec(),
-            b"",
-        )
-        .unwrap_err();
+        assert_eq!(interpret_output(p, ProcessExit::Code(0), b"out".to_vec(), b"").unwrap(), b"out");
+        let e = interpret_output(p, ProcessExit::Code(1), br#"{"code":7,"msg":"bad","details":"d"}"#.to_vec(), b"")
+            .unwrap_err();
         assert_eq!(e.to_cni_error(), CniError::with_details(7, "bad", "d"));
         assert_eq!(e.to_string(), "bad; d");
 
         let e = interpret_output(p, ProcessExit::Code(2), vec![], b"").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "netplugin failed with no error message: exit status 2"
-        );
+        assert_eq!(e.to_string(), "netplugin failed with no error message: exit status 2");
         assert_eq!(e.to_cni_error().code, 0);
         let e = interpret_output(p, ProcessExit::Code(1), vec![], b"oops\n").unwrap_err();
         assert_eq!(e.to_string(), r#"netplugin failed: "oops\n""#);
 
         let e = interpret_output(p, ProcessExit::Code(1), b"garbage".to_vec(), b"").unwrap_err();
         assert!(matches!(e, ExecError::BadErrorOutput { status: 1, .. }));
-        assert!(e.to_string().starts_with(
-            r#"netplugin failed but error parsing its diagnostic message "garbage": "#
-        ));
+        assert!(e.to_string().starts_with(r#"netplugin failed but error parsing its diagnostic message "garbage": "#));
         assert_eq!(e.to_cni_error().code, 0);
 
         // Any JSON object is an error object, as for Go's json.Unmarshal.
@@ -963,20 +802,11 @@ mod tests {
         );
         let exec = RawExec {
             timeout: None,
-            extra_env: vec![
-                ("EXTRA".into(), "x".into()),
-                ("CNI_IFNAME".into(), "lost".into()),
-            ],
+            extra_env: vec![("EXTRA".into(), "x".into()), ("CNI_IFNAME".into(), "lost".into())],
         };
-        let out = exec
-            .run(PluginRequest::new(&p, env(), br#"{"a":1}"#))
-            .await
-            .unwrap();
+        let out = exec.run(PluginRequest::new(&p, env(), br#"{"a":1}"#)).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"cmd":"ADD","if":"eth0","in":{"a":1},"extra":"x"})
-        );
+        assert_eq!(v, serde_json::json!({"cmd":"ADD","if":"eth0","in":{"a":1},"extra":"x"}));
     }
 
     #[tokio::test]
@@ -987,10 +817,7 @@ mod tests {
             "fail",
             r#"cat >/dev/null; echo '{"code":11,"msg":"try again"}'; echo log >&2; exit 1"#,
         );
-        let e = RawExec::new()
-            .run(PluginRequest::new(&p, env(), b"{}"))
-            .await
-            .unwrap_err();
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
         assert_eq!(e.plugin_error(), Some(&CniError::new(11, "try again")));
     }
 
@@ -998,28 +825,16 @@ mod tests {
     async fn garbage_on_stdout() {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "garbage", "echo 'not json'; exit 3");
-        let e = RawExec::new()
-            .run(PluginRequest::new(&p, env(), b"{}"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, ExecError::BadErrorOutput { status: 3, stdout, .. } if stdout == "not json\n"),
-            "{e:?}"
-        );
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
+        assert!(matches!(&e, ExecError::BadErrorOutput { status: 3, stdout, .. } if stdout == "not json\n"), "{e:?}");
     }
 
     #[tokio::test]
     async fn nothing_on_stdout_but_stderr() {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "stderr", "echo 'it broke' >&2; exit 1");
-        let e = RawExec::new()
-            .run(PluginRequest::new(&p, env(), b"{}"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, ExecError::NoErrorOutput { status: 1, stderr } if stderr == "it broke\n"),
-            "{e:?}"
-        );
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
+        assert!(matches!(&e, ExecError::NoErrorOutput { status: 1, stderr } if stderr == "it broke\n"), "{e:?}");
         assert_eq!(e.to_cni_error().msg, r#"netplugin failed: "it broke\n""#);
     }
 
@@ -1027,28 +842,16 @@ mod tests {
     async fn timeout_kills_and_reaps() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
-        let p = write_script(
-            dir.path(),
-            "slow",
-            &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
-        );
+        let p = write_script(dir.path(), "slow", &format!("echo $$ > {}; exec sleep 60", pidfile.display()));
         let start = Instant::now();
         let e = RawExec::with_timeout(Duration::from_millis(500))
             .run(PluginRequest::new(&p, env(), b"{}"))
             .await
             .unwrap_err();
         assert!(matches!(e, ExecError::Timeout { .. }), "{e:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "took {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
         // Killed and reaped: the pid no longer exists (not even as a zombie).
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let gone = !Path::new(&format!("/proc/{pid}")).exists();
         assert!(gone, "plugin process {pid} still exists");
     }
@@ -1057,29 +860,17 @@ mod tests {
     async fn request_timeout_overrides_default() {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "slow", "exec sleep 60");
-        let req =
-            PluginRequest::new(&p, env(), b"{}").with_timeout(Some(Duration::from_millis(200)));
-        let e = RawExec::with_timeout(Duration::from_secs(3600))
-            .run(req)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(e, ExecError::Timeout { after, .. } if after == Duration::from_millis(200))
-        );
+        let req = PluginRequest::new(&p, env(), b"{}").with_timeout(Some(Duration::from_millis(200)));
+        let e = RawExec::with_timeout(Duration::from_secs(3600)).run(req).await.unwrap_err();
+        assert!(matches!(e, ExecError::Timeout { after, .. } if after == Duration::from_millis(200)));
     }
 
     #[tokio::test]
     async fn death_by_signal_is_reported_as_such() {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "killed", "echo dying >&2; kill -9 $$");
-        let e = RawExec::new()
-            .run(PluginRequest::new(&p, env(), b"{}"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, ExecError::Signaled { signal: 9, stderr, .. } if stderr == "dying\n"),
-            "{e:?}"
-        );
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
+        assert!(matches!(&e, ExecError::Signaled { signal: 9, stderr, .. } if stderr == "dying\n"), "{e:?}");
         assert_eq!(e.to_cni_error().code, 0);
     }
 
@@ -1087,16 +878,11 @@ mod tests {
     async fn large_output_does_not_deadlock() {
         let dir = tempfile::tempdir().unwrap();
         // 2 MiB on stdout and 1 MiB on stderr, before reading 1 MiB of stdin.
-        let p = write_script(
-            dir.path(),
-            "big",
-            "head -c 2097152 /dev/zero; head -c 1048576 /dev/zero >&2; cat >/dev/null",
-        );
+        let p =
+            write_script(dir.path(), "big", "head -c 2097152 /dev/zero; head -c 1048576 /dev/zero >&2; cat >/dev/null");
         let input = vec![b' '; 1 << 20];
-        let out = RawExec::with_timeout(Duration::from_secs(60))
-            .run(PluginRequest::new(&p, env(), &input))
-            .await
-            .unwrap();
+        let out =
+            RawExec::with_timeout(Duration::from_secs(60)).run(PluginRequest::new(&p, env(), &input)).await.unwrap();
         assert_eq!(out.len(), 2 << 20);
     }
 
@@ -1105,10 +891,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "deaf", "echo '{}'");
         let input = vec![b' '; 4 << 20];
-        let out = RawExec::with_timeout(Duration::from_secs(60))
-            .run(PluginRequest::new(&p, env(), &input))
-            .await
-            .unwrap();
+        let out =
+            RawExec::with_timeout(Duration::from_secs(60)).run(PluginRequest::new(&p, env(), &input)).await.unwrap();
         assert_eq!(out, b"{}\n");
     }
 
@@ -1117,10 +901,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // `cat` only finishes when it sees EOF.
         let p = write_script(dir.path(), "cat", "cat");
-        let out = RawExec::with_timeout(Duration::from_secs(30))
-            .run(PluginRequest::new(&p, env(), b"hello"))
-            .await
-            .unwrap();
+        let out =
+            RawExec::with_timeout(Duration::from_secs(30)).run(PluginRequest::new(&p, env(), b"hello")).await.unwrap();
         assert_eq!(out, b"hello");
     }
 
@@ -1129,11 +911,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("not-executable");
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
-        let e = RawExec::new()
-            .run(PluginRequest::new(&p, env(), b"{}"))
-            .await
-            .unwrap_err();
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
         assert!(matches!(e, ExecError::Spawn { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn text_file_busy_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_script(dir.path(), "busy", "echo ok");
+        // An open write handle makes exec fail with ETXTBSY until it is closed.
+        let handle = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(handle);
+        });
+        let out =
+            RawExec::with_timeout(Duration::from_secs(30)).run(PluginRequest::new(&p, env(), b"{}")).await.unwrap();
+        assert_eq!(out, b"ok\n");
+        closer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_kills_the_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let p = write_script(dir.path(), "slow", &format!("echo $$ > {}; exec sleep 60", pidfile.display()));
+        let exec = RawExec::new();
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(500), exec.run(PluginRequest::new(&p, env(), b"{}"))).await;
+        assert!(cancelled.is_err());
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // Killed on drop; tokio reaps it in the background. Gone or a zombie: not running.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running =
+                stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')) && !stat.is_empty();
+            if !running {
+                break;
+            }
+            assert!(Instant::now() < deadline, "plugin {pid} still running after cancellation");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[test]
@@ -1141,15 +960,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write_script(dir.path(), "ok", "cat");
         let exec = RawExec::with_timeout(Duration::from_secs(30));
-        assert_eq!(
-            exec.run_blocking(PluginRequest::new(&p, env(), b"x"))
-                .unwrap(),
-            b"x"
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        assert_eq!(exec.run_blocking(PluginRequest::new(&p, env(), b"x")).unwrap(), b"x");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let out = rt.block_on(async { exec.run_blocking(PluginRequest::new(&p, env(), b"y")) });
         assert_eq!(out.unwrap(), b"y");
     }
@@ -1166,35 +978,12 @@ mod tests {
         let dirs = [PathBuf::from("/opt/cni/bin")];
         let path = fake.find_plugin("bridge", &dirs).unwrap();
         assert_eq!(path, Path::new("/opt/cni/bin/bridge"));
-        assert!(matches!(
-            fake.find_plugin("gone", &dirs),
-            Err(ExecError::NotFound { .. })
-        ));
-        assert!(matches!(
-            fake.find_plugin("../x", &dirs),
-            Err(ExecError::InvalidName { .. })
-        ));
-        assert_eq!(
-            fake.exec(PluginRequest::new(&path, env(), b"{}"))
-                .await
-                .unwrap(),
-            b"first"
-        );
-        assert_eq!(
-            fake.exec(PluginRequest::new(&path, env(), b"{}"))
-                .await
-                .unwrap(),
-            b"A"
-        );
+        assert!(matches!(fake.find_plugin("gone", &dirs), Err(ExecError::NotFound { .. })));
+        assert!(matches!(fake.find_plugin("../x", &dirs), Err(ExecError::InvalidName { .. })));
+        assert_eq!(fake.exec(PluginRequest::new(&path, env(), b"{}")).await.unwrap(), b"first");
+        assert_eq!(fake.exec(PluginRequest::new(&path, env(), b"{}")).await.unwrap(), b"A");
         let bad = PathBuf::from("/opt/cni/bin/bad");
-        assert_eq!(
-            fake.exec(PluginRequest::new(&bad, env(), b"{}"))
-                .await
-                .unwrap_err()
-                .to_cni_error()
-                .code,
-            50
-        );
+        assert_eq!(fake.exec(PluginRequest::new(&bad, env(), b"{}")).await.unwrap_err().to_cni_error().code, 50);
         // No rule: ADD echoes prevResult.
         let other = PathBuf::from("/opt/cni/bin/other");
         let out = fake

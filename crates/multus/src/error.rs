@@ -11,8 +11,10 @@
 //! and count them without parsing the text.
 
 use crate::cache::CacheError;
+use crate::config::ConfigError;
 use crate::default_route::DefaultRouteError;
 use crate::delegate::DelegateError;
+use crate::k8s_args::K8sArgsError;
 use crate::plan::PlanError;
 use crate::selection::SelectionError;
 use crate::status::StatusError;
@@ -98,6 +100,10 @@ pub enum MultusError {
     DelegateAdd { pod: Option<PodRef>, network: String, cause: String },
     #[error(transparent)]
     Selection(#[from] SelectionError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    K8sArgs(#[from] K8sArgsError),
     #[error(transparent)]
     Delegate(#[from] DelegateError),
     #[error(transparent)]

@@ -52,17 +52,8 @@ pub struct RuntimeConf {
 }
 
 impl RuntimeConf {
-    pub fn new(
-        container_id: impl Into<String>,
-        netns: impl Into<String>,
-        ifname: impl Into<String>,
-    ) -> Self {
-        Self {
-            container_id: container_id.into(),
-            netns: netns.into(),
-            ifname: ifname.into(),
-            ..Self::default()
-        }
+    pub fn new(container_id: impl Into<String>, netns: impl Into<String>, ifname: impl Into<String>) -> Self {
+        Self { container_id: container_id.into(), netns: netns.into(), ifname: ifname.into(), ..Self::default() }
     }
 
     pub fn with_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -77,11 +68,7 @@ impl RuntimeConf {
 
     /// `CNI_ARGS`: `K=V` pairs joined with `;`.
     pub fn cni_args(&self) -> String {
-        self.args
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(";")
+        self.args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
     }
 }
 
@@ -95,10 +82,7 @@ pub struct ValidAttachment {
 
 impl ValidAttachment {
     pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> Self {
-        Self {
-            container_id: container_id.into(),
-            ifname: ifname.into(),
-        }
+        Self { container_id: container_id.into(), ifname: ifname.into() }
     }
 }
 
@@ -139,24 +123,13 @@ pub enum RuntimeError {
     CachedResult { network: String, reason: String },
     /// Reading or writing the result cache failed.
     #[error("failed to {action} network {network:?} cached result: {source}")]
-    Cache {
-        network: String,
-        action: &'static str,
-        source: std::io::Error,
-    },
+    Cache { network: String, action: &'static str, source: std::io::Error },
     /// GC's synthesised DEL of a stale attachment failed.
     #[error("failed to delete stale attachment {container_id} {ifname}: {error}")]
-    StaleAttachment {
-        container_id: String,
-        ifname: String,
-        error: Box<RuntimeError>,
-    },
+    StaleAttachment { container_id: String, ifname: String, error: Box<RuntimeError> },
     /// A plugin's VERSION answer could not be decoded.
     #[error("plugin type={plugin_type:?}: {error}")]
-    VersionInfo {
-        plugin_type: String,
-        error: CniError,
-    },
+    VersionInfo { plugin_type: String, error: CniError },
     /// Several failures (GC keeps going); joined with newlines like Go's `errors.Join`.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Multiple(Vec<RuntimeError>),
@@ -199,21 +172,12 @@ impl RuntimeError {
     ///   wrapped failure keeps its code; everything else (cache I/O, several failures): 999.
     pub fn to_cni_error(&self) -> CniError {
         match self {
-            Self::Plugin {
-                error: ExecError::Plugin(e),
-                ..
-            } => e.clone(),
-            Self::Plugin { error, .. } => {
-                CniError::new(error.to_cni_error().code, self.to_string())
-            }
+            Self::Plugin { error: ExecError::Plugin(e), .. } => e.clone(),
+            Self::Plugin { error, .. } => CniError::new(error.to_cni_error().code, self.to_string()),
             Self::Validation(e) => e.clone(),
             Self::Config(_) => CniError::new(code::INVALID_NETWORK_CONFIG, self.to_string()),
-            Self::CheckNotSupported { .. } => {
-                CniError::new(code::INCOMPATIBLE_CNI_VERSION, self.to_string())
-            }
-            Self::StaleAttachment { error, .. } => {
-                CniError::new(error.to_cni_error().code, self.to_string())
-            }
+            Self::CheckNotSupported { .. } => CniError::new(code::INCOMPATIBLE_CNI_VERSION, self.to_string()),
+            Self::StaleAttachment { error, .. } => CniError::new(error.to_cni_error().code, self.to_string()),
             Self::Multiple(errors) if errors.len() == 1 => errors[0].to_cni_error(),
             Self::VersionInfo { error, .. } => CniError::new(error.code, self.to_string()),
             Self::CachedResult { .. } | Self::Cache { .. } | Self::Multiple(_) => {
@@ -236,16 +200,8 @@ impl From<RuntimeError> for CniError {
 }
 
 /// The six `CNI_*` variables, always all set (empty when unused), in libcni's order.
-pub fn plugin_env(
-    command: Command,
-    rt: &RuntimeConf,
-    plugin_dirs: &[PathBuf],
-) -> Vec<(String, String)> {
-    let path = plugin_dirs
-        .iter()
-        .map(|d| d.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(":");
+pub fn plugin_env(command: Command, rt: &RuntimeConf, plugin_dirs: &[PathBuf]) -> Vec<(String, String)> {
+    let path = plugin_dirs.iter().map(|d| d.to_string_lossy().into_owned()).collect::<Vec<_>>().join(":");
     vec![
         ("CNI_COMMAND".into(), command.as_str().into()),
         ("CNI_CONTAINERID".into(), rt.container_id.clone()),
@@ -261,11 +217,7 @@ pub fn runtime_config_for(plugin: &PluginConf, rt: &RuntimeConf) -> Map<String, 
     plugin
         .capabilities()
         .keys()
-        .filter_map(|cap| {
-            rt.capability_args
-                .get(cap)
-                .map(|v| (cap.clone(), v.clone()))
-        })
+        .filter_map(|cap| rt.capability_args.get(cap).map(|v| (cap.clone(), v.clone())))
         .collect()
 }
 
@@ -336,26 +288,15 @@ pub struct CniRuntime<E: Exec = RawExec> {
 }
 
 fn parse_list_version(list: &NetConfList) -> Result<Version, RuntimeError> {
-    Version::parse_or_default(Some(&list.cni_version))
-        .map_err(|e| RuntimeError::Config(e.to_string()))
+    Version::parse_or_default(Some(&list.cni_version)).map_err(|e| RuntimeError::Config(e.to_string()))
 }
 
 impl<E: Exec> CniRuntime<E> {
     pub fn new(plugin_dirs: Vec<PathBuf>, cache_dir: impl Into<PathBuf>, exec: E) -> Self {
-        Self {
-            plugin_dirs,
-            cache_dir: cache_dir.into(),
-            exec,
-        }
+        Self { plugin_dirs, cache_dir: cache_dir.into(), exec }
     }
 
-    async fn run(
-        &self,
-        path: &Path,
-        command: Command,
-        rt: &RuntimeConf,
-        conf: &Value,
-    ) -> Result<Vec<u8>, ExecError> {
+    async fn run(&self, path: &Path, command: Command, rt: &RuntimeConf, conf: &Value) -> Result<Vec<u8>, ExecError> {
         let stdin = config_bytes(conf);
         let req = PluginRequest::new(path, plugin_env(command, rt, &self.plugin_dirs), &stdin);
         self.exec.exec(req).await
@@ -372,13 +313,8 @@ impl<E: Exec> CniRuntime<E> {
     /// ADD every plugin in order, chaining each result into the next plugin's `prevResult`;
     /// cache and return the last result. The cache's `config` is `list.to_bytes()`; use
     /// [`Self::add_network_list_with_bytes`] to cache the bytes the list was loaded from.
-    pub async fn add_network_list(
-        &self,
-        list: &NetConfList,
-        rt: &RuntimeConf,
-    ) -> Result<CniResult, RuntimeError> {
-        self.add_network_list_with_bytes(list, &list.to_bytes(), rt)
-            .await
+    pub async fn add_network_list(&self, list: &NetConfList, rt: &RuntimeConf) -> Result<CniResult, RuntimeError> {
+        self.add_network_list_with_bytes(list, &list.to_bytes(), rt).await
     }
 
     /// [`Self::add_network_list`], caching `config_bytes` verbatim as the attachment's config.
@@ -389,36 +325,20 @@ impl<E: Exec> CniRuntime<E> {
         rt: &RuntimeConf,
     ) -> Result<CniResult, RuntimeError> {
         if list.plugins.is_empty() {
-            return Err(RuntimeError::Config(format!(
-                "network {:?} has no plugins",
-                list.name
-            )));
+            return Err(RuntimeError::Config(format!("network {:?} has no plugins", list.name)));
         }
         let version = parse_list_version(list)?;
         validate::validate_container_id(&rt.container_id).map_err(RuntimeError::Validation)?;
         validate::validate_network_name(&list.name).map_err(RuntimeError::Validation)?;
         validate::validate_interface_name(&rt.ifname).map_err(RuntimeError::Validation)?;
-        let paths = list
-            .plugins
-            .iter()
-            .map(|p| self.find(p, Command::Add))
-            .collect::<Result<Vec<_>, _>>()?;
+        let paths = list.plugins.iter().map(|p| self.find(p, Command::Add)).collect::<Result<Vec<_>, _>>()?;
 
         let mut prev: Option<CniResult> = None;
         for (plugin, path) in list.plugins.iter().zip(&paths) {
             let prev_value = prev.as_ref().map(CniResult::to_value);
-            let conf = build_plugin_config(
-                &list.name,
-                &list.cni_version,
-                plugin,
-                prev_value.as_ref(),
-                rt,
-            );
+            let conf = build_plugin_config(&list.name, &list.cni_version, plugin, prev_value.as_ref(), rt);
             let fail = |e| RuntimeError::plugin(plugin, Command::Add, e);
-            let out = self
-                .run(path, Command::Add, rt, &conf)
-                .await
-                .map_err(fail)?;
+            let out = self.run(path, Command::Add, rt, &conf).await.map_err(fail)?;
             prev = Some(exec::parse_result(path, Some(version), &out).map_err(fail)?);
         }
         let result = prev.ok_or_else(|| RuntimeError::Config("no plugins".into()))?;
@@ -433,23 +353,17 @@ impl<E: Exec> CniRuntime<E> {
             capability_args: rt.capability_args.clone(),
             result: Some(result.to_value()),
         };
-        self.write_cache_entry(&entry)
-            .map_err(|source| RuntimeError::Cache {
-                network: list.name.clone(),
-                action: "set",
-                source,
-            })?;
+        self.write_cache_entry(&entry).map_err(|source| RuntimeError::Cache {
+            network: list.name.clone(),
+            action: "set",
+            source,
+        })?;
         Ok(result)
     }
 
     /// ADD a single-plugin config (run as a one-plugin list, libcni `AddNetwork`).
-    pub async fn add_network(
-        &self,
-        conf: &PluginConf,
-        rt: &RuntimeConf,
-    ) -> Result<CniResult, RuntimeError> {
-        self.add_network_with_bytes(conf, &conf.to_bytes(), rt)
-            .await
+    pub async fn add_network(&self, conf: &PluginConf, rt: &RuntimeConf) -> Result<CniResult, RuntimeError> {
+        self.add_network_with_bytes(conf, &conf.to_bytes(), rt).await
     }
 
     /// [`Self::add_network`], caching `config_bytes` verbatim.
@@ -460,8 +374,7 @@ impl<E: Exec> CniRuntime<E> {
         rt: &RuntimeConf,
     ) -> Result<CniResult, RuntimeError> {
         let list = NetConfList::from_single(conf.clone());
-        self.add_network_list_with_bytes(&list, config_bytes, rt)
-            .await
+        self.add_network_list_with_bytes(&list, config_bytes, rt).await
     }
 
     // ---- DEL -------------------------------------------------------------------------------
@@ -470,11 +383,7 @@ impl<E: Exec> CniRuntime<E> {
     /// version) as `prevResult` (none below 0.4.0, or when the cache is missing/unreadable — an
     /// unreadable entry is deleted). Stops at the first failure, as libcni; the cache entry is
     /// removed after a fully successful DEL.
-    pub async fn del_network_list(
-        &self,
-        list: &NetConfList,
-        rt: &RuntimeConf,
-    ) -> Result<(), RuntimeError> {
+    pub async fn del_network_list(&self, list: &NetConfList, rt: &RuntimeConf) -> Result<(), RuntimeError> {
         let version = parse_list_version(list)?;
         let cached = if version.supports_prev_result_on_del() {
             match self.read_cached_result(&list.name, version, rt) {
@@ -490,13 +399,7 @@ impl<E: Exec> CniRuntime<E> {
         let prev_value = cached.as_ref().map(CniResult::to_value);
         for plugin in list.plugins.iter().rev() {
             let path = self.find(plugin, Command::Del)?;
-            let conf = build_plugin_config(
-                &list.name,
-                &list.cni_version,
-                plugin,
-                prev_value.as_ref(),
-                rt,
-            );
+            let conf = build_plugin_config(&list.name, &list.cni_version, plugin, prev_value.as_ref(), rt);
             self.run(&path, Command::Del, rt, &conf)
                 .await
                 .map_err(|e| RuntimeError::plugin(plugin, Command::Del, e))?;
@@ -506,13 +409,8 @@ impl<E: Exec> CniRuntime<E> {
     }
 
     /// DEL a single-plugin config.
-    pub async fn del_network(
-        &self,
-        conf: &PluginConf,
-        rt: &RuntimeConf,
-    ) -> Result<(), RuntimeError> {
-        self.del_network_list(&NetConfList::from_single(conf.clone()), rt)
-            .await
+    pub async fn del_network(&self, conf: &PluginConf, rt: &RuntimeConf) -> Result<(), RuntimeError> {
+        self.del_network_list(&NetConfList::from_single(conf.clone()), rt).await
     }
 
     // ---- CHECK -----------------------------------------------------------------------------
@@ -520,36 +418,21 @@ impl<E: Exec> CniRuntime<E> {
     /// CHECK every plugin in order with the cached result as `prevResult`. Refused below 0.4.0
     /// (even with `disableCheck`); a no-op with `disableCheck`; a missing cache means no
     /// `prevResult`, an unreadable one is an error. Stops at the first failure.
-    pub async fn check_network_list(
-        &self,
-        list: &NetConfList,
-        rt: &RuntimeConf,
-    ) -> Result<(), RuntimeError> {
+    pub async fn check_network_list(&self, list: &NetConfList, rt: &RuntimeConf) -> Result<(), RuntimeError> {
         let version = parse_list_version(list)?;
         if !version.supports_check() {
-            return Err(RuntimeError::CheckNotSupported {
-                version: list.cni_version.clone(),
-            });
+            return Err(RuntimeError::CheckNotSupported { version: list.cni_version.clone() });
         }
         if list.disable_check {
             return Ok(());
         }
         let cached = self
             .read_cached_result(&list.name, version, rt)
-            .map_err(|reason| RuntimeError::CachedResult {
-                network: list.name.clone(),
-                reason,
-            })?;
+            .map_err(|reason| RuntimeError::CachedResult { network: list.name.clone(), reason })?;
         let prev_value = cached.as_ref().map(CniResult::to_value);
         for plugin in &list.plugins {
             let path = self.find(plugin, Command::Check)?;
-            let conf = build_plugin_config(
-                &list.name,
-                &list.cni_version,
-                plugin,
-                prev_value.as_ref(),
-                rt,
-            );
+            let conf = build_plugin_config(&list.name, &list.cni_version, plugin, prev_value.as_ref(), rt);
             self.run(&path, Command::Check, rt, &conf)
                 .await
                 .map_err(|e| RuntimeError::plugin(plugin, Command::Check, e))?;
@@ -558,13 +441,8 @@ impl<E: Exec> CniRuntime<E> {
     }
 
     /// CHECK a single-plugin config.
-    pub async fn check_network(
-        &self,
-        conf: &PluginConf,
-        rt: &RuntimeConf,
-    ) -> Result<(), RuntimeError> {
-        self.check_network_list(&NetConfList::from_single(conf.clone()), rt)
-            .await
+    pub async fn check_network(&self, conf: &PluginConf, rt: &RuntimeConf) -> Result<(), RuntimeError> {
+        self.check_network_list(&NetConfList::from_single(conf.clone()), rt).await
     }
 
     // ---- GC --------------------------------------------------------------------------------
@@ -587,10 +465,8 @@ impl<E: Exec> CniRuntime<E> {
         };
         let mut errors = Vec::new();
         for entry in cached {
-            let still_valid = valid.is_some_and(|v| {
-                v.iter()
-                    .any(|a| a.container_id == entry.container_id && a.ifname == entry.ifname)
-            });
+            let still_valid = valid
+                .is_some_and(|v| v.iter().any(|a| a.container_id == entry.container_id && a.ifname == entry.ifname));
             if still_valid {
                 continue;
             }
@@ -602,8 +478,7 @@ impl<E: Exec> CniRuntime<E> {
                 });
             }
         }
-        let gc_supported = Version::parse_or_default(Some(&list.cni_version))
-            .is_ok_and(|v| v.supports_gc_and_status());
+        let gc_supported = Version::parse_or_default(Some(&list.cni_version)).is_ok_and(|v| v.supports_gc_and_status());
         if gc_supported {
             let rt = RuntimeConf::default();
             for plugin in &list.plugins {
@@ -620,11 +495,7 @@ impl<E: Exec> CniRuntime<E> {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::Multiple(errors))
-        }
+        if errors.is_empty() { Ok(()) } else { Err(RuntimeError::Multiple(errors)) }
     }
 
     // ---- STATUS ----------------------------------------------------------------------------
@@ -665,19 +536,12 @@ impl<E: Exec> CniRuntime<E> {
             ("CNI_PATH".to_string(), "dummy".to_string()),
         ];
         let stdin = format!("{{\"cniVersion\":{:?}}}", version::CURRENT);
-        match self
-            .exec
-            .exec(PluginRequest::new(&path, env, stdin.as_bytes()))
-            .await
-        {
-            Ok(out) => VersionInfo::decode(&out).map_err(|error| RuntimeError::VersionInfo {
-                plugin_type: plugin_type.to_string(),
-                error,
-            }),
-            Err(e) if e.to_string() == "unknown CNI_COMMAND: VERSION" => Ok(VersionInfo {
-                cni_version: "0.1.0".into(),
-                supported_versions: vec!["0.1.0".into()],
-            }),
+        match self.exec.exec(PluginRequest::new(&path, env, stdin.as_bytes())).await {
+            Ok(out) => VersionInfo::decode(&out)
+                .map_err(|error| RuntimeError::VersionInfo { plugin_type: plugin_type.to_string(), error }),
+            Err(e) if e.to_string() == "unknown CNI_COMMAND: VERSION" => {
+                Ok(VersionInfo { cni_version: "0.1.0".into(), supported_versions: vec!["0.1.0".into()] })
+            }
             Err(e) => Err(RuntimeError::plugin(&conf, Command::Version, e)),
         }
     }
@@ -690,13 +554,8 @@ impl<E: Exec> CniRuntime<E> {
     }
 
     fn write_cache_entry(&self, entry: &CacheEntry) -> std::io::Result<()> {
-        let path = cache::cache_file_path(
-            &self.cache_dir,
-            &entry.network_name,
-            &entry.container_id,
-            &entry.ifname,
-        )
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let path = cache::cache_file_path(&self.cache_dir, &entry.network_name, &entry.container_id, &entry.ifname)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         cache::write_atomic(&path, &entry.to_bytes())
     }
 
@@ -708,11 +567,7 @@ impl<E: Exec> CniRuntime<E> {
 
     /// Read the cache file: `Ok(None)` when there is none (read errors count as none, as in
     /// libcni).
-    pub fn read_cache_file(
-        &self,
-        net_name: &str,
-        rt: &RuntimeConf,
-    ) -> Result<Option<CacheFile>, String> {
+    pub fn read_cache_file(&self, net_name: &str, rt: &RuntimeConf) -> Result<Option<CacheFile>, String> {
         let path = self.cache_file_path(net_name, rt)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(CacheEntry::parse(&bytes))),
@@ -722,15 +577,8 @@ impl<E: Exec> CniRuntime<E> {
 
     /// The cached final ADD result in the version it was stored in (legacy caches, holding just
     /// the result, included). `Ok(None)` when nothing is cached.
-    pub fn get_cached_result(
-        &self,
-        net_name: &str,
-        rt: &RuntimeConf,
-    ) -> Result<Option<CniResult>, RuntimeError> {
-        let cached_err = |reason: String| RuntimeError::CachedResult {
-            network: net_name.to_string(),
-            reason,
-        };
+    pub fn get_cached_result(&self, net_name: &str, rt: &RuntimeConf) -> Result<Option<CniResult>, RuntimeError> {
+        let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
         let Some(file) = self.read_cache_file(net_name, rt).map_err(cached_err)? else {
             return Ok(None);
         };
@@ -754,9 +602,10 @@ impl<E: Exec> CniRuntime<E> {
         })?;
         match result {
             None => Ok(None),
-            Some(r) => r.convert_to(version).map(Some).map_err(|e| {
-                format!("failed to convert cached result to config version \"{version}\": {e}")
-            }),
+            Some(r) => r
+                .convert_to(version)
+                .map(Some)
+                .map_err(|e| format!("failed to convert cached result to config version \"{version}\": {e}")),
         }
     }
 
@@ -767,15 +616,12 @@ impl<E: Exec> CniRuntime<E> {
         net_name: &str,
         rt: &RuntimeConf,
     ) -> Result<Option<(Vec<u8>, RuntimeConf)>, RuntimeError> {
-        let cached_err = |reason: String| RuntimeError::CachedResult {
-            network: net_name.to_string(),
-            reason,
-        };
+        let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
         match self.read_cache_file(net_name, rt).map_err(cached_err)? {
             None => Ok(None),
-            Some(CacheFile::Legacy(_)) => Err(cached_err(format!(
-                "read cached network {net_name:?} config has wrong kind"
-            ))),
+            Some(CacheFile::Legacy(_)) => {
+                Err(cached_err(format!("read cached network {net_name:?} config has wrong kind")))
+            }
             Some(CacheFile::V1(entry)) => {
                 let mut new_rt = rt.clone();
                 if !entry.cni_args.is_empty() {
@@ -789,10 +635,7 @@ impl<E: Exec> CniRuntime<E> {
 
     /// libcni `GetCachedAttachments`, by network name instead of container ID: every valid
     /// `cniCacheV1` entry (sorted by file name), optionally only those of `net_name`.
-    pub fn cached_attachments(
-        &self,
-        net_name: Option<&str>,
-    ) -> Result<Vec<CacheEntry>, RuntimeError> {
+    pub fn cached_attachments(&self, net_name: Option<&str>) -> Result<Vec<CacheEntry>, RuntimeError> {
         let dir = self.cache_dir.join("results");
         let read_dir = match std::fs::read_dir(&dir) {
             Ok(r) => r,
@@ -839,10 +682,7 @@ impl<E: Exec> CniRuntime<E> {
         rt: &RuntimeConf,
         edit: impl FnOnce(&mut Value),
     ) -> Result<bool, RuntimeError> {
-        let cached_err = |reason: String| RuntimeError::CachedResult {
-            network: net_name.to_string(),
-            reason,
-        };
+        let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
         let path = self.cache_file_path(net_name, rt).map_err(cached_err)?;
         let bytes = match self.read_cache_file(net_name, rt).map_err(cached_err)? {
             None => return Ok(false),
@@ -853,8 +693,8 @@ impl<E: Exec> CniRuntime<E> {
                 entry.to_bytes()
             }
             Some(CacheFile::Legacy(raw)) => {
-                let mut value: Value = serde_json::from_slice(&raw)
-                    .map_err(|e| cached_err(format!("unreadable cache file: {e}")))?;
+                let mut value: Value =
+                    serde_json::from_slice(&raw).map_err(|e| cached_err(format!("unreadable cache file: {e}")))?;
                 edit(&mut value);
                 gojson::to_vec(&value)
             }

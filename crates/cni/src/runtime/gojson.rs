@@ -8,11 +8,7 @@ use std::io;
 struct GoFormatter;
 
 impl serde_json::ser::Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let escaped = match c {
@@ -47,12 +43,7 @@ pub fn sorted(value: &Value) -> Value {
         Value::Object(m) => {
             let mut entries: Vec<(&String, &Value)> = m.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), sorted(v)))
-                    .collect::<Map<_, _>>(),
-            )
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect::<Map<_, _>>())
         }
         Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
         other => other.clone(),

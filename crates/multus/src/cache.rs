@@ -115,15 +115,18 @@ fn dns_summary(plugin: &Map<String, Value>) -> Value {
     Value::Object(dns)
 }
 
+/// Go marshals `capabilities` (a `map[string]bool`) with sorted keys; non-boolean values are
+/// skipped (the reference fails on them).
 fn capabilities_summary(plugin: &Map<String, Value>) -> Option<Value> {
-    let caps: Map<String, Value> = plugin
+    let mut caps: Vec<(String, Value)> = plugin
         .get("capabilities")
         .and_then(Value::as_object)?
         .iter()
         .filter(|(_, v)| v.is_boolean())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    (!caps.is_empty()).then_some(Value::Object(caps))
+    caps.sort_by(|a, b| a.0.cmp(&b.0));
+    (!caps.is_empty()).then(|| Value::Object(caps.into_iter().collect()))
 }
 
 fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
@@ -135,10 +138,7 @@ fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
 fn conf_summary(plugin: &Map<String, Value>) -> Value {
     let mut m = Map::new();
     if let Some(caps) = capabilities_summary(plugin) {
-        let mut sorted: Vec<(String, Value)> =
-            caps.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        m.insert("capabilities".into(), Value::Object(sorted.into_iter().collect()));
+        m.insert("capabilities".into(), caps);
     }
     m.insert("cniVersion".into(), json!(str_of(plugin, "cniVersion")));
     let dns = dns_summary(plugin);
@@ -409,6 +409,17 @@ pub fn del_decision(read: CacheRead, pod_known: bool) -> DelSource {
     }
 }
 
+/// §6.1 step 10: the combined DEL error, `errors: <e1> / <e2> …` (HEAD format), or `None`.
+pub fn combine_del_errors(errors: &[String]) -> Option<String> {
+    (!errors.is_empty()).then(|| format!("errors: {}", errors.join(" / ")))
+}
+
+/// §6.1 step 9: whether to remove the cache file after DEL used it. With `retryDeleteOnError`
+/// it is kept unless every DEL succeeded or the combined error mentions a missing file.
+pub fn should_remove_cache(retry_delete_on_error: bool, errors: &[String]) -> bool {
+    !retry_delete_on_error || errors.is_empty() || errors.iter().any(|e| e.contains("no such file or directory"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +590,16 @@ mod tests {
         {
             assert!(parse_cache(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn del_error_and_cache_removal() {
+        assert_eq!(combine_del_errors(&[]), None);
+        assert_eq!(combine_del_errors(&["a".into(), "b".into()]).unwrap(), "errors: a / b");
+        assert!(should_remove_cache(false, &["x".into()]));
+        assert!(should_remove_cache(true, &[]));
+        assert!(!should_remove_cache(true, &["boom".into()]));
+        assert!(should_remove_cache(true, &["open /x: no such file or directory".into()]));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub fn run(args: TestArgs) -> Result<()> {
         cargo(&["fmt", "--all", "--", "--check"])?;
         cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     }
+    // Integration tests run the workspace's binaries (daemon, shim, fake plugins, mock API
+    // server); build them all first so every test finds them.
+    cargo(&["build", "--workspace", "--bins"])?;
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));
     cargo(&test_args)

@@ -13,10 +13,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("dial unix {path}: {source}")]
-    Connect {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Connect { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("malformed HTTP response: {0}")]
@@ -35,12 +32,7 @@ pub struct HttpResponse {
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// POST `body` to `path` on the daemon socket. `timeout` bounds each read and write.
-pub fn post(
-    socket: &Path,
-    path: &str,
-    body: &[u8],
-    timeout: Option<Duration>,
-) -> Result<HttpResponse, ClientError> {
+pub fn post(socket: &Path, path: &str, body: &[u8], timeout: Option<Duration>) -> Result<HttpResponse, ClientError> {
     request(socket, "POST", path, body, timeout)
 }
 
@@ -52,10 +44,8 @@ pub fn request(
     body: &[u8],
     timeout: Option<Duration>,
 ) -> Result<HttpResponse, ClientError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    })?;
+    let mut stream =
+        UnixStream::connect(socket).map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
     stream.set_read_timeout(timeout)?;
     stream.set_write_timeout(timeout)?;
     let head = format!(
@@ -78,9 +68,7 @@ fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError>
         let n = reader.read_line(line)?;
         header_bytes += n;
         if n == 0 {
-            return Err(ClientError::Malformed(
-                "connection closed before the end of the headers".into(),
-            ));
+            return Err(ClientError::Malformed("connection closed before the end of the headers".into()));
         }
         if header_bytes > MAX_HEADER_BYTES {
             return Err(ClientError::Malformed("response headers too large".into()));
@@ -104,16 +92,13 @@ fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError>
             break;
         }
         let Some((name, value)) = trimmed.split_once(':') else {
-            return Err(ClientError::Malformed(format!(
-                "bad header line {trimmed:?}"
-            )));
+            return Err(ClientError::Malformed(format!("bad header line {trimmed:?}")));
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            content_length =
-                Some(value.parse::<usize>().map_err(|_| {
-                    ClientError::Malformed(format!("bad Content-Length {value:?}"))
-                })?);
+            content_length = Some(
+                value.parse::<usize>().map_err(|_| ClientError::Malformed(format!("bad Content-Length {value:?}")))?,
+            );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -124,12 +109,7 @@ fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError>
     if chunked {
         loop {
             next_line(&mut reader, &mut line)?;
-            let size_text = line
-                .trim_end_matches(['\r', '\n'])
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim();
+            let size_text = line.trim_end_matches(['\r', '\n']).split(';').next().unwrap_or("").trim();
             let size = usize::from_str_radix(size_text, 16)
                 .map_err(|_| ClientError::Malformed(format!("bad chunk size {size_text:?}")))?;
             if size == 0 {
@@ -147,11 +127,7 @@ fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError>
     } else {
         reader.read_to_end(&mut body)?;
     }
-    Ok(HttpResponse {
-        status,
-        content_type,
-        body,
-    })
+    Ok(HttpResponse { status, content_type, body })
 }
 
 #[cfg(test)]
@@ -170,10 +146,7 @@ mod tests {
     fn reads_chunked_bodies() {
         let raw = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         let r = read_response(Cursor::new(&raw[..])).unwrap();
-        assert_eq!(
-            (r.status, r.body.as_slice(), r.content_type.as_str()),
-            (400, &b"abcde"[..], "text/plain")
-        );
+        assert_eq!((r.status, r.body.as_slice(), r.content_type.as_str()), (400, &b"abcde"[..], "text/plain"));
     }
 
     #[test]
@@ -186,12 +159,7 @@ mod tests {
     fn rejects_garbage() {
         assert!(read_response(Cursor::new(&b"garbage\r\n\r\n"[..])).is_err());
         assert!(read_response(Cursor::new(&b""[..])).is_err());
-        assert!(
-            read_response(Cursor::new(
-                &b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]
-            ))
-            .is_err()
-        );
+        assert!(read_response(Cursor::new(&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..])).is_err());
     }
 
     #[test]
@@ -213,8 +181,7 @@ mod tests {
             }
             let mut body = [0u8; 4];
             reader.read_exact(&mut body).unwrap();
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
             (head, body)
         });
         let r = post(&sock, "/healthz", b"null", Some(Duration::from_secs(5))).unwrap();

@@ -30,11 +30,7 @@ pub mod path {
 
 /// Socket path for a socket directory (`<dir>/multus.sock`).
 pub fn socket_path(dir: &str) -> std::path::PathBuf {
-    let dir = if dir.is_empty() {
-        DEFAULT_SOCKET_DIR
-    } else {
-        dir
-    };
+    let dir = if dir.is_empty() { DEFAULT_SOCKET_DIR } else { dir };
     std::path::Path::new(dir).join(SOCKET_FILE)
 }
 
@@ -48,11 +44,7 @@ pub struct Request {
     #[serde(default, with = "base64_bytes")]
     pub config: Vec<u8>,
     /// `/delegate` only: per-attachment overrides.
-    #[serde(
-        rename = "interfaceAttributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "interfaceAttributes", default, skip_serializing_if = "Option::is_none")]
     pub interface_attributes: Option<InterfaceAttributes>,
 }
 
@@ -70,15 +62,8 @@ pub struct InterfaceAttributes {
 
 /// The environment variables a daemon reads. The Go shim forwards its whole environment; the
 /// Go daemon reads only these, so forwarding just these stays compatible and leaks nothing.
-pub const FORWARDED_ENV: [&str; 7] = [
-    "CNI_COMMAND",
-    "CNI_CONTAINERID",
-    "CNI_NETNS",
-    "CNI_IFNAME",
-    "CNI_ARGS",
-    "CNI_PATH",
-    "K8S_POD_INFRA_CONTAINER_ID",
-];
+pub const FORWARDED_ENV: [&str; 7] =
+    ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "K8S_POD_INFRA_CONTAINER_ID"];
 
 impl Request {
     /// Build the request a shim sends: the forwarded variables (those set) and stdin.
@@ -93,11 +78,7 @@ impl Request {
             .map(|(k, v)| (k.into(), v.into()))
             .filter(|(k, _)| FORWARDED_ENV.contains(&k.as_str()) || k.starts_with("CNI_"))
             .collect();
-        Self {
-            env,
-            config: stdin,
-            interface_attributes: None,
-        }
+        Self { env, config: stdin, interface_attributes: None }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -161,11 +142,7 @@ impl ErrorBody {
     pub fn parse(body: &[u8]) -> Self {
         match cni::CniError::from_json(body) {
             Some(e) if !e.msg.is_empty() => Self::Cni(e),
-            _ => Self::Text(
-                String::from_utf8_lossy(body)
-                    .trim_end_matches('\n')
-                    .to_string(),
-            ),
+            _ => Self::Text(String::from_utf8_lossy(body).trim_end_matches('\n').to_string()),
         }
     }
 }
@@ -183,9 +160,7 @@ mod base64_bytes {
         let s: Option<String> = Option::deserialize(d)?;
         match s {
             None => Ok(Vec::new()),
-            Some(s) => base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .map_err(serde::de::Error::custom),
+            Some(s) => base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -202,26 +177,15 @@ mod tests {
     #[test]
     fn forwards_only_cni_variables() {
         let r = Request::from_env(
-            [
-                ("CNI_COMMAND", "ADD"),
-                ("PATH", "/usr/bin"),
-                ("HOME", "/root"),
-                ("K8S_POD_INFRA_CONTAINER_ID", "x"),
-            ],
+            [("CNI_COMMAND", "ADD"), ("PATH", "/usr/bin"), ("HOME", "/root"), ("K8S_POD_INFRA_CONTAINER_ID", "x")],
             b"{}".to_vec(),
         );
-        assert_eq!(
-            r.env.keys().collect::<Vec<_>>(),
-            vec!["CNI_COMMAND", "K8S_POD_INFRA_CONTAINER_ID"]
-        );
+        assert_eq!(r.env.keys().collect::<Vec<_>>(), vec!["CNI_COMMAND", "K8S_POD_INFRA_CONTAINER_ID"]);
     }
 
     #[test]
     fn request_wire_format() {
-        let r = Request::from_env(
-            [("CNI_COMMAND", "DEL"), ("CNI_ARGS", "a=b")],
-            b"{\"x\":1}".to_vec(),
-        );
+        let r = Request::from_env([("CNI_COMMAND", "DEL"), ("CNI_ARGS", "a=b")], b"{\"x\":1}".to_vec());
         assert_eq!(
             String::from_utf8(r.to_json()).unwrap(),
             r#"{"env":{"CNI_ARGS":"a=b","CNI_COMMAND":"DEL"},"config":"eyJ4IjoxfQ=="}"#
@@ -233,21 +197,13 @@ mod tests {
     #[test]
     fn config_must_be_base64_not_an_object() {
         assert!(Request::from_json(br#"{"config":{"a":1}}"#).is_err());
-        assert_eq!(
-            Request::from_json(br#"{"config":null}"#).unwrap().config,
-            b""
-        );
+        assert_eq!(Request::from_json(br#"{"config":null}"#).unwrap().config, b"");
     }
 
     #[test]
     fn error_bodies() {
-        assert!(
-            matches!(ErrorBody::parse(br#"{"code":50,"msg":"down"}"#), ErrorBody::Cni(e) if e.code == 50)
-        );
-        assert!(matches!(
-            ErrorBody::parse(br#"{"code":50,"msg":""}"#),
-            ErrorBody::Text(_)
-        ));
+        assert!(matches!(ErrorBody::parse(br#"{"code":50,"msg":"down"}"#), ErrorBody::Cni(e) if e.code == 50));
+        assert!(matches!(ErrorBody::parse(br#"{"code":50,"msg":""}"#), ErrorBody::Text(_)));
         assert_eq!(ErrorBody::parse(b"boom\n"), ErrorBody::Text("boom".into()));
     }
 }

@@ -1,1 +1,166 @@
-fn main() {}
+//! `multus-daemon`: the long-running half of the Multus thick plugin.
+//!
+//! Startup (spec §1.1, with multus-rs's choices): read `daemon-config.json`; set up logging;
+//! wait for the readiness indicator file; build the kube client and start the node-scoped
+//! watch caches; bind `<socketDir>/multus.sock` (0600 in a 0700 directory) and serve; become
+//! ready once the caches have synced (or 20 s have passed each); in auto mode generate
+//! `00-multus.conf` and keep it current. On SIGTERM/SIGINT `/readyz` turns 500, new
+//! connections stop, requests in flight finish (up to 10 s), and `00-multus.conf` is KEPT
+//! (the Go daemon deletes it, so pods created during a daemon restart silently get only the
+//! primary network; `cleanupConfigOnExit: true` restores that behaviour).
+//!
+//! Exit codes as the Go daemon: 1 config/readiness failures, 2 config generation failures or
+//! readiness indicator removed, 3 server start failures; `-version` exits 0 (Go: 4).
+
+use multus::config::DaemonConfig;
+use multus_daemon::flags::{self, Flags};
+use multus_daemon::ops::Daemon;
+use multus_daemon::server::{self, Health};
+use multus_daemon::{cni_handler, confgen, kube, logging};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+const READINESS_FILE_WAIT: Duration = Duration::from_secs(45);
+const CACHE_SYNC_WAIT: Duration = Duration::from_secs(20);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let flags = Flags::parse_from_env();
+    if flags.version {
+        println!("{}", flags::version_line());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("multus-daemon: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(run(flags))
+}
+
+async fn run(flags: Flags) -> ExitCode {
+    let raw = match std::fs::read(&flags.config) {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("failed to read the config file {}: {e}", flags.config.display())),
+    };
+    let config = match DaemonConfig::from_bytes(&raw) {
+        Ok(c) => c,
+        Err(e) => return fail(1, &format!("failed to load the daemon configuration: {e}")),
+    };
+    let opts = config.log_options.clone().unwrap_or_default().effective();
+    let rotation = logging::Rotation { max_size_mb: opts.max_size as u64, max_backups: opts.max_backups as usize };
+    if let Err(e) = logging::init(&config.log_level, Some(Path::new(&config.log_file)), config.log_to_stderr, rotation)
+    {
+        eprintln!("multus-daemon: cannot open the log file {:?}: {e}", config.log_file);
+    }
+    if !config.readiness_indicator_file.is_empty()
+        && !confgen::wait_for_file(Path::new(&config.readiness_indicator_file), READINESS_FILE_WAIT).await
+    {
+        return fail(
+            1,
+            &format!(
+                "have you checked that your default network is ready? still waiting for readinessindicatorfile @ {}",
+                config.readiness_indicator_file
+            ),
+        );
+    }
+    let connection_limit = match config.connection_limit() {
+        Ok(l) => l,
+        Err(e) => return fail(3, &e.to_string()),
+    };
+
+    let client = match kube::build_client(flags.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return fail(3, &format!("{e:#}")),
+    };
+    let node = std::env::var("MULTUS_NODE_NAME").ok();
+    let kube = kube::KubeContext::start(client, node.as_deref());
+
+    let daemon = Arc::new(Daemon::new(config.clone(), Some(kube.clone())));
+    let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
+    let (listener, socket_path) = match server::bind_socket(&socket_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(3, &format!("failed to listen on {}: {e}", socket_dir.display())),
+    };
+    tracing::info!("listening on {}", socket_path.display());
+    let health = Arc::new(Health::default());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let api = Arc::new(cni_handler::Handler { daemon: daemon.clone() });
+    let server_task = tokio::spawn(server::serve(
+        listener,
+        api,
+        health.clone(),
+        connection_limit,
+        shutdown_rx.clone(),
+        SHUTDOWN_GRACE,
+    ));
+
+    // Ready once the caches know the node's pods and the NADs (or after the Go daemon's waits).
+    if !kube.pods.wait_synced(CACHE_SYNC_WAIT).await {
+        tracing::warn!("pod cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
+    }
+    if !kube.nads.wait_synced(CACHE_SYNC_WAIT).await {
+        tracing::warn!("NAD cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
+    }
+    health.set_ready(true);
+    tracing::info!("ready");
+
+    let confgen_task = match confgen::start(&config, shutdown_rx.clone()).await {
+        Ok(task) => task,
+        Err(e) => {
+            let _ = shutdown_tx.send(true);
+            return fail(2, &format!("{e:#}"));
+        }
+    };
+
+    let mut confgen_task = confgen_task;
+    let exit = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("caught a termination signal, stopping...");
+            0
+        }
+        code = wait_confgen(&mut confgen_task) => code,
+    };
+    health.set_ready(false);
+    let _ = shutdown_tx.send(true);
+    if let Some(task) = confgen_task.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = server_task.await;
+    let _ = std::fs::remove_file(&socket_path);
+    ExitCode::from(exit)
+}
+
+/// The config generator ends only on a fatal condition (e.g. readiness indicator removed).
+async fn wait_confgen(task: &mut Option<tokio::task::JoinHandle<u8>>) -> u8 {
+    match task.as_mut() {
+        Some(t) => {
+            let code = t.await.unwrap_or(2);
+            *task = None;
+            code
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    tracing::error!("{msg}");
+    eprintln!("multus-daemon: {msg}");
+    ExitCode::from(code)
+}

@@ -26,11 +26,7 @@ impl Logger {
             "error" => Level::Error,
             _ => Level::Panic,
         };
-        Self {
-            level,
-            file: file.to_string(),
-            to_stderr,
-        }
+        Self { level, file: file.to_string(), to_stderr }
     }
 
     pub fn error(&self, msg: &str) {
@@ -50,10 +46,7 @@ impl Logger {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
         if !self.file.is_empty()
-            && let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.file)
+            && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.file)
         {
             let _ = f.write_all(line.as_bytes());
         }
@@ -62,18 +55,10 @@ impl Logger {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date library (the shim stays tiny).
 fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

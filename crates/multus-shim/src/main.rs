@@ -43,10 +43,7 @@ impl ShimSettings {
         let log = log::Logger::new(
             get_str("logFile"),
             get_str("logLevel"),
-            req.config
-                .get("logToStderr")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            req.config.get("logToStderr").and_then(Value::as_bool).unwrap_or(false),
         );
         Self { socket, log }
     }
@@ -79,9 +76,7 @@ fn wait_ready(settings: &ShimSettings, wait: Duration) -> Result<(), String> {
             Probe::NoReadyz => endpoint = path::HEALTHZ,
             Probe::NotReady(why) => {
                 if Instant::now() >= deadline {
-                    return Err(format!(
-                        "timed out waiting for the daemon to be ready: {why}"
-                    ));
+                    return Err(format!("timed out waiting for the daemon to be ready: {why}"));
                 }
                 std::thread::sleep(READY_POLL);
             }
@@ -108,34 +103,21 @@ impl Shim {
             CniError::new(code, format!("{verb} (shim): {msg}"))
         };
         if let Err(why) = wait_ready(&settings, wait) {
-            let code = if req.command() == cni::Command::Status {
-                code::PLUGIN_NOT_AVAILABLE
-            } else {
-                code::INTERNAL
-            };
+            let code = if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
             return Err(fail(code, why));
         }
         let reply = Self::forward(&settings, req).map_err(|e| {
-            let code = if req.command() == cni::Command::Status {
-                code::PLUGIN_NOT_AVAILABLE
-            } else {
-                code::INTERNAL
-            };
+            let code = if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
             fail(code, e)
         })?;
         if reply.status == 200 {
-            settings
-                .log
-                .verbose(&format!("{verb} (shim): daemon answered 200"));
+            settings.log.verbose(&format!("{verb} (shim): daemon answered 200"));
             return Ok(reply);
         }
         Err(match ErrorBody::parse(&reply.body) {
             ErrorBody::Cni(e) => {
                 settings.log.error(&format!("{verb} (shim): {}", e));
-                CniError {
-                    msg: format!("{verb} (shim): {}", e.msg),
-                    ..e
-                }
+                CniError { msg: format!("{verb} (shim): {}", e.msg), ..e }
             }
             ErrorBody::Text(body) => fail(
                 code::INTERNAL,
@@ -155,21 +137,12 @@ impl Plugin for Shim {
         let reply = self.call(req, "CmdAdd", READY_WAIT)?;
         // An empty 200 would crash the Go shim (quirk 16); here it is a clear error.
         let parsed: Value = serde_json::from_slice(&reply.body).map_err(|e| {
-            CniError::with_details(
-                code::DECODING_FAILURE,
-                "CmdAdd (shim): daemon reply is not JSON",
-                e.to_string(),
-            )
+            CniError::with_details(code::DECODING_FAILURE, "CmdAdd (shim): daemon reply is not JSON", e.to_string())
         })?;
         let result = parsed
             .get("Result")
             .filter(|v| !v.is_null())
-            .ok_or_else(|| {
-                CniError::new(
-                    code::DECODING_FAILURE,
-                    "CmdAdd (shim): daemon reply has no Result",
-                )
-            })?;
+            .ok_or_else(|| CniError::new(code::DECODING_FAILURE, "CmdAdd (shim): daemon reply has no Result"))?;
         CniResult::from_value_with_default(result, Some(req.cni_version)).map_err(|e| {
             CniError::with_details(
                 code::DECODING_FAILURE,
@@ -183,9 +156,7 @@ impl Plugin for Shim {
         let settings = ShimSettings::from_request(req);
         // DEL probes once: a runtime tearing down a sandbox must not wait for a dead daemon.
         if let Probe::NotReady(why) = probe(&settings, path::HEALTHZ) {
-            settings
-                .log
-                .error(&format!("CmdDel (shim): CheckAPIReadyNow: {why}"));
+            settings.log.error(&format!("CmdDel (shim): CheckAPIReadyNow: {why}"));
             return Ok(());
         }
         if let Err(e) = self.call(req, "CmdDel", Duration::ZERO) {
@@ -216,10 +187,7 @@ fn main() -> std::process::ExitCode {
     if let Some(flag) = args.next()
         && matches!(flag.as_str(), "-version" | "--version" | "-v")
     {
-        println!(
-            "multus-shim: version:{} (multus-rs)",
-            env!("CARGO_PKG_VERSION")
-        );
+        println!("multus-shim: version:{} (multus-rs)", env!("CARGO_PKG_VERSION"));
         return std::process::ExitCode::SUCCESS;
     }
     cni::skel::run(&Shim)

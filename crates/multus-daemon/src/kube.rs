@@ -1,0 +1,336 @@
+//! The daemon's view of Kubernetes: a client (in-cluster or kubeconfig), node-scoped watch
+//! caches of pods and NetworkAttachmentDefinitions, the live pod lookup used on a cache miss,
+//! the one network-status write per ADD, and events sent off the request path.
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event as KubeEvent, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use multus::model::{Nad, NadLookup, PodInfo};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Where a pod's service-account token and CA are mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Build a client: from `kubeconfig` when given, else in-cluster from
+/// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` and the service-account files
+/// (`MULTUS_SERVICEACCOUNT_DIR` overrides their directory, for tests).
+pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => in_cluster_config().context("failed to create in-cluster kube client")?,
+    };
+    // client-go's defaults in the Go daemon: 1 minute per request.
+    config.read_timeout = Some(Duration::from_secs(60));
+    config.connect_timeout = Some(Duration::from_secs(10));
+    kube::Client::try_from(config).context("building the kube client")
+}
+
+fn in_cluster_config() -> Result<kube::Config> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| anyhow!("KUBERNETES_SERVICE_HOST is not set"))?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").map_err(|_| anyhow!("KUBERNETES_SERVICE_PORT is not set"))?;
+    let dir =
+        std::env::var("MULTUS_SERVICEACCOUNT_DIR").map(PathBuf::from).unwrap_or_else(|_| SERVICE_ACCOUNT_DIR.into());
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+    let url: http::Uri = format!("https://{host}:{port}").parse().context("service host/port do not form a URL")?;
+    let ca_path = dir.join("ca.crt");
+    let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut ca.as_slice())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("parsing {}", ca_path.display()))?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(certs);
+    config.auth_info.token_file = Some(dir.join("token").to_string_lossy().into_owned());
+    if let Ok(ns) = std::fs::read_to_string(dir.join("namespace")) {
+        config.default_namespace = ns.trim().to_string();
+    }
+    Ok(config)
+}
+
+/// The NetworkAttachmentDefinition resource.
+pub fn nad_resource() -> ApiResource {
+    ApiResource {
+        group: "k8s.cni.cncf.io".into(),
+        version: "v1".into(),
+        api_version: "k8s.cni.cncf.io/v1".into(),
+        kind: "NetworkAttachmentDefinition".into(),
+        plural: "network-attachment-definitions".into(),
+    }
+}
+
+type Key = (String, String);
+
+/// A watch-fed map that becomes "synced" after its first complete list.
+pub struct Cache<T> {
+    items: RwLock<HashMap<Key, T>>,
+    synced: watch::Sender<bool>,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { items: RwLock::new(HashMap::new()), synced: watch::channel(false).0 })
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<T> {
+        self.items.read().ok()?.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Wait until the first list has been applied, or `timeout` passes.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let mut rx = self.synced.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await.is_ok()
+    }
+
+    fn put(&self, key: Key, value: T) {
+        if let Ok(mut m) = self.items.write() {
+            m.insert(key, value);
+        }
+    }
+
+    fn remove(&self, key: &Key) {
+        if let Ok(mut m) = self.items.write() {
+            m.remove(key);
+        }
+    }
+
+    fn replace_all(&self, items: HashMap<Key, T>) {
+        if let Ok(mut m) = self.items.write() {
+            *m = items;
+        }
+        self.synced.send_replace(true);
+    }
+}
+
+/// Feed a cache from a watcher stream until the stream ends (it does not, short of shutdown).
+async fn run_watch<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    cache: Arc<Cache<T>>,
+    convert: fn(&K) -> Option<(Key, T)>,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    let mut buffer: Option<HashMap<Key, T>> = None;
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => buffer = Some(HashMap::new()),
+            Ok(Event::InitApply(obj)) => {
+                if let (Some(buf), Some((k, v))) = (buffer.as_mut(), convert(&obj)) {
+                    buf.insert(k, v);
+                }
+            }
+            Ok(Event::InitDone) => cache.replace_all(buffer.take().unwrap_or_default()),
+            Ok(Event::Apply(obj)) => {
+                if let Some((k, v)) = convert(&obj) {
+                    cache.put(k, v);
+                }
+            }
+            Ok(Event::Delete(obj)) => {
+                if let Some((k, _)) = convert(&obj) {
+                    cache.remove(&k);
+                }
+            }
+            Err(e) => tracing::warn!("watch error (will retry): {e}"),
+        }
+    }
+}
+
+/// Reduce a Pod to what Multus reads.
+pub fn pod_info(pod: &Pod) -> Option<(Key, PodInfo)> {
+    let meta = &pod.metadata;
+    let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
+    let info = PodInfo {
+        namespace: ns.clone(),
+        name: name.clone(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    };
+    Some(((ns, name), info))
+}
+
+fn nad_info(obj: &DynamicObject) -> Option<(Key, Nad)> {
+    let meta = &obj.metadata;
+    let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
+    let config = obj.data.get("spec").and_then(|s| s.get("config")).and_then(|c| c.as_str()).unwrap_or("").to_string();
+    let nad = Nad {
+        namespace: ns.clone(),
+        name: name.clone(),
+        config,
+        annotations: meta.annotations.clone().unwrap_or_default(),
+    };
+    Some(((ns, name), nad))
+}
+
+/// An event to record on a pod.
+#[derive(Debug, Clone)]
+pub struct PodEvent {
+    pub pod: PodInfo,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything the request handlers need from Kubernetes.
+pub struct KubeContext {
+    client: kube::Client,
+    pub pods: Arc<Cache<PodInfo>>,
+    pub nads: Arc<Cache<Nad>>,
+    events: mpsc::Sender<PodEvent>,
+}
+
+/// The outcome of a pod lookup.
+#[derive(Debug)]
+pub enum PodLookup {
+    Found(PodInfo),
+    NotFound,
+}
+
+impl KubeContext {
+    /// Start the watch caches (pods restricted to `node_name` when given) and the event sender.
+    pub fn start(client: kube::Client, node_name: Option<&str>) -> Arc<Self> {
+        let pods = Cache::new();
+        let nads = Cache::new();
+        let mut pod_config = watcher::Config::default();
+        if let Some(node) = node_name.filter(|n| !n.is_empty()) {
+            pod_config = pod_config.fields(&format!("spec.nodeName={node}"));
+        }
+        tokio::spawn(run_watch(Api::<Pod>::all(client.clone()), pod_config, pods.clone(), pod_info));
+        tokio::spawn(run_watch(
+            Api::<DynamicObject>::all_with(client.clone(), &nad_resource()),
+            watcher::Config::default(),
+            nads.clone(),
+            nad_info,
+        ));
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(send_events(client.clone(), rx));
+        Arc::new(Self { client, pods, nads, events: tx })
+    }
+
+    /// Look a pod up: the watch cache first; on a miss one live GET (a pod created a moment
+    /// ago may not have reached the cache); if the API cannot answer, keep polling the cache
+    /// (50 ms steps for 2.5 s, the Go daemon's window) before giving up.
+    pub async fn lookup_pod(&self, namespace: &str, name: &str) -> Result<PodLookup> {
+        if let Some(p) = self.pods.get(namespace, name) {
+            return Ok(PodLookup::Found(p));
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let live = tokio::time::timeout(Duration::from_secs(2), api.get_opt(name)).await;
+        let api_error = match live {
+            Ok(Ok(Some(pod))) => {
+                return Ok(pod_info(&pod).map(|(_, p)| PodLookup::Found(p)).unwrap_or(PodLookup::NotFound));
+            }
+            Ok(Ok(None)) => return Ok(PodLookup::NotFound),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(p) = self.pods.get(namespace, name) {
+                return Ok(PodLookup::Found(p));
+            }
+        }
+        Err(anyhow!("error waiting for pod: {api_error}"))
+    }
+
+    /// Write the network-status annotation with one merge PATCH of `pods/<name>/status`.
+    /// A pod deleted meanwhile is not an error (the runtime will DEL).
+    pub async fn write_network_status(&self, pod: &PodInfo, value: &str) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {multus::model::NETWORK_STATUS_ANNOTATION: value}}
+        });
+        match api.patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::warn!("pod {}/{} was deleted before its network status was written", pod.namespace, pod.name);
+                Ok(())
+            }
+            Err(e) => Err(anyhow!("error setting the networks status: {e}")),
+        }
+    }
+
+    /// Queue an event; never blocks the request (a full queue drops the event).
+    pub fn emit(&self, event: PodEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::debug!("event queue full; dropping an event");
+        }
+    }
+}
+
+impl NadLookup for KubeContext {
+    fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+        self.nads.get(namespace, name)
+    }
+}
+
+async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let api: Api<KubeEvent> = Api::namespaced(client.clone(), &ev.pod.namespace);
+        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let event = KubeEvent {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", ev.pod.name, nanos)),
+                namespace: Some(ev.pod.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: Some(ev.pod.namespace.clone()),
+                name: Some(ev.pod.name.clone()),
+                uid: Some(ev.pod.uid.clone()),
+                api_version: Some("v1".into()),
+                resource_version: Some(ev.pod.resource_version.clone()).filter(|s| !s.is_empty()),
+                ..Default::default()
+            },
+            reason: Some(ev.reason),
+            message: Some(ev.message),
+            source: Some(k8s_openapi::api::core::v1::EventSource { component: Some("multus".into()), host: None }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            type_: Some(if ev.warning { "Warning" } else { "Normal" }.into()),
+            reporting_component: Some("multus".into()),
+            ..Default::default()
+        };
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!("failed to record event: {e}");
+        }
+    }
+}
+
+/// Convenience for tests: a map of NADs by (namespace, name).
+pub fn nad_map(nads: impl IntoIterator<Item = Nad>) -> BTreeMap<(String, String), Nad> {
+    nads.into_iter().map(|n| ((n.namespace.clone(), n.name.clone()), n)).collect()
+}

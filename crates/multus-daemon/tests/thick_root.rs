@@ -1,0 +1,139 @@
+//! The thick plugin end to end, as a node runs it: kube-mock over TLS with in-cluster files,
+//! multus-daemon in in-cluster mode, multus-shim invoked like a runtime, Debian's real bridge,
+//! macvlan and host-local plugins, and a real network namespace per pod. Needs root; skips
+//! with a reason otherwise.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// Host-side links the test creates or makes the bridge plugin create, all uniquely named.
+struct Net {
+    cluster_bridge: String,
+    nad_bridge: String,
+    macvlan_master: String,
+}
+
+fn setup(thick: &mut Thick) -> Net {
+    let net = Net { cluster_bridge: unique("mcb"), nad_bridge: unique("mnb"), macvlan_master: unique("mvm") };
+    let peer = format!("{}p", net.macvlan_master);
+    let out = ip(&["link", "add", &net.macvlan_master, "type", "veth", "peer", "name", &peer]);
+    assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
+    ip(&["link", "set", &net.macvlan_master, "up"]);
+    thick.cleanup.links.extend([net.macvlan_master.clone(), net.cluster_bridge.clone(), net.nad_bridge.clone()]);
+    net
+}
+
+fn ipam(thick: &Thick, subnet: &str) -> Value {
+    json!({"type": "host-local", "subnet": subnet, "dataDir": thick.path("ipam").to_string_lossy()})
+}
+
+fn seed_for(thick: &Thick, net: &Net, pod_ns: &str, pod_name: &str, uid: &str) -> Vec<Value> {
+    let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": net.nad_bridge,
+        "ipam": ipam(thick, "10.214.0.0/24")});
+    let macvlan_nad = json!({"cniVersion": "1.0.0", "name": "macvlan-net", "type": "macvlan",
+        "master": net.macvlan_master, "mode": "bridge", "ipam": ipam(thick, "10.215.0.0/24")});
+    vec![
+        nad("default", "bridge-net", &bridge_nad),
+        nad("default", "macvlan-net", &macvlan_nad),
+        pod(pod_ns, pod_name, uid, Some("macvlan-net,bridge-net")),
+    ]
+}
+
+fn primary(thick: &Thick, net: &Net) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "test-cluster-net", "plugins": [
+        {"type": "bridge", "bridge": net.cluster_bridge, "isGateway": false, "ipMasq": false,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.0.0/24", "gateway": "10.213.0.1"}]],
+                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": thick.path("ipam").to_string_lossy()}}
+    ]})
+}
+
+/// Lease files host-local keeps (one per reserved address).
+fn leases(thick: &Thick) -> Vec<String> {
+    thick
+        .files_under("ipam")
+        .into_iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+        .collect()
+}
+
+#[test]
+fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
+    if let Some(reason) = root_skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let uid = "11111111-1111-1111-1111-111111111111";
+    // The seed needs the link names, which need a Thick; create it with the seed afterwards.
+    let mut thick = Thick::new(vec![]);
+    let net = setup(&mut thick);
+    for obj in seed_for(&thick, &net, "default", "pod1", uid) {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&["bridge", "macvlan", "host-local"], &[]);
+    thick.write_primary("10-test.conflist", &primary(&thick, &net));
+    thick.start_daemon();
+
+    let generated: Value = serde_json::from_slice(&std::fs::read(thick.multus_conf()).unwrap()).unwrap();
+    assert_eq!(generated["type"], "multus-shim");
+    assert_eq!(generated["name"], "multus-cni-network");
+
+    let sandbox = thick.sandbox("default", "pod1", uid);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "ADD failed: {add:?}\n{}", thick.daemon_log());
+    let result = add.json();
+    assert_eq!(result["cniVersion"], "1.0.0", "the result comes in the config's version");
+    let eth0 = result["interfaces"].as_array().unwrap().iter().position(|i| i["name"] == "eth0").expect("eth0");
+    assert_eq!(result["interfaces"][eth0]["sandbox"], sandbox.netns_path());
+    assert!(result["ips"][0]["address"].as_str().unwrap().starts_with("10.213.0."));
+
+    let mut addrs = thick.pod_addresses(&sandbox);
+    addrs.sort();
+    let names: Vec<&str> = addrs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["eth0", "net1", "net2"], "{addrs:?}");
+    let subnet_of = |name: &str| addrs.iter().find(|(n, _)| n == name).map(|(_, a)| a.join(",")).unwrap();
+    assert!(subnet_of("eth0").starts_with("10.213.0."));
+    assert!(subnet_of("net1").starts_with("10.215.0."), "net1 is the macvlan NAD");
+    assert!(subnet_of("net2").starts_with("10.214.0."), "net2 is the bridge NAD");
+
+    // The network-status annotation, written with one status write.
+    let pod = thick.pod_object("default", "pod1");
+    let status_text =
+        pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].as_str().expect("network-status");
+    eprintln!("network-status: {status_text}");
+    let status: Value = serde_json::from_str(status_text).unwrap();
+    let entries = status.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{status_text}");
+    assert_eq!(entries[0]["name"], "test-cluster-net");
+    assert_eq!(entries[0]["interface"], "eth0");
+    assert_eq!(entries[0]["default"], true);
+    assert_eq!(entries[1]["name"], "default/macvlan-net");
+    assert_eq!(entries[1]["interface"], "net1");
+    assert_eq!(entries[2]["name"], "default/bridge-net");
+    assert!(status_text.starts_with("[{\n    \"name\""), "Go's layout: {status_text}");
+
+    // Delegate cache and libcni result caches.
+    let cache_file = thick.path("cni").join(&sandbox.container_id);
+    assert!(cache_file.exists(), "delegate cache");
+    let cache: Value = serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
+    assert_eq!(cache.as_array().unwrap().len(), 3);
+    assert_eq!(thick.files_under("cni/results").len(), 3);
+    assert_eq!(leases(&thick).len(), 3);
+
+    let check = thick.shim("CHECK", &sandbox);
+    assert_eq!(check.code, 0, "CHECK failed: {check:?}\n{}", thick.daemon_log());
+    assert!(check.stdout.is_empty());
+
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));
+    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(!cache_file.exists(), "delegate cache left");
+    assert!(thick.files_under("cni/results").is_empty(), "result caches left");
+    assert!(thick.daemon_log().lines().all(|l| !l.contains("errors:")), "{}", thick.daemon_log());
+
+    let again = thick.shim("DEL", &sandbox);
+    assert_eq!(again.code, 0, "a second DEL succeeds: {again:?}");
+}

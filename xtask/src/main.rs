@@ -1,6 +1,14 @@
 //! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image).
 
+mod demo;
+mod e2e;
+mod e2e_container;
+mod fixtures;
+mod harness;
+mod image;
+mod manifests;
 mod test;
+mod util;
 
 use clap::{Parser, Subcommand};
 
@@ -15,10 +23,19 @@ struct Cli {
 enum Task {
     /// Install what the tests need (as root, on Debian) and run the whole test suite.
     Test(test::TestArgs),
+    /// kube-mock + multus-daemon + multus-shim + real delegates on this machine: what each pod got.
+    Demo(demo::DemoArgs),
+    /// End-to-end cases on a kind cluster (default) or on this machine (--local).
+    E2e(e2e::E2eArgs),
+    /// Build the static binaries and the `FROM scratch` image multus-rs:dev.
+    Image(image::ImageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Test(args) => test::run(args),
+        Task::Demo(args) => demo::run(args),
+        Task::E2e(args) => e2e::run(args),
+        Task::Image(args) => image::run(args),
     }
 }

@@ -1,0 +1,562 @@
+//! A node on this machine: kube-mock + multus-daemon + multus-shim run as a container runtime
+//! would, with one network namespace per pod. Shared by `demo` and `e2e --local`.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::fixtures::{self, Vars};
+use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
+
+/// Debian's containernetworking-plugins.
+pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
+/// Delegates the fixtures use.
+pub const PLUGINS: [&str; 5] = ["bridge", "macvlan", "host-local", "static", "tuning"];
+/// The node the daemon serves (`MULTUS_NODE_NAME`) and the fixture pods are on.
+pub const NODE: &str = "node1";
+
+/// Can the real delegates run here? `Err(reason)` when not.
+pub fn real_delegates_available() -> Result<(), String> {
+    if !is_root() {
+        return Err("not running as root (network namespaces and links need CAP_NET_ADMIN)".into());
+    }
+    if !have("ip") {
+        return Err("`ip` (iproute2) is not installed".into());
+    }
+    if let Some(p) = PLUGINS.iter().find(|p| !Path::new(SYSTEM_CNI_DIR).join(p).exists()) {
+        return Err(format!("{SYSTEM_CNI_DIR}/{p} is missing (apt-get install containernetworking-plugins)"));
+    }
+    Ok(())
+}
+
+/// The release binaries the local node runs.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    pub daemon: PathBuf,
+    pub shim: PathBuf,
+    pub kube_mock: PathBuf,
+    pub fake_cni: PathBuf,
+}
+
+impl Bins {
+    pub fn release() -> Self {
+        let d = target_dir().join("release");
+        Self {
+            daemon: d.join("multus-daemon"),
+            shim: d.join("multus-shim"),
+            kube_mock: d.join("kube-mock"),
+            fake_cni: d.join("fake-cni"),
+        }
+    }
+    pub fn build_cmd() -> Cmd {
+        cargo_cmd().args([
+            "build",
+            "--release",
+            "-p",
+            "multus-daemon",
+            "-p",
+            "multus-shim",
+            "-p",
+            "kube-mock",
+            "-p",
+            "fake-cni",
+        ])
+    }
+}
+
+/// Progress line.
+pub fn step(msg: impl AsRef<str>) {
+    println!("==> {}", msg.as_ref());
+}
+
+/// One pod as the runtime sees it.
+#[derive(Clone, Debug)]
+pub struct PodRun {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub container_id: String,
+    pub netns: String,
+    pub netns_path: String,
+}
+
+/// What one shim invocation did.
+#[derive(Debug)]
+pub struct ShimOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ShimOutput {
+    pub fn describe(&self) -> String {
+        let out = if self.stdout.trim().is_empty() { &self.stderr } else { &self.stdout };
+        out.trim().to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub mac: String,
+    pub state: String,
+    pub addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: String,
+    pub gateway: Option<String>,
+    pub dev: String,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(gw) = &self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        write!(f, " dev {}", self.dev)
+    }
+}
+
+/// Interfaces, addresses and routes inside a network namespace.
+#[derive(Debug, Default, Clone)]
+pub struct NetnsView {
+    pub ifaces: Vec<Iface>,
+    pub routes: Vec<Route>,
+}
+
+impl NetnsView {
+    pub fn iface(&self, name: &str) -> Option<&Iface> {
+        self.ifaces.iter().find(|i| i.name == name)
+    }
+    pub fn default_routes(&self) -> Vec<&Route> {
+        self.routes.iter().filter(|r| r.dst == "default").collect()
+    }
+}
+
+/// Parse `ip -j addr` (global IPv4/IPv6 addresses, link-local IPv6 left out).
+pub fn parse_ip_addr(json: &str) -> Result<Vec<Iface>> {
+    let v: Value = serde_json::from_str(json).context("parsing `ip -j addr`")?;
+    let mut out = Vec::new();
+    for l in v.as_array().context("`ip -j addr` is not a list")? {
+        let addrs = l["addr_info"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|ai| ai["scope"].as_str() != Some("link"))
+                    .filter_map(|ai| Some(format!("{}/{}", ai["local"].as_str()?, ai["prefixlen"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Iface {
+            name: l["ifname"].as_str().unwrap_or_default().to_string(),
+            mac: l["address"].as_str().unwrap_or_default().to_string(),
+            state: l["operstate"].as_str().unwrap_or_default().to_string(),
+            addrs,
+        });
+    }
+    Ok(out)
+}
+
+/// Parse `ip -j route`.
+pub fn parse_ip_route(json: &str) -> Result<Vec<Route>> {
+    let v: Value = serde_json::from_str(json).context("parsing `ip -j route`")?;
+    Ok(v.as_array()
+        .context("`ip -j route` is not a list")?
+        .iter()
+        .map(|r| Route {
+            dst: r["dst"].as_str().unwrap_or_default().to_string(),
+            gateway: r["gateway"].as_str().map(str::to_string),
+            dev: r["dev"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect())
+}
+
+/// One entry of the `k8s.v1.cni.cncf.io/network-status` annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    pub name: String,
+    pub interface: String,
+    pub ips: Vec<String>,
+    pub mac: String,
+    pub default: bool,
+    pub gateway: Vec<String>,
+}
+
+pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// The pod's network-status annotation, parsed (`None` when absent).
+pub fn network_status(pod: &Value) -> Result<Option<Vec<StatusEntry>>> {
+    let Some(text) = pod["metadata"]["annotations"][NETWORK_STATUS].as_str() else {
+        return Ok(None);
+    };
+    let v: Value = serde_json::from_str(text).context("network-status is not JSON")?;
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    Ok(Some(
+        v.as_array()
+            .context("network-status is not a list")?
+            .iter()
+            .map(|e| StatusEntry {
+                name: e["name"].as_str().unwrap_or_default().to_string(),
+                interface: e["interface"].as_str().unwrap_or_default().to_string(),
+                ips: strs(&e["ips"]),
+                mac: e["mac"].as_str().unwrap_or_default().to_string(),
+                default: e["default"].as_bool().unwrap_or(false),
+                gateway: strs(&e["gateway"]),
+            })
+            .collect(),
+    ))
+}
+
+/// A local node: run directory, mock API server, daemon, pods.
+pub struct LocalEnv {
+    pub run: PathBuf,
+    pub vars: Vars,
+    pub real: bool,
+    pub bins: Bins,
+    pub kubeconfig: PathBuf,
+    pub api: String,
+    pub fixture: PathBuf,
+    pub id: u32,
+    daemon: Option<(Proc, Deferred)>,
+    daemon_starts: u32,
+}
+
+impl LocalEnv {
+    /// Make the run directory, host links (real mode) or fake delegates (fake mode).
+    pub fn new(kind: &str, fixture: &Path, namespace: &str, real: bool) -> Result<Self> {
+        let id = std::process::id();
+        let run = tempfile::Builder::new()
+            .prefix(&format!("multus-{kind}-{id}-"))
+            .tempdir()
+            .context("creating the run directory")?
+            .keep();
+        {
+            let run = run.clone();
+            let _ = defer(format!("remove {}", run.display()), move || {
+                let _ = std::fs::remove_dir_all(&run);
+            });
+        }
+        for d in ["net.d", "cni", "multus-net.d", "ipam", "bin", "logs"] {
+            std::fs::create_dir_all(run.join(d))?;
+        }
+        let bins = Bins::release();
+        let bin_dir = if real {
+            PathBuf::from(SYSTEM_CNI_DIR)
+        } else {
+            // One fake-cni copy per delegate type the fixtures name.
+            for p in PLUGINS {
+                std::fs::copy(&bins.fake_cni, run.join("bin").join(p))
+                    .with_context(|| format!("installing fake-cni as {p}"))?;
+            }
+            run.join("bin")
+        };
+        let short = id % 1_000_000;
+        let mut vars = Vars::new();
+        let mut set = |k: &str, v: String| {
+            vars.insert(k.to_string(), v);
+        };
+        set("RUN_DIR", run.display().to_string());
+        set("BIN_DIR", bin_dir.display().to_string());
+        set("IPAM_DIR", run.join("ipam").display().to_string());
+        set("CLUSTER_BRIDGE", format!("mcb{short}"));
+        set("NAD_BRIDGE", format!("mnb{short}"));
+        set("MACVLAN_MASTER", format!("mvm{short}"));
+        set("NAMESPACE", namespace.to_string());
+        set("POD_IMAGE", "registry.invalid/pause:3.10".to_string());
+        set("MANY", "0".to_string());
+        let env = Self {
+            kubeconfig: run.join("kubeconfig"),
+            run,
+            vars,
+            real,
+            bins,
+            api: String::new(),
+            fixture: fixture.to_path_buf(),
+            id: short,
+            daemon: None,
+            daemon_starts: 0,
+        };
+        if real {
+            env.make_host_links()?;
+        }
+        Ok(env)
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        self.vars.get(k).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The macvlan master: one end of a veth pair (this kernel has no `dummy` links). The
+    /// bridges are made by the bridge plugin; they are removed at cleanup.
+    fn make_host_links(&self) -> Result<()> {
+        let master = self.var("MACVLAN_MASTER").to_string();
+        let peer = format!("mvp{}", self.id);
+        Cmd::new("ip").args(["link", "add", &master, "type", "veth", "peer", "name", &peer]).output()?;
+        {
+            let master = master.clone();
+            let _ = defer(format!("delete veth {master}"), move || {
+                Cmd::new("ip").args(["link", "del", &master]).run_quiet();
+            });
+        }
+        Cmd::new("ip").args(["link", "set", &master, "up"]).output()?;
+        Cmd::new("ip").args(["link", "set", &peer, "up"]).output()?;
+        for b in [self.var("CLUSTER_BRIDGE").to_string(), self.var("NAD_BRIDGE").to_string()] {
+            let _ = defer(format!("delete bridge {b} (if the bridge plugin made it)"), move || {
+                Cmd::new("ip").args(["link", "del", &b]).run_quiet();
+            });
+        }
+        Ok(())
+    }
+
+    /// Start kube-mock with `seeds`; remember its URL.
+    pub fn start_mock(&mut self, seeds: &[PathBuf]) -> Result<Proc> {
+        let mut cmd = Cmd::new(self.bins.kube_mock.display().to_string())
+            .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(self.kubeconfig.display().to_string());
+        for s in seeds {
+            cmd = cmd.arg("--seed").arg(s.display().to_string());
+        }
+        let (proc, stdout, guard) = Proc::spawn("kube-mock", &cmd, &self.run.join("logs/kube-mock.log"))?;
+        let _ = guard; // stays on the cleanup stack
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            for _ in lines {} // drain
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .context("kube-mock did not print its address within 20 s")?
+            .context("kube-mock exited before printing its address")?
+            .context("reading kube-mock's stdout")?;
+        let url = first
+            .strip_prefix("listening on ")
+            .with_context(|| format!("unexpected first line from kube-mock: {first:?}"))?;
+        self.api = url.trim().to_string();
+        wait_for("kube-mock's kubeconfig", Duration::from_secs(10), || Ok(self.kubeconfig.exists().then_some(())))?;
+        Ok(proc)
+    }
+
+    /// Write the primary CNI config into the autoconfig dir and the daemon config.
+    pub fn write_configs(&self) -> Result<PathBuf> {
+        let primary = fixtures::render_file(&self.fixture.join("cluster-net.conflist"), &self.vars)?;
+        let name = serde_json::from_str::<Value>(&primary)?["name"].as_str().unwrap_or("cluster").to_string();
+        std::fs::write(self.run.join("net.d").join(format!("10-{name}.conflist")), primary)?;
+        let daemon_config = self.run.join("daemon-config.json");
+        std::fs::write(&daemon_config, fixtures::render_file(&self.fixture.join("daemon-config.json"), &self.vars)?)?;
+        Ok(daemon_config)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run.join("run/multus/multus.sock")
+    }
+
+    pub fn multus_conf_path(&self) -> PathBuf {
+        self.run.join("net.d/00-multus.conf")
+    }
+
+    pub fn daemon_log(&self) -> PathBuf {
+        self.run.join("logs/multus-daemon.log")
+    }
+
+    /// Start multus-daemon (kubeconfig mode, `MULTUS_NODE_NAME=node1`) and wait until it serves
+    /// `/readyz` and has written `00-multus.conf`.
+    pub fn start_daemon(&mut self) -> Result<()> {
+        let cmd = Cmd::new(self.bins.daemon.display().to_string())
+            .arg("-config")
+            .arg(self.run.join("daemon-config.json").display().to_string())
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig.display().to_string())
+            .env("MULTUS_NODE_NAME", NODE)
+            .env("RUST_LOG", "info");
+        self.daemon_starts += 1;
+        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.daemon_log())?;
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        let socket = self.socket();
+        let conf = self.multus_conf_path();
+        let p = proc.clone();
+        let log = self.daemon_log();
+        wait_for("multus-daemon to serve /readyz and write 00-multus.conf", Duration::from_secs(60), || {
+            if !p.running() {
+                bail!("multus-daemon exited; last log lines:\n{}", tail(&log, 20));
+            }
+            let ready = multus_api::client::post(&socket, "/readyz", b"null", Some(Duration::from_secs(2)))
+                .map(|r| r.status == 200)
+                .unwrap_or(false);
+            let written = std::fs::metadata(&conf).map(|m| m.len() > 0).unwrap_or(false);
+            Ok((ready && written).then_some(()))
+        })
+        .map_err(|e| e.context(format!("daemon log: {}", log.display())))?;
+        self.daemon = Some((proc, guard));
+        Ok(())
+    }
+
+    /// Stop the daemon: SIGKILL (a crash) when `hard`, else SIGTERM with its 10 s grace.
+    pub fn stop_daemon(&mut self, hard: bool) {
+        if let Some((proc, guard)) = self.daemon.take() {
+            if hard {
+                proc.kill();
+            } else {
+                proc.stop(Duration::from_secs(15));
+            }
+            guard.dismiss();
+        }
+    }
+
+    pub fn multus_conf(&self) -> Result<String> {
+        std::fs::read_to_string(self.multus_conf_path()).context("reading 00-multus.conf")
+    }
+
+    /// GET a pod from the mock API server.
+    pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Value> {
+        crate::util::http_get_json(&self.api, &format!("/api/v1/namespaces/{namespace}/pods/{name}"))
+    }
+
+    /// A sandbox for a pod: its UID from the API, a container ID, and (real mode) a network
+    /// namespace under /var/run/netns.
+    pub fn sandbox(&self, namespace: &str, name: &str) -> Result<PodRun> {
+        let pod = self.get_pod(namespace, name)?;
+        let uid = pod["metadata"]["uid"].as_str().context("pod has no uid")?.to_string();
+        let container_id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let netns = format!("multus-{}-{}-{name}", self.id, self.daemon_starts);
+        if self.real {
+            Cmd::new("ip").args(["netns", "add", &netns]).output()?;
+            let ns = netns.clone();
+            let _ = defer(format!("delete netns {netns}"), move || {
+                Cmd::new("ip").args(["netns", "del", &ns]).run_quiet();
+            });
+            Cmd::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).output()?;
+        }
+        Ok(PodRun {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid,
+            container_id,
+            netns_path: format!("/var/run/netns/{netns}"),
+            netns,
+        })
+    }
+
+    /// Run multus-shim exactly as a runtime does: CNI_* environment, stdin = 00-multus.conf.
+    pub fn shim(&self, command: &str, pod: &PodRun) -> Result<ShimOutput> {
+        let conf = self.multus_conf()?;
+        let cni_path = format!(
+            "{}:{}",
+            self.bins.shim.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            self.var("BIN_DIR")
+        );
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
+            pod.namespace, pod.name, pod.container_id, pod.uid
+        );
+        let mut child = std::process::Command::new(&self.bins.shim)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &pod.container_id)
+            .env("CNI_NETNS", &pod.netns_path)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_ARGS", args)
+            .env("CNI_PATH", cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting multus-shim")?;
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().context("shim stdin")?;
+            stdin.write_all(conf.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        Ok(ShimOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Interfaces, addresses and routes inside the pod's namespace.
+    pub fn inspect(&self, pod: &PodRun) -> Result<NetnsView> {
+        if !self.real {
+            return Ok(NetnsView::default());
+        }
+        let addr = Cmd::new("ip").args(["-n", &pod.netns, "-j", "addr", "show"]).output()?;
+        let route = Cmd::new("ip").args(["-n", &pod.netns, "-j", "route", "show"]).output()?;
+        Ok(NetnsView { ifaces: parse_ip_addr(&addr)?, routes: parse_ip_route(&route)? })
+    }
+
+    /// Files under the delegate cache dir and the host-local data dir that mention the container.
+    pub fn leftovers(&self, pod: &PodRun) -> Vec<String> {
+        let mut found = Vec::new();
+        let cni_dir = self.run.join("cni");
+        let ipam_dir = PathBuf::from(self.var("IPAM_DIR"));
+        for dir in [cni_dir, ipam_dir] {
+            walk(&dir, &mut |p: &Path| {
+                let name_hit = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(&pod.container_id));
+                let content_hit =
+                    std::fs::read(p).map(|c| String::from_utf8_lossy(&c).contains(&pod.container_id)).unwrap_or(false);
+                if name_hit || content_hit {
+                    found.push(p.display().to_string());
+                }
+            });
+        }
+        found
+    }
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ip_json() {
+        let addr = r#"[{"ifindex":1,"ifname":"lo","operstate":"UNKNOWN","address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
+          {"ifindex":3,"ifname":"net1","operstate":"UP","address":"02:aa:bb:cc:dd:ee","addr_info":[{"family":"inet","local":"10.250.0.10","prefixlen":24,"scope":"global"},{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]}]"#;
+        let v = parse_ip_addr(addr).unwrap();
+        assert_eq!(v[1].addrs, vec!["10.250.0.10/24"]);
+        assert_eq!(v[1].mac, "02:aa:bb:cc:dd:ee");
+        let routes = parse_ip_route(r#"[{"dst":"default","gateway":"10.248.0.1","dev":"eth0","flags":[]},{"dst":"10.248.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.248.0.2","flags":[]}]"#).unwrap();
+        assert_eq!(routes[0].to_string(), "default via 10.248.0.1 dev eth0");
+        assert_eq!(routes[1].to_string(), "10.248.0.0/24 dev eth0");
+    }
+
+    #[test]
+    fn parses_network_status() {
+        let pod = serde_json::json!({"metadata":{"annotations":{NETWORK_STATUS:
+            "[{\n    \"name\": \"cluster\",\n    \"interface\": \"eth0\",\n    \"ips\": [\n        \"10.248.0.2\"\n    ],\n    \"mac\": \"aa\",\n    \"default\": true,\n    \"dns\": {},\n    \"gateway\": [\"10.248.0.1\"]\n},{\n    \"name\": \"ns/macvlan-net\",\n    \"interface\": \"net1\",\n    \"ips\": [\"10.250.0.10\"],\n    \"mac\": \"bb\",\n    \"dns\": {}\n}]"}}});
+        let st = network_status(&pod).unwrap().unwrap();
+        assert_eq!(st.len(), 2);
+        assert!(st[0].default && !st[1].default);
+        assert_eq!(st[1].interface, "net1");
+        assert_eq!(st[0].gateway, vec!["10.248.0.1"]);
+        assert!(network_status(&serde_json::json!({"metadata":{}})).unwrap().is_none());
+    }
+}

@@ -352,9 +352,14 @@ async fn rollback(
 ) {
     let mut clean = true;
     for (delegate, inv) in delegates.iter().zip(invocations).rev() {
-        if let Err(e) = exec_del(rt, delegate, &runtime_conf(cmd, inv)).await {
-            clean = false;
-            tracing::error!("rollback: DEL of {} failed: {e}", delegate.network_name());
+        match exec_del(rt, delegate, &runtime_conf(cmd, inv)).await {
+            Ok(()) => {}
+            // A plugin that does not exist cannot have left anything behind.
+            Err(e) if matches!(e.exec_error(), Some(cni::exec::ExecError::NotFound { .. })) => {}
+            Err(e) => {
+                clean = false;
+                tracing::error!("rollback: DEL of {} failed: {e}", delegate.network_name());
+            }
         }
     }
     if clean {

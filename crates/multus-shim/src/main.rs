@@ -25,7 +25,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long ADD, CHECK and GC wait for the daemon to become ready (the Go shim's value).
-const READY_WAIT: Duration = Duration::from_secs(60);
+/// `MULTUS_SHIM_READY_WAIT_MS` shortens it (tests, impatient runtimes).
+fn ready_wait() -> Duration {
+    std::env::var("MULTUS_SHIM_READY_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(60))
+}
 const READY_POLL: Duration = Duration::from_millis(100);
 /// Bound on each probe so a wedged daemon cannot stall the wait loop.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,7 +141,7 @@ impl Shim {
 
 impl Plugin for Shim {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
-        let reply = self.call(req, "CmdAdd", READY_WAIT)?;
+        let reply = self.call(req, "CmdAdd", ready_wait())?;
         // An empty 200 would crash the Go shim (quirk 16); here it is a clear error.
         let parsed: Value = serde_json::from_slice(&reply.body).map_err(|e| {
             CniError::with_details(code::DECODING_FAILURE, "CmdAdd (shim): daemon reply is not JSON", e.to_string())
@@ -166,7 +173,7 @@ impl Plugin for Shim {
     }
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
-        self.call(req, "CmdCheck", READY_WAIT).map(|_| ())
+        self.call(req, "CmdCheck", ready_wait()).map(|_| ())
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {
@@ -174,7 +181,7 @@ impl Plugin for Shim {
     }
 
     fn gc(&self, req: &Request) -> Result<(), CniError> {
-        self.call(req, "CmdGC", READY_WAIT).map(|_| ())
+        self.call(req, "CmdGC", ready_wait()).map(|_| ())
     }
 
     fn about(&self) -> String {

@@ -229,6 +229,15 @@ impl Thick {
         panic!("multus-daemon did not become ready:\n{}", self.daemon_log());
     }
 
+    /// The API server goes down (its port closes) / comes back on the same port.
+    pub fn api_down(&self) {
+        self.mock.runtime_handle().block_on(self.mock.stop_listening());
+    }
+
+    pub fn api_up(&self) {
+        self.mock.runtime_handle().block_on(self.mock.try_resume_listening()).expect("resume listening");
+    }
+
     pub fn ready(&self) -> bool {
         multus_api::client::post(&self.path("run/multus.sock"), "/readyz", b"null", Some(Duration::from_secs(2)))
             .map(|r| r.status == 200)
@@ -288,7 +297,8 @@ impl Thick {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn multus-shim");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        // The shim may exit before reading stdin (e.g. missing env): a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
         let out = child.wait_with_output().unwrap();
         ShimRun {
             code: out.status.code().unwrap_or(-1),

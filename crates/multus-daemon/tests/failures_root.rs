@@ -1,0 +1,312 @@
+//! The ADD failure table (spec §5.18) and the DEL edge cases (§6.1), end to end through the
+//! shim and the daemon, with fake-cni delegates that record every call. Each case asserts the
+//! exact outcome and that nothing is left behind: no delegate cache, no result cache, and every
+//! delegate that was added got its DEL. Needs root (the daemon enters the pod's netns).
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn skip() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (network namespaces)".into());
+    }
+    missing_bins()
+}
+
+/// A fake delegate config recording into `<tmp>/calls`.
+fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
+    let mut fake = json!({"recordDir": thick.path("calls").to_string_lossy(), "subnet": "10.77.0.0/24"});
+    if let (Some(f), Some(e)) = (fake.as_object_mut(), extra.as_object()) {
+        f.extend(e.clone());
+    }
+    json!({"cniVersion": "1.0.0", "name": name, "type": "fake-cni", "fake": fake})
+}
+
+/// (command, network name, ifname) of every recorded delegate call, in order.
+fn calls(thick: &Thick) -> Vec<(String, String, String)> {
+    fake_cni::read_calls(&thick.path("calls"))
+        .into_iter()
+        .filter(|c| c.command != "VERSION")
+        .map(|c| (c.command, c.name, c.ifname))
+        .collect()
+}
+
+fn call(cmd: &str, net: &str, ifname: &str) -> (String, String, String) {
+    (cmd.into(), net.into(), ifname.into())
+}
+
+/// A daemon whose cluster network is a fake delegate, with `seed` in the API server.
+fn start(seed: impl FnOnce(&Thick) -> Vec<Value>) -> Thick {
+    let mut thick = Thick::new(vec![]);
+    for obj in seed(&thick) {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&[], &["fake-cni"]);
+    let cluster = fake(&thick, "cluster-net", json!({}));
+    thick.write_primary("10-cluster.conf", &cluster);
+    thick.start_daemon();
+    thick
+}
+
+fn assert_no_leftovers(thick: &Thick, sandbox: &PodSandbox) {
+    assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left behind");
+    assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
+}
+
+const UID: &str = "22222222-2222-2222-2222-222222222222";
+
+#[test]
+fn missing_nad_fails_before_any_delegate_runs() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![pod("default", "p", UID, Some("no-such-nad"))]);
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 1, "{add:?}");
+    let err = add.json();
+    assert!(
+        err["msg"].as_str().unwrap().contains(
+            "cannot find a network-attachment-definition (no-such-nad) in namespace (default): networkattachmentdefinition.k8s.cni.cncf.io \"no-such-nad\" not found"
+        ),
+        "{err}"
+    );
+    assert!(calls(&thick).is_empty(), "no delegate may run: {:?}", calls(&thick));
+    assert_no_leftovers(&thick, &sandbox);
+    // The NoNetworkFound warning event is sent off the request path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let events = thick.mock.store().list_kind("v1", "Event", Some("default"));
+        if events.iter().any(|e| e["reason"] == "NoNetworkFound" && e["type"] == "Warning") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no NoNetworkFound event: {events:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn failing_delegate_rolls_back_every_delegate_including_itself() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|t| {
+        vec![
+            nad("default", "good", &fake(t, "good", json!({}))),
+            nad(
+                "default",
+                "bad",
+                &fake(t, "bad", json!({"failOn": ["ADD"], "failCode": 11, "failMsg": "expected plugin failure"})),
+            ),
+            pod("default", "p", UID, Some("good,bad")),
+        ]
+    });
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 1, "{add:?}");
+    let msg = add.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains(&format!("[default/p/{UID}:bad]: error adding container to network \"bad\"")), "{msg}");
+    assert!(msg.contains("expected plugin failure"), "{msg}");
+    assert_eq!(
+        calls(&thick),
+        vec![
+            call("ADD", "cluster-net", "eth0"),
+            call("ADD", "good", "net1"),
+            call("ADD", "bad", "net2"),
+            call("DEL", "bad", "net2"),
+            call("DEL", "good", "net1"),
+            call("DEL", "cluster-net", "eth0"),
+        ]
+    );
+    assert_no_leftovers(&thick, &sandbox);
+    // The runtime's own DEL after a failed ADD is still fine.
+    assert_eq!(thick.shim("DEL", &sandbox).code, 0);
+}
+
+#[test]
+fn missing_plugin_binary_fails_and_rolls_back() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| {
+        vec![
+            nad(
+                "default",
+                "noplugin",
+                &json!({"cniVersion": "1.0.0", "name": "noplugin", "type": "does-not-exist-plugin"}),
+            ),
+            pod("default", "p", UID, Some("noplugin")),
+        ]
+    });
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 1, "{add:?}");
+    assert!(add.json()["msg"].as_str().unwrap().contains("failed to find plugin \"does-not-exist-plugin\""), "{add:?}");
+    assert_eq!(calls(&thick), vec![call("ADD", "cluster-net", "eth0"), call("DEL", "cluster-net", "eth0")]);
+    assert_no_leftovers(&thick, &sandbox);
+}
+
+#[test]
+fn uid_mismatch_fails_the_add() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
+    let sandbox = thick.sandbox("default", "p", "33333333-0000-0000-0000-000000000000");
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 1, "{add:?}");
+    let msg = add.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains(&format!(
+            "expected pod UID \"33333333-0000-0000-0000-000000000000\" but got \"{UID}\" from Kube API"
+        )),
+        "{msg}"
+    );
+    assert!(calls(&thick).is_empty());
+    assert_no_leftovers(&thick, &sandbox);
+}
+
+#[test]
+fn pod_not_found_answers_the_placeholder_result() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![]);
+    let sandbox = thick.sandbox("default", "ghost", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}");
+    let r = add.json();
+    assert_eq!(r["cniVersion"], "1.0.0");
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert_eq!(r["interfaces"][0]["sandbox"], sandbox.netns_path());
+    assert_eq!(r["ips"][0]["address"], "0.0.0.0/0");
+    assert!(calls(&thick).is_empty(), "no delegate runs for an unknown pod");
+    assert_eq!(thick.shim("DEL", &sandbox).code, 0);
+}
+
+#[test]
+fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick =
+        start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
+    // ADD with the API server down: the pod and NAD come from the watch caches, the delegates
+    // run, the status write fails, and everything is rolled back.
+    let sandbox = thick.sandbox("default", "p", UID);
+    thick.api_down();
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 1, "{add:?}");
+    assert!(add.json()["msg"].as_str().unwrap().contains("error setting the networks status"), "{add:?}");
+    assert_eq!(
+        calls(&thick),
+        vec![
+            call("ADD", "cluster-net", "eth0"),
+            call("ADD", "good", "net1"),
+            call("DEL", "good", "net1"),
+            call("DEL", "cluster-net", "eth0"),
+        ]
+    );
+    assert_no_leftovers(&thick, &sandbox);
+
+    // With the API server back, ADD works; then DEL with the API server down again.
+    thick.api_up();
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    thick.api_down();
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!(del.code, 0, "{del:?}");
+    let dels: Vec<_> = calls(&thick).into_iter().filter(|c| c.0 == "DEL").collect();
+    assert_eq!(dels, vec![call("DEL", "good", "net1"), call("DEL", "cluster-net", "eth0")]);
+    assert_no_leftovers(&thick, &sandbox);
+}
+
+#[test]
+fn daemon_not_running_add_fails_in_bounded_time_and_del_exits_zero() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
+    let sandbox = thick.sandbox("default", "p", UID);
+    thick.stop_daemon();
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let add = thick.shim_with("ADD", &sandbox, &stdin, &[("MULTUS_SHIM_READY_WAIT_MS", "300")]);
+    assert_eq!(add.code, 1, "{add:?}");
+    let err = add.json();
+    assert_eq!(err["code"], 999);
+    assert!(err["msg"].as_str().unwrap().starts_with("CmdAdd (shim): "), "{err}");
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!((del.code, del.stdout.as_str()), (0, ""), "{del:?}");
+    let mut conf: Value = serde_json::from_slice(&stdin).unwrap();
+    conf["cniVersion"] = json!("1.1.0");
+    let status = thick.shim_with("STATUS", &sandbox, conf.to_string().as_bytes(), &[]);
+    assert_eq!(status.code, 1);
+    assert_eq!(status.json()["code"], 50, "STATUS with the daemon down answers 'not available'");
+}
+
+#[test]
+fn malformed_stdin_and_missing_env_never_reach_the_daemon() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
+    let sandbox = thick.sandbox("default", "p", UID);
+    let bad = thick.shim_with("ADD", &sandbox, b"not json", &[]);
+    assert_eq!((bad.code, bad.json()["code"].as_u64()), (1, Some(6)), "{bad:?}");
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let mut no_netns = thick.shim_with("ADD", &sandbox, &stdin, &[("CNI_NETNS", "")]);
+    assert_eq!(no_netns.code, 1);
+    assert_eq!(no_netns.json()["code"], 4, "{no_netns:?}");
+    no_netns.stdout.clear();
+    assert!(calls(&thick).is_empty());
+}
+
+#[test]
+fn del_edge_cases() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick =
+        start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
+    // Never added, pod known: the delegates are recomputed from the pod and each gets a DEL
+    // (plugins answer success for what they never had), as the Go daemon does.
+    let never = thick.sandbox("default", "p", UID);
+    assert_eq!(thick.shim("DEL", &never).code, 0);
+    assert_eq!(calls(&thick), vec![call("DEL", "good", "net1"), call("DEL", "cluster-net", "eth0")]);
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+
+    // NAD deleted since ADD, netns gone: DEL still runs every delegate from the cache.
+    let sandbox = thick.sandbox("default", "p", UID);
+    assert_eq!(thick.shim("ADD", &sandbox).code, 0);
+    thick
+        .mock
+        .store()
+        .delete_kind("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "default", "good")
+        .expect("delete NAD");
+    ip(&["netns", "del", &sandbox.netns]);
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert_eq!(calls(&thick), vec![call("DEL", "good", "net1"), call("DEL", "cluster-net", "eth0")]);
+    assert_no_leftovers(&thick, &sandbox);
+
+    // A corrupt cache: success, nothing run (there is nothing to learn from it).
+    let corrupt = thick.sandbox("default", "p", UID);
+    std::fs::write(thick.path("cni").join(&corrupt.container_id), b"[{not json").unwrap();
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).ok();
+    assert_eq!(thick.shim("DEL", &corrupt).code, 0);
+    assert!(calls(&thick).is_empty());
+
+    // A DEL without CNI_ARGS (runtime bug) still deletes from the cache.
+    let sandbox = thick.sandbox("default", "p", UID);
+    thick.mock.store().create(nad("default", "good", &fake(&thick, "good", json!({})))).expect("re-create NAD");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(thick.shim("ADD", &sandbox).code, 0, "{}", thick.daemon_log());
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let del = thick.shim_with("DEL", &sandbox, &stdin, &[("CNI_ARGS", "")]);
+    assert_eq!(del.code, 0);
+    assert_no_leftovers(&thick, &sandbox);
+}

@@ -26,7 +26,7 @@ fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
 
 /// (command, network name, ifname) of every recorded delegate call, in order.
 fn calls(thick: &Thick) -> Vec<(String, String, String)> {
-    fake_cni::read_calls(&thick.path("calls"))
+    fake_cni::read_calls(thick.path("calls"))
         .into_iter()
         .filter(|c| c.command != "VERSION")
         .map(|c| (c.command, c.name, c.ifname))

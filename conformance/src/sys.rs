@@ -1,0 +1,194 @@
+//! The I/O edge: running a plugin process with an exact environment, network namespaces that
+//! remove themselves, `ip -j` queries, and child processes stopped by PID.
+
+use crate::expect::Observation;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// `PATH` given to plugins (they may run `ip`, `iptables`, …).
+pub const PLUGIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique on this host for this process: `cc<pid>x<n>`.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
+/// Run `program` with exactly `env` (no inherited variables), `stdin`, and a timeout after
+/// which the process is killed (SIGKILL) and reaped.
+pub fn run_process(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    stdin: &[u8],
+    timeout: Duration,
+) -> Observation {
+    let start = Instant::now();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Observation {
+                exit: Some(127),
+                stderr: format!("cni-conformance: cannot start {}: {e}", program.display()),
+                ..Default::default()
+            };
+        }
+    };
+    let input = stdin.to_vec();
+    let mut sin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(p) = sin.as_mut() {
+            let _ = p.write_all(&input);
+        }
+        drop(sin);
+    });
+    let mut sout = child.stdout.take();
+    let mut serr = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(p) = sout.as_mut() {
+            let _ = p.read_to_end(&mut b);
+        }
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(p) = serr.as_mut() {
+            let _ = p.read_to_end(&mut b);
+        }
+        b
+    });
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() > timeout => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(3)),
+            Err(_) => break None,
+        }
+    };
+    let _ = writer.join();
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    Observation {
+        exit: if timed_out { None } else { status.and_then(|s| s.code()) },
+        signal: if timed_out { None } else { status.and_then(|s| s.signal()) },
+        timed_out,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        duration_ms: start.elapsed().as_millis() as u64,
+    }
+}
+
+/// Run a helper command (`ip …`), returning stdout or an error with stderr.
+pub fn cmd(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A network namespace created by the harness and deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    deleted: bool,
+}
+
+impl Netns {
+    pub fn create(name: &str) -> Result<Netns, String> {
+        cmd("ip", &["netns", "add", name])?;
+        let _ = cmd("ip", &["-n", name, "link", "set", "lo", "up"]);
+        Ok(Netns { name: name.to_string(), deleted: false })
+    }
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+    /// Delete now (the path stops existing); drop does nothing afterwards.
+    pub fn delete(&mut self) -> Result<(), String> {
+        if self.deleted {
+            return Ok(());
+        }
+        self.deleted = true;
+        cmd("ip", &["netns", "del", &self.name]).map(|_| ())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.delete();
+    }
+}
+
+/// `ip -j [-d] -n <ns> <args>` parsed.
+pub fn ip_json(netns: &str, args: &[&str]) -> Result<Value, String> {
+    let mut a = vec!["-j", "-d", "-n", netns];
+    a.extend_from_slice(args);
+    let out = cmd("ip", &a)?;
+    if out.trim().is_empty() {
+        return Ok(Value::Array(vec![]));
+    }
+    serde_json::from_str(&out).map_err(|e| format!("ip -j output: {e}"))
+}
+
+/// A child process stopped by its PID (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    pub fn stop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

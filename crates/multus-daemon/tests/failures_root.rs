@@ -310,3 +310,38 @@ fn del_edge_cases() {
     assert_eq!(del.code, 0);
     assert_no_leftovers(&thick, &sandbox);
 }
+
+/// A request exactly as the Go shim sends it (its whole environment in `env`, stdin in base64)
+/// gets the Go daemon's reply shape: `{"Result": <1.1.0 result>}`.
+#[test]
+fn go_shim_request_gets_the_go_reply_shape() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick =
+        start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
+    let mut sandbox = thick.sandbox("default", "p", UID);
+    sandbox.container_id = "cid-go-shim".into();
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let body = json!({
+        "env": {
+            "CNI_ARGS": sandbox.cni_args(), "CNI_COMMAND": "ADD", "CNI_CONTAINERID": sandbox.container_id,
+            "CNI_IFNAME": "eth0", "CNI_NETNS": sandbox.netns_path(), "CNI_PATH": "/opt/cni/bin",
+            "HOME": "/root", "PATH": "/usr/sbin:/usr/bin", "XDG_RUNTIME_DIR": ""
+        },
+        "config": multus_api::encode_base64(&stdin)
+    });
+    let socket = thick.path("run/multus.sock");
+    let probe = multus_api::client::post(&socket, "/healthz", b"null", None).unwrap();
+    assert_eq!(probe.status, 200);
+    let reply = multus_api::client::post(&socket, "/cni", body.to_string().as_bytes(), None).unwrap();
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let text = String::from_utf8(reply.body).unwrap();
+    let netns = sandbox.netns_path();
+    insta::assert_snapshot!("go_shim_add_reply", text.replace(&netns, "<netns>"));
+    let del = json!({"env": {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": sandbox.container_id, "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0", "CNI_ARGS": sandbox.cni_args()}, "config": multus_api::encode_base64(&stdin)});
+    let reply = multus_api::client::post(&socket, "/cni", del.to_string().as_bytes(), None).unwrap();
+    assert_eq!((reply.status, reply.body.len()), (200, 0));
+    assert_no_leftovers(&thick, &sandbox);
+}

@@ -579,13 +579,98 @@ fn all_cached_attachments(cni_dir: &Path) -> std::io::Result<Vec<cni::runtime::V
     Ok(out)
 }
 
-/// `/delegate` (§4.6): run one given delegate config for an existing pod.
+/// `/delegate` (§4.6): run one given delegate config for an existing pod ("hot-plug").
+///
+/// Unlike the Go daemon, the daemon config is NOT overlaid onto the delegate's own config (the
+/// Go daemon injects `cniVersion`, `binDir`, `socketDir`… into the plugin config, quirk 15):
+/// the daemon config only supplies Multus's own settings (`binDir`, `cniDir`). CHECK works for
+/// conflists too.
 pub async fn delegate(
-    _d: &Daemon,
-    _request: &multus_api::Request,
-    _cmd: &CmdArgs,
-    _pod: Option<&PodArgs>,
+    d: &Daemon,
+    request: &multus_api::Request,
+    cmd: &CmdArgs,
+    pod_args: Option<&PodArgs>,
     _merged: &[u8],
 ) -> Result<Vec<u8>, OpError> {
-    Err(OpError::text("the /delegate API is not implemented yet"))
+    let pod_args = pod_args.ok_or_else(|| OpError::text("required CNI variable missing"))?;
+    if pod_args.namespace.is_empty() || pod_args.name.is_empty() {
+        return Err(OpError::text(format!(
+            "required CNI variable missing. pod name: {}; pod namespace: {}",
+            pod_args.name, pod_args.namespace
+        )));
+    }
+    let tag = pod_tag(pod_args);
+    // Multus's own settings: defaults overlaid with the daemon config.
+    let mut raw = d.config.raw.clone();
+    raw.entry("clusterNetwork").or_insert_with(|| Value::String("/delegate-api".into()));
+    let conf = NetConf::from_map(raw).map_err(|e| OpError::text(format!("Multus: error loading netconf: {e}")))?;
+    let attrs = request.interface_attributes.clone().unwrap_or_default();
+    let element = multus::model::NetworkSelectionElement {
+        interface: cmd.ifname.clone(),
+        ips: attrs.ips,
+        mac: attrs.mac,
+        cni_args: attrs.cni_args,
+        ..Default::default()
+    };
+    let delegate = multus::delegate::load_delegate(&request.config, Some(&element), "", "")
+        .map_err(|e| OpError::text(format!("Multus: [{tag}]: {e}")))?;
+    let rt = d.runtime(&conf);
+    if cmd.command == cni::Command::Status {
+        return rt
+            .status_network_list(&delegate.config().to_list())
+            .await
+            .map(|()| Vec::new())
+            .map_err(|e| OpError::Cni(e.to_cni_error()));
+    }
+    let kube = d.kube()?;
+    let pod = match kube.lookup_pod(&pod_args.namespace, &pod_args.name).await {
+        Ok(PodLookup::Found(p)) => p,
+        Ok(PodLookup::NotFound) => {
+            return Err(OpError::text(format!(
+                "Multus: [{tag}]: pod {}/{} not found",
+                pod_args.namespace, pod_args.name
+            )));
+        }
+        Err(e) => return Err(OpError::text(format!("Multus: [{tag}]: {e:#}"))),
+    };
+    let k8s = multus::k8s_args::parse_multus_args(&cmd.args).unwrap_or_default();
+    let uid = pod.uid.clone();
+    let ctx = plan_context(cmd, &k8s, &uid, None, d.process_cni_args.as_deref());
+    let op = match cmd.command {
+        cni::Command::Add => Operation::Add,
+        cni::Command::Del => Operation::Del,
+        _ => Operation::Check,
+    };
+    // Index 1: a hot-plugged network is never the master.
+    let inv = plan::plan_invocation(&delegate, 1, &ctx, op).map_err(|e| OpError::text(e.to_string()))?;
+    let rconf = runtime_conf(cmd, &inv);
+    let net = delegate.network_name().to_string();
+    match cmd.command {
+        cni::Command::Add => {
+            if netns::link_exists(&cmd.netns, &inv.ifname).await.map_err(|e| OpError::text(e.to_string()))? {
+                return Err(OpError::text(format!(
+                    "[{tag}:{net}]: error adding container to network \"{net}\": DelegateAdd: cannot set \"{}\" interface name to \"{}\": validateIfName: interface name {} already exists",
+                    delegate.plugin_type(),
+                    inv.ifname,
+                    inv.ifname
+                )));
+            }
+            let result = exec_add(&rt, &delegate, &rconf).await.map_err(|e| {
+                OpError::text(format!("[{tag}:{net}]: error adding container to network \"{net}\": {e}"))
+            })?;
+            if let Some(message) = plan::added_interface_message(&inv.ifname, &result, &delegate.name) {
+                kube.emit(PodEvent { pod: pod.clone(), warning: false, reason: "AddedInterface".into(), message });
+            }
+            let value = result.convert_to(Version::V1_1_0).map_err(|e| OpError::text(e.to_string()))?.to_value();
+            Ok(serde_json::to_vec(&multus_api::Response { result: Some(value) }).unwrap_or_default())
+        }
+        cni::Command::Del => exec_del(&rt, &delegate, &rconf)
+            .await
+            .map(|()| Vec::new())
+            .map_err(|e| OpError::text(format!("DelegateDel: error invoking DelegateDel - \"{net}\": {e}"))),
+        _ => exec_check(&rt, &delegate, &rconf)
+            .await
+            .map(|()| Vec::new())
+            .map_err(|e| OpError::text(format!("DelegateCheck: error invoking DelegateCheck - \"{net}\": {e}"))),
+    }
 }

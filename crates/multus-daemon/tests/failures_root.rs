@@ -345,3 +345,47 @@ fn go_shim_request_gets_the_go_reply_shape() {
     assert_eq!((reply.status, reply.body.len()), (200, 0));
     assert_no_leftovers(&thick, &sandbox);
 }
+
+/// `/delegate`: hot-plug one network into a running pod, then remove it; STATUS keeps the
+/// delegate's error code.
+#[test]
+fn delegate_api_hot_plugs_and_removes_a_network() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
+    let sandbox = thick.sandbox("default", "p", UID);
+    let socket = thick.path("run/multus.sock");
+    let mut config = fake(&thick, "hotplug", json!({}));
+    config["capabilities"] = json!({"mac": true});
+    let request = |command: &str, config: &Value| {
+        json!({
+            "env": {"CNI_COMMAND": command, "CNI_CONTAINERID": sandbox.container_id, "CNI_NETNS": sandbox.netns_path(),
+                    "CNI_IFNAME": "net5", "CNI_ARGS": format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_UID={UID}")},
+            "config": multus_api::encode_base64(config.to_string().as_bytes()),
+            "interfaceAttributes": {"mac": "02:00:00:00:00:05", "cni-args": null}
+        })
+        .to_string()
+    };
+    let add = multus_api::client::post(&socket, "/delegate", request("ADD", &config).as_bytes(), None).unwrap();
+    assert_eq!(add.status, 200, "{}", String::from_utf8_lossy(&add.body));
+    let reply: Value = serde_json::from_slice(&add.body).unwrap();
+    assert_eq!(reply["Result"]["interfaces"][0]["name"], "net5");
+    let recorded = fake_cni::read_calls(thick.path("calls"));
+    let add_call = recorded.iter().find(|c| c.command == "ADD").expect("ADD recorded");
+    assert!(add_call.args.contains("MAC=02:00:00:00:00:05"), "{}", add_call.args);
+    assert_eq!(add_call.stdin["runtimeConfig"]["mac"], "02:00:00:00:00:05");
+    assert!(add_call.stdin.get("socketDir").is_none(), "the daemon config is not injected into the delegate");
+
+    let del = multus_api::client::post(&socket, "/delegate", request("DEL", &config).as_bytes(), None).unwrap();
+    assert_eq!(del.status, 200, "{}", String::from_utf8_lossy(&del.body));
+    assert!(thick.files_under("cni/results").is_empty());
+
+    let mut down = fake(&thick, "hotplug", json!({"statusCode": 50}));
+    down["cniVersion"] = json!("1.1.0");
+    let status = multus_api::client::post(&socket, "/delegate", request("STATUS", &down).as_bytes(), None).unwrap();
+    assert_eq!(status.status, 400);
+    assert_eq!(status.content_type, "application/json");
+    let err: Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(err["code"], 50);
+}

@@ -364,6 +364,12 @@ impl Runner {
             match r {
                 StepOutcome::Ok => {}
                 StepOutcome::Unsupported(why) => return Outcome::Unsupported { reason: why },
+                // A check that cannot apply here (no IPAM dir, no netns) is noted, not fatal.
+                StepOutcome::Skip(why) if step.check.is_some() => {
+                    if let Some(last) = env.records.last_mut() {
+                        last.label.push_str(&format!(" (not applicable: {why})"));
+                    }
+                }
                 StepOutcome::Skip(why) => return Outcome::Skipped { reason: why },
                 StepOutcome::Fail(why) if !step.cleanup => {
                     failure = Some(format!("step {} ({}): {why}", i + 1, step_label(step)))

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image).
 
+mod conformance;
 mod demo;
 mod e2e;
 mod e2e_container;
@@ -29,6 +30,8 @@ enum Task {
     E2e(e2e::E2eArgs),
     /// Build the static binaries and the `FROM scratch` image multus-rs:dev.
     Image(image::ImageArgs),
+    /// Run the CNI conformance harness (conformance/, binary cni-conformance).
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Task::Demo(args) => demo::run(args),
         Task::E2e(args) => e2e::run(args),
         Task::Image(args) => image::run(args),
+        Task::Conformance(args) => conformance::run(args),
     }
 }

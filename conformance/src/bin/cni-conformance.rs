@@ -40,7 +40,7 @@ struct Cli {
 fn run_target(spec: &str, cases: &[model::Case], verbose: bool) -> anyhow::Result<Report> {
     if spec.ends_with(".json") && Path::new(spec).is_file() {
         let text = std::fs::read_to_string(spec)?;
-        return Ok(serde_json::from_str(&text).with_context(|| format!("reading report {spec}"))?);
+        return serde_json::from_str(&text).with_context(|| format!("reading report {spec}"));
     }
     let target = Target::from_spec(spec)?;
     let mut runner = Runner::new(target)?;

@@ -129,6 +129,12 @@ impl Handler {
             Err(e) => return error_reply(&request, OpError::text(e.to_string())),
         };
         tracing::info!("{} starting CNI request {}", cmd.command, request.describe());
+        let _sandbox = match cmd.command {
+            Command::Add | Command::Del | Command::Check if !cmd.container_id.is_empty() => {
+                Some(self.daemon.lock_sandbox(&cmd.container_id).await)
+            }
+            _ => None,
+        };
         let outcome = self.dispatch(&request, &cmd, pod.as_ref(), &merged, endpoint).await;
         match outcome {
             Ok(body) => {

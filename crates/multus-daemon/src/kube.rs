@@ -264,7 +264,9 @@ impl KubeContext {
     }
 
     /// Write the network-status annotation with one merge PATCH of `pods/<name>/status`.
-    /// A pod deleted meanwhile is not an error (the runtime will DEL).
+    /// A pod deleted meanwhile is not an error (the runtime will DEL). When RBAC grants only
+    /// `update` on `pods/status` (the Go daemon's ClusterRole), fall back to GET + PUT with
+    /// conflict retries, as the Go daemon writes it.
     pub async fn write_network_status(&self, pod: &PodInfo, value: &str) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let patch = serde_json::json!({
@@ -276,8 +278,41 @@ impl KubeContext {
                 tracing::warn!("pod {}/{} was deleted before its network status was written", pod.namespace, pod.name);
                 Ok(())
             }
+            Err(kube::Error::Api(s)) if s.code == 403 => self.put_network_status(&api, pod, value).await,
             Err(e) => Err(anyhow!("error setting the networks status: {e}")),
         }
+    }
+
+    async fn put_network_status(&self, api: &Api<Pod>, pod: &PodInfo, value: &str) -> Result<()> {
+        for _ in 0..5 {
+            let mut live = match api.get(&pod.name).await {
+                Ok(p) => p,
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) => return Err(anyhow!("error setting the networks status: {e}")),
+            };
+            if !pod.is_static() && live.metadata.uid.as_deref().unwrap_or("") != pod.uid {
+                return Err(anyhow!(
+                    "SetNetworkStatus: expected pod {}/{} UID {:?} but got {:?} from Kube API",
+                    pod.namespace,
+                    pod.name,
+                    pod.uid,
+                    live.metadata.uid.unwrap_or_default()
+                ));
+            }
+            live.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(multus::model::NETWORK_STATUS_ANNOTATION.to_string(), value.to_string());
+            match api.replace_status(&pod.name, &PostParams::default(), &live).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) => return Err(anyhow!("error setting the networks status: {e}")),
+            }
+        }
+        Err(anyhow!("error setting the networks status: too many conflicts"))
     }
 
     /// Queue an event; never blocks the request (a full queue drops the event).

@@ -68,6 +68,13 @@ async fn run(flags: Flags) -> ExitCode {
             ),
         );
     }
+    for (key, what) in
+        [("chrootDir", "chroot execution"), ("metricsPort", "metrics"), ("perNodeCertificate", "per-node certificates")]
+    {
+        if config.raw.get(key).is_some_and(|v| !v.is_null() && v != "" && v != &serde_json::json!({})) {
+            tracing::warn!("{key} is set but {what} is not implemented by multus-rs yet; ignoring it");
+        }
+    }
     let connection_limit = match config.connection_limit() {
         Ok(l) => l,
         Err(e) => return fail(3, &e.to_string()),

@@ -83,6 +83,9 @@ pub struct Daemon {
     process_cni_path: Vec<PathBuf>,
     /// The daemon process's own `CNI_ARGS`, merged into every delegate's.
     process_cni_args: Option<String>,
+    /// One lock per container: operations on the same sandbox never interleave (the Go daemon
+    /// has none, quirk 14); different sandboxes proceed in parallel.
+    sandbox_locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl Daemon {
@@ -99,7 +102,25 @@ impl Daemon {
             delegate_timeout: timeout,
             process_cni_path: std::env::var("CNI_PATH").map(|p| cni::env::split_path(&p)).unwrap_or_default(),
             process_cni_args: std::env::var("CNI_ARGS").ok().filter(|s| !s.is_empty()),
+            sandbox_locks: Default::default(),
         }
+    }
+
+    /// Serialise operations on one container ID.
+    pub async fn lock_sandbox(&self, container_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.sandbox_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, weak| weak.strong_count() > 0);
+            match locks.get(container_id).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(container_id.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 
     fn runtime(&self, conf: &NetConf) -> CniRuntime<RawExec> {

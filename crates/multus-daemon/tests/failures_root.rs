@@ -39,7 +39,11 @@ fn call(cmd: &str, net: &str, ifname: &str) -> (String, String, String) {
 
 /// A daemon whose cluster network is a fake delegate, with `seed` in the API server.
 fn start(seed: impl FnOnce(&Thick) -> Vec<Value>) -> Thick {
-    let mut thick = Thick::new(vec![]);
+    start_with_deny(seed, &[])
+}
+
+fn start_with_deny(seed: impl FnOnce(&Thick) -> Vec<Value>, deny: &[&str]) -> Thick {
+    let mut thick = Thick::with_deny(vec![], deny);
     for obj in seed(&thick) {
         thick.mock.store().create(obj).expect("seed");
     }
@@ -388,4 +392,29 @@ fn delegate_api_hot_plugs_and_removes_a_network() {
     assert_eq!(status.content_type, "application/json");
     let err: Value = serde_json::from_slice(&status.body).unwrap();
     assert_eq!(err["code"], 50);
+}
+
+/// With the Go daemon's ClusterRole (`update` but no `patch` on `pods/status`), the status is
+/// written with GET + PUT instead of the single PATCH.
+#[test]
+fn status_write_falls_back_to_put_without_patch_rights() {
+    if let Some(r) = skip() {
+        return eprintln!("skipping: {r}");
+    }
+    let mut thick = start_with_deny(|_| vec![pod("default", "p", UID, None)], &["patch:pods/status"]);
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    let pod = thick.pod_object("default", "p");
+    let status = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].as_str().expect("annotation");
+    assert!(status.contains("\"cluster-net\""), "{status}");
+    let methods: Vec<String> = thick
+        .mock
+        .journal()
+        .into_iter()
+        .filter(|j| j.path.ends_with("/pods/p/status"))
+        .map(|j| j.method.clone())
+        .collect();
+    assert_eq!(methods, vec!["PATCH", "PUT"]);
+    assert_eq!(thick.shim("DEL", &sandbox).code, 0);
 }

@@ -149,11 +149,17 @@ impl Thick {
 
     /// Start a TLS mock API server with a token, seeded with `seed`.
     pub fn new(seed: Vec<Value>) -> Self {
+        Self::with_deny(seed, &[])
+    }
+
+    /// As [`Thick::new`], with RBAC-like deny rules (`verb:resource`, e.g. `patch:pods/status`).
+    pub fn with_deny(seed: Vec<Value>, deny: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mock = MockApiServer::start_blocking(MockConfig {
             tls: true,
             token: Some("test-token".into()),
             seed,
+            deny: deny.iter().map(|d| d.parse().expect("deny rule")).collect(),
             ..Default::default()
         })
         .expect("start kube-mock");

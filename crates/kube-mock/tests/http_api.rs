@@ -264,3 +264,16 @@ async fn discovery_and_openapi_documents() {
     let url = index["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
     assert_eq!(http.get(&url).await.json()["openapi"], "3.0.0");
 }
+
+#[test]
+fn start_blocking_serves_without_a_caller_runtime() {
+    use std::io::{Read, Write};
+    let server = MockApiServer::start_blocking(MockConfig::default()).unwrap();
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(b"GET /api/v1/namespaces/default HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"name\":\"default\""));
+    drop(server);
+}

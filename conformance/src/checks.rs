@@ -319,7 +319,9 @@ fn parallel(r: &mut Runner, case: &Case, step: &Step, env: &mut CaseEnv) -> Step
             return fail(e);
         }
     }
-    if let Some(t) = &mut r.thick {
+    if let Some(t) = &mut r.thick
+        && command == "ADD"
+    {
         for i in 0..count {
             if let Err(e) = t.ensure_pod(
                 env,

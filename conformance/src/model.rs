@@ -219,6 +219,9 @@ pub struct Step {
     /// JSON merge patch (RFC 7386) applied to the target's config.
     #[serde(default)]
     pub patch: Option<Value>,
+    /// Top-level keys set verbatim after the patch (templated; `null` stays `null`).
+    #[serde(default)]
+    pub set: BTreeMap<String, Value>,
     /// Put the result saved under this name into `prevResult` (converted to the config version).
     #[serde(default)]
     pub prev_result: Option<String>,

@@ -405,6 +405,7 @@ impl Runner {
             "netns_name" => att(&which).and_then(|a| a.netns.as_ref()).map(|n| Value::String(n.name.clone())),
             "ifname" => att(&which).map(|a| Value::String(a.ifname.clone())),
             "pod" => att(&which).map(|a| Value::String(a.pod.clone())),
+            "pod_namespace" if self.thick.is_none() => s(&env.id),
             "host_netns" => env.host.as_ref().map(|h| Value::String(h.name.clone())),
             "cni_path" => s(&self.cni_path(env)),
             "ipam_dir" => self.target.ipam_dir.as_ref().map(|d| Value::String(self.render(env, d))),
@@ -478,6 +479,11 @@ impl Runner {
         if let Some(p) = &step.patch {
             let p = self.render_json(env, p);
             merge_patch(&mut conf, &p);
+        }
+        if let Some(m) = conf.as_object_mut() {
+            for (k, v) in &step.set {
+                m.insert(k.clone(), render_value(v, &|x| self.var(env, x)));
+            }
         }
         if let Some(name) = &step.prev_result
             && let Some(prev) = env.saved.get(name)

@@ -127,6 +127,9 @@ pub struct ThickRt {
     fake: Option<PathBuf>,
     bridge: bool,
     vars: BTreeMap<String, String>,
+    namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Host-side veths present when the case started (only new ones count as leaks).
+    veths_before: Vec<String>,
 }
 
 fn dir(p: &Path, sub: &str) -> anyhow::Result<PathBuf> {
@@ -217,6 +220,8 @@ impl ThickRt {
             fake,
             bridge,
             vars,
+            namespaces: Default::default(),
+            veths_before: Vec::new(),
             tmp,
         };
         rt.start_api()?;
@@ -478,6 +483,9 @@ impl ThickRt {
             .collect();
         namespaces.sort();
         namespaces.dedup();
+        let mut created = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        namespaces.retain(|n| created.insert(n.clone()));
+        drop(created);
         let mut all: Vec<Value> = namespaces
             .into_iter()
             .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
@@ -492,7 +500,20 @@ impl ThickRt {
         self.apply(vec![obj])
     }
 
+    fn host_veths(&self) -> Vec<String> {
+        let Some(h) = &self.host else { return Vec::new() };
+        match sys::ip_json(&h.name, &["link", "show"]) {
+            Ok(Value::Array(l)) => l
+                .iter()
+                .filter(|x| x.pointer("/linkinfo/info_kind").and_then(Value::as_str) == Some("veth"))
+                .filter_map(|x| x.get("ifname").and_then(Value::as_str).map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn prepare_case(&mut self, case: &Case, env: &mut CaseEnv) -> Result<(), String> {
+        self.veths_before = self.host_veths();
         let mut items: Vec<Value> = case.setup.nads.iter().map(|n| self.nad_object(env, n)).collect();
         let pods: Vec<PodSpec> = match &case.setup.pods {
             Some(p) => p.clone(),
@@ -619,9 +640,7 @@ impl ThickRt {
                                 .as_array()
                                 .map(|a| {
                                     a.iter()
-                                        .filter_map(|e| {
-                                            e.get("name").and_then(Value::as_str).map(|n| normalize_ns(n, &env.id))
-                                        })
+                                        .filter_map(|e| e.get("name").and_then(Value::as_str).map(String::from))
                                         .collect()
                                 })
                                 .unwrap_or_default();
@@ -640,7 +659,8 @@ impl ThickRt {
                                         .collect()
                                 })
                                 .unwrap_or_default();
-                            let want: Vec<String> = ifs.iter().filter_map(|n| n.as_str().map(String::from)).collect();
+                            let want: Vec<String> =
+                                ifs.iter().filter_map(|n| n.as_str().map(|n| r.render(env, n))).collect();
                             if got != want {
                                 return StepOutcome::Fail(format!(
                                     "network-status interfaces {got:?}, expected {want:?}"
@@ -690,22 +710,15 @@ impl ThickRt {
                 StepOutcome::Ok
             }
             "no-host-veth" => {
-                let Some(h) = &self.host else { return StepOutcome::Skip("cluster network is not bridge".into()) };
-                match sys::ip_json(&h.name, &["link", "show"]) {
-                    Ok(Value::Array(l)) => {
-                        let veths: Vec<String> = l
-                            .iter()
-                            .filter(|x| x.pointer("/linkinfo/info_kind").and_then(Value::as_str) == Some("veth"))
-                            .filter_map(|x| x.get("ifname").and_then(Value::as_str).map(String::from))
-                            .collect();
-                        if veths.is_empty() {
-                            StepOutcome::Ok
-                        } else {
-                            StepOutcome::Fail(format!("host-side veth(s) left behind: {veths:?}"))
-                        }
-                    }
-                    Ok(_) => StepOutcome::Ok,
-                    Err(e) => StepOutcome::Fail(e),
+                if self.host.is_none() {
+                    return StepOutcome::Skip("cluster network is not bridge".into());
+                }
+                let new: Vec<String> =
+                    self.host_veths().into_iter().filter(|v| !self.veths_before.contains(v)).collect();
+                if new.is_empty() {
+                    StepOutcome::Ok
+                } else {
+                    StepOutcome::Fail(format!("host-side veth(s) left behind: {new:?}"))
                 }
             }
             _ => StepOutcome::Skip(format!("unknown check {name}")),
@@ -741,11 +754,6 @@ impl ThickRt {
             _ => StepOutcome::Skip(format!("unknown action {name}")),
         }
     }
-}
-
-/// `<ns>/<name>` with the case namespace replaced, so names read the same in every run.
-fn normalize_ns(n: &str, case_ns: &str) -> String {
-    n.replace(case_ns, "{{pod_namespace}}")
 }
 
 /// One HTTP request over the daemon's unix socket; the status code.

@@ -48,7 +48,7 @@ fn demo(args: &DemoArgs) -> Result<()> {
     println!("    run directory: {}", env.run.display());
     if real {
         println!(
-            "    host links: veth {} (macvlan master); bridges {} and {} come from the bridge plugin",
+            "    host links: veth {} (macvlan master), bridges {} and {} (fixed MACs, no addresses)",
             env.var("MACVLAN_MASTER"),
             env.var("CLUSTER_BRIDGE"),
             env.var("NAD_BRIDGE")

@@ -227,16 +227,18 @@ pub struct ObjectFiles {
 impl ObjectFiles {
     pub fn in_dir(dir: &Path) -> Self {
         Self {
-            base: dir.join("base.json"),
-            cases: dir.join("cases.json"),
-            many: dir.join("many.json"),
-            after_restart: dir.join("after-restart.json"),
+            base: dir.join("base.yaml"),
+            cases: dir.join("cases.yaml"),
+            many: dir.join("many.yaml"),
+            after_restart: dir.join("after-restart.yaml"),
         }
     }
 }
 
-fn list(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": "List", "items": items})
+/// A multi-document YAML stream of JSON objects (not a `kind: List`: kubectl's client-side
+/// validation asks the server for a schema of `v1/List`, which kube-mock does not serve).
+fn list(items: Vec<Value>) -> String {
+    items.iter().map(|i| format!("---\n{i}\n")).collect()
 }
 
 /// Render fixtures/e2e/objects into `dir` as JSON lists; `node` pins the pods (e2e --local).
@@ -253,10 +255,10 @@ pub fn render_objects(vars: &Vars, many: usize, node: Option<&str>, dir: &Path) 
     std::fs::create_dir_all(dir)?;
     let files = ObjectFiles::in_dir(dir);
     let base = [docs("00-namespace.yaml")?, docs("10-nads.yaml")?].concat();
-    std::fs::write(&files.base, serde_json::to_vec_pretty(&list(base))?)?;
+    std::fs::write(&files.base, list(base))?;
     let cases: Vec<Value> = docs("20-pods.yaml")?.into_iter().map(pin).collect();
     let macvlan = cases.iter().find(|p| p["metadata"]["name"] == "macvlan").cloned().context("no macvlan pod")?;
-    std::fs::write(&files.cases, serde_json::to_vec_pretty(&list(cases))?)?;
+    std::fs::write(&files.cases, list(cases))?;
     let template = docs("30-many.yaml")?.into_iter().next().context("30-many.yaml is empty")?;
     let many: Vec<Value> = (0..many)
         .map(|i| {
@@ -265,11 +267,11 @@ pub fn render_objects(vars: &Vars, many: usize, node: Option<&str>, dir: &Path) 
             p
         })
         .collect();
-    std::fs::write(&files.many, serde_json::to_vec_pretty(&list(many))?)?;
+    std::fs::write(&files.many, list(many))?;
     let mut after = macvlan;
     after["metadata"]["name"] = json!("after-restart");
     after["metadata"]["labels"] = json!({"multus-e2e": "after-restart"});
-    std::fs::write(&files.after_restart, serde_json::to_vec_pretty(&list(vec![after]))?)?;
+    std::fs::write(&files.after_restart, list(vec![after]))?;
     Ok(files)
 }
 
@@ -590,8 +592,8 @@ pub fn local_outline(args: &E2eArgs) -> Vec<String> {
     }
     v.push("kube-mock --listen 127.0.0.1:0 --kubeconfig-out <run>/kubeconfig".into());
     v.push(format!("kubectl --kubeconfig <run>/kubeconfig apply -f {}", deployments_dir().display()));
-    v.push("kubectl --kubeconfig <run>/kubeconfig apply -f <run>/objects/base.json   # namespace + NADs".into());
-    v.push("kubectl --kubeconfig <run>/kubeconfig apply -f <run>/objects/cases.json  # pods on node1".into());
+    v.push("kubectl --kubeconfig <run>/kubeconfig apply -f <run>/objects/base.yaml   # namespace + NADs".into());
+    v.push("kubectl --kubeconfig <run>/kubeconfig apply -f <run>/objects/cases.yaml  # pods on node1".into());
     if args.container {
         v.push(format!("docker run --rm -v <run>/opt/cni/bin:/host/opt/cni/bin {} /usr/src/multus-cni/bin/multus-install install --dest /host/opt/cni/bin", image::DEFAULT_TAG));
         v.push(format!("docker run -d --name multus-e2e-<pid> --privileged --network host --pid host <DaemonSet mounts> {} -config /etc/cni/net.d/multus.d/daemon-config.json", image::DEFAULT_TAG));
@@ -869,10 +871,10 @@ mod tests {
         let plugins = position(&l, "docker cp /usr/lib/cni/macvlan c1-worker:/opt/cni/bin/macvlan");
         let apply = position(&l, "kubectl --context kind-c1 apply -f");
         let rollout = position(&l, "rollout status daemonset/kube-multus-ds");
-        let nads = position(&l, "apply -f /tmp/w/objects/base.json");
-        let pods = position(&l, "apply -f /tmp/w/objects/cases.json");
+        let nads = position(&l, "apply -f /tmp/w/objects/base.yaml");
+        let pods = position(&l, "apply -f /tmp/w/objects/cases.yaml");
         let exec = position(&l, "-n multus-e2e exec macvlan -- ip -j addr show");
-        let many = position(&l, "apply -f /tmp/w/objects/many.json");
+        let many = position(&l, "apply -f /tmp/w/objects/many.yaml");
         let restart = position(&l, "-n kube-system delete pod -l name=multus");
         let del = position(&l, "-n multus-e2e delete pod --all");
         assert!(create < image && image < load && load < plugins && plugins < apply && apply < rollout);

@@ -308,10 +308,28 @@ impl LocalEnv {
         }
         Cmd::new("ip").args(["link", "set", &master, "up"]).output()?;
         Cmd::new("ip").args(["link", "set", &peer, "up"]).output()?;
-        for b in [self.var("CLUSTER_BRIDGE").to_string(), self.var("NAD_BRIDGE").to_string()] {
-            let _ = defer(format!("delete bridge {b} (if the bridge plugin made it)"), move || {
-                Cmd::new("ip").args(["link", "del", &b]).run_quiet();
-            });
+        // The bridges are made here rather than by the bridge plugin, with a fixed MAC: a bridge
+        // with a kernel-chosen MAC takes the lowest MAC of its ports, so it changes whenever pods
+        // come and go, and the bridge plugin's CHECK (which compares the bridge's MAC with the
+        // cached result) then fails for every older pod.
+        for (n, b) in
+            [self.var("CLUSTER_BRIDGE").to_string(), self.var("NAD_BRIDGE").to_string()].into_iter().enumerate()
+        {
+            Cmd::new("ip").args(["link", "add", &b, "type", "bridge"]).output()?;
+            {
+                let b = b.clone();
+                let _ = defer(format!("delete bridge {b}"), move || {
+                    Cmd::new("ip").args(["link", "del", &b]).run_quiet();
+                });
+            }
+            let mac = format!(
+                "02:6d:{:02x}:{:02x}:{:02x}:{:02x}",
+                (self.id >> 16) & 0xff,
+                (self.id >> 8) & 0xff,
+                self.id & 0xff,
+                n + 1
+            );
+            Cmd::new("ip").args(["link", "set", &b, "address", &mac, "up"]).output()?;
         }
         Ok(())
     }

@@ -263,16 +263,11 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
     emit_warnings(kube, &pod, &resolved.warnings);
     let delegates = resolved.delegates;
 
-    let cni_dir = PathBuf::from(&conf.cni_dir);
-    cache::write_cache(&cni_dir, &cmd.container_id, &delegates)
-        .map_err(|e| OpError::text(format!("Multus: [{tag}]: error saving the delegates: {e}")))?;
-
     let runtime_config = conf.runtime_config.as_ref().map(RuntimeConfig::from_value);
     let ctx = plan_context(cmd, &k8s, &uid, runtime_config.as_ref(), d.process_cni_args.as_deref());
     let invocations = match plan::plan_all(&delegates, &ctx, Operation::Add) {
         Ok(i) => i,
         Err((i, e)) => {
-            let _ = cache::remove_cache(&cni_dir, &cmd.container_id);
             return Err(OpError::text(format!(
                 "[{tag}:{}]: error adding container to network \"{}\": {e}",
                 delegates[i].network_name(),
@@ -281,10 +276,17 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
         }
     };
 
+    let cni_dir = PathBuf::from(&conf.cni_dir);
+    // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
+    // survive this one's failure so that its DEL still finds everything.
+    let previous_cache = std::fs::read(cache::cache_path(&cni_dir, &cmd.container_id)).ok();
+    cache::write_cache(&cni_dir, &cmd.container_id, &delegates)
+        .map_err(|e| OpError::text(format!("Multus: [{tag}]: error saving the delegates: {e}")))?;
+
     let rt = d.runtime(conf);
     let mut results: Vec<Option<CniResult>> = Vec::with_capacity(delegates.len());
     let mut statuses = Vec::new();
-    let mut added = 0usize;
+    let mut ran = 0usize;
     let failure: Option<String> = 'run: {
         for (i, (delegate, inv)) in delegates.iter().zip(&invocations).enumerate() {
             let net = delegate.network_name().to_string();
@@ -293,7 +295,6 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
             match netns::link_exists(&cmd.netns, &inv.ifname).await {
                 Ok(false) => {}
                 Ok(true) => {
-                    added = i + 1;
                     break 'run Some(fail(format!(
                         "DelegateAdd: cannot set \"{}\" interface name to \"{}\": validateIfName: interface name {} already exists",
                         delegate.plugin_type(),
@@ -302,19 +303,19 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
                     )));
                 }
                 Err(e) => {
-                    added = i + 1;
                     break 'run Some(fail(format!("DelegateAdd: {e}")));
                 }
             }
             let rconf = runtime_conf(cmd, inv);
+            // From here on this delegate may have changed something: a rollback must DEL it,
+            // even when its ADD fails. A delegate stopped by the clash check above never ran,
+            // and its DEL would remove the interface that was already there (the Go daemon
+            // does exactly that to a pod ADDed twice).
+            ran = i + 1;
             let result = match exec_add(&rt, delegate, &rconf).await {
                 Ok(r) => r,
-                Err(e) => {
-                    added = i + 1;
-                    break 'run Some(fail(runtime_error_text(delegate, &e)));
-                }
+                Err(e) => break 'run Some(fail(runtime_error_text(delegate, &e))),
             };
-            added = i + 1;
             tracing::info!(
                 "Add: {}:{}:{}:{}({}):{} {}",
                 k8s.namespace,
@@ -350,7 +351,7 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
         None
     };
     if let Some(message) = failure {
-        rollback(&rt, &delegates[..added], &invocations[..added], cmd, &cni_dir).await;
+        rollback(&rt, &delegates[..ran], &invocations[..ran], cmd, &cni_dir, previous_cache.as_deref()).await;
         return Err(OpError::text(message));
     }
     let selected = plan::select_result(&delegates, &results)
@@ -362,14 +363,15 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
         .map_err(|e| OpError::text(format!("Multus: [{tag}]: {e}")))
 }
 
-/// DEL every delegate in `delegates` (last first), ignoring errors; remove the delegate cache
-/// when everything went away cleanly.
+/// DEL every delegate in `delegates` (last first), ignoring errors; when everything went away
+/// cleanly, remove the delegate cache (or put back the one an earlier ADD had written).
 async fn rollback(
     rt: &CniRuntime<RawExec>,
     delegates: &[Delegate],
     invocations: &[DelegateInvocation],
     cmd: &CmdArgs,
     cni_dir: &Path,
+    previous_cache: Option<&[u8]>,
 ) {
     let mut clean = true;
     for (delegate, inv) in delegates.iter().zip(invocations).rev() {
@@ -383,8 +385,19 @@ async fn rollback(
             }
         }
     }
-    if clean {
-        let _ = cache::remove_cache(cni_dir, &cmd.container_id);
+    if !clean {
+        return;
+    }
+    match previous_cache {
+        Some(bytes) => {
+            let path = cache::cache_path(cni_dir, &cmd.container_id);
+            if let Err(e) = crate::confgen::write_atomic(&path, bytes, 0o600) {
+                tracing::error!("rollback: cannot restore the previous delegate cache {}: {e}", path.display());
+            }
+        }
+        None => {
+            let _ = cache::remove_cache(cni_dir, &cmd.container_id);
+        }
     }
 }
 

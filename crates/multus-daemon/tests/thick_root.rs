@@ -126,6 +126,17 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
     assert_eq!(check.code, 0, "CHECK failed: {check:?}\n{}", thick.daemon_log());
     assert!(check.stdout.is_empty());
 
+    // A second ADD without DEL fails and must not disturb the first attachment (the Go daemon's
+    // rollback deletes the existing eth0 here).
+    let again = thick.shim("ADD", &sandbox);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.json()["msg"].as_str().unwrap().contains("interface name eth0 already exists"), "{again:?}");
+    let mut after = thick.pod_addresses(&sandbox);
+    after.sort();
+    assert_eq!(after, addrs, "the first attachment is untouched");
+    assert!(cache_file.exists(), "the first ADD's delegate cache survives");
+    assert_eq!(leases(&thick).len(), 3);
+
     let del = thick.shim("DEL", &sandbox);
     assert_eq!(del.code, 0, "{del:?}");
     assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));

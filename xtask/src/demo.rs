@@ -58,7 +58,7 @@ fn demo(args: &DemoArgs) -> Result<()> {
     let seed = env.run.join("seed");
     fixtures::render_dir(&fixture.join("seed"), &seed, &env.vars)?;
     step("starting kube-mock seeded with fixtures/demo/seed (namespace, 3 NADs, 3 pods on node1)");
-    let mock = env.start_mock(&[seed])?;
+    let mock = env.start_mock(&[seed], &[])?;
     println!("    API server {} (pid {}), kubeconfig {}", env.api, mock.pid, env.kubeconfig.display());
 
     let config = env.write_configs()?;

@@ -626,12 +626,12 @@ fn local_prereqs(args: &E2eArgs) -> Vec<String> {
     missing
 }
 
-struct Tally {
-    failures: Vec<String>,
+pub(crate) struct Tally {
+    pub(crate) failures: Vec<String>,
 }
 
 impl Tally {
-    fn case(&mut self, what: &str, errs: Vec<String>) {
+    pub(crate) fn case(&mut self, what: &str, errs: Vec<String>) {
         if errs.is_empty() {
             println!("ok   {what}");
         } else {
@@ -713,7 +713,7 @@ fn local(args: &E2eArgs) -> Result<()> {
     let fixture = fixtures::fixtures_dir().join("e2e");
     let mut env = LocalEnv::new("e2e", &fixture, NAMESPACE, true)?;
     step(format!("run directory {}", env.run.display()));
-    env.start_mock(&[])?;
+    env.start_mock(&[], &[])?;
     let mut tally = Tally { failures: Vec::new() };
     run_local_cases(&mut env, args, &mut tally, &mut |env| env.start_daemon(), &mut |env| {
         env.stop_daemon(true);
@@ -740,7 +740,7 @@ impl From<Tally> for Vec<String> {
 }
 
 /// The cases, with the daemon started and stopped by the callbacks (process or container).
-fn run_local_cases(
+pub(crate) fn run_local_cases(
     env: &mut LocalEnv,
     args: &E2eArgs,
     tally: &mut Tally,
@@ -944,17 +944,16 @@ mod tests {
             vars.insert(k.into(), v.into());
         }
         let f = render_objects(&vars, 2, Some("node1"), dir.path()).unwrap();
-        let cases: Value = serde_json::from_slice(&std::fs::read(&f.cases).unwrap()).unwrap();
-        let names: Vec<&str> =
-            cases["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+        let read = |p: &Path| fixtures::yaml_documents(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let cases = read(&f.cases);
+        let names: Vec<&str> = cases.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
         assert_eq!(names, CASE_PODS);
-        assert!(cases["items"].as_array().unwrap().iter().all(|p| p["spec"]["nodeName"] == "node1"));
-        let many: Value = serde_json::from_slice(&std::fs::read(&f.many).unwrap()).unwrap();
-        assert_eq!(many["items"].as_array().unwrap().len(), 2);
+        assert!(cases.iter().all(|p| p["spec"]["nodeName"] == "node1"));
+        assert_eq!(read(&f.many).len(), 2);
         let f = render_objects(&vars, 1, None, dir.path()).unwrap();
-        let after: Value = serde_json::from_slice(&std::fs::read(&f.after_restart).unwrap()).unwrap();
-        assert!(after["items"][0]["spec"].get("nodeName").is_none());
-        assert_eq!(after["items"][0]["metadata"]["name"], "after-restart");
+        let after = read(&f.after_restart);
+        assert!(after[0]["spec"].get("nodeName").is_none());
+        assert_eq!(after[0]["metadata"]["name"], "after-restart");
     }
 
     #[test]

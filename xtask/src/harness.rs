@@ -225,6 +225,11 @@ pub struct LocalEnv {
     pub api: String,
     pub fixture: PathBuf,
     pub id: u32,
+    /// Host paths (they differ from the daemon's view when it runs in a container).
+    pub conf_dir_host: PathBuf,
+    pub socket_path: PathBuf,
+    pub cni_dir_host: PathBuf,
+    pub ipam_dir_host: PathBuf,
     daemon: Option<(Proc, Deferred)>,
     daemon_starts: u32,
 }
@@ -273,6 +278,10 @@ impl LocalEnv {
         set("POD_IMAGE", "registry.invalid/pause:3.10".to_string());
         set("MANY", "0".to_string());
         let env = Self {
+            conf_dir_host: run.join("net.d"),
+            socket_path: run.join("run/multus/multus.sock"),
+            cni_dir_host: run.join("cni"),
+            ipam_dir_host: run.join("ipam"),
             kubeconfig: run.join("kubeconfig"),
             run,
             vars,
@@ -335,10 +344,11 @@ impl LocalEnv {
     }
 
     /// Start kube-mock with `seeds`; remember its URL.
-    pub fn start_mock(&mut self, seeds: &[PathBuf]) -> Result<Proc> {
+    pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<Proc> {
         let mut cmd = Cmd::new(self.bins.kube_mock.display().to_string())
             .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(self.kubeconfig.display().to_string());
+            .arg(self.kubeconfig.display().to_string())
+            .args(extra.iter().cloned());
         for s in seeds {
             cmd = cmd.arg("--seed").arg(s.display().to_string());
         }
@@ -367,18 +377,18 @@ impl LocalEnv {
     pub fn write_configs(&self) -> Result<PathBuf> {
         let primary = fixtures::render_file(&self.fixture.join("cluster-net.conflist"), &self.vars)?;
         let name = serde_json::from_str::<Value>(&primary)?["name"].as_str().unwrap_or("cluster").to_string();
-        std::fs::write(self.run.join("net.d").join(format!("10-{name}.conflist")), primary)?;
+        std::fs::write(self.conf_dir_host.join(format!("10-{name}.conflist")), primary)?;
         let daemon_config = self.run.join("daemon-config.json");
         std::fs::write(&daemon_config, fixtures::render_file(&self.fixture.join("daemon-config.json"), &self.vars)?)?;
         Ok(daemon_config)
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.run.join("run/multus/multus.sock")
+        self.socket_path.clone()
     }
 
     pub fn multus_conf_path(&self) -> PathBuf {
-        self.run.join("net.d/00-multus.conf")
+        self.conf_dir_host.join("00-multus.conf")
     }
 
     pub fn daemon_log(&self) -> PathBuf {
@@ -395,16 +405,29 @@ impl LocalEnv {
             .arg(self.kubeconfig.display().to_string())
             .env("MULTUS_NODE_NAME", NODE)
             .env("RUST_LOG", "info");
-        self.daemon_starts += 1;
         let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.daemon_log())?;
         std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
-        let socket = self.socket();
-        let conf = self.multus_conf_path();
         let p = proc.clone();
         let log = self.daemon_log();
+        self.wait_daemon(&|| p.running(), &|| tail(&log, 20))?;
+        self.daemon = Some((proc, guard));
+        Ok(())
+    }
+
+    /// Count a daemon start (network namespaces of later pods get a new name prefix).
+    pub fn daemon_started(&mut self) {
+        self.daemon_starts += 1;
+    }
+
+    /// Wait until the daemon serves `/readyz` and has written `00-multus.conf` (60 s).
+    pub fn wait_daemon(&mut self, alive: &dyn Fn() -> bool, log_tail: &dyn Fn() -> String) -> Result<()> {
+        self.daemon_started();
+        let socket = self.socket();
+        let conf = self.multus_conf_path();
+        let log = self.daemon_log();
         wait_for("multus-daemon to serve /readyz and write 00-multus.conf", Duration::from_secs(60), || {
-            if !p.running() {
-                bail!("multus-daemon exited; last log lines:\n{}", tail(&log, 20));
+            if !alive() {
+                bail!("multus-daemon exited; last log lines:\n{}", log_tail());
             }
             let ready = multus_api::client::post(&socket, "/readyz", b"null", Some(Duration::from_secs(2)))
                 .map(|r| r.status == 200)
@@ -413,7 +436,6 @@ impl LocalEnv {
             Ok((ready && written).then_some(()))
         })
         .map_err(|e| e.context(format!("daemon log: {}", log.display())))?;
-        self.daemon = Some((proc, guard));
         Ok(())
     }
 
@@ -515,10 +537,8 @@ impl LocalEnv {
     /// Files under the delegate cache dir and the host-local data dir that mention the container.
     pub fn leftovers(&self, pod: &PodRun) -> Vec<String> {
         let mut found = Vec::new();
-        let cni_dir = self.run.join("cni");
-        let ipam_dir = PathBuf::from(self.var("IPAM_DIR"));
-        for dir in [cni_dir, ipam_dir] {
-            walk(&dir, &mut |p: &Path| {
+        for dir in [&self.cni_dir_host, &self.ipam_dir_host] {
+            walk(dir, &mut |p: &Path| {
                 let name_hit = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(&pod.container_id));
                 let content_hit =
                     std::fs::read(p).map(|c| String::from_utf8_lossy(&c).contains(&pod.container_id)).unwrap_or(false);

@@ -20,8 +20,8 @@ pub struct ImageArgs {
     /// Image tag.
     #[arg(long, default_value = DEFAULT_TAG)]
     pub tag: String,
-    /// Cargo profile for the binaries.
-    #[arg(long, default_value = "release")]
+    /// Cargo profile for the binaries (`release-small`: opt-level s, fat LTO, one codegen unit).
+    #[arg(long, default_value = "release-small")]
     pub profile: String,
     /// Print the commands instead of running them.
     #[arg(long)]

@@ -33,7 +33,59 @@ pub fn run(args: TestArgs) -> Result<()> {
     cargo(&["build", "--workspace", "--bins"])?;
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));
-    cargo(&test_args)
+    let totals = cargo_test(&test_args)?;
+    // One closing line for the whole run (cargo prints one per test binary).
+    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    if totals.failed > 0 {
+        bail!("{} tests failed", totals.failed);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+/// Add up a `test result: ok. 3 passed; 0 failed; 1 ignored; …` line.
+pub fn add_result_line(totals: &mut Totals, line: &str) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => totals.passed += n,
+            "failed" => totals.failed += n,
+            "ignored" => totals.ignored += n,
+            _ => {}
+        }
+    }
+}
+
+/// Run `cargo test …`, passing its output through while adding up the results.
+fn cargo_test(args: &[&str]) -> Result<Totals> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut child =
+        Command::new(cargo).args(args).stdout(std::process::Stdio::piped()).spawn().context("running cargo test")?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            add_result_line(&mut totals, &line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed.max(1), totals.ignored);
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(totals)
 }
 
 fn is_root() -> bool {
@@ -88,4 +140,21 @@ fn cargo(args: &[&str]) -> Result<()> {
         bail!("cargo {} failed", args.join(" "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_up_result_lines() {
+        let mut t = Totals::default();
+        add_result_line(
+            &mut t,
+            "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        );
+        add_result_line(&mut t, "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 5 filtered out");
+        add_result_line(&mut t, "running 3 tests");
+        assert_eq!(t, Totals { passed: 5, failed: 1, ignored: 1 });
+    }
 }

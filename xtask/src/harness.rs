@@ -467,7 +467,9 @@ impl LocalEnv {
         let uid = pod["metadata"]["uid"].as_str().context("pod has no uid")?.to_string();
         let container_id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let netns = format!("multus-{}-{}-{name}", self.id, self.daemon_starts);
-        if self.real {
+        // The daemon opens the namespace (interface-name checks, default-route edits), so it
+        // must exist even with fake delegates; without root there is none to give.
+        if self.real || (is_root() && have("ip")) {
             Cmd::new("ip").args(["netns", "add", &netns]).output()?;
             let ns = netns.clone();
             let _ = defer(format!("delete netns {netns}"), move || {

@@ -30,6 +30,20 @@ pub const MOUNTS: [(&str, &str); 6] = [
 /// Host libraries, read-only: Debian's delegate plugins are dynamically linked and the image is
 /// `FROM scratch` (see the DaemonSet's `host-lib*` volumes).
 pub const HOST_LIBS: [&str; 3] = ["/lib", "/lib64", "/usr/lib"];
+/// `--privileged` minus CAP_SYS_RESOURCE, for machines (nested containers) whose capability
+/// bounding set lacks it, where `--privileged` fails with "unable to apply caps".
+pub const UNPRIVILEGED_EQUIVALENT: [&str; 10] = [
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--security-opt",
+    "systempaths=unconfined",
+];
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// The daemon config of deployments/20-configmap.yml, with what a run on this machine needs:
@@ -48,9 +62,10 @@ pub fn daemon_config(socket_dir_host: &Path) -> Result<Value> {
 }
 
 /// `docker run` of the daemon container.
-pub fn daemon_run_cmd(name: &str, host_root: &Path, sa_dir: &Path, api_port: u16, tag: &str) -> Cmd {
-    let mut c =
-        Cmd::new("docker").args(["run", "-d", "--name", name, "--privileged", "--network", "host", "--pid", "host"]);
+pub fn daemon_run_cmd(name: &str, host_root: &Path, sa_dir: &Path, api_port: u16, tag: &str, privileged: bool) -> Cmd {
+    let mut c = Cmd::new("docker").args(["run", "-d", "--name", name]);
+    c = if privileged { c.arg("--privileged") } else { c.args(UNPRIVILEGED_EQUIVALENT) };
+    c = c.args(["--network", "host", "--pid", "host"]);
     c = c.args(["-e", "MULTUS_NODE_NAME=node1", "-e", "KUBERNETES_SERVICE_HOST=127.0.0.1"]);
     c = c.arg("-e").arg(format!("KUBERNETES_SERVICE_PORT={api_port}"));
     for (host, container) in MOUNTS {
@@ -134,6 +149,13 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         env.api.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).context("API port")?;
     println!("    API server {} (TLS, service-account files in {})", env.api, sa.display());
 
+    let privileged = Cmd::new("docker").args(["run", "--rm", "--privileged", tag, "-version"]).run_quiet();
+    if !privileged {
+        println!(
+            "    note: `docker run --privileged` fails here (the capability bounding set lacks CAP_SYS_RESOURCE); using {}",
+            UNPRIVILEGED_EQUIVALENT.join(" ")
+        );
+    }
     let base = format!("multus-e2e-{}", std::process::id());
     let log = env.daemon_log();
     let mut starts = 0u32;
@@ -150,9 +172,8 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         &mut |env| {
             starts += 1;
             let name = format!("{base}-{starts}");
-            let cmd = daemon_run_cmd(&name, &host_start, &sa_start, port, tag);
+            let cmd = daemon_run_cmd(&name, &host_start, &sa_start, port, tag, privileged);
             println!("    {cmd}");
-            cmd.output()?;
             {
                 let (n, l) = (name.clone(), log.clone());
                 let _ = defer(format!("remove container {name}"), move || {
@@ -160,10 +181,25 @@ pub fn run(args: &E2eArgs) -> Result<()> {
                     Cmd::new("docker").args(["rm", "-f", &n]).run_quiet();
                 });
             }
+            cmd.output()?;
             *cur_start.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
             let n2 = name.clone();
             env.wait_daemon(&|| container_running(&name), &|| {
-                Cmd::new("docker").args(["logs", "--tail", "20", &n2]).output().unwrap_or_default()
+                let state = Cmd::new("docker")
+                    .args([
+                        "inspect",
+                        "-f",
+                        "status={{.State.Status}} exit={{.State.ExitCode}} error={{.State.Error}}",
+                        &n2,
+                    ])
+                    .output()
+                    .unwrap_or_default();
+                let logs = std::process::Command::new("docker")
+                    .args(["logs", "--tail", "20", &n2])
+                    .output()
+                    .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+                    .unwrap_or_default();
+                format!("{}{logs}", state)
             })
         },
         &mut |_env| {
@@ -194,7 +230,7 @@ mod tests {
             .iter()
             .map(|m| m["mountPath"].as_str().unwrap().to_string())
             .collect();
-        let c = daemon_run_cmd("n", Path::new("/r"), Path::new("/sa"), 6443, "multus-rs:dev").to_string();
+        let c = daemon_run_cmd("n", Path::new("/r"), Path::new("/sa"), 6443, "multus-rs:dev", true).to_string();
         for (_, container) in MOUNTS {
             assert!(mounts.iter().any(|m| m == container), "{container} is not a DaemonSet mount");
             assert!(c.contains(&format!(":{container}")), "{c}");

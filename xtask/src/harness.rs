@@ -457,6 +457,15 @@ impl LocalEnv {
 
     /// GET a pod from the mock API server.
     pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Value> {
+        if self.api.starts_with("https://") {
+            // TLS (in-cluster style) mock: let kubectl do the TLS.
+            let out = Cmd::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(self.kubeconfig.display().to_string())
+                .args(["-n", namespace, "get", "pod", name, "-o", "json"])
+                .output()?;
+            return serde_json::from_str(&out).context("kubectl get pod: not JSON");
+        }
         crate::util::http_get_json(&self.api, &format!("/api/v1/namespaces/{namespace}/pods/{name}"))
     }
 

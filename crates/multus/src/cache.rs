@@ -234,8 +234,9 @@ pub fn write_cache(cni_dir: &Path, container_id: &str, delegates: &[Delegate]) -
     let tmp = cni_dir.join(format!(".{container_id}.tmp-{}-{nanos}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        // No fsync: these files are rewritten per attachment on the hot path; the rename keeps
+        // them whole (libcni and the Go daemon do not even write atomically).
         f.write_all(&serialize_delegates(delegates))?;
-        f.sync_all()?;
         std::fs::rename(&tmp, &path)
     })();
     if let Err(e) = result {

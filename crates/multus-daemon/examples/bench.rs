@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 struct Args {
     bins: PathBuf,
     shim: PathBuf,
+    daemon: PathBuf,
     iterations: usize,
     out: Option<PathBuf>,
 }
@@ -31,12 +32,14 @@ fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     let mut bins = PathBuf::from("target/release");
     let mut shim = None;
+    let mut daemon = None;
     let mut iterations = 30;
     let mut out = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bins" => bins = args.next().map(PathBuf::from).unwrap_or(bins),
             "--shim" => shim = args.next().map(PathBuf::from),
+            "--daemon" => daemon = args.next().map(PathBuf::from),
             "--iterations" => iterations = args.next().and_then(|n| n.parse().ok()).unwrap_or(iterations),
             "--out" => out = args.next().map(PathBuf::from),
             // cargo bench passes --bench; ignore unknown flags.
@@ -46,7 +49,8 @@ fn parse_args() -> Args {
     // Symlinks made to these binaries must not depend on the working directory.
     let bins = std::fs::canonicalize(&bins).unwrap_or(bins);
     let shim = shim.map(|s| std::fs::canonicalize(&s).unwrap_or(s)).unwrap_or_else(|| bins.join("multus-shim"));
-    Args { bins, shim, iterations, out }
+    let daemon = daemon.map(|s| std::fs::canonicalize(&s).unwrap_or(s)).unwrap_or_else(|| bins.join("multus-daemon"));
+    Args { bins, shim, daemon, iterations, out }
 }
 
 fn stats(mut samples: Vec<f64>) -> Value {
@@ -129,7 +133,9 @@ fn bench_shim_exec(shim: &Path, n: usize) -> Value {
         .stdout(Stdio::null())
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stderr).trim().lines().last().and_then(|l| l.trim().parse::<u64>().ok()));
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stderr).trim().lines().last().and_then(|l| l.trim().parse::<u64>().ok())
+        });
     let size = std::fs::metadata(shim).map(|m| m.len()).unwrap_or(0);
     let linked = Command::new("ldd").arg(shim).output().map(|o| o.stdout).unwrap_or_default();
     json!({"exec": stats(samples), "peak_rss_kib": peak_rss_kib.map_or(json!("needs /usr/bin/time (apt-get install time)"), |k| json!(k)),
@@ -151,7 +157,7 @@ impl Node {
 }
 
 /// kube-mock + multus-daemon (kubeconfig mode) with `primary` as the cluster network.
-fn start_node(bins: &Path, seed: Vec<Value>, primary: impl FnOnce(&Path) -> Value) -> Node {
+fn start_node(bins: &Path, daemon: &Path, seed: Vec<Value>, primary: impl FnOnce(&Path) -> Value) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     for d in ["net.d", "cni", "run", "bin", "ipam"] {
         std::fs::create_dir_all(dir.path().join(d)).unwrap();
@@ -169,7 +175,7 @@ fn start_node(bins: &Path, seed: Vec<Value>, primary: impl FnOnce(&Path) -> Valu
         "multusAutoconfigDir": p("net.d"), "socketDir": p("run"), "daemonSocketDir": p("run"), "logLevel": "error"});
     std::fs::write(dir.path().join("daemon-config.json"), daemon_config.to_string()).unwrap();
     let started = Instant::now();
-    let child = Command::new(bins.join("multus-daemon"))
+    let child = Command::new(daemon)
         .arg("-config")
         .arg(dir.path().join("daemon-config.json"))
         .arg("--kubeconfig")
@@ -259,7 +265,7 @@ fn bench_overhead(args: &Args) -> Value {
         json!({"cniVersion": "1.0.0", "name": "bench-net", "plugins": [{"type": "bridge", "bridge": bridge,
             "ipam": {"type": "host-local", "subnet": "10.231.0.0/16", "dataDir": dir.join("ipam").to_string_lossy()}}]})
     };
-    let mut node = start_node(&args.bins, seed, primary);
+    let mut node = start_node(&args.bins, &args.daemon, seed, primary);
     node.cleanup.links.push(bridge.clone());
     let list_bytes = std::fs::read(node.dir.path().join("net.d/10-primary.conflist")).unwrap();
     let list = cni::NetConfList::from_bytes(&list_bytes).unwrap();
@@ -313,6 +319,7 @@ fn bench_daemon(args: &Args) -> Value {
     seed.push(nad("net-b", &fake("net-b", tmp.path())));
     let node = start_node(
         &args.bins,
+        &args.daemon,
         seed,
         |_| json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "fake-cni", "fake": {"subnet": "10.98.0.0/16"}}]}),
     );
@@ -379,7 +386,7 @@ fn main() {
     let daemon = bench_daemon(&args);
     eprintln!("bench: ADD+DEL overhead over the bare delegates");
     let overhead = bench_overhead(&args);
-    let report = json!({"shim": shim, "daemon": daemon, "overhead": overhead,
+    let report = json!({"binaries": {"shim": args.shim, "daemon": args.daemon}, "shim": shim, "daemon": daemon, "overhead": overhead,
         "reference_go_v4_2_4": {"shim_exec_ms": 17, "shim_rss_mib": 27, "daemon_rss_mib": "42-50", "add_del_ms_bridge": 160, "bare_bridge_add_del_ms": 60, "pods_per_s_8way": "12-20"}});
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     if let Some(out) = &args.out {

@@ -2,13 +2,12 @@
 //!
 //! `setns` changes the calling thread's namespace, so every operation runs on a fresh thread
 //! that enters the namespace, does its work and exits; a pooled (tokio) thread never changes
-//! namespace. Child processes started from that thread (`ip route …`) inherit its namespace.
+//! namespace. Sockets opened on that thread (netlink, the `if_nametoindex` ioctl) belong to it.
 
 use nix::sched::{CloneFlags, setns};
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
@@ -56,40 +55,11 @@ pub fn openable(netns_path: &str) -> bool {
     !netns_path.is_empty() && Path::new(netns_path).exists() && File::open(netns_path).is_ok()
 }
 
-fn ip(args: &[&str]) -> Result<String, NetnsError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| NetnsError::Command(format!("running ip {}: {e}", args.join(" "))))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(NetnsError::Command(format!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
-
 /// Delete the default routes (of the given families) that use `ifname`.
 pub async fn delete_default_routes(netns_path: &str, ifname: &str, v4: bool, v6: bool) -> Result<(), NetnsError> {
     let ifname = ifname.to_string();
     run_in(netns_path, move || {
-        for (flag, enabled) in [("-4", v4), ("-6", v6)] {
-            if !enabled {
-                continue;
-            }
-            // Several default routes may exist (metrics); delete until none is left.
-            for _ in 0..16 {
-                let listed = ip(&[flag, "route", "show", "default", "dev", &ifname])?;
-                if listed.trim().is_empty() {
-                    break;
-                }
-                ip(&[flag, "route", "del", "default", "dev", &ifname])?;
-            }
-        }
-        Ok(())
+        crate::routes::delete_default_routes(&ifname, v4, v6).map_err(|e| NetnsError::Command(e.to_string()))
     })
     .await
 }
@@ -98,8 +68,7 @@ pub async fn delete_default_routes(netns_path: &str, ifname: &str, v4: bool, v6:
 pub async fn add_default_route(netns_path: &str, ifname: &str, gateway: IpAddr) -> Result<(), NetnsError> {
     let ifname = ifname.to_string();
     run_in(netns_path, move || {
-        let flag = if gateway.is_ipv4() { "-4" } else { "-6" };
-        ip(&[flag, "route", "replace", "default", "via", &gateway.to_string(), "dev", &ifname]).map(|_| ())
+        crate::routes::add_default_route(&ifname, gateway).map_err(|e| NetnsError::Command(e.to_string()))
     })
     .await
 }

@@ -148,3 +148,60 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
     let again = thick.shim("DEL", &sandbox);
     assert_eq!(again.code, 0, "a second DEL succeeds: {again:?}");
 }
+
+/// `default-route` on an additional network (spec §5.15, e2e case 83): the pod's default route
+/// moves to that interface, the cluster network's default route goes, and both the pod and the
+/// cached results say so. Done over netlink (the image has no `ip`).
+#[test]
+fn default_route_moves_to_the_requested_network() {
+    if let Some(reason) = root_skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let uid = "44444444-4444-4444-4444-444444444444";
+    let mut thick = Thick::new(vec![]);
+    let net = setup(&mut thick);
+    let mut seed = seed_for(&thick, &net, "default", "other", "x");
+    seed.pop();
+    seed.push(pod("default", "gw-pod", uid, Some(r#"[{"name":"bridge-net","default-route":["10.214.0.1"]}]"#)));
+    for obj in seed {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&["bridge", "macvlan", "host-local"], &[]);
+    thick.write_primary("10-test.conflist", &primary(&thick, &net));
+    thick.start_daemon();
+    let sandbox = thick.sandbox("default", "gw-pod", uid);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+
+    let out = ip(&["-n", &sandbox.netns, "-4", "-j", "route", "show", "default"]);
+    let routes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let routes = routes.as_array().unwrap();
+    assert_eq!(routes.len(), 1, "exactly one default route: {routes:?}");
+    assert_eq!(routes[0]["gateway"], "10.214.0.1");
+    assert_eq!(routes[0]["dev"], "net1");
+
+    let cached: Value = serde_json::from_slice(
+        &std::fs::read(thick.path("cni/results").join(format!("test-cluster-net-{}-eth0", sandbox.container_id)))
+            .unwrap(),
+    )
+    .unwrap();
+    let eth0_routes = cached["result"]["routes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        eth0_routes.iter().all(|r| r["dst"] != "0.0.0.0/0"),
+        "eth0's cached default route removed: {eth0_routes:?}"
+    );
+    let net1: Value = serde_json::from_slice(
+        &std::fs::read(thick.path("cni/results").join(format!("bridge-net-{}-net1", sandbox.container_id))).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        net1["result"]["routes"].as_array().unwrap().iter().any(|r| r["dst"] == "0.0.0.0/0" && r["gw"] == "10.214.0.1"),
+        "{net1}"
+    );
+    // CHECK still passes against the edited caches, and DEL cleans up.
+    assert_eq!(thick.shim("CHECK", &sandbox).code, 0, "{}", thick.daemon_log());
+    assert_eq!(thick.shim("DEL", &sandbox).code, 0);
+    assert!(thick.pod_addresses(&sandbox).is_empty());
+    assert!(leases(&thick).is_empty());
+}

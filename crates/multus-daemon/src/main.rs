@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(flags: Flags) -> ExitCode {
+    let started = std::time::Instant::now();
     let raw = match std::fs::read(&flags.config) {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("failed to read the config file {}: {e}", flags.config.display())),
@@ -84,6 +85,7 @@ async fn run(flags: Flags) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(3, &format!("{e:#}")),
     };
+    tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
     let kube = kube::KubeContext::start(client, node.as_deref());
 
@@ -114,7 +116,7 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("NAD cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
     health.set_ready(true);
-    tracing::info!("ready");
+    tracing::info!("ready after {:?}", started.elapsed());
 
     let confgen_task = match confgen::start(&config, shutdown_rx.clone()).await {
         Ok(task) => task,

@@ -32,7 +32,14 @@ pub fn real_delegates_available() -> Result<(), String> {
     Ok(())
 }
 
-/// The release binaries the local node runs.
+/// The cargo profile of the binaries the demo and the local e2e run: `release`, or what
+/// `MULTUS_XTASK_PROFILE` names (CI uses `dev` to reuse the test build instead of a second,
+/// optimised one).
+pub fn profile() -> String {
+    std::env::var("MULTUS_XTASK_PROFILE").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "release".into())
+}
+
+/// The binaries the local node runs.
 #[derive(Clone, Debug)]
 pub struct Bins {
     pub daemon: PathBuf,
@@ -43,7 +50,8 @@ pub struct Bins {
 
 impl Bins {
     pub fn release() -> Self {
-        let d = target_dir().join("release");
+        let profile = profile();
+        let d = target_dir().join(if profile == "dev" { "debug" } else { profile.as_str() });
         Self {
             daemon: d.join("multus-daemon"),
             shim: d.join("multus-shim"),
@@ -54,7 +62,8 @@ impl Bins {
     pub fn build_cmd() -> Cmd {
         cargo_cmd().args([
             "build",
-            "--release",
+            "--profile",
+            profile().as_str(),
             "-p",
             "multus-daemon",
             "-p",

@@ -27,9 +27,7 @@ impl CniArgs {
     pub fn parse(s: &str) -> Result<Self, ArgsError> {
         let mut pairs = Vec::new();
         for item in s.split(';').filter(|i| !i.is_empty()) {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| ArgsError::InvalidPair(item.to_string()))?;
+            let (k, v) = item.split_once('=').ok_or_else(|| ArgsError::InvalidPair(item.to_string()))?;
             pairs.push((k.to_string(), v.to_string()));
         }
         Ok(Self { pairs })
@@ -64,11 +62,7 @@ impl CniArgs {
 
     /// The last value given for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -119,10 +113,7 @@ mod tests {
     fn last_value_wins_and_order_is_kept() {
         let a = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=a;K8S_POD_NAME=b").unwrap();
         assert_eq!(a.get("K8S_POD_NAME"), Some("b"));
-        assert_eq!(
-            a.to_string(),
-            "IgnoreUnknown=1;K8S_POD_NAME=a;K8S_POD_NAME=b"
-        );
+        assert_eq!(a.to_string(), "IgnoreUnknown=1;K8S_POD_NAME=a;K8S_POD_NAME=b");
     }
 
     #[test]
@@ -138,10 +129,7 @@ mod tests {
 
     #[test]
     fn lenient_parse_allows_equals_in_values() {
-        assert_eq!(
-            CniArgs::parse("BLAH=foo=bar").unwrap().get("BLAH"),
-            Some("foo=bar")
-        );
+        assert_eq!(CniArgs::parse("BLAH=foo=bar").unwrap().get("BLAH"), Some("foo=bar"));
         assert!(CniArgs::parse("novalue").is_err());
     }
 }

@@ -48,10 +48,7 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ConfError::InvalidField {
-            key: key.into(),
-            reason: "expected a string".into(),
-        }),
+        Some(_) => Err(ConfError::InvalidField { key: key.into(), reason: "expected a string".into() }),
     }
 }
 
@@ -62,10 +59,7 @@ fn bool_field(m: &Map<String, Value>, key: &str) -> Result<bool, ConfError> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(_) => Err(ConfError::InvalidField {
-            key: key.into(),
-            reason: "expected a boolean".into(),
-        }),
+        Some(_) => Err(ConfError::InvalidField { key: key.into(), reason: "expected a boolean".into() }),
     }
 }
 
@@ -133,12 +127,7 @@ impl PluginConf {
 /// The `true` entries of a `capabilities` object.
 pub fn enabled_capabilities(caps: Option<&Value>) -> BTreeMap<String, bool> {
     caps.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter(|(_, v)| v.as_bool() == Some(true))
-                .map(|(k, _)| (k.clone(), true))
-                .collect()
-        })
+        .map(|m| m.iter().filter(|(_, v)| v.as_bool() == Some(true)).map(|(k, _)| (k.clone(), true)).collect())
         .unwrap_or_default()
 }
 
@@ -170,9 +159,7 @@ impl NetConfList {
     }
 
     pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfError> {
-        let name = str_field(&raw, "name")?
-            .ok_or(ConfError::MissingName)?
-            .to_string();
+        let name = str_field(&raw, "name")?.ok_or(ConfError::MissingName)?.to_string();
         let mut cni_version = str_field(&raw, "cniVersion")?.unwrap_or("").to_string();
         if let Some(Value::Array(versions)) = raw.get("cniVersions") {
             let current = crate::version::Version::parse(crate::version::CURRENT).ok();
@@ -207,29 +194,16 @@ impl NetConfList {
                     .iter()
                     .enumerate()
                     .map(|(index, item)| {
-                        PluginConf::from_value(item.clone()).map_err(|e| ConfError::InvalidPlugin {
-                            index,
-                            reason: e.to_string(),
-                        })
+                        PluginConf::from_value(item.clone())
+                            .map_err(|e| ConfError::InvalidPlugin { index, reason: e.to_string() })
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
             Some(_) => {
-                return Err(ConfError::InvalidField {
-                    key: "plugins".into(),
-                    reason: "expected a list".into(),
-                });
+                return Err(ConfError::InvalidField { key: "plugins".into(), reason: "expected a list".into() });
             }
         };
-        Ok(Self {
-            raw,
-            name,
-            cni_version,
-            disable_check,
-            disable_gc,
-            load_only_inlined_plugins,
-            plugins,
-        })
+        Ok(Self { raw, name, cni_version, disable_check, disable_gc, load_only_inlined_plugins, plugins })
     }
 
     /// libcni's `ConfListFromConf`: a one-plugin list named and versioned like the plugin.
@@ -273,10 +247,7 @@ impl NetConfList {
                 m.insert(key.into(), Value::Bool(flag));
             }
         }
-        m.insert(
-            "plugins".into(),
-            Value::Array(self.plugins.iter().map(PluginConf::to_value).collect()),
-        );
+        m.insert("plugins".into(), Value::Array(self.plugins.iter().map(PluginConf::to_value).collect()));
         Value::Object(m)
     }
 
@@ -346,27 +317,15 @@ mod tests {
 
     #[test]
     fn libcni_parse_rules() {
-        assert_eq!(
-            NetConfList::from_bytes(br#"{"plugins":[]}"#),
-            Err(ConfError::MissingName)
-        );
-        assert_eq!(
-            NetConfList::from_bytes(br#"{"name":"n","plugins":[]}"#),
-            Err(ConfError::NoPlugins)
-        );
+        assert_eq!(NetConfList::from_bytes(br#"{"plugins":[]}"#), Err(ConfError::MissingName));
+        assert_eq!(NetConfList::from_bytes(br#"{"name":"n","plugins":[]}"#), Err(ConfError::NoPlugins));
         assert!(matches!(
             NetConfList::from_bytes(br#"{"name":"n","plugins":[{"x":1}]}"#),
             Err(ConfError::InvalidPlugin { index: 0, .. })
         ));
-        let l = NetConfList::from_bytes(
-            br#"{"name":"n","disableCheck":"TRUE","plugins":[{"type":"a"}]}"#,
-        )
-        .unwrap();
+        let l = NetConfList::from_bytes(br#"{"name":"n","disableCheck":"TRUE","plugins":[{"type":"a"}]}"#).unwrap();
         assert!(l.disable_check);
-        assert!(
-            NetConfList::from_bytes(br#"{"name":"n","disableGC":3,"plugins":[{"type":"a"}]}"#)
-                .is_err()
-        );
+        assert!(NetConfList::from_bytes(br#"{"name":"n","disableGC":3,"plugins":[{"type":"a"}]}"#).is_err());
     }
 
     #[test]
@@ -380,10 +339,7 @@ mod tests {
 
     #[test]
     fn capabilities_ignore_non_bools() {
-        let c = PluginConf::from_bytes(
-            br#"{"type":"a","capabilities":{"ips":true,"mac":false,"x":"yes"}}"#,
-        )
-        .unwrap();
+        let c = PluginConf::from_bytes(br#"{"type":"a","capabilities":{"ips":true,"mac":false,"x":"yes"}}"#).unwrap();
         assert_eq!(c.capabilities().keys().collect::<Vec<_>>(), vec!["ips"]);
     }
 }

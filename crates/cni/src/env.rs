@@ -79,14 +79,7 @@ pub struct PluginEnv {
 }
 
 /// The variable names, in the order `skel` reports missing ones.
-pub const CNI_VARS: [&str; 6] = [
-    "CNI_COMMAND",
-    "CNI_CONTAINERID",
-    "CNI_NETNS",
-    "CNI_IFNAME",
-    "CNI_ARGS",
-    "CNI_PATH",
-];
+pub const CNI_VARS: [&str; 6] = ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"];
 
 impl PluginEnv {
     /// Read and check the environment the way `skel` does: presence per command (code 4, listing
@@ -101,14 +94,11 @@ impl PluginEnv {
                 "required env variables [CNI_COMMAND] missing",
             ));
         }
-        let command: Command = command_str.parse().map_err(|e: UnknownCommand| {
-            CniError::new(code::INVALID_ENVIRONMENT_VARIABLES, e.to_string())
-        })?;
-        let missing: Vec<&str> = CNI_VARS
-            .iter()
-            .copied()
-            .filter(|v| command.requires(v) && get(v).is_empty())
-            .collect();
+        let command: Command = command_str
+            .parse()
+            .map_err(|e: UnknownCommand| CniError::new(code::INVALID_ENVIRONMENT_VARIABLES, e.to_string()))?;
+        let missing: Vec<&str> =
+            CNI_VARS.iter().copied().filter(|v| command.requires(v) && get(v).is_empty()).collect();
         if !missing.is_empty() {
             return Err(CniError::new(
                 code::INVALID_ENVIRONMENT_VARIABLES,
@@ -156,10 +146,7 @@ impl PluginEnv {
 
 /// Split a `:`-separated path list, dropping empty entries.
 pub fn split_path(path: &str) -> Vec<std::path::PathBuf> {
-    path.split(':')
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-        .collect()
+    path.split(':').filter(|p| !p.is_empty()).map(std::path::PathBuf::from).collect()
 }
 
 #[cfg(test)]
@@ -167,20 +154,13 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn lists_every_missing_variable() {
-        let e = PluginEnv::from_map(&env(&[
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", "c"),
-            ("CNI_IFNAME", "eth0"),
-        ]))
-        .unwrap_err();
+        let e = PluginEnv::from_map(&env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "eth0")]))
+            .unwrap_err();
         assert_eq!(e.code, 4);
         assert_eq!(e.msg, "required env variables [CNI_NETNS,CNI_PATH] missing");
     }
@@ -193,8 +173,7 @@ mod tests {
 
     #[test]
     fn status_needs_no_attachment_variables() {
-        let e =
-            PluginEnv::from_map(&env(&[("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/x")])).unwrap();
+        let e = PluginEnv::from_map(&env(&[("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/x")])).unwrap();
         assert_eq!(e.command, Command::Status);
     }
 

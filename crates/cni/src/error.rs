@@ -39,19 +39,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Self {
-            code,
-            msg: msg.into(),
-            details: String::new(),
-        }
+        Self { code, msg: msg.into(), details: String::new() }
     }
 
     pub fn with_details(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Self {
-        Self {
-            code,
-            msg: msg.into(),
-            details: details.into(),
-        }
+        Self { code, msg: msg.into(), details: details.into() }
     }
 
     /// Parse an error object as a runtime reads it from a plugin's stdout.
@@ -65,17 +57,12 @@ impl CniError {
             details: String,
         }
         let wire: Wire = serde_json::from_slice(bytes).ok()?;
-        Some(Self {
-            code: wire.code,
-            msg: wire.msg,
-            details: wire.details,
-        })
+        Some(Self { code: wire.code, msg: wire.msg, details: wire.details })
     }
 
     /// The compact JSON form a plugin prints.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"\"}}", self.code))
+        serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"\"}}", self.code))
     }
 
     /// The 4-space indented JSON form the Go `skel` prints.
@@ -86,11 +73,7 @@ impl CniError {
 
 impl fmt::Display for CniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.details.is_empty() {
-            write!(f, "{}", self.msg)
-        } else {
-            write!(f, "{}; {}", self.msg, self.details)
-        }
+        if self.details.is_empty() { write!(f, "{}", self.msg) } else { write!(f, "{}; {}", self.msg, self.details) }
     }
 }
 

@@ -54,15 +54,7 @@ pub struct Route {
 
 impl Route {
     pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Self {
-        Self {
-            dst,
-            gw,
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        }
+        Self { dst, gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
     }
 
     /// A default route is one whose destination has prefix length 0.
@@ -94,10 +86,7 @@ pub struct Dns {
 
 impl Dns {
     pub fn is_empty(&self) -> bool {
-        self.domain.is_empty()
-            && self.nameservers.is_empty()
-            && self.options.is_empty()
-            && self.search.is_empty()
+        self.domain.is_empty() && self.nameservers.is_empty() && self.options.is_empty() && self.search.is_empty()
     }
 }
 
@@ -154,13 +143,7 @@ fn shape_of(v: Version) -> Option<Shape> {
 impl CniResult {
     /// An empty result of the given version.
     pub fn empty(cni_version: Version) -> Self {
-        Self {
-            cni_version,
-            interfaces: vec![],
-            ips: vec![],
-            routes: vec![],
-            dns: Dns::default(),
-        }
+        Self { cni_version, interfaces: vec![], ips: vec![], routes: vec![], dns: Dns::default() }
     }
 
     /// Parse a result that must carry its own `cniVersion`.
@@ -170,12 +153,8 @@ impl CniResult {
 
     /// Parse a result; a missing or empty `cniVersion` takes `default_version`
     /// (libcni's `fixupResultVersion`), or 0.1.0 when none is given.
-    pub fn from_json_with_default(
-        bytes: &[u8],
-        default_version: Option<Version>,
-    ) -> Result<Self, ResultError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ResultError::Json(e.to_string()))?;
+    pub fn from_json_with_default(bytes: &[u8], default_version: Option<Version>) -> Result<Self, ResultError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ResultError::Json(e.to_string()))?;
         Self::from_value_with_default(&value, default_version)
     }
 
@@ -183,52 +162,32 @@ impl CniResult {
         Self::from_value_with_default(value, None)
     }
 
-    pub fn from_value_with_default(
-        value: &Value,
-        default_version: Option<Version>,
-    ) -> Result<Self, ResultError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| ResultError::Invalid("result is not a JSON object".into()))?;
+    pub fn from_value_with_default(value: &Value, default_version: Option<Version>) -> Result<Self, ResultError> {
+        let obj = value.as_object().ok_or_else(|| ResultError::Invalid("result is not a JSON object".into()))?;
         let version = match obj.get("cniVersion") {
             None | Some(Value::Null) => default_version.unwrap_or(Version::V0_1_0),
             Some(Value::String(s)) if s.is_empty() => default_version.unwrap_or(Version::V0_1_0),
-            Some(Value::String(s)) => {
-                Version::parse(s).map_err(|_| ResultError::UnsupportedVersion(s.clone()))?
-            }
+            Some(Value::String(s)) => Version::parse(s).map_err(|_| ResultError::UnsupportedVersion(s.clone()))?,
             Some(other) => {
-                return Err(ResultError::Invalid(format!(
-                    "cniVersion must be a string, got {other}"
-                )));
+                return Err(ResultError::Invalid(format!("cniVersion must be a string, got {other}")));
             }
         };
-        let shape = shape_of(version)
-            .ok_or_else(|| ResultError::UnsupportedVersion(version.to_string()))?;
+        let shape = shape_of(version).ok_or_else(|| ResultError::UnsupportedVersion(version.to_string()))?;
         let dns = match obj.get("dns") {
             None | Some(Value::Null) => Dns::default(),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| ResultError::Invalid(format!("dns: {e}")))?,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| ResultError::Invalid(format!("dns: {e}")))?,
         };
-        let mut result = CniResult {
-            cni_version: version,
-            dns,
-            ..CniResult::empty(version)
-        };
+        let mut result = CniResult { cni_version: version, dns, ..CniResult::empty(version) };
         match shape {
             Shape::Legacy => {
                 for key in ["ip4", "ip6"] {
                     if let Some(ipc) = obj.get(key).filter(|v| !v.is_null()) {
-                        let ipc = ipc.as_object().ok_or_else(|| {
-                            ResultError::Invalid(format!("{key} is not an object"))
-                        })?;
+                        let ipc =
+                            ipc.as_object().ok_or_else(|| ResultError::Invalid(format!("{key} is not an object")))?;
                         let address = parse_net(ipc.get("ip"), &format!("{key}.ip"))?
                             .ok_or_else(|| ResultError::Invalid(format!("{key}.ip is required")))?;
                         let gateway = parse_ip(ipc.get("gateway"), &format!("{key}.gateway"))?;
-                        result.ips.push(IpConfig {
-                            interface: None,
-                            address,
-                            gateway,
-                        });
+                        result.ips.push(IpConfig { interface: None, address, gateway });
                         if let Some(routes) = ipc.get("routes") {
                             result.routes.extend(parse_routes(routes)?);
                         }
@@ -237,17 +196,14 @@ impl CniResult {
             }
             Shape::V04 | Shape::V1 => {
                 if let Some(list) = obj.get("interfaces").filter(|v| !v.is_null()) {
-                    let list = list
-                        .as_array()
-                        .ok_or_else(|| ResultError::Invalid("interfaces is not a list".into()))?;
+                    let list =
+                        list.as_array().ok_or_else(|| ResultError::Invalid("interfaces is not a list".into()))?;
                     for item in list {
                         result.interfaces.push(parse_interface(item)?);
                     }
                 }
                 if let Some(list) = obj.get("ips").filter(|v| !v.is_null()) {
-                    let list = list
-                        .as_array()
-                        .ok_or_else(|| ResultError::Invalid("ips is not a list".into()))?;
+                    let list = list.as_array().ok_or_else(|| ResultError::Invalid("ips is not a list".into()))?;
                     for item in list {
                         result.ips.push(parse_ip_config(item)?);
                     }
@@ -262,14 +218,10 @@ impl CniResult {
 
     /// Relabel as `to`, dropping what `to` cannot express (cni.md §3.6).
     pub fn convert_to(&self, to: Version) -> Result<CniResult, ResultError> {
-        let target = shape_of(to).ok_or_else(|| ResultError::NoConverter {
-            from: self.cni_version.to_string(),
-            to: to.to_string(),
-        })?;
-        shape_of(self.cni_version).ok_or_else(|| ResultError::NoConverter {
-            from: self.cni_version.to_string(),
-            to: to.to_string(),
-        })?;
+        let target = shape_of(to)
+            .ok_or_else(|| ResultError::NoConverter { from: self.cni_version.to_string(), to: to.to_string() })?;
+        shape_of(self.cni_version)
+            .ok_or_else(|| ResultError::NoConverter { from: self.cni_version.to_string(), to: to.to_string() })?;
         let mut out = self.clone();
         out.cni_version = to;
         match target {
@@ -288,23 +240,10 @@ impl CniResult {
                     return Err(ResultError::NoIpAddresses);
                 }
                 out.interfaces.clear();
-                out.ips = first_v4
-                    .into_iter()
-                    .chain(first_v6)
-                    .map(|ip| IpConfig {
-                        interface: None,
-                        ..ip
-                    })
-                    .collect();
+                out.ips = first_v4.into_iter().chain(first_v6).map(|ip| IpConfig { interface: None, ..ip }).collect();
                 let has_v4 = out.ips.iter().any(|ip| ip.is_v4());
                 let has_v6 = out.ips.iter().any(|ip| !ip.is_v4());
-                out.routes.retain(|r| {
-                    if r.dst.addr().is_ipv4() {
-                        has_v4
-                    } else {
-                        has_v6
-                    }
-                });
+                out.routes.retain(|r| if r.dst.addr().is_ipv4() { has_v4 } else { has_v6 });
                 for r in &mut out.routes {
                     r.strip_extras();
                 }
@@ -315,25 +254,17 @@ impl CniResult {
 
     /// Convert to the version given as a string (e.g. a config's `cniVersion`; empty means 0.1.0).
     pub fn convert_to_str(&self, to: &str) -> Result<CniResult, ResultError> {
-        let v = Version::parse_or_default(Some(to)).map_err(|_| ResultError::NoConverter {
-            from: self.cni_version.to_string(),
-            to: to.to_string(),
-        })?;
+        let v = Version::parse_or_default(Some(to))
+            .map_err(|_| ResultError::NoConverter { from: self.cni_version.to_string(), to: to.to_string() })?;
         self.convert_to(v)
     }
 
     /// The JSON object in the shape of `self.cni_version`.
     pub fn to_value(&self) -> Value {
         let mut obj = Map::new();
-        obj.insert(
-            "cniVersion".into(),
-            Value::String(self.cni_version.to_string()),
-        );
+        obj.insert("cniVersion".into(), Value::String(self.cni_version.to_string()));
         if !self.dns.is_empty() {
-            obj.insert(
-                "dns".into(),
-                serde_json::to_value(&self.dns).unwrap_or(Value::Null),
-            );
+            obj.insert("dns".into(), serde_json::to_value(&self.dns).unwrap_or(Value::Null));
         }
         let shape = shape_of(self.cni_version).unwrap_or(Shape::V1);
         if shape == Shape::Legacy {
@@ -366,11 +297,7 @@ impl CniResult {
             return Value::Object(obj);
         }
         if !self.interfaces.is_empty() {
-            let list = self
-                .interfaces
-                .iter()
-                .map(|i| interface_to_value(i, shape == Shape::V1))
-                .collect();
+            let list = self.interfaces.iter().map(|i| interface_to_value(i, shape == Shape::V1)).collect();
             obj.insert("interfaces".into(), Value::Array(list));
         }
         if !self.ips.is_empty() {
@@ -387,10 +314,7 @@ impl CniResult {
                         m.insert("interface".into(), json!(i));
                     }
                     if shape == Shape::V04 {
-                        m.insert(
-                            "version".into(),
-                            Value::String(if ip.is_v4() { "4" } else { "6" }.into()),
-                        );
+                        m.insert("version".into(), Value::String(if ip.is_v4() { "4" } else { "6" }.into()));
                     }
                     Value::Object(m)
                 })
@@ -398,10 +322,7 @@ impl CniResult {
             obj.insert("ips".into(), Value::Array(list));
         }
         if !self.routes.is_empty() {
-            obj.insert(
-                "routes".into(),
-                Value::Array(self.routes.iter().map(route_to_value).collect()),
-            );
+            obj.insert("routes".into(), Value::Array(self.routes.iter().map(route_to_value).collect()));
         }
         Value::Object(obj)
     }
@@ -471,12 +392,10 @@ fn parse_net(v: Option<&Value>, what: &str) -> Result<Option<IpNet>, ResultError
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => parse_cidr(s)
-            .map(Some)
-            .ok_or_else(|| ResultError::Invalid(format!("{what}: invalid CIDR address {s:?}"))),
-        Some(other) => Err(ResultError::Invalid(format!(
-            "{what}: expected a string, got {other}"
-        ))),
+        Some(Value::String(s)) => {
+            parse_cidr(s).map(Some).ok_or_else(|| ResultError::Invalid(format!("{what}: invalid CIDR address {s:?}")))
+        }
+        Some(other) => Err(ResultError::Invalid(format!("{what}: expected a string, got {other}"))),
     }
 }
 
@@ -489,13 +408,10 @@ fn parse_ip(v: Option<&Value>, what: &str) -> Result<Option<IpAddr>, ResultError
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| ResultError::Invalid(format!("{what}: invalid IP address {s:?}"))),
-        Some(other) => Err(ResultError::Invalid(format!(
-            "{what}: expected a string, got {other}"
-        ))),
+        Some(Value::String(s)) => {
+            s.parse().map(Some).map_err(|_| ResultError::Invalid(format!("{what}: invalid IP address {s:?}")))
+        }
+        Some(other) => Err(ResultError::Invalid(format!("{what}: expected a string, got {other}"))),
     }
 }
 
@@ -506,12 +422,8 @@ fn parse_u32(v: Option<&Value>, what: &str) -> Result<Option<u32>, ResultError> 
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| {
-                ResultError::Invalid(format!("{what}: expected an unsigned integer, got {n}"))
-            }),
-        Some(other) => Err(ResultError::Invalid(format!(
-            "{what}: expected a number, got {other}"
-        ))),
+            .ok_or_else(|| ResultError::Invalid(format!("{what}: expected an unsigned integer, got {n}"))),
+        Some(other) => Err(ResultError::Invalid(format!("{what}: expected a number, got {other}"))),
     }
 }
 
@@ -519,16 +431,12 @@ fn parse_str(v: Option<&Value>, what: &str) -> Result<String, ResultError> {
     match v {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(ResultError::Invalid(format!(
-            "{what}: expected a string, got {other}"
-        ))),
+        Some(other) => Err(ResultError::Invalid(format!("{what}: expected a string, got {other}"))),
     }
 }
 
 fn parse_interface(v: &Value) -> Result<Interface, ResultError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| ResultError::Invalid("interface entry is not an object".into()))?;
+    let o = v.as_object().ok_or_else(|| ResultError::Invalid("interface entry is not an object".into()))?;
     Ok(Interface {
         name: parse_str(o.get("name"), "interfaces[].name")?,
         mac: parse_str(o.get("mac"), "interfaces[].mac")?,
@@ -540,9 +448,7 @@ fn parse_interface(v: &Value) -> Result<Interface, ResultError> {
 }
 
 fn parse_ip_config(v: &Value) -> Result<IpConfig, ResultError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| ResultError::Invalid("ips entry is not an object".into()))?;
+    let o = v.as_object().ok_or_else(|| ResultError::Invalid("ips entry is not an object".into()))?;
     let address = parse_net(o.get("address"), "ips[].address")?
         .ok_or_else(|| ResultError::Invalid("ips[].address is required".into()))?;
     // The interface index is an int in Go; a negative value is invalid.
@@ -551,35 +457,23 @@ fn parse_ip_config(v: &Value) -> Result<IpConfig, ResultError> {
         Some(Value::Number(n)) => Some(
             n.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| {
-                    ResultError::Invalid(format!("ips[].interface: invalid index {n}"))
-                })?,
+                .ok_or_else(|| ResultError::Invalid(format!("ips[].interface: invalid index {n}")))?,
         ),
         Some(other) => {
-            return Err(ResultError::Invalid(format!(
-                "ips[].interface: expected a number, got {other}"
-            )));
+            return Err(ResultError::Invalid(format!("ips[].interface: expected a number, got {other}")));
         }
     };
-    Ok(IpConfig {
-        interface,
-        address,
-        gateway: parse_ip(o.get("gateway"), "ips[].gateway")?,
-    })
+    Ok(IpConfig { interface, address, gateway: parse_ip(o.get("gateway"), "ips[].gateway")? })
 }
 
 fn parse_routes(v: &Value) -> Result<Vec<Route>, ResultError> {
     if v.is_null() {
         return Ok(vec![]);
     }
-    let list = v
-        .as_array()
-        .ok_or_else(|| ResultError::Invalid("routes is not a list".into()))?;
+    let list = v.as_array().ok_or_else(|| ResultError::Invalid("routes is not a list".into()))?;
     list.iter()
         .map(|r| {
-            let o = r
-                .as_object()
-                .ok_or_else(|| ResultError::Invalid("route entry is not an object".into()))?;
+            let o = r.as_object().ok_or_else(|| ResultError::Invalid("route entry is not an object".into()))?;
             let dst = parse_net(o.get("dst"), "routes[].dst")?
                 .ok_or_else(|| ResultError::Invalid("routes[].dst is required".into()))?;
             Ok(Route {
@@ -633,24 +527,14 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_refused() {
-        assert!(matches!(
-            CniResult::from_json(br#"{"cniVersion":"0.9.0"}"#),
-            Err(ResultError::UnsupportedVersion(_))
-        ));
+        assert!(matches!(CniResult::from_json(br#"{"cniVersion":"0.9.0"}"#), Err(ResultError::UnsupportedVersion(_))));
         let r = CniResult::empty(v("1.0.0"));
-        assert!(matches!(
-            r.convert_to(v("1.2.3")),
-            Err(ResultError::NoConverter { .. })
-        ));
+        assert!(matches!(r.convert_to(v("1.2.3")), Err(ResultError::NoConverter { .. })));
     }
 
     #[test]
     fn versionless_result_takes_the_default() {
-        let r = CniResult::from_json_with_default(
-            br#"{"ips":[{"address":"10.0.0.2/24"}]}"#,
-            Some(v("1.0.0")),
-        )
-        .unwrap();
+        let r = CniResult::from_json_with_default(br#"{"ips":[{"address":"10.0.0.2/24"}]}"#, Some(v("1.0.0"))).unwrap();
         assert_eq!(r.cni_version, v("1.0.0"));
     }
 }

@@ -16,10 +16,7 @@ pub fn matches_name_pattern(s: &str) -> bool {
 /// Container IDs: non-empty (code 3 otherwise), then the name pattern (code 4).
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
     if id.is_empty() {
-        return Err(CniError::new(
-            code::UNKNOWN_CONTAINER,
-            "missing containerID",
-        ));
+        return Err(CniError::new(code::UNKNOWN_CONTAINER, "missing containerID"));
     }
     if !matches_name_pattern(id) {
         return Err(CniError::with_details(
@@ -34,10 +31,7 @@ pub fn validate_container_id(id: &str) -> Result<(), CniError> {
 /// Network names: non-empty and the name pattern (code 7).
 pub fn validate_network_name(name: &str) -> Result<(), CniError> {
     if name.is_empty() {
-        return Err(CniError::new(
-            code::INVALID_NETWORK_CONFIG,
-            "missing network name",
-        ));
+        return Err(CniError::new(code::INVALID_NETWORK_CONFIG, "missing network name"));
     }
     if !matches_name_pattern(name) {
         return Err(CniError::with_details(
@@ -54,13 +48,7 @@ pub const MAX_IFNAME_LEN: usize = 15;
 
 /// Interface names: non-empty, ≤ 15 bytes, not `.`/`..`, no `/`, `:` or whitespace (code 4).
 pub fn validate_interface_name(ifname: &str) -> Result<(), CniError> {
-    let fail = |msg: &str| {
-        Err(CniError::with_details(
-            code::INVALID_ENVIRONMENT_VARIABLES,
-            msg,
-            ifname,
-        ))
-    };
+    let fail = |msg: &str| Err(CniError::with_details(code::INVALID_ENVIRONMENT_VARIABLES, msg, ifname));
     if ifname.is_empty() {
         return fail("interface name is empty");
     }
@@ -70,10 +58,7 @@ pub fn validate_interface_name(ifname: &str) -> Result<(), CniError> {
     if ifname == "." || ifname == ".." {
         return fail("interface name is . or ..");
     }
-    if ifname
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
+    if ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
         return fail("interface name contains / or : or whitespace characters");
     }
     Ok(())

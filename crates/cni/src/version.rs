@@ -6,9 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Every spec version this crate understands, oldest first (libcni's `version.All`).
-pub const ALL: [&str; 7] = [
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
+pub const ALL: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The newest spec version implemented here.
 pub const CURRENT: &str = "1.1.0";
@@ -35,11 +33,7 @@ impl Version {
     pub const V1_1_0: Version = Version::new(1, 1, 0);
 
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self {
-            major,
-            minor,
-            patch,
-        }
+        Self { major, minor, patch }
     }
 
     /// Parse `X.Y.Z` (libcni also accepts `X` and `X.Y`; so do we). The empty
@@ -50,9 +44,7 @@ impl Version {
         let num = |p: Option<&str>| -> Result<u32, ParseVersionError> {
             match p {
                 None => Ok(0),
-                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    p.parse().map_err(|_| err())
-                }
+                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().map_err(|_| err()),
                 Some(_) => Err(err()),
             }
         };
@@ -134,10 +126,7 @@ pub struct VersionInfo {
 impl VersionInfo {
     /// What a plugin supporting every version of [`ALL`] answers.
     pub fn all() -> Self {
-        Self {
-            cni_version: CURRENT.to_string(),
-            supported_versions: ALL.iter().map(|s| s.to_string()).collect(),
-        }
+        Self { cni_version: CURRENT.to_string(), supported_versions: ALL.iter().map(|s| s.to_string()).collect() }
     }
 
     pub fn supports(&self, version: &str) -> bool {
@@ -149,17 +138,9 @@ impl VersionInfo {
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::CniError> {
         use crate::error::code;
         let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-            crate::CniError::with_details(
-                code::DECODING_FAILURE,
-                "decoding version info",
-                e.to_string(),
-            )
+            crate::CniError::with_details(code::DECODING_FAILURE, "decoding version info", e.to_string())
         })?;
-        let cni_version = raw
-            .get("cniVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let cni_version = raw.get("cniVersion").and_then(|v| v.as_str()).unwrap_or("").to_string();
         if cni_version.is_empty() {
             return Err(crate::CniError::new(
                 code::DECODING_FAILURE,
@@ -167,28 +148,21 @@ impl VersionInfo {
             ));
         }
         let supported: Vec<String> = match raw.get("supportedVersions") {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            }
             _ => Vec::new(),
         };
         if supported.is_empty() {
             if cni_version == "0.2.0" {
-                return Ok(Self {
-                    cni_version,
-                    supported_versions: vec!["0.1.0".into(), "0.2.0".into()],
-                });
+                return Ok(Self { cni_version, supported_versions: vec!["0.1.0".into(), "0.2.0".into()] });
             }
             return Err(crate::CniError::new(
                 code::DECODING_FAILURE,
                 "decoding version info: missing field supportedVersions",
             ));
         }
-        Ok(Self {
-            cni_version,
-            supported_versions: supported,
-        })
+        Ok(Self { cni_version, supported_versions: supported })
     }
 }
 
@@ -203,10 +177,7 @@ mod tests {
         assert!(Version::parse("").is_err());
         assert!(Version::parse("1.x.0").is_err());
         assert!(Version::parse("1.0.0.0").is_err());
-        assert_eq!(
-            Version::parse_or_default(Some("")).unwrap(),
-            Version::V0_1_0
-        );
+        assert_eq!(Version::parse_or_default(Some("")).unwrap(), Version::V0_1_0);
     }
 
     #[test]

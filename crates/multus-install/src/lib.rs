@@ -21,11 +21,7 @@ pub fn install(source: &Path, dest_dir: &Path, name: &str) -> io::Result<PathBuf
     let tmp = dest_dir.join(format!(".{name}.temp-{}", std::process::id()));
     let result = (|| {
         let mut input = fs::File::open(source)?;
-        let mut output = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut output = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = input.read(&mut buf)?;
@@ -58,11 +54,9 @@ pub enum ProbeOutcome {
 pub fn probe(socket: &Path, path: &str, timeout: Duration) -> ProbeOutcome {
     match multus_api::client::post(socket, path, b"null", Some(timeout)) {
         Ok(r) if r.status == 200 => ProbeOutcome::Healthy,
-        Ok(r) => ProbeOutcome::Unhealthy(format!(
-            "{path}: HTTP {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body).trim()
-        )),
+        Ok(r) => {
+            ProbeOutcome::Unhealthy(format!("{path}: HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body).trim()))
+        }
         Err(e) => ProbeOutcome::Unhealthy(format!("{path}: {e}")),
     }
 }
@@ -86,17 +80,12 @@ mod tests {
         let mut old = fs::File::open(dest.join("multus-shim")).unwrap();
         let target = install(&src, &dest, "multus-shim").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"#!/bin/sh\necho new\n");
-        assert_eq!(
-            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
-            0o755
-        );
+        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
         let mut old_content = String::new();
         old.read_to_string(&mut old_content).unwrap();
         assert_eq!(old_content, "old");
-        let leftovers: Vec<_> = fs::read_dir(&dest)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let leftovers: Vec<_> =
+            fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(leftovers, vec!["multus-shim".to_string()]);
     }
 
@@ -130,24 +119,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("multus.sock");
         let t = serve_once(UnixListener::bind(&sock).unwrap(), "200 OK");
-        assert_eq!(
-            probe(&sock, "/readyz", Duration::from_secs(5)),
-            ProbeOutcome::Healthy
-        );
+        assert_eq!(probe(&sock, "/readyz", Duration::from_secs(5)), ProbeOutcome::Healthy);
         assert_eq!(t.join().unwrap(), "POST /readyz HTTP/1.1null");
         fs::remove_file(&sock).unwrap();
-        let t = serve_once(
-            UnixListener::bind(&sock).unwrap(),
-            "500 Internal Server Error",
-        );
+        let t = serve_once(UnixListener::bind(&sock).unwrap(), "500 Internal Server Error");
         assert!(
             matches!(probe(&sock, "/readyz", Duration::from_secs(5)), ProbeOutcome::Unhealthy(m) if m.contains("500"))
         );
         t.join().unwrap();
         fs::remove_file(&sock).unwrap();
-        assert!(matches!(
-            probe(&sock, "/healthz", Duration::from_secs(1)),
-            ProbeOutcome::Unhealthy(_)
-        ));
+        assert!(matches!(probe(&sock, "/healthz", Duration::from_secs(1)), ProbeOutcome::Unhealthy(_)));
     }
 }

@@ -18,12 +18,7 @@ enum Cmd {
     /// Atomically copy binaries (default: multus-shim) into the host CNI bin dir.
     Install {
         /// Destination directory (the host's CNI bin dir as mounted in the init container).
-        #[arg(
-            short = 'd',
-            long = "dest",
-            alias = "dest-dir",
-            default_value = "/host/opt/cni/bin"
-        )]
+        #[arg(short = 'd', long = "dest", alias = "dest-dir", default_value = "/host/opt/cni/bin")]
         dest: PathBuf,
         /// Directory holding the binaries to install (default: this binary's directory).
         #[arg(long)]
@@ -46,11 +41,7 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Install {
-            dest,
-            source_dir,
-            binaries,
-        } => {
+        Cmd::Install { dest, source_dir, binaries } => {
             let source_dir = match source_dir {
                 Some(d) => d,
                 None => std::env::current_exe()
@@ -63,28 +54,21 @@ fn main() -> Result<()> {
                 bail!("destination {} is not a directory", dest.display());
             }
             for name in &binaries {
-                let target = multus_install::install(&source_dir.join(name), &dest, name)
-                    .with_context(|| {
-                        format!(
-                            "installing {name} from {} into {}",
-                            source_dir.display(),
-                            dest.display()
-                        )
-                    })?;
+                let target = multus_install::install(&source_dir.join(name), &dest, name).with_context(|| {
+                    format!("installing {name} from {} into {}", source_dir.display(), dest.display())
+                })?;
                 println!("installed {}", target.display());
             }
             Ok(())
         }
-        Cmd::Probe {
-            socket,
-            path,
-            timeout_ms,
-        } => match multus_install::probe(&socket, &path, Duration::from_millis(timeout_ms)) {
-            multus_install::ProbeOutcome::Healthy => Ok(()),
-            multus_install::ProbeOutcome::Unhealthy(msg) => {
-                eprintln!("multus-install probe: {msg}");
-                std::process::exit(1)
+        Cmd::Probe { socket, path, timeout_ms } => {
+            match multus_install::probe(&socket, &path, Duration::from_millis(timeout_ms)) {
+                multus_install::ProbeOutcome::Healthy => Ok(()),
+                multus_install::ProbeOutcome::Unhealthy(msg) => {
+                    eprintln!("multus-install probe: {msg}");
+                    std::process::exit(1)
+                }
             }
-        },
+        }
     }
 }

@@ -32,9 +32,7 @@ pub struct PodInfo {
 impl PodInfo {
     /// A static pod's mirror object has a UID of its own, so UID checks are skipped for it.
     pub fn is_static(&self) -> bool {
-        self.annotations
-            .get(CONFIG_SOURCE_ANNOTATION)
-            .is_some_and(|src| src != "api")
+        self.annotations.get(CONFIG_SOURCE_ANNOTATION).is_some_and(|src| src != "api")
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
@@ -55,10 +53,7 @@ pub struct Nad {
 
 impl Nad {
     pub fn resource_name(&self) -> Option<&str> {
-        self.annotations
-            .get(RESOURCE_NAME_ANNOTATION)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.annotations.get(RESOURCE_NAME_ANNOTATION).map(String::as_str).filter(|s| !s.is_empty())
     }
 }
 
@@ -69,8 +64,7 @@ pub trait NadLookup {
 
 impl NadLookup for BTreeMap<(String, String), Nad> {
     fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
-        self.get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 }
 
@@ -109,27 +103,15 @@ pub struct NetworkSelectionElement {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub interface: String,
     /// Deprecated alias of `interface`, used only when `interface` is empty.
-    #[serde(
-        rename = "interfaceRequest",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "interfaceRequest", default, skip_serializing_if = "String::is_empty")]
     pub interface_request: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
-    #[serde(
-        rename = "infiniband-guid",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "infiniband-guid", default, skip_serializing_if = "String::is_empty")]
     pub infiniband_guid: String,
-    #[serde(
-        rename = "portMappings",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
@@ -138,21 +120,13 @@ pub struct NetworkSelectionElement {
     #[serde(rename = "cni-args", default, skip_serializing_if = "Option::is_none")]
     pub cni_args: Option<serde_json::Map<String, serde_json::Value>>,
     /// `None`: key absent. `Some(vec![])`: present but empty (still triggers the gateway check).
-    #[serde(
-        rename = "default-route",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "default-route", default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<Vec<IpAddr>>,
 }
 
 impl NetworkSelectionElement {
     /// The requested interface name (`interface`, else the deprecated `interfaceRequest`).
     pub fn requested_interface(&self) -> &str {
-        if self.interface.is_empty() {
-            &self.interface_request
-        } else {
-            &self.interface
-        }
+        if self.interface.is_empty() { &self.interface_request } else { &self.interface }
     }
 }

@@ -293,6 +293,19 @@ impl NetworkConfig {
         }
     }
 
+    /// Union of the enabled capabilities of the plugin(s).
+    pub fn capabilities(&self) -> BTreeMap<String, bool> {
+        match self {
+            Self::Single(c) => c.capabilities(),
+            Self::List(l) => l.capabilities(),
+        }
+    }
+
+    /// As a list, borrowing (single configs are wrapped as libcni does).
+    pub fn to_list(&self) -> NetConfList {
+        self.clone().into_list()
+    }
+
     /// As a list (single configs are wrapped as libcni does).
     pub fn into_list(self) -> NetConfList {
         match self {

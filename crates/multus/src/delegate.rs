@@ -46,45 +46,8 @@ pub enum DelegateError {
     Invalid(String),
 }
 
-/// The parsed config of a delegate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DelegateConfig {
-    Single(PluginConf),
-    List(NetConfList),
-}
-
-impl DelegateConfig {
-    /// The CNI network name (`name` of the config, list `name` of a conflist).
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Single(c) => c.name().unwrap_or(""),
-            Self::List(l) => &l.name,
-        }
-    }
-
-    pub fn cni_version(&self) -> &str {
-        match self {
-            Self::Single(c) => c.cni_version().unwrap_or(""),
-            Self::List(l) => &l.cni_version,
-        }
-    }
-
-    /// Union of the enabled capabilities of the plugin(s).
-    pub fn capabilities(&self) -> std::collections::BTreeMap<String, bool> {
-        match self {
-            Self::Single(c) => c.capabilities(),
-            Self::List(l) => l.capabilities(),
-        }
-    }
-
-    /// As a list (single configs wrapped as libcni does).
-    pub fn to_list(&self) -> NetConfList {
-        match self {
-            Self::Single(c) => NetConfList::from_single(c.clone()),
-            Self::List(l) => l.clone(),
-        }
-    }
-}
+/// The parsed config of a delegate: a single plugin or a conflist.
+pub type DelegateConfig = cni::NetworkConfig;
 
 /// One network to attach.
 #[derive(Debug, Clone, PartialEq)]

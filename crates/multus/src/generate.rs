@@ -335,26 +335,6 @@ pub fn load_primary_file(path: &Path, multus_cni_version: &str) -> Result<Primar
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-/// Go's `json.Marshal` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings. None of them can
-/// occur outside a string in compact JSON, so a plain replacement is exact.
-pub(crate) fn go_json_escape(json: String) -> String {
-    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return json;
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The content of `00-multus.conf` (§3.2): compact JSON, keys in the order `binDir`,
 /// `capabilities`, `cniVersion`, `logFile`, `logLevel`, `logToStderr`, `logOptions`, `name`,
 /// `clusterNetwork`, `namespaceIsolation`, `globalNamespaces`, `type`, `cniDir`,
@@ -403,7 +383,7 @@ pub fn render_multus_conf(config: &GeneratorConfig, primary: &PrimaryConfig) -> 
         m.insert("overrideNetworkName".into(), Value::Bool(true));
     }
     let json = serde_json::to_string(&m).map_err(|e| GenerateError::Config(e.to_string()))?;
-    Ok(go_json_escape(json))
+    Ok(cni::json::go_escape(json))
 }
 
 /// Whether `00-multus.conf` must be rewritten: the rendered content differs from what is on
@@ -439,7 +419,7 @@ pub fn force_cni_version(bytes: &[u8], version: &str) -> Result<Vec<u8>, Generat
     };
     raw.insert("cniVersion".into(), Value::String(version.to_string()));
     let json = serde_json::to_string(&sort_keys(Value::Object(raw))).map_err(|e| err(e.to_string()))?;
-    Ok(go_json_escape(json).into_bytes())
+    Ok(cni::json::go_escape(json).into_bytes())
 }
 
 /// [`force_cni_version`] on a file, rewritten in place (truncate and write, keeping the file's

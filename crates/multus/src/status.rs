@@ -178,28 +178,9 @@ pub fn network_statuses_from_json(
     network_statuses(&result, name, is_master, device_info)
 }
 
-/// Go's `json.Marshal` escapes these inside strings; they cannot occur outside strings in JSON.
-fn go_escape(s: String) -> String {
-    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return s;
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The annotation value, byte-identical to the reference's format.
 pub fn format_network_status(entries: &[NetworkStatus]) -> String {
-    let parts: Vec<String> = entries.iter().map(|e| go_escape(cni::json::to_string_pretty4(e))).collect();
+    let parts: Vec<String> = entries.iter().map(|e| cni::json::go_escape(cni::json::to_string_pretty4(e))).collect();
     format!("[{}]", parts.join(","))
 }
 

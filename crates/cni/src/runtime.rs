@@ -21,7 +21,7 @@
 mod cache;
 mod gojson;
 
-pub use cache::{CACHE_KIND_V1, CacheEntry, CacheFile};
+pub use cache::{CACHE_KIND_V1, CacheEntry, CacheFile, write_atomic};
 
 use crate::conf::{NetConfList, PluginConf};
 use crate::env::Command;

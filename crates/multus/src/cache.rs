@@ -28,7 +28,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -219,30 +218,18 @@ pub fn serialize_delegates(delegates: &[Delegate]) -> Vec<u8> {
     serde_json::to_vec(&entries).unwrap_or_default()
 }
 
-/// Write the cache atomically. Returns the file path.
+/// Write the cache atomically (0600 in a 0700 directory, as libcni's result cache). Returns the
+/// file path.
 pub fn write_cache(cni_dir: &Path, container_id: &str, delegates: &[Delegate]) -> Result<PathBuf, CacheError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(cni_dir)
         .map_err(|e| CacheError::CreateDir { dir: cni_dir.display().to_string(), reason: e.to_string() })?;
     let path = cache_path(cni_dir, container_id);
-    let write_err = |e: std::io::Error| CacheError::Write { path: path.display().to_string(), reason: e.to_string() };
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let tmp = cni_dir.join(format!(".{container_id}.tmp-{}-{nanos}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        // No fsync: these files are rewritten per attachment on the hot path; the rename keeps
-        // them whole (libcni and the Go daemon do not even write atomically).
-        f.write_all(&serialize_delegates(delegates))?;
-        std::fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(write_err(e));
-    }
+    cni::runtime::write_atomic(&path, &serialize_delegates(delegates))
+        .map_err(|e| CacheError::Write { path: path.display().to_string(), reason: e.to_string() })?;
     Ok(path)
 }
 

@@ -144,7 +144,7 @@ pub fn cache_file_path(cache_dir: &Path, network: &str, container_id: &str, ifna
 }
 
 /// Write `bytes` to `path` atomically: a 0600 temporary file in the same directory (created
-/// 0700 if missing), synced, then renamed over the target. Temporary names start with `.`, which
+/// 0700 if missing), then renamed over the target. Temporary names start with `.`, which
 /// [`is_entry_name`] skips.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -155,7 +155,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let write = || -> io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        // No fsync: these files are rewritten per attachment on the hot path; the rename keeps
+        // No fsync: cache files are rewritten per attachment on the hot path; the rename keeps
         // them whole (libcni and the Go daemon do not even write atomically).
         f.write_all(bytes)?;
         std::fs::rename(&tmp, path)

@@ -82,7 +82,8 @@ pub enum ConfigError {
 /// them into their own error type.
 pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
 
-fn type_name(v: &Value) -> &'static str {
+/// How an error names a JSON value's type ("a string", "an array", …).
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -94,7 +95,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong_type(key: &str, expected: &str, got: &Value) -> String {
-    format!("key {key:?}: expected {expected}, got {}", type_name(got))
+    format!("key {key:?}: expected {expected}, got {}", json_kind(got))
 }
 
 impl<'a> Fields<'a> {
@@ -180,7 +181,7 @@ impl<'a> Fields<'a> {
 fn object_from_bytes(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(v) => Err(format!("expected a JSON object, got {}", type_name(&v))),
+        Ok(v) => Err(format!("expected a JSON object, got {}", json_kind(&v))),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -19,6 +19,7 @@
 //!   `args.cni`); the original key order is kept and new keys are appended. Otherwise the input
 //!   bytes are kept verbatim.
 
+pub(crate) use crate::config::json_kind;
 use crate::model::{Bandwidth, NetworkSelectionElement, PortMapping};
 use cni::conf::{ConfError, NetConfList, PluginConf};
 use serde_json::{Map, Value};
@@ -165,17 +166,6 @@ fn object_of(bytes: &[u8]) -> Result<Map<String, Value>, DelegateError> {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(DelegateError::Unmarshal(format!("expected a JSON object, got {}", json_kind(&other)))),
         Err(e) => Err(DelegateError::Unmarshal(e.to_string())),
-    }
-}
-
-pub(crate) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

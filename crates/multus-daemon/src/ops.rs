@@ -170,11 +170,6 @@ fn runtime_conf(cmd: &CmdArgs, inv: &DelegateInvocation) -> RuntimeConf {
     }
 }
 
-fn runtime_error_text(delegate: &Delegate, e: &RuntimeError) -> String {
-    let _ = delegate;
-    e.to_string()
-}
-
 async fn exec_add(rt: &CniRuntime<RawExec>, d: &Delegate, conf: &RuntimeConf) -> Result<CniResult, RuntimeError> {
     let list = d.config().to_list();
     rt.add_network_list_with_bytes(&list, d.bytes(), conf).await
@@ -314,7 +309,7 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
             ran = i + 1;
             let result = match exec_add(&rt, delegate, &rconf).await {
                 Ok(r) => r,
-                Err(e) => break 'run Some(fail(runtime_error_text(delegate, &e))),
+                Err(e) => break 'run Some(fail(e.to_string())),
             };
             tracing::info!(
                 "Add: {}:{}:{}:{}({}):{} {}",
@@ -518,13 +513,10 @@ pub async fn del(d: &Daemon, cmd: &CmdArgs, pod_args: Option<&PodArgs>, conf: &N
             let _ = std::fs::remove_file(path);
         }
     }
-    let remove = !conf.retry_delete_on_error
-        || errors.is_empty()
-        || errors.iter().any(|e| e.contains("no such file or directory"));
-    if from_cache && remove {
+    if from_cache && cache::should_remove_cache(conf.retry_delete_on_error, &errors) {
         let _ = cache::remove_cache(&cni_dir, &cmd.container_id);
     }
-    if errors.is_empty() { Ok(()) } else { Err(OpError::text(format!("errors: {}", errors.join(" / ")))) }
+    cache::combine_del_errors(&errors).map_or(Ok(()), |e| Err(OpError::text(e)))
 }
 
 /// CHECK (§6.2): every cached delegate is checked against its cached result. Without a cache

@@ -19,9 +19,16 @@ pub struct DemoArgs {
     /// Use fake-cni delegates even when the real plugins could run.
     #[arg(long)]
     pub fake: bool,
+    /// Do not install Debian's containernetworking-plugins and iproute2 (done as root on a
+    /// machine that lacks them, so that one command sets up a fresh machine).
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    if !args.no_install && !args.fake {
+        crate::test::install_packages()?;
+    }
     with_cleanup(|| demo(&args))
 }
 

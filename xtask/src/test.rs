@@ -94,7 +94,7 @@ fn is_root() -> bool {
 
 /// Install missing packages when we can (root on a Debian-like system); otherwise say why the
 /// tests that need them will skip.
-fn install_packages() -> Result<()> {
+pub fn install_packages() -> Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()

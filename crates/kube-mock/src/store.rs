@@ -52,6 +52,17 @@ struct StoreState {
     compacted: HashMap<Gvr, u64>,
 }
 
+impl StoreState {
+    /// The stored object, or the NotFound the API answers for it.
+    fn current(&self, gvr: &Gvr, key: &ObjectName, name: &str) -> Result<Arc<Value>, ApiError> {
+        self.objects
+            .get(gvr)
+            .and_then(|objects| objects.get(key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(gvr, name))
+    }
+}
+
 struct StoreInner {
     state: Mutex<StoreState>,
     events: broadcast::Sender<Arc<StoreEvent>>,
@@ -362,12 +373,7 @@ impl Store {
         let gvr = def.gvr();
         let mut state = self.lock();
         let key = (namespace.to_string(), name.to_string());
-        let current = state
-            .objects
-            .get(&gvr)
-            .and_then(|objects| objects.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&gvr, name))?;
+        let current = state.current(&gvr, &key, name)?;
         let mut object = change(&current)?;
         if !object.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -432,12 +438,7 @@ impl Store {
         let gvr = def.gvr();
         let mut state = self.lock();
         let key = (namespace.to_string(), name.to_string());
-        let current = state
-            .objects
-            .get(&gvr)
-            .and_then(|objects| objects.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&gvr, name))?;
+        let current = state.current(&gvr, &key, name)?;
         if let Some(rv) = precondition_rv
             && Some(rv.to_string()) != meta(&current, "resourceVersion")
         {

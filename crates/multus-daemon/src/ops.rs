@@ -136,7 +136,24 @@ impl Daemon {
 
 /// The `[<ns>/<name>/<uid>]` tag of the Go daemon's messages.
 fn pod_tag(pod: &PodArgs) -> String {
-    format!("{}/{}/{}", pod.namespace, pod.name, pod.uid.as_deref().unwrap_or(""))
+    pod_ref(pod).to_string()
+}
+
+fn pod_ref(pod: &PodArgs) -> PodRef {
+    PodRef::new(&pod.namespace, &pod.name, pod.uid.as_deref().unwrap_or(""))
+}
+
+/// `[<ns>/<name>/<uid>:<net>]: error adding container to network "<net>": <cause>`.
+fn add_failure(pod: &PodArgs, delegate: &Delegate, cause: impl fmt::Display) -> String {
+    multus::error::MultusError::delegate_add(Some(&pod_ref(pod)), delegate.network_name(), cause).to_string()
+}
+
+/// The interface clash check's failure (§5.13).
+fn ifname_clash(delegate: &Delegate, ifname: &str) -> String {
+    format!(
+        "DelegateAdd: cannot set \"{}\" interface name to \"{ifname}\": validateIfName: interface name {ifname} already exists",
+        delegate.plugin_type()
+    )
 }
 
 /// The parts of the effective config that network resolution reads.
@@ -262,13 +279,7 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
     let ctx = plan_context(cmd, &k8s, &uid, runtime_config.as_ref(), d.process_cni_args.as_deref());
     let invocations = match plan::plan_all(&delegates, &ctx, Operation::Add) {
         Ok(i) => i,
-        Err((i, e)) => {
-            return Err(OpError::text(format!(
-                "[{tag}:{}]: error adding container to network \"{}\": {e}",
-                delegates[i].network_name(),
-                delegates[i].network_name()
-            )));
-        }
+        Err((i, e)) => return Err(OpError::text(add_failure(pod_args, &delegates[i], e))),
     };
 
     let cni_dir = PathBuf::from(&conf.cni_dir);
@@ -285,18 +296,11 @@ pub async fn add(d: &Daemon, cmd: &CmdArgs, pod_args: &PodArgs, conf: &NetConf) 
     let failure: Option<String> = 'run: {
         for (i, (delegate, inv)) in delegates.iter().zip(&invocations).enumerate() {
             let net = delegate.network_name().to_string();
-            let fail = |msg: String| format!("[{tag}:{net}]: error adding container to network \"{net}\": {msg}");
+            let fail = |msg: String| add_failure(pod_args, delegate, msg);
             // Interface clash check (§5.13): fail before the plugin touches anything.
             match netns::link_exists(&cmd.netns, &inv.ifname).await {
                 Ok(false) => {}
-                Ok(true) => {
-                    break 'run Some(fail(format!(
-                        "DelegateAdd: cannot set \"{}\" interface name to \"{}\": validateIfName: interface name {} already exists",
-                        delegate.plugin_type(),
-                        inv.ifname,
-                        inv.ifname
-                    )));
-                }
+                Ok(true) => break 'run Some(fail(ifname_clash(delegate, &inv.ifname))),
                 Err(e) => {
                     break 'run Some(fail(format!("DelegateAdd: {e}")));
                 }
@@ -674,16 +678,11 @@ pub async fn delegate(
     match cmd.command {
         cni::Command::Add => {
             if netns::link_exists(&cmd.netns, &inv.ifname).await.map_err(|e| OpError::text(e.to_string()))? {
-                return Err(OpError::text(format!(
-                    "[{tag}:{net}]: error adding container to network \"{net}\": DelegateAdd: cannot set \"{}\" interface name to \"{}\": validateIfName: interface name {} already exists",
-                    delegate.plugin_type(),
-                    inv.ifname,
-                    inv.ifname
-                )));
+                return Err(OpError::text(add_failure(pod_args, &delegate, ifname_clash(&delegate, &inv.ifname))));
             }
-            let result = exec_add(&rt, &delegate, &rconf).await.map_err(|e| {
-                OpError::text(format!("[{tag}:{net}]: error adding container to network \"{net}\": {e}"))
-            })?;
+            let result = exec_add(&rt, &delegate, &rconf)
+                .await
+                .map_err(|e| OpError::text(add_failure(pod_args, &delegate, e)))?;
             if let Some(message) = plan::added_interface_message(&inv.ifname, &result, &delegate.name) {
                 kube.emit(PodEvent { pod: pod.clone(), warning: false, reason: "AddedInterface".into(), message });
             }

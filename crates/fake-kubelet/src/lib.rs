@@ -1,0 +1,1 @@
+//! A fake kubelet pod-resources server.

@@ -1,0 +1,2 @@
+//! fake-kubelet binary.
+fn main() {}

@@ -1,16 +1,27 @@
-//! `deployments/`: reading the manifests (used by e2e) and their validation tests.
+//! `deployments/`: the one manifest (`multus-daemonset-thick-plugin.yml`), reading it (used by
+//! e2e), and its validation tests: the Go thick plugin's objects and shape, kube-mock accepting
+//! the documented `kubectl apply -f deployments/multus-daemonset-thick-plugin.yml`.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::util::workspace_root;
+
+/// The manifest's file name, as the thick-plugin documentation names it.
+pub const MANIFEST: &str = "multus-daemonset-thick-plugin.yml";
 
 pub fn deployments_dir() -> PathBuf {
     workspace_root().join("deployments")
 }
 
+/// `deployments/multus-daemonset-thick-plugin.yml`.
+pub fn manifest_path() -> PathBuf {
+    deployments_dir().join(MANIFEST)
+}
+
 /// Every document of every `deployments/*.yml`, in file order.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn load() -> Result<Vec<(String, Value)>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(deployments_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -19,57 +30,75 @@ pub fn load() -> Result<Vec<(String, Value)>> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f)?;
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        for doc in crate::fixtures::yaml_documents(&text).with_context(|| format!("parsing {name}"))? {
-            out.push((name.clone(), doc));
-        }
+        out.extend(load_file(&f)?.into_iter().map(|d| (name.clone(), d)));
     }
     Ok(out)
+}
+
+/// Every document of one manifest file.
+pub fn load_file(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::fixtures::yaml_documents(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::util::{Cmd, have};
+    use serde_json::json;
     use std::collections::BTreeSet;
 
-    fn find<'a>(docs: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
-        &docs
-            .iter()
-            .find(|(_, d)| d["kind"] == kind && d["metadata"]["name"] == name)
+    fn docs() -> Vec<Value> {
+        load_file(&manifest_path()).unwrap()
+    }
+
+    fn get<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("no {kind} {name}"))
-            .1
     }
 
     fn strs(v: &Value) -> BTreeSet<String> {
         v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
     }
 
+    /// One source: the documented file is the only manifest (no hand-kept split copies).
     #[test]
-    fn every_document_is_a_named_object() {
-        let docs = load().unwrap();
-        let kinds: BTreeSet<&str> = docs.iter().map(|(_, d)| d["kind"].as_str().unwrap()).collect();
-        let expected: BTreeSet<&str> = [
-            "CustomResourceDefinition",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "ConfigMap",
-            "DaemonSet",
+    fn deployments_is_the_one_documented_file() {
+        let names: BTreeSet<String> = load().unwrap().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(names, BTreeSet::from([MANIFEST.to_string()]));
+    }
+
+    /// The Go manifest's objects, by kind, name and namespace.
+    #[test]
+    fn the_go_manifests_objects() {
+        let got: BTreeSet<(String, String, String)> = docs()
+            .iter()
+            .map(|d| {
+                assert!(d["apiVersion"].is_string(), "apiVersion of {d}");
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (s(&d["kind"]), s(&d["metadata"]["namespace"]), s(&d["metadata"]["name"]))
+            })
+            .collect();
+        let want: BTreeSet<(String, String, String)> = [
+            ("CustomResourceDefinition", "", "network-attachment-definitions.k8s.cni.cncf.io"),
+            ("ServiceAccount", "kube-system", "multus"),
+            ("ClusterRole", "", "multus"),
+            ("ClusterRoleBinding", "", "multus"),
+            ("ConfigMap", "kube-system", "multus-daemon-config"),
+            ("DaemonSet", "kube-system", "kube-multus-ds"),
         ]
-        .into();
-        assert_eq!(kinds, expected);
-        for (file, d) in &docs {
-            assert!(d["apiVersion"].is_string(), "{file}: apiVersion");
-            assert!(d["metadata"]["name"].is_string(), "{file}: metadata.name");
-        }
+        .into_iter()
+        .map(|(k, n, m)| (k.to_string(), n.to_string(), m.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
     fn crd() {
-        let docs = load().unwrap();
-        let crd = find(&docs, "CustomResourceDefinition", "network-attachment-definitions.k8s.cni.cncf.io");
+        let docs = docs();
+        let crd = get(&docs, "CustomResourceDefinition", "network-attachment-definitions.k8s.cni.cncf.io");
         let spec = &crd["spec"];
         assert_eq!(spec["group"], "k8s.cni.cncf.io");
         assert_eq!(spec["scope"], "Namespaced");
@@ -83,12 +112,12 @@ mod tests {
         assert_eq!(v1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["config"]["type"], "string");
     }
 
+    /// What the daemon calls (plus `update` on pods/status, the Go daemon's write, and the Go
+    /// ClusterRole's DRA reads); no write access to NADs.
     #[test]
-    fn rbac_is_exactly_what_the_daemon_calls() {
-        let docs = load().unwrap();
-        let sa = find(&docs, "ServiceAccount", "multus");
-        assert_eq!(sa["metadata"]["namespace"], "kube-system");
-        let role = find(&docs, "ClusterRole", "multus");
+    fn rbac() {
+        let docs = docs();
+        let role = get(&docs, "ClusterRole", "multus");
         let mut got = BTreeSet::new();
         for rule in role["rules"].as_array().unwrap() {
             for g in strs(&rule["apiGroups"]) {
@@ -108,6 +137,12 @@ mod tests {
             "k8s.cni.cncf.io/network-attachment-definitions:get",
             "k8s.cni.cncf.io/network-attachment-definitions:list",
             "k8s.cni.cncf.io/network-attachment-definitions:watch",
+            "resource.k8s.io/resourceclaims:get",
+            "resource.k8s.io/resourceclaims:list",
+            "resource.k8s.io/resourceclaims/status:get",
+            "resource.k8s.io/resourceclaims/status:list",
+            "resource.k8s.io/resourceslices:get",
+            "resource.k8s.io/resourceslices:list",
             "/events:create",
             "/events:patch",
             "/events:update",
@@ -118,93 +153,163 @@ mod tests {
         .map(String::from)
         .into();
         assert_eq!(got, want);
-        let binding = find(&docs, "ClusterRoleBinding", "multus");
+        let binding = get(&docs, "ClusterRoleBinding", "multus");
         assert_eq!(binding["roleRef"]["name"], "multus");
+        assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
         assert_eq!(binding["subjects"][0]["name"], "multus");
         assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
     }
 
+    /// The Go manifest's daemon-config.json, key for key.
     #[test]
-    fn daemon_config() {
-        let docs = load().unwrap();
-        let cm = find(&docs, "ConfigMap", "multus-daemon-config");
-        assert_eq!(cm["metadata"]["namespace"], "kube-system");
+    fn daemon_config_is_the_go_one() {
+        let docs = docs();
+        let cm = get(&docs, "ConfigMap", "multus-daemon-config");
+        assert_eq!(cm["metadata"]["labels"], json!({"tier": "node", "app": "multus"}));
         let conf: Value = serde_json::from_str(cm["data"]["daemon-config.json"].as_str().unwrap()).unwrap();
-        assert_eq!(conf["multusConfigFile"], "auto");
-        assert!(["0.3.1", "1.0.0"].contains(&conf["cniVersion"].as_str().unwrap()));
-        assert_eq!(conf["socketDir"], "/host/run/multus/");
-        assert_eq!(conf["cniConfigDir"], "/host/etc/cni/net.d");
-        assert_eq!(conf["multusAutoconfigDir"], "/host/etc/cni/net.d");
-        assert_eq!(conf["binDir"], "/opt/cni/bin");
+        assert_eq!(
+            conf,
+            json!({
+                "chrootDir": "/hostroot",
+                "cniVersion": "0.3.1",
+                "logLevel": "verbose",
+                "logToStderr": true,
+                "cniConfigDir": "/host/etc/cni/net.d",
+                "multusAutoconfigDir": "/host/etc/cni/net.d",
+                "multusConfigFile": "auto",
+                "socketDir": "/host/run/multus/"
+            })
+        );
     }
 
-    #[test]
-    fn daemonset() {
-        let docs = load().unwrap();
-        let ds = find(&docs, "DaemonSet", "kube-multus-ds");
-        assert_eq!(ds["metadata"]["namespace"], "kube-system");
-        let sel = &ds["spec"]["selector"]["matchLabels"];
-        let pod = &ds["spec"]["template"];
-        for (k, v) in sel.as_object().unwrap() {
-            assert_eq!(&pod["metadata"]["labels"][k], v, "selector label {k}");
-        }
-        let spec = &pod["spec"];
-        assert_eq!(spec["hostNetwork"], true);
-        assert_eq!(spec["hostPID"], true);
-        assert_eq!(spec["serviceAccountName"], "multus");
-        let volumes: BTreeSet<String> =
-            spec["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
-
-        let init = &spec["initContainers"][0];
-        let cmd: Vec<&str> = init["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-        assert_eq!(cmd, ["/usr/src/multus-cni/bin/multus-install", "install", "--dest", "/host/opt/cni/bin"]);
-
-        let c = &spec["containers"][0];
-        assert_eq!(c["securityContext"]["privileged"], true);
-        assert_eq!(c["command"][0], "/usr/src/multus-cni/bin/multus-daemon");
-        let env = &c["env"][0];
-        assert_eq!(
-            (env["name"].as_str(), env["valueFrom"]["fieldRef"]["fieldPath"].as_str()),
-            (Some("MULTUS_NODE_NAME"), Some("spec.nodeName"))
-        );
-        for probe in ["livenessProbe", "readinessProbe"] {
-            let cmd = &c[probe]["exec"]["command"];
-            assert_eq!(cmd[0], "/usr/src/multus-cni/bin/multus-install", "{probe}");
-            assert_eq!(cmd[1], "probe", "{probe}");
-        }
-        assert_eq!(c["livenessProbe"]["exec"]["command"][5], "/healthz");
-        assert_eq!(c["readinessProbe"]["exec"]["command"][5], "/readyz");
-        for r in ["requests", "limits"] {
-            assert!(c["resources"][r]["cpu"].is_string() && c["resources"][r]["memory"].is_string(), "{r}");
-        }
-        let mounts: BTreeSet<String> = c["volumeMounts"]
+    fn mounts(container: &Value, volumes: &Value) -> BTreeSet<(String, String, String, bool)> {
+        container["volumeMounts"]
             .as_array()
             .unwrap()
             .iter()
-            .chain(init["volumeMounts"].as_array().unwrap())
             .map(|m| {
-                assert!(volumes.contains(m["name"].as_str().unwrap()), "mount of an undeclared volume {m}");
-                m["mountPath"].as_str().unwrap().to_string()
+                let name = m["name"].as_str().unwrap();
+                let vol = volumes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["name"] == name)
+                    .unwrap_or_else(|| panic!("mount of an undeclared volume {m}"));
+                let source = match vol["hostPath"]["path"].as_str() {
+                    Some(p) => p.to_string(),
+                    None => format!("configMap:{}", vol["configMap"]["name"].as_str().unwrap()),
+                };
+                (
+                    source,
+                    m["mountPath"].as_str().unwrap().to_string(),
+                    m["mountPropagation"].as_str().unwrap_or("None").to_string(),
+                    m["readOnly"].as_bool().unwrap_or(false),
+                )
             })
-            .collect();
-        for p in [
-            "/host/etc/cni/net.d",
-            "/opt/cni/bin",
-            "/host/opt/cni/bin",
-            "/host/run",
-            "/var/lib/cni",
-            "/run/netns",
-            "/etc/cni/multus/net.d",
-            "/etc/cni/net.d/multus.d",
-        ] {
-            assert!(mounts.contains(p), "no mount at {p}");
+            .collect()
+    }
+
+    /// The Go DaemonSet's shape (multus-thick.md §11): names, labels, commands, limits and
+    /// exactly its mounts: host `/` at `/hostroot`, none of the node's /lib trees.
+    #[test]
+    fn daemonset_has_the_go_shape() {
+        let docs = docs();
+        let ds = get(&docs, "DaemonSet", "kube-multus-ds");
+        assert_eq!(ds["metadata"]["labels"], json!({"tier": "node", "app": "multus", "name": "multus"}));
+        assert_eq!(ds["spec"]["selector"]["matchLabels"], json!({"name": "multus"}));
+        assert_eq!(ds["spec"]["updateStrategy"]["type"], "RollingUpdate");
+        let pod = &ds["spec"]["template"];
+        assert_eq!(pod["metadata"]["labels"], ds["metadata"]["labels"]);
+        let spec = &pod["spec"];
+        assert_eq!((spec["hostNetwork"].as_bool(), spec["hostPID"].as_bool()), (Some(true), Some(true)));
+        assert_eq!(spec["serviceAccountName"], "multus");
+        assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+        assert_eq!(
+            spec["tolerations"],
+            json!([{"operator": "Exists", "effect": "NoSchedule"}, {"operator": "Exists", "effect": "NoExecute"}])
+        );
+
+        let init = &spec["initContainers"][0];
+        assert_eq!(spec["initContainers"].as_array().unwrap().len(), 1);
+        assert_eq!(init["name"], "install-multus-binary");
+        assert_eq!(
+            init["command"],
+            json!(["/usr/src/multus-cni/bin/install_multus", "-d", "/host/opt/cni/bin", "-t", "thick"])
+        );
+        assert_eq!(init["resources"], json!({"requests": {"cpu": "10m", "memory": "15Mi"}}));
+        assert_eq!(init["securityContext"]["privileged"], true);
+        assert_eq!(
+            mounts(init, &spec["volumes"]),
+            BTreeSet::from([("/opt/cni/bin".into(), "/host/opt/cni/bin".into(), "Bidirectional".into(), false)])
+        );
+
+        let c = &spec["containers"][0];
+        assert_eq!(spec["containers"].as_array().unwrap().len(), 1);
+        assert_eq!(c["name"], "kube-multus");
+        assert_eq!(c["command"], json!(["/usr/src/multus-cni/bin/multus-daemon"]));
+        assert!(c.get("args").is_none());
+        assert_eq!(c["image"], init["image"]);
+        let limits = json!({"cpu": "100m", "memory": "50Mi"});
+        assert_eq!(c["resources"], json!({"requests": limits, "limits": limits}));
+        assert_eq!(c["securityContext"]["privileged"], true);
+        assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
+        assert_eq!(
+            c["env"],
+            json!([{"name": "MULTUS_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+        );
+        let want: BTreeSet<(String, String, String, bool)> = [
+            ("/etc/cni/net.d", "/host/etc/cni/net.d", "None", false),
+            ("/opt/cni/bin", "/opt/cni/bin", "None", false),
+            ("/run", "/host/run", "None", false),
+            ("/var/lib/cni/multus", "/var/lib/cni/multus", "None", false),
+            ("/var/lib/kubelet", "/var/lib/kubelet", "HostToContainer", false),
+            ("/run/k8s.cni.cncf.io", "/run/k8s.cni.cncf.io", "None", false),
+            ("/run/netns/", "/run/netns", "HostToContainer", false),
+            ("configMap:multus-daemon-config", "/etc/cni/net.d/multus.d", "None", true),
+            ("/", "/hostroot", "HostToContainer", false),
+            ("/etc/cni/multus/net.d", "/etc/cni/multus/net.d", "None", false),
+        ]
+        .into_iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d))
+        .collect();
+        assert_eq!(mounts(c, &spec["volumes"]), want);
+        // The probes are multus-rs's addition; they run the image's own client.
+        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+            let cmd = &c[probe]["exec"]["command"];
+            assert_eq!(cmd[0], "/usr/src/multus-cni/bin/multus-install", "{probe}");
+            assert_eq!(cmd[1], "probe", "{probe}");
+            assert_eq!(cmd[3], "/host/run/multus/multus.sock", "{probe}");
+            assert_eq!(cmd[5], path, "{probe}");
         }
     }
 
-    /// `kubectl apply -f deployments/` against kube-mock: the manifests are objects an API
-    /// server accepts (CRD included), not just YAML.
+    /// The image the manifest runs answers at every path the manifest executes.
     #[test]
-    fn kubectl_applies_the_manifests_to_kube_mock() {
+    fn every_executed_path_is_in_the_image() {
+        let docs = docs();
+        let ds = get(&docs, "DaemonSet", "kube-multus-ds");
+        let spec = &ds["spec"]["template"]["spec"];
+        let containers =
+            spec["initContainers"].as_array().unwrap().iter().chain(spec["containers"].as_array().unwrap());
+        let mut executed = BTreeSet::new();
+        for c in containers {
+            executed.insert(c["command"][0].as_str().unwrap().to_string());
+            for probe in ["livenessProbe", "readinessProbe"] {
+                if let Some(p) = c[probe]["exec"]["command"][0].as_str() {
+                    executed.insert(p.to_string());
+                }
+            }
+        }
+        let in_image: BTreeSet<String> = crate::image::image_paths(true).into_iter().map(|(path, _)| path).collect();
+        for p in &executed {
+            assert!(in_image.contains(p), "{p} is executed by the manifest but not in the image");
+        }
+    }
+
+    /// The documented command against kube-mock: every object accepted and stored under the Go
+    /// manifest's names.
+    #[test]
+    fn kubectl_applies_the_manifest_to_kube_mock() {
         if !have("kubectl") {
             eprintln!("skipped: kubectl is not installed");
             return;
@@ -216,19 +321,47 @@ mod tests {
         let kubectl = |args: &[&str]| {
             Cmd::new("kubectl").arg("--kubeconfig").arg(kc.display().to_string()).args(args.iter().copied()).output()
         };
-        let out = kubectl(&["apply", "-f", &deployments_dir().display().to_string()]).unwrap();
+        // From the repository root, exactly as documented.
+        let out = std::process::Command::new("kubectl")
+            .current_dir(workspace_root())
+            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", &format!("deployments/{MANIFEST}")])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        // kube-mock serves the NAD CRD from the start, so applying it "configures" it.
         for what in [
-            "customresourcedefinition.apiextensions.k8s.io/network-attachment-definitions.k8s.cni.cncf.io",
-            "serviceaccount/multus",
-            "clusterrole.rbac.authorization.k8s.io/multus",
-            "clusterrolebinding.rbac.authorization.k8s.io/multus",
-            "configmap/multus-daemon-config",
-            "daemonset.apps/kube-multus-ds",
+            "customresourcedefinition.apiextensions.k8s.io/network-attachment-definitions.k8s.cni.cncf.io configured",
+            "serviceaccount/multus created",
+            "clusterrole.rbac.authorization.k8s.io/multus created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus created",
+            "configmap/multus-daemon-config created",
+            "daemonset.apps/kube-multus-ds created",
         ] {
-            assert!(out.contains(what), "{what} not in:\n{out}");
+            let created = what.replace(" configured", " created");
+            assert!(stdout.contains(what) || stdout.contains(&created), "{what} not in:\n{stdout}");
         }
-        let ds = kubectl(&["-n", "kube-system", "get", "ds", "kube-multus-ds", "-o", "json"]).unwrap();
-        let ds: Value = serde_json::from_str(&ds).unwrap();
+        for (args, name) in [
+            (
+                &["get", "crd", "network-attachment-definitions.k8s.cni.cncf.io", "-o", "json"][..],
+                "network-attachment-definitions.k8s.cni.cncf.io",
+            ),
+            (&["-n", "kube-system", "get", "serviceaccount", "multus", "-o", "json"], "multus"),
+            (&["get", "clusterrole", "multus", "-o", "json"], "multus"),
+            (&["get", "clusterrolebinding", "multus", "-o", "json"], "multus"),
+            (&["-n", "kube-system", "get", "configmap", "multus-daemon-config", "-o", "json"], "multus-daemon-config"),
+            (&["-n", "kube-system", "get", "daemonset", "kube-multus-ds", "-o", "json"], "kube-multus-ds"),
+        ] {
+            let obj: Value = serde_json::from_str(&kubectl(args).unwrap()).unwrap();
+            assert_eq!(obj["metadata"]["name"], name, "{args:?}");
+        }
+        let ds: Value = serde_json::from_str(
+            &kubectl(&["-n", "kube-system", "get", "ds", "kube-multus-ds", "-o", "json"]).unwrap(),
+        )
+        .unwrap();
         assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
+        // Applying again is a no-op, as on a real API server.
+        let again = kubectl(&["apply", "-f", &manifest_path().display().to_string()]).unwrap();
+        assert_eq!(again.matches("unchanged").count(), 6, "{again}");
     }
 }

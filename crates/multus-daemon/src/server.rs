@@ -1,27 +1,95 @@
 //! The daemon's HTTP API on its unix socket (spec §4.2): `/cni`, `/delegate`, `/healthz`,
 //! `/readyz`. HTTP/1.1 without keep-alive, one request per connection, as the Go server.
 //!
-//! Connections are accepted only while a slot of `connectionLimit` is free, so excess shims
-//! wait in the kernel backlog instead of piling up requests in memory.
+//! Where the Go server has no limits (spec §4.1), this one bounds everything a client can hold:
+//! - **time**: the request head must arrive within [`Limits::header_read_timeout`], the body
+//!   within [`Limits::body_read_timeout`] (`408`), and a client must read its answer within
+//!   [`Limits::response_write_timeout`]; an idle or half-sent request cannot keep a connection.
+//! - **connections**: at most [`Limits::max_connections`] are open; more wait in the kernel's
+//!   backlog. `connectionLimit` bounds the `/cni` and `/delegate` requests being *handled*, not
+//!   connections: requests beyond it queue in memory until a slot frees (no refusals), and idle
+//!   or slow clients never take a slot, so they cannot stop real requests (the Go daemon limits
+//!   accepted connections, so four idle ones stop every CNI request of a node).
+//! - **memory**: one body is at most [`Limits::max_body_bytes`] (`413`), and all bodies being
+//!   read or handled at once share [`Limits::body_budget_bytes`]; a request that cannot get its
+//!   share within the body timeout gets `503`. Headers are capped by a 16 KiB read buffer.
+//! - **the accept loop** backs off when accepting fails for lack of resources (`EMFILE`): the
+//!   pending client waits in the backlog instead of the loop spinning and logging.
+//!
+//! A request, once read, is handled on its own task: a client that disconnects does not cancel
+//! a DEL or an ADD half-way (there is nobody to answer, but the daemon finishes what it began).
+//!
+//! Shutdown ([`serve`] after `shutdown` turns true) drains instead of stopping: `/readyz`
+//! answers 500, `/cni` keeps being served while requests are in flight or connections open (at
+//! most half the grace period), then the socket is unlinked (if it is still ours), the
+//! connections already in the kernel's backlog are accepted and served, and `serve` returns
+//! when they are done or the grace period is over.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-/// Largest request body accepted (a CNI config plus environment is a few kilobytes).
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body accepted ([`multus_api::MAX_REQUEST_BYTES`], 1 MiB; why is explained
+/// there). Larger bodies get `413 Payload Too Large`.
+pub const MAX_BODY_BYTES: usize = multus_api::MAX_REQUEST_BYTES;
+
+/// hyper's read buffer per connection, which also bounds the request head (`431` beyond).
+/// Real heads are about 200 bytes.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// How often the drain checks whether the work is done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// The server's bounds. [`Limits::default`] is what the daemon runs with; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `connectionLimit`: `/cni` and `/delegate` requests handled at once (`None`: no limit).
+    pub connection_limit: Option<usize>,
+    /// Connections open at once; more wait in the kernel's backlog. Raised to
+    /// `connection_limit + 64` when that is larger, so probes always get through.
+    pub max_connections: usize,
+    /// Time from accepting a connection to the end of the request head.
+    pub header_read_timeout: Duration,
+    /// Time to receive the body once the head is in (including the wait for a budget share).
+    pub body_read_timeout: Duration,
+    /// Time for the client to take the answer once it is ready.
+    pub response_write_timeout: Duration,
+    /// Largest body of one request.
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once over all connections.
+    pub body_budget_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The shim writes its whole request right after connecting, over a local socket, so 10 s
+    /// for each phase only ever cuts off clients that stalled. 512 connections cover a
+    /// 200-pod storm with room for probes, at about 8 KiB each while idle. A 16 MiB body
+    /// budget is 16 maximal requests or thousands of real ones (a few KiB each).
+    fn default() -> Self {
+        Self {
+            connection_limit: None,
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            response_write_timeout: Duration::from_secs(10),
+            max_body_bytes: MAX_BODY_BYTES,
+            body_budget_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
 
 /// A reply from a request handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +120,15 @@ pub trait Api: Send + Sync + 'static {
     fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
 }
 
-/// Readiness and in-flight accounting shared with the signal handler.
+/// Readiness and the server's counters, shared with `main` and the tests.
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
     in_flight: AtomicUsize,
+    open_connections: AtomicUsize,
+    accept_errors: AtomicU64,
+    body_bytes: AtomicUsize,
+    peak_body_bytes: AtomicUsize,
 }
 
 impl Health {
@@ -66,76 +138,405 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
+    /// `/cni` and `/delegate` requests from the end of their head to their answer (being read,
+    /// queued for a `connectionLimit` slot, or handled).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
-}
-
-/// Re-create `dir` as an empty 0700 directory and bind `<dir>/multus.sock` with mode 0600.
-///
-/// Unlike the Go daemon this does not `rm -rf` the directory: only a stale socket file is
-/// removed, so a mis-set `socketDir` cannot wipe unrelated files.
-pub fn bind_socket(dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let path = dir.join(multus_api::SOCKET_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    /// Connections accepted and not yet closed.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::SeqCst)
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok((listener, path))
+    /// Failed `accept` calls since start.
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::SeqCst)
+    }
+    /// Request-body bytes reserved now, and the most ever reserved at once.
+    pub fn body_bytes(&self) -> (usize, usize) {
+        (self.body_bytes.load(Ordering::SeqCst), self.peak_body_bytes.load(Ordering::SeqCst))
+    }
+    fn is_idle(&self) -> bool {
+        self.in_flight() == 0 && self.open_connections() == 0
+    }
 }
 
-/// Serve until `shutdown` turns true, then wait up to `grace` for requests in flight.
+/// Increments a counter of [`Health`] for as long as it lives.
+struct Counted {
+    health: Arc<Health>,
+    which: fn(&Health) -> &AtomicUsize,
+}
+
+impl Counted {
+    fn new(health: &Arc<Health>, which: fn(&Health) -> &AtomicUsize) -> Self {
+        which(health).fetch_add(1, Ordering::SeqCst);
+        Self { health: health.clone(), which }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.which)(&self.health).fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "another daemon is serving on {path} (it accepts connections); refusing to take its socket over \
+         (stop it first, or use another socketDir)"
+    )]
+    InUse { path: PathBuf },
+    #[error("cannot tell whether {path} is in use, not replacing it: {source}")]
+    Unknown { path: PathBuf, source: io::Error },
+    #[error("{path} is a directory, not a socket")]
+    NotASocket { path: PathBuf },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+}
+
+fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> BindError + 'p {
+    move |source| BindError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// The bound `<dir>/multus.sock`. The socket file is removed when this is dropped (or when
+/// [`serve`] has drained), and only while it is still the one bound here: a daemon that took
+/// the path over in the meantime keeps its socket.
+pub struct SocketListener {
+    listener: Option<UnixListener>,
+    path: PathBuf,
+    /// `(st_dev, st_ino)` of the socket file bound here.
+    identity: (u64, u64),
+}
+
+impl SocketListener {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file at the socket's path is still the socket bound here.
+    pub fn is_ours(&self) -> bool {
+        std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity)
+    }
+
+    /// Remove the socket file if it is still ours; true if it was removed.
+    pub fn remove_if_ours(&self) -> bool {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let _lock = lock_dir(dir);
+        if self.is_ours() {
+            return std::fs::remove_file(&self.path).is_ok();
+        }
+        false
+    }
+}
+
+impl Drop for SocketListener {
+    fn drop(&mut self) {
+        self.remove_if_ours();
+    }
+}
+
+/// An exclusive `flock` on the socket directory, so that two daemons starting (or one
+/// starting while another exits) check and replace the socket one at a time. `None` when the
+/// directory cannot be locked (the checks still run, without that guarantee).
+fn lock_dir(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::File::open(dir).ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
+/// Bind `<dir>/multus.sock` with mode 0600.
+///
+/// - The directory is created with mode 0700 when missing. An existing directory keeps its
+///   permissions (the Go daemon re-creates it 0700, which breaks a directory shared on
+///   purpose); the socket's own 0600 is what keeps other users out.
+/// - A socket that accepts a connection belongs to a running daemon: binding fails with
+///   [`BindError::InUse`] instead of stealing its path (the Go daemon unlinks it, and the
+///   first daemon's exit then deletes the second one's socket). A stale socket (connection
+///   refused) is replaced.
+/// - The socket is bound under a temporary name, made 0600, and renamed into place, so it is
+///   never reachable with looser permissions and the replacement is atomic.
+/// - Unlike the Go daemon, nothing else in the directory is removed, so a mis-set
+///   `socketDir` cannot wipe unrelated files.
+///
+/// Must be called within a tokio runtime. Returns the listener and the socket's path.
+pub fn bind_socket(dir: &Path) -> Result<(SocketListener, PathBuf), BindError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(BindError::Io {
+                what: "not a directory:",
+                path: dir.to_path_buf(),
+                source: io::Error::from(io::ErrorKind::NotADirectory),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("cannot create", dir))?;
+            // The umask may have narrowed the mode; make it exactly 0700.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err("cannot set the mode of", dir))?;
+        }
+        Err(e) => return Err(io_err("cannot read", dir)(e)),
+    }
+    let _lock = lock_dir(dir);
+    let path = dir.join(multus_api::SOCKET_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot read", &path)(e)),
+        Ok(m) if m.is_dir() => return Err(BindError::NotASocket { path }),
+        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(_) => return Err(BindError::InUse { path }),
+            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound) => {
+                tracing::info!("replacing the stale socket {} (nothing accepts on it)", path.display());
+            }
+            Err(source) => return Err(BindError::Unknown { path, source }),
+        },
+        Ok(_) => tracing::warn!("replacing {}, which is not a socket", path.display()),
+    }
+    let temp = dir.join(format!(".msock-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let bound = (|| {
+        let listener = UnixListener::bind(&temp).map_err(io_err("cannot bind", &temp))?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("cannot set the mode of", &temp))?;
+        let meta = std::fs::symlink_metadata(&temp).map_err(io_err("cannot read", &temp))?;
+        std::fs::rename(&temp, &path).map_err(io_err("cannot rename the new socket to", &path))?;
+        Ok::<_, BindError>((listener, (meta.dev(), meta.ino())))
+    })();
+    let (listener, identity) = bound.inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })?;
+    Ok((SocketListener { listener: Some(listener), path: path.clone(), identity }, path))
+}
+
+/// Serve with the default [`Limits`] and `connectionLimit`; see [`serve_with`].
 pub async fn serve(
-    listener: UnixListener,
+    listener: SocketListener,
     api: Arc<dyn Api>,
     health: Arc<Health>,
     connection_limit: Option<usize>,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    serve_with(listener, api, health, Limits { connection_limit, ..Limits::default() }, shutdown, grace).await
+}
+
+/// Serve until `shutdown` turns true, then drain (module docs) for at most `grace`, remove the
+/// socket if it is still ours, and return.
+pub async fn serve_with(
+    mut socket: SocketListener,
+    api: Arc<dyn Api>,
+    health: Arc<Health>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(connection_limit.unwrap_or(Semaphore::MAX_PERMITS)));
+    let Some(listener) = socket.listener.take() else { return };
+    let max_connections = limits.max_connections.max(limits.connection_limit.map_or(0, |l| l.saturating_add(64)));
+    let shared = Arc::new(Shared {
+        api,
+        health: health.clone(),
+        slots: limits.connection_limit.map(|l| Arc::new(Semaphore::new(l.max(1)))),
+        budget: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
+        limits,
+    });
+    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
+
+    accept_loop(&listener, &shared, &connections, shutdown_requested(&mut shutdown)).await;
+
+    health.set_ready(false);
+    let started = tokio::time::Instant::now();
+    let deadline = started + grace;
+    // Keep serving new connections while there is work, for at most half the grace period.
+    let idle = async {
+        while !health.is_idle() {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    let _ = tokio::time::timeout_at(started + grace / 2, async {
+        tokio::select! {
+            _ = accept_loop(&listener, &shared, &connections, std::future::pending()) => {}
+            _ = idle => {}
+        }
+    })
+    .await;
+    // No new clients from here: unlink the path, then take what is already queued.
+    let removed = socket.remove_if_ours();
+    let queued = drain_backlog(listener, &shared);
+    tracing::info!(
+        "shutting down: socket {}, {queued} queued connection(s) taken, {} request(s) in flight",
+        if removed { "removed" } else { "left (not ours any more)" },
+        health.in_flight()
+    );
+    while !health.is_idle() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    if !health.is_idle() {
+        tracing::warn!(
+            "shutdown grace of {grace:?} over with {} request(s) in flight and {} connection(s) open",
+            health.in_flight(),
+            health.open_connections()
+        );
+    }
+}
+
+/// Accept every connection already waiting in the kernel's backlog (the socket path is gone,
+/// so no more can arrive) and serve each. Returns how many there were.
+fn drain_backlog(listener: UnixListener, shared: &Arc<Shared>) -> usize {
+    let Ok(listener) = listener.into_std() else { return 0 };
+    if listener.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    let mut taken = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let stream = stream.set_nonblocking(true).and_then(|()| UnixStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    taken += 1;
+                    spawn_connection(stream, None, shared.clone());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return taken,
+        }
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    api: Arc<dyn Api>,
+    health: Arc<Health>,
+    limits: Limits,
+    /// `connectionLimit` slots.
+    slots: Option<Arc<Semaphore>>,
+    /// Request-body bytes, one permit per byte.
+    budget: Arc<Semaphore>,
+}
+
+/// Something connections are accepted from: the socket, or a test's scripted failures.
+trait Acceptor {
+    fn accept_stream(&self) -> impl Future<Output = io::Result<UnixStream>> + Send + '_;
+}
+
+impl Acceptor for UnixListener {
+    async fn accept_stream(&self) -> io::Result<UnixStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// Accept connections (each holding one of `connections`) until `stop` resolves.
+async fn accept_loop<A: Acceptor>(
+    acceptor: &A,
+    shared: &Arc<Shared>,
+    connections: &Arc<Semaphore>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut backoff = AcceptBackoff::default();
     loop {
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown_requested(&mut shutdown) => break,
+            biased;
+            _ = &mut stop => return,
+            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = shutdown_requested(&mut shutdown) => break,
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            a = acceptor.accept_stream() => a,
         };
-        let api = api.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                let health = health.clone();
-                async move { Ok::<_, Infallible>(route(req, api.as_ref(), &health).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!("connection error: {e}");
+        match accepted {
+            Ok(stream) => {
+                backoff.succeeded();
+                spawn_connection(stream, Some(permit), shared.clone());
             }
-        });
+            Err(e) => {
+                drop(permit);
+                shared.health.accept_errors.fetch_add(1, Ordering::SeqCst);
+                let pause = backoff.failed(&e);
+                if !pause.is_zero() {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
     }
-    let deadline = tokio::time::Instant::now() + grace;
-    while health.in_flight() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// The pause after a failed `accept`. Running out of descriptors or memory leaves the client
+/// in the backlog and the listener readable, so retrying at once would spin: pause 10 ms,
+/// doubling up to 1 s, and log the first failure of a run and the recovery, not each one.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        // A client that gave up before being accepted: nothing is wrong with the listener.
+        if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) {
+            tracing::debug!("accept: {e}");
+            return Duration::ZERO;
+        }
+        if self.failures == 0 {
+            tracing::warn!("accepting connections failed: {e}; retrying with backoff (up to {:?})", Self::MAX);
+        }
+        self.failures += 1;
+        self.pause = if self.pause.is_zero() { Self::FIRST } else { (self.pause * 2).min(Self::MAX) };
+        self.pause
     }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::warn!("accepting connections again after {} failed attempt(s)", self.failures);
+        }
+        *self = Self::default();
+    }
+}
+
+/// Serve one connection on its own task. `permit` is its place among the open connections
+/// (`None` for connections taken from the backlog during shutdown).
+fn spawn_connection(stream: UnixStream, permit: Option<OwnedSemaphorePermit>, shared: Arc<Shared>) {
+    let open = Counted::new(&shared.health, |h| &h.open_connections);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _open = open;
+        let answered = Arc::new(Notify::new());
+        let service = {
+            let (shared, answered) = (shared.clone(), answered.clone());
+            hyper::service::service_fn(move |req| {
+                let (shared, answered) = (shared.clone(), answered.clone());
+                async move {
+                    let response = route(req, &shared).await;
+                    answered.notify_one();
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.limits.header_read_timeout)
+            .max_buf_size(READ_BUFFER_BYTES)
+            .serve_connection(TokioIo::new(stream), service);
+        let write_timeout = shared.limits.response_write_timeout;
+        tokio::select! {
+            done = conn => if let Err(e) = done {
+                tracing::debug!("connection error: {e}");
+            },
+            _ = async { answered.notified().await; tokio::time::sleep(write_timeout).await } => {
+                tracing::debug!("closing a connection whose client did not take its answer within {write_timeout:?}");
+            }
+        }
+    });
 }
 
 fn response(reply: Reply) -> Response<Full<Bytes>> {
@@ -146,29 +547,27 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
     builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_default()
 }
 
-async fn route(req: Request<Incoming>, api: &dyn Api, health: &Health) -> Response<Full<Bytes>> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Cni,
+    Delegate,
+}
+
+async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let probe_method = method == Method::GET || method == Method::POST;
     let reply = match path.as_str() {
         multus_api::path::HEALTHZ if probe_method => Reply { status: 200, content_type: None, body: vec![] },
         multus_api::path::READYZ if probe_method => {
-            if health.is_ready() {
+            if shared.health.is_ready() {
                 Reply { status: 200, content_type: Some("application/json"), body: vec![] }
             } else {
                 Reply { status: 500, content_type: None, body: vec![] }
             }
         }
-        multus_api::path::CNI | multus_api::path::DELEGATE if method == Method::POST => {
-            let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-                Ok(b) => b.to_bytes().to_vec(),
-                Err(e) => return response(Reply::text(400, &format!("failed to read request body: {e}"))),
-            };
-            health.in_flight.fetch_add(1, Ordering::SeqCst);
-            let reply = if path == multus_api::path::CNI { api.cni(body).await } else { api.delegate(body).await };
-            health.in_flight.fetch_sub(1, Ordering::SeqCst);
-            reply
-        }
+        multus_api::path::CNI if method == Method::POST => handle(req, Endpoint::Cni, shared).await,
+        multus_api::path::DELEGATE if method == Method::POST => handle(req, Endpoint::Delegate, shared).await,
         multus_api::path::HEALTHZ | multus_api::path::READYZ | multus_api::path::CNI | multus_api::path::DELEGATE => {
             Reply::text(405, "Method not allowed")
         }
@@ -180,8 +579,200 @@ async fn route(req: Request<Incoming>, api: &dyn Api, health: &Health) -> Respon
     response(reply)
 }
 
+/// A share of the body budget, returned when dropped.
+struct Reservation {
+    permit: OwnedSemaphorePermit,
+    health: Arc<Health>,
+}
+
+impl Reservation {
+    fn new(permit: OwnedSemaphorePermit, health: &Arc<Health>) -> Self {
+        let now = health.body_bytes.fetch_add(permit.num_permits(), Ordering::SeqCst) + permit.num_permits();
+        health.peak_body_bytes.fetch_max(now, Ordering::SeqCst);
+        Self { permit, health: health.clone() }
+    }
+
+    /// Give back everything above `bytes`.
+    fn shrink_to(&mut self, bytes: usize) {
+        let excess = self.permit.num_permits().saturating_sub(bytes);
+        if let Some(returned) = self.permit.split(excess) {
+            self.health.body_bytes.fetch_sub(returned.num_permits(), Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.health.body_bytes.fetch_sub(self.permit.num_permits(), Ordering::SeqCst);
+    }
+}
+
+/// Read a `/cni` or `/delegate` body within the limits and hand it to the [`Api`] on a task of
+/// its own.
+async fn handle(req: Request<Incoming>, endpoint: Endpoint, shared: &Arc<Shared>) -> Reply {
+    let in_flight = Counted::new(&shared.health, |h| &h.in_flight);
+    let limits = &shared.limits;
+    let max = limits.max_body_bytes;
+    let too_large =
+        |size: String| Reply::text(413, &format!("request body too large: {size}, the limit is {max} bytes"));
+    let declared = req.body().size_hint().exact();
+    if let Some(len) = declared
+        && len > max as u64
+    {
+        return too_large(format!("{len} bytes"));
+    }
+    // A body of unknown length (chunked) reserves the maximum, then gives back the rest.
+    let wanted = declared.map_or(max, |len| len as usize).min(limits.body_budget_bytes).min(u32::MAX as usize);
+    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+    let permit = match tokio::time::timeout_at(deadline, shared.budget.clone().acquire_many_owned(wanted as u32)).await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Reply::text(
+                503,
+                &format!(
+                    "the daemon is holding too many request bodies ({} bytes) to take {wanted} more within {:?}; try again",
+                    shared.health.body_bytes().0,
+                    limits.body_read_timeout
+                ),
+            );
+        }
+    };
+    let mut reservation = Reservation::new(permit, &shared.health);
+    let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect()).await {
+        Ok(Ok(collected)) => Vec::from(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return too_large(format!("more than {max} bytes"));
+        }
+        Ok(Err(e)) => return Reply::text(400, &format!("failed to read request body: {e}")),
+        Err(_) => {
+            return Reply::text(408, &format!("request body not received within {:?}", limits.body_read_timeout));
+        }
+    };
+    reservation.shrink_to(body.len());
+    let task = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let _reservation = reservation;
+            let _slot = match &shared.slots {
+                Some(slots) => slots.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            match endpoint {
+                Endpoint::Cni => shared.api.cni(body).await,
+                Endpoint::Delegate => shared.api.delegate(body).await,
+            }
+        })
+    };
+    match task.await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::error!("the request handler failed: {e}");
+            Reply::text(500, "internal error: the request handler failed")
+        }
+    }
+}
+
 /// Resolves once shutdown was requested (the watch guard is dropped before returning, so the
 /// future stays `Send`).
 async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Echo;
+
+    impl Api for Echo {
+        fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+            Box::pin(async move { Reply::ok(body) })
+        }
+        fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+            self.cni(body)
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            api: Arc::new(Echo),
+            health: Arc::new(Health::default()),
+            limits: Limits::default(),
+            slots: None,
+            budget: Arc::new(Semaphore::new(1 << 20)),
+        })
+    }
+
+    /// Fails with `EMFILE` a number of times, then hands out one connection, then none.
+    struct Exhausted {
+        failures_left: Mutex<u32>,
+        stream: Mutex<Option<UnixStream>>,
+    }
+
+    impl Acceptor for Exhausted {
+        async fn accept_stream(&self) -> io::Result<UnixStream> {
+            {
+                let mut left = self.failures_left.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(io::Error::from_raw_os_error(libc_emfile()));
+                }
+            }
+            let next = self.stream.lock().unwrap().take();
+            match next {
+                Some(s) => Ok(s),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn libc_emfile() -> i32 {
+        nix::errno::Errno::EMFILE as i32
+    }
+
+    /// The accept loop at the descriptor limit pauses between attempts (10 ms doubling)
+    /// instead of spinning, and serves the waiting client once accepting works again.
+    #[tokio::test]
+    async fn accept_backs_off_at_the_descriptor_limit_and_recovers() {
+        let (server_end, mut client) = UnixStream::pair().unwrap();
+        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let acceptor = Exhausted { failures_left: Mutex::new(7), stream: Mutex::new(Some(server_end)) };
+        let shared = shared();
+        let connections = Arc::new(Semaphore::new(8));
+        let started = tokio::time::Instant::now();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = {
+            let shared = shared.clone();
+            async move {
+                accept_loop(&acceptor, &shared, &connections, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            }
+        };
+        let server = tokio::spawn(serving);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(shared.health.accept_errors(), 7);
+        // A spinning loop would be done at once; this one paused 10+20+…+640 ms.
+        assert!(started.elapsed() >= Duration::from_millis(1270), "{:?}", started.elapsed());
+        let _ = stop_tx.send(());
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn backoff_ignores_clients_that_gave_up_and_caps_the_pause() {
+        let mut b = AcceptBackoff::default();
+        assert_eq!(b.failed(&io::Error::from(io::ErrorKind::ConnectionAborted)), Duration::ZERO);
+        let emfile = io::Error::from_raw_os_error(libc_emfile());
+        let pauses: Vec<_> = (0..10).map(|_| b.failed(&emfile).as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed(&emfile), AcceptBackoff::FIRST);
+    }
 }

@@ -79,15 +79,21 @@ impl KubeletSource {
 
     /// `v1.PodResourcesLister/List` on the socket, with the dial and call timeouts.
     pub async fn list_pod_resources(&self) -> Result<Vec<PodResources>, DeviceError> {
-        let channel = self.connect().await?;
-        let mut client = PodResourcesListerClient::new(channel).max_decoding_message_size(self.max_message_size);
+        let mut client = self.client().await?;
         let mut request = tonic::Request::new(ListPodResourcesRequest {});
         // Tells the kubelet the deadline (grpc-timeout), as a Go client with a context deadline does.
         request.set_timeout(self.call_timeout);
         let timeout = || DeviceError::KubeletTimeout { socket: self.socket.clone(), timeout: self.call_timeout };
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(self.call_timeout, client.list(request)).await {
             Err(_) => Err(timeout()),
-            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => Err(timeout()),
+            // The server gave up at the deadline it was sent (a Go kubelet says DeadlineExceeded,
+            // a tonic server Cancelled).
+            Ok(Err(status))
+                if status.code() == tonic::Code::DeadlineExceeded || started.elapsed() >= self.call_timeout =>
+            {
+                Err(timeout())
+            }
             Ok(Err(status)) => Err(DeviceError::KubeletList {
                 socket: self.socket.clone(),
                 code: status.code(),
@@ -95,6 +101,13 @@ impl KubeletSource {
             }),
             Ok(Ok(response)) => Ok(response.into_inner().pod_resources),
         }
+    }
+
+    /// A pod-resources client connected to the socket (dial timeout and message size applied;
+    /// callers set their own call deadlines).
+    pub async fn client(&self) -> Result<PodResourcesListerClient<Channel>, DeviceError> {
+        let channel = self.connect().await?;
+        Ok(PodResourcesListerClient::new(channel).max_decoding_message_size(self.max_message_size))
     }
 
     async fn connect(&self) -> Result<Channel, DeviceError> {

@@ -67,13 +67,37 @@ pub struct Target {
     pub spec: String,
 }
 
-/// The cargo target dir holding the workspace binaries (`CARGO_TARGET_DIR` or `<ws>/target`).
+/// Where `{{bin}}` points: the directory holding multus-rs's binaries (`kube-mock`,
+/// `fake-cni`, `multus-shim`, `multus-daemon`). In order: `$CNI_CONFORMANCE_BIN`; the
+/// directory of the running executable when `fake-cni` is next to it (an installed or
+/// built `cni-conformance`); the cargo target dir of this workspace (`$CARGO_TARGET_DIR` or
+/// `<workspace>/target`, profile `$CONFORMANCE_PROFILE`, default `debug`); the directory of
+/// `fake-cni` on `PATH`.
 pub fn cargo_bin_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    if let Some(dir) = std::env::var_os("CNI_CONFORMANCE_BIN") {
+        return PathBuf::from(dir);
+    }
     let profile = std::env::var("CONFORMANCE_PROFILE").unwrap_or_else(|_| "debug".into());
-    target.join(profile)
+    let workspace = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join(&profile);
+    if std::env::var_os("CONFORMANCE_PROFILE").is_some() {
+        return workspace;
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    // Test binaries live in target/<profile>/deps: their binaries are one level up.
+    for dir in exe_dir.iter().flat_map(|d| [d.clone(), d.join("..")]) {
+        if dir.join("fake-cni").is_file() {
+            return dir;
+        }
+    }
+    if workspace.is_dir() {
+        return workspace;
+    }
+    let on_path =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| d.join("fake-cni").is_file()));
+    on_path.unwrap_or(workspace)
 }
 
 fn host_local(tmp_key: &str) -> Value {

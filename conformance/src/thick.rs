@@ -130,6 +130,9 @@ pub struct ThickRt {
     namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Host-side veths present when the case started (only new ones count as leaks).
     veths_before: Vec<String>,
+    /// The endpoint that answered 200 at the last start: `/readyz`, or `/healthz` for a daemon
+    /// without `/readyz` (Go v4.2.x answers 404 there).
+    pub ready_endpoint: Option<&'static str>,
 }
 
 fn dir(p: &Path, sub: &str) -> anyhow::Result<PathBuf> {
@@ -222,6 +225,7 @@ impl ThickRt {
             vars,
             namespaces: Default::default(),
             veths_before: Vec::new(),
+            ready_endpoint: None,
             tmp,
         };
         rt.start_api()?;
@@ -280,7 +284,7 @@ impl ThickRt {
         Ok(())
     }
 
-    fn write_daemon_config(&self) -> anyhow::Result<()> {
+    fn write_daemon_config(&mut self) -> anyhow::Result<()> {
         let mut conf = json!({
             "cniVersion": "1.1.0",
             "logLevel": "debug",
@@ -298,6 +302,18 @@ impl ThickRt {
             merge_patch(&mut conf, &overlay);
         }
         std::fs::write(&self.vars["daemon_config"], serde_json::to_vec_pretty(&conf)?)?;
+        // The overlay may move the socket or the directories: follow the effective config.
+        let cluster = Path::new(&self.vars["netd"]).join("10-cluster.conflist");
+        for (var, key) in [("socket_dir", "socketDir"), ("netd", "cniConfigDir"), ("cni_dir", "cniDir")] {
+            if let Some(v) = conf.get(key).and_then(Value::as_str) {
+                self.vars.insert(var.to_string(), v.to_string());
+            }
+        }
+        let moved = Path::new(&self.vars["netd"]).join("10-cluster.conflist");
+        if moved != cluster && !moved.exists() {
+            std::fs::create_dir_all(&self.vars["netd"])?;
+            std::fs::copy(&cluster, &moved)?;
+        }
         Ok(())
     }
 
@@ -321,22 +337,20 @@ impl ThickRt {
         let child = cmd.spawn().map_err(|e| anyhow::anyhow!("starting {}: {e}", argv[0]))?;
         let mut proc = Proc { name: "daemon".into(), child };
         let deadline = Instant::now() + Duration::from_secs(self.spec.ready_timeout);
-        let sock = Path::new(&self.vars["socket_dir"]).join("multus.sock");
-        loop {
-            if !proc.running() {
-                anyhow::bail!("daemon exited during startup; log: {}", self.daemon_log_tail());
-            }
-            if sock.exists() && http_status(&sock, "/readyz") == Some(200) {
-                break;
-            }
-            if Instant::now() > deadline {
+        match wait_ready(&self.socket(), deadline, &mut || proc.running()) {
+            Ok(endpoint) => self.ready_endpoint = Some(endpoint),
+            Err(why) => {
                 proc.stop();
-                anyhow::bail!("daemon not ready after {} s; log: {}", self.spec.ready_timeout, self.daemon_log_tail());
+                anyhow::bail!("{why}; log: {}", self.daemon_log_tail());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         self.daemon = Some(proc);
         Ok(())
+    }
+
+    /// The daemon's socket (`<socketDir>/multus.sock` of the effective daemon config).
+    pub fn socket(&self) -> PathBuf {
+        Path::new(&self.vars["socket_dir"]).join("multus.sock")
     }
 
     pub fn stop_daemon(&mut self) {
@@ -753,6 +767,40 @@ impl ThickRt {
             }
             _ => StepOutcome::Skip(format!("unknown action {name}")),
         }
+    }
+}
+
+/// The daemon's readiness endpoint, and the liveness one v4.2.x daemons answer instead.
+pub const READYZ: &str = "/readyz";
+pub const HEALTHZ: &str = "/healthz";
+
+/// Wait until the daemon behind `sock` is ready: `/readyz` answers 200, or — for a daemon
+/// that answers 404 there because it has no `/readyz` (Go multus v4.2.x) — `/healthz`
+/// answers 200, as the shim does. `alive` reports whether the daemon process still runs.
+/// Returns the endpoint that answered 200.
+pub fn wait_ready(sock: &Path, deadline: Instant, alive: &mut dyn FnMut() -> bool) -> Result<&'static str, String> {
+    let mut endpoint = READYZ;
+    let mut last = "no socket yet".to_string();
+    loop {
+        if !alive() {
+            return Err(format!("daemon exited during startup (last probe: {last})"));
+        }
+        if sock.exists() {
+            match http_status(sock, endpoint) {
+                Some(200) => return Ok(endpoint),
+                Some(404) if endpoint == READYZ => {
+                    endpoint = HEALTHZ;
+                    last = format!("{READYZ} answered 404, using {HEALTHZ}");
+                    continue;
+                }
+                Some(code) => last = format!("{endpoint} answered {code}"),
+                None => last = format!("{endpoint}: no HTTP answer"),
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("daemon not ready at {} (last probe: {last})", sock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

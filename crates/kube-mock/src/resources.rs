@@ -138,6 +138,10 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             .short(&["crd", "crds"])
             .with_status(),
         ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", true),
+        // Dynamic resource allocation: the claims a pod's devices come from and the slices that
+        // describe those devices (Multus reads both to find device IDs).
+        ResourceDef::new("resource.k8s.io", "v1", "ResourceClaim", "resourceclaims", true).with_status(),
+        ResourceDef::new("resource.k8s.io", "v1", "ResourceSlice", "resourceslices", false),
     ];
     for (kind, plural, namespaced) in [
         ("ClusterRole", "clusterroles", false),
@@ -342,6 +346,17 @@ mod tests {
         assert_eq!(nad.kind, "NetworkAttachmentDefinition");
         assert!(nad.namespaced);
         assert_eq!(nad.short_names, vec!["net-attach-def", "nad"]);
+    }
+
+    #[test]
+    fn dra_resources_are_served() {
+        let registry = Registry::with_builtins();
+        let claims = registry.find("resource.k8s.io", "v1", "resourceclaims").unwrap();
+        assert!(claims.namespaced && claims.status_subresource);
+        assert_eq!(claims.kind, "ResourceClaim");
+        let slices = registry.find("resource.k8s.io", "v1", "resourceslices").unwrap();
+        assert!(!slices.namespaced && !slices.status_subresource);
+        assert_eq!(registry.find_kind("resource.k8s.io/v1", "ResourceSlice"), Some(slices));
     }
 
     #[test]

@@ -157,6 +157,7 @@ fn field_supported(resource: &str, field: &str) -> bool {
         "namespaces" => field == "status.phase",
         "nodes" => field == "spec.unschedulable",
         "secrets" => field == "type",
+        "resourceslices" => matches!(field, "spec.nodeName" | "spec.driver"),
         _ => false,
     }
 }
@@ -263,5 +264,18 @@ mod tests {
         assert!(FieldSelector::parse("metadata.namespace=ns", "configmaps").unwrap().matches(&o));
         assert!(FieldSelector::parse("spec.nodeName=node1", "configmaps").is_err());
         assert!(FieldSelector::parse("garbage", "pods").is_err());
+    }
+
+    #[test]
+    fn resource_slice_field_selectors() {
+        let slice = json!({"metadata": {"name": "s"}, "spec": {"nodeName": "node1", "driver": "sriov.example.com"}});
+        let sel = FieldSelector::parse("spec.nodeName=node1,spec.driver=sriov.example.com", "resourceslices").unwrap();
+        assert!(sel.matches(&slice));
+        assert!(!FieldSelector::parse("spec.driver=other", "resourceslices").unwrap().matches(&slice));
+        // A slice for all nodes has no nodeName: it never matches a node pin.
+        let all_nodes = json!({"metadata": {"name": "a"}, "spec": {"allNodes": true, "driver": "sriov.example.com"}});
+        assert!(!sel.matches(&all_nodes));
+        assert!(FieldSelector::parse("spec.pool.name=p", "resourceslices").is_err());
+        assert!(FieldSelector::parse("spec.driver=d", "resourceclaims").is_err());
     }
 }

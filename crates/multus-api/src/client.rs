@@ -5,15 +5,20 @@
 //! `Connection: close` and understands the responses the daemons send (Go's `net/http` and
 //! hyper): `Content-Length`, chunked, or read-to-EOF bodies.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket could not be connected to (no daemon, a stale socket, a full backlog): the
+    /// request was certainly not delivered.
     #[error("dial unix {path}: {source}")]
     Connect { path: PathBuf, source: std::io::Error },
+    /// The whole exchange did not finish within the caller's timeout.
+    #[error("no complete answer within {after:?}")]
+    TimedOut { after: Duration },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("malformed HTTP response: {0}")]
@@ -31,7 +36,8 @@ pub struct HttpResponse {
 /// Largest header block accepted, so a broken peer cannot make the shim allocate without bound.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// POST `body` to `path` on the daemon socket. `timeout` bounds each read and write.
+/// POST `body` to `path` on the daemon socket. `timeout` bounds the whole exchange (connect,
+/// send, and the complete response), not each read: a peer trickling bytes cannot stretch it.
 pub fn post(socket: &Path, path: &str, body: &[u8], timeout: Option<Duration>) -> Result<HttpResponse, ClientError> {
     request(socket, "POST", path, body, timeout)
 }
@@ -44,10 +50,9 @@ pub fn request(
     body: &[u8],
     timeout: Option<Duration>,
 ) -> Result<HttpResponse, ClientError> {
+    let deadline = timeout.map(|t| (Instant::now() + t, t));
     let mut stream =
         UnixStream::connect(socket).map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: dummy\r\nUser-Agent: multus-shim\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -55,9 +60,57 @@ pub fn request(
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(body);
-    stream.write_all(&out)?;
-    stream.flush()?;
-    read_response(BufReader::new(stream))
+    let timed_out = |after| ClientError::TimedOut { after };
+    if let Some((at, after)) = deadline {
+        stream.set_write_timeout(Some(remaining(at).ok_or_else(|| timed_out(after))?))?;
+    }
+    let written = stream.write_all(&out);
+    let reader = BufReader::new(DeadlineReader { stream, deadline });
+    match written {
+        Ok(()) => read_response(reader).map_err(|e| e.with_deadline(deadline)),
+        // The server may answer before reading everything (413 for an oversized body) and
+        // close; its answer is more useful than the broken pipe.
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+            read_response(reader).map_err(|_| ClientError::Io(e))
+        }
+        Err(e) => Err(ClientError::Io(e).with_deadline(deadline)),
+    }
+}
+
+impl ClientError {
+    /// A socket timeout (`EAGAIN` from `SO_RCVTIMEO`/`SO_SNDTIMEO`) past the deadline reads as
+    /// [`ClientError::TimedOut`].
+    fn with_deadline(self, deadline: Option<(Instant, Duration)>) -> Self {
+        match (self, deadline) {
+            (Self::Io(e), Some((at, after)))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) && remaining(at).is_none() =>
+            {
+                Self::TimedOut { after }
+            }
+            (other, _) => other,
+        }
+    }
+}
+
+/// Time left until `at`, `None` once it has passed.
+fn remaining(at: Instant) -> Option<Duration> {
+    at.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+}
+
+/// Reads that together end at a deadline: each read's socket timeout is the time left.
+struct DeadlineReader {
+    stream: UnixStream,
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some((at, _)) = self.deadline {
+            let left = remaining(at).ok_or_else(|| std::io::Error::from(ErrorKind::TimedOut))?;
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
 }
 
 fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError> {
@@ -133,7 +186,7 @@ fn read_response<R: BufRead>(mut reader: R) -> Result<HttpResponse, ClientError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Cursor, Read};
+    use std::io::Cursor;
 
     #[test]
     fn reads_content_length_bodies() {
@@ -160,6 +213,47 @@ mod tests {
         assert!(read_response(Cursor::new(&b"garbage\r\n\r\n"[..])).is_err());
         assert!(read_response(Cursor::new(&b""[..])).is_err());
         assert!(read_response(Cursor::new(&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..])).is_err());
+    }
+
+    #[test]
+    fn the_timeout_bounds_the_whole_exchange() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("multus.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        // A server that accepts and trickles a byte every 50 ms: each read succeeds, the
+        // exchange never ends.
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            while conn.write_all(b"H").is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let e = post(&sock, "/cni", b"{}", Some(Duration::from_millis(400))).unwrap_err();
+        assert!(matches!(e, ClientError::TimedOut { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_early_answer_wins_over_the_broken_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("multus.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = [0u8; 64];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig\n");
+            // Closing with unread data makes the kernel reset the connection.
+        });
+        let big = vec![b'x'; 8 * 1024 * 1024];
+        let r = post(&sock, "/cni", &big, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (413, &b"big\n"[..]));
+    }
+
+    #[test]
+    fn connect_failures_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = post(&dir.path().join("none.sock"), "/cni", b"{}", None).unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
     }
 
     #[test]

@@ -28,6 +28,17 @@ pub mod path {
     pub const READYZ: &str = "/readyz";
 }
 
+/// Largest request body a daemon accepts (`413 Payload Too Large` beyond it), and so the largest
+/// request a shim sends.
+///
+/// Real requests are a few kilobytes: the runtime's config (`00-multus.conf`, which embeds the
+/// cluster network's conflist) plus `runtimeConfig`, base64-encoded. The largest legitimate one
+/// is a CNI GC request: libcni lists every attachment of the node twice (the current and the
+/// legacy key), about 230 bytes per attachment before base64, so 1,000 pods with two attachments
+/// each come to about 0.6 MiB on the wire. 1 MiB leaves room above that while keeping what
+/// one connection can make the daemon buffer small.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
 /// Socket path for a socket directory (`<dir>/multus.sock`).
 pub fn socket_path(dir: &str) -> std::path::PathBuf {
     let dir = if dir.is_empty() { DEFAULT_SOCKET_DIR } else { dir };
@@ -65,7 +76,45 @@ pub struct InterfaceAttributes {
 pub const FORWARDED_ENV: [&str; 7] =
     ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "K8S_POD_INFRA_CONTAINER_ID"];
 
+/// A forwarded environment variable the shim cannot send as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// The variable's name or value is not valid UTF-8 (the name is shown lossily).
+    #[error("environment variable {name} is not valid UTF-8")]
+    NotUtf8 { name: String },
+}
+
+/// Whether a shim forwards the variable `name` (raw bytes, so non-UTF-8 names are judged too).
+fn is_forwarded(name: &[u8]) -> bool {
+    name.starts_with(b"CNI_") || FORWARDED_ENV.iter().any(|f| f.as_bytes() == name)
+}
+
 impl Request {
+    /// Build the request a shim sends from the raw process environment
+    /// (`std::env::vars_os()`), which may hold bytes that are not UTF-8.
+    ///
+    /// Only forwarded variables (`CNI_*`, `K8S_POD_INFRA_CONTAINER_ID`) are looked at; one of
+    /// them that is not UTF-8 is an error rather than a silent replacement character, since
+    /// the daemon would otherwise act on a container ID, netns path or `CNI_ARGS` the runtime
+    /// never sent. Other variables are dropped whatever their bytes.
+    pub fn from_os_env<I>(vars: I, stdin: Vec<u8>) -> Result<Self, EnvError>
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut env = BTreeMap::new();
+        for (name, value) in vars {
+            if !is_forwarded(name.as_bytes()) {
+                continue;
+            }
+            let not_utf8 = || EnvError::NotUtf8 { name: name.to_string_lossy().into_owned() };
+            let key = name.to_str().ok_or_else(not_utf8)?;
+            let value = value.to_str().ok_or_else(not_utf8)?;
+            env.insert(key.to_string(), value.to_string());
+        }
+        Ok(Self { env, config: stdin, interface_attributes: None })
+    }
+
     /// Build the request a shim sends: the forwarded variables (those set) and stdin.
     pub fn from_env<I, K, V>(vars: I, stdin: Vec<u8>) -> Self
     where
@@ -73,11 +122,8 @@ impl Request {
         K: Into<String>,
         V: Into<String>,
     {
-        let env = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .filter(|(k, _)| FORWARDED_ENV.contains(&k.as_str()) || k.starts_with("CNI_"))
-            .collect();
+        let env =
+            vars.into_iter().map(|(k, v)| (k.into(), v.into())).filter(|(k, _)| is_forwarded(k.as_bytes())).collect();
         Self { env, config: stdin, interface_attributes: None }
     }
 
@@ -181,6 +227,36 @@ mod tests {
             b"{}".to_vec(),
         );
         assert_eq!(r.env.keys().collect::<Vec<_>>(), vec!["CNI_COMMAND", "K8S_POD_INFRA_CONTAINER_ID"]);
+    }
+
+    #[test]
+    fn os_env_forwards_only_cni_variables_and_ignores_other_bytes() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let os = |s: &str| OsString::from(s);
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let r = Request::from_os_env(
+            [
+                (os("CNI_COMMAND"), os("DEL")),
+                (os("HOME"), raw(b"/root/\xff")),
+                (raw(b"JUNK\xfe"), os("x")),
+                (os("K8S_POD_INFRA_CONTAINER_ID"), os("c")),
+            ],
+            b"{}".to_vec(),
+        )
+        .unwrap();
+        assert_eq!(r.env.keys().collect::<Vec<_>>(), vec!["CNI_COMMAND", "K8S_POD_INFRA_CONTAINER_ID"]);
+    }
+
+    #[test]
+    fn os_env_refuses_a_forwarded_variable_that_is_not_utf8() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let e = Request::from_os_env([(raw(b"CNI_ARGS"), raw(b"K8S_POD_NAME=p\xff"))], vec![]).unwrap_err();
+        assert_eq!(e.to_string(), "environment variable CNI_ARGS is not valid UTF-8");
+        let e = Request::from_os_env([(raw(b"CNI_\xffX"), raw(b"v"))], vec![]).unwrap_err();
+        assert_eq!(e, EnvError::NotUtf8 { name: "CNI_\u{fffd}X".into() });
     }
 
     #[test]

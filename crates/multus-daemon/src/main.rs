@@ -27,7 +27,18 @@ const CACHE_SYNC_WAIT: Duration = Duration::from_secs(20);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let flags = Flags::parse_from_env();
+    let flags = match Flags::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            // Go's flag.ExitOnError: message, exit 2.
+            eprintln!("multus-daemon: {e}\nRun `multus-daemon -help` for the flags and the config keys they set.");
+            return ExitCode::from(2);
+        }
+    };
+    if flags.help {
+        print!("{}", flags::help_text());
+        return ExitCode::SUCCESS;
+    }
     if flags.version {
         println!("{}", flags::version_line());
         return ExitCode::SUCCESS;
@@ -52,11 +63,25 @@ async fn run(flags: Flags) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, &format!("failed to load the daemon configuration: {e}")),
     };
+    // Command-line flags (the thin entrypoint's parameters) win over the file's keys.
+    let mut raw_config = config.raw;
+    let flag_effects = flags::apply(&flags.settings, &mut raw_config);
+    let config = match DaemonConfig::from_map(raw_config) {
+        Ok(c) => c,
+        Err(e) => return fail(1, &format!("failed to load the daemon configuration with the flags applied: {e}")),
+    };
     let opts = config.log_options.clone().unwrap_or_default().effective();
     let rotation = logging::Rotation { max_size_mb: opts.max_size as u64, max_backups: opts.max_backups as usize };
     if let Err(e) = logging::init(&config.log_level, Some(Path::new(&config.log_file)), config.log_to_stderr, rotation)
     {
         eprintln!("multus-daemon: cannot open the log file {:?}: {e}", config.log_file);
+    }
+    for effect in &flag_effects {
+        if effect.overrode_the_file() || matches!(effect, flags::Applied::Ignored { .. }) {
+            tracing::warn!("{}", effect.describe());
+        } else {
+            tracing::info!("{}", effect.describe());
+        }
     }
     if !config.readiness_indicator_file.is_empty()
         && !confgen::wait_for_file(Path::new(&config.readiness_indicator_file), READINESS_FILE_WAIT).await

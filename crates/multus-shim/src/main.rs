@@ -8,7 +8,14 @@
 //! - a CNI error object from the daemon keeps its code (the Go shim turns everything into 999);
 //! - a daemon without `/readyz` (v4.2.x) is detected and `/healthz` is used instead;
 //! - STATUS probes readiness once and answers code 50 at once when the daemon is not ready,
-//!   instead of blocking the runtime's status poll for a minute.
+//!   instead of blocking the runtime's status poll for a minute;
+//! - DEL is not gated on readiness at all (the Go shim probes `/healthz` once and drops the DEL
+//!   when that fails): the daemon runs DELs from its delegate cache while it is still syncing
+//!   and while it drains on shutdown, and `/readyz` answers 500 exactly then. When the daemon
+//!   cannot be reached (restarting, socket not yet there) the DEL is re-sent every 100 ms for
+//!   up to the readiness wait, since a DEL that is dropped leaks the pod's IPs and interfaces;
+//! - a forwarded variable (`CNI_*`) that is not UTF-8 is a clear error (code 4), not a panic;
+//! - the `/cni` call is bounded by [`cni_timeout`].
 //!
 //! DEL always exits 0, as the Go shim does: runtimes retry failed DELs forever, and a DEL the
 //! daemon cannot do is logged instead.
@@ -36,6 +43,22 @@ fn ready_wait() -> Duration {
 const READY_POLL: Duration = Duration::from_millis(100);
 /// Bound on each probe so a wedged daemon cannot stall the wait loop.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on one `/cni` call (the Go shim has none, spec §4.7, so a daemon stuck on one request
+/// kept the shim, and the runtime's sandbox operation, waiting forever).
+///
+/// Four minutes is the longest any CRI caller waits for a CNI operation: the kubelet gives
+/// `RunPodSandbox` twice its 2-minute `--runtime-request-timeout` and `StopPodSandbox` the 2
+/// minutes. Past it nobody reads the answer, so ending there cuts no request that a caller
+/// could still use, while leaving the daemon room for a couple of delegates at its 120 s
+/// per-delegate timeout. `MULTUS_SHIM_CNI_TIMEOUT_MS` overrides it (tests).
+fn cni_timeout() -> Duration {
+    std::env::var("MULTUS_SHIM_CNI_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(240))
+}
 
 /// The settings the shim reads from its own config (`00-multus.conf` as the runtime passes it).
 struct ShimSettings {
@@ -91,32 +114,66 @@ fn wait_ready(settings: &ShimSettings, wait: Duration) -> Result<(), String> {
     }
 }
 
+/// What happens before the `/cni` request is sent.
+#[derive(Clone, Copy)]
+enum Gate {
+    /// Poll readiness (`/readyz`, or `/healthz` on a v4.2.x daemon) for up to this long.
+    Ready(Duration),
+    /// No readiness check; re-send while the daemon cannot be reached, for up to this long.
+    /// Only for DEL, which is idempotent and must not be lost.
+    Deliver(Duration),
+}
+
 struct Shim;
 
 impl Shim {
+    /// The request body: the forwarded environment (raw bytes, checked for UTF-8) and stdin.
+    fn request_body(req: &Request) -> Result<Vec<u8>, CniError> {
+        multus_api::Request::from_os_env(std::env::vars_os(), req.stdin.clone())
+            .map(|r| r.to_json())
+            .map_err(|e| CniError::new(code::INVALID_ENVIRONMENT_VARIABLES, e.to_string()))
+    }
+
     /// Send the invocation to the daemon and return the raw reply.
-    fn forward(settings: &ShimSettings, req: &Request) -> Result<HttpResponse, String> {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let body = multus_api::Request::from_env(env, req.stdin.clone()).to_json();
-        client::post(&settings.socket, path::CNI, &body, None)
-            .map_err(|e| format!("failed to send CNI request: Post \"http://dummy/cni\": {e}"))
+    fn forward(settings: &ShimSettings, body: &[u8]) -> Result<HttpResponse, client::ClientError> {
+        client::post(&settings.socket, path::CNI, body, Some(cni_timeout()))
+    }
+
+    /// Send a DEL, re-sending while the daemon cannot be reached or the connection breaks
+    /// before an answer (a daemon restarting). A timed-out request is not re-sent: the daemon
+    /// has it and is still working on it.
+    fn deliver(settings: &ShimSettings, body: &[u8], wait: Duration) -> Result<HttpResponse, client::ClientError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Self::forward(settings, body) {
+                Err(e) if !matches!(e, client::ClientError::TimedOut { .. }) && Instant::now() < deadline => {
+                    settings.log.verbose(&format!("CmdDel (shim): daemon not reachable, retrying: {e}"));
+                    std::thread::sleep(READY_POLL);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Gate, forward, and map a non-200 reply to a CNI error that keeps the daemon's code.
-    fn call(&self, req: &Request, verb: &str, wait: Duration) -> Result<HttpResponse, CniError> {
+    fn call(&self, req: &Request, verb: &str, gate: Gate) -> Result<HttpResponse, CniError> {
         let settings = ShimSettings::from_request(req);
         let fail = |code: u32, msg: String| {
             settings.log.error(&format!("{verb} (shim): {msg}"));
             CniError::new(code, format!("{verb} (shim): {msg}"))
         };
-        if let Err(why) = wait_ready(&settings, wait) {
-            let code = if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
-            return Err(fail(code, why));
-        }
-        let reply = Self::forward(&settings, req).map_err(|e| {
-            let code = if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
-            fail(code, e)
-        })?;
+        let unavailable =
+            if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
+        let body = Self::request_body(req).map_err(|e| fail(e.code, e.msg))?;
+        let sent = match gate {
+            Gate::Ready(wait) => {
+                wait_ready(&settings, wait).map_err(|why| fail(unavailable, why))?;
+                Self::forward(&settings, &body)
+            }
+            Gate::Deliver(wait) => Self::deliver(&settings, &body, wait),
+        };
+        let reply =
+            sent.map_err(|e| fail(unavailable, format!("failed to send CNI request: Post \"http://dummy/cni\": {e}")))?;
         if reply.status == 200 {
             settings.log.verbose(&format!("{verb} (shim): daemon answered 200"));
             return Ok(reply);
@@ -141,7 +198,7 @@ impl Shim {
 
 impl Plugin for Shim {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
-        let reply = self.call(req, "CmdAdd", ready_wait())?;
+        let reply = self.call(req, "CmdAdd", Gate::Ready(ready_wait()))?;
         // An empty 200 would crash the Go shim (quirk 16); here it is a clear error.
         let parsed: Value = serde_json::from_slice(&reply.body).map_err(|e| {
             CniError::with_details(code::DECODING_FAILURE, "CmdAdd (shim): daemon reply is not JSON", e.to_string())
@@ -159,29 +216,22 @@ impl Plugin for Shim {
         })
     }
 
+    /// Every failure is logged (by `call`) and the DEL exits 0.
     fn del(&self, req: &Request) -> Result<(), CniError> {
-        let settings = ShimSettings::from_request(req);
-        // DEL probes once: a runtime tearing down a sandbox must not wait for a dead daemon.
-        if let Probe::NotReady(why) = probe(&settings, path::HEALTHZ) {
-            settings.log.error(&format!("CmdDel (shim): CheckAPIReadyNow: {why}"));
-            return Ok(());
-        }
-        if let Err(e) = self.call(req, "CmdDel", Duration::ZERO) {
-            settings.log.error(&e.msg);
-        }
+        let _ = self.call(req, "CmdDel", Gate::Deliver(ready_wait()));
         Ok(())
     }
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
-        self.call(req, "CmdCheck", ready_wait()).map(|_| ())
+        self.call(req, "CmdCheck", Gate::Ready(ready_wait())).map(|_| ())
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {
-        self.call(req, "CmdStatus", Duration::ZERO).map(|_| ())
+        self.call(req, "CmdStatus", Gate::Ready(Duration::ZERO)).map(|_| ())
     }
 
     fn gc(&self, req: &Request) -> Result<(), CniError> {
-        self.call(req, "CmdGC", ready_wait()).map(|_| ())
+        self.call(req, "CmdGC", Gate::Ready(ready_wait())).map(|_| ())
     }
 
     fn about(&self) -> String {

@@ -21,7 +21,10 @@
 mod cache;
 mod gojson;
 
-pub use cache::{CACHE_KIND_V1, CacheEntry, CacheFile, write_atomic};
+pub use cache::{
+    AtomicWrite, CACHE_KIND_V1, CacheEntry, CacheFile, TEMP_MARKER, remove_stale_temp_files, write_atomic,
+    write_atomic_with,
+};
 
 use crate::conf::{NetConfList, PluginConf};
 use crate::env::Command;

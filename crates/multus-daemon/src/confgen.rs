@@ -13,7 +13,7 @@
 //! Kept from the Go daemon: removal of the readiness indicator file deletes `00-multus.conf`
 //! and ends the daemon with exit code 2, so the node reports the network as not ready.
 
-use anyhow::{Context, Result, anyhow};
+use cni::runtime::{AtomicWrite, write_atomic_with};
 use multus::config::DaemonConfig;
 use multus::generate::{self, GeneratorConfig};
 use notify::Watcher;
@@ -36,58 +36,65 @@ pub async fn wait_for_file(path: &Path, timeout: Duration) -> bool {
     }
 }
 
-/// Write `contents` to `path` atomically with the given mode.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("00-multus.conf");
-    // Same directory (rename is atomic only within a filesystem); the suffix keeps runtimes
-    // and our own discovery from ever reading it as a config.
-    let tmp = dir.join(format!("{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+/// Why `00-multus.conf` could not be generated or kept current.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfgenError {
+    #[error("{0}")]
+    Generate(#[from] generate::GenerateError),
+    #[error("failed to load the primary CNI configuration as a multus delegate with error '{0}'")]
+    LoadPrimary(generate::GenerateError),
+    #[error("multusConfigFile has no file name")]
+    NoFileName,
+    #[error("reading multusConfigFile {path}: {source}")]
+    ReadUserConfig { path: String, source: std::io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("failed to find the cluster master CNI plugin: could not find a plugin configuration in {0}")]
+    NoPrimary(String),
+    #[error("watching {path}: {source}")]
+    Watch { path: String, source: notify::Error },
+}
+
+/// Write a config file atomically and durably (see [`AtomicWrite::CONFIG`]).
+pub fn write_config(path: &Path, contents: &[u8]) -> Result<(), ConfgenError> {
+    write_atomic_with(path, contents, AtomicWrite::CONFIG)
+        .map_err(|source| ConfgenError::Write { path: path.display().to_string(), source })
 }
 
 /// Render `00-multus.conf` for the current primary; `Ok(None)` when there is no primary yet.
-fn render_current(generator: &GeneratorConfig) -> Result<Option<(PathBuf, String)>> {
-    let Some(primary_path) = generator.find_primary().map_err(|e| anyhow!(e.to_string()))? else {
+fn render_current(generator: &GeneratorConfig) -> Result<Option<(PathBuf, String)>, ConfgenError> {
+    let Some(primary_path) = generator.find_primary()? else {
         return Ok(None);
     };
-    let primary = generate::load_primary_file(&primary_path, &generator.cni_version)
-        .map_err(|e| anyhow!("failed to load the primary CNI configuration as a multus delegate with error '{e}'"))?;
-    let rendered = generate::render_multus_conf(generator, &primary).map_err(|e| anyhow!(e.to_string()))?;
+    let primary =
+        generate::load_primary_file(&primary_path, &generator.cni_version).map_err(ConfgenError::LoadPrimary)?;
+    let rendered = generate::render_multus_conf(generator, &primary)?;
     Ok(Some((primary_path, rendered)))
 }
 
-fn write_if_changed(path: &Path, rendered: &str) -> Result<bool> {
+fn write_if_changed(path: &Path, rendered: &str) -> Result<bool, ConfgenError> {
+    // An unreadable current file is rewritten (needs_rewrite treats it as absent).
     let current = std::fs::read(path).ok();
     if !generate::needs_rewrite(current.as_deref(), rendered) {
         return Ok(false);
     }
-    write_atomic(path, rendered.as_bytes(), 0o600).with_context(|| format!("writing {}", path.display()))?;
+    write_config(path, rendered.as_bytes())?;
     Ok(true)
 }
 
 /// Generate the config (auto mode) or copy the user's file, and in auto mode keep watching.
 /// Returns the watch task, which ends with an exit code on a fatal condition or shutdown.
-pub async fn start(config: &DaemonConfig, shutdown: watch::Receiver<bool>) -> Result<Option<JoinHandle<u8>>> {
-    let generator = GeneratorConfig::from_map(&config.raw).map_err(|e| anyhow!(e.to_string()))?;
+pub async fn start(
+    config: &DaemonConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<u8>>, ConfgenError> {
+    let generator = GeneratorConfig::from_map(&config.raw)?;
     let cleanup_on_exit = config.raw.get("cleanupConfigOnExit").and_then(|v| v.as_bool()).unwrap_or(false);
     if !generator.is_auto_mode() {
-        let target = generator.user_config_target().ok_or_else(|| anyhow!("multusConfigFile has no file name"))?;
+        let target = generator.user_config_target().ok_or(ConfgenError::NoFileName)?;
         let bytes = std::fs::read(&generator.multus_config_file)
-            .with_context(|| format!("reading multusConfigFile {}", generator.multus_config_file))?;
-        write_atomic(&target, &bytes, 0o600).with_context(|| format!("copying the config to {}", target.display()))?;
+            .map_err(|source| ConfgenError::ReadUserConfig { path: generator.multus_config_file.clone(), source })?;
+        write_config(&target, &bytes)?;
         tracing::info!("copied {} to {}", generator.multus_config_file, target.display());
         return Ok(None);
     }
@@ -100,10 +107,7 @@ pub async fn start(config: &DaemonConfig, shutdown: watch::Receiver<bool>) -> Re
         match render_current(&generator)? {
             Some(found) => break found,
             None if attempts + 1 >= generate::PRIMARY_DISCOVERY_ATTEMPTS => {
-                return Err(anyhow!(
-                    "failed to find the cluster master CNI plugin: could not find a plugin configuration in {}",
-                    generator.multus_autoconfig_dir
-                ));
+                return Err(ConfgenError::NoPrimary(generator.multus_autoconfig_dir.clone()));
             }
             None => {
                 attempts += 1;
@@ -112,26 +116,32 @@ pub async fn start(config: &DaemonConfig, shutdown: watch::Receiver<bool>) -> Re
         }
     };
     if generator.force_cni_version {
-        generate::force_cni_version_file(&primary_path, &generator.cni_version).map_err(|e| anyhow!(e.to_string()))?;
+        generate::force_cni_version_file(&primary_path, &generator.cni_version)?;
     }
     write_if_changed(&conf_path, &rendered)?;
     tracing::info!("wrote {} (primary {})", conf_path.display(), primary_path.display());
 
     let (tx, rx) = mpsc::unbounded_channel();
+    fn watch_error(path: &str) -> impl FnOnce(notify::Error) -> ConfgenError + '_ {
+        move |source| ConfgenError::Watch { path: path.to_string(), source }
+    }
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if ev.is_ok() {
+            // The receiver is gone only after the watch loop ended; nothing left to notify.
             let _ = tx.send(());
         }
     })
-    .context("creating the config directory watcher")?;
+    .map_err(watch_error(""))?;
     watcher
         .watch(Path::new(&generator.multus_autoconfig_dir), notify::RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", generator.multus_autoconfig_dir))?;
+        .map_err(watch_error(&generator.multus_autoconfig_dir))?;
     let readiness = Some(PathBuf::from(&generator.readiness_indicator_file)).filter(|p| !p.as_os_str().is_empty());
     if let Some(dir) = readiness.as_ref().and_then(|p| p.parent())
         && dir != Path::new(&generator.multus_autoconfig_dir)
+        && let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive)
     {
-        let _ = watcher.watch(dir, notify::RecursiveMode::NonRecursive);
+        // The file is still checked after every change of the config directory.
+        tracing::warn!("cannot watch {} for the readiness indicator file: {e}", dir.display());
     }
     Ok(Some(tokio::spawn(watch_loop(generator, watcher, rx, shutdown, readiness, cleanup_on_exit))))
 }
@@ -150,7 +160,7 @@ async fn watch_loop(
             got = events.recv() => if got.is_none() { return 2 },
             _ = shutdown_requested(&mut shutdown) => {
                 if cleanup_on_exit {
-                    let _ = std::fs::remove_file(&conf_path);
+                    remove_conf(&conf_path);
                 }
                 return 0;
             }
@@ -162,22 +172,30 @@ async fn watch_loop(
             && !r.exists()
         {
             tracing::error!("readiness indicator file {} is gone; removing {}", r.display(), conf_path.display());
-            let _ = std::fs::remove_file(&conf_path);
+            remove_conf(&conf_path);
             return 2;
         }
         match render_current(&generator) {
             Ok(Some((primary, rendered))) => match write_if_changed(&conf_path, &rendered) {
                 Ok(true) => tracing::info!("regenerated {} (primary {})", conf_path.display(), primary.display()),
                 Ok(false) => {}
-                Err(e) => tracing::error!("{e:#}"),
+                Err(e) => tracing::error!("{e}"),
             },
             Ok(None) => tracing::warn!(
                 "no primary CNI config in {}; keeping {}",
                 generator.multus_autoconfig_dir,
                 conf_path.display()
             ),
-            Err(e) => tracing::error!("{e:#}; keeping the previous {}", conf_path.display()),
+            Err(e) => tracing::error!("{e}; keeping the previous {}", conf_path.display()),
         }
+    }
+}
+
+fn remove_conf(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!("cannot remove {}: {e}", path.display()),
     }
 }
 
@@ -195,8 +213,8 @@ mod tests {
     fn atomic_write_replaces_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00-multus.conf");
-        write_atomic(&path, b"one", 0o600).unwrap();
-        write_atomic(&path, b"two", 0o600).unwrap();
+        write_config(&path, b"one").unwrap();
+        write_config(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! caches of pods and NetworkAttachmentDefinitions, the live pod lookup used on a cache miss,
 //! the one network-status write per ADD, and events sent off the request path.
 
-use anyhow::{Context, Result, anyhow};
+use crate::seams::{BoxFuture, Cluster, ClusterError, PodEvent, PodLookup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -10,11 +10,22 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use multus::model::{Nad, NadLookup, PodInfo};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Why no Kubernetes client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading kubeconfig {path}: {reason}")]
+    Kubeconfig { path: String, reason: String },
+    #[error("failed to create in-cluster kube client: {0}")]
+    InCluster(String),
+    #[error("building the kube client: {0}")]
+    Build(String),
+}
 
 /// Where a pod's service-account token and CA are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -22,16 +33,19 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 /// Build a client: from `kubeconfig` when given, else in-cluster from
 /// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` and the service-account files
 /// (`MULTUS_SERVICEACCOUNT_DIR` overrides their directory, for tests).
-pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, ClientError> {
     let mut config = match kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let bad = |e: &dyn std::fmt::Display| ClientError::Kubeconfig {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(&e))?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+                .map_err(|e| bad(&e))?
         }
-        None => in_cluster_config().context("failed to create in-cluster kube client")?,
+        None => in_cluster_config().map_err(ClientError::InCluster)?,
     };
     // A plain-http API server (development) needs no trust store: without this, building the
     // client would load the system's root certificates (~20 ms at startup) for nothing.
@@ -41,22 +55,25 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
     // client-go's defaults in the Go daemon: 1 minute per request.
     config.read_timeout = Some(Duration::from_secs(60));
     config.connect_timeout = Some(Duration::from_secs(10));
-    kube::Client::try_from(config).context("building the kube client")
+    kube::Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
 }
 
-fn in_cluster_config() -> Result<kube::Config> {
-    let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| anyhow!("KUBERNETES_SERVICE_HOST is not set"))?;
-    let port = std::env::var("KUBERNETES_SERVICE_PORT").map_err(|_| anyhow!("KUBERNETES_SERVICE_PORT is not set"))?;
+fn in_cluster_config() -> Result<kube::Config, String> {
+    let host =
+        std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| "KUBERNETES_SERVICE_HOST is not set".to_string())?;
+    let port =
+        std::env::var("KUBERNETES_SERVICE_PORT").map_err(|_| "KUBERNETES_SERVICE_PORT is not set".to_string())?;
     let dir =
         std::env::var("MULTUS_SERVICEACCOUNT_DIR").map(PathBuf::from).unwrap_or_else(|_| SERVICE_ACCOUNT_DIR.into());
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
-    let url: http::Uri = format!("https://{host}:{port}").parse().context("service host/port do not form a URL")?;
+    let url: http::Uri =
+        format!("https://{host}:{port}").parse().map_err(|e| format!("service host/port do not form a URL: {e}"))?;
     let ca_path = dir.join("ca.crt");
-    let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
     let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut ca.as_slice())
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("parsing {}", ca_path.display()))?;
+        .map_err(|e| format!("parsing {}: {e}", ca_path.display()))?;
     let mut config = kube::Config::new(url);
     config.root_cert = Some(certs);
     config.auth_info.token_file = Some(dir.join("token").to_string_lossy().into_owned());
@@ -90,12 +107,22 @@ impl<T: Clone> Cache<T> {
         Arc::new(Self { items: RwLock::new(HashMap::new()), synced: watch::channel(false).0 })
     }
 
+    /// The map for reading. Writers only insert, remove or swap whole values, so a panic in
+    /// one cannot leave the map half-updated: a poisoned lock is still good to read.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, T>> {
+        self.items.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, T>> {
+        self.items.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, namespace: &str, name: &str) -> Option<T> {
-        self.items.read().ok()?.get(&(namespace.to_string(), name.to_string())).cloned()
+        self.read().get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.items.read().map(|m| m.len()).unwrap_or(0)
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,21 +140,15 @@ impl<T: Clone> Cache<T> {
     }
 
     fn put(&self, key: Key, value: T) {
-        if let Ok(mut m) = self.items.write() {
-            m.insert(key, value);
-        }
+        self.write().insert(key, value);
     }
 
     fn remove(&self, key: &Key) {
-        if let Ok(mut m) = self.items.write() {
-            m.remove(key);
-        }
+        self.write().remove(key);
     }
 
     fn replace_all(&self, items: HashMap<Key, T>) {
-        if let Ok(mut m) = self.items.write() {
-            *m = items;
-        }
+        *self.write() = items;
         self.synced.send_replace(true);
     }
 }
@@ -196,28 +217,12 @@ fn nad_info(obj: &DynamicObject) -> Option<(Key, Nad)> {
     Some(((ns, name), nad))
 }
 
-/// An event to record on a pod.
-#[derive(Debug, Clone)]
-pub struct PodEvent {
-    pub pod: PodInfo,
-    pub warning: bool,
-    pub reason: String,
-    pub message: String,
-}
-
 /// Everything the request handlers need from Kubernetes.
 pub struct KubeContext {
     client: kube::Client,
     pub pods: Arc<Cache<PodInfo>>,
     pub nads: Arc<Cache<Nad>>,
     events: mpsc::Sender<PodEvent>,
-}
-
-/// The outcome of a pod lookup.
-#[derive(Debug)]
-pub enum PodLookup {
-    Found(PodInfo),
-    NotFound,
 }
 
 impl KubeContext {
@@ -244,7 +249,7 @@ impl KubeContext {
     /// Look a pod up: the watch cache first; on a miss one live GET (a pod created a moment
     /// ago may not have reached the cache); if the API cannot answer, keep polling the cache
     /// (50 ms steps for 2.5 s, the Go daemon's window) before giving up.
-    pub async fn lookup_pod(&self, namespace: &str, name: &str) -> Result<PodLookup> {
+    pub async fn lookup_pod(&self, namespace: &str, name: &str) -> Result<PodLookup, ClusterError> {
         if let Some(p) = self.pods.get(namespace, name) {
             return Ok(PodLookup::Found(p));
         }
@@ -265,14 +270,14 @@ impl KubeContext {
                 return Ok(PodLookup::Found(p));
             }
         }
-        Err(anyhow!("error waiting for pod: {api_error}"))
+        Err(ClusterError::PodLookup(api_error))
     }
 
     /// Write the network-status annotation with one merge PATCH of `pods/<name>/status`.
     /// A pod deleted meanwhile is not an error (the runtime will DEL). When RBAC grants only
     /// `update` on `pods/status` (the Go daemon's ClusterRole), fall back to GET + PUT with
     /// conflict retries, as the Go daemon writes it.
-    pub async fn write_network_status(&self, pod: &PodInfo, value: &str) -> Result<()> {
+    pub async fn write_network_status(&self, pod: &PodInfo, value: &str) -> Result<(), ClusterError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let patch = serde_json::json!({
             "metadata": {"annotations": {multus::model::NETWORK_STATUS_ANNOTATION: value}}
@@ -284,25 +289,24 @@ impl KubeContext {
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 403 => self.put_network_status(&api, pod, value).await,
-            Err(e) => Err(anyhow!("error setting the networks status: {e}")),
+            Err(e) => Err(ClusterError::StatusWrite(e.to_string())),
         }
     }
 
-    async fn put_network_status(&self, api: &Api<Pod>, pod: &PodInfo, value: &str) -> Result<()> {
+    async fn put_network_status(&self, api: &Api<Pod>, pod: &PodInfo, value: &str) -> Result<(), ClusterError> {
         for _ in 0..5 {
             let mut live = match api.get(&pod.name).await {
                 Ok(p) => p,
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-                Err(e) => return Err(anyhow!("error setting the networks status: {e}")),
+                Err(e) => return Err(ClusterError::StatusWrite(e.to_string())),
             };
             if !pod.is_static() && live.metadata.uid.as_deref().unwrap_or("") != pod.uid {
-                return Err(anyhow!(
-                    "SetNetworkStatus: expected pod {}/{} UID {:?} but got {:?} from Kube API",
-                    pod.namespace,
-                    pod.name,
-                    pod.uid,
-                    live.metadata.uid.unwrap_or_default()
-                ));
+                return Err(ClusterError::UidChanged {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    expected: pod.uid.clone(),
+                    actual: live.metadata.uid.unwrap_or_default(),
+                });
             }
             live.metadata
                 .annotations
@@ -314,10 +318,10 @@ impl KubeContext {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-                Err(e) => return Err(anyhow!("error setting the networks status: {e}")),
+                Err(e) => return Err(ClusterError::StatusWrite(e.to_string())),
             }
         }
-        Err(anyhow!("error setting the networks status: too many conflicts"))
+        Err(ClusterError::StatusWrite("too many conflicts".into()))
     }
 
     /// Queue an event; never blocks the request (a full queue drops the event).
@@ -331,6 +335,24 @@ impl KubeContext {
 impl NadLookup for KubeContext {
     fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
         self.nads.get(namespace, name)
+    }
+}
+
+impl Cluster for KubeContext {
+    fn lookup_pod<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<PodLookup, ClusterError>> {
+        Box::pin(KubeContext::lookup_pod(self, namespace, name))
+    }
+
+    fn cached_pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {
+        self.pods.get(namespace, name)
+    }
+
+    fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(KubeContext::write_network_status(self, pod, value))
+    }
+
+    fn emit(&self, event: PodEvent) {
+        KubeContext::emit(self, event)
     }
 }
 
@@ -368,9 +390,4 @@ async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>) {
             tracing::debug!("failed to record event: {e}");
         }
     }
-}
-
-/// Convenience for tests: a map of NADs by (namespace, name).
-pub fn nad_map(nads: impl IntoIterator<Item = Nad>) -> BTreeMap<(String, String), Nad> {
-    nads.into_iter().map(|n| ((n.namespace.clone(), n.name.clone()), n)).collect()
 }

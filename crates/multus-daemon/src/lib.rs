@@ -1,21 +1,30 @@
 //! `multus-daemon` as a library, so its parts are testable without a process.
 //!
+//! A request's path (see `docs/architecture.md`):
+//! [`server`] (HTTP on the unix socket) → [`handler`] (decode once into a
+//! [`request::CniRequest`], recover the pod UID, run under the sandbox lock) →
+//! [`commands`] (`add`, `del`, `check`, `status_gc`, `delegate`) → the [`daemon::Seams`]:
+//! delegate execution (`cni::exec::Exec`), the [`seams::Cluster`] and [`seams::Netns`].
+//!
 //! - [`flags`]: Go-style command line (`-config`, `-version`)
 //! - [`logging`]: `logLevel`/`logFile`/`logToStderr`/`logOptions` mapped onto tracing
-//! - [`kube`]: the Kubernetes client and the node-scoped pod and NAD watch caches
-//! - [`netns`]: network-namespace work on dedicated threads
-//! - [`routes`]: default-route edits over rtnetlink
-//! - [`server`]: the HTTP API on the unix socket
-//! - [`cni_handler`]: one CNI request: decode, extract, merge config, dispatch
-//! - [`ops`]: ADD, DEL, CHECK, STATUS and GC
+//! - [`kube`]: the production cluster: client, node-scoped pod and NAD watch caches
+//! - [`netns`]: the production netns seam (dedicated threads); [`routes`]: rtnetlink edits
 //! - [`confgen`]: writing and maintaining `00-multus.conf`
+//! - [`testing`]: recording fakes of the seams (feature `testing`, and this crate's tests)
 
-pub mod cni_handler;
+pub mod commands;
 pub mod confgen;
+pub mod daemon;
+pub mod error;
 pub mod flags;
+pub mod handler;
 pub mod kube;
 pub mod logging;
 pub mod netns;
-pub mod ops;
-pub mod routes;
+pub mod request;
+mod routes;
+pub mod seams;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

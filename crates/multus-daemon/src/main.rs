@@ -13,10 +13,10 @@
 //! readiness indicator removed, 3 server start failures; `-version` exits 0 (Go: 4).
 
 use multus::config::DaemonConfig;
+use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
-use multus_daemon::ops::Daemon;
 use multus_daemon::server::{self, Health};
-use multus_daemon::{cni_handler, confgen, kube, logging};
+use multus_daemon::{confgen, handler, kube, logging};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -108,13 +108,13 @@ async fn run(flags: Flags) -> ExitCode {
 
     let client = match kube::build_client(flags.kubeconfig.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return fail(3, &format!("{e:#}")),
+        Err(e) => return fail(3, &e.to_string()),
     };
     tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
     let kube = kube::KubeContext::start(client, node.as_deref());
 
-    let daemon = Arc::new(Daemon::new(config.clone(), Some(kube.clone())));
+    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone())));
     let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
     let (listener, socket_path) = match server::bind_socket(&socket_dir) {
         Ok(l) => l,
@@ -123,7 +123,7 @@ async fn run(flags: Flags) -> ExitCode {
     tracing::info!("listening on {}", socket_path.display());
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let api = Arc::new(cni_handler::Handler { daemon: daemon.clone() });
+    let api = Arc::new(handler::Handler::new(daemon.clone()));
     let server_task = tokio::spawn(server::serve(
         listener,
         api,

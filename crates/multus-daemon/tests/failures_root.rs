@@ -62,10 +62,9 @@ fn assert_no_leftovers(thick: &Thick, sandbox: &PodSandbox) {
 const UID: &str = "22222222-2222-2222-2222-222222222222";
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn missing_nad_fails_before_any_delegate_runs() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![pod("default", "p", UID, Some("no-such-nad"))]);
     let sandbox = thick.sandbox("default", "p", UID);
     let add = thick.shim("ADD", &sandbox);
@@ -92,10 +91,9 @@ fn missing_nad_fails_before_any_delegate_runs() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn failing_delegate_rolls_back_every_delegate_including_itself() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|t| {
         vec![
             nad("default", "good", &fake(t, "good", json!({}))),
@@ -130,10 +128,9 @@ fn failing_delegate_rolls_back_every_delegate_including_itself() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn missing_plugin_binary_fails_and_rolls_back() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| {
         vec![
             nad(
@@ -153,10 +150,9 @@ fn missing_plugin_binary_fails_and_rolls_back() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn uid_mismatch_fails_the_add() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", "33333333-0000-0000-0000-000000000000");
     let add = thick.shim("ADD", &sandbox);
@@ -173,10 +169,9 @@ fn uid_mismatch_fails_the_add() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn pod_not_found_answers_the_placeholder_result() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![]);
     let sandbox = thick.sandbox("default", "ghost", UID);
     let add = thick.shim("ADD", &sandbox);
@@ -191,10 +186,9 @@ fn pod_not_found_answers_the_placeholder_result() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick =
         start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
     // ADD with the API server down: the pod and NAD come from the watch caches, the delegates
@@ -229,10 +223,9 @@ fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn daemon_not_running_add_fails_in_bounded_time_and_del_exits_zero() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     thick.stop_daemon();
@@ -252,10 +245,9 @@ fn daemon_not_running_add_fails_in_bounded_time_and_del_exits_zero() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn malformed_stdin_and_missing_env_never_reach_the_daemon() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     let bad = thick.shim_with("ADD", &sandbox, b"not json", &[]);
@@ -269,10 +261,9 @@ fn malformed_stdin_and_missing_env_never_reach_the_daemon() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn del_edge_cases() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick =
         start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
     // Never added, pod known: the delegates are recomputed from the pod and each gets a DEL
@@ -318,10 +309,9 @@ fn del_edge_cases() {
 /// A request exactly as the Go shim sends it (its whole environment in `env`, stdin in base64)
 /// gets the Go daemon's reply shape: `{"Result": <1.1.0 result>}`.
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn go_shim_request_gets_the_go_reply_shape() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick =
         start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
     let mut sandbox = thick.sandbox("default", "p", UID);
@@ -353,10 +343,9 @@ fn go_shim_request_gets_the_go_reply_shape() {
 /// `/delegate`: hot-plug one network into a running pod, then remove it; STATUS keeps the
 /// delegate's error code.
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn delegate_api_hot_plugs_and_removes_a_network() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     let socket = thick.path("run/multus.sock");
@@ -397,10 +386,9 @@ fn delegate_api_hot_plugs_and_removes_a_network() {
 /// With the Go daemon's ClusterRole (`update` but no `patch` on `pods/status`), the status is
 /// written with GET + PUT instead of the single PATCH.
 #[test]
+#[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn status_write_falls_back_to_put_without_patch_rights() {
-    if let Some(r) = skip() {
-        return eprintln!("skipping: {r}");
-    }
+    require(skip());
     let mut thick = start_with_deny(|_| vec![pod("default", "p", UID, None)], &["patch:pods/status"]);
     let sandbox = thick.sandbox("default", "p", UID);
     let add = thick.shim("ADD", &sandbox);

@@ -4,8 +4,8 @@
 
 use multus::config::DaemonConfig;
 use multus_api::client;
-use multus_daemon::cni_handler::Handler;
-use multus_daemon::ops::Daemon;
+use multus_daemon::daemon::Daemon;
+use multus_daemon::handler::Handler;
 use multus_daemon::server::{self, Health};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +22,14 @@ fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let config = DaemonConfig::from_bytes(br#"{"cniVersion":"1.0.0"}"#).unwrap();
-    let daemon = Arc::new(Daemon::new(config, None));
+    let daemon = Arc::new(Daemon::without_cluster(config, Arc::new(cni::exec::RawExec::new())));
     let health = Arc::new(Health::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (listener, socket) = {
         let _guard = runtime.enter();
         server::bind_socket(&dir.path().join("run")).unwrap()
     };
-    let api = Arc::new(Handler { daemon });
+    let api = Arc::new(Handler::new(daemon));
     runtime.spawn(server::serve(listener, api, health.clone(), Some(4), rx, Duration::from_secs(1)));
     Server { _dir: dir, socket, health, shutdown: tx, runtime }
 }

@@ -1,7 +1,7 @@
 //! The thick plugin end to end, as a node runs it: kube-mock over TLS with in-cluster files,
 //! multus-daemon in in-cluster mode, multus-shim invoked like a runtime, Debian's real bridge,
-//! macvlan and host-local plugins, and a real network namespace per pod. Needs root; skips
-//! with a reason otherwise.
+//! macvlan and host-local plugins, and a real network namespace per pod. Needs root: the
+//! tests are #[ignore]d and CI runs them with --include-ignored.
 
 mod support;
 
@@ -60,11 +60,9 @@ fn leases(thick: &Thick) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
-    if let Some(reason) = root_skip_reason() {
-        eprintln!("skipping: {reason}");
-        return;
-    }
+    require(root_skip_reason());
     let uid = "11111111-1111-1111-1111-111111111111";
     // The seed needs the link names, which need a Thick; create it with the seed afterwards.
     let mut thick = Thick::new(vec![]);
@@ -153,11 +151,9 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
 /// moves to that interface, the cluster network's default route goes, and both the pod and the
 /// cached results say so. Done over netlink (the image has no `ip`).
 #[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn default_route_moves_to_the_requested_network() {
-    if let Some(reason) = root_skip_reason() {
-        eprintln!("skipping: {reason}");
-        return;
-    }
+    require(root_skip_reason());
     let uid = "44444444-4444-4444-4444-444444444444";
     let mut thick = Thick::new(vec![]);
     let net = setup(&mut thick);

@@ -143,28 +143,85 @@ pub fn cache_file_path(cache_dir: &Path, network: &str, container_id: &str, ifna
     Ok(cache_dir.join("results").join(name))
 }
 
-/// Write `bytes` to `path` atomically: a 0600 temporary file in the same directory (created
-/// 0700 if missing), then renamed over the target. Temporary names start with `.`, which
-/// [`is_entry_name`] skips.
+/// How [`write_atomic_with`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// Mode of the file.
+    pub file_mode: u32,
+    /// Mode of the parent directory when it has to be created.
+    pub dir_mode: u32,
+    /// `fsync` the file before the rename (config files that must survive a power cut);
+    /// without it the rename still keeps readers from ever seeing a partial file.
+    pub sync: bool,
+}
+
+impl AtomicWrite {
+    /// Cache files: 0600 in a 0700 directory, no fsync (they are rewritten per attachment on
+    /// the hot path; libcni and the Go daemon do not even write them atomically).
+    pub const CACHE: Self = Self { file_mode: 0o600, dir_mode: 0o700, sync: false };
+    /// Configuration files read by other programs (e.g. `00-multus.conf`): fsync'ed.
+    pub const CONFIG: Self = Self { file_mode: 0o600, dir_mode: 0o755, sync: true };
+}
+
+/// Write `bytes` to `path` atomically as a cache file ([`AtomicWrite::CACHE`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, bytes, AtomicWrite::CACHE)
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory (rename is
+/// atomic only within a filesystem), then renamed over the target. Temporary names start with
+/// `.` and contain [`TEMP_MARKER`], so neither [`is_entry_name`] nor a runtime's config
+/// discovery (by extension) ever reads one, and [`remove_stale_temp_files`] can find them.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], how: AtomicWrite) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(how.dir_mode).create(dir)?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let tmp = dir.join(format!(
+        ".{file_name}{TEMP_MARKER}{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let write = || -> io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        // No fsync: cache files are rewritten per attachment on the hot path; the rename keeps
-        // them whole (libcni and the Go daemon do not even write atomically).
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(how.file_mode).open(&tmp)?;
         f.write_all(bytes)?;
+        if how.sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     };
     let r = write();
     if r.is_err() {
+        // Best effort: the write already failed and that error is what the caller needs.
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+/// The part of a temporary file's name that marks it as one of [`write_atomic_with`]'s.
+pub const TEMP_MARKER: &str = ".tmp.";
+
+/// Remove temporary files [`write_atomic_with`] left in `dir` when a process died between
+/// create and rename. Call only where no other writer is active (at start-up). Returns how
+/// many were removed; a missing directory has none.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(TEMP_MARKER) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether a file in the results directory is a cache entry (not one of our temporary files).
@@ -207,5 +264,23 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn durable_writes_and_stale_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("net.d/00-multus.conf");
+        write_atomic_with(&conf, b"{}", AtomicWrite::CONFIG).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(conf.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o755);
+        // A writer that died between create and rename leaves a temporary file behind.
+        let stale = conf.parent().unwrap().join(format!(".00-multus.conf{TEMP_MARKER}4242.0"));
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(conf.parent().unwrap().join("10-other.conf"), b"{}").unwrap();
+        std::fs::write(conf.parent().unwrap().join(".hidden"), b"x").unwrap();
+        assert_eq!(remove_stale_temp_files(conf.parent().unwrap()).unwrap(), 1);
+        assert!(!stale.exists());
+        assert_eq!(std::fs::read_dir(conf.parent().unwrap()).unwrap().count(), 3);
+        assert_eq!(remove_stale_temp_files(&dir.path().join("missing")).unwrap(), 0);
     }
 }

@@ -45,6 +45,17 @@ pub fn root_skip_reason() -> Option<String> {
     missing_bins()
 }
 
+/// Tests that need what this machine may lack are `#[ignore = "<reason>"]`, so a plain run
+/// reports them as skipped; CI runs them with `--include-ignored` where everything is
+/// installed. Run that way, a missing prerequisite is a failure, never a silent pass.
+pub fn require(missing: Option<String>) {
+    if let Some(reason) = missing {
+        panic!(
+            "this test {reason}; it is #[ignore]d for machines without it — install it or run without --include-ignored"
+        );
+    }
+}
+
 pub fn missing_bins() -> Option<String> {
     for b in ["multus-shim", "fake-cni"] {
         if bin(b).is_none() {

@@ -1,0 +1,334 @@
+//! ADD (spec §5): plan (pure) → validate → apply with rollback → one status write.
+//!
+//! Differences from the Go daemon, on purpose:
+//! - a failed ADD leaves nothing behind: every delegate already added, including the failed
+//!   one, gets a DEL, and when that rollback is clean the delegate cache file is removed too (or
+//!   the previous ADD's cache put back); a failure after the delegates ran (e.g. the status write
+//!   with the API server down) rolls back as well instead of leaving interfaces for a later DEL;
+//! - a second ADD for a sandbox stops at the interface clash check before its delegate runs,
+//!   so it neither rolls back nor overwrites the first ADD's attachment and caches.
+
+use super::{Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, runtime_conf, runtime_config};
+use crate::daemon::Daemon;
+use crate::error::CommandError;
+use crate::request::{CniRequest, PodIdentity};
+use crate::seams::{PodEvent, PodLookup};
+use cni::exec::ExecError;
+use cni::{CniResult, Version};
+use multus::config::NetConf;
+use multus::delegate::Delegate;
+use multus::error::{ErrorKind, MultusError, PodRef};
+use multus::model::PodInfo;
+use multus::plan::{self, DelegateInvocation, Operation};
+use multus::{cache, default_route, resolve, status};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The non-auto-mode readiness-indicator wait of each ADD (§5.3 step 2).
+const READINESS_WAIT: Duration = Duration::from_secs(45);
+
+/// The delegates of an ADD and how each is invoked; computed before anything changes.
+#[derive(Debug, Clone)]
+pub struct AddPlan {
+    pub delegates: Vec<Delegate>,
+    pub invocations: Vec<DelegateInvocation>,
+}
+
+/// ADD. Returns the selected result (§5.16) as JSON in CNI 1.1.0.
+pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, CommandError> {
+    let pod_id = complete_pod(req)?;
+    let who = pod_id.pod_ref();
+    let args = req.load_args.clone().map_err(MultusError::from)?;
+    wait_for_readiness(d, conf, &who).await?;
+    let pod = match d.cluster().lookup_pod(&pod_id.namespace, &pod_id.name).await {
+        Ok(PodLookup::Found(p)) => p,
+        Ok(PodLookup::NotFound) => {
+            tracing::warn!(pod = %who, "pod not found; answering with a placeholder result");
+            return placeholder_result(conf, req, &who);
+        }
+        Err(e) => return Err(CommandError::cluster(&who, &e)),
+    };
+    check_uid(pod_id, &pod, &who)?;
+    // A static pod's mirror has its own UID: the runtime's is the one delegates must see.
+    let uid = if pod.is_static() { pod_id.uid.clone().unwrap_or_default() } else { pod.uid.clone() };
+
+    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who)?;
+    let cni_dir = PathBuf::from(&conf.cni_dir);
+    // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
+    // survive this one's failure so that its DEL still finds everything.
+    let previous_cache = std::fs::read(cache::cache_path(&cni_dir, &req.container_id)).ok();
+    cache::write_cache(&cni_dir, &req.container_id, &plan.delegates).map_err(|e| {
+        CommandError::multus(&who, ErrorKind::SaveDelegates, format!("error saving the delegates: {e}"))
+    })?;
+
+    let rt = d.runtime(conf);
+    let applied = apply(d, &rt, req, &plan, &pod, &who).await;
+    let failure = match applied {
+        Ok(attachment) => match write_status(d, &pod, &attachment.statuses, &who).await {
+            Ok(()) => return select_result(conf, &plan, &attachment.results, &who),
+            Err(e) => (plan.delegates.len(), e),
+        },
+        Err(failure) => failure,
+    };
+    let (ran, error) = failure;
+    rollback(&rt, req, &plan, ran, &cni_dir, previous_cache.as_deref()).await;
+    Err(error)
+}
+
+/// ADD needs the pod's namespace and name.
+fn complete_pod(req: &CniRequest) -> Result<&PodIdentity, CommandError> {
+    match &req.pod {
+        Some(p) if p.is_complete() => Ok(p),
+        other => {
+            let p = other.clone().unwrap_or_default();
+            Err(CommandError::MissingPod { namespace: p.namespace, name: p.name })
+        }
+    }
+}
+
+/// Non-auto mode only: the primary network's readiness file must exist.
+async fn wait_for_readiness(d: &Daemon, conf: &NetConf, who: &PodRef) -> Result<(), CommandError> {
+    if d.config.is_auto_mode() || conf.readiness_indicator_file.is_empty() {
+        return Ok(());
+    }
+    if crate::confgen::wait_for_file(Path::new(&conf.readiness_indicator_file), READINESS_WAIT).await {
+        return Ok(());
+    }
+    Err(CommandError::multus(
+        who,
+        ErrorKind::Other,
+        format!(
+            "have you checked that your default network is ready? still waiting for readinessindicatorfile @ {}",
+            conf.readiness_indicator_file
+        ),
+    ))
+}
+
+/// §5.3 step 3: a pod that does not exist gets an empty success result (quirk 19 kept).
+fn placeholder_result(conf: &NetConf, req: &CniRequest, who: &PodRef) -> Result<Value, CommandError> {
+    let placeholder = plan::pod_not_found_result(&conf.cni_version, &req.ifname, &req.netns);
+    CniResult::from_value(&placeholder)
+        .and_then(|r| r.convert_to(Version::V1_1_0))
+        .map(|r| r.to_value())
+        .map_err(|e| CommandError::multus(who, ErrorKind::Other, e.to_string()))
+}
+
+/// The runtime's UID must be the API's, except for static pods (§5.5).
+fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), CommandError> {
+    match pod_id.uid.as_deref() {
+        Some(uid) if !uid.is_empty() && uid != pod.uid && !pod.is_static() => Err(CommandError::multus(
+            who,
+            ErrorKind::Pod,
+            format!("expected pod UID \"{uid}\" but got \"{}\" from Kube API", pod.uid),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Resolve the delegates and plan every invocation. Nothing has changed yet when this fails.
+fn make_plan(
+    d: &Daemon,
+    req: &CniRequest,
+    conf: &NetConf,
+    pod: &PodInfo,
+    args: &multus::k8s_args::K8sArgs,
+    uid: &str,
+    who: &PodRef,
+) -> Result<AddPlan, CommandError> {
+    let resolve_as = PodRef::new(&who.namespace, &who.name, uid);
+    let resolved = resolve::resolve_add_delegates(
+        &resolve_settings(conf),
+        Some(&resolve_as),
+        Some(pod),
+        d.cluster(),
+        &mut resolve::NoDevices,
+    )
+    .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;
+    emit_warnings(d, pod, &resolved.warnings);
+    let delegates = resolved.delegates;
+    let runtime_config = runtime_config(conf);
+    let ctx = plan_context(d, req, args, uid, runtime_config.as_ref());
+    let invocations = plan::plan_all(&delegates, &ctx, Operation::Add)
+        .map_err(|(i, e)| MultusError::delegate_add(Some(who), delegates[i].network_name(), e))?;
+    Ok(AddPlan { delegates, invocations })
+}
+
+/// What the delegates produced.
+struct Attachment {
+    /// One per delegate, in order.
+    results: Vec<Option<CniResult>>,
+    statuses: Vec<status::NetworkStatus>,
+}
+
+/// Run every delegate in order. On failure: how many delegates may have changed something
+/// (they need a DEL), and the error.
+async fn apply(
+    d: &Daemon,
+    rt: &Runtime,
+    req: &CniRequest,
+    plan: &AddPlan,
+    pod: &PodInfo,
+    who: &PodRef,
+) -> Result<Attachment, (usize, CommandError)> {
+    let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
+    for (i, (delegate, inv)) in plan.delegates.iter().zip(&plan.invocations).enumerate() {
+        let net = delegate.network_name();
+        // A delegate stopped by the clash check never ran: nothing of it to roll back.
+        super::check_interface_free(d, req, delegate, &inv.ifname, who).await.map_err(|e| (i, e))?;
+        // From here on this delegate may have changed something: a rollback must DEL it, even
+        // when its ADD fails.
+        let ran = i + 1;
+        let rconf = runtime_conf(req, inv);
+        let result =
+            exec_add(rt, delegate, &rconf).await.map_err(|e| (ran, CommandError::delegate_add(who, net, &e)))?;
+        tracing::info!(
+            "Add: {}:{}:{}:{}({}):{} {}",
+            who.namespace,
+            who.name,
+            who.uid,
+            delegate.name,
+            net,
+            inv.ifname,
+            result.to_json()
+        );
+        apply_default_route(d, rt, delegate, &result, req, inv)
+            .await
+            .map_err(|cause| (ran, MultusError::delegate_add(Some(who), net, cause).into()))?;
+        let device_info = inv.device_info_file.as_deref().and_then(read_device_info);
+        match status::network_statuses(&result, &delegate.name, delegate.is_master, device_info.as_ref()) {
+            Ok(mut entries) => attachment.statuses.append(&mut entries),
+            // The reference logs and goes on: the attachment works, only its annotation entry
+            // is missing.
+            Err(e) => tracing::warn!(pod = %who, "cannot build the network status of {net}: {e}"),
+        }
+        if let Some(message) = plan::added_interface_message(&inv.ifname, &result, &delegate.name) {
+            d.cluster().emit(PodEvent { pod: pod.clone(), warning: false, reason: "AddedInterface".into(), message });
+        }
+        attachment.results.push(Some(result));
+    }
+    Ok(attachment)
+}
+
+/// A delegate's `CNIDeviceInfoFile`, parsed; a missing or unreadable file gives no entry.
+fn read_device_info(path: &str) -> Option<Value> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("cannot read the device-info file {path}: {e}");
+            return None;
+        }
+    };
+    serde_json::from_slice(&bytes).inspect_err(|e| tracing::warn!("the device-info file {path} is not JSON: {e}")).ok()
+}
+
+/// The one network-status write of the ADD (skipped when no delegate produced an entry).
+async fn write_status(
+    d: &Daemon,
+    pod: &PodInfo,
+    statuses: &[status::NetworkStatus],
+    who: &PodRef,
+) -> Result<(), CommandError> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    d.cluster()
+        .write_network_status(pod, &status::format_network_status(statuses))
+        .await
+        .map_err(|e| CommandError::multus(who, ErrorKind::NetworkStatus, e.to_string()))
+}
+
+/// The master's result (§5.16), up-converted to 1.1.0.
+fn select_result(
+    conf: &NetConf,
+    plan: &AddPlan,
+    results: &[Option<CniResult>],
+    who: &PodRef,
+) -> Result<Value, CommandError> {
+    let selected = plan::select_result(&plan.delegates, results)
+        .cloned()
+        .unwrap_or_else(|| CniResult::empty(Version::parse(&conf.cni_version).unwrap_or(Version::V1_1_0)));
+    selected
+        .convert_to(Version::V1_1_0)
+        .map(|r| r.to_value())
+        .map_err(|e| CommandError::multus(who, ErrorKind::Other, e.to_string()))
+}
+
+/// DEL the first `ran` delegates (last first), ignoring errors; when everything went away
+/// cleanly, remove the delegate cache (or put back the one an earlier ADD had written).
+pub(crate) async fn rollback(
+    rt: &Runtime,
+    req: &CniRequest,
+    plan: &AddPlan,
+    ran: usize,
+    cni_dir: &Path,
+    previous_cache: Option<&[u8]>,
+) {
+    let mut clean = true;
+    for (delegate, inv) in plan.delegates[..ran].iter().zip(&plan.invocations[..ran]).rev() {
+        match exec_del(rt, delegate, &runtime_conf(req, inv)).await {
+            Ok(()) => {}
+            // A plugin that does not exist cannot have left anything behind.
+            Err(e) if matches!(e.exec_error(), Some(ExecError::NotFound { .. })) => {}
+            Err(e) => {
+                clean = false;
+                tracing::error!(container = %req.container_id, "rollback: DEL of {} failed: {e}", delegate.network_name());
+            }
+        }
+        if let Some(path) = &inv.device_info_file {
+            super::remove_device_info_file(path);
+        }
+    }
+    if !clean {
+        tracing::warn!(
+            container = %req.container_id,
+            "rollback incomplete: keeping the delegate cache so that the runtime's DEL can finish it"
+        );
+        return;
+    }
+    let outcome = match previous_cache {
+        Some(bytes) => cni::runtime::write_atomic(&cache::cache_path(cni_dir, &req.container_id), bytes),
+        None => cache::remove_cache(cni_dir, &req.container_id),
+    };
+    if let Err(e) = outcome {
+        tracing::error!(container = %req.container_id, "rollback: cannot restore the delegate cache: {e}");
+    }
+}
+
+/// `default-route` handling after a delegate's ADD (§5.15): routes in the pod and the
+/// delegate's cached result.
+async fn apply_default_route(
+    d: &Daemon,
+    rt: &Runtime,
+    delegate: &Delegate,
+    result: &CniResult,
+    req: &CniRequest,
+    inv: &DelegateInvocation,
+) -> Result<(), String> {
+    let actions = default_route::route_actions(delegate, result);
+    if actions.is_empty() {
+        return Ok(());
+    }
+    if actions.delete_default_v4 || actions.delete_default_v6 {
+        d.netns()
+            .delete_default_routes(&req.netns, &inv.ifname, actions.delete_default_v4, actions.delete_default_v6)
+            .await
+            .map_err(|e| format!("error deleting default gateway: {e}"))?;
+    }
+    for gw in &actions.add_gateways {
+        d.netns()
+            .add_default_route(&req.netns, &inv.ifname, *gw)
+            .await
+            .map_err(|e| format!("error setting default gateway: {e}"))?;
+    }
+    let rconf = runtime_conf(req, inv);
+    let mut edit_error = None;
+    rt.update_cached_result(delegate.network_name(), &rconf, |cached: &mut Value| {
+        if let Err(e) = default_route::apply_cache_edits(cached, &actions) {
+            edit_error = Some(e.to_string());
+        }
+    })
+    .map_err(|e| format!("error editing the cached result: {e}"))?;
+    edit_error.map_or(Ok(()), |e| Err(format!("error editing the cached result: {e}")))
+}

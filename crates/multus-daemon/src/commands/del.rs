@@ -1,0 +1,134 @@
+//! DEL (spec §6.1), from the delegate cache when there is one.
+//!
+//! Every delegate is deleted (last first) whatever the others do; their errors are collected
+//! into one list. The cache file is removed when it was used (with `retryDeleteOnError`, only
+//! when every DEL succeeded).
+//!
+//! Unlike the Go daemon, DEL works without pod context: with the API server down, the pod
+//! gone, or `CNI_ARGS` missing, the delegate cache still says what to delete.
+
+use super::{exec_del, plan_context, remove_device_info_file, resolve_settings, runtime_conf, runtime_config};
+use crate::daemon::Daemon;
+use crate::error::{CommandError, DelFailure};
+use crate::request::CniRequest;
+use crate::seams::PodLookup;
+use multus::cache::{self, DelSource};
+use multus::config::NetConf;
+use multus::delegate::Delegate;
+use multus::error::PodRef;
+use multus::model::PodInfo;
+use multus::plan::{self, Operation};
+use multus::resolve;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long DEL waits for the pod (only needed when there is no cache to delete from).
+const POD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), CommandError> {
+    let cni_dir = PathBuf::from(&conf.cni_dir);
+    let args = req.load_args_or_default();
+    let read = cache::read_cache(&cni_dir, &req.container_id);
+    // The pod is only needed to recompute the delegates when there is no cache.
+    let pod = match &read {
+        cache::CacheRead::Missing => known_pod(d, req).await,
+        _ => None,
+    };
+    let (mut delegates, from_cache) = match cache::del_decision(read, pod.is_some()) {
+        DelSource::UseCache { delegates, .. } => (delegates, true),
+        DelSource::Recompute => match &pod {
+            Some(pod) => (recompute(d, conf, pod)?, false),
+            None => return Ok(()),
+        },
+        DelSource::Nothing { reason } => {
+            tracing::warn!(container = %req.container_id, "{reason}");
+            return Ok(());
+        }
+    };
+    for delegate in &mut delegates {
+        if let Err(e) = delegate.inject_cni_version_if_missing(&conf.cni_version) {
+            // The DEL still runs with the config as cached; the plugin may refuse it.
+            tracing::warn!(container = %req.container_id, "cannot set cniVersion of {}: {e}", delegate.network_name());
+        }
+    }
+    // The UID delegates see: the runtime's, else the pod's (from the lookup or, without a
+    // wait, the watch cache).
+    let uid = req
+        .pod
+        .as_ref()
+        .and_then(|p| {
+            p.uid.clone().or_else(|| {
+                pod.as_ref()
+                    .map(|pod| pod.uid.clone())
+                    .or_else(|| d.cluster().cached_pod(&p.namespace, &p.name).map(|pod| pod.uid))
+            })
+        })
+        .unwrap_or_default();
+    let runtime_config = runtime_config(conf);
+    let ctx = plan_context(d, req, &args, &uid, runtime_config.as_ref());
+    let rt = d.runtime(conf);
+    let mut failures = Vec::new();
+    for (i, delegate) in delegates.iter().enumerate().rev() {
+        let inv = match plan::plan_invocation(delegate, i, &ctx, Operation::Del) {
+            Ok(inv) => inv,
+            Err(e) => {
+                failures.push(failure(delegate, e.to_string()));
+                continue;
+            }
+        };
+        if let Err(e) = exec_del(&rt, delegate, &runtime_conf(req, &inv)).await {
+            failures.push(failure(delegate, e.to_string()));
+        }
+        if let Some(path) = &inv.device_info_file {
+            remove_device_info_file(path);
+        }
+    }
+    let texts: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    if from_cache
+        && cache::should_remove_cache(conf.retry_delete_on_error, &texts)
+        && let Err(e) = cache::remove_cache(&cni_dir, &req.container_id)
+    {
+        tracing::error!(container = %req.container_id, "cannot remove the delegate cache: {e}");
+    }
+    if failures.is_empty() { Ok(()) } else { Err(CommandError::Del(failures)) }
+}
+
+fn failure(delegate: &Delegate, cause: String) -> DelFailure {
+    DelFailure { network: delegate.network_name().to_string(), conflist: delegate.is_conflist(), cause }
+}
+
+/// The pod with DEL semantics (§5.5): absent, gone, replaced (UID mismatch) or unreachable
+/// all mean "unknown"; only the reason is logged.
+async fn known_pod(d: &Daemon, req: &CniRequest) -> Option<PodInfo> {
+    let id = req.pod.as_ref()?;
+    let lookup = tokio::time::timeout(POD_LOOKUP_TIMEOUT, d.cluster().lookup_pod(&id.namespace, &id.name)).await;
+    match lookup {
+        Ok(Ok(PodLookup::Found(pod))) => {
+            let uid_ok = id.uid.as_deref().is_none_or(|u| u.is_empty() || u == pod.uid) || pod.is_static();
+            if !uid_ok {
+                tracing::warn!(pod = %id.pod_ref(), "the pod now has UID {}; deleting as if it were gone", pod.uid);
+            }
+            uid_ok.then_some(pod)
+        }
+        Ok(Ok(PodLookup::NotFound)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(pod = %id.pod_ref(), "DEL goes on without the pod: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(pod = %id.pod_ref(), "DEL goes on without the pod: lookup timed out");
+            None
+        }
+    }
+}
+
+/// No cache but the pod is known: resolve its networks again (§6.1 step 6).
+fn recompute(d: &Daemon, conf: &NetConf, pod: &PodInfo) -> Result<Vec<Delegate>, CommandError> {
+    let who = PodRef::new(&pod.namespace, &pod.name, &pod.uid);
+    let resolved =
+        resolve::resolve_del_delegates(&resolve_settings(conf), Some(&who), pod, d.cluster(), &mut resolve::NoDevices)?;
+    for w in &resolved.warnings {
+        tracing::warn!(pod = %who, "{}: {}", w.reason, w.message);
+    }
+    Ok(resolved.delegates)
+}

@@ -1,0 +1,204 @@
+//! The Multus commands, one module each: ADD (spec §5), DEL and CHECK (§6), STATUS and GC
+//! (§7), and the `/delegate` hot-plug API (§4.6).
+//!
+//! Every command receives the [`CniRequest`] parsed once by the handler and acts only through
+//! the daemon's [`crate::daemon::Seams`]. Planning is pure (`multus::resolve`,
+//! `multus::plan`); these modules order the side effects.
+//!
+//! Behaviour that deliberately differs from the Go daemon (each listed in
+//! `docs/compatibility.md`):
+//! - a failed ADD leaves nothing behind (see [`add`]);
+//! - DEL runs from the delegate cache even without pod context (see [`del`]);
+//! - CHECK checks every cached delegate (see [`check`]);
+//! - GC honours the runtime's `cni.dev/valid-attachments` (see [`status_gc`]).
+
+pub mod add;
+pub mod check;
+pub mod del;
+pub mod delegate;
+pub mod status_gc;
+
+use crate::daemon::Daemon;
+use crate::error::CommandError;
+use crate::request::{CniRequest, Endpoint};
+use cni::exec::Exec;
+use cni::runtime::{CniRuntime, RuntimeConf, RuntimeError};
+use cni::{CniResult, Command};
+use multus::config::NetConf;
+use multus::delegate::Delegate;
+use multus::error::{MultusError, PodRef, Warning};
+use multus::k8s_args::K8sArgs;
+use multus::model::PodInfo;
+use multus::plan::{DelegateInvocation, PlanContext, RuntimeConfig};
+use multus::resolve::ResolveSettings;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The libcni runtime the commands run delegates with.
+pub(crate) type Runtime = CniRuntime<Arc<dyn Exec>>;
+
+/// What a successful command answers: ADD's result (in the daemon's current CNI version) or
+/// nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Result(Value),
+    Done,
+}
+
+impl Outcome {
+    /// The reply body: `{"Result": …}` or empty.
+    pub fn into_body(self) -> Vec<u8> {
+        match self {
+            Self::Result(value) => {
+                // Serialising a `Value` into a Vec cannot fail.
+                serde_json::to_vec(&multus_api::Response { result: Some(value) }).unwrap_or_default()
+            }
+            Self::Done => Vec::new(),
+        }
+    }
+}
+
+/// Run one request's command.
+pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> {
+    if req.endpoint == Endpoint::Delegate {
+        return delegate::run(d, req).await;
+    }
+    let conf = effective_config(d, req)?;
+    match req.command {
+        Command::Add => add::run(d, req, &conf).await.map(Outcome::Result),
+        Command::Del => del::run(d, req, &conf).await.map(|()| Outcome::Done),
+        Command::Check => check::run(d, req, &conf).await.map(|()| Outcome::Done),
+        Command::Status => status_gc::status(d, &conf).await.map(|()| Outcome::Done),
+        Command::Gc => status_gc::gc(d, &conf).await.map(|()| Outcome::Done),
+        // Refused when the request was parsed.
+        Command::Version => Err(CommandError::Internal("unknown cmd type: VERSION".into())),
+    }
+}
+
+/// The daemon config merged over the request's (§2.4), parsed.
+pub fn effective_config(d: &Daemon, req: &CniRequest) -> Result<NetConf, CommandError> {
+    let merged = d.config.merge_request_config(&req.config).map_err(|e| CommandError::ConfigMerge(e.to_string()))?;
+    NetConf::from_bytes(&merged).map_err(|e| CommandError::NetConf(e.to_string()))
+}
+
+/// The parts of the effective config that network resolution reads.
+pub(crate) fn resolve_settings(conf: &NetConf) -> ResolveSettings {
+    ResolveSettings {
+        cni_version: conf.cni_version.clone(),
+        cluster_network: conf.cluster_network.clone(),
+        default_networks: conf.default_networks.clone(),
+        multus_namespace: conf.multus_namespace.clone(),
+        conf_dir: PathBuf::from(&conf.conf_dir),
+        system_namespaces: conf.system_namespaces.clone(),
+        namespace_isolation: conf.namespace_isolation,
+        global_namespaces: conf.non_isolated_namespaces.clone(),
+        auxiliary_cni_chain_name: conf.auxiliary_cni_chain_name.clone(),
+        static_delegates: conf.delegates.iter().map(|m| Value::Object(m.clone())).collect(),
+    }
+}
+
+/// The runtime's `runtimeConfig`, leniently parsed.
+pub(crate) fn runtime_config(conf: &NetConf) -> Option<RuntimeConfig> {
+    conf.runtime_config.as_ref().map(RuntimeConfig::from_value)
+}
+
+/// Planning context of a request.
+pub(crate) fn plan_context<'a>(
+    d: &'a Daemon,
+    req: &'a CniRequest,
+    args: &'a K8sArgs,
+    uid: &'a str,
+    runtime_config: Option<&'a RuntimeConfig>,
+) -> PlanContext<'a> {
+    PlanContext {
+        container_id: &req.container_id,
+        ifname: &req.ifname,
+        pod_namespace: &args.namespace,
+        pod_name: &args.name,
+        pod_uid: uid,
+        sandbox_id: &args.infra_container_id,
+        runtime_config,
+        process_cni_args: d.process_cni_args(),
+    }
+}
+
+/// libcni's runtime conf of one delegate invocation.
+pub(crate) fn runtime_conf(req: &CniRequest, inv: &DelegateInvocation) -> RuntimeConf {
+    RuntimeConf {
+        container_id: req.container_id.clone(),
+        netns: req.netns.clone(),
+        ifname: inv.ifname.clone(),
+        args: inv.cni_args.clone(),
+        capability_args: inv.capability_args.clone(),
+    }
+}
+
+pub(crate) async fn exec_add(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<CniResult, RuntimeError> {
+    rt.add_network_list_with_bytes(&d.config().to_list(), d.bytes(), conf).await
+}
+
+pub(crate) async fn exec_del(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<(), RuntimeError> {
+    rt.del_network_list(&d.config().to_list(), conf).await
+}
+
+pub(crate) async fn exec_check(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<(), RuntimeError> {
+    rt.check_network_list(&d.config().to_list(), conf).await
+}
+
+/// Interface clash check (§5.13): fail before the plugin touches anything. A delegate stopped
+/// here never ran, and its DEL would remove the interface that was already there (the Go
+/// daemon does exactly that to a pod ADDed twice).
+pub(crate) async fn check_interface_free(
+    d: &Daemon,
+    req: &CniRequest,
+    delegate: &Delegate,
+    ifname: &str,
+    who: &PodRef,
+) -> Result<(), CommandError> {
+    let net = delegate.network_name();
+    match d.netns().link_exists(&req.netns, ifname).await {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            let clash = format!(
+                "DelegateAdd: cannot set \"{}\" interface name to \"{ifname}\": validateIfName: interface name {ifname} already exists",
+                delegate.plugin_type()
+            );
+            Err(MultusError::delegate_add(Some(who), net, clash).into())
+        }
+        Err(e) => Err(CommandError::delegate_netns(who, net, "DelegateAdd: ", &e)),
+    }
+}
+
+/// Emit the planner's warnings: events on the pod where asked, log lines otherwise.
+pub(crate) fn emit_warnings(d: &Daemon, pod: &PodInfo, warnings: &[Warning]) {
+    for w in warnings {
+        if w.event {
+            d.cluster().emit(crate::seams::PodEvent {
+                pod: pod.clone(),
+                warning: true,
+                reason: w.reason.clone(),
+                message: w.message.clone(),
+            });
+        } else {
+            tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "{}: {}", w.reason, w.message);
+        }
+    }
+}
+
+/// Remove a `CNIDeviceInfoFile` this daemon computed (only inside the CNI device-info
+/// directory: a path that came from a request is never deleted as given).
+pub(crate) fn remove_device_info_file(path: &str) {
+    let p = std::path::Path::new(path);
+    let inside = p.parent() == Some(std::path::Path::new(multus::plan::CNI_DEVICE_INFO_DIR))
+        && p.file_name().is_some_and(|n| n != "." && n != "..");
+    if !inside {
+        tracing::warn!("not removing the device-info file {path:?}: outside {}", multus::plan::CNI_DEVICE_INFO_DIR);
+        return;
+    }
+    match std::fs::remove_file(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("cannot remove the device-info file {path}: {e}"),
+    }
+}

@@ -1,0 +1,134 @@
+//! The daemon's shared state: its config, its seams and the per-sandbox locks.
+
+use crate::seams::{Cluster, Netns, NoCluster};
+use cni::exec::{Exec, RawExec};
+use cni::runtime::CniRuntime;
+use multus::config::{DaemonConfig, NetConf};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How long one delegate may run before it is killed (the Go daemon has no limit; a hung
+/// plugin then holds the runtime's request until the runtime gives up).
+pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The side effects a daemon acts through.
+#[derive(Clone)]
+pub struct Seams {
+    /// Delegate execution (`RawExec` in production, `RecordingExec` in tests).
+    pub exec: Arc<dyn Exec>,
+    /// Pods, NADs, the status write and events.
+    pub cluster: Arc<dyn Cluster>,
+    /// Link checks and route edits inside pod namespaces.
+    pub netns: Arc<dyn Netns>,
+}
+
+impl Seams {
+    /// The production seams for `config`: real plugin processes with the configured timeout,
+    /// the node's namespaces, and the given cluster.
+    pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>) -> Self {
+        Self {
+            exec: Arc::new(RawExec::with_timeout(delegate_timeout(config))),
+            cluster,
+            netns: Arc::new(crate::netns::HostNetns),
+        }
+    }
+}
+
+/// `delegateTimeoutSeconds` (a multus-rs key), else [`DEFAULT_DELEGATE_TIMEOUT`].
+pub fn delegate_timeout(config: &DaemonConfig) -> Duration {
+    config
+        .raw
+        .get("delegateTimeoutSeconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_DELEGATE_TIMEOUT)
+}
+
+/// Shared daemon state.
+pub struct Daemon {
+    pub config: DaemonConfig,
+    pub seams: Seams,
+    /// The daemon process's own `CNI_PATH`, searched after `binDir`.
+    process_cni_path: Vec<PathBuf>,
+    /// The daemon process's own `CNI_ARGS`, merged into every delegate's.
+    process_cni_args: Option<String>,
+    /// One lock per container: operations on the same sandbox never interleave (the Go daemon
+    /// has none, quirk 14); different sandboxes proceed in parallel.
+    sandbox_locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Daemon {
+    /// A daemon acting through `seams`; the process's own `CNI_PATH` and `CNI_ARGS` are read once.
+    pub fn new(config: DaemonConfig, seams: Seams) -> Self {
+        Self::with_process_env(
+            config,
+            seams,
+            std::env::var("CNI_PATH").ok().as_deref(),
+            std::env::var("CNI_ARGS").ok().as_deref(),
+        )
+    }
+
+    /// As [`Daemon::new`], with the process environment given (tests).
+    pub fn with_process_env(
+        config: DaemonConfig,
+        seams: Seams,
+        cni_path: Option<&str>,
+        cni_args: Option<&str>,
+    ) -> Self {
+        Self {
+            config,
+            seams,
+            process_cni_path: cni_path.map(cni::env::split_path).unwrap_or_default(),
+            process_cni_args: cni_args.filter(|s| !s.is_empty()).map(str::to_string),
+            sandbox_locks: Mutex::default(),
+        }
+    }
+
+    /// A daemon without Kubernetes (STATUS/GC and static delegates only) — for tests.
+    pub fn without_cluster(config: DaemonConfig, exec: Arc<dyn Exec>) -> Self {
+        let seams = Seams { exec, cluster: Arc::new(NoCluster), netns: Arc::new(crate::netns::HostNetns) };
+        Self::with_process_env(config, seams, None, None)
+    }
+
+    pub fn cluster(&self) -> &dyn Cluster {
+        self.seams.cluster.as_ref()
+    }
+
+    pub fn netns(&self) -> &dyn Netns {
+        self.seams.netns.as_ref()
+    }
+
+    pub fn process_cni_args(&self) -> Option<&str> {
+        self.process_cni_args.as_deref()
+    }
+
+    /// A libcni runtime for one request: `binDir` then the process's `CNI_PATH`; results cached
+    /// in `cniDir`.
+    pub fn runtime(&self, conf: &NetConf) -> CniRuntime<Arc<dyn Exec>> {
+        let mut dirs = vec![PathBuf::from(&conf.bin_dir)];
+        dirs.extend(self.process_cni_path.iter().cloned());
+        CniRuntime::new(dirs, &conf.cni_dir, self.seams.exec.clone())
+    }
+
+    /// Serialise operations on one container ID.
+    pub async fn lock_sandbox(&self, container_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            // A panic while holding this map lock cannot leave it inconsistent (insert/retain
+            // only), so a poisoned lock is still usable.
+            let mut locks = self.sandbox_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, weak| weak.strong_count() > 0);
+            match locks.get(container_id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(container_id.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}

@@ -1,0 +1,136 @@
+//! The socket API's `/cni` and `/delegate`: decode and validate the request once
+//! ([`CniRequest`]), recover a missing pod UID, run the command, shape the reply (§4.4–§4.5).
+//!
+//! A command runs in a task of its own that holds the sandbox lock, so a caller that goes away
+//! (a killed shim, a runtime timeout) cannot cut it in half: it runs to its end, and an ADD that
+//! succeeded for a caller who is no longer there is undone at once (the runtime saw a failure
+//! and will not use the attachment; a failed ADD has already rolled itself back).
+
+use crate::commands::{self, Outcome};
+use crate::daemon::Daemon;
+use crate::error::{CommandError, command_error_reply, request_error_reply};
+use crate::request::{CniRequest, Endpoint, RequestError};
+use crate::server::Reply;
+use cni::Command;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Serves `/cni` and `/delegate` for the socket server.
+pub struct Handler {
+    pub daemon: Arc<Daemon>,
+}
+
+impl Handler {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Self { daemon }
+    }
+
+    async fn handle(&self, body: Vec<u8>, endpoint: Endpoint) -> Reply {
+        let request = match CniRequest::parse(&body, endpoint).and_then(|r| recover_uid(&self.daemon, r)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(endpoint = ?endpoint, "rejected a request: {e}");
+                return request_error_reply(&e);
+            }
+        };
+        let pod = request.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            command = %request.command,
+            container = %request.container_id,
+            pod = %pod,
+        );
+        let description = request.describe();
+        async move {
+            tracing::info!("{} starting CNI request {description}", request.command);
+            let request = Arc::new(request);
+            match execute(self.daemon.clone(), request.clone()).await {
+                Ok(outcome) => {
+                    let body = outcome.into_body();
+                    tracing::info!(
+                        "{} finished CNI request {description}, result: {:?}",
+                        request.command,
+                        String::from_utf8_lossy(&body)
+                    );
+                    Reply::ok(body)
+                }
+                Err(e) => {
+                    tracing::error!("{} finished CNI request {description}, err: {e}", request.command);
+                    command_error_reply(&request, &e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A missing `K8S_POD_UID` is taken from the pod cache, as the Go server does (not for DEL,
+/// which must never depend on the API).
+fn recover_uid(d: &Daemon, mut request: CniRequest) -> Result<CniRequest, RequestError> {
+    if request.command == Command::Del {
+        return Ok(request);
+    }
+    if let Some(pod) = request.pod.as_mut().filter(|p| p.uid.is_none()) {
+        match d.cluster().cached_pod(&pod.namespace, &pod.name) {
+            Some(found) => pod.uid = Some(found.uid),
+            None => {
+                return Err(RequestError::PodArgs(format!(
+                    "missing pod UID; attempted to recover it from the K8s API, but failed: pod {}/{} not found in the cache",
+                    pod.namespace, pod.name
+                )));
+            }
+        }
+    }
+    Ok(request)
+}
+
+/// Run the command in its own task under the sandbox lock (see the module docs).
+async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>) -> Result<Outcome, CommandError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            let _sandbox = match request.command {
+                Command::Add | Command::Del | Command::Check if !request.container_id.is_empty() => {
+                    Some(daemon.lock_sandbox(&request.container_id).await)
+                }
+                _ => None,
+            };
+            let outcome = commands::run(&daemon, &request).await;
+            if let Err(outcome) = tx.send(outcome)
+                && request.command == Command::Add
+                && request.endpoint == Endpoint::Cni
+                && outcome.is_ok()
+            {
+                undo_abandoned_add(&daemon, &request).await;
+            }
+        }
+        .instrument(span),
+    );
+    rx.await.unwrap_or_else(|_| {
+        // The task ended without an answer: it panicked (a bug); the runtime must see a failure.
+        Err(CommandError::Internal("the command task ended without an answer".into()))
+    })
+}
+
+/// The caller of a successful ADD went away before the answer: DEL it again from its cache.
+async fn undo_abandoned_add(daemon: &Daemon, add: &CniRequest) {
+    tracing::warn!("the caller went away before the ADD's answer; deleting the attachment again");
+    let mut del = add.clone();
+    del.command = Command::Del;
+    if let Err(e) = commands::run(daemon, &del).await {
+        tracing::error!("undoing the abandoned ADD failed (the runtime's DEL will retry): {e}");
+    }
+}
+
+impl crate::server::Api for Handler {
+    fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.handle(body, Endpoint::Cni))
+    }
+    fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.handle(body, Endpoint::Delegate))
+    }
+}

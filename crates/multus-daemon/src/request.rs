@@ -1,0 +1,347 @@
+//! One request to `/cni` or `/delegate`, decoded and validated once (spec §4.3).
+//!
+//! Everything later steps need about the container and the pod is extracted here, into a
+//! [`CniRequest`] that the command modules receive; nothing downstream reads the raw
+//! environment or re-parses `CNI_ARGS`.
+//!
+//! Two readings of `CNI_ARGS` exist in the reference and both are kept, each parsed once:
+//! the server's strict one ([`multus::k8s_args::parse_server_args`], for the pod identity)
+//! and libcni's `LoadArgs` one ([`multus::k8s_args::parse_multus_args`], whose values feed the
+//! delegates' `CNI_ARGS`).
+//!
+//! Unlike the Go daemon, values that reach the file system are validated here, before any
+//! command runs: the container ID names the delegate cache file (`<cniDir>/<containerID>`), so
+//! `../x` or `/abs` must never get that far, whatever a client sends to the socket.
+
+use cni::Command;
+use multus::error::PodRef;
+use multus::k8s_args::{self, K8sArgs, K8sArgsError};
+use multus_api::InterfaceAttributes;
+use std::collections::BTreeMap;
+
+/// Which endpoint a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Cni,
+    Delegate,
+}
+
+/// The pod a request concerns, from `CNI_ARGS` (server rules).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub namespace: String,
+    pub name: String,
+    /// `None`: the runtime did not pass `K8S_POD_UID`.
+    pub uid: Option<String>,
+}
+
+impl PodIdentity {
+    /// The `[<ns>/<name>/<uid>]` identity of the reference's error prefixes.
+    pub fn pod_ref(&self) -> PodRef {
+        PodRef::new(&self.namespace, &self.name, self.uid.as_deref().unwrap_or(""))
+    }
+
+    /// Namespace and name are both set (ADD and `/delegate` require it).
+    pub fn is_complete(&self) -> bool {
+        !self.namespace.is_empty() && !self.name.is_empty()
+    }
+}
+
+/// A request that failed extraction; the reply carries the message without the request
+/// description (as the reference's extraction errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not a request object (bad JSON, bad base64…).
+    #[error("{0}")]
+    Decode(String),
+    #[error("could not extract the CNI command args: {0}")]
+    CommandArgs(String),
+    #[error("could not extract the kubernetes runtime args: {0}")]
+    PodArgs(String),
+}
+
+/// A decoded, validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CniRequest {
+    pub endpoint: Endpoint,
+    pub command: Command,
+    /// Validated (CNI name rules) unless empty, which only STATUS and GC allow.
+    pub container_id: String,
+    /// May be empty for DEL (a runtime that lost the namespace still deletes).
+    pub netns: String,
+    pub ifname: String,
+    /// `CNI_ARGS` exactly as the runtime passed it.
+    pub cni_args: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID` from the request environment (normally absent).
+    pub infra_container_id: String,
+    /// The pod, by the server's strict rules. `None` for STATUS/GC on `/cni`, and for a DEL
+    /// whose `CNI_ARGS` does not name a pod (it still runs from the delegate cache).
+    pub pod: Option<PodIdentity>,
+    /// libcni's reading of `CNI_ARGS` (§5.2), parsed once. ADD fails on an error; the other
+    /// commands log it and go on without the values.
+    pub load_args: Result<K8sArgs, K8sArgsError>,
+    /// The shim's stdin, verbatim (for `/delegate`: the delegate's own config).
+    pub config: Vec<u8>,
+    /// `/delegate` only.
+    pub interface_attributes: Option<InterfaceAttributes>,
+}
+
+impl CniRequest {
+    /// Decode and validate a request body.
+    pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Self, RequestError> {
+        let request = multus_api::Request::from_json(body).map_err(|e| RequestError::Decode(e.to_string()))?;
+        Self::from_api(request, endpoint)
+    }
+
+    /// Validate an already decoded request.
+    pub fn from_api(request: multus_api::Request, endpoint: Endpoint) -> Result<Self, RequestError> {
+        let env = &request.env;
+        let command = extract_command(env, endpoint).map_err(RequestError::CommandArgs)?;
+        let needs_pod_context = !matches!(command, Command::Status | Command::Gc);
+        // Our DEL is lenient where the Go daemon drops the DEL entirely (quirk 12): a DEL
+        // without CNI_NETNS or CNI_ARGS still runs from the cache.
+        let lenient = command == Command::Del;
+        let get = |key: &str, required: bool| -> Result<String, RequestError> {
+            match env.get(key) {
+                Some(v) => Ok(v.clone()),
+                None if required => Err(RequestError::CommandArgs(format!("missing {key}"))),
+                None => Ok(String::new()),
+            }
+        };
+        let container_id = get("CNI_CONTAINERID", needs_pod_context)?;
+        if !container_id.is_empty() || needs_pod_context {
+            cni::validate::validate_container_id(&container_id)
+                .map_err(|e| RequestError::CommandArgs(format!("invalid CNI_CONTAINERID: {}", e.msg)))?;
+        }
+        let netns = get("CNI_NETNS", needs_pod_context && !lenient)?;
+        if netns.contains('\0') {
+            return Err(RequestError::CommandArgs("invalid CNI_NETNS: contains a NUL byte".into()));
+        }
+        let ifname = env.get("CNI_IFNAME").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| "eth0".into());
+        if needs_pod_context {
+            cni::validate::validate_interface_name(&ifname)
+                .map_err(|e| RequestError::CommandArgs(format!("invalid CNI_IFNAME: {}", e.msg)))?;
+        }
+        let cni_args = get("CNI_ARGS", needs_pod_context && !lenient)?;
+        let pod = extract_pod(command, endpoint, &cni_args)?;
+        Ok(Self {
+            endpoint,
+            command,
+            container_id,
+            netns,
+            ifname,
+            load_args: k8s_args::parse_multus_args(&cni_args),
+            cni_args,
+            infra_container_id: env.get(k8s_args::K8S_POD_INFRA_CONTAINER_ID).cloned().unwrap_or_default(),
+            pod,
+            config: request.config,
+            interface_attributes: request.interface_attributes,
+        })
+    }
+
+    /// The description the reference prefixes to command errors:
+    /// `ContainerID:"…" Netns:"…" IfName:"…" Args:"…" Path:""`.
+    pub fn describe(&self) -> String {
+        format!(
+            "ContainerID:{:?} Netns:{:?} IfName:{:?} Args:{:?} Path:\"\"",
+            self.container_id, self.netns, self.ifname, self.cni_args
+        )
+    }
+
+    /// The pod identity for error prefixes (`//` when unknown).
+    pub fn pod_ref(&self) -> PodRef {
+        self.pod.as_ref().map(PodIdentity::pod_ref).unwrap_or_default()
+    }
+
+    /// libcni's reading of `CNI_ARGS` for commands that tolerate a bad one: the error is logged
+    /// with its reason and the values are left empty (delegates then get only the pod identity
+    /// the server parsed).
+    pub fn load_args_or_default(&self) -> K8sArgs {
+        match &self.load_args {
+            Ok(args) => args.clone(),
+            Err(e) => {
+                tracing::warn!(
+                    container = %self.container_id,
+                    "{} continues without the CNI_ARGS values: {e}",
+                    self.command
+                );
+                let pod = self.pod.clone().unwrap_or_default();
+                K8sArgs { namespace: pod.namespace, name: pod.name, uid: pod.uid, ..Default::default() }
+            }
+        }
+    }
+}
+
+/// `CNI_COMMAND`: required, and known on this endpoint (GC is not served on `/delegate`).
+fn extract_command(env: &BTreeMap<String, String>, endpoint: Endpoint) -> Result<Command, String> {
+    let text = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
+    if text.is_empty() {
+        return Err("unexpected or missing CNI_COMMAND".into());
+    }
+    match (text.parse::<Command>(), endpoint) {
+        (Ok(Command::Version), _) | (Err(_), _) | (Ok(Command::Gc), Endpoint::Delegate) => {
+            Err(format!("unknown cmd type: {text}"))
+        }
+        (Ok(c), _) => Ok(c),
+    }
+}
+
+/// Pod identity. STATUS and GC on `/cni` need none; DEL tolerates its absence (it works from
+/// the cache). A missing UID is recovered later from the pod cache (it needs the cluster).
+fn extract_pod(command: Command, endpoint: Endpoint, cni_args: &str) -> Result<Option<PodIdentity>, RequestError> {
+    if matches!(command, Command::Status | Command::Gc) && endpoint == Endpoint::Cni {
+        return Ok(None);
+    }
+    match k8s_args::parse_server_args(cni_args) {
+        Ok(args) => Ok(Some(PodIdentity { namespace: args.namespace, name: args.name, uid: args.uid })),
+        Err(e) if command == Command::Del => {
+            tracing::warn!("DEL without a pod identity in CNI_ARGS ({e}); deleting from the delegate cache only");
+            Ok(None)
+        }
+        Err(e) => Err(RequestError::PodArgs(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pairs: &[(&str, &str)], endpoint: Endpoint) -> Result<CniRequest, RequestError> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        CniRequest::from_api(multus_api::Request { env, config: b"{}".to_vec(), interface_attributes: None }, endpoint)
+    }
+
+    const POD: &str = "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_UID=u";
+
+    #[test]
+    fn command_is_required_and_known() {
+        let msg = |r: Result<CniRequest, RequestError>| r.unwrap_err().to_string();
+        assert_eq!(
+            msg(request(&[], Endpoint::Cni)),
+            "could not extract the CNI command args: unexpected or missing CNI_COMMAND"
+        );
+        assert_eq!(
+            msg(request(&[("CNI_COMMAND", "FOO")], Endpoint::Cni)),
+            "could not extract the CNI command args: unknown cmd type: FOO"
+        );
+        assert_eq!(
+            msg(request(&[("CNI_COMMAND", "GC")], Endpoint::Delegate)),
+            "could not extract the CNI command args: unknown cmd type: GC"
+        );
+        assert_eq!(
+            msg(request(&[("CNI_COMMAND", "VERSION")], Endpoint::Cni)),
+            "could not extract the CNI command args: unknown cmd type: VERSION"
+        );
+    }
+
+    #[test]
+    fn add_needs_its_keys_but_status_and_gc_do_not() {
+        let e = request(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c")], Endpoint::Cni).unwrap_err();
+        assert_eq!(e, RequestError::CommandArgs("missing CNI_NETNS".into()));
+        let s = request(&[("CNI_COMMAND", "STATUS")], Endpoint::Cni).unwrap();
+        assert_eq!((s.command, s.ifname.as_str(), s.pod.is_none()), (Command::Status, "eth0", true));
+        assert!(request(&[("CNI_COMMAND", "GC")], Endpoint::Cni).is_ok());
+    }
+
+    #[test]
+    fn del_without_netns_or_args_still_runs() {
+        let d = request(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c")], Endpoint::Cni).unwrap();
+        assert_eq!((d.netns.as_str(), d.cni_args.as_str(), d.pod.is_none()), ("", "", true));
+        assert_eq!(
+            request(&[("CNI_COMMAND", "DEL")], Endpoint::Cni).unwrap_err(),
+            RequestError::CommandArgs("missing CNI_CONTAINERID".into())
+        );
+    }
+
+    #[test]
+    fn container_ids_that_are_paths_are_refused_before_anything_runs() {
+        for bad in ["../../etc/passwd", "/abs/path", "a/b", "..", "", "x\0y", "-lead"] {
+            for command in ["ADD", "DEL", "CHECK"] {
+                let e = request(
+                    &[("CNI_COMMAND", command), ("CNI_CONTAINERID", bad), ("CNI_NETNS", "/n"), ("CNI_ARGS", POD)],
+                    Endpoint::Cni,
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(&e, RequestError::CommandArgs(m) if m.starts_with("invalid CNI_CONTAINERID") || m.starts_with("missing")),
+                    "{command} {bad:?}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn interface_names_are_validated() {
+        for bad in ["a/b", "..", ".", "a b", "0123456789abcdef"] {
+            let e = request(
+                &[
+                    ("CNI_COMMAND", "ADD"),
+                    ("CNI_CONTAINERID", "c"),
+                    ("CNI_NETNS", "/n"),
+                    ("CNI_IFNAME", bad),
+                    ("CNI_ARGS", POD),
+                ],
+                Endpoint::Cni,
+            )
+            .unwrap_err();
+            assert!(matches!(&e, RequestError::CommandArgs(m) if m.starts_with("invalid CNI_IFNAME")), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn pod_args_are_strict_for_add_and_lenient_for_del() {
+        let base = [("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/n")];
+        let with = |command: &'static str, args: &'static str| {
+            let mut v = base.to_vec();
+            v.push(("CNI_COMMAND", command));
+            v.push(("CNI_ARGS", args));
+            request(&v, Endpoint::Cni)
+        };
+        let p = with("ADD", "IgnoreUnknown=1; K8S_POD_NAMESPACE = ns ;K8S_POD_NAME=p;K8S_POD_UID=").unwrap();
+        assert_eq!(p.pod, Some(PodIdentity { namespace: "ns".into(), name: "p".into(), uid: Some(String::new()) }));
+        assert_eq!(
+            with("ADD", "K8S_POD_NAME=p").unwrap_err(),
+            RequestError::PodArgs("missing K8S_POD_NAMESPACE".into())
+        );
+        assert_eq!(with("ADD", "A=b=c").unwrap_err(), RequestError::PodArgs("invalid CNI_ARG 'A=b=c'".into()));
+        assert_eq!(with("DEL", "A=b=c").unwrap().pod, None);
+    }
+
+    #[test]
+    fn both_readings_of_cni_args_are_parsed_once() {
+        let r = request(
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_ARGS", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;Foo=bar"),
+            ],
+            Endpoint::Cni,
+        )
+        .unwrap();
+        assert!(r.pod.is_some(), "the server reading ignores unknown keys");
+        assert!(r.load_args.is_err(), "libcni's reading refuses them without IgnoreUnknown");
+        let fallback = r.load_args_or_default();
+        assert_eq!((fallback.namespace.as_str(), fallback.name.as_str()), ("ns", "p"));
+    }
+
+    #[test]
+    fn describe_matches_the_reference() {
+        let r = request(
+            &[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/n"), ("CNI_ARGS", POD)],
+            Endpoint::Cni,
+        )
+        .unwrap();
+        assert_eq!(
+            r.describe(),
+            r#"ContainerID:"c1" Netns:"/n" IfName:"eth0" Args:"K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_UID=u" Path:"""#
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_decode_errors() {
+        for body in [&b"not json"[..], br#"{"config":{"a":1}}"#, br#"{"config":"!!"}"#] {
+            assert!(matches!(CniRequest::parse(body, Endpoint::Cni), Err(RequestError::Decode(_))), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The daemon's side effects behind narrow seams, so that every command rule is testable in
+//! process: the cluster (pods, NADs, the status write, events) and the work inside a pod's
+//! network namespace. Delegate execution is the `cni` crate's [`cni::exec::Exec`] seam.
+//!
+//! Production implementations: [`crate::kube::KubeContext`] and [`crate::netns::HostNetns`];
+//! test doubles: [`crate::testing`].
+
+use multus::model::{NadLookup, PodInfo};
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+/// A boxed future, so the seams are object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The outcome of a pod lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodLookup {
+    Found(PodInfo),
+    NotFound,
+}
+
+/// A failure to talk to the API server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The pod lookup failed for another reason than "not found" (API server down, timeout…).
+    #[error("error waiting for pod: {0}")]
+    PodLookup(String),
+    /// Writing the network-status annotation failed.
+    #[error("error setting the networks status: {0}")]
+    StatusWrite(String),
+    /// The status write found a different pod under the same name.
+    #[error("SetNetworkStatus: expected pod {namespace}/{name} UID {expected:?} but got {actual:?} from Kube API")]
+    UidChanged { namespace: String, name: String, expected: String, actual: String },
+    /// The daemon runs without a Kubernetes client (tests, standalone use).
+    #[error("no Kubernetes client configured")]
+    NotConfigured,
+}
+
+/// An event to record on a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodEvent {
+    pub pod: PodInfo,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything the commands need from Kubernetes.
+pub trait Cluster: NadLookup + Send + Sync {
+    /// The pod from the watch cache, with a live GET on a miss (§5.5).
+    fn lookup_pod<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<PodLookup, ClusterError>>;
+
+    /// The pod from the watch cache only (UID recovery, which must not wait).
+    fn cached_pod(&self, namespace: &str, name: &str) -> Option<PodInfo>;
+
+    /// Write the `network-status` annotation (`value` is the formatted annotation). A pod
+    /// deleted meanwhile is not an error.
+    fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Queue an event; never blocks the request.
+    fn emit(&self, event: PodEvent);
+}
+
+/// No cluster: every lookup fails with [`ClusterError::NotConfigured`], there are no NADs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCluster;
+
+impl NadLookup for NoCluster {
+    fn get_nad(&self, _namespace: &str, _name: &str) -> Option<multus::model::Nad> {
+        None
+    }
+}
+
+impl Cluster for NoCluster {
+    fn lookup_pod<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<PodLookup, ClusterError>> {
+        Box::pin(async { Err(ClusterError::NotConfigured) })
+    }
+    fn cached_pod(&self, _: &str, _: &str) -> Option<PodInfo> {
+        None
+    }
+    fn write_network_status<'a>(&'a self, _: &'a PodInfo, _: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async { Err(ClusterError::NotConfigured) })
+    }
+    fn emit(&self, _: PodEvent) {}
+}
+
+/// A failure inside a pod's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetnsError {
+    #[error("failed to open netns {path:?}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("failed to enter netns {path:?}: {reason}")]
+    Enter { path: String, reason: String },
+    #[error("{path:?} is not a network namespace")]
+    NotANamespace { path: String },
+    #[error("netns worker thread failed: {0}")]
+    Thread(String),
+    #[error("{0}")]
+    Route(String),
+}
+
+/// Work inside a pod's network namespace.
+pub trait Netns: Send + Sync {
+    /// Whether a link named `ifname` exists (the delegate clash check, §5.13).
+    fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>>;
+
+    /// Delete the default routes (of the given families) that use `ifname` (§5.15).
+    fn delete_default_routes<'a>(
+        &'a self,
+        netns: &'a str,
+        ifname: &'a str,
+        v4: bool,
+        v6: bool,
+    ) -> BoxFuture<'a, Result<(), NetnsError>>;
+
+    /// Add a default route via `gateway` on `ifname` (an identical existing route is fine).
+    fn add_default_route<'a>(
+        &'a self,
+        netns: &'a str,
+        ifname: &'a str,
+        gateway: IpAddr,
+    ) -> BoxFuture<'a, Result<(), NetnsError>>;
+}

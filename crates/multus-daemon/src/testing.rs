@@ -1,0 +1,231 @@
+//! Recording fakes of the daemon's seams, for in-process tests of every command rule: a
+//! cluster with scripted pods, NADs and failures, and network namespaces that exist only as
+//! sets of link names. Delegate execution is faked with `cni::exec::testing::RecordingExec`.
+//!
+//! Clones share state: keep one, hand a clone (in an `Arc`) to the daemon, inspect the other.
+
+use crate::daemon::{Daemon, Seams};
+use crate::seams::{BoxFuture, Cluster, ClusterError, Netns, NetnsError, PodEvent, PodLookup};
+use cni::exec::testing::RecordingExec;
+use multus::config::DaemonConfig;
+use multus::model::{Nad, NadLookup, PodInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type Key = (String, String);
+
+#[derive(Debug, Default)]
+struct ClusterState {
+    pods: BTreeMap<Key, PodInfo>,
+    nads: BTreeMap<Key, Nad>,
+    lookup_error: Option<ClusterError>,
+    status_error: Option<ClusterError>,
+    lookups: Vec<Key>,
+    status_writes: Vec<(Key, String)>,
+    events: Vec<PodEvent>,
+}
+
+/// A cluster held in memory.
+#[derive(Debug, Clone, Default)]
+pub struct FakeCluster {
+    state: Arc<Mutex<ClusterState>>,
+}
+
+impl FakeCluster {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, ClusterState> {
+        // Test state: a panicking test thread must not hide what was recorded.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_pod(&self, pod: PodInfo) -> &Self {
+        self.state().pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
+        self
+    }
+
+    pub fn remove_pod(&self, namespace: &str, name: &str) -> &Self {
+        self.state().pods.remove(&(namespace.to_string(), name.to_string()));
+        self
+    }
+
+    pub fn add_nad(&self, nad: Nad) -> &Self {
+        self.state().nads.insert((nad.namespace.clone(), nad.name.clone()), nad);
+        self
+    }
+
+    /// Every pod lookup fails with `error` (`None`: lookups work again).
+    pub fn fail_lookups(&self, error: Option<ClusterError>) -> &Self {
+        self.state().lookup_error = error;
+        self
+    }
+
+    /// Every status write fails with `error` (`None`: writes work again).
+    pub fn fail_status_writes(&self, error: Option<ClusterError>) -> &Self {
+        self.state().status_error = error;
+        self
+    }
+
+    /// `(namespace, name)` of every live lookup, in order.
+    pub fn lookups(&self) -> Vec<Key> {
+        self.state().lookups.clone()
+    }
+
+    /// `((namespace, name), annotation value)` of every successful status write, in order.
+    pub fn status_writes(&self) -> Vec<(Key, String)> {
+        self.state().status_writes.clone()
+    }
+
+    pub fn events(&self) -> Vec<PodEvent> {
+        self.state().events.clone()
+    }
+}
+
+impl NadLookup for FakeCluster {
+    fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+        self.state().nads.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+}
+
+impl Cluster for FakeCluster {
+    fn lookup_pod<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<PodLookup, ClusterError>> {
+        let outcome = {
+            let mut state = self.state();
+            state.lookups.push((namespace.to_string(), name.to_string()));
+            match &state.lookup_error {
+                Some(e) => Err(e.clone()),
+                None => Ok(state
+                    .pods
+                    .get(&(namespace.to_string(), name.to_string()))
+                    .cloned()
+                    .map_or(PodLookup::NotFound, PodLookup::Found)),
+            }
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn cached_pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {
+        self.state().pods.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        let outcome = {
+            let mut state = self.state();
+            match &state.status_error {
+                Some(e) => Err(e.clone()),
+                None => {
+                    state.status_writes.push(((pod.namespace.clone(), pod.name.clone()), value.to_string()));
+                    Ok(())
+                }
+            }
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn emit(&self, event: PodEvent) {
+        self.state().events.push(event);
+    }
+}
+
+#[derive(Debug, Default)]
+struct NetnsState {
+    links: BTreeSet<(String, String)>,
+    unopenable: BTreeSet<String>,
+    route_edits: Vec<String>,
+}
+
+/// Network namespaces as sets of link names; route edits are recorded as text.
+#[derive(Debug, Clone, Default)]
+pub struct FakeNetns {
+    state: Arc<Mutex<NetnsState>>,
+}
+
+impl FakeNetns {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, NetnsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A link that already exists in `netns`.
+    pub fn add_link(&self, netns: &str, ifname: &str) -> &Self {
+        self.state().links.insert((netns.to_string(), ifname.to_string()));
+        self
+    }
+
+    /// `netns` cannot be opened.
+    pub fn unopenable(&self, netns: &str) -> &Self {
+        self.state().unopenable.insert(netns.to_string());
+        self
+    }
+
+    /// `del <netns> <ifname> v4=<b> v6=<b>` / `add <netns> <ifname> <gw>`, in order.
+    pub fn route_edits(&self) -> Vec<String> {
+        self.state().route_edits.clone()
+    }
+
+    fn open(&self, netns: &str) -> Result<(), NetnsError> {
+        if self.state().unopenable.contains(netns) {
+            return Err(NetnsError::Open { path: netns.to_string(), reason: "No such file or directory".into() });
+        }
+        Ok(())
+    }
+}
+
+impl Netns for FakeNetns {
+    fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>> {
+        let outcome = self.open(netns).map(|()| self.state().links.contains(&(netns.to_string(), ifname.to_string())));
+        Box::pin(async move { outcome })
+    }
+
+    fn delete_default_routes<'a>(
+        &'a self,
+        netns: &'a str,
+        ifname: &'a str,
+        v4: bool,
+        v6: bool,
+    ) -> BoxFuture<'a, Result<(), NetnsError>> {
+        let outcome = self.open(netns).map(|()| {
+            self.state().route_edits.push(format!("del {netns} {ifname} v4={v4} v6={v6}"));
+        });
+        Box::pin(async move { outcome })
+    }
+
+    fn add_default_route<'a>(
+        &'a self,
+        netns: &'a str,
+        ifname: &'a str,
+        gateway: IpAddr,
+    ) -> BoxFuture<'a, Result<(), NetnsError>> {
+        let outcome = self.open(netns).map(|()| {
+            self.state().route_edits.push(format!("add {netns} {ifname} {gateway}"));
+        });
+        Box::pin(async move { outcome })
+    }
+}
+
+/// A daemon wired to fakes, and the fakes to script and inspect.
+pub struct FakeNode {
+    pub daemon: Arc<Daemon>,
+    pub exec: RecordingExec,
+    pub cluster: FakeCluster,
+    pub netns: FakeNetns,
+}
+
+impl FakeNode {
+    /// A daemon with `config` and fresh fakes (no process `CNI_PATH`/`CNI_ARGS`).
+    pub fn new(config: DaemonConfig) -> Self {
+        let exec = RecordingExec::new();
+        let cluster = FakeCluster::new();
+        let netns = FakeNetns::new();
+        let seams =
+            Seams { exec: Arc::new(exec.clone()), cluster: Arc::new(cluster.clone()), netns: Arc::new(netns.clone()) };
+        let daemon = Arc::new(Daemon::with_process_env(config, seams, None, None));
+        Self { daemon, exec, cluster, netns }
+    }
+}

@@ -1,0 +1,591 @@
+//! The command rules in process, through the socket API's handler, with recording fakes of
+//! every seam: the ADD failure table (spec §5.18) with its rollback rules, the DEL edge cases
+//! (§6.1), CHECK, STATUS/GC and `/delegate`. No root, no processes, no API server: these run
+//! everywhere. `failures_root.rs` proves the same rules against real plugins.
+
+use cni::Command;
+use cni::exec::testing::Reply as PluginReply;
+use multus::config::DaemonConfig;
+use multus::model::{Nad, PodInfo};
+use multus_daemon::handler::Handler;
+use multus_daemon::seams::ClusterError;
+use multus_daemon::server::{Api, Reply};
+use multus_daemon::testing::FakeNode;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+const UID: &str = "11111111-2222-3333-4444-555555555555";
+const NETNS: &str = "/var/run/netns/pod";
+
+struct Node {
+    fake: FakeNode,
+    handler: Handler,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// A daemon whose cluster network is the NAD `kube-system/cluster-net` (type `bridge`),
+    /// with `extra` merged into its config.
+    fn new(extra: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = json!({
+            "cniVersion": "1.0.0",
+            "clusterNetwork": "cluster-net",
+            "cniDir": dir.path().join("cni"),
+            "binDir": dir.path().join("bin"),
+            "confDir": dir.path().join("net.d"),
+            "multusConfigFile": "auto",
+        });
+        config.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        let fake = FakeNode::new(DaemonConfig::from_bytes(config.to_string().as_bytes()).unwrap());
+        fake.cluster.add_nad(nad("kube-system", "cluster-net", "bridge"));
+        let handler = Handler::new(fake.daemon.clone());
+        Self { fake, handler, dir }
+    }
+
+    fn cni_dir(&self) -> PathBuf {
+        self.dir.path().join("cni")
+    }
+
+    fn cache(&self, container_id: &str) -> PathBuf {
+        self.cni_dir().join(container_id)
+    }
+
+    fn result_caches(&self) -> Vec<String> {
+        match std::fs::read_dir(self.cni_dir().join("results")) {
+            Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `(plugin type, command)` of every delegate call.
+    fn calls(&self) -> Vec<(String, String)> {
+        self.fake.exec.commands().into_iter().filter(|(_, c)| c != "VERSION").collect()
+    }
+
+    async fn cni(&self, command: &str, container_id: &str, pod: &str, extra_env: &[(&str, &str)]) -> Reply {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID={UID}");
+        let mut env = vec![
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", container_id.to_string()),
+            ("CNI_NETNS", NETNS.to_string()),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_ARGS", args),
+        ];
+        for (k, v) in extra_env {
+            env.retain(|(key, _)| key != k);
+            env.push((k, v.to_string()));
+        }
+        let stdin = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim"});
+        let request = multus_api::Request::from_env(env, stdin.to_string().into_bytes());
+        self.handler.cni(request.to_json()).await
+    }
+
+    async fn add(&self, container_id: &str, pod: &str) -> Reply {
+        self.cni("ADD", container_id, pod, &[]).await
+    }
+
+    async fn del(&self, container_id: &str, pod: &str) -> Reply {
+        self.cni("DEL", container_id, pod, &[]).await
+    }
+}
+
+fn nad(namespace: &str, name: &str, plugin: &str) -> Nad {
+    Nad {
+        namespace: namespace.into(),
+        name: name.into(),
+        config: json!({"cniVersion": "1.0.0", "type": plugin}).to_string(),
+        annotations: Default::default(),
+    }
+}
+
+fn pod(name: &str, networks: Option<&str>) -> PodInfo {
+    PodInfo {
+        namespace: "default".into(),
+        name: name.into(),
+        uid: UID.into(),
+        annotations: networks
+            .map(|n| [(multus::model::NETWORKS_ANNOTATION.to_string(), n.to_string())].into())
+            .unwrap_or_default(),
+        node_name: "node-1".into(),
+        resource_version: "1".into(),
+    }
+}
+
+/// A result with one interface in the pod and one address.
+fn result(ifname: &str, address: &str) -> PluginReply {
+    PluginReply::stdout(
+        json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": ifname, "mac": "0a:58:0a:00:00:02", "sandbox": NETNS}],
+            "ips": [{"address": address, "gateway": "10.0.0.1", "interface": 0}],
+        })
+        .to_string(),
+    )
+}
+
+fn body(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+fn pair(plugin: &str, command: &str) -> (String, String) {
+    (plugin.to_string(), command.to_string())
+}
+
+fn assert_no_leftovers(node: &Node, container_id: &str) {
+    assert!(!node.cache(container_id).exists(), "delegate cache left behind");
+    assert!(node.result_caches().is_empty(), "result caches left: {:?}", node.result_caches());
+}
+
+#[tokio::test]
+async fn add_runs_every_delegate_writes_one_status_and_answers_the_master_result() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("macvlan-net")));
+    node.fake.cluster.add_nad(nad("default", "macvlan-net", "macvlan"));
+    node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+    node.fake.exec.on("macvlan", Command::Add, result("net1", "10.1.0.2/24"));
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(answer["Result"]["cniVersion"], "1.1.0");
+    assert_eq!(answer["Result"]["ips"][0]["address"], "10.0.0.2/24");
+    assert_eq!(node.calls(), vec![pair("bridge", "ADD"), pair("macvlan", "ADD")]);
+    let writes = node.fake.cluster.status_writes();
+    assert_eq!(writes.len(), 1, "one status write per ADD");
+    let statuses = multus::status::parse_network_status(&writes[0].1).unwrap();
+    let names: Vec<_> = statuses.iter().map(|s| (s.name.as_str(), s.interface.as_str())).collect();
+    assert_eq!(names, vec![("kube-system/cluster-net", "eth0"), ("default/macvlan-net", "net1")]);
+    let events: Vec<_> = node.fake.cluster.events().into_iter().map(|e| (e.reason, e.message)).collect();
+    assert_eq!(events[1], ("AddedInterface".into(), "Add net1 [10.1.0.2/24] from default/macvlan-net".into()));
+    assert!(node.cache("c1").exists(), "the delegate cache is kept for DEL");
+
+    // The DEL runs from the cache in reverse order and removes it.
+    let reply = node.del("c1", "p").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(node.calls()[2..], [pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn missing_nad_fails_before_any_delegate_runs() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("nope")));
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).contains(&format!(
+            "ERRORED: error configuring pod [default/p] networking: Multus: [default/p/{UID}]: error loading k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod: GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (nope) in namespace (default)"
+        )),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty());
+    let events = node.fake.cluster.events();
+    assert_eq!(events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), vec!["NoNetworkFound"]);
+    assert!(events[0].warning);
+    assert_no_leftovers(&node, "c1");
+    assert!(node.fake.cluster.status_writes().is_empty());
+}
+
+#[tokio::test]
+async fn failing_delegate_rolls_back_every_delegate_including_itself() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("good,bad,never")));
+    for (name, plugin) in [("good", "macvlan"), ("bad", "ipvlan"), ("never", "ptp")] {
+        node.fake.cluster.add_nad(nad("default", name, plugin));
+    }
+    node.fake.exec.on("ipvlan", Command::Add, PluginReply::error(cni::CniError::new(11, "no parent")));
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).contains(&format!(
+            "[default/p/{UID}:bad]: error adding container to network \"bad\": plugin type=\"ipvlan\" name=\"bad\" failed (add): no parent"
+        )),
+        "{}",
+        body(&reply)
+    );
+    assert_eq!(
+        node.calls(),
+        vec![
+            pair("bridge", "ADD"),
+            pair("macvlan", "ADD"),
+            pair("ipvlan", "ADD"),
+            pair("ipvlan", "DEL"),
+            pair("macvlan", "DEL"),
+            pair("bridge", "DEL"),
+        ]
+    );
+    assert_no_leftovers(&node, "c1");
+    assert!(node.fake.cluster.status_writes().is_empty());
+}
+
+#[tokio::test]
+async fn missing_plugin_binary_fails_and_rolls_back() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("gone")));
+    node.fake.cluster.add_nad(nad("default", "gone", "nosuchplugin"));
+    node.fake.exec.not_found("nosuchplugin");
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(body(&reply).contains("failed to find plugin \"nosuchplugin\" in path"), "{}", body(&reply));
+    assert_eq!(node.calls(), vec![pair("bridge", "ADD"), pair("bridge", "DEL")]);
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn uid_mismatch_fails_the_add_but_not_for_static_pods() {
+    let node = Node::new(json!({}));
+    let mut other = pod("p", None);
+    other.uid = "another-uid".into();
+    node.fake.cluster.add_pod(other.clone());
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).ends_with(&format!(
+            "Multus: [default/p/{UID}]: expected pod UID \"{UID}\" but got \"another-uid\" from Kube API\n"
+        )),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty());
+
+    other.annotations.insert(multus::model::CONFIG_SOURCE_ANNOTATION.into(), "file".into());
+    node.fake.cluster.add_pod(other);
+    assert_eq!(node.add("c2", "p").await.status, 200);
+    let args = node.fake.exec.calls()[0].env_var("CNI_ARGS").unwrap().to_string();
+    assert!(args.contains(&format!("K8S_POD_UID={UID}")), "a static pod's delegates see the runtime's UID: {args}");
+}
+
+#[tokio::test]
+async fn pod_not_found_answers_the_placeholder_result_without_running_anything() {
+    let node = Node::new(json!({}));
+    let reply = node.add("c1", "ghost").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(answer["Result"]["ips"][0]["address"], "0.0.0.0/0");
+    assert_eq!(answer["Result"]["interfaces"][0]["name"], "eth0");
+    assert!(node.calls().is_empty());
+    assert!(!node.cache("c1").exists());
+}
+
+#[tokio::test]
+async fn api_server_down_during_add_fails_and_after_the_delegates_rolls_back() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    node.fake.cluster.fail_lookups(Some(ClusterError::PodLookup("connection refused".into())));
+    let reply = node.add("c1", "p").await;
+    assert!(
+        body(&reply).ends_with(&format!("Multus: [default/p/{UID}]: error waiting for pod: connection refused\n")),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty());
+
+    // The lookup works (watch cache) but the status write cannot reach the API server: unlike
+    // the Go daemon, the ADD is rolled back instead of leaving interfaces for a later DEL.
+    node.fake.cluster.fail_lookups(None);
+    node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+    node.fake.cluster.fail_status_writes(Some(ClusterError::StatusWrite("connection refused".into())));
+    let reply = node.add("c2", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply)
+            .ends_with(&format!("Multus: [default/p/{UID}]: error setting the networks status: connection refused\n")),
+        "{}",
+        body(&reply)
+    );
+    assert_eq!(node.calls(), vec![pair("bridge", "ADD"), pair("bridge", "DEL")]);
+    assert_no_leftovers(&node, "c2");
+}
+
+#[tokio::test]
+async fn del_works_from_the_cache_without_the_api_server_or_cni_args() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    node.fake.exec.clear_calls();
+    node.fake.cluster.fail_lookups(Some(ClusterError::PodLookup("connection refused".into())));
+    node.fake.cluster.remove_pod("default", "p");
+    let reply = node.cni("DEL", "c1", "p", &[("CNI_ARGS", ""), ("CNI_NETNS", "")]).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+    assert!(node.fake.cluster.lookups().len() == 1, "DEL from the cache needs no pod lookup");
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn del_edge_cases() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+
+    // Never added, pod known: the delegates are recomputed from the pod and each gets a DEL.
+    assert_eq!(node.del("never", "p").await.status, 200);
+    assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+    node.fake.exec.clear_calls();
+
+    // Never added, pod unknown: nothing to learn what to delete; success, nothing run.
+    assert_eq!(node.del("never2", "ghost").await.status, 200);
+    assert!(node.calls().is_empty());
+
+    // A corrupt cache: success, nothing run.
+    std::fs::create_dir_all(node.cni_dir()).unwrap();
+    std::fs::write(node.cache("corrupt"), b"[{not json").unwrap();
+    assert_eq!(node.del("corrupt", "p").await.status, 200);
+    assert!(node.calls().is_empty());
+
+    // Every delegate gets its DEL even when one fails; the errors are combined; the cache is
+    // removed (retryDeleteOnError is off).
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    node.fake.exec.clear_calls();
+    node.fake.exec.on("macvlan", Command::Del, PluginReply::error(cni::CniError::new(11, "busy")));
+    let reply = node.del("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).ends_with(
+            "ERRORED: errors: DelegateDel: error invoking DelegateDel - \"net-a\": plugin type=\"macvlan\" name=\"net-a\" failed (delete): busy\n"
+        ),
+        "{}",
+        body(&reply)
+    );
+    assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+    assert!(!node.cache("c1").exists());
+}
+
+#[tokio::test]
+async fn retry_delete_on_error_keeps_the_cache_until_every_del_succeeded() {
+    let node = Node::new(json!({"retryDeleteOnError": true}));
+    node.fake.cluster.add_pod(pod("p", None));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    node.fake.exec.once("bridge", Command::Del, PluginReply::error(cni::CniError::new(11, "busy")));
+    assert_eq!(node.del("c1", "p").await.status, 400);
+    assert!(node.cache("c1").exists(), "kept for the retry");
+    assert_eq!(node.del("c1", "p").await.status, 200);
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn a_second_add_stops_at_the_clash_check_and_keeps_the_first_attachment() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    let first_cache = std::fs::read(node.cache("c1")).unwrap();
+    let first_results = node.result_caches();
+    node.fake.netns.add_link(NETNS, "eth0");
+    node.fake.exec.clear_calls();
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).contains(
+            "DelegateAdd: cannot set \"bridge\" interface name to \"eth0\": validateIfName: interface name eth0 already exists"
+        ),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty(), "no delegate ran and nothing was rolled back: {:?}", node.calls());
+    assert_eq!(std::fs::read(node.cache("c1")).unwrap(), first_cache, "the first ADD's cache survives");
+    assert_eq!(node.result_caches(), first_results);
+}
+
+#[tokio::test]
+async fn an_unopenable_netns_fails_the_add_cleanly() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    node.fake.netns.unopenable(NETNS);
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(body(&reply).contains("DelegateAdd: failed to open netns"), "{}", body(&reply));
+    assert!(node.calls().is_empty());
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn default_route_requests_edit_the_pod_routes_and_the_result_cache() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some(r#"[{"name":"net-a","default-route":["10.1.0.1"]}]"#)));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+    node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+    node.fake.exec.on("macvlan", Command::Add, result("net1", "10.1.0.2/24"));
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(
+        node.fake.netns.route_edits(),
+        vec![
+            format!("del {NETNS} eth0 v4=true v6=true"),
+            format!("del {NETNS} net1 v4=true v6=true"),
+            format!("add {NETNS} net1 10.1.0.1"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn request_values_that_are_paths_never_reach_the_file_system() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    let victim = node.dir.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    for id in ["../victim", "/etc/passwd", "a/../../victim"] {
+        for command in ["ADD", "DEL", "CHECK"] {
+            let reply = node.cni(command, id, "p", &[]).await;
+            assert_eq!(reply.status, 400, "{command} {id}");
+            assert!(body(&reply).starts_with("could not extract the CNI command args: invalid CNI_CONTAINERID"));
+        }
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    assert!(node.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_uid_is_recovered_from_the_pod_cache() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    let args = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p";
+    let reply = node.cni("ADD", "c1", "p", &[("CNI_ARGS", args)]).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let reply = node.cni("ADD", "c2", "ghost", &[("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=ghost")]).await;
+    assert_eq!(
+        body(&reply),
+        "could not extract the kubernetes runtime args: missing pod UID; attempted to recover it from the K8s API, but failed: pod default/ghost not found in the cache\n"
+    );
+}
+
+#[tokio::test]
+async fn bad_cni_args_fail_the_add_with_the_reference_text() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    let reply = node
+        .cni(
+            "ADD",
+            "c1",
+            "p",
+            &[("CNI_ARGS", &format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_UID={UID};Foo=bar"))],
+        )
+        .await;
+    assert!(
+        body(&reply).ends_with(
+            "ERRORED: error configuring pod [default/p] networking: Multus: error getting k8s args: ARGS: unknown args [\"Foo\"]\n"
+        ),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty());
+}
+
+#[tokio::test]
+async fn check_checks_every_cached_delegate() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    node.fake.exec.clear_calls();
+    assert_eq!(node.cni("CHECK", "c1", "p", &[]).await.status, 200);
+    assert_eq!(node.calls(), vec![pair("bridge", "CHECK"), pair("macvlan", "CHECK")]);
+    node.fake.exec.on("macvlan", Command::Check, PluginReply::error(cni::CniError::new(11, "drifted")));
+    let reply = node.cni("CHECK", "c1", "p", &[]).await;
+    assert!(body(&reply).contains("DelegateCheck: error invoking DelegateCheck - \"net-a\""), "{}", body(&reply));
+    // Never added here: nothing to check.
+    node.fake.exec.clear_calls();
+    assert_eq!(node.cni("CHECK", "c9", "p", &[]).await.status, 200);
+    assert!(node.calls().is_empty());
+}
+
+#[tokio::test]
+async fn status_keeps_the_delegate_error_code_and_gc_honours_the_runtime_list() {
+    let node = Node::new(json!({}));
+    // STATUS and GC exist from CNI 1.1.0 on.
+    let mut cluster = nad("kube-system", "cluster-net", "bridge");
+    cluster.config = json!({"cniVersion": "1.1.0", "type": "bridge"}).to_string();
+    node.fake.cluster.add_nad(cluster);
+    node.fake.exec.on("bridge", Command::Status, PluginReply::error(cni::CniError::new(50, "not ready")));
+    let request = multus_api::Request::from_env(
+        [("CNI_COMMAND", "STATUS")],
+        br#"{"cniVersion":"1.1.0","name":"multus-cni-network","type":"multus-shim"}"#.to_vec(),
+    );
+    let reply = node.handler.cni(request.to_json()).await;
+    assert_eq!((reply.status, reply.content_type), (400, Some("application/json")));
+    let error = cni::CniError::from_json(&reply.body).unwrap();
+    assert_eq!(error.code, 50);
+
+    let stdin = json!({
+        "cniVersion": "1.1.0", "name": "multus-cni-network", "type": "multus-shim",
+        "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}],
+    });
+    let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
+    let reply = node.handler.cni(request.to_json()).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let gc = node.fake.exec.calls().into_iter().find(|c| c.command() == "GC").unwrap();
+    assert_eq!(gc.stdin_json()["cni.dev/valid-attachments"], json!([{"containerID": "keep", "ifname": "eth0"}]));
+
+    let stdin = json!({"cniVersion": "1.1.0", "name": "n", "type": "multus-shim", "cni.dev/valid-attachments": "junk"});
+    let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
+    let reply = node.handler.cni(request.to_json()).await;
+    assert!(body(&reply).contains("error in GC command: invalid cni.dev/valid-attachments"), "{}", body(&reply));
+}
+
+#[tokio::test]
+async fn delegate_api_hot_plugs_and_removes_a_network() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    node.fake.exec.on("macvlan", Command::Add, result("net5", "10.5.0.2/24"));
+    let hot_plug = |command: &str, ifname: &str, pod: &str| {
+        let env = [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", "c1".to_string()),
+            ("CNI_NETNS", NETNS.to_string()),
+            ("CNI_IFNAME", ifname.to_string()),
+            ("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID={UID}")),
+        ];
+        let mut request = multus_api::Request::from_env(
+            env,
+            json!({"cniVersion": "1.0.0", "name": "hot", "type": "macvlan"}).to_string().into_bytes(),
+        );
+        request.interface_attributes =
+            Some(multus_api::InterfaceAttributes { mac: "02:00:00:00:00:05".into(), ..Default::default() });
+        request.to_json()
+    };
+    let reply = node.handler.delegate(hot_plug("ADD", "net5", "p")).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(answer["Result"]["interfaces"][0]["name"], "net5");
+    let add = &node.fake.exec.calls()[0];
+    assert!(add.env_var("CNI_ARGS").unwrap().contains("MAC=02:00:00:00:00:05"));
+    assert_eq!(add.env_var("CNI_IFNAME"), Some("net5"));
+    assert!(node.fake.cluster.status_writes().is_empty(), "hot-plug writes no status");
+
+    let reply = node.handler.delegate(hot_plug("DEL", "net5", "p")).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(node.calls(), vec![pair("macvlan", "ADD"), pair("macvlan", "DEL")]);
+
+    let reply = node.handler.delegate(hot_plug("ADD", "net6", "ghost")).await;
+    assert!(
+        body(&reply).ends_with(&format!("Multus: [default/ghost/{UID}]: pod default/ghost not found\n")),
+        "{}",
+        body(&reply)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_whose_caller_went_away_is_undone() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", None));
+    // The delegate takes a while; the caller gives up meanwhile.
+    node.fake.exec.on(
+        "bridge",
+        Command::Add,
+        PluginReply::with(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(br#"{"cniVersion":"1.0.0"}"#.to_vec())
+        }),
+    );
+    let abandoned = tokio::time::timeout(std::time::Duration::from_millis(20), node.add("c1", "p")).await;
+    assert!(abandoned.is_err(), "the caller timed out");
+    // A DEL of the same sandbox waits for the ADD (sandbox lock), which undoes itself first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.calls() != vec![pair("bridge", "ADD"), pair("bridge", "DEL")] {
+        assert!(std::time::Instant::now() < deadline, "not undone: {:?}", node.calls());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_no_leftovers(&node, "c1");
+}

@@ -297,8 +297,9 @@ fn malformed_http_gets_4xx() {
 #[test]
 fn malformed_json_base64_and_utf8_get_clear_400s() {
     let config = multus::config::DaemonConfig::from_bytes(br#"{"cniVersion":"1.0.0"}"#).unwrap();
-    let daemon = Arc::new(multus_daemon::ops::Daemon::new(config, None));
-    let api = Arc::new(multus_daemon::cni_handler::Handler { daemon });
+    let exec = Arc::new(cni::exec::RawExec::new());
+    let daemon = Arc::new(multus_daemon::daemon::Daemon::without_cluster(config, exec));
+    let api = Arc::new(multus_daemon::handler::Handler::new(daemon));
     let s = TestServer::start(api, Limits::default(), HANG);
     let cases: [&[u8]; 9] = [
         b"",

@@ -21,7 +21,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The name that selects this command line (argv[0]'s file name).
+/// The name that selects this command line (the file name of `argv[0]`).
 pub const PROGRAM_NAME: &str = "install_multus";
 
 /// `--dest-dir`'s default.
@@ -247,7 +247,7 @@ pub fn run(argv0: &str, args: &[String], source_dir: &Path, stdout: &mut dyn Wri
     0
 }
 
-/// Whether argv[0] selects this command line.
+/// Whether `argv[0]` selects this command line.
 pub fn invoked_as_go_tool(argv0: &std::ffi::OsStr) -> bool {
     Path::new(argv0).file_name().is_some_and(|n| n == PROGRAM_NAME)
 }

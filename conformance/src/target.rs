@@ -229,6 +229,10 @@ pub fn builtin(type_name: &str) -> Option<Target> {
             tags: vec![Any],
             ..Target::default()
         },
+        // Needs `dhcp daemon` running and a DHCP server on the link: provide both yourself.
+        "dhcp" => {
+            Target { config: Some(base(json!({"ipam": {"type": "dhcp"}}))), tags: vec![Any], ..Target::default() }
+        }
         "loopback" => {
             Target { config: Some(base(json!({}))), tags: vec![Any], ifname: Some("lo".into()), ..Target::default() }
         }

@@ -220,7 +220,7 @@ fn matrix_against_real_plugins() {
     assert_eq!(cell("chained-passthrough", "bridge").outcome, "skip");
     let dummy = &m.columns[col("dummy")];
     assert_eq!(dummy.skip, cases.len(), "dummy cannot run here");
-    let why = cell("add-basic", "dummy").reason;
+    let why = cell("unknown-command", "dummy").reason;
     assert!(why.contains("not installed") || why.contains("lacks link type"), "{why}");
     assert_eq!(
         m.columns[col("fake-cni")].fail,
@@ -243,7 +243,8 @@ fn del_netns_empty_ends_the_same_through_multus_and_bare_bridge() {
         assert!(bin.join(b).is_file(), "{} missing: build the multus-rs binaries first", bin.join(b).display());
     }
     let ids = ["del-netns-empty", "del-netns-empty-host-veth", "del-netns-empty-then-netns-deleted"];
-    let cases = cases(&["del-idempotency"], &ids);
+    let cases: Vec<_> =
+        cases(&["del-idempotency"], &ids).into_iter().filter(|c| ids.contains(&c.id.as_str())).collect();
     assert_eq!(cases.len(), 3);
     for spec in ["plugin:/usr/lib/cni/bridge", "thick"] {
         let mut runner = Runner::new(Target::from_spec(spec).unwrap()).unwrap();

@@ -953,6 +953,15 @@ mod tests {
     }
 
     #[test]
+    fn check_is_sent_from_0_4_0() {
+        for (v, want) in
+            [("0.3.1", false), ("0.3.0", false), ("0.4.0", true), ("1.0.0", true), ("1.1.0", true), ("", false)]
+        {
+            assert_eq!(sends_check(v), want, "{v}");
+        }
+    }
+
+    #[test]
     fn keep_leaves_the_cluster() {
         let l = lines(&kind_plan(&cfg(true)));
         assert!(!l.iter().any(|c| c.contains("kind delete cluster")));

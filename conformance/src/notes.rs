@@ -76,6 +76,23 @@ pub fn multus_rs() -> BTreeMap<String, String> {
         ),
     );
     m.insert(
+        "check-after-del".to_string(),
+        "multus-rs answers CHECK with success when it holds no delegate cache for the container \
+         (crates/multus-daemon/src/commands/check.rs: CacheRead::Missing → Ok), so a CHECK after DEL passes; \
+         the Go daemon's CHECK is a no-op with clusterNetwork (multus-thick.md §6.2) and passes too. \
+         Proposed: fail CHECK (code 999, \"no attachment\") when the cache is missing for an ADDed-then-DELeted \
+         container."
+            .to_string(),
+    );
+    m.insert(
+        "gc-null-list".to_string(),
+        "A daemon defect (found 2026-11-28 on the redesigned commands): \
+         crates/multus-daemon/src/commands/status_gc.rs runtime_valid_attachments deserialises \
+         cni.dev/valid-attachments as a list and answers 400 for JSON null, which libcni sends for a nil Go \
+         slice (no live pods, cni.md §1.4). Proposed: treat null as an empty list."
+            .to_string(),
+    );
+    m.insert(
         "check-without-prevresult".to_string(),
         "A thick plugin keeps its delegates' results: multus-rs CHECKs every delegate with the prevResult from its \
          own result cache, so a runtime's missing prevResult does not fail it (the Go daemon's CHECK is a no-op \

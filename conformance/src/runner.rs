@@ -486,6 +486,16 @@ impl Runner {
         if let Some(t) = &mut self.thick {
             t.finish_case(case, env);
         }
+        // Some plugins (sbr 1.1.1) create an empty file when they lock a netns path that does
+        // not exist, e.g. the case's `/run/netns/<id>-does-not-exist`: names of this case, ours.
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let ours = e.file_name().to_string_lossy().starts_with(&format!("{}-", env.id));
+                if ours && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 
     fn run_steps(&mut self, case: &Case, env: &mut CaseEnv) -> (Outcome, Option<FailureDetail>) {

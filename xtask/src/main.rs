@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image).
+//! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image, fuzz).
 
 mod bench;
 mod conformance;
@@ -6,6 +6,7 @@ mod demo;
 mod e2e;
 mod e2e_container;
 mod fixtures;
+mod fuzz;
 mod harness;
 mod image;
 mod manifests;
@@ -35,6 +36,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Run the CNI conformance harness (conformance/, binary cni-conformance).
     Conformance(conformance::ConformanceArgs),
+    /// Coverage-guided fuzzing of the decoders that take outside bytes (libFuzzer, stable toolchain).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Task::Image(args) => image::run(args),
         Task::Conformance(args) => conformance::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }

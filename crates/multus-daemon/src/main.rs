@@ -16,7 +16,7 @@ use multus::config::DaemonConfig;
 use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, handler, kube, logging};
+use multus_daemon::{confgen, devices, handler, kube, logging};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -112,9 +112,10 @@ async fn run(flags: Flags) -> ExitCode {
     };
     tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
+    let devices = Arc::new(devices::node_devices(&config, client.clone()));
     let kube = kube::KubeContext::start(client, node.as_deref());
 
-    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone())));
+    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone(), devices)));
     let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
     let (listener, socket_path) = match server::bind_socket(&socket_dir) {
         Ok(l) => l,

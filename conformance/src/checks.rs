@@ -21,8 +21,13 @@ pub const KNOWN_CHECKS: &[&str] = &[
     "ipam-holds",
     // saved results `p0..p<count-1>` have pairwise distinct addresses
     "distinct-addresses",
-    // fake-cni delegates recorded calls matching `command`, `count`, `ifname`, `type`, …
+    // fake-cni recorded calls (of the attachment's container) matching `command`, `network`,
+    // `match` {JSON pointer: value}; then `count`, `ifname`, `args_contains`, `runtime_config`,
+    // `expect` {pointer: value | "$present" | "$absent"} on every one, `order` of `order_key`
     "delegate-calls",
+    // the runtime's result cache `<cache_dir>/results/<net>-<cid>-<net_ifname>` exists
+    // (`exists: true`, kind cniCacheV1) or not
+    "result-cache",
     // the pod's annotation `key` exists / contains / is JSON with entries
     "annotation",
     // Multus' delegate cache file `<cniDir>/<cid>` exists (`exists: true`) or not
@@ -64,6 +69,11 @@ fn links(netns: &str) -> Result<Vec<Value>, String> {
 }
 
 pub fn run_check(r: &mut Runner, name: &str, step: &Step, env: &mut CaseEnv) -> StepOutcome {
+    match name {
+        "delegate-calls" => return delegate_calls(r, step, env),
+        "result-cache" => return result_cache(r, step, env),
+        _ => {}
+    }
     let att_name = step.attachment.clone();
     let att = match env.attachments.get(&att_name) {
         Some(a) => a,
@@ -212,21 +222,22 @@ fn check_global(r: &mut Runner, name: &str, step: &Step, env: &mut CaseEnv) -> S
                     None => StepOutcome::Skip("no scratch host netns (not root, or host_netns: false)".into()),
                 };
             };
-            match sys::ip_json(&host.name, &["link", "show"]) {
-                Ok(Value::Array(l)) => {
-                    let veths: Vec<String> = l
-                        .iter()
-                        .filter(|x| x.pointer("/linkinfo/info_kind").and_then(Value::as_str) == Some("veth"))
-                        .filter_map(|x| x.get("ifname").and_then(Value::as_str).map(String::from))
-                        .collect();
-                    if veths.is_empty() {
-                        StepOutcome::Ok
-                    } else {
-                        fail(format!("host-side veth(s) left behind: {veths:?}"))
-                    }
+            if !r.target.prev_plugins.is_empty() {
+                return StepOutcome::Skip("host veths belong to the plugin chained before the target".into());
+            }
+            // A deleted netns is torn down asynchronously by the kernel (its veths with it):
+            // give leftovers a moment to go before calling them leaks.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                let left: Vec<String> =
+                    sys::veths(&host.name).into_iter().filter(|v| !env.host_baseline.contains(v)).collect();
+                if left.is_empty() {
+                    return StepOutcome::Ok;
                 }
-                Ok(_) => StepOutcome::Ok,
-                Err(e) => fail(e),
+                if std::time::Instant::now() > deadline {
+                    return fail(format!("host-side veth(s) left behind: {left:?}"));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
         "ipam-released" => {
@@ -315,7 +326,7 @@ fn parallel(r: &mut Runner, case: &Case, step: &Step, env: &mut CaseEnv) -> Step
     let count = step.with.get("count").and_then(Value::as_u64).unwrap_or(4) as usize;
     let command = with_str(step, "command").unwrap_or_else(|| "ADD".into());
     for i in 0..count {
-        if let Err(e) = env.attachment(&format!("p{i}")) {
+        if let Err(e) = r.ensure_attachment(env, &format!("p{i}")) {
             return fail(e);
         }
     }
@@ -348,16 +359,31 @@ fn parallel(r: &mut Runner, case: &Case, step: &Step, env: &mut CaseEnv) -> Step
         s.save_as = (command == "ADD").then(|| format!("p{i}"));
         jobs.push(s);
     }
-    let runner: &Runner = r;
+    if r.target.kind == crate::target::Kind::Conflist {
+        // The runtime runs in-process: one after the other.
+        let mut problems = Vec::new();
+        for s in &jobs {
+            if let StepOutcome::Fail(why) = r.cni_step(case, s, env, false) {
+                problems.push(format!("{}: {why}", s.attachment));
+            }
+        }
+        return if problems.is_empty() { StepOutcome::Ok } else { fail(format!("§5.29: {}", problems.join(" | "))) };
+    }
     type Prepared = (Vec<u8>, Vec<(String, String)>, Option<String>, Step);
-    let prepared: Vec<Prepared> = jobs
-        .into_iter()
-        .map(|s| {
-            let (stdin, ver, vars) = runner.prepare_invocation(case, &s, env);
-            (stdin, vars, ver, s)
-        })
-        .collect();
-    let plugin = runner.plugin_path();
+    let mut prepared: Vec<Prepared> = Vec::new();
+    for s in jobs {
+        let (mut stdin, ver, vars) = r.prepare_invocation(case, &s, env);
+        // Chained targets: the plugins before them run first, one attachment at a time.
+        if command == "ADD" && r.runs_prelude(&s) {
+            match r.prelude_add(case, &s, env, ver.as_deref()) {
+                Ok(prev) => stdin = crate::runner::with_prev_result(&stdin, prev),
+                Err(e) => return fail(format!("the chain before the target (prev_plugins) failed: {e}")),
+            }
+        }
+        prepared.push((stdin, vars, ver, s));
+    }
+    let runner: &Runner = r;
+    let plugin = runner.exec_path(env);
     let outs: Vec<crate::expect::Observation> = std::thread::scope(|sc| {
         let hs: Vec<_> = prepared
             .iter()
@@ -386,9 +412,182 @@ fn parallel(r: &mut Runner, case: &Case, step: &Step, env: &mut CaseEnv) -> Step
         if command == "DEL" && obs.succeeded() {
             env.added.remove(&s.attachment);
         }
+        if command == "ADD"
+            && obs.succeeded()
+            && let Some(res) = &v.result
+        {
+            env.final_results.insert(s.attachment.clone(), res.clone());
+        }
         if !v.problems.is_empty() {
             problems.push(format!("{}: {}", s.attachment, v.problems.join("; ")));
         }
     }
+    if command == "DEL" {
+        for (_, _, _, s) in &prepared {
+            if env.prelude_added.contains(&s.attachment) {
+                runner.prelude_del(case, s, env);
+            }
+        }
+    }
     if problems.is_empty() { StepOutcome::Ok } else { fail(format!("§5.29: {}", problems.join(" | "))) }
+}
+
+/// Every record of fake-cni's `calls.jsonl` under `{{records}}`, oldest first.
+pub fn recorded_calls(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("calls.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `"$present"`, `"$absent"` or an exact value at a JSON pointer.
+fn pointer_matches(v: &Value, pointer: &str, want: &Value) -> bool {
+    let got = v.pointer(pointer);
+    match want.as_str() {
+        Some("$present") => got.is_some_and(|g| !g.is_null()),
+        Some("$absent") => got.is_none_or(Value::is_null),
+        _ => got == Some(want),
+    }
+}
+
+fn short_call(c: &Value) -> String {
+    let plugin =
+        c.pointer("/stdin/x-plugin").and_then(Value::as_str).map(|p| format!(" plugin {p}")).unwrap_or_default();
+    format!(
+        "{} {} {}{plugin}",
+        c["command"].as_str().unwrap_or(""),
+        c["name"].as_str().unwrap_or(""),
+        c["ifname"].as_str().unwrap_or("")
+    )
+}
+
+fn delegate_calls(r: &Runner, step: &Step, env: &CaseEnv) -> StepOutcome {
+    let w = |k: &str| step.with.get(k).cloned();
+    let ws = |k: &str| step.with.get(k).and_then(Value::as_str).map(|s| r.render(env, s));
+    let Some(att) = env.attachments.get(&step.attachment) else { return fail("no attachment") };
+    let Some(dir) = r.var(env, "records").and_then(|v| v.as_str().map(String::from)) else {
+        return StepOutcome::Skip("target records no calls".into());
+    };
+    let all = recorded_calls(Path::new(&dir));
+    let command = ws("command");
+    let filters: Vec<(String, Value)> = w("match")
+        .and_then(|m| m.as_object().cloned())
+        .map(|m| m.into_iter().map(|(k, v)| (k, r.render_json(env, &v))).collect())
+        .unwrap_or_default();
+    let calls: Vec<&Value> = all
+        .iter()
+        .filter(|c| {
+            let cid = c.get("containerId").and_then(Value::as_str);
+            cid == Some(&att.cid) || (cid == Some("") && command.as_deref().is_some_and(|x| x == "GC" || x == "STATUS"))
+        })
+        .filter(|c| command.as_ref().is_none_or(|x| c.get("command").and_then(Value::as_str) == Some(x)))
+        .filter(|c| ws("network").is_none_or(|x| c.get("name").and_then(Value::as_str) == Some(&x)))
+        .filter(|c| filters.iter().all(|(p, v)| pointer_matches(c, p, v)))
+        .collect();
+    let seen = || -> Vec<String> {
+        all.iter().filter(|c| c.get("containerId").and_then(Value::as_str) == Some(&att.cid)).map(short_call).collect()
+    };
+    if let Some(n) = w("count").and_then(|v| v.as_u64())
+        && calls.len() as u64 != n
+    {
+        return fail(format!(
+            "expected {n} matching call(s), saw {} (all calls of this container: {:?})",
+            calls.len(),
+            seen()
+        ));
+    }
+    if let Some(ifname) = ws("ifname")
+        && let Some(c) = calls.iter().find(|c| c.get("ifname").and_then(Value::as_str) != Some(&ifname))
+    {
+        return fail(format!("plugin got CNI_IFNAME {:?}, expected {ifname:?}", c.get("ifname")));
+    }
+    for needle in step.with.get("args_contains").and_then(Value::as_array).cloned().unwrap_or_default() {
+        let needle = r.render(env, needle.as_str().unwrap_or_default());
+        if let Some(c) =
+            calls.iter().find(|c| !c.get("args").and_then(Value::as_str).unwrap_or_default().contains(&needle))
+        {
+            return fail(format!("CNI_ARGS {:?} lacks {needle:?}", c.get("args")));
+        }
+    }
+    if let Some(rc) = w("runtime_config") {
+        let rc = r.render_json(env, &rc);
+        for c in &calls {
+            let got = c.pointer("/stdin/runtimeConfig").cloned().unwrap_or(Value::Null);
+            let mut merged = got.clone();
+            crate::target::merge_patch(&mut merged, &rc);
+            if merged != got {
+                return fail(format!("runtimeConfig {got} does not contain {rc}"));
+            }
+        }
+    }
+    if let Some(Value::Object(expect)) = w("expect") {
+        if calls.is_empty() {
+            return fail(format!(
+                "no matching call to hold {} (calls of this container: {:?})",
+                Value::Object(expect),
+                seen()
+            ));
+        }
+        for (pointer, want) in expect {
+            let want = r.render_json(env, &want);
+            if let Some(c) = calls.iter().find(|c| !pointer_matches(c, &pointer, &want)) {
+                return fail(format!(
+                    "{}: {pointer} is {}, expected {want}",
+                    short_call(c),
+                    c.pointer(&pointer).map_or_else(|| "absent".to_string(), Value::to_string)
+                ));
+            }
+        }
+    }
+    if let Some(Value::Array(order)) = w("order") {
+        let key = ws("order_key").unwrap_or_else(|| "/stdin/x-plugin".into());
+        let got: Vec<Value> = calls.iter().map(|c| c.pointer(&key).cloned().unwrap_or(Value::Null)).collect();
+        if got != order {
+            return fail(format!("calls in order {got:?} ({key}), expected {order:?}"));
+        }
+    }
+    StepOutcome::Ok
+}
+
+/// cni.md §5.59: libcni's result cache file of the case's network and attachment.
+fn result_cache(r: &Runner, step: &Step, env: &CaseEnv) -> StepOutcome {
+    let v = |k: &str| r.var(env, k).and_then(|v| v.as_str().map(String::from));
+    let (Some(dir), Some(cid), Some(ifname)) = (v("cache_dir"), v("cid"), v("net_ifname")) else {
+        return StepOutcome::Skip("target keeps no result cache the harness knows of".into());
+    };
+    let net = step
+        .with
+        .get("network")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("net-{}", env.id), |n| r.render(env, n));
+    let path = Path::new(&dir).join("results").join(format!("{net}-{cid}-{ifname}"));
+    let want = step.with.get("exists").and_then(Value::as_bool).unwrap_or(true);
+    match (std::fs::read(&path), want) {
+        (Err(_), false) => StepOutcome::Ok,
+        (Err(e), true) => fail(format!("§5.59: no result cache {}: {e}", path.display())),
+        (Ok(_), false) => fail(format!("§5.59: result cache {} is still there", path.display())),
+        (Ok(bytes), true) => {
+            let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut problems = Vec::new();
+            if parsed.get("kind").and_then(Value::as_str) != Some("cniCacheV1") {
+                problems.push(format!("kind is {:?}, expected cniCacheV1", parsed.get("kind")));
+            }
+            for (key, want) in
+                [("containerId", cid.as_str()), ("ifName", ifname.as_str()), ("networkName", net.as_str())]
+            {
+                if parsed.get(key).and_then(Value::as_str) != Some(want) {
+                    problems.push(format!("{key} is {:?}, expected {want:?}", parsed.get(key)));
+                }
+            }
+            if parsed.get("result").is_none_or(Value::is_null) {
+                problems.push("no result".into());
+            }
+            if problems.is_empty() {
+                StepOutcome::Ok
+            } else {
+                fail(format!("§5.59: {}: {}", path.display(), problems.join("; ")))
+            }
+        }
+    }
 }

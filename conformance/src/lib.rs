@@ -7,7 +7,9 @@
 
 pub mod checks;
 pub mod diff;
+pub mod embedded;
 pub mod expect;
+pub mod matrix;
 pub mod model;
 pub mod normalize;
 pub mod notes;

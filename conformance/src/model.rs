@@ -16,6 +16,7 @@ pub const GROUPS: &[&str] = &[
     "check",
     "status-gc",
     "chaining",
+    "runtime",
     "multus-selection",
     "multus-status-annotation",
     "multus-failures",
@@ -62,6 +63,11 @@ pub enum Applies {
     Meta,
     /// Thick plugins: a shim talking to a daemon (T).
     Thick,
+    /// Targets that run a network the case defines (`setup.network`) with libcni semantics:
+    /// a runtime (the harness's own, `kind: conflist`) or a meta plugin (through a NAD).
+    Network,
+    /// Runtime-side cases (R): the harness acting as a libcni-like runtime.
+    Runtime,
 }
 
 impl Applies {
@@ -73,6 +79,8 @@ impl Applies {
             Applies::Chained => "chained",
             Applies::Meta => "meta",
             Applies::Thick => "thick",
+            Applies::Network => "network",
+            Applies::Runtime => "runtime",
         }
     }
 }
@@ -95,6 +103,9 @@ pub enum Require {
     ApiServer,
     /// The target records delegate calls (fake-cni delegates), so calls can be inspected.
     DelegateRecords,
+    /// The target declares plugins it runs after (`prev_plugins`): a chained plugin the
+    /// harness can feed a real `prevResult`.
+    Chain,
 }
 
 /// One case file: a list of cases of one group.
@@ -152,6 +163,22 @@ pub struct Setup {
     /// NetworkAttachmentDefinitions to create.
     #[serde(default)]
     pub nads: Vec<NadSpec>,
+    /// A network the target runs with libcni semantics (cases tagged `network`/`runtime`): a
+    /// `kind: conflist` target runs it itself; a thick target gets it as a NAD named `{{net}}`
+    /// that the pod's selection annotation names (with the capability arguments as fields).
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
+}
+
+/// A network a case defines (see [`Setup::network`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The configuration list (templated): `cniVersion`, `name` (use `{{net}}`), `plugins`, …
+    pub config: Value,
+    /// Capability arguments the runtime supplies (`portMappings`, `bandwidth`, `ips`, `mac`, …).
+    #[serde(default)]
+    pub capability_args: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -337,30 +364,31 @@ pub fn parse_case_file(text: &str, path: &Path, group: &str) -> Result<Vec<Case>
 /// Load every `*.yaml` under `<dir>/<group>/`, sorted by group order, file name, then position.
 pub fn load_dir(dir: &Path) -> Result<Vec<Case>, LoadError> {
     let io = |p: &Path, e: std::io::Error| LoadError::Io { path: p.to_path_buf(), msg: e.to_string() };
-    let mut groups: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| io(dir, e))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    groups.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        (GROUPS.iter().position(|g| *g == name).unwrap_or(usize::MAX), name)
+    let mut files = Vec::new();
+    let groups = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
+    for gdir in groups.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
+        let group = gdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for f in std::fs::read_dir(&gdir).map_err(|e| io(&gdir, e))?.filter_map(Result::ok).map(|e| e.path()) {
+            if f.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                let text = std::fs::read_to_string(&f).map_err(|e| io(&f, e))?;
+                files.push((group.clone(), f, text));
+            }
+        }
+    }
+    load_texts(files)
+}
+
+/// Parse case files given as `(group, path, text)`: sorted by group order, then path, then
+/// position in the file; ids must be unique.
+pub fn load_texts(files: impl IntoIterator<Item = (String, PathBuf, String)>) -> Result<Vec<Case>, LoadError> {
+    let mut files: Vec<(String, PathBuf, String)> = files.into_iter().collect();
+    files.sort_by(|a, b| {
+        let pos = |g: &str| GROUPS.iter().position(|x| *x == g).unwrap_or(usize::MAX);
+        (pos(&a.0), &a.0, &a.1).cmp(&(pos(&b.0), &b.0, &b.1))
     });
     let mut all = Vec::new();
-    for gdir in groups {
-        let group = gdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&gdir)
-            .map_err(|e| io(&gdir, e))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| io(&f, e))?;
-            all.extend(parse_case_file(&text, &f, &group)?);
-        }
+    for (group, path, text) in &files {
+        all.extend(parse_case_file(text, path, group)?);
     }
     let mut seen = std::collections::BTreeSet::new();
     for c in &all {

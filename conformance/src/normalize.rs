@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 static MAC: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b([0-9a-f]{2}:){5}[0-9a-f]{2}\b").unwrap());
 static VETH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bveth[0-9a-f]{8}\b").unwrap());
 static RUN_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bcc[0-9]+x[0-9]+[a-z0-9-]*").unwrap());
+static TMP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"/tmp/cniconf-[A-Za-z0-9_-]+").unwrap());
 
 /// Literal strings of one run to replace by placeholders (longest first).
 #[derive(Debug, Clone, Default)]
@@ -42,6 +43,7 @@ impl Placeholders {
 /// Normalise free text (stderr, messages).
 pub fn text(s: &str, ph: &Placeholders) -> String {
     let s = ph.apply(s);
+    let s = TMP.replace_all(&s, "<tmp>");
     let s = MAC.replace_all(&s, "<mac>");
     let s = VETH.replace_all(&s, "<veth>");
     RUN_ID.replace_all(&s, "<id>").into_owned()

@@ -79,6 +79,40 @@ pub struct CaseResult {
     pub steps: Vec<StepRecord>,
     #[serde(default)]
     pub duration_ms: u64,
+    /// For a failure: which step broke which expectation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureDetail>,
+}
+
+/// The first step of a case that broke its expectation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureDetail {
+    /// 1-based number of the step in the case file.
+    pub step: usize,
+    /// `ADD main`, `check no-host-veth`, …
+    pub label: String,
+    /// What the step expected, in words.
+    pub expected: String,
+    /// What was observed instead.
+    pub observed: String,
+}
+
+impl CaseResult {
+    /// A result that ran no step (skipped, or the target never started).
+    pub fn new(case: &crate::model::Case, outcome: Outcome) -> CaseResult {
+        CaseResult {
+            group: case.group.clone(),
+            id: case.id.clone(),
+            title: case.title.clone(),
+            assertions: crate::model::assertion_labels(case),
+            strength: case.strength,
+            outcome,
+            explain: case.explain.clone(),
+            steps: Vec::new(),
+            duration_ms: 0,
+            failure: None,
+        }
+    }
 }
 
 /// What was tested.
@@ -228,6 +262,16 @@ impl Report {
                     Outcome::Pass => {}
                     Outcome::Fail { reason } => {
                         let mut body = String::new();
+                        let mut kind = "failure".to_string();
+                        if let Some(f) = &c.failure {
+                            kind = format!("step {}: {}", f.step, f.label);
+                            let _ = writeln!(
+                                body,
+                                "step {}: {}\nexpected: {}\nobserved: {}\n",
+                                f.step, f.label, f.expected, f.observed
+                            );
+                        }
+                        let _ = writeln!(body, "steps:");
                         for st in &c.steps {
                             let _ = writeln!(
                                 body,
@@ -235,8 +279,13 @@ impl Report {
                                 st.label, st.exit, st.stdout, st.stderr
                             );
                         }
-                        let _ =
-                            write!(s, "\n      <failure message=\"{}\">{}</failure>\n    ", xml(reason), xml(&body));
+                        let _ = write!(
+                            s,
+                            "\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    ",
+                            xml(reason),
+                            xml(&kind),
+                            xml(&body)
+                        );
                     }
                     Outcome::Skipped { reason } => {
                         let _ = write!(s, "\n      <skipped message=\"{}\"/>\n    ", xml(reason));

@@ -141,6 +141,61 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = self.delete();
+        // A plugin that opens or locks a deleted netns path with O_CREAT (sbr 1.1.1 does)
+        // leaves an empty regular file under that name: ours, so remove it.
+        let path = self.path();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Whether the kernel can create links of `kind` (`veth`, `macvlan`, `ipvlan`, `vlan`,
+/// `vrf`, `dummy`, `bridge`, `tuntap`, …): tried once in a scratch netns, remembered.
+pub fn link_kind_supported(kind: &str) -> Result<(), String> {
+    static SEEN: std::sync::Mutex<Vec<(String, Result<(), String>)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = seen.iter().find(|(k, _)| k == kind) {
+        return r.clone();
+    }
+    let r = probe_link_kind(kind);
+    seen.push((kind.to_string(), r.clone()));
+    r
+}
+
+fn probe_link_kind(kind: &str) -> Result<(), String> {
+    let ns = Netns::create(&unique("cck"))?;
+    let n = ns.name.as_str();
+    let add = |args: &[&str]| {
+        let mut a = vec!["-n", n];
+        a.extend_from_slice(args);
+        cmd("ip", &a).map(|_| ())
+    };
+    match kind {
+        "tuntap" | "tap" => add(&["tuntap", "add", "mode", "tap", "name", "probe0"]),
+        "veth" => add(&["link", "add", "probe0", "type", "veth", "peer", "name", "probe1"]),
+        "macvlan" | "ipvlan" | "macvtap" | "ipvtap" | "vlan" => {
+            add(&["link", "add", "probe0", "type", "veth", "peer", "name", "probe1"])?;
+            let mut args = vec!["link", "add", "probe2", "link", "probe0", "type", kind];
+            if kind == "vlan" {
+                args.extend(["id", "5"]);
+            }
+            add(&args)
+        }
+        "vrf" => add(&["link", "add", "probe0", "type", "vrf", "table", "10"]),
+        other => add(&["link", "add", "probe0", "type", other]),
+    }
+}
+
+/// Names of the veth links in netns `ns` (empty when it cannot be listed).
+pub fn veths(ns: &str) -> Vec<String> {
+    match ip_json(ns, &["link", "show"]) {
+        Ok(Value::Array(l)) => l
+            .iter()
+            .filter(|x| x.pointer("/linkinfo/info_kind").and_then(Value::as_str) == Some("veth"))
+            .filter_map(|x| x.get("ifname").and_then(Value::as_str).map(String::from))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

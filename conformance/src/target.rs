@@ -15,8 +15,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// One plugin binary, executed directly for every CNI step.
     #[default]
     Plugin,
+    /// A configuration list run by the harness acting as a libcni-like runtime (crate `cni`):
+    /// plugins in order with `prevResult` threading and capability filtering, DEL in reverse,
+    /// a result cache.
+    Conflist,
+    /// A thick plugin: a shim talking to a daemon, with an API server.
     Thick,
 }
 
@@ -31,16 +37,18 @@ pub struct Target {
     /// The plugin binary (plugin targets) — the shim for thick targets lives in `thick.shim`.
     #[serde(default)]
     pub plugin: Option<PathBuf>,
-    /// Directories for `CNI_PATH` (delegates such as host-local). Default: the plugin's dir.
+    /// Directories for `CNI_PATH` (delegates such as host-local). Default: the plugin's dir
+    /// (conflist targets: `/usr/lib/cni` and the directory of `fake-cni`).
     #[serde(default)]
     pub cni_path: Vec<PathBuf>,
     /// Run the plugin inside a per-case scratch "host" network namespace (default: when root).
     #[serde(default)]
     pub host_netns: Option<bool>,
-    /// Which case families apply (any, interface, ipam, chained, meta, thick).
+    /// Which case families apply (any, interface, ipam, chained, meta, thick, network, runtime).
     #[serde(default)]
     pub tags: Vec<Applies>,
-    /// Config template (`{{version}}`, `{{net}}`, `{{type}}`, `{{tmp}}`, `{{short}}` …).
+    /// Config template (`{{version}}`, `{{net}}`, `{{type}}`, `{{tmp}}`, `{{short}}` …); a
+    /// configuration list for conflist targets.
     #[serde(default)]
     pub config: Option<Value>,
     /// Extra environment for every invocation (templated).
@@ -56,6 +64,26 @@ pub struct Target {
     /// Config version for cases that do not choose one (default: highest supported ≤ 1.1.0).
     #[serde(default)]
     pub default_version: Option<String>,
+    /// `CNI_IFNAME` of every attachment (default `eth0`; `lo` for loopback).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// `ip` commands (argument lists, templated) run in the scratch host netns when a case
+    /// starts, e.g. a master link for macvlan.
+    #[serde(default)]
+    pub host_setup: Vec<Vec<String>>,
+    /// `ip` commands run in the scratch host netns for every attachment of a case
+    /// (`{{slot}}` is the attachment's number), e.g. the device host-device moves.
+    #[serde(default)]
+    pub attachment_setup: Vec<Vec<String>>,
+    /// Chained plugins: plugin objects that run before the target in the same list (libcni
+    /// order and `prevResult` threading), so that an ADD without an explicit `prevResult`
+    /// gets theirs; their DEL follows the target's. They run in the scratch host netns too.
+    #[serde(default)]
+    pub prev_plugins: Vec<Value>,
+    /// Kernel link types the plugin needs (`ipvlan`, `vlan`, `vrf`, `dummy`, `macvlan`, …):
+    /// probed once; when one is missing every case is skipped with that reason.
+    #[serde(default)]
+    pub link_kinds: Vec<String>,
     /// Explanations of expected failures, by case id, printed in reports (never suppressing).
     #[serde(default)]
     pub notes: BTreeMap<String, String>,
@@ -100,13 +128,23 @@ pub fn cargo_bin_dir() -> PathBuf {
     on_path.unwrap_or(workspace)
 }
 
-fn host_local(tmp_key: &str) -> Value {
-    json!({"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": format!("{{{{{tmp_key}}}}}/ipam")})
+fn host_local(subnet: &str) -> Value {
+    json!({"type": "host-local", "subnet": subnet, "dataDir": "{{tmp}}/ipam"})
 }
 
-/// Built-in config templates by plugin file name.
-pub fn builtin_template(type_name: &str) -> Option<(Value, Vec<Applies>, Option<String>)> {
-    let ipam_dir = Some("{{tmp}}/ipam".to_string());
+fn ip_args(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The plugin every chained built-in target runs after: ptp with host-local, which creates
+/// the container interface and its address.
+fn ptp_prelude() -> Value {
+    json!({"type": "ptp", "ipMasq": false, "ipam": host_local("10.98.0.0/24")})
+}
+
+/// Built-in targets by plugin file name: config template, tags and the scaffolding the
+/// plugin needs (master links, devices, a plugin to chain after). `None` for unknown names.
+pub fn builtin(type_name: &str) -> Option<Target> {
     let base = |extra: Value| {
         let mut v = json!({"cniVersion": "{{version}}", "name": "{{net}}", "type": "{{type}}"});
         if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
@@ -114,26 +152,131 @@ pub fn builtin_template(type_name: &str) -> Option<(Value, Vec<Applies>, Option<
         }
         v
     };
-    Some(match type_name {
-        "bridge" => (
-            base(json!({"bridge": "cb{{short}}", "isGateway": true, "ipMasq": false, "ipam": host_local("tmp")})),
-            vec![Applies::Any, Applies::Interface, Applies::Ipam],
+    use Applies::{Any, Chained, Interface, Ipam};
+    let interface_ipam = vec![Any, Interface, Ipam];
+    let ipam_dir = Some("{{tmp}}/ipam".to_string());
+    // A veth pair in the scratch host netns: `cm0` is the master of macvlan/ipvlan/vlan links.
+    let master = vec![
+        ip_args(&["link", "add", "cm0", "type", "veth", "peer", "name", "cm1"]),
+        ip_args(&["link", "set", "cm0", "up"]),
+        ip_args(&["link", "set", "cm1", "up"]),
+    ];
+    let chained = |extra: Value| Target {
+        config: Some(base(extra)),
+        tags: vec![Any, Chained],
+        prev_plugins: vec![ptp_prelude()],
+        ..Target::default()
+    };
+    let t = match type_name {
+        "bridge" => Target {
+            config: Some(base(
+                json!({"bridge": "cb{{short}}", "isGateway": true, "ipMasq": false, "ipam": host_local("10.99.0.0/24")}),
+            )),
+            tags: interface_ipam,
             ipam_dir,
-        ),
-        "ptp" => (
-            base(json!({"ipMasq": false, "ipam": host_local("tmp")})),
-            vec![Applies::Any, Applies::Interface, Applies::Ipam],
+            link_kinds: vec!["bridge".into(), "veth".into()],
+            ..Target::default()
+        },
+        "ptp" => Target {
+            config: Some(base(json!({"ipMasq": false, "ipam": host_local("10.99.0.0/24")}))),
+            tags: interface_ipam,
             ipam_dir,
-        ),
-        "host-local" => (
-            base(json!({"ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": "{{tmp}}/ipam"}})),
-            vec![Applies::Any, Applies::Ipam],
+            link_kinds: vec!["veth".into()],
+            ..Target::default()
+        },
+        "macvlan" | "ipvlan" | "vlan" => {
+            let extra = match type_name {
+                "macvlan" => json!({"master": "cm0", "mode": "bridge", "ipam": host_local("10.99.0.0/24")}),
+                "ipvlan" => json!({"master": "cm0", "mode": "l2", "ipam": host_local("10.99.0.0/24")}),
+                _ => json!({"master": "cm0", "vlanId": 100, "ipam": host_local("10.99.0.0/24")}),
+            };
+            Target {
+                config: Some(base(extra)),
+                tags: interface_ipam,
+                ipam_dir,
+                host_setup: master,
+                link_kinds: vec!["veth".into(), type_name.into()],
+                ..Target::default()
+            }
+        }
+        "host-device" => Target {
+            config: Some(base(json!({"device": "hd{{short}}{{slot}}", "ipam": host_local("10.99.0.0/24")}))),
+            tags: interface_ipam,
             ipam_dir,
-        ),
-        "tuning" => (base(json!({"sysctl": {}})), vec![Applies::Any, Applies::Chained], None),
-        "fake-cni" => (base(json!({"fake": {"recordDir": "{{tmp}}/calls"}})), vec![Applies::Any], None),
+            attachment_setup: vec![ip_args(&[
+                "link",
+                "add",
+                "hd{{short}}{{slot}}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "hp{{short}}{{slot}}",
+            ])],
+            link_kinds: vec!["veth".into()],
+            ..Target::default()
+        },
+        "host-local" => Target {
+            config: Some(base(json!({"ipam": host_local("10.99.0.0/24")}))),
+            tags: vec![Any, Ipam],
+            ipam_dir,
+            ..Target::default()
+        },
+        "static" => Target {
+            config: Some(base(
+                json!({"ipam": {"type": "static", "addresses": [{"address": "10.99.0.5/24", "gateway": "10.99.0.1"}], "routes": [{"dst": "0.0.0.0/0"}]}}),
+            )),
+            tags: vec![Any],
+            ..Target::default()
+        },
+        // Needs `dhcp daemon` running and a DHCP server on the link: provide both yourself.
+        "dhcp" => {
+            Target { config: Some(base(json!({"ipam": {"type": "dhcp"}}))), tags: vec![Any], ..Target::default() }
+        }
+        "loopback" => {
+            Target { config: Some(base(json!({}))), tags: vec![Any], ifname: Some("lo".into()), ..Target::default() }
+        }
+        "tuning" => chained(json!({"sysctl": {}})),
+        "portmap" => chained(json!({"capabilities": {"portMappings": true}, "snat": true})),
+        // Ingress only: egress adds an ifb interface to the result, so passthrough would not apply.
+        "bandwidth" => chained(json!({"ingressRate": 1_000_000, "ingressBurst": 100_000})),
+        "firewall" => chained(json!({"backend": "iptables"})),
+        "sbr" => chained(json!({})),
+        "vrf" => Target { link_kinds: vec!["vrf".into()], ..chained(json!({"vrfname": "ccvrf0"})) },
+        "tap" => Target {
+            config: Some(base(json!({"ipam": host_local("10.99.0.0/24")}))),
+            tags: interface_ipam,
+            ipam_dir,
+            link_kinds: vec!["tuntap".into()],
+            ..Target::default()
+        },
+        "dummy" => Target {
+            config: Some(base(json!({"ipam": host_local("10.99.0.0/24")}))),
+            tags: interface_ipam,
+            ipam_dir,
+            link_kinds: vec!["dummy".into()],
+            ..Target::default()
+        },
+        "fake-cni" => Target {
+            config: Some(base(json!({"fake": {"recordDir": "{{tmp}}/calls"}}))),
+            tags: vec![Any],
+            ..Target::default()
+        },
         _ => return None,
-    })
+    };
+    Some(t)
+}
+
+/// The harness's own runtime (`--target runtime`): a conflist target for the cases that define
+/// their network (`network`, `runtime` tags), with `fake-cni` plugins.
+pub fn runtime_target() -> Target {
+    Target {
+        kind: Kind::Conflist,
+        name: Some("cni-conformance runtime (libcni semantics)".into()),
+        host_netns: Some(false),
+        tags: vec![Applies::Network, Applies::Runtime],
+        ..Target::default()
+    }
 }
 
 impl Target {
@@ -141,6 +284,8 @@ impl Target {
     pub fn from_spec(spec: &str) -> anyhow::Result<Target> {
         let mut t = if spec == "thick" {
             Target { kind: Kind::Thick, thick: Some(crate::thick::ThickSpec::multus_rs()), ..Target::default() }
+        } else if spec == "runtime" {
+            runtime_target()
         } else if let Some(path) = spec.strip_prefix("plugin:") {
             let (path, file) = match path.split_once(',') {
                 Some((p, f)) => (p, Some(f)),
@@ -160,11 +305,15 @@ impl Target {
                 t.thick = Some(crate::thick::ThickSpec::multus_rs());
             }
             t
-        } else if Path::new(spec).is_file() {
+        } else if let Some(file) = spec.strip_prefix("conflist:") {
+            let mut t = Self::from_file(Path::new(file))?;
+            t.kind = Kind::Conflist;
+            t
+        } else if Path::new(spec).is_file() || crate::embedded::target_file(spec).is_some() {
             Self::from_file(Path::new(spec))?
         } else {
             anyhow::bail!(
-                "unknown target {spec:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml> or a target file"
+                "unknown target {spec:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml>, runtime, conflist:<file.yaml> or a target file"
             );
         };
         t.spec = spec.to_string();
@@ -172,23 +321,58 @@ impl Target {
         Ok(t)
     }
 
+    /// A target file; a name that is not a file but one of the shipped `targets/*.yaml`
+    /// (`fake-cni.yaml`, `targets/go-multus-thick.yaml`) reads the embedded copy.
     pub fn from_file(path: &Path) -> anyhow::Result<Target> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let t: Target = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(t)
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => match crate::embedded::target_file(&path.to_string_lossy()) {
+                Some(t) if !path.exists() => t.to_string(),
+                _ => anyhow::bail!("{}: {e}", path.display()),
+            },
+        };
+        Self::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn from_yaml(text: &str) -> anyhow::Result<Target> {
+        Ok(serde_saphyr::from_str(text)?)
     }
 
     /// Fill defaults: template by plugin name, tags, CNI_PATH.
     pub fn complete(&mut self) -> anyhow::Result<()> {
-        if self.kind == Kind::Thick {
-            let th = self.thick.get_or_insert_with(crate::thick::ThickSpec::multus_rs);
-            if self.name.is_none() {
-                self.name = Some(th.name.clone());
+        match self.kind {
+            Kind::Thick => {
+                let th = self.thick.get_or_insert_with(crate::thick::ThickSpec::multus_rs);
+                if self.name.is_none() {
+                    self.name = Some(th.name.clone());
+                }
+                if self.tags.is_empty() {
+                    self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick, Applies::Network];
+                }
+                if th.name == "multus-rs" {
+                    for (k, v) in crate::notes::multus_rs() {
+                        self.notes.entry(k).or_insert(v);
+                    }
+                }
+                return Ok(());
             }
-            if self.tags.is_empty() {
-                self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick];
+            Kind::Conflist => {
+                if self.name.is_none() {
+                    let net = self.config.as_ref().and_then(|c| c.get("name")).and_then(Value::as_str);
+                    self.name = Some(net.map_or_else(|| "conflist".to_string(), |n| format!("conflist {n}")));
+                }
+                if self.tags.is_empty() {
+                    self.tags = vec![Applies::Network, Applies::Runtime];
+                    if self.config.is_some() {
+                        self.tags.insert(0, Applies::Any);
+                    }
+                }
+                if self.cni_path.is_empty() {
+                    self.cni_path = vec![PathBuf::from("/usr/lib/cni"), cargo_bin_dir()];
+                }
+                return Ok(());
             }
-            return Ok(());
+            Kind::Plugin => {}
         }
         let plugin = self.plugin.clone().ok_or_else(|| anyhow::anyhow!("plugin target without `plugin`"))?;
         let type_name = plugin.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
@@ -196,19 +380,34 @@ impl Target {
             self.name = Some(type_name.clone());
         }
         if self.config.is_none() || self.tags.is_empty() {
-            let Some((tmpl, tags, ipam)) = builtin_template(&type_name) else {
+            let Some(b) = builtin(&type_name) else {
                 anyhow::bail!(
                     "no built-in config template for plugin {type_name:?}: give a target file with `config:` and `tags:`"
                 );
             };
             if self.config.is_none() {
-                self.config = Some(tmpl);
+                self.config = b.config;
                 if self.ipam_dir.is_none() {
-                    self.ipam_dir = ipam;
+                    self.ipam_dir = b.ipam_dir;
+                }
+                if self.host_setup.is_empty() {
+                    self.host_setup = b.host_setup;
+                }
+                if self.attachment_setup.is_empty() {
+                    self.attachment_setup = b.attachment_setup;
+                }
+                if self.prev_plugins.is_empty() {
+                    self.prev_plugins = b.prev_plugins;
+                }
+                if self.ifname.is_none() {
+                    self.ifname = b.ifname;
+                }
+                if self.link_kinds.is_empty() {
+                    self.link_kinds = b.link_kinds;
                 }
             }
             if self.tags.is_empty() {
-                self.tags = tags;
+                self.tags = b.tags;
             }
         }
         if self.cni_path.is_empty()
@@ -216,14 +415,16 @@ impl Target {
         {
             self.cni_path.push(dir.to_path_buf());
         }
-        if self.notes.is_empty() {
-            self.notes = crate::notes::builtin(&type_name);
+        for (k, v) in crate::notes::builtin(&type_name) {
+            self.notes.entry(k).or_insert(v);
         }
         Ok(())
     }
 
+    /// Whether cases of this family apply. Every plugin and thick target takes `any` cases; a
+    /// conflist target only when its tags say so (the harness's runtime is not a plugin).
     pub fn has(&self, a: Applies) -> bool {
-        a == Applies::Any || self.tags.contains(&a)
+        (a == Applies::Any && self.kind != Kind::Conflist) || self.tags.contains(&a)
     }
 
     /// The plugin `type` (file name of the binary).

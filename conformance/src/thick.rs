@@ -427,6 +427,9 @@ impl ThickRt {
         match key {
             "pod_namespace" => Some(Value::String(env.id.clone())),
             "ipam_dir" if self.bridge => Some(Value::String(self.vars["ipam"].clone())),
+            // Multus keeps libcni's result cache under its cniDir; a case network is net1.
+            "cache_dir" => Some(Value::String(self.vars["cni_dir"].clone())),
+            "net_ifname" => Some(Value::String("net1".into())),
             k => self.vars.get(k).map(|v| Value::String(v.clone())),
         }
     }
@@ -515,26 +518,37 @@ impl ThickRt {
     }
 
     fn host_veths(&self) -> Vec<String> {
-        let Some(h) = &self.host else { return Vec::new() };
-        match sys::ip_json(&h.name, &["link", "show"]) {
-            Ok(Value::Array(l)) => l
-                .iter()
-                .filter(|x| x.pointer("/linkinfo/info_kind").and_then(Value::as_str) == Some("veth"))
-                .filter_map(|x| x.get("ifname").and_then(Value::as_str).map(String::from))
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.host.as_ref().map(|h| sys::veths(&h.name)).unwrap_or_default()
     }
 
-    pub fn prepare_case(&mut self, case: &Case, env: &mut CaseEnv) -> Result<(), String> {
+    /// Seed the case's objects. `network` (rendered config and capability arguments) becomes a
+    /// NAD named like the network, selected by every default pod's annotation with the
+    /// capability arguments as selection fields (`portMappings`, `bandwidth`, `ips`, `mac`, …).
+    pub fn prepare_case(
+        &mut self,
+        case: &Case,
+        env: &mut CaseEnv,
+        network: Option<&(Value, Value)>,
+    ) -> Result<(), String> {
         self.veths_before = self.host_veths();
         let mut items: Vec<Value> = case.setup.nads.iter().map(|n| self.nad_object(env, n)).collect();
+        let mut default_annotations = BTreeMap::new();
+        if let Some((config, caps)) = network {
+            let name = config.get("name").and_then(Value::as_str).unwrap_or("net").to_lowercase();
+            items.push(json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": name, "namespace": env.id}, "spec": {"config": config.to_string()}}));
+            let mut selection = json!({"name": name});
+            if let (Some(m), Value::Object(c)) = (selection.as_object_mut(), caps) {
+                m.extend(c.clone());
+            }
+            default_annotations.insert("k8s.v1.cni.cncf.io/networks".to_string(), json!([selection]).to_string());
+        }
         let pods: Vec<PodSpec> = match &case.setup.pods {
             Some(p) => p.clone(),
             None => env
                 .attachments
                 .keys()
-                .map(|a| PodSpec { attachment: a.clone(), namespace: None, annotations: BTreeMap::new() })
+                .map(|a| PodSpec { attachment: a.clone(), namespace: None, annotations: default_annotations.clone() })
                 .collect(),
         };
         for p in &pods {
@@ -556,80 +570,11 @@ impl ThickRt {
         }
     }
 
-    fn calls(&self) -> Vec<Value> {
-        let path = Path::new(&self.vars["records"]).join("calls.jsonl");
-        std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
     pub fn check(&self, name: &str, step: &Step, env: &CaseEnv, r: &Runner) -> StepOutcome {
         let w = |k: &str| step.with.get(k).cloned();
         let ws = |k: &str| step.with.get(k).and_then(Value::as_str).map(|s| r.render(env, s));
         let att = env.attachments.get(&step.attachment);
         match name {
-            "delegate-calls" => {
-                let Some(att) = att else { return StepOutcome::Fail("no attachment".into()) };
-                let calls: Vec<Value> = self
-                    .calls()
-                    .into_iter()
-                    .filter(|c| {
-                        c.get("containerId").and_then(Value::as_str) == Some(&att.cid)
-                            || (c.get("containerId").and_then(Value::as_str) == Some("")
-                                && ws("command").is_some_and(|x| x == "GC" || x == "STATUS"))
-                    })
-                    .filter(|c| ws("command").is_none_or(|x| c.get("command").and_then(Value::as_str) == Some(&x)))
-                    .filter(|c| ws("network").is_none_or(|x| c.get("name").and_then(Value::as_str) == Some(&x)))
-                    .collect();
-                if let Some(n) = w("count").and_then(|v| v.as_u64())
-                    && calls.len() as u64 != n
-                {
-                    let seen: Vec<String> = self
-                        .calls()
-                        .iter()
-                        .filter(|c| c.get("containerId").and_then(Value::as_str) == Some(&att.cid))
-                        .map(|c| {
-                            format!(
-                                "{} {} {}",
-                                c["command"].as_str().unwrap_or(""),
-                                c["name"].as_str().unwrap_or(""),
-                                c["ifname"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect();
-                    return StepOutcome::Fail(format!(
-                        "expected {n} matching delegate call(s), saw {} (all calls of this container: {seen:?})",
-                        calls.len()
-                    ));
-                }
-                if let Some(ifname) = ws("ifname")
-                    && let Some(c) = calls.iter().find(|c| c.get("ifname").and_then(Value::as_str) != Some(&ifname))
-                {
-                    return StepOutcome::Fail(format!(
-                        "delegate got CNI_IFNAME {:?}, expected {ifname:?}",
-                        c.get("ifname")
-                    ));
-                }
-                for needle in step.with.get("args_contains").and_then(Value::as_array).cloned().unwrap_or_default() {
-                    let needle = r.render(env, needle.as_str().unwrap_or_default());
-                    if let Some(c) = calls
-                        .iter()
-                        .find(|c| !c.get("args").and_then(Value::as_str).unwrap_or_default().contains(&needle))
-                    {
-                        return StepOutcome::Fail(format!("delegate CNI_ARGS {:?} lacks {needle:?}", c.get("args")));
-                    }
-                }
-                if let Some(rc) = w("runtime_config") {
-                    let rc = r.render_json(env, &rc);
-                    for c in &calls {
-                        let got = c.pointer("/stdin/runtimeConfig").cloned().unwrap_or(Value::Null);
-                        let mut merged = got.clone();
-                        merge_patch(&mut merged, &rc);
-                        if merged != got {
-                            return StepOutcome::Fail(format!("delegate runtimeConfig {got} does not contain {rc}"));
-                        }
-                    }
-                }
-                StepOutcome::Ok
-            }
             "annotation" => {
                 let Some(att) = att else { return StepOutcome::Fail("no attachment".into()) };
                 let key = ws("key").unwrap_or_else(|| "k8s.v1.cni.cncf.io/network-status".into());
@@ -727,12 +672,18 @@ impl ThickRt {
                 if self.host.is_none() {
                     return StepOutcome::Skip("cluster network is not bridge".into());
                 }
-                let new: Vec<String> =
-                    self.host_veths().into_iter().filter(|v| !self.veths_before.contains(v)).collect();
-                if new.is_empty() {
-                    StepOutcome::Ok
-                } else {
-                    StepOutcome::Fail(format!("host-side veth(s) left behind: {new:?}"))
+                // A deleted netns is torn down asynchronously (its veths with it).
+                let deadline = Instant::now() + Duration::from_secs(3);
+                loop {
+                    let new: Vec<String> =
+                        self.host_veths().into_iter().filter(|v| !self.veths_before.contains(v)).collect();
+                    if new.is_empty() {
+                        return StepOutcome::Ok;
+                    }
+                    if Instant::now() > deadline {
+                        return StepOutcome::Fail(format!("host-side veth(s) left behind: {new:?}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
             _ => StepOutcome::Skip(format!("unknown check {name}")),

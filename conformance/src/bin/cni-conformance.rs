@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use multus_conformance::{Report, Runner, Target, diff, filter_cases, model};
+use multus_conformance::{Report, Runner, Target, diff, embedded, filter_cases, matrix, model};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -23,9 +23,23 @@ struct Cli {
     /// Where to write report.json, junit.xml, summary.txt (and diff.md/diff.html).
     #[arg(long, default_value = "target/conformance")]
     report_dir: PathBuf,
-    /// Case directory.
+    /// Case directory (default: the cases built into this binary).
     #[arg(long)]
     scenarios: Option<PathBuf>,
+    /// Run the cases against every implementation that can run here (each reference plugin
+    /// under --plugins-dir, fake-cni, the harness's runtime, multus-rs) and write one table:
+    /// <report-dir>/matrix.{md,html,json} plus a report per implementation.
+    #[arg(long)]
+    matrix: bool,
+    /// Also write the matrix's Markdown here (e.g. conformance/MATRIX.md).
+    #[arg(long, value_name = "FILE")]
+    matrix_md: Option<PathBuf>,
+    /// Where the reference plugins are (for --matrix).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    plugins_dir: PathBuf,
+    /// Leave multus-rs's thick pair out of --matrix.
+    #[arg(long)]
+    no_thick: bool,
     /// List the cases and exit.
     #[arg(long)]
     list: bool,
@@ -58,13 +72,50 @@ fn write_report(dir: &Path, report: &Report) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    let dir = cli.scenarios.clone().unwrap_or_else(model::default_scenario_dir);
-    let cases = filter_cases(model::load_dir(&dir)?, &cli.groups, &cli.cases);
+    let all = match &cli.scenarios {
+        Some(dir) => model::load_dir(dir)?,
+        None => embedded::load_scenarios()?,
+    };
+    let cases = filter_cases(all, &cli.groups, &cli.cases);
     if cli.list {
         for c in &cases {
             println!("{:<26} {:<40} {:<6} {}", c.group, c.id, c.strength.as_str(), c.title);
         }
         println!("{} case(s)", cases.len());
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    if cli.matrix {
+        let impls = matrix::default_implementations(&cli.plugins_dir, !cli.no_thick);
+        let m = matrix::run(impls, &cases, &cli.report_dir, cli.verbose);
+        std::fs::create_dir_all(&cli.report_dir)?;
+        std::fs::write(cli.report_dir.join("matrix.md"), m.markdown())?;
+        std::fs::write(cli.report_dir.join("matrix.html"), m.html())?;
+        std::fs::write(cli.report_dir.join("matrix.json"), m.to_json())?;
+        if let Some(md) = &cli.matrix_md {
+            std::fs::write(md, m.markdown())?;
+        }
+        println!(
+            "{:<14} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5}",
+            "implementation", "judged", "pass", "fail", "MUST", "unsup", "skip"
+        );
+        for c in &m.columns {
+            println!(
+                "{:<14} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5}",
+                c.name,
+                c.judged(),
+                c.pass,
+                c.fail,
+                c.must_fail,
+                c.unsupported,
+                c.skip
+            );
+        }
+        println!(
+            "{} cases × {} implementations → {}",
+            m.rows.len(),
+            m.columns.len(),
+            cli.report_dir.join("matrix.md").display()
+        );
         return Ok(std::process::ExitCode::SUCCESS);
     }
     if let Some(pair) = &cli.diff {

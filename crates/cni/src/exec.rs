@@ -4,10 +4,38 @@
 //! - [`RawExec`]: runs one plugin process: writes the request to stdin and **closes** it, reads
 //!   stdout and stderr concurrently until both end, waits, and reads the outcome with
 //!   [`interpret_output`] — the one place where libcni's rules for a failed run live.
-//!   A timeout kills (SIGKILL) and reaps the child; `kill_on_drop` means a cancelled request never
-//!   leaves a plugin running; a spawn failing with `ETXTBSY` (a binary being replaced) is retried.
+//!   A spawn failing with `ETXTBSY` (a binary being replaced) is retried, each attempt a fresh
+//!   process; when every attempt fails that way the run fails (the Go daemon's chroot executor
+//!   reports success with empty output instead).
+//! - Plugin processes never outlive their purpose. Each is the leader of its own process group:
+//!   a timeout, or a request dropped before its plugin finished, kills the whole group (SIGKILL)
+//!   — the plugin and anything it forked — and reaps the plugin. Each gets
+//!   `PR_SET_PDEATHSIG(SIGKILL)`, so it dies when the daemon dies instead of finishing an ADD
+//!   nobody will clean up. Because that signal follows the *thread* that forked the process,
+//!   every plugin is forked by one dedicated thread that lives as long as the process (see
+//!   [`start_spawner`]); the thread a caller runs on does not matter.
+//! - `chrootDir`: [`RawExec::with_chroot_dir`] runs plugins with their root changed (in the
+//!   child, never in the daemon) and their working directory set to the new `/`;
+//!   [`validate_chroot_dir`] checks the directory up front. Lookup rules: [`chroot`](self#chroot).
 //! - [`Exec`]: the seam higher layers are written against, so tests can fake plugin runs
 //!   ([`testing::RecordingExec`], behind the `testing` feature).
+//!
+//! # chroot
+//!
+//! Plugins are looked up in the daemon's view, as the Go daemon does, and the path found is
+//! executed inside the root. A plugin counts as found only where it is a regular file in both
+//! views (inside the root resolved as the kernel will: symlinks and `..` stay inside), so a
+//! plugin missing inside the root fails with libcni's `failed to find plugin "x" in path [...]`
+//! (Go fails later, at exec). Other differences from Go, on purpose: the working directory is
+//! the new root (Go leaves it outside, so shell plugins fail in `getcwd`, upstream #1308), and
+//! `ETXTBSY` is retried with a fresh process each time.
+
+mod child;
+mod chroot;
+mod spawner;
+
+pub use chroot::{ChrootError, validate_chroot_dir};
+pub use spawner::{THREAD_NAME as SPAWNER_THREAD_NAME, start_spawner};
 
 use crate::error::{CniError, code};
 use crate::result::CniResult;
@@ -38,9 +66,10 @@ pub enum ExecError {
     NoPaths,
     #[error("failed to find plugin {plugin:?} in path {}", go_path_list(dirs))]
     NotFound { plugin: String, dirs: Vec<PathBuf> },
-    /// The process could not be started (after the `ETXTBSY` retries).
-    #[error("failed to start plugin {}: {source}", plugin.display())]
-    Spawn { plugin: PathBuf, source: Arc<io::Error> },
+    /// The process could not be started (after the `ETXTBSY` retries). `chroot`: the root it
+    /// was started in, if any (a binary present there whose interpreter or loader is not).
+    #[error("failed to start plugin {}{}: {source}", plugin.display(), in_chroot(chroot.as_deref()))]
+    Spawn { plugin: PathBuf, chroot: Option<PathBuf>, source: Arc<io::Error> },
     /// Talking to or waiting for a started process failed.
     #[error("failed to run plugin {}: {source}", plugin.display())]
     Io { plugin: PathBuf, source: Arc<io::Error> },
@@ -69,6 +98,10 @@ fn no_error_output_msg(status: i32, stderr: &str) -> String {
     } else {
         format!("netplugin failed: {}", go_quote(stderr))
     }
+}
+
+fn in_chroot(dir: Option<&Path>) -> String {
+    dir.map(|d| format!(" (chroot {})", d.display())).unwrap_or_default()
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -182,13 +215,18 @@ pub fn check_plugin_name(plugin_type: &str) -> Result<(), ExecError> {
 /// libcni's `FindInPath`: the first `dir/plugin_type` that is a regular file (symlinks
 /// followed; the execute bit is not checked — a non-executable hit fails at spawn).
 pub fn find_in_path(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, ExecError> {
+    find_in_path_where(plugin_type, dirs, |_| true)
+}
+
+/// [`find_in_path`] with an extra condition on each candidate.
+fn find_in_path_where(plugin_type: &str, dirs: &[PathBuf], also: impl Fn(&Path) -> bool) -> Result<PathBuf, ExecError> {
     check_plugin_name(plugin_type)?;
     if dirs.is_empty() {
         return Err(ExecError::NoPaths);
     }
     dirs.iter()
         .map(|d| d.join(plugin_type))
-        .find(|p| std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()) && also(p))
         .ok_or_else(|| ExecError::NotFound { plugin: plugin_type.to_string(), dirs: dirs.to_vec() })
 }
 
@@ -334,13 +372,49 @@ impl<T: Exec + ?Sized> Exec for &T {
     }
 }
 
-/// Runs plugin processes with tokio.
+/// Runs plugin processes with tokio (see the module documentation for how processes are
+/// started, killed and confined).
 #[derive(Debug, Clone, Default)]
 pub struct RawExec {
     /// Default per-plugin timeout (a request's own timeout wins). `None`: wait forever, as libcni.
     pub timeout: Option<Duration>,
     /// Added to the child's environment before the request's `CNI_*` variables.
     pub extra_env: Vec<(String, String)>,
+    /// Run every plugin with its root changed to this directory (`chrootDir`). Check it with
+    /// [`validate_chroot_dir`] first.
+    pub chroot_dir: Option<PathBuf>,
+    text_busy: TextBusyRetry,
+}
+
+/// How `ETXTBSY` at spawn is retried.
+#[derive(Debug, Clone, Copy)]
+struct TextBusyRetry {
+    retries: u32,
+    delay: Duration,
+}
+
+impl Default for TextBusyRetry {
+    fn default() -> Self {
+        Self { retries: TEXT_BUSY_RETRIES, delay: TEXT_BUSY_DELAY }
+    }
+}
+
+/// SIGKILL the process group a started (and not yet reaped) plugin leads. After the leader has
+/// been reaped its pid, and so the group id, may belong to someone else: then nothing is sent.
+fn kill_process_group(child: &tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A started plugin process. Dropped before it was reaped (a cancelled request), it takes its
+/// whole process group down; `kill_on_drop` then has the leader reaped in the background.
+struct PluginProcess(tokio::process::Child);
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        kill_process_group(&self.0);
+    }
 }
 
 impl RawExec {
@@ -352,7 +426,18 @@ impl RawExec {
         Self { timeout: Some(timeout), ..Self::default() }
     }
 
-    fn command(&self, req: &PluginRequest<'_>) -> tokio::process::Command {
+    /// Run plugins chrooted into `dir` (the daemon's `chrootDir`).
+    pub fn with_chroot_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.chroot_dir = Some(dir.into());
+        self
+    }
+
+    fn spawn_error(&self, plugin: &Path, source: io::Error) -> ExecError {
+        ExecError::Spawn { plugin: plugin.to_path_buf(), chroot: self.chroot_dir.clone(), source: Arc::new(source) }
+    }
+
+    fn command(&self, req: &PluginRequest<'_>) -> Result<tokio::process::Command, ExecError> {
+        let setup = child::ChildSetup::new(self.chroot_dir.as_deref()).map_err(|e| self.spawn_error(req.path, e))?;
         let mut cmd = tokio::process::Command::new(req.path);
         cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .envs(req.env.iter().map(|(k, v)| (k, v)))
@@ -360,28 +445,27 @@ impl RawExec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        cmd
+        setup.install(&mut cmd);
+        Ok(cmd)
     }
 
-    /// Spawn, retrying `ETXTBSY` with a fresh `Command` each time.
-    async fn spawn(&self, req: &PluginRequest<'_>) -> Result<tokio::process::Child, ExecError> {
+    /// Spawn (on the spawner thread), retrying `ETXTBSY` with a fresh process each time.
+    async fn spawn(&self, req: &PluginRequest<'_>) -> Result<PluginProcess, ExecError> {
         let mut retries = 0;
         loop {
-            match self.command(req).spawn() {
-                Ok(child) => return Ok(child),
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && retries < TEXT_BUSY_RETRIES => {
+            match spawner::spawn(self.command(req)?).await {
+                Ok(child) => return Ok(PluginProcess(child)),
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && retries < self.text_busy.retries => {
                     retries += 1;
                     tracing::debug!(plugin = %req.path.display(), retries, "text file busy, retrying");
-                    tokio::time::sleep(TEXT_BUSY_DELAY).await;
+                    tokio::time::sleep(self.text_busy.delay).await;
                 }
-                Err(e) => {
-                    return Err(ExecError::Spawn { plugin: req.path.to_path_buf(), source: Arc::new(e) });
-                }
+                Err(e) => return Err(self.spawn_error(req.path, e)),
             }
         }
     }
 
-    /// Run one plugin to completion (or until the timeout kills it).
+    /// Run one plugin to completion (or until the timeout kills it and its process group).
     pub async fn run(&self, req: PluginRequest<'_>) -> Result<Vec<u8>, ExecError> {
         let timeout = req.timeout.or(self.timeout);
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -391,7 +475,8 @@ impl RawExec {
             Some(d) => tokio::time::timeout_at(d, self.spawn(&req)).await.map_err(|_| timed_out())?,
             None => self.spawn(&req).await,
         };
-        let mut child = spawned?;
+        let mut process = spawned?;
+        let child = &mut process.0;
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let input = req.stdin;
 
@@ -430,9 +515,12 @@ impl RawExec {
             None => Some(finished.await),
         };
         let Some((status, out, err)) = outcome else {
-            // SIGKILL and reap, so no zombie is left behind.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // SIGKILL the plugin and whatever it forked, and reap it: no zombie, no leftovers.
+            // The leader is also killed directly, so the wait is bounded even if the group kill
+            // failed.
+            kill_process_group(&process.0);
+            let _ = process.0.start_kill();
+            let _ = process.0.wait().await;
             return Err(timed_out());
         };
         let status = status.map_err(io_error)?;
@@ -455,7 +543,7 @@ impl RawExec {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| ExecError::Spawn { plugin: path, source: Arc::new(e) })?;
+                .map_err(|e| self.spawn_error(&path, e))?;
             rt.block_on(self.run(req))
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -472,6 +560,15 @@ impl RawExec {
 impl Exec for RawExec {
     fn exec<'a>(&'a self, req: PluginRequest<'a>) -> ExecFuture<'a> {
         Box::pin(self.run(req))
+    }
+
+    /// [`find_in_path`]; with a chroot directory, the plugin must also be a regular file inside
+    /// it (see the module documentation).
+    fn find_plugin(&self, plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, ExecError> {
+        match &self.chroot_dir {
+            None => find_in_path(plugin_type, dirs),
+            Some(root) => chroot::find_in_path_and_root(plugin_type, dirs, root),
+        }
     }
 }
 
@@ -803,6 +900,7 @@ mod tests {
         let exec = RawExec {
             timeout: None,
             extra_env: vec![("EXTRA".into(), "x".into()), ("CNI_IFNAME".into(), "lost".into())],
+            ..RawExec::default()
         };
         let out = exec.run(PluginRequest::new(&p, env(), br#"{"a":1}"#)).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -929,6 +1027,35 @@ mod tests {
             RawExec::with_timeout(Duration::from_secs(30)).run(PluginRequest::new(&p, env(), b"{}")).await.unwrap();
         assert_eq!(out, b"ok\n");
         closer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn text_file_busy_on_every_attempt_is_a_spawn_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_script(dir.path(), "busy", "echo ok");
+        let _writer = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let exec =
+            RawExec { text_busy: TextBusyRetry { retries: 2, delay: Duration::from_millis(10) }, ..RawExec::default() };
+        let e = exec.run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
+        // Not Go's "success with empty output": the run fails, naming the cause.
+        assert!(
+            matches!(&e, ExecError::Spawn { source, chroot: None, .. } if source.raw_os_error() == Some(libc::ETXTBSY)),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with(&format!("failed to start plugin {}: ", p.display())), "{e}");
+    }
+
+    #[test]
+    fn spawn_errors_name_the_chroot() {
+        let e = ExecError::Spawn {
+            plugin: "/opt/cni/bin/x".into(),
+            chroot: Some("/hostroot".into()),
+            source: Arc::new(io::Error::from_raw_os_error(libc::ENOENT)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to start plugin /opt/cni/bin/x (chroot /hostroot): No such file or directory (os error 2)"
+        );
     }
 
     #[tokio::test]

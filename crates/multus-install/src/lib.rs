@@ -7,6 +7,10 @@
 //!   in-place `open(O_TRUNC)` of a running binary would cause.
 //! - [`probe`]: liveness/readiness probes. The daemon's API is HTTP on a unix socket, which
 //!   kubelet's `httpGet` probe cannot reach, so the probe is an `exec` of this binary.
+//! - [`go_cli`]: run under the name `install_multus` (`argv[0]`), the binary is the Go init
+//!   container's `install_multus -t thick -d DIR`, which installs `multus-shim` and `passthru`.
+
+pub mod go_cli;
 
 use std::fs;
 use std::io::{self, Read, Write};

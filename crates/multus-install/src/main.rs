@@ -1,5 +1,9 @@
 //! `multus-install install --dest /host/opt/cni/bin` (init container) and
 //! `multus-install probe --socket /host/run/multus/multus.sock --path /readyz` (probes).
+//!
+//! Invoked as `install_multus` (a symlink, hard link or copy of this binary), it is the Go init
+//! container's command line instead: `install_multus -t thick -d /host/opt/cni/bin`
+//! ([`multus_install::go_cli`]).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -40,15 +44,24 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if multus_install::go_cli::invoked_as_go_tool(&argv0) {
+        let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+        let status = multus_install::go_cli::run(
+            &argv0.to_string_lossy(),
+            &args,
+            &this_binarys_directory()?,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        std::process::exit(status);
+    }
     match Cli::parse().command {
         Cmd::Install { dest, source_dir, binaries } => {
             let source_dir = match source_dir {
                 Some(d) => d,
-                None => std::env::current_exe()
-                    .context("locating this binary")?
-                    .parent()
-                    .context("this binary has no parent directory")?
-                    .to_path_buf(),
+                None => this_binarys_directory()?,
             };
             if !dest.is_dir() {
                 bail!("destination {} is not a directory", dest.display());
@@ -71,4 +84,13 @@ fn main() -> Result<()> {
             }
         }
     }
+}
+
+/// Where the binaries to install are: next to this one.
+fn this_binarys_directory() -> Result<PathBuf> {
+    Ok(std::env::current_exe()
+        .context("locating this binary")?
+        .parent()
+        .context("this binary has no parent directory")?
+        .to_path_buf())
 }

@@ -30,13 +30,14 @@ pub struct Seams {
 impl Seams {
     /// The production seams for `config`: real plugin processes with the configured timeout,
     /// the node's namespaces, and the given cluster and device sources.
+    /// With `chrootDir`, every delegate runs with its root changed to it (in the child, between
+    /// fork and exec; the daemon's own root never changes).
     pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>, devices: Arc<dyn Devices>) -> Self {
-        Self {
-            exec: Arc::new(RawExec::with_timeout(delegate_timeout(config))),
-            cluster,
-            netns: Arc::new(crate::netns::HostNetns),
-            devices,
+        let mut exec = RawExec::with_timeout(delegate_timeout(config));
+        if !config.chroot_dir.is_empty() {
+            exec = exec.with_chroot_dir(&config.chroot_dir);
         }
+        Self { exec: Arc::new(exec), cluster, netns: Arc::new(crate::netns::HostNetns), devices }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The daemon's shared state: its config, its seams and the per-sandbox locks.
 
-use crate::seams::{Cluster, Netns, NoCluster};
+use crate::seams::{Cluster, Devices, Netns, NoCluster, NoDeviceSource};
 use cni::exec::{Exec, RawExec};
 use cni::runtime::CniRuntime;
 use multus::config::{DaemonConfig, NetConf};
@@ -23,17 +23,21 @@ pub struct Seams {
     pub cluster: Arc<dyn Cluster>,
     /// Link checks and route edits inside pod namespaces.
     pub netns: Arc<dyn Netns>,
+    /// The pod's devices (device plugins, DRA) and their device-info files.
+    pub devices: Arc<dyn Devices>,
 }
 
 impl Seams {
     /// The production seams for `config`: real plugin processes with the configured timeout,
-    /// the node's namespaces, and the given cluster.
-    pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>) -> Self {
-        Self {
-            exec: Arc::new(RawExec::with_timeout(delegate_timeout(config))),
-            cluster,
-            netns: Arc::new(crate::netns::HostNetns),
+    /// the node's namespaces, and the given cluster and device sources.
+    /// With `chrootDir`, every delegate runs with its root changed to it (in the child, between
+    /// fork and exec; the daemon's own root never changes).
+    pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>, devices: Arc<dyn Devices>) -> Self {
+        let mut exec = RawExec::with_timeout(delegate_timeout(config));
+        if !config.chroot_dir.is_empty() {
+            exec = exec.with_chroot_dir(&config.chroot_dir);
         }
+        Self { exec: Arc::new(exec), cluster, netns: Arc::new(crate::netns::HostNetns), devices }
     }
 }
 
@@ -89,7 +93,12 @@ impl Daemon {
 
     /// A daemon without Kubernetes (STATUS/GC and static delegates only) — for tests.
     pub fn without_cluster(config: DaemonConfig, exec: Arc<dyn Exec>) -> Self {
-        let seams = Seams { exec, cluster: Arc::new(NoCluster), netns: Arc::new(crate::netns::HostNetns) };
+        let seams = Seams {
+            exec,
+            cluster: Arc::new(NoCluster),
+            netns: Arc::new(crate::netns::HostNetns),
+            devices: Arc::new(NoDeviceSource),
+        };
         Self::with_process_env(config, seams, None, None)
     }
 
@@ -99,6 +108,10 @@ impl Daemon {
 
     pub fn netns(&self) -> &dyn Netns {
         self.seams.netns.as_ref()
+    }
+
+    pub fn devices(&self) -> &dyn Devices {
+        self.seams.devices.as_ref()
     }
 
     pub fn process_cni_args(&self) -> Option<&str> {

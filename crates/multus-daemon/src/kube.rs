@@ -200,8 +200,23 @@ pub fn pod_info(pod: &Pod) -> Option<(Key, PodInfo)> {
         annotations: meta.annotations.clone().unwrap_or_default(),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
         resource_version: meta.resource_version.clone().unwrap_or_default(),
+        claim_status: claim_status(pod),
     };
     Some(((ns, name), info))
+}
+
+/// `status.resourceClaimStatuses` and `status.extendedResourceClaimStatus`, for the DRA
+/// device lookup (`Null` without claims, the common case: nothing kept per pod).
+fn claim_status(pod: &Pod) -> serde_json::Value {
+    let Some(status) = pod.status.as_ref() else { return serde_json::Value::Null };
+    let mut out = serde_json::Map::new();
+    if let Some(claims) = status.resource_claim_statuses.as_ref().filter(|c| !c.is_empty()) {
+        out.insert("resourceClaimStatuses".into(), serde_json::to_value(claims).unwrap_or_default());
+    }
+    if let Some(extended) = &status.extended_resource_claim_status {
+        out.insert("extendedResourceClaimStatus".into(), serde_json::to_value(extended).unwrap_or_default());
+    }
+    if out.is_empty() { serde_json::Value::Null } else { serde_json::Value::Object(out) }
 }
 
 fn nad_info(obj: &DynamicObject) -> Option<(Key, Nad)> {

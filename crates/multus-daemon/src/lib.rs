@@ -16,6 +16,7 @@
 pub mod commands;
 pub mod confgen;
 pub mod daemon;
+pub mod devices;
 pub mod error;
 pub mod flags;
 pub mod handler;

@@ -16,7 +16,7 @@ use multus::config::DaemonConfig;
 use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, handler, kube, logging};
+use multus_daemon::{confgen, devices, handler, kube, logging};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,12 @@ fn main() -> ExitCode {
     if flags.version {
         println!("{}", flags::version_line());
         return ExitCode::SUCCESS;
+    }
+    // Delegates are forked from one long-lived thread, so their parent-death signal fires only
+    // when the daemon itself dies (started here, before any thread enters a pod namespace).
+    if let Err(e) = cni::exec::start_spawner() {
+        eprintln!("multus-daemon: cannot start the delegate spawner thread: {e}");
+        return ExitCode::from(3);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
@@ -94,9 +100,14 @@ async fn run(flags: Flags) -> ExitCode {
             ),
         );
     }
-    for (key, what) in
-        [("chrootDir", "chroot execution"), ("metricsPort", "metrics"), ("perNodeCertificate", "per-node certificates")]
-    {
+    // A chroot that cannot work must stop the daemon now, not fail every request later.
+    if !config.chroot_dir.is_empty() {
+        if let Err(e) = cni::exec::validate_chroot_dir(Path::new(&config.chroot_dir)) {
+            return fail(1, &format!("chrootDir {:?} cannot be used: {e}", config.chroot_dir));
+        }
+        tracing::info!("delegates run chrooted into {}", config.chroot_dir);
+    }
+    for (key, what) in [("metricsPort", "metrics"), ("perNodeCertificate", "per-node certificates")] {
         if config.raw.get(key).is_some_and(|v| !v.is_null() && v != "" && v != &serde_json::json!({})) {
             tracing::warn!("{key} is set but {what} is not implemented by multus-rs yet; ignoring it");
         }
@@ -112,9 +123,10 @@ async fn run(flags: Flags) -> ExitCode {
     };
     tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
+    let devices = Arc::new(devices::node_devices(&config, client.clone()));
     let kube = kube::KubeContext::start(client, node.as_deref());
 
-    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone())));
+    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone(), devices)));
     let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
     let (listener, socket_path) = match server::bind_socket(&socket_dir) {
         Ok(l) => l,

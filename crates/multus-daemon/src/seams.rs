@@ -1,11 +1,13 @@
 //! The daemon's side effects behind narrow seams, so that every command rule is testable in
-//! process: the cluster (pods, NADs, the status write, events) and the work inside a pod's
-//! network namespace. Delegate execution is the `cni` crate's [`cni::exec::Exec`] seam.
+//! process: the cluster (pods, NADs, the status write, events), the work inside a pod's
+//! network namespace, and the pod's devices. Delegate execution is the `cni` crate's [`cni::exec::Exec`] seam.
 //!
-//! Production implementations: [`crate::kube::KubeContext`] and [`crate::netns::HostNetns`];
+//! Production implementations: [`crate::kube::KubeContext`], [`crate::netns::HostNetns`] and
+//! [`crate::devices::NodeDevices`];
 //! test doubles: [`crate::testing`].
 
 use multus::model::{NadLookup, PodInfo};
+pub use multus::resolve::DeviceLookupError;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -15,6 +17,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The outcome of a pod lookup.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "short-lived, one per request; boxing would cost an allocation")]
 pub enum PodLookup {
     Found(PodInfo),
     NotFound,
@@ -83,6 +86,36 @@ impl Cluster for NoCluster {
         Box::pin(async { Err(ClusterError::NotConfigured) })
     }
     fn emit(&self, _: PodEvent) {}
+}
+
+/// Device IDs per resource name (`intel.com/sriov` → sorted IDs).
+pub type DeviceMap = std::collections::BTreeMap<String, Vec<String>>;
+
+/// The devices the kubelet (device plugins) and DRA drivers gave a pod (§5.10.1), and the
+/// device-info files that describe them (§5.13).
+pub trait Devices: Send + Sync {
+    /// Every device of the pod, per resource name. Called only for pods with a network that
+    /// has a resource name.
+    fn pod_devices<'a>(&'a self, pod: &'a PodInfo) -> BoxFuture<'a, Result<DeviceMap, DeviceLookupError>>;
+
+    /// Copy the device plugin's description of `device_id` to the attachment's
+    /// `CNIDeviceInfoFile` (`destination`).
+    fn copy_device_info(&self, resource_name: &str, device_id: &str, destination: &str) -> Result<(), String>;
+}
+
+/// No device source: a network with a resource name fails the ADD, as on a node without a
+/// kubelet pod-resources socket or checkpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeviceSource;
+
+impl Devices for NoDeviceSource {
+    fn pod_devices<'a>(&'a self, _: &'a PodInfo) -> BoxFuture<'a, Result<DeviceMap, DeviceLookupError>> {
+        Box::pin(async { Err(DeviceLookupError::client("no device source configured")) })
+    }
+
+    fn copy_device_info(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err("no device source configured".into())
+    }
 }
 
 /// A failure inside a pod's network namespace.

@@ -5,7 +5,9 @@
 //! Clones share state: keep one, hand a clone (in an `Arc`) to the daemon, inspect the other.
 
 use crate::daemon::{Daemon, Seams};
-use crate::seams::{BoxFuture, Cluster, ClusterError, Netns, NetnsError, PodEvent, PodLookup};
+use crate::seams::{
+    BoxFuture, Cluster, ClusterError, DeviceLookupError, DeviceMap, Devices, Netns, NetnsError, PodEvent, PodLookup,
+};
 use cni::exec::testing::RecordingExec;
 use multus::config::DaemonConfig;
 use multus::model::{Nad, NadLookup, PodInfo};
@@ -209,12 +211,78 @@ impl Netns for FakeNetns {
     }
 }
 
+#[derive(Debug, Default)]
+struct DevicesState {
+    /// Per pod `namespace/name`; a pod without an entry has no devices.
+    devices: BTreeMap<String, DeviceMap>,
+    error: Option<DeviceLookupError>,
+    lookups: Vec<String>,
+    copies: Vec<(String, String, String)>,
+}
+
+/// Devices per pod, scripted; device-info copies recorded, nothing written.
+#[derive(Debug, Clone, Default)]
+pub struct FakeDevices {
+    state: Arc<Mutex<DevicesState>>,
+}
+
+impl FakeDevices {
+    fn state(&self) -> MutexGuard<'_, DevicesState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pod `namespace/name` has `ids` of `resource`.
+    pub fn give(&self, pod: &str, resource: &str, ids: &[&str]) -> &Self {
+        let mut state = self.state();
+        let map = state.devices.entry(pod.to_string()).or_default();
+        map.entry(resource.to_string()).or_default().extend(ids.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Every lookup fails with `error` (`None`: lookups work again).
+    pub fn fail(&self, error: Option<DeviceLookupError>) -> &Self {
+        self.state().error = error;
+        self
+    }
+
+    /// `namespace/name` of every pod looked up, in order.
+    pub fn lookups(&self) -> Vec<String> {
+        self.state().lookups.clone()
+    }
+
+    /// `(resource, device ID, destination)` of every device-info copy, in order.
+    pub fn copies(&self) -> Vec<(String, String, String)> {
+        self.state().copies.clone()
+    }
+}
+
+impl Devices for FakeDevices {
+    fn pod_devices<'a>(&'a self, pod: &'a PodInfo) -> BoxFuture<'a, Result<DeviceMap, DeviceLookupError>> {
+        let key = format!("{}/{}", pod.namespace, pod.name);
+        let outcome = {
+            let mut state = self.state();
+            state.lookups.push(key.clone());
+            match &state.error {
+                Some(e) => Err(e.clone()),
+                None => Ok(state.devices.get(&key).cloned().unwrap_or_default()),
+            }
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn copy_device_info(&self, resource_name: &str, device_id: &str, destination: &str) -> Result<(), String> {
+        self.state().copies.push((resource_name.into(), device_id.into(), destination.into()));
+        Ok(())
+    }
+}
+
 /// A daemon wired to fakes, and the fakes to script and inspect.
 pub struct FakeNode {
     pub daemon: Arc<Daemon>,
     pub exec: RecordingExec,
     pub cluster: FakeCluster,
     pub netns: FakeNetns,
+    pub devices: FakeDevices,
 }
 
 impl FakeNode {
@@ -223,9 +291,14 @@ impl FakeNode {
         let exec = RecordingExec::new();
         let cluster = FakeCluster::new();
         let netns = FakeNetns::new();
-        let seams =
-            Seams { exec: Arc::new(exec.clone()), cluster: Arc::new(cluster.clone()), netns: Arc::new(netns.clone()) };
+        let devices = FakeDevices::default();
+        let seams = Seams {
+            exec: Arc::new(exec.clone()),
+            cluster: Arc::new(cluster.clone()),
+            netns: Arc::new(netns.clone()),
+            devices: Arc::new(devices.clone()),
+        };
         let daemon = Arc::new(Daemon::with_process_env(config, seams, None, None));
-        Self { daemon, exec, cluster, netns }
+        Self { daemon, exec, cluster, netns, devices }
     }
 }

@@ -109,6 +109,7 @@ fn pod(name: &str, networks: Option<&str>) -> PodInfo {
             .unwrap_or_default(),
         node_name: "node-1".into(),
         resource_version: "1".into(),
+        claim_status: Value::Null,
     }
 }
 
@@ -122,6 +123,11 @@ fn result(ifname: &str, address: &str) -> PluginReply {
         })
         .to_string(),
     )
+}
+
+fn with_resource(mut nad: Nad, resource: &str) -> Nad {
+    nad.annotations.insert(multus::model::RESOURCE_NAME_ANNOTATION.into(), resource.into());
+    nad
 }
 
 fn body(reply: &Reply) -> String {
@@ -588,4 +594,86 @@ async fn an_add_whose_caller_went_away_is_undone() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn networks_with_a_resource_name_get_the_pods_devices_in_order() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("vf-a,vf-b,vf-c")));
+    for name in ["vf-a", "vf-b", "vf-c"] {
+        let mut vf = nad("default", name, "sriov");
+        vf.config = json!({"cniVersion": "1.0.0", "type": "sriov", "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}}).to_string();
+        node.fake.cluster.add_nad(with_resource(vf, "intel.com/sriov_vf"));
+    }
+    node.fake.devices.give("default/p", "intel.com/sriov_vf", &["0000:af:06.0", "0000:af:06.1"]);
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(node.fake.devices.lookups(), vec!["default/p"], "one lookup per ADD");
+    let sriov: Vec<_> = node.fake.exec.calls().into_iter().filter(|c| c.plugin_type == "sriov").collect();
+    let ids: Vec<Value> = sriov.iter().map(|c| c.stdin_json()["deviceID"].clone()).collect();
+    assert_eq!(
+        ids,
+        vec![json!("0000:af:06.0"), json!("0000:af:06.1"), Value::Null],
+        "in order, each once, then none left"
+    );
+    assert_eq!(sriov[0].stdin_json()["runtimeConfig"]["deviceID"], "0000:af:06.0");
+    assert_eq!(sriov[0].stdin_json()["pciBusID"], "0000:af:06.0");
+    let info = sriov[0].stdin_json()["runtimeConfig"]["CNIDeviceInfoFile"].as_str().unwrap().to_string();
+    assert_eq!(info, "/var/run/k8s.cni.cncf.io/devinfo/cni/default-vf-a-c1_net1");
+    assert_eq!(
+        node.fake.devices.copies(),
+        vec![
+            ("intel.com/sriov_vf".into(), "0000:af:06.0".into(), info),
+            (
+                "intel.com/sriov_vf".into(),
+                "0000:af:06.1".into(),
+                "/var/run/k8s.cni.cncf.io/devinfo/cni/default-vf-b-c1_net2".into()
+            ),
+        ]
+    );
+    let no_device: Vec<_> = node
+        .fake
+        .cluster
+        .events()
+        .into_iter()
+        .filter(|e| e.reason == "NoDeviceForNetwork")
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        no_device,
+        vec![
+            "network default/vf-c asks for a device of resource \"intel.com/sriov_vf\", but the pod has none left for it"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_device_lookup_fails_the_add_before_anything_runs() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("vf-a")));
+    node.fake.cluster.add_nad(with_resource(nad("default", "vf-a", "sriov"), "intel.com/sriov_vf"));
+    node.fake.devices.fail(Some(multus_daemon::seams::DeviceLookupError::client(
+        "cannot read the device-plugin checkpoint /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint: No such file or directory (os error 2)",
+    )));
+    let reply = node.add("c1", "p").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply).contains(
+            "getKubernetesDelegate: failed to get a ResourceClient instance: cannot read the device-plugin checkpoint"
+        ),
+        "{}",
+        body(&reply)
+    );
+    assert!(node.calls().is_empty());
+    assert_no_leftovers(&node, "c1");
+}
+
+#[tokio::test]
+async fn pods_without_device_networks_never_look_devices_up() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+    node.fake.devices.fail(Some(multus_daemon::seams::DeviceLookupError::client("would fail")));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    assert!(node.fake.devices.lookups().is_empty());
 }

@@ -53,6 +53,8 @@ pub struct Warning {
 
 impl Warning {
     pub const NO_NETWORK_FOUND: &'static str = "NoNetworkFound";
+    /// A network with a resource name got no device (none allocated, or all taken).
+    pub const NO_DEVICE: &'static str = "NoDeviceForNetwork";
 
     pub fn event(reason: &str, message: impl Into<String>) -> Self {
         Self { reason: reason.to_string(), message: message.into(), event: true }

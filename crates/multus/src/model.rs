@@ -27,6 +27,11 @@ pub struct PodInfo {
     pub annotations: BTreeMap<String, String>,
     pub node_name: String,
     pub resource_version: String,
+    /// The parts of `status` that dynamic resource allocation reads
+    /// (`resourceClaimStatuses`, `extendedResourceClaimStatus`), as the API served them;
+    /// `Null` for a pod without claims.
+    #[serde(default)]
+    pub claim_status: serde_json::Value,
 }
 
 impl PodInfo {

@@ -76,16 +76,65 @@ impl Default for ResolveSettings {
     }
 }
 
+/// A failed device lookup, with the stage the reference names in its error chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", if *.client { "failed to get a ResourceClient instance" } else { "failed to get resourceMap from ResourceClient" })]
+pub struct DeviceLookupError {
+    /// `true`: the client could not be built (kubelet socket, checkpoint file); `false`: the
+    /// lookup itself failed (pod arguments, DRA).
+    pub client: bool,
+    pub message: String,
+}
+
+impl DeviceLookupError {
+    /// The device source could not be reached or read.
+    pub fn client(message: impl Into<String>) -> Self {
+        Self { client: true, message: message.into() }
+    }
+
+    /// The source answered but the pod's devices could not be determined.
+    pub fn resource_map(message: impl Into<String>) -> Self {
+        Self { client: false, message: message.into() }
+    }
+}
+
 /// Device IDs allocated to the pod per resource name (§5.10.1). The daemon implements it over
 /// kubelet/DRA (built lazily, once per request); an error fails the resolution.
 pub trait DeviceIdSource {
     /// All device IDs of `resource_name` for the pod, in allocation order (sorted).
-    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, String>;
+    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, DeviceLookupError>;
 }
 
 impl DeviceIdSource for BTreeMap<String, Vec<String>> {
-    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, String> {
+    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, DeviceLookupError> {
         Ok(self.get(resource_name).cloned().unwrap_or_default())
+    }
+}
+
+/// Devices looked up beforehand; a failed lookup fails the resolution where the first network
+/// asks for a device, with the reference's error chain.
+impl DeviceIdSource for Result<BTreeMap<String, Vec<String>>, DeviceLookupError> {
+    fn device_ids(&mut self, resource_name: &str) -> Result<Vec<String>, DeviceLookupError> {
+        match self {
+            Ok(map) => map.device_ids(resource_name),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// Answers no device and notes whether any was asked for: a first resolution with it tells
+/// whether the pod's devices must be looked up at all (the reference looks them up lazily, only
+/// for pods with a network that has a resource name).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceProbe {
+    /// Some network asked for a device.
+    pub asked: bool,
+}
+
+impl DeviceIdSource for DeviceProbe {
+    fn device_ids(&mut self, _resource_name: &str) -> Result<Vec<String>, DeviceLookupError> {
+        self.asked = true;
+        Ok(Vec::new())
     }
 }
 
@@ -94,7 +143,7 @@ impl DeviceIdSource for BTreeMap<String, Vec<String>> {
 pub struct NoDevices;
 
 impl DeviceIdSource for NoDevices {
-    fn device_ids(&mut self, _resource_name: &str) -> Result<Vec<String>, String> {
+    fn device_ids(&mut self, _resource_name: &str) -> Result<Vec<String>, DeviceLookupError> {
         Ok(Vec::new())
     }
 }
@@ -107,7 +156,7 @@ struct DeviceAllocator<'a> {
 }
 
 impl DeviceAllocator<'_> {
-    fn allocate(&mut self, resource: &str) -> Result<Option<String>, String> {
+    fn allocate(&mut self, resource: &str) -> Result<Option<String>, DeviceLookupError> {
         if !self.ids.contains_key(resource) {
             let ids = self.source.device_ids(resource)?;
             self.ids.insert(resource.to_string(), ids);
@@ -211,8 +260,18 @@ impl<'a> Resolver<'a> {
             device_id = self
                 .devices
                 .allocate(&resource_name)
-                .map_err(|e| format!("getKubernetesDelegate: failed to get resourceMap from ResourceClient: {e}"))?
+                .map_err(|e| format!("getKubernetesDelegate: {e}"))?
                 .unwrap_or_default();
+            if device_id.is_empty() {
+                // The delegate runs without a device; say so where the operator looks.
+                self.warnings.push(Warning::event(
+                    Warning::NO_DEVICE,
+                    format!(
+                        "network {}/{} asks for a device of resource {resource_name:?}, but the pod has none left for it",
+                        el.namespace, el.name
+                    ),
+                ));
+            }
         }
         let result = config_from_nad(&nad.name, &nad.config, &self.settings.conf_dir)
             .and_then(|bytes| load_delegate(&bytes, Some(el), &device_id, &resource_name).map_err(|e| e.to_string()));
@@ -821,8 +880,8 @@ mod tests {
         // a failing resource client fails the resolution
         struct Broken;
         impl DeviceIdSource for Broken {
-            fn device_ids(&mut self, _: &str) -> Result<Vec<String>, String> {
-                Err("kubelet socket unavailable".into())
+            fn device_ids(&mut self, _: &str) -> Result<Vec<String>, DeviceLookupError> {
+                Err(DeviceLookupError::resource_map("kubelet socket unavailable"))
             }
         }
         let p = pod("default", &[(NETWORKS_ANNOTATION, "a")]);
@@ -833,6 +892,22 @@ mod tests {
             ),
             "{e}"
         );
+        let mut unreachable: Result<BTreeMap<String, Vec<String>>, _> =
+            Err(DeviceLookupError::client("dial unix /var/lib/kubelet/pod-resources/kubelet.sock: timeout"));
+        let e = resolve_add_delegates(&s, None, Some(&p), &n, &mut unreachable).unwrap_err();
+        assert!(e.to_string().ends_with("getKubernetesDelegate: failed to get a ResourceClient instance: dial unix /var/lib/kubelet/pod-resources/kubelet.sock: timeout"), "{e}");
+
+        // Only networks with a resource name ask for devices: the probe tells whether to look.
+        let mut probe = DeviceProbe::default();
+        resolve_add_delegates(&s, None, Some(&pod("default", &[])), &n, &mut probe).unwrap();
+        assert!(!probe.asked);
+        resolve_add_delegates(&s, None, Some(&p), &n, &mut probe).unwrap();
+        assert!(probe.asked);
+
+        // A network whose resource has no device left runs without one, and an event says so.
+        let mut none: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let r = resolve_add_delegates(&s, None, Some(&p), &n, &mut none).unwrap();
+        assert!(r.warnings.iter().any(|w| w.reason == Warning::NO_DEVICE && w.event), "{:?}", r.warnings);
     }
 
     #[test]

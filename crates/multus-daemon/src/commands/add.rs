@@ -8,7 +8,10 @@
 //! - a second ADD for a sandbox stops at the interface clash check before its delegate runs,
 //!   so it neither rolls back nor overwrites the first ADD's attachment and caches.
 
-use super::{Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, runtime_conf, runtime_config};
+use super::{
+    Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, resolve_with_devices, runtime_conf,
+    runtime_config,
+};
 use crate::daemon::Daemon;
 use crate::error::CommandError;
 use crate::request::{CniRequest, PodIdentity};
@@ -53,7 +56,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
     // A static pod's mirror has its own UID: the runtime's is the one delegates must see.
     let uid = if pod.is_static() { pod_id.uid.clone().unwrap_or_default() } else { pod.uid.clone() };
 
-    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who)?;
+    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who).await?;
     let cni_dir = PathBuf::from(&conf.cni_dir);
     // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
     // survive this one's failure so that its DEL still finds everything.
@@ -127,7 +130,7 @@ fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), Co
 }
 
 /// Resolve the delegates and plan every invocation. Nothing has changed yet when this fails.
-fn make_plan(
+async fn make_plan(
     d: &Daemon,
     req: &CniRequest,
     conf: &NetConf,
@@ -137,13 +140,11 @@ fn make_plan(
     who: &PodRef,
 ) -> Result<AddPlan, CommandError> {
     let resolve_as = PodRef::new(&who.namespace, &who.name, uid);
-    let resolved = resolve::resolve_add_delegates(
-        &resolve_settings(conf),
-        Some(&resolve_as),
-        Some(pod),
-        d.cluster(),
-        &mut resolve::NoDevices,
-    )
+    let settings = resolve_settings(conf);
+    let resolved = resolve_with_devices(d, pod, |devices| {
+        resolve::resolve_add_delegates(&settings, Some(&resolve_as), Some(pod), d.cluster(), devices)
+    })
+    .await
     .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;
     emit_warnings(d, pod, &resolved.warnings);
     let delegates = resolved.delegates;
@@ -179,6 +180,7 @@ async fn apply(
         // From here on this delegate may have changed something: a rollback must DEL it, even
         // when its ADD fails.
         let ran = i + 1;
+        copy_device_info(d, delegate, inv);
         let rconf = runtime_conf(req, inv);
         let result =
             exec_add(rt, delegate, &rconf).await.map_err(|e| (ran, CommandError::delegate_add(who, net, &e)))?;
@@ -208,6 +210,18 @@ async fn apply(
         attachment.results.push(Some(result));
     }
     Ok(attachment)
+}
+
+/// Give the delegate the device plugin's description of its device (§5.13). Errors are only
+/// logged, as in the reference: the delegate still gets the device ID.
+fn copy_device_info(d: &Daemon, delegate: &Delegate, inv: &DelegateInvocation) {
+    let Some(path) = inv.device_info_file.as_deref() else { return };
+    if delegate.resource_name.is_empty() || delegate.device_id.is_empty() {
+        return;
+    }
+    if let Err(e) = d.devices().copy_device_info(&delegate.resource_name, &delegate.device_id, path) {
+        tracing::warn!("no device-info file for {} ({}): {e}", delegate.network_name(), delegate.device_id);
+    }
 }
 
 /// A delegate's `CNIDeviceInfoFile`, parsed; a missing or unreadable file gives no entry.

@@ -37,7 +37,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
     let (mut delegates, from_cache) = match cache::del_decision(read, pod.is_some()) {
         DelSource::UseCache { delegates, .. } => (delegates, true),
         DelSource::Recompute => match &pod {
-            Some(pod) => (recompute(d, conf, pod)?, false),
+            Some(pod) => (recompute(d, conf, pod).await?, false),
             None => return Ok(()),
         },
         DelSource::Nothing { reason } => {
@@ -122,11 +122,15 @@ async fn known_pod(d: &Daemon, req: &CniRequest) -> Option<PodInfo> {
     }
 }
 
-/// No cache but the pod is known: resolve its networks again (§6.1 step 6).
-fn recompute(d: &Daemon, conf: &NetConf, pod: &PodInfo) -> Result<Vec<Delegate>, CommandError> {
+/// No cache but the pod is known: resolve its networks again (§6.1 step 6), devices included
+/// (the reference re-reads them too).
+async fn recompute(d: &Daemon, conf: &NetConf, pod: &PodInfo) -> Result<Vec<Delegate>, CommandError> {
     let who = PodRef::new(&pod.namespace, &pod.name, &pod.uid);
-    let resolved =
-        resolve::resolve_del_delegates(&resolve_settings(conf), Some(&who), pod, d.cluster(), &mut resolve::NoDevices)?;
+    let settings = resolve_settings(conf);
+    let resolved = super::resolve_with_devices(d, pod, |devices| {
+        resolve::resolve_del_delegates(&settings, Some(&who), pod, d.cluster(), devices)
+    })
+    .await?;
     for w in &resolved.warnings {
         tracing::warn!(pod = %who, "{}: {}", w.reason, w.message);
     }

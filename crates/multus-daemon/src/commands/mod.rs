@@ -30,7 +30,7 @@ use multus::error::{MultusError, PodRef, Warning};
 use multus::k8s_args::K8sArgs;
 use multus::model::PodInfo;
 use multus::plan::{DelegateInvocation, PlanContext, RuntimeConfig};
-use multus::resolve::ResolveSettings;
+use multus::resolve::{DeviceIdSource, DeviceProbe, ResolveSettings, Resolved};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,6 +168,27 @@ pub(crate) async fn check_interface_free(
         }
         Err(e) => Err(CommandError::delegate_netns(who, net, "DelegateAdd: ", &e)),
     }
+}
+
+/// Run a resolution, looking the pod's devices up only when a network asks for one (the
+/// reference builds its device map lazily, at the first NAD with a resource name): a first pass
+/// with a probe tells; then, if needed, the real pass with the devices (or the lookup error,
+/// which then fails the resolution at that NAD with the reference's text).
+pub(crate) async fn resolve_with_devices(
+    d: &Daemon,
+    pod: &PodInfo,
+    resolve: impl Fn(&mut dyn DeviceIdSource) -> Result<Resolved, MultusError>,
+) -> Result<Resolved, MultusError> {
+    let mut probe = DeviceProbe::default();
+    let first = resolve(&mut probe);
+    if !probe.asked {
+        return first;
+    }
+    let mut devices = d.devices().pod_devices(pod).await;
+    if let Ok(map) = &devices {
+        tracing::debug!(pod = %format!("{}/{}", pod.namespace, pod.name), "devices of the pod: {map:?}");
+    }
+    resolve(&mut devices)
 }
 
 /// Emit the planner's warnings: events on the pod where asked, log lines otherwise.

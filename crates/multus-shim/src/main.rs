@@ -139,19 +139,26 @@ impl Shim {
         client::post(&settings.socket, path::CNI, body, Some(cni_timeout()))
     }
 
-    /// Send a DEL, re-sending while the daemon cannot be reached or the connection breaks
-    /// before an answer (a daemon restarting). A timed-out request is not re-sent: the daemon
-    /// has it and is still working on it.
+    /// Send a DEL, re-sending while the daemon cannot be reached, the connection breaks before
+    /// an answer (a daemon restarting), or the daemon answers `503` (too busy to take the
+    /// body). A timed-out request is not re-sent: the daemon has it and is still working on it.
     fn deliver(settings: &ShimSettings, body: &[u8], wait: Duration) -> Result<HttpResponse, client::ClientError> {
         let deadline = Instant::now() + wait;
         loop {
-            match Self::forward(settings, body) {
-                Err(e) if !matches!(e, client::ClientError::TimedOut { .. }) && Instant::now() < deadline => {
-                    settings.log.verbose(&format!("CmdDel (shim): daemon not reachable, retrying: {e}"));
-                    std::thread::sleep(READY_POLL);
-                }
-                other => return other,
+            let sent = Self::forward(settings, body);
+            let retry = match &sent {
+                Ok(reply) => reply.status == 503,
+                Err(e) => !matches!(e, client::ClientError::TimedOut { .. }),
+            };
+            if !retry || Instant::now() >= deadline {
+                return sent;
             }
+            let why = match &sent {
+                Ok(reply) => format!("daemon answered {}", reply.status),
+                Err(e) => format!("daemon not reachable: {e}"),
+            };
+            settings.log.verbose(&format!("CmdDel (shim): {why}; retrying"));
+            std::thread::sleep(READY_POLL);
         }
     }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 #[derive(Clone)]
 enum Answer {
     Status(u16, &'static str),
+    /// `503` for the first `n` requests (counted in the Arc), then 200 with an empty body.
+    BusyFirst(Arc<std::sync::atomic::AtomicU32>),
     Never,
 }
 
@@ -133,6 +135,12 @@ fn serve_one(conn: UnixStream, script: &Script, seen: &Mutex<Vec<Seen>>) {
                 body.len()
             );
         }
+        Answer::BusyFirst(left) => {
+            let busy = left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            let status = if busy { "503 Service Unavailable" } else { "200 OK" };
+            let mut conn = conn;
+            let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
         // Hold the connection open without answering until the client gives up.
         Answer::Never => {
             let mut sink = [0u8; 1];
@@ -248,6 +256,17 @@ fn del_reaches_a_daemon_that_comes_up_late() {
     let sent = daemon.cni_requests();
     assert_eq!(sent.len(), 1, "the DEL was re-sent until the daemon answered: {}", text(&out.stderr));
     assert_eq!(sent[0]["env"]["CNI_COMMAND"], "DEL");
+}
+
+#[test]
+fn del_is_re_sent_while_the_daemon_answers_503() {
+    let env = Env::new();
+    let busy = Arc::new(std::sync::atomic::AtomicU32::new(2));
+    let daemon = FakeDaemon::start(&env.socket(), Script { cni: Answer::BusyFirst(busy.clone()), ..Script::ready() });
+    let out = env.run(env.command("DEL"));
+    assert!(out.status.success());
+    assert_eq!(daemon.cni_requests().len(), 3, "two 503s, then the DEL went through");
+    assert_eq!(busy.load(Ordering::SeqCst), 0);
 }
 
 #[test]

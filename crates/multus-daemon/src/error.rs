@@ -44,6 +44,9 @@ pub enum CommandError {
     /// CHECK of one delegate failed.
     #[error("DelegateCheck: error invoking {} - \"{network}\": {cause}", if *.conflist { "ConflistCheck" } else { "DelegateCheck" })]
     Check { network: String, conflist: bool, cause: String },
+    /// CHECK of a container that has no attachment here.
+    #[error("CHECK: container {0} has no attachment (never added, or already deleted)")]
+    NoAttachment(String),
     /// STATUS: the delegate's CNI error object, whose code must reach the runtime.
     #[error("{0}")]
     Status(CniError),

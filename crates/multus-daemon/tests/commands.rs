@@ -491,9 +491,14 @@ async fn check_checks_every_cached_delegate() {
     node.fake.exec.on("macvlan", Command::Check, PluginReply::error(cni::CniError::new(11, "drifted")));
     let reply = node.cni("CHECK", "c1", "p", &[]).await;
     assert!(body(&reply).contains("DelegateCheck: error invoking DelegateCheck - \"net-a\""), "{}", body(&reply));
-    // Never added here: nothing to check.
+    // Never added (or already deleted): the CHECK fails without running anything.
     node.fake.exec.clear_calls();
-    assert_eq!(node.cni("CHECK", "c9", "p", &[]).await.status, 200);
+    let reply = node.cni("CHECK", "c9", "p", &[]).await;
+    assert!(
+        body(&reply).ends_with("ERRORED: CHECK: container c9 has no attachment (never added, or already deleted)\n"),
+        "{}",
+        body(&reply)
+    );
     assert!(node.calls().is_empty());
 }
 
@@ -523,6 +528,14 @@ async fn status_keeps_the_delegate_error_code_and_gc_honours_the_runtime_list() 
     assert_eq!(reply.status, 200, "{}", body(&reply));
     let gc = node.fake.exec.calls().into_iter().find(|c| c.command() == "GC").unwrap();
     assert_eq!(gc.stdin_json()["cni.dev/valid-attachments"], json!([{"containerID": "keep", "ifname": "eth0"}]));
+
+    // libcni sends a nil list as null: no attachment is valid any more.
+    let stdin = json!({"cniVersion": "1.1.0", "name": "n", "type": "multus-shim", "cni.dev/valid-attachments": null});
+    let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
+    let reply = node.handler.cni(request.to_json()).await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    let gc = node.fake.exec.calls().into_iter().filter(|c| c.command() == "GC").nth(1).unwrap();
+    assert_eq!(gc.stdin_json()["cni.dev/valid-attachments"], json!([]));
 
     let stdin = json!({"cniVersion": "1.1.0", "name": "n", "type": "multus-shim", "cni.dev/valid-attachments": "junk"});
     let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());

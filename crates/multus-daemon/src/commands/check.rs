@@ -1,8 +1,9 @@
 //! CHECK (spec §6.2).
 //!
 //! Unlike the Go daemon (whose CHECK does nothing once `clusterNetwork` is set, i.e. always in
-//! auto mode), every delegate in the delegate cache is checked against its cached result.
-//! Without a cache (never ADDed here) there is nothing to check, except static delegates.
+//! auto mode), every delegate in the delegate cache is checked against its cached result, and a
+//! container without a cache (never added, or already deleted) fails the CHECK, as the CNI spec
+//! asks of a plugin that has no such attachment.
 
 use super::{exec_check, plan_context, resolve_settings, runtime_conf, runtime_config};
 use crate::daemon::Daemon;
@@ -23,10 +24,13 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
             resolve::resolve_add_delegates(&resolve_settings(conf), None, None, &no_nads, &mut resolve::NoDevices)?
                 .delegates
         }
-        cache::CacheRead::Missing => return Ok(()),
+        cache::CacheRead::Missing => return Err(CommandError::NoAttachment(req.container_id.clone())),
         cache::CacheRead::Unreadable(e) | cache::CacheRead::Invalid(e) => {
-            tracing::warn!(container = %req.container_id, "CHECK has nothing to check: the delegate cache is unusable: {e}");
-            return Ok(());
+            return Err(CommandError::Check {
+                network: String::new(),
+                conflist: false,
+                cause: format!("the delegate cache is unusable: {e}"),
+            });
         }
     };
     let args = req.load_args_or_default();

@@ -45,13 +45,17 @@ pub async fn gc(d: &Daemon, conf: &NetConf) -> Result<(), CommandError> {
 }
 
 /// The runtime's valid-attachment list (`cni.dev/valid-attachments`, or the legacy key), if
-/// it sent one. A malformed list is an error: guessing would delete live attachments.
+/// it sent one. `null` is the empty list (libcni sends a nil list so when no sandbox is left);
+/// a malformed list is an error: guessing would delete live attachments.
 fn runtime_valid_attachments(conf: &NetConf) -> Result<Option<Vec<ValidAttachment>>, CommandError> {
     let Some(value) =
         conf.raw.get(cni::skel::VALID_ATTACHMENTS_KEY).or_else(|| conf.raw.get(cni::skel::LEGACY_ATTACHMENTS_KEY))
     else {
         return Ok(None);
     };
+    if value.is_null() {
+        return Ok(Some(Vec::new()));
+    }
     serde_json::from_value(value.clone())
         .map(Some)
         .map_err(|e| CommandError::Gc(format!("invalid {}: {e}", cni::skel::VALID_ATTACHMENTS_KEY)))

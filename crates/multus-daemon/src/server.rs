@@ -333,15 +333,17 @@ pub async fn serve_with(
     grace: Duration,
 ) {
     let Some(listener) = socket.listener.take() else { return };
+    // Semaphore::new panics above MAX_PERMITS; a configured limit that large means "none".
+    let permits = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
     let max_connections = limits.max_connections.max(limits.connection_limit.map_or(0, |l| l.saturating_add(64)));
     let shared = Arc::new(Shared {
         api,
         health: health.clone(),
-        slots: limits.connection_limit.map(|l| Arc::new(Semaphore::new(l.max(1)))),
+        slots: limits.connection_limit.map(|l| Arc::new(Semaphore::new(permits(l)))),
         budget: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
         limits,
     });
-    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(permits(max_connections)));
 
     accept_loop(&listener, &shared, &connections, shutdown_requested(&mut shutdown)).await;
 

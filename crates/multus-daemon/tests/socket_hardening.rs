@@ -159,6 +159,13 @@ fn idle_and_half_sent_connections_do_not_stop_real_requests() {
 }
 
 #[test]
+fn a_huge_connection_limit_is_no_limit() {
+    let api = Arc::new(Recorder::default());
+    let s = TestServer::start(api.clone(), Limits { connection_limit: Some(usize::MAX), ..Limits::default() }, HANG);
+    assert_eq!(post(&s.socket, "/cni", &cni_request("DEL")).status, 200);
+}
+
+#[test]
 fn idle_connections_beyond_the_cap_are_closed_by_the_header_timeout() {
     let api = Arc::new(Recorder::default());
     let limits = Limits {

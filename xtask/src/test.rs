@@ -4,8 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
-/// Debian packages the tests use: real delegate plugins, `ip`, `jq`.
-pub const DEBIAN_PACKAGES: [&str; 3] = ["containernetworking-plugins", "iproute2", "jq"];
+/// Debian packages the tests use: real delegate plugins, `ip`, `jq`, `promtool` (prometheus).
+pub const DEBIAN_PACKAGES: [&str; 4] = ["containernetworking-plugins", "iproute2", "jq", "prometheus"];
 
 #[derive(clap::Args)]
 pub struct TestArgs {

@@ -55,6 +55,8 @@ pub fn delegate_timeout(config: &DaemonConfig) -> Duration {
 pub struct Daemon {
     pub config: DaemonConfig,
     pub seams: Seams,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The daemon process's own `CNI_PATH`, searched after `binDir`.
     process_cni_path: Vec<PathBuf>,
     /// The daemon process's own `CNI_ARGS`, merged into every delegate's.
@@ -85,10 +87,17 @@ impl Daemon {
         Self {
             config,
             seams,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             process_cni_path: cni_path.map(cni::env::split_path).unwrap_or_default(),
             process_cni_args: cni_args.filter(|s| !s.is_empty()).map(str::to_string),
             sandbox_locks: Mutex::default(),
         }
+    }
+
+    /// Share `metrics` (e.g. with the watch caches) instead of the daemon's own.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A daemon without Kubernetes (STATUS/GC and static delegates only) — for tests.

@@ -43,10 +43,27 @@ impl Handler {
             pod = %pod,
         );
         let description = request.describe();
+        let metrics = self.daemon.metrics.clone();
         async move {
             tracing::info!("{} starting CNI request {description}", request.command);
             let request = Arc::new(request);
-            match execute(self.daemon.clone(), request.clone()).await {
+            metrics.requests_in_flight.inc();
+            let started = std::time::Instant::now();
+            let outcome = execute(self.daemon.clone(), request.clone()).await;
+            metrics.requests_in_flight.dec();
+            let endpoint = match request.endpoint {
+                Endpoint::Cni => "cni",
+                Endpoint::Delegate => "delegate",
+            };
+            metrics
+                .command_duration
+                .with_label_values(&[
+                    request.command.as_str(),
+                    endpoint,
+                    if outcome.is_ok() { "success" } else { "failure" },
+                ])
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
                 Ok(outcome) => {
                     let body = outcome.into_body();
                     tracing::info!(

@@ -159,15 +159,20 @@ async fn run_watch<K, T>(
     config: watcher::Config,
     cache: Arc<Cache<T>>,
     convert: fn(&K) -> Option<(Key, T)>,
+    watched: Watched,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     T: Clone + Send + Sync + 'static,
 {
     let mut buffer: Option<HashMap<Key, T>> = None;
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let size = watched.metrics.watch_cache_objects.with_label_values(&[watched.resource]);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Init) => buffer = Some(HashMap::new()),
+            Ok(Event::Init) => {
+                watched.metrics.watch_relists.with_label_values(&[watched.resource]).inc();
+                buffer = Some(HashMap::new());
+            }
             Ok(Event::InitApply(obj)) => {
                 if let (Some(buf), Some((k, v))) = (buffer.as_mut(), convert(&obj)) {
                     buf.insert(k, v);
@@ -184,9 +189,16 @@ async fn run_watch<K, T>(
                     cache.remove(&k);
                 }
             }
-            Err(e) => tracing::warn!("watch error (will retry): {e}"),
+            Err(e) => tracing::warn!("{} watch error (will retry): {e}", watched.resource),
         }
+        size.set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
     }
+}
+
+/// Which resource a watch feeds, for its metrics.
+struct Watched {
+    resource: &'static str,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Reduce a Pod to what Multus reads.
@@ -242,22 +254,24 @@ pub struct KubeContext {
 
 impl KubeContext {
     /// Start the watch caches (pods restricted to `node_name` when given) and the event sender.
-    pub fn start(client: kube::Client, node_name: Option<&str>) -> Arc<Self> {
+    pub fn start(client: kube::Client, node_name: Option<&str>, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
         let pods = Cache::new();
         let nads = Cache::new();
         let mut pod_config = watcher::Config::default();
         if let Some(node) = node_name.filter(|n| !n.is_empty()) {
             pod_config = pod_config.fields(&format!("spec.nodeName={node}"));
         }
-        tokio::spawn(run_watch(Api::<Pod>::all(client.clone()), pod_config, pods.clone(), pod_info));
+        let watched = |resource| Watched { resource, metrics: metrics.clone() };
+        tokio::spawn(run_watch(Api::<Pod>::all(client.clone()), pod_config, pods.clone(), pod_info, watched("pods")));
         tokio::spawn(run_watch(
             Api::<DynamicObject>::all_with(client.clone(), &nad_resource()),
             watcher::Config::default(),
             nads.clone(),
             nad_info,
+            watched("network-attachment-definitions"),
         ));
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(send_events(client.clone(), rx));
+        tokio::spawn(send_events(client.clone(), rx, metrics));
         Arc::new(Self { client, pods, nads, events: tx })
     }
 
@@ -371,7 +385,7 @@ impl Cluster for KubeContext {
     }
 }
 
-async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>) {
+async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>, metrics: Arc<crate::metrics::Metrics>) {
     while let Some(ev) = rx.recv().await {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let api: Api<KubeEvent> = Api::namespaced(client.clone(), &ev.pod.namespace);
@@ -401,7 +415,11 @@ async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>) {
             reporting_component: Some("multus".into()),
             ..Default::default()
         };
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
+        let created = api.create(&PostParams::default(), &event).await;
+        let outcome = if created.is_ok() { "success" } else { "failure" };
+        metrics.api_writes.with_label_values(&["event", outcome]).inc();
+        if let Err(e) = created {
+            // Events are best effort (the reference only logs them too).
             tracing::debug!("failed to record event: {e}");
         }
     }

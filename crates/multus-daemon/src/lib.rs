@@ -22,6 +22,7 @@ pub mod flags;
 pub mod handler;
 pub mod kube;
 pub mod logging;
+pub mod metrics;
 pub mod netns;
 pub mod request;
 mod routes;

@@ -15,6 +15,7 @@
 use multus::config::DaemonConfig;
 use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
+use multus_daemon::metrics::Metrics;
 use multus_daemon::server::{self, Health};
 use multus_daemon::{confgen, devices, handler, kube, logging};
 use std::path::Path;
@@ -107,7 +108,7 @@ async fn run(flags: Flags) -> ExitCode {
         }
         tracing::info!("delegates run chrooted into {}", config.chroot_dir);
     }
-    for (key, what) in [("metricsPort", "metrics"), ("perNodeCertificate", "per-node certificates")] {
+    for (key, what) in [("perNodeCertificate", "per-node certificates")] {
         if config.raw.get(key).is_some_and(|v| !v.is_null() && v != "" && v != &serde_json::json!({})) {
             tracing::warn!("{key} is set but {what} is not implemented by multus-rs yet; ignoring it");
         }
@@ -124,9 +125,11 @@ async fn run(flags: Flags) -> ExitCode {
     tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
     let devices = Arc::new(devices::node_devices(&config, client.clone()));
-    let kube = kube::KubeContext::start(client, node.as_deref());
+    let metrics = Arc::new(Metrics::new());
+    let kube = kube::KubeContext::start(client, node.as_deref(), metrics.clone());
 
-    let daemon = Arc::new(Daemon::new(config.clone(), Seams::production(&config, kube.clone(), devices)));
+    let seams = Seams::production(&config, kube.clone(), devices);
+    let daemon = Arc::new(Daemon::new(config.clone(), seams).with_metrics(metrics.clone()));
     let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
     let (listener, socket_path) = match server::bind_socket(&socket_dir) {
         Ok(l) => l,
@@ -144,6 +147,12 @@ async fn run(flags: Flags) -> ExitCode {
         shutdown_rx.clone(),
         SHUTDOWN_GRACE,
     ));
+
+    if let Some(port) = config.metrics_port {
+        start_metrics(port, metrics.clone(), config.enable_pprof, shutdown_rx.clone()).await;
+    } else if config.enable_pprof {
+        tracing::warn!("enablePprof has no effect without metricsPort");
+    }
 
     // Ready once the caches know the node's pods and the NADs (or after the Go daemon's waits).
     if !kube.pods.wait_synced(CACHE_SYNC_WAIT).await {
@@ -179,6 +188,25 @@ async fn run(flags: Flags) -> ExitCode {
     let _ = server_task.await;
     let _ = std::fs::remove_file(&socket_path);
     ExitCode::from(exit)
+}
+
+/// `/metrics` (and with `enablePprof`, `/debug/state`) on every interface at `port`, as the Go
+/// daemon listens on `:<port>`. A port that cannot be bound costs the metrics, not the node's
+/// CNI: the error is logged and the daemon goes on.
+async fn start_metrics(
+    port: u16,
+    metrics: Arc<Metrics>,
+    with_debug: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(listener) => {
+            tracing::info!("metrics on :{port}/metrics{}", if with_debug { " and /debug/state" } else { "" });
+            let endpoints = multus_daemon::metrics::Endpoints { debug: with_debug };
+            tokio::spawn(multus_daemon::metrics::serve(listener, metrics, endpoints, shutdown));
+        }
+        Err(e) => tracing::error!("cannot serve metrics on port {port}: {e}; running without them"),
+    }
 }
 
 /// The config generator ends only on a fatal condition (e.g. readiness indicator removed).

@@ -690,3 +690,48 @@ async fn pods_without_device_networks_never_look_devices_up() {
     assert_eq!(node.add("c1", "p").await.status, 200);
     assert!(node.fake.devices.lookups().is_empty());
 }
+
+/// The value of one sample line of the scrape (`name{labels} value`).
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_delegates_rollbacks_dels_and_status_writes() {
+    let node = Node::new(json!({}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    node.fake.cluster.add_pod(pod("q", Some("bad")));
+    node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+    node.fake.cluster.add_nad(nad("default", "bad", "ipvlan"));
+    node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+    node.fake.exec.on("ipvlan", Command::Add, PluginReply::error(cni::CniError::new(11, "no parent")));
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    assert_eq!(node.add("c2", "q").await.status, 400);
+    assert_eq!(node.del("c1", "p").await.status, 200);
+    assert_eq!(node.del("gone", "ghost").await.status, 200);
+
+    let scrape = String::from_utf8(node.fake.daemon.metrics.render()).unwrap();
+    let expect = [
+        (
+            r#"multus_delegate_duration_seconds_count{network="kube-system/cluster-net",plugin="bridge",verb="ADD"}"#,
+            2.0,
+        ),
+        (
+            r#"multus_delegate_duration_seconds_count{network="kube-system/cluster-net",plugin="bridge",verb="DEL"}"#,
+            2.0,
+        ),
+        (r#"multus_delegate_failures_total{network="default/bad",plugin="ipvlan",verb="ADD"}"#, 1.0),
+        (r#"multus_add_rollbacks_total{outcome="clean"}"#, 1.0),
+        (r#"multus_del_total{source="cache"}"#, 1.0),
+        (r#"multus_del_total{source="nothing"}"#, 1.0),
+        (r#"multus_apiserver_writes_total{kind="network_status",outcome="success"}"#, 1.0),
+        (r#"multus_command_duration_seconds_count{command="ADD",endpoint="cni",outcome="failure"}"#, 1.0),
+        (r#"multus_command_duration_seconds_count{command="ADD",endpoint="cni",outcome="success"}"#, 1.0),
+        (r#"multus_command_duration_seconds_count{command="DEL",endpoint="cni",outcome="success"}"#, 2.0),
+        ("multus_requests_in_flight", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&scrape, series), Some(value), "{series}\n{scrape}");
+    }
+    assert!(!scrape.contains("c1") && !scrape.contains("default/p"), "no container IDs or pod names in labels");
+}

@@ -75,7 +75,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
         Err(failure) => failure,
     };
     let (ran, error) = failure;
-    rollback(&rt, req, &plan, ran, &cni_dir, previous_cache.as_deref()).await;
+    rollback(d, &rt, req, &plan, ran, &cni_dir, previous_cache.as_deref()).await;
     Err(error)
 }
 
@@ -183,7 +183,7 @@ async fn apply(
         copy_device_info(d, delegate, inv);
         let rconf = runtime_conf(req, inv);
         let result =
-            exec_add(rt, delegate, &rconf).await.map_err(|e| (ran, CommandError::delegate_add(who, net, &e)))?;
+            exec_add(d, rt, delegate, &rconf).await.map_err(|e| (ran, CommandError::delegate_add(who, net, &e)))?;
         tracing::info!(
             "Add: {}:{}:{}:{}({}):{} {}",
             who.namespace,
@@ -247,10 +247,12 @@ async fn write_status(
     if statuses.is_empty() {
         return Ok(());
     }
-    d.cluster()
-        .write_network_status(pod, &status::format_network_status(statuses))
-        .await
-        .map_err(|e| CommandError::multus(who, ErrorKind::NetworkStatus, e.to_string()))
+    let started = std::time::Instant::now();
+    let written = d.cluster().write_network_status(pod, &status::format_network_status(statuses)).await;
+    d.metrics.api_write_duration.with_label_values(&["network_status"]).observe(started.elapsed().as_secs_f64());
+    let outcome = if written.is_ok() { "success" } else { "failure" };
+    d.metrics.api_writes.with_label_values(&["network_status", outcome]).inc();
+    written.map_err(|e| CommandError::multus(who, ErrorKind::NetworkStatus, e.to_string()))
 }
 
 /// The master's result (§5.16), up-converted to 1.1.0.
@@ -272,6 +274,7 @@ fn select_result(
 /// DEL the first `ran` delegates (last first), ignoring errors; when everything went away
 /// cleanly, remove the delegate cache (or put back the one an earlier ADD had written).
 pub(crate) async fn rollback(
+    d: &Daemon,
     rt: &Runtime,
     req: &CniRequest,
     plan: &AddPlan,
@@ -281,7 +284,7 @@ pub(crate) async fn rollback(
 ) {
     let mut clean = true;
     for (delegate, inv) in plan.delegates[..ran].iter().zip(&plan.invocations[..ran]).rev() {
-        match exec_del(rt, delegate, &runtime_conf(req, inv)).await {
+        match exec_del(d, rt, delegate, &runtime_conf(req, inv)).await {
             Ok(()) => {}
             // A plugin that does not exist cannot have left anything behind.
             Err(e) if matches!(e.exec_error(), Some(ExecError::NotFound { .. })) => {}
@@ -294,6 +297,7 @@ pub(crate) async fn rollback(
             super::remove_device_info_file(path);
         }
     }
+    d.metrics.rollbacks.with_label_values(&[if clean { "clean" } else { "incomplete" }]).inc();
     if !clean {
         tracing::warn!(
             container = %req.container_id,

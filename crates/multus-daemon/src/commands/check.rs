@@ -45,7 +45,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
             cause,
         };
         let inv = plan::plan_invocation(delegate, i, &ctx, Operation::Check).map_err(|e| failed(e.to_string()))?;
-        exec_check(&rt, delegate, &runtime_conf(req, &inv)).await.map_err(|e| failed(e.to_string()))?;
+        exec_check(d, &rt, delegate, &runtime_conf(req, &inv)).await.map_err(|e| failed(e.to_string()))?;
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
         cache::CacheRead::Missing => known_pod(d, req).await,
         _ => None,
     };
+    let count = |source: &str| d.metrics.dels.with_label_values(&[source]).inc();
     let (mut delegates, from_cache) = match cache::del_decision(read, pod.is_some()) {
         DelSource::UseCache { delegates, .. } => (delegates, true),
         DelSource::Recompute => match &pod {
@@ -41,10 +42,12 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
             None => return Ok(()),
         },
         DelSource::Nothing { reason } => {
+            count("nothing");
             tracing::warn!(container = %req.container_id, "{reason}");
             return Ok(());
         }
     };
+    count(if from_cache { "cache" } else { "recomputed" });
     for delegate in &mut delegates {
         if let Err(e) = delegate.inject_cni_version_if_missing(&conf.cni_version) {
             // The DEL still runs with the config as cached; the plugin may refuse it.
@@ -76,7 +79,7 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
                 continue;
             }
         };
-        if let Err(e) = exec_del(&rt, delegate, &runtime_conf(req, &inv)).await {
+        if let Err(e) = exec_del(d, &rt, delegate, &runtime_conf(req, &inv)).await {
             failures.push(failure(delegate, e.to_string()));
         }
         if let Some(path) = &inv.device_info_file {

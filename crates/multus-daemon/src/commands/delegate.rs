@@ -68,7 +68,7 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
         Command::Add => {
             super::check_interface_free(d, req, &delegate, &inv.ifname, &who).await?;
             let result =
-                exec_add(&rt, &delegate, &rconf).await.map_err(|e| CommandError::delegate_add(&who, &net, &e))?;
+                exec_add(d, &rt, &delegate, &rconf).await.map_err(|e| CommandError::delegate_add(&who, &net, &e))?;
             if let Some(message) = plan::added_interface_message(&inv.ifname, &result, &delegate.name) {
                 d.cluster().emit(PodEvent { pod, warning: false, reason: "AddedInterface".into(), message });
             }
@@ -78,10 +78,10 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
                 .to_value();
             Ok(Outcome::Result(value))
         }
-        Command::Del => exec_del(&rt, &delegate, &rconf).await.map(|()| Outcome::Done).map_err(|e| {
+        Command::Del => exec_del(d, &rt, &delegate, &rconf).await.map(|()| Outcome::Done).map_err(|e| {
             CommandError::HotPlugDel(crate::error::DelFailure { network: net, conflist: false, cause: e.to_string() })
         }),
-        _ => exec_check(&rt, &delegate, &rconf).await.map(|()| Outcome::Done).map_err(|e| CommandError::Check {
+        _ => exec_check(d, &rt, &delegate, &rconf).await.map(|()| Outcome::Done).map_err(|e| CommandError::Check {
             network: net,
             conflist: false,
             cause: e.to_string(),

@@ -134,16 +134,48 @@ pub(crate) fn runtime_conf(req: &CniRequest, inv: &DelegateInvocation) -> Runtim
     }
 }
 
-pub(crate) async fn exec_add(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<CniResult, RuntimeError> {
-    rt.add_network_list_with_bytes(&d.config().to_list(), d.bytes(), conf).await
+/// Run one delegate invocation and record it in the metrics (verb, plugin type, network).
+pub(crate) async fn observed<T>(
+    d: &Daemon,
+    verb: Command,
+    delegate: &Delegate,
+    run: impl std::future::Future<Output = Result<T, RuntimeError>>,
+) -> Result<T, RuntimeError> {
+    let started = std::time::Instant::now();
+    let outcome = run.await;
+    let network = if delegate.name.is_empty() { delegate.network_name() } else { &delegate.name };
+    d.metrics.observe_delegate(verb.as_str(), delegate.plugin_type(), network, started.elapsed(), outcome.is_ok());
+    outcome
 }
 
-pub(crate) async fn exec_del(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<(), RuntimeError> {
-    rt.del_network_list(&d.config().to_list(), conf).await
+pub(crate) async fn exec_add(
+    d: &Daemon,
+    rt: &Runtime,
+    delegate: &Delegate,
+    conf: &RuntimeConf,
+) -> Result<CniResult, RuntimeError> {
+    let list = delegate.config().to_list();
+    observed(d, Command::Add, delegate, rt.add_network_list_with_bytes(&list, delegate.bytes(), conf)).await
 }
 
-pub(crate) async fn exec_check(rt: &Runtime, d: &Delegate, conf: &RuntimeConf) -> Result<(), RuntimeError> {
-    rt.check_network_list(&d.config().to_list(), conf).await
+pub(crate) async fn exec_del(
+    d: &Daemon,
+    rt: &Runtime,
+    delegate: &Delegate,
+    conf: &RuntimeConf,
+) -> Result<(), RuntimeError> {
+    let list = delegate.config().to_list();
+    observed(d, Command::Del, delegate, rt.del_network_list(&list, conf)).await
+}
+
+pub(crate) async fn exec_check(
+    d: &Daemon,
+    rt: &Runtime,
+    delegate: &Delegate,
+    conf: &RuntimeConf,
+) -> Result<(), RuntimeError> {
+    let list = delegate.config().to_list();
+    observed(d, Command::Check, delegate, rt.check_network_list(&list, conf)).await
 }
 
 /// Interface clash check (§5.13): fail before the plugin touches anything. A delegate stopped

@@ -23,8 +23,9 @@ fn cluster_delegate(d: &Daemon, conf: &NetConf) -> Result<Delegate, CommandError
 /// STATUS: the cluster network's STATUS; a delegate's CNI error keeps its code.
 pub async fn status(d: &Daemon, conf: &NetConf) -> Result<(), CommandError> {
     let delegate = cluster_delegate(d, conf)?;
-    d.runtime(conf)
-        .status_network_list(&delegate.config().to_list())
+    let rt = d.runtime(conf);
+    let list = delegate.config().to_list();
+    super::observed(d, cni::Command::Status, &delegate, rt.status_network_list(&list))
         .await
         .map_err(|e| CommandError::Status(e.to_cni_error()))
 }
@@ -38,8 +39,9 @@ pub async fn gc(d: &Daemon, conf: &NetConf) -> Result<(), CommandError> {
             all_cached_attachments(Path::new(&conf.cni_dir)).map_err(|e| CommandError::GcAttachments(e.to_string()))?
         }
     };
-    d.runtime(conf)
-        .gc_network_list(&delegate.config().to_list(), Some(&valid))
+    let rt = d.runtime(conf);
+    let list = delegate.config().to_list();
+    super::observed(d, cni::Command::Gc, &delegate, rt.gc_network_list(&list, Some(&valid)))
         .await
         .map_err(|e| CommandError::Gc(e.to_string()))
 }

@@ -100,6 +100,8 @@ fn wrong_type(key: &str, expected: &str, got: &Value) -> String {
 
 impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
+        #[cfg(test)]
+        key_audit::record(key);
         self.0.get(key).filter(|v| !v.is_null())
     }
 
@@ -177,6 +179,89 @@ impl<'a> Fields<'a> {
         self.object(key)?.map(LogOptions::from_map).transpose()
     }
 }
+
+/// Test-only: which keys a parser asked [`Fields`] for, so the `*_KEYS` lists below are checked
+/// against the parsers themselves.
+#[cfg(test)]
+pub(crate) mod key_audit {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    thread_local! {
+        static READ: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+    }
+
+    pub(crate) fn record(key: &str) {
+        READ.with(|r| {
+            if let Some(keys) = r.borrow_mut().as_mut() {
+                keys.insert(key.to_string());
+            }
+        });
+    }
+
+    /// The keys read while `parse` runs (on this thread).
+    pub(crate) fn keys_read(parse: impl FnOnce()) -> BTreeSet<String> {
+        READ.with(|r| *r.borrow_mut() = Some(BTreeSet::new()));
+        parse();
+        READ.with(|r| r.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keys each parser reads (for reference documentation and `multusctl`; a unit test checks
+// every list against its parser).
+
+/// Top-level keys [`DaemonConfig::from_map`] reads (the **D** view).
+pub const DAEMON_CONFIG_KEYS: &[&str] = &[
+    "chrootDir",
+    "cniVersion",
+    "connectionLimit",
+    "enablePprof",
+    "logFile",
+    "logLevel",
+    "logOptions",
+    "logToStderr",
+    "metricsPort",
+    "multusConfigFile",
+    "perNodeCertificate",
+    READINESS_INDICATOR_KEY,
+    "socketDir",
+];
+
+/// Keys [`NetConf::from_map`] reads from the effective request config (the **R** view).
+pub const NETCONF_KEYS: &[&str] = &[
+    "auxiliaryCNIChainName",
+    "binDir",
+    "capabilities",
+    "clusterNetwork",
+    "cniDir",
+    "cniVersion",
+    "confDir",
+    "daemonSocketDir",
+    "defaultNetworks",
+    "delegates",
+    "globalNamespaces",
+    "kubeconfig",
+    "logFile",
+    "logLevel",
+    "logOptions",
+    "logToStderr",
+    "multusNamespace",
+    "name",
+    "namespaceIsolation",
+    "prevResult",
+    READINESS_INDICATOR_KEY,
+    "retryDeleteOnError",
+    "runtimeConfig",
+    "systemNamespaces",
+    "type",
+];
+
+/// Keys of the `logOptions` object.
+pub const LOG_OPTIONS_KEYS: &[&str] = &["compress", "maxAge", "maxBackups", "maxSize"];
+
+/// Keys of the `perNodeCertificate` object.
+pub const PER_NODE_CERTIFICATE_KEYS: &[&str] = &["bootstrapKubeconfig", "certDir", "certDuration", "enabled"];
 
 fn object_from_bytes(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -677,6 +762,34 @@ pub(crate) mod tests {
     fn merged(client: Value, daemon: Value, ignore: bool) -> Value {
         let out = merge_request_config(&serde_json::to_vec(&client).unwrap(), &obj(daemon), ignore).unwrap();
         serde_json::from_slice(&out).unwrap()
+    }
+
+    fn key_set(keys: &[&str]) -> std::collections::BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn key_lists_are_what_the_parsers_read() {
+        let read = key_audit::keys_read(|| {
+            DaemonConfig::from_bytes(b"{}").unwrap();
+        });
+        assert_eq!(read, key_set(DAEMON_CONFIG_KEYS));
+        let read = key_audit::keys_read(|| {
+            NetConf::from_bytes(br#"{"clusterNetwork":"c"}"#).unwrap();
+        });
+        assert_eq!(read, key_set(NETCONF_KEYS));
+        let read = key_audit::keys_read(|| {
+            LogOptions::from_map(&Map::new()).unwrap();
+        });
+        assert_eq!(read, key_set(LOG_OPTIONS_KEYS));
+        let read = key_audit::keys_read(|| {
+            PerNodeCertificate::from_map(&Map::new()).unwrap();
+        });
+        assert_eq!(read, key_set(PER_NODE_CERTIFICATE_KEYS));
+        let read = key_audit::keys_read(|| {
+            crate::generate::GeneratorConfig::from_bytes(b"{}").unwrap();
+        });
+        assert_eq!(read, key_set(crate::generate::GENERATOR_KEYS));
     }
 
     #[test]

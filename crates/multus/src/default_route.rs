@@ -87,6 +87,12 @@ pub fn route_actions(delegate: &Delegate, result: &CniResult) -> RouteActions {
     if result.interfaces.is_empty() && result.ips.is_empty() {
         return RouteActions::default();
     }
+    planned_route_actions(delegate)
+}
+
+/// The actions [`route_actions`] takes for `delegate` once its ADD produced an interface or an
+/// address, known before anything runs (used by `multusctl explain` to show them ahead).
+pub fn planned_route_actions(delegate: &Delegate) -> RouteActions {
     let gws = delegate.default_route.clone().unwrap_or_default();
     RouteActions {
         delete_default_v4: delegate.filter_v4_gateway || gws.iter().any(IpAddr::is_ipv4),
@@ -254,6 +260,11 @@ mod tests {
         let empty = CniResult::from_value(&json!({"cniVersion":"1.0.0"})).unwrap();
         assert!(route_actions(&ds[1], &empty).is_empty());
         assert!(route_actions(&d(None), &r).is_empty());
+        // Known ahead: the same actions as after an ADD with an interface.
+        for delegate in &ds {
+            assert_eq!(planned_route_actions(delegate), route_actions(delegate, &r));
+        }
+        assert!(!planned_route_actions(&ds[1]).is_empty());
     }
 
     #[test]

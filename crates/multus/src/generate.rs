@@ -101,6 +101,33 @@ impl GenerateError {
 // ---------------------------------------------------------------------------------------------
 // G keys
 
+/// Keys [`GeneratorConfig::from_map`] reads (the **G** view; checked against the parser by a
+/// unit test in `config`).
+pub const GENERATOR_KEYS: &[&str] = &[
+    "auxiliaryCNIChainName",
+    "binDir",
+    "capabilities",
+    "clusterNetwork",
+    "cniConfigDir",
+    "cniDir",
+    "cniVersion",
+    "daemonSocketDir",
+    "forceCNIVersion",
+    "globalNamespaces",
+    "logFile",
+    "logLevel",
+    "logOptions",
+    "logToStderr",
+    "multusAutoconfigDir",
+    "multusConfigFile",
+    "multusMasterCNI",
+    "name",
+    "namespaceIsolation",
+    "overrideNetworkName",
+    "readinessindicatorfile",
+    "type",
+];
+
 /// The config-generator settings of `daemon-config.json` (§2.2 G keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratorConfig {

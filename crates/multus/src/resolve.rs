@@ -76,6 +76,25 @@ impl Default for ResolveSettings {
     }
 }
 
+impl ResolveSettings {
+    /// The settings of an effective request config (§2.4), as every ADD, DEL, STATUS and GC
+    /// resolves with them; one mapping so that the daemon and `multusctl explain` cannot differ.
+    pub fn from_netconf(conf: &crate::config::NetConf) -> Self {
+        Self {
+            cni_version: conf.cni_version.clone(),
+            cluster_network: conf.cluster_network.clone(),
+            default_networks: conf.default_networks.clone(),
+            multus_namespace: conf.multus_namespace.clone(),
+            conf_dir: PathBuf::from(&conf.conf_dir),
+            system_namespaces: conf.system_namespaces.clone(),
+            namespace_isolation: conf.namespace_isolation,
+            global_namespaces: conf.non_isolated_namespaces.clone(),
+            auxiliary_cni_chain_name: conf.auxiliary_cni_chain_name.clone(),
+            static_delegates: conf.delegates.iter().map(|m| Value::Object(m.clone())).collect(),
+        }
+    }
+}
+
 /// A failed device lookup, with the stage the reference names in its error chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", if *.client { "failed to get a ResourceClient instance" } else { "failed to get resourceMap from ResourceClient" })]
@@ -827,6 +846,37 @@ mod tests {
         assert!(e.to_string().contains("tryLoadK8sPodDefaultNetwork: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (missing) in namespace (kube-system)"), "{e}");
         let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "")]);
         assert!(resolve_add_delegates(&s, Some(&who()), Some(&p), &n, &mut NoDevices).is_err());
+    }
+
+    #[test]
+    fn settings_from_an_effective_config() {
+        let conf = crate::config::NetConf::from_bytes(
+            br#"{"cniVersion":"1.0.0","clusterNetwork":"/etc/cni/net.d/10-c.conflist","defaultNetworks":["d1"],
+                "multusNamespace":"multus","confDir":"/c","systemNamespaces":["s1","s2"],"namespaceIsolation":true,
+                "globalNamespaces":"g1, g2","auxiliaryCNIChainName":"aux","delegates":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ResolveSettings::from_netconf(&conf),
+            ResolveSettings {
+                cni_version: "1.0.0".into(),
+                cluster_network: "/etc/cni/net.d/10-c.conflist".into(),
+                default_networks: vec!["d1".into()],
+                multus_namespace: "multus".into(),
+                conf_dir: PathBuf::from("/c"),
+                system_namespaces: vec!["s1".into(), "s2".into()],
+                namespace_isolation: true,
+                global_namespaces: vec!["g1".into(), "g2".into()],
+                auxiliary_cni_chain_name: "aux".into(),
+                static_delegates: vec![json!({"type":"bridge"})],
+            }
+        );
+        // The request defaults are the resolver's defaults.
+        let conf = crate::config::NetConf::from_bytes(br#"{"clusterNetwork":"c"}"#).unwrap();
+        assert_eq!(
+            ResolveSettings::from_netconf(&conf),
+            ResolveSettings { cluster_network: "c".into(), ..ResolveSettings::default() }
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Daemon {
     /// One lock per container: operations on the same sandbox never interleave (the Go daemon
     /// has none, quirk 14); different sandboxes proceed in parallel.
     sandbox_locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// Container IDs of the runtime's last GC valid-attachment list: the orphan reconciler
+    /// never touches these.
+    gc_valid: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 impl Daemon {
@@ -91,6 +94,7 @@ impl Daemon {
             process_cni_path: cni_path.map(cni::env::split_path).unwrap_or_default(),
             process_cni_args: cni_args.filter(|s| !s.is_empty()).map(str::to_string),
             sandbox_locks: Mutex::default(),
+            gc_valid: Mutex::default(),
         }
     }
 
@@ -133,6 +137,16 @@ impl Daemon {
         let mut dirs = vec![PathBuf::from(&conf.bin_dir)];
         dirs.extend(self.process_cni_path.iter().cloned());
         CniRuntime::new(dirs, &conf.cni_dir, self.seams.exec.clone())
+    }
+
+    /// Remember the container IDs the runtime's GC called valid.
+    pub fn set_gc_valid_containers(&self, valid: std::collections::BTreeSet<String>) {
+        *self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()) = Some(valid);
+    }
+
+    /// The container IDs of the runtime's last GC valid-attachment list, if a GC came.
+    pub fn gc_valid_containers(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serialise operations on one container ID.

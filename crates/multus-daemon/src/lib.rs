@@ -24,6 +24,7 @@ pub mod kube;
 pub mod logging;
 pub mod metrics;
 pub mod netns;
+pub mod reconcile;
 pub mod request;
 mod routes;
 pub mod seams;

@@ -17,7 +17,7 @@ use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::metrics::Metrics;
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, devices, handler, kube, logging};
+use multus_daemon::{confgen, devices, handler, kube, logging, reconcile};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -113,6 +113,12 @@ async fn run(flags: Flags) -> ExitCode {
             tracing::warn!("{key} is set but {what} is not implemented by multus-rs yet; ignoring it");
         }
     }
+    let reconcile_settings = match reconcile::Settings::from_config(&config) {
+        Ok(s) => s,
+        Err(e) => return fail(1, &e),
+    };
+    // Nothing writes yet: temporary files of a previous run's interrupted writes can go.
+    reconcile::remove_stale_temp_files(&config);
     let connection_limit = match config.connection_limit() {
         Ok(l) => l,
         Err(e) => return fail(3, &e.to_string()),
@@ -162,6 +168,8 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("NAD cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
     health.set_ready(true);
+    // Orphans are judged against a synced pod cache, and only after the node serves requests.
+    let reconciler = tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_settings, shutdown_rx.clone()));
     tracing::info!("ready after {:?}", started.elapsed());
 
     let confgen_task = match confgen::start(&config, shutdown_rx.clone()).await {
@@ -184,6 +192,10 @@ async fn run(flags: Flags) -> ExitCode {
     let _ = shutdown_tx.send(true);
     if let Some(task) = confgen_task.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    // A reconcile pass in progress finishes its DEL (bounded by the shutdown grace).
+    if tokio::time::timeout(SHUTDOWN_GRACE, reconciler).await.is_err() {
+        tracing::warn!("orphan reconcile pass still running at exit");
     }
     let _ = server_task.await;
     let _ = std::fs::remove_file(&socket_path);

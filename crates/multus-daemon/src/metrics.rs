@@ -41,6 +41,9 @@ pub struct Metrics {
     pub rollbacks: IntCounterVec,
     /// DELs by source (`cache`, `recomputed`) and DELs that found nothing to delete (`nothing`).
     pub dels: IntCounterVec,
+    /// What the orphan reconciler decided per attachment and pass (`deleted`, `would_delete`,
+    /// `failed`, `deferred`, `alive`, `unknown`, `protected_by_gc`).
+    pub reconcile: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -131,6 +134,12 @@ impl Metrics {
                 "multus_del_total",
                 "DELs by where the delegate list came from (cache, recomputed) or nothing to delete.",
                 &["source"],
+            ),
+            reconcile: counter(
+                &registry,
+                "multus_reconcile_attachments_total",
+                "Attachments the orphan reconciler looked at, by decision.",
+                &["action"],
             ),
             registry,
         }

@@ -7,7 +7,7 @@
 //! The namespace path comes from the runtime, so it is opened without blocking (a FIFO must not
 //! hang a request) and checked to be a network-namespace file (nsfs) before `setns`.
 
-use crate::seams::{BoxFuture, Netns, NetnsError};
+use crate::seams::{BoxFuture, Netns, NetnsError, NetnsPresence};
 use nix::sched::{CloneFlags, setns};
 use std::fs::File;
 use std::net::IpAddr;
@@ -58,6 +58,14 @@ where
 }
 
 impl Netns for HostNetns {
+    fn presence(&self, netns: &str) -> NetnsPresence {
+        match open_netns(netns) {
+            Ok(_) => NetnsPresence::Present,
+            Err(NetnsError::Open { .. }) if !std::path::Path::new(netns).exists() => NetnsPresence::Absent,
+            Err(_) => NetnsPresence::Unknown,
+        }
+    }
+
     fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>> {
         let ifname = ifname.to_string();
         Box::pin(run_in(netns, move || Ok(nix::net::if_::if_nametoindex(ifname.as_str()).is_ok())))

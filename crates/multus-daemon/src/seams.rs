@@ -133,8 +133,21 @@ pub enum NetnsError {
     Route(String),
 }
 
+/// Whether a network namespace (a path a runtime gave) still exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetnsPresence {
+    Present,
+    /// The path does not exist.
+    Absent,
+    /// It could not be checked (permissions, not a namespace file…): treat as alive.
+    Unknown,
+}
+
 /// Work inside a pod's network namespace.
 pub trait Netns: Send + Sync {
+    /// Whether the namespace at `netns` exists (the orphan reconciler's safety check).
+    fn presence(&self, netns: &str) -> NetnsPresence;
+
     /// Whether a link named `ifname` exists (the delegate clash check, §5.13).
     fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>>;
 

@@ -6,7 +6,8 @@
 
 use crate::daemon::{Daemon, Seams};
 use crate::seams::{
-    BoxFuture, Cluster, ClusterError, DeviceLookupError, DeviceMap, Devices, Netns, NetnsError, PodEvent, PodLookup,
+    BoxFuture, Cluster, ClusterError, DeviceLookupError, DeviceMap, Devices, Netns, NetnsError, NetnsPresence,
+    PodEvent, PodLookup,
 };
 use cni::exec::testing::RecordingExec;
 use multus::config::DaemonConfig;
@@ -134,6 +135,8 @@ impl Cluster for FakeCluster {
 
 #[derive(Debug, Default)]
 struct NetnsState {
+    /// Namespaces that exist (every other path is absent).
+    present: BTreeSet<String>,
     links: BTreeSet<(String, String)>,
     unopenable: BTreeSet<String>,
     route_edits: Vec<String>,
@@ -152,6 +155,18 @@ impl FakeNetns {
 
     fn state(&self) -> MutexGuard<'_, NetnsState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The namespace at `netns` exists (for the orphan reconciler; commands do not ask).
+    pub fn add_netns(&self, netns: &str) -> &Self {
+        self.state().present.insert(netns.to_string());
+        self
+    }
+
+    /// The namespace at `netns` is gone.
+    pub fn remove_netns(&self, netns: &str) -> &Self {
+        self.state().present.remove(netns);
+        self
     }
 
     /// A link that already exists in `netns`.
@@ -180,6 +195,10 @@ impl FakeNetns {
 }
 
 impl Netns for FakeNetns {
+    fn presence(&self, netns: &str) -> NetnsPresence {
+        if self.state().present.contains(netns) { NetnsPresence::Present } else { NetnsPresence::Absent }
+    }
+
     fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>> {
         let outcome = self.open(netns).map(|()| self.state().links.contains(&(netns.to_string(), ifname.to_string())));
         Box::pin(async move { outcome })

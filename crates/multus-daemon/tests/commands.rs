@@ -735,3 +735,80 @@ async fn metrics_count_delegates_rollbacks_dels_and_status_writes() {
     }
     assert!(!scrape.contains("c1") && !scrape.contains("default/p"), "no container IDs or pod names in labels");
 }
+
+mod reconcile {
+    use super::*;
+    use multus_daemon::reconcile::{Mode, Settings, reconcile_once};
+
+    fn stdin() -> Vec<u8> {
+        json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim"}).to_string().into_bytes()
+    }
+
+    fn settings(mode: Mode) -> Settings {
+        Settings { mode, ..Settings::default() }
+    }
+
+    #[tokio::test]
+    async fn an_attachment_whose_netns_is_gone_is_deleted_from_its_cache() {
+        let node = Node::new(json!({}));
+        node.fake.cluster.add_pod(pod("p", Some("net-a")));
+        node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+        node.fake.netns.add_netns(NETNS);
+        assert_eq!(node.add("c1", "p").await.status, 200);
+        node.fake.exec.clear_calls();
+
+        // Alive: nothing happens.
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::On), &stdin()).await;
+        assert!(report.reclaimed.is_empty() && node.calls().is_empty(), "{report:?}");
+
+        // The sandbox is gone and nobody sent the DEL.
+        node.fake.netns.remove_netns(NETNS);
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::DryRun), &stdin()).await;
+        assert_eq!(report.reclaimed, vec!["c1"]);
+        assert!(node.calls().is_empty(), "dry-run deletes nothing");
+        assert!(node.cache("c1").exists());
+
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::On), &stdin()).await;
+        assert_eq!(report.reclaimed, vec!["c1"]);
+        assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+        let del = &node.fake.exec.calls()[0];
+        assert_eq!(del.env_var("CNI_NETNS"), Some(NETNS));
+        assert!(del.env_var("CNI_ARGS").unwrap().contains("K8S_POD_NAME=p"), "the ADD's pod identity");
+        assert_no_leftovers(&node, "c1");
+        let scrape = String::from_utf8(node.fake.daemon.metrics.render()).unwrap();
+        assert_eq!(sample(&scrape, r#"multus_reconcile_attachments_total{action="deleted"}"#), Some(1.0));
+        assert_eq!(sample(&scrape, r#"multus_reconcile_attachments_total{action="would_delete"}"#), Some(1.0));
+    }
+
+    #[tokio::test]
+    async fn the_runtimes_gc_list_and_unknown_namespaces_protect_an_attachment() {
+        let node = Node::new(json!({}));
+        node.fake.cluster.add_pod(pod("p", None));
+        assert_eq!(node.add("keep", "p").await.status, 200);
+        node.fake.daemon.set_gc_valid_containers(["keep".to_string()].into());
+        // A delegate cache without any result cache: its namespace is unknown.
+        std::fs::copy(node.cache("keep"), node.cache("noresult")).unwrap();
+        node.fake.exec.clear_calls();
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::On), &stdin()).await;
+        assert!(report.reclaimed.is_empty(), "{report:?}");
+        assert!(node.calls().is_empty());
+        assert!(node.cache("keep").exists() && node.cache("noresult").exists());
+    }
+
+    #[tokio::test]
+    async fn a_pass_deletes_at_most_max_per_pass() {
+        let node = Node::new(json!({}));
+        node.fake.cluster.add_pod(pod("p", None));
+        for cid in ["c1", "c2", "c3"] {
+            assert_eq!(node.add(cid, "p").await.status, 200);
+        }
+        let limited = Settings { max_per_pass: 2, ..settings(Mode::On) };
+        let report = reconcile_once(&node.fake.daemon, limited, &stdin()).await;
+        assert_eq!((report.reclaimed.len(), report.deferred), (2, 1));
+        let report = reconcile_once(&node.fake.daemon, limited, &stdin()).await;
+        assert_eq!((report.reclaimed.len(), report.deferred), (1, 0));
+        for cid in ["c1", "c2", "c3"] {
+            assert_no_leftovers(&node, cid);
+        }
+    }
+}

@@ -201,3 +201,54 @@ fn default_route_moves_to_the_requested_network() {
     assert!(thick.pod_addresses(&sandbox).is_empty());
     assert!(leases(&thick).is_empty());
 }
+
+/// A sandbox lost while the daemon was down (kill -9, then the runtime removed the namespace and
+/// never sent a DEL): the restarted daemon's orphan reconciler runs the DEL from the delegate
+/// cache, so the host-local lease and every cache go; a live pod next to it is not touched.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn a_restarted_daemon_reclaims_attachments_whose_sandbox_is_gone() {
+    require(root_skip_reason());
+    let uid = "33333333-3333-3333-3333-333333333333";
+    let mut thick = Thick::new(vec![]);
+    let net = setup(&mut thick);
+    for obj in seed_for(&thick, &net, "default", "lost", uid) {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.mock.store().create(pod("default", "alive", uid, None)).expect("seed");
+    thick.install_plugins(&["bridge", "macvlan", "host-local"], &[]);
+    thick.write_primary("10-test.conflist", &primary(&thick, &net));
+    thick.start_daemon();
+
+    let lost = thick.sandbox("default", "lost", uid);
+    let alive = thick.sandbox("default", "alive", uid);
+    assert_eq!(thick.shim("ADD", &lost).code, 0, "{}", thick.daemon_log());
+    assert_eq!(thick.shim("ADD", &alive).code, 0, "{}", thick.daemon_log());
+    assert_eq!(leases(&thick).len(), 4);
+
+    // kill -9 (by PID), then the runtime loses the sandbox without a DEL.
+    let daemon = thick.cleanup.children.last_mut().expect("daemon process");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    thick.cleanup.children.pop();
+    ip(&["netns", "del", &lost.netns]);
+
+    thick.start_daemon();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while thick.path("cni").join(&lost.container_id).exists() {
+        assert!(std::time::Instant::now() < deadline, "not reclaimed:\n{}", thick.daemon_log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        leases(&thick).len(),
+        1,
+        "only the live pod's lease is left: {:?}\n{}",
+        leases(&thick),
+        thick.daemon_log()
+    );
+    assert!(thick.path("cni").join(&alive.container_id).exists(), "the live pod is untouched");
+    assert_eq!(thick.pod_addresses(&alive).len(), 1);
+    assert!(thick.daemon_log().contains("deleted an orphan attachment"), "{}", thick.daemon_log());
+    assert_eq!(thick.shim("DEL", &alive).code, 0);
+    assert!(leases(&thick).is_empty());
+}

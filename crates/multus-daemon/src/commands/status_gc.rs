@@ -34,7 +34,10 @@ pub async fn status(d: &Daemon, conf: &NetConf) -> Result<(), CommandError> {
 pub async fn gc(d: &Daemon, conf: &NetConf) -> Result<(), CommandError> {
     let delegate = cluster_delegate(d, conf)?;
     let valid = match runtime_valid_attachments(conf)? {
-        Some(v) => v,
+        Some(v) => {
+            d.set_gc_valid_containers(v.iter().map(|a| a.container_id.clone()).collect());
+            v
+        }
         None => {
             all_cached_attachments(Path::new(&conf.cni_dir)).map_err(|e| CommandError::GcAttachments(e.to_string()))?
         }

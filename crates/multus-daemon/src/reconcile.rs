@@ -1,0 +1,391 @@
+//! Reclaiming attachments nobody will delete (issue: nothing lost under faults).
+//!
+//! A runtime that lost a sandbox (node crash, a DEL dropped while no daemon listened, a daemon
+//! killed mid-ADD) never sends the DEL that would release its interfaces, IP leases and caches.
+//! The reconciler finds them: a delegate cache `<cniDir>/<containerID>` whose network namespace
+//! (recorded in libcni's result caches) no longer exists. It runs that attachment's DEL from the
+//! cache, exactly as the runtime's DEL would, under the sandbox lock.
+//!
+//! Safe by construction:
+//! - an attachment whose namespace still exists, or whose namespace is unknown or cannot be
+//!   checked, is never touched;
+//! - an attachment the runtime's last GC listed as valid is never touched;
+//! - every decision is logged and counted (`multus_reconcile_attachments_total{action}`);
+//! - `orphanReconcile: {"mode": "dry-run"}` only reports; `"off"` disables it;
+//! - at most `maxPerPass` DELs per pass, one at a time, so a node full of stale caches cannot
+//!   starve real requests.
+//!
+//! It runs once at start-up (after the watch caches synced) and then every `intervalSeconds`.
+
+use crate::commands::{self, del};
+use crate::daemon::Daemon;
+use crate::request::{CniRequest, Endpoint, PodIdentity};
+use crate::seams::NetnsPresence;
+use cni::Command;
+use cni::runtime::CacheEntry;
+use multus::config::DaemonConfig;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The daemon-config key (a multus-rs extension).
+pub const CONFIG_KEY: &str = "orphanReconcile";
+
+/// What the reconciler does with an orphan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// DEL it.
+    On,
+    /// Log and count it only.
+    DryRun,
+    Off,
+}
+
+/// `orphanReconcile`: `{"mode": "on"|"dry-run"|"off", "intervalSeconds": N, "maxPerPass": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub interval: Duration,
+    pub max_per_pass: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { mode: Mode::On, interval: Duration::from_secs(300), max_per_pass: 32 }
+    }
+}
+
+impl Settings {
+    /// Read the key; absent → the defaults; malformed → an error naming it (a typo must not
+    /// silently turn the reconciler on or off).
+    pub fn from_config(config: &DaemonConfig) -> Result<Self, String> {
+        let mut settings = Self::default();
+        let Some(value) = config.raw.get(CONFIG_KEY) else { return Ok(settings) };
+        let bad = |what: &str| format!("{CONFIG_KEY}: {what}");
+        let object = value.as_object().ok_or_else(|| bad("must be an object"))?;
+        for (key, v) in object {
+            match key.as_str() {
+                "mode" => {
+                    settings.mode = match v.as_str() {
+                        Some("on") => Mode::On,
+                        Some("dry-run") => Mode::DryRun,
+                        Some("off") => Mode::Off,
+                        _ => return Err(bad("mode must be \"on\", \"dry-run\" or \"off\"")),
+                    }
+                }
+                "intervalSeconds" => {
+                    let secs = v.as_u64().filter(|s| *s > 0).ok_or_else(|| bad("intervalSeconds must be > 0"))?;
+                    settings.interval = Duration::from_secs(secs);
+                }
+                "maxPerPass" => {
+                    let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| bad("maxPerPass must be > 0"))?;
+                    settings.max_per_pass = usize::try_from(n).unwrap_or(usize::MAX);
+                }
+                other => return Err(bad(&format!("unknown key {other:?}"))),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// One attachment the daemon knows of (a delegate cache file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    /// The namespace recorded by libcni's result caches; empty when none recorded one.
+    pub netns: String,
+    /// The master's interface name (`CNI_IFNAME` of the ADD).
+    pub ifname: String,
+    /// The ADD's `CNI_ARGS` as libcni recorded them.
+    pub cni_args: Vec<(String, String)>,
+}
+
+/// What to do with one attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its namespace is gone: DEL it.
+    Orphan,
+    /// Its namespace exists: it is alive.
+    Alive,
+    /// No namespace recorded, or it cannot be checked: leave it.
+    Unknown,
+    /// The runtime's last GC listed it as valid.
+    ProtectedByGc,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Orphan => "orphan",
+            Self::Alive => "alive",
+            Self::Unknown => "unknown",
+            Self::ProtectedByGc => "protected_by_gc",
+        }
+    }
+}
+
+/// Every delegate cache in `cni_dir` with what the result caches recorded about it (pure
+/// reading; no decision).
+pub fn attachments(cni_dir: &Path, results: &[CacheEntry]) -> std::io::Result<Vec<Attachment>> {
+    let entries = match std::fs::read_dir(cni_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut by_container: BTreeMap<&str, Vec<&CacheEntry>> = BTreeMap::new();
+    for r in results {
+        by_container.entry(r.container_id.as_str()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !entry.file_type()?.is_file() || cni::validate::validate_container_id(&name).is_err() {
+            continue;
+        }
+        let recorded = by_container.get(name.as_str()).map(Vec::as_slice).unwrap_or_default();
+        // The master's result cache carries the request's interface (delegate 0 of the cache);
+        // any entry carries the netns.
+        let master_network = match multus::cache::read_cache(cni_dir, &name) {
+            multus::cache::CacheRead::Found { delegates, .. } => {
+                delegates.first().map(|d| d.network_name().to_string())
+            }
+            _ => None,
+        };
+        let master = recorded.iter().find(|r| Some(r.network_name.as_str()) == master_network.as_deref());
+        let netns = recorded.iter().map(|r| r.netns.as_str()).find(|n| !n.is_empty()).unwrap_or("").to_string();
+        out.push(Attachment {
+            container_id: name,
+            netns,
+            ifname: master.map(|r| r.ifname.clone()).unwrap_or_else(|| "eth0".into()),
+            cni_args: master.or(recorded.first()).map(|r| r.cni_args.clone()).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// The verdict on one attachment (pure).
+pub fn judge(attachment: &Attachment, netns: NetnsPresence, gc_valid: Option<&BTreeSet<String>>) -> Verdict {
+    if gc_valid.is_some_and(|valid| valid.contains(&attachment.container_id)) {
+        return Verdict::ProtectedByGc;
+    }
+    if attachment.netns.is_empty() {
+        return Verdict::Unknown;
+    }
+    match netns {
+        NetnsPresence::Absent => Verdict::Orphan,
+        NetnsPresence::Present => Verdict::Alive,
+        NetnsPresence::Unknown => Verdict::Unknown,
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Orphans deleted (or, in dry-run mode, that would have been).
+    pub reclaimed: Vec<String>,
+    /// Orphans whose DEL failed (kept; tried again next pass).
+    pub failed: Vec<String>,
+    /// Orphans left for the next pass (`maxPerPass` reached).
+    pub deferred: usize,
+}
+
+/// One pass over every delegate cache. `stdin` is what a runtime would send the shim (the
+/// node's `00-multus.conf`); the daemon config is merged over it as for a request.
+pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> PassReport {
+    let mut report = PassReport::default();
+    if settings.mode == Mode::Off {
+        return report;
+    }
+    let probe = CniRequest {
+        endpoint: Endpoint::Cni,
+        command: Command::Del,
+        container_id: String::new(),
+        netns: String::new(),
+        ifname: "eth0".into(),
+        cni_args: String::new(),
+        infra_container_id: String::new(),
+        pod: None,
+        load_args: Ok(Default::default()),
+        config: stdin.to_vec(),
+        interface_attributes: None,
+    };
+    let conf = match commands::effective_config(d, &probe) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("orphan reconcile skipped: {e}");
+            return report;
+        }
+    };
+    let results = d.runtime(&conf).cached_attachments(None).unwrap_or_else(|e| {
+        tracing::warn!("orphan reconcile: cannot read the result caches: {e}");
+        Vec::new()
+    });
+    let found = match attachments(Path::new(&conf.cni_dir), &results) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("orphan reconcile: cannot list {}: {e}", conf.cni_dir);
+            return report;
+        }
+    };
+    let gc_valid = d.gc_valid_containers();
+    for attachment in found {
+        let presence =
+            if attachment.netns.is_empty() { NetnsPresence::Unknown } else { d.netns().presence(&attachment.netns) };
+        let verdict = judge(&attachment, presence, gc_valid.as_ref());
+        let count = |action: &str| d.metrics.reconcile.with_label_values(&[action]).inc();
+        if verdict != Verdict::Orphan {
+            count(verdict.label());
+            continue;
+        }
+        if report.reclaimed.len() + report.failed.len() >= settings.max_per_pass {
+            report.deferred += 1;
+            count("deferred");
+            continue;
+        }
+        if settings.mode == Mode::DryRun {
+            tracing::warn!(container = %attachment.container_id, netns = %attachment.netns,
+                "orphan attachment (its network namespace is gone); dry-run: not deleting");
+            count("would_delete");
+            report.reclaimed.push(attachment.container_id);
+            continue;
+        }
+        let request = del_request(&probe, &attachment);
+        let _sandbox = d.lock_sandbox(&request.container_id).await;
+        // The runtime may have deleted it meanwhile (the lock was free only now).
+        if !multus::cache::cache_path(Path::new(&conf.cni_dir), &request.container_id).exists() {
+            continue;
+        }
+        match del::run(d, &request, &conf).await {
+            Ok(()) => {
+                tracing::warn!(container = %request.container_id, netns = %attachment.netns,
+                    "deleted an orphan attachment (its network namespace is gone)");
+                count("deleted");
+                report.reclaimed.push(request.container_id);
+            }
+            Err(e) => {
+                tracing::error!(container = %request.container_id, "orphan attachment: DEL failed (next pass retries): {e}");
+                count("failed");
+                report.failed.push(request.container_id);
+            }
+        }
+    }
+    report
+}
+
+/// The DEL the runtime would have sent for `attachment`.
+fn del_request(probe: &CniRequest, attachment: &Attachment) -> CniRequest {
+    let cni_args = attachment.cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
+    let pod = multus::k8s_args::parse_server_args(&cni_args).ok().map(|a| PodIdentity {
+        namespace: a.namespace,
+        name: a.name,
+        uid: a.uid,
+    });
+    CniRequest {
+        container_id: attachment.container_id.clone(),
+        netns: attachment.netns.clone(),
+        ifname: attachment.ifname.clone(),
+        load_args: multus::k8s_args::parse_multus_args(&cni_args),
+        cni_args,
+        pod,
+        ..probe.clone()
+    }
+}
+
+/// What the node's runtime would send the shim: `00-multus.conf`, or a minimal config when it
+/// cannot be read (DEL from the delegate cache needs nothing else).
+pub fn runtime_stdin(config: &DaemonConfig) -> Vec<u8> {
+    let path = multus::generate::GeneratorConfig::from_map(&config.raw).ok().map(|g| g.multus_conf_path());
+    if let Some(bytes) = path.and_then(|p| std::fs::read(p).ok()) {
+        return bytes;
+    }
+    let minimal = serde_json::json!({
+        "cniVersion": config.cni_version, "name": "multus-cni-network", "type": "multus-shim",
+        "clusterNetwork": "orphan-reconcile",
+    });
+    serde_json::to_vec(&minimal).unwrap_or_default()
+}
+
+/// Run passes until `shutdown`: first now, then every `settings.interval`. A pass in progress
+/// is never cut off (a DEL stopped halfway would itself leave what it came to remove).
+pub async fn run_periodically(
+    d: std::sync::Arc<Daemon>,
+    settings: Settings,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if settings.mode == Mode::Off {
+        tracing::info!("orphan reconcile is off");
+        return;
+    }
+    loop {
+        let stdin = runtime_stdin(&d.config);
+        let report = reconcile_once(&d, settings, &stdin).await;
+        if report != PassReport::default() {
+            tracing::info!("orphan reconcile pass: {report:?}");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(settings.interval) => {}
+            () = shutdown_requested(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Resolves once shutdown was requested (the guard is dropped before returning: `Send`).
+async fn shutdown_requested(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the sender is gone: the daemon is exiting anyway.
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Remove the temporary files atomic writes leave when the daemon dies mid-write (cniDir, its
+/// result caches, the CNI config directory). Only at start-up, before anything writes there.
+pub fn remove_stale_temp_files(config: &DaemonConfig) {
+    let mut dirs = Vec::new();
+    let cni_dir = config.raw.get("cniDir").and_then(Value::as_str).unwrap_or(multus::config::DEFAULT_CNI_DIR);
+    dirs.push(Path::new(cni_dir).to_path_buf());
+    dirs.push(Path::new(cni_dir).join("results"));
+    if let Ok(generator) = multus::generate::GeneratorConfig::from_map(&config.raw) {
+        dirs.push(Path::new(&generator.cni_config_dir).to_path_buf());
+    }
+    for dir in dirs {
+        match cni::runtime::remove_stale_temp_files(&dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} temporary files a previous run left in {}", dir.display()),
+            Err(e) => tracing::warn!("cannot clean temporary files in {}: {e}", dir.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment(netns: &str) -> Attachment {
+        Attachment { container_id: "c1".into(), netns: netns.into(), ifname: "eth0".into(), cni_args: vec![] }
+    }
+
+    #[test]
+    fn only_a_gone_namespace_makes_an_orphan() {
+        assert_eq!(judge(&attachment("/run/netns/x"), NetnsPresence::Absent, None), Verdict::Orphan);
+        assert_eq!(judge(&attachment("/run/netns/x"), NetnsPresence::Present, None), Verdict::Alive);
+        assert_eq!(judge(&attachment("/run/netns/x"), NetnsPresence::Unknown, None), Verdict::Unknown);
+        assert_eq!(judge(&attachment(""), NetnsPresence::Absent, None), Verdict::Unknown);
+        let valid: BTreeSet<String> = ["c1".to_string()].into();
+        assert_eq!(judge(&attachment("/run/netns/x"), NetnsPresence::Absent, Some(&valid)), Verdict::ProtectedByGc);
+    }
+
+    #[test]
+    fn settings_are_strict() {
+        let config =
+            |v: Value| DaemonConfig::from_map(serde_json::json!({CONFIG_KEY: v}).as_object().unwrap().clone()).unwrap();
+        assert_eq!(Settings::from_config(&DaemonConfig::from_bytes(b"{}").unwrap()).unwrap(), Settings::default());
+        let s = Settings::from_config(&config(
+            serde_json::json!({"mode": "dry-run", "intervalSeconds": 10, "maxPerPass": 2}),
+        ))
+        .unwrap();
+        assert_eq!((s.mode, s.interval, s.max_per_pass), (Mode::DryRun, Duration::from_secs(10), 2));
+        assert!(Settings::from_config(&config(serde_json::json!({"mode": "yes"}))).is_err());
+        assert!(Settings::from_config(&config(serde_json::json!({"intervalSecs": 1}))).is_err());
+        assert!(Settings::from_config(&config(serde_json::json!("on"))).is_err());
+    }
+}

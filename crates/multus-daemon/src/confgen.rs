@@ -8,7 +8,8 @@
 //! - the primary is re-chosen on every change of the directory (a new, earlier-sorting file or
 //!   a renamed primary is followed), and capabilities are recomputed from scratch;
 //! - a fixed `multusConfigFile` is copied (atomically) and the daemon keeps serving;
-//! - on shutdown the file is kept unless `cleanupConfigOnExit: true`.
+//! - on shutdown the file is kept across restarts and removed on an uninstall or with
+//!   `cleanupConfigOnExit: true` ([`crate::uninstall`]).
 //!
 //! Kept from the Go daemon: removal of the readiness indicator file deletes `00-multus.conf`
 //! and ends the daemon with exit code 2, so the node reports the network as not ready.
@@ -89,7 +90,6 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<JoinHandle<u8>>, ConfgenError> {
     let generator = GeneratorConfig::from_map(&config.raw)?;
-    let cleanup_on_exit = config.raw.get("cleanupConfigOnExit").and_then(|v| v.as_bool()).unwrap_or(false);
     if !generator.is_auto_mode() {
         let target = generator.user_config_target().ok_or(ConfgenError::NoFileName)?;
         let bytes = std::fs::read(&generator.multus_config_file)
@@ -143,7 +143,7 @@ pub async fn start(
         // The file is still checked after every change of the config directory.
         tracing::warn!("cannot watch {} for the readiness indicator file: {e}", dir.display());
     }
-    Ok(Some(tokio::spawn(watch_loop(generator, watcher, rx, shutdown, readiness, cleanup_on_exit))))
+    Ok(Some(tokio::spawn(watch_loop(generator, watcher, rx, shutdown, readiness))))
 }
 
 async fn watch_loop(
@@ -152,18 +152,12 @@ async fn watch_loop(
     mut events: mpsc::UnboundedReceiver<()>,
     mut shutdown: watch::Receiver<bool>,
     readiness: Option<PathBuf>,
-    cleanup_on_exit: bool,
 ) -> u8 {
     let conf_path = generator.multus_conf_path();
     loop {
         tokio::select! {
             got = events.recv() => if got.is_none() { return 2 },
-            _ = shutdown_requested(&mut shutdown) => {
-                if cleanup_on_exit {
-                    remove_conf(&conf_path);
-                }
-                return 0;
-            }
+            _ = shutdown_requested(&mut shutdown) => return 0,
         }
         // Editors and package managers write in several steps: settle, then look once.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,6 +182,25 @@ async fn watch_loop(
             ),
             Err(e) => tracing::error!("{e}; keeping the previous {}", conf_path.display()),
         }
+    }
+}
+
+/// `cleanupConfigOnExit: true`: remove `00-multus.conf` on every stop, as the Go daemon does.
+pub fn cleanup_on_exit(config: &DaemonConfig) -> bool {
+    config.raw.get("cleanupConfigOnExit").and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// Remove the generated `00-multus.conf` (auto mode; a user-provided file copy is removed too),
+/// so the runtime uses the node's primary configuration again.
+pub fn remove_multus_conf(config: &DaemonConfig) {
+    let Ok(generator) = GeneratorConfig::from_map(&config.raw) else { return };
+    let path = match generator.is_auto_mode() {
+        true => Some(generator.multus_conf_path()),
+        false => generator.user_config_target(),
+    };
+    if let Some(path) = path {
+        tracing::warn!("removing {}: the runtime uses the node's primary CNI configuration again", path.display());
+        remove_conf(&path);
     }
 }
 

@@ -17,7 +17,7 @@ use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::metrics::Metrics;
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, devices, handler, kube, logging, reconcile};
+use multus_daemon::{confgen, devices, handler, kube, logging, reconcile, uninstall};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ use std::time::Duration;
 const READINESS_FILE_WAIT: Duration = Duration::from_secs(45);
 const CACHE_SYNC_WAIT: Duration = Duration::from_secs(20);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping daemon waits for the API server's answer to "uninstall or restart?".
+const UNINSTALL_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let flags = match Flags::from_env() {
@@ -131,6 +133,7 @@ async fn run(flags: Flags) -> ExitCode {
     tracing::debug!("kube client built after {:?}", started.elapsed());
     let node = std::env::var("MULTUS_NODE_NAME").ok();
     let devices = Arc::new(devices::node_devices(&config, client.clone()));
+    let exit_client = client.clone();
     let metrics = Arc::new(Metrics::new());
     let kube = kube::KubeContext::start(client, node.as_deref(), metrics.clone());
 
@@ -189,9 +192,20 @@ async fn run(flags: Flags) -> ExitCode {
         code = wait_confgen(&mut confgen_task) => code,
     };
     health.set_ready(false);
+    // Uninstall or restart: decided before the file watcher stops, so a remove is the last word.
+    let how = if confgen::cleanup_on_exit(&config) {
+        uninstall::Exit::Uninstall
+    } else {
+        uninstall::probe(exit_client, UNINSTALL_PROBE_TIMEOUT).await
+    };
     let _ = shutdown_tx.send(true);
     if let Some(task) = confgen_task.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if how == uninstall::Exit::Uninstall {
+        confgen::remove_multus_conf(&config);
+    } else {
+        tracing::info!("keeping 00-multus.conf: the daemon is expected back (restart)");
     }
     // A reconcile pass in progress finishes its DEL (bounded by the shutdown grace).
     if tokio::time::timeout(SHUTDOWN_GRACE, reconciler).await.is_err() {

@@ -12,6 +12,8 @@
 
 pub mod go_cli;
 
+pub mod uninstall;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;

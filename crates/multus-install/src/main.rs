@@ -31,6 +31,22 @@ enum Cmd {
         #[arg(long = "binary", default_value = "multus-shim")]
         binaries: Vec<String>,
     },
+    /// Hand the node back to its primary CNI config: remove Multus's config (only if it is
+    /// Multus's), then the installed binaries. Run on each node when uninstalling.
+    Uninstall {
+        /// The CNI config directory (the host's /etc/cni/net.d as mounted).
+        #[arg(long, default_value = "/host/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        /// The generated config's file name.
+        #[arg(long, default_value = "00-multus.conf")]
+        conf_name: String,
+        /// The CNI bin directory (the host's /opt/cni/bin as mounted).
+        #[arg(short = 'd', long = "dest", alias = "dest-dir", default_value = "/host/opt/cni/bin")]
+        bin_dir: PathBuf,
+        /// Binary to remove (repeatable; default: multus-shim and passthru).
+        #[arg(long = "binary", default_values = ["multus-shim", "passthru"])]
+        binaries: Vec<String>,
+    },
     /// Exit 0 when the daemon answers 200 on PATH over its unix socket, 1 otherwise.
     Probe {
         #[arg(long, default_value = "/run/multus/multus.sock")]
@@ -71,6 +87,18 @@ fn main() -> Result<()> {
                     format!("installing {name} from {} into {}", source_dir.display(), dest.display())
                 })?;
                 println!("installed {}", target.display());
+            }
+            Ok(())
+        }
+        Cmd::Uninstall { cni_conf_dir, conf_name, bin_dir, binaries } => {
+            let names: Vec<&str> = binaries.iter().map(String::as_str).collect();
+            let removed = multus_install::uninstall::uninstall(&cni_conf_dir, &conf_name, &bin_dir, &names)
+                .with_context(|| format!("uninstalling from {} and {}", cni_conf_dir.display(), bin_dir.display()))?;
+            for file in &removed.files {
+                println!("removed {}", file.display());
+            }
+            for (file, why) in &removed.kept {
+                println!("kept {}: {why}", file.display());
             }
             Ok(())
         }

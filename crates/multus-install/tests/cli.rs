@@ -53,6 +53,26 @@ impl Image {
     }
 }
 
+/// `assert()` that retries a start failing with "text file busy": another test thread may fork
+/// while this test still has a freshly copied binary open for writing, and the child keeps that
+/// descriptor until it execs (the classic ETXTBSY race of multi-threaded test binaries).
+trait AssertRetrying {
+    fn assert_retrying(&mut self) -> assert_cmd::assert::Assert;
+}
+
+impl AssertRetrying for Command {
+    fn assert_retrying(&mut self) -> assert_cmd::assert::Assert {
+        for _ in 0..100 {
+            match self.output() {
+                Ok(output) => return assert_cmd::assert::Assert::new(output),
+                Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) => panic!("cannot start {self:?}: {e}"),
+            }
+        }
+        panic!("{self:?} stayed busy (ETXTBSY)");
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -66,7 +86,7 @@ fn go_init_container_command_line_installs_shim_and_passthru() {
         image
             .install_multus()
             .args(["-d", dest.to_str().unwrap(), "-t", "thick"])
-            .assert()
+            .assert_retrying()
             .success()
             .stderr("")
             .stdout(format!(
@@ -94,7 +114,7 @@ fn go_command_line_spellings() {
     ] {
         std::fs::remove_dir_all(image.dest()).unwrap();
         std::fs::create_dir(image.dest()).unwrap();
-        image.install_multus().args(&args).assert().success();
+        image.install_multus().args(&args).assert_retrying().success();
         assert_eq!(image.installed(), ["multus-shim", "passthru"], "{args:?}");
     }
 }
@@ -105,24 +125,24 @@ fn go_command_line_refusals() {
     image
         .install_multus()
         .args(["-t", "thicker"])
-        .assert()
+        .assert_retrying()
         .code(1)
         .stdout("")
         .stderr("--type is missing or --type has invalid value\n");
-    image.install_multus().assert().code(1).stderr("--type is missing or --type has invalid value\n");
-    image.install_multus().arg("-h").assert().code(1).stdout("").stderr(FLAG_DEFAULTS);
+    image.install_multus().assert_retrying().code(1).stderr("--type is missing or --type has invalid value\n");
+    image.install_multus().arg("-h").assert_retrying().code(1).stdout("").stderr(FLAG_DEFAULTS);
     let argv0 = image.bin().join("install_multus");
     image
         .install_multus()
         .args(["--dest", "/x"])
-        .assert()
+        .assert_retrying()
         .code(2)
         .stderr(format!("unknown flag: --dest\nUsage of {}:\n{FLAG_DEFAULTS}", argv0.display()));
     // A missing destination: nothing is half-done, exit 1.
     image
         .install_multus()
         .args(["-t", "thick", "-d", "/nonexistent/dir"])
-        .assert()
+        .assert_retrying()
         .code(1)
         .stderr(predicate::str::starts_with("failed to copy file multus-shim: "));
     assert!(image.installed().is_empty());
@@ -134,19 +154,19 @@ fn own_subcommands_keep_working() {
     let dest = image.dest();
     Command::new(image.bin().join("multus-install"))
         .args(["install", "--dest", dest.to_str().unwrap()])
-        .assert()
+        .assert_retrying()
         .success()
         .stdout(format!("installed {}\n", dest.join("multus-shim").display()));
     assert_eq!(image.installed(), ["multus-shim"]);
     Command::new(image.bin().join("multus-install"))
         .args(["install", "-d", dest.to_str().unwrap(), "--binary", "multus-shim", "--binary", "passthru"])
-        .assert()
+        .assert_retrying()
         .success();
     assert_eq!(image.installed(), ["multus-shim", "passthru"]);
     let socket = image.dir.path().join("no-daemon.sock");
     Command::new(image.bin().join("multus-install"))
         .args(["probe", "--socket", socket.to_str().unwrap(), "--timeout-ms", "500"])
-        .assert()
+        .assert_retrying()
         .code(1)
         .stderr(predicate::str::starts_with("multus-install probe: /readyz: "));
 }

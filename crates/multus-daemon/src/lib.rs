@@ -10,7 +10,10 @@
 //! - [`logging`]: `logLevel`/`logFile`/`logToStderr`/`logOptions` mapped onto tracing
 //! - [`kube`]: the production cluster: client, node-scoped pod and NAD watch caches
 //! - [`netns`]: the production netns seam (dedicated threads); [`routes`]: rtnetlink edits
-//! - [`confgen`]: writing and maintaining `00-multus.conf`
+//! - [`confgen`]: writing and maintaining `00-multus.conf`; [`uninstall`]: restart or uninstall
+//! - [`reconcile`]: reclaiming attachments whose sandbox is gone
+//! - [`metrics`]: Prometheus metrics and the metrics listener
+//! - [`devices`]: the production device sources (kubelet, checkpoint, DRA)
 //! - [`testing`]: recording fakes of the seams (feature `testing`, and this crate's tests)
 
 pub mod commands;

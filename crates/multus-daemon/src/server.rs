@@ -5,8 +5,10 @@
 //! - **time**: the request head must arrive within [`Limits::header_read_timeout`], the body
 //!   within [`Limits::body_read_timeout`] (`408`), and a client must read its answer within
 //!   [`Limits::response_write_timeout`]; an idle or half-sent request cannot keep a connection.
-//! - **connections**: at most [`Limits::max_connections`] are open; more wait in the kernel's
-//!   backlog. `connectionLimit` bounds the `/cni` and `/delegate` requests being *handled*, not
+//! - **connections**: at most [`Limits::max_connections`] are open; when all are taken, the
+//!   oldest one still waiting for its request head is closed to make room (a real client writes
+//!   its request right after connecting), so a flood of idle connections delays the next real
+//!   request by an accept or two, not by header timeouts. `connectionLimit` bounds the `/cni` and `/delegate` requests being *handled*, not
 //!   connections: requests beyond it queue in memory until a slot frees (no refusals), and idle
 //!   or slow clients never take a slot, so they cannot stop real requests (the Go daemon limits
 //!   accepted connections, so four idle ones stop every CNI request of a node).
@@ -341,6 +343,7 @@ pub async fn serve_with(
         health: health.clone(),
         slots: limits.connection_limit.map(|l| Arc::new(Semaphore::new(permits(l)))),
         budget: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
+        pending: PendingHeads::default(),
         limits,
     });
     let connections = Arc::new(Semaphore::new(permits(max_connections)));
@@ -415,6 +418,49 @@ struct Shared {
     slots: Option<Arc<Semaphore>>,
     /// Request-body bytes, one permit per byte.
     budget: Arc<Semaphore>,
+    /// Connections still waiting for their request head, oldest first.
+    pending: PendingHeads,
+}
+
+/// One connection as the eviction sees it.
+#[derive(Default)]
+struct ConnState {
+    /// The request head has been read (the connection is serving a request, not idle).
+    head_read: AtomicBool,
+    /// Close the connection if its head has not been read yet.
+    evict: Notify,
+}
+
+/// Connections that have not sent their request head yet, oldest first. When every connection
+/// slot is taken, the oldest of them is closed to make room: a real client writes its request
+/// right after connecting, so a connection still silent after hundreds of newer ones were
+/// accepted is idle or stalled, and the client behind it in the backlog must not wait for its
+/// header timeout (2,000 idle connections would otherwise delay a DEL by 4 × 10 s).
+#[derive(Default)]
+struct PendingHeads(std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<ConnState>>>);
+
+impl PendingHeads {
+    fn push(&self, conn: &Arc<ConnState>, cap: usize) {
+        let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= cap.saturating_mul(2).max(64) {
+            queue.retain(|w| w.upgrade().is_some_and(|c| !c.head_read.load(Ordering::SeqCst)));
+        }
+        queue.push_back(Arc::downgrade(conn));
+    }
+
+    /// Close the oldest connection still waiting for its head; false if there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(weak) = queue.pop_front() {
+            if let Some(conn) = weak.upgrade()
+                && !conn.head_read.load(Ordering::SeqCst)
+            {
+                conn.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// Something connections are accepted from: the socket, or a test's scripted failures.
@@ -438,10 +484,24 @@ async fn accept_loop<A: Acceptor>(
     tokio::pin!(stop);
     let mut backoff = AcceptBackoff::default();
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let evicted = shared.pending.evict_oldest();
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => return,
+                    p = connections.clone().acquire_owned() => match p {
+                        Ok(p) => {
+                            if evicted {
+                                tracing::debug!("all connections taken: closed the oldest one still waiting for its request");
+                            }
+                            p
+                        }
+                        Err(_) => return,
+                    },
+                }
+            }
         };
         let accepted = tokio::select! {
             biased;
@@ -508,13 +568,16 @@ impl AcceptBackoff {
 /// (`None` for connections taken from the backlog during shutdown).
 fn spawn_connection(stream: UnixStream, permit: Option<OwnedSemaphorePermit>, shared: Arc<Shared>) {
     let open = Counted::new(&shared.health, |h| &h.open_connections);
+    let state = Arc::new(ConnState::default());
+    shared.pending.push(&state, shared.limits.max_connections);
     tokio::spawn(async move {
         let _permit = permit;
         let _open = open;
         let answered = Arc::new(Notify::new());
         let service = {
-            let (shared, answered) = (shared.clone(), answered.clone());
+            let (shared, answered, state) = (shared.clone(), answered.clone(), state.clone());
             hyper::service::service_fn(move |req| {
+                state.head_read.store(true, Ordering::SeqCst);
                 let (shared, answered) = (shared.clone(), answered.clone());
                 async move {
                     let response = route(req, &shared).await;
@@ -529,13 +592,30 @@ fn spawn_connection(stream: UnixStream, permit: Option<OwnedSemaphorePermit>, sh
             .header_read_timeout(shared.limits.header_read_timeout)
             .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
         let write_timeout = shared.limits.response_write_timeout;
-        tokio::select! {
-            done = conn => if let Err(e) = done {
-                tracing::debug!("connection error: {e}");
-            },
-            _ = async { answered.notified().await; tokio::time::sleep(write_timeout).await } => {
-                tracing::debug!("closing a connection whose client did not take its answer within {write_timeout:?}");
+        let answer_not_taken = async {
+            answered.notified().await;
+            tokio::time::sleep(write_timeout).await
+        };
+        tokio::pin!(answer_not_taken);
+        loop {
+            tokio::select! {
+                done = &mut conn => {
+                    if let Err(e) = done {
+                        tracing::debug!("connection error: {e}");
+                    }
+                    return;
+                }
+                _ = &mut answer_not_taken => {
+                    tracing::debug!("closing a connection whose client did not take its answer within {write_timeout:?}");
+                    return;
+                }
+                _ = state.evict.notified() => {
+                    if !state.head_read.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
             }
         }
     });
@@ -706,6 +786,7 @@ mod tests {
             limits: Limits::default(),
             slots: None,
             budget: Arc::new(Semaphore::new(1 << 20)),
+            pending: PendingHeads::default(),
         })
     }
 

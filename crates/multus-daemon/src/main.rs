@@ -211,8 +211,9 @@ async fn run(flags: Flags) -> ExitCode {
     if tokio::time::timeout(SHUTDOWN_GRACE, reconciler).await.is_err() {
         tracing::warn!("orphan reconcile pass still running at exit");
     }
+    // Returns once drained; it has removed the socket if it was still ours (never another
+    // daemon's that took the path over).
     let _ = server_task.await;
-    let _ = std::fs::remove_file(&socket_path);
     ExitCode::from(exit)
 }
 

@@ -10,6 +10,9 @@
 //! | `POST /objects`, `PUT /objects` | create / create-or-replace the object in the body |
 //! | `DELETE /objects` | delete `{"apiVersion", "kind", "namespace", "name"}` |
 //! | `GET /deny`, `PUT /deny` | read / replace the deny rules (`["update:pods/status", …]`) |
+//! | `GET /csr/approval`, `PUT /csr/approval` | read / set who approves CSRs (`{"approval": "manual"}`, `approve-all`, `multus-cert-approver`) |
+//! | `POST /csr/approve`, `POST /csr/deny` | decide a pending CSR: `{"name": "csr-x", "message": "…"}` |
+//! | `POST /client-certificates` | a client certificate from the mock's CA: `{"commonName", "organization", "seconds"}` → `{"certificatePem", "keyPem", "kubeconfig"}` |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use bytes::Bytes;
 use http::{Method, Response};
 use serde_json::{Value, json};
 
+use crate::csr::CsrApproval;
 use crate::faults::{FaultRule, RequestMatcher};
 use crate::request::parse_query;
 use crate::server::{Body, DenyRule, Shared, error_response, json_response};
@@ -26,6 +30,29 @@ use crate::status::ApiError;
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid admin request body: {e}")))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct CsrDecision {
+    name: String,
+    message: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CsrApprovalBody {
+    approval: CsrApproval,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientCertificateRequest {
+    common_name: String,
+    #[serde(default)]
+    organization: Option<String>,
+    /// Lifetime; default one day.
+    #[serde(default)]
+    seconds: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -141,6 +168,44 @@ async fn run(
             }
             Ok(json!(specs))
         }
+        (&Method::GET, "csr/approval") => {
+            let approval = shared.csr_approval.read().map(|a| *a).unwrap_or_default();
+            Ok(json!({"approval": approval}))
+        }
+        (&Method::PUT, "csr/approval") => {
+            let body: CsrApprovalBody = parse_json(body)?;
+            if let Ok(mut approval) = shared.csr_approval.write() {
+                *approval = body.approval;
+            }
+            shared.csr_resync.notify_one();
+            Ok(json!({"approval": body.approval}))
+        }
+        (&Method::POST, verb @ ("csr/approve" | "csr/deny")) => {
+            let decision: CsrDecision = parse_json(body)?;
+            let approve = verb == "csr/approve";
+            let reason = if approve { "KubeMockApprove" } else { "KubeMockDeny" };
+            crate::csr::decide(store, &decision.name, approve, reason, &decision.message)
+        }
+        (&Method::POST, "client-certificates") => {
+            let request: ClientCertificateRequest = parse_json(body)?;
+            let now = std::time::SystemTime::now();
+            let not_before = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
+            let not_after = now + Duration::from_secs(request.seconds.unwrap_or(86_400));
+            let issued = shared
+                .ca
+                .issue_client_certificate(&request.common_name, request.organization.as_deref(), not_before, not_after)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let mut answer = json!(issued);
+            answer["kubeconfig"] = json!(client_certificate_kubeconfig(shared, &issued));
+            Ok(answer)
+        }
         _ => Err(ApiError::new(404, "NotFound", format!("no admin endpoint {method} {rest:?}"))),
     }
+}
+
+/// A kubeconfig for this server with a client certificate as the user.
+fn client_certificate_kubeconfig(shared: &Shared, issued: &crate::tls::IssuedCertificate) -> String {
+    let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    let ca = shared.tls.is_some().then(|| shared.ca.pem());
+    crate::kubeconfig_document(&format!("{scheme}://{}", shared.addr), ca, &crate::client_certificate_user(issued))
 }

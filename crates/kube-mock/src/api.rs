@@ -6,6 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::discovery::table;
 use crate::patch::{PatchKind, apply_patch};
 use crate::request::{ResourceRequest, Verb};
@@ -27,7 +28,8 @@ fn ok(body: Value) -> Reply {
     Reply::Json { code: 200, body }
 }
 
-/// Decodes a write body (JSON, YAML or protobuf for Pod and Event) into a JSON object.
+/// Decodes a write body (JSON, YAML, or protobuf for Pod, Event and CertificateSigningRequest)
+/// into a JSON object.
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let value: Value = match essence {
@@ -146,6 +148,20 @@ fn merge_for_update(def: &ResourceDef, subresource: Option<&str>, current: &Valu
     }
 }
 
+/// The new object of an update, by the rules of the resource.
+fn merge_update(
+    def: &ResourceDef,
+    subresource: Option<&str>,
+    current: &Value,
+    incoming: Value,
+) -> Result<Value, ApiError> {
+    if crate::csr::is_csr(def) {
+        crate::csr::merge_update(subresource, current, incoming)
+    } else {
+        Ok(merge_for_update(def, subresource, current, incoming))
+    }
+}
+
 fn namespace_of(req: &ResourceRequest) -> String {
     req.namespace.clone().unwrap_or_default()
 }
@@ -211,8 +227,37 @@ fn maybe_table(req: &ResourceRequest, object: Value) -> Value {
     }
 }
 
-/// Executes a resource request. `body` is the raw request body and `content_type` its type.
+/// Who sends a request, and the server settings admission depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub user: UserInfo,
+    /// Smallest `expirationSeconds` of a new CertificateSigningRequest.
+    pub csr_min_expiration_seconds: i64,
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        Self {
+            user: UserInfo::anonymous(),
+            csr_min_expiration_seconds: crate::csr::CsrSettings::default().min_expiration_seconds,
+        }
+    }
+}
+
+/// Executes a resource request as an anonymous user. `body` is the raw request body and
+/// `content_type` its type.
 pub fn execute(store: &Store, req: &ResourceRequest, content_type: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    execute_as(store, req, content_type, body, &RequestContext::default())
+}
+
+/// Executes a resource request for the user in `context`.
+pub fn execute_as(
+    store: &Store,
+    req: &ResourceRequest,
+    content_type: &str,
+    body: &[u8],
+    context: &RequestContext,
+) -> Result<Reply, ApiError> {
     if req.dry_run {
         return Err(ApiError::bad_request("dryRun is not supported by kube-mock"));
     }
@@ -229,8 +274,11 @@ pub fn execute(store: &Store, req: &ResourceRequest, content_type: &str, body: &
         Verb::List => Ok(ok(list(store, req)?)),
         Verb::Watch => Ok(Reply::Watch),
         Verb::Create => {
-            let object = decode_body(content_type, body)?;
+            let mut object = decode_body(content_type, body)?;
             check_body_identity(req, &object)?;
+            if crate::csr::is_csr(def) {
+                crate::csr::admit_create(&mut object, &context.user, context.csr_min_expiration_seconds)?;
+            }
             if def.namespaced && !store.namespace_exists(&namespace) {
                 return Err(ApiError::not_found(&crate::resources::Gvr::new("", "v1", "namespaces"), &namespace));
             }
@@ -240,8 +288,8 @@ pub fn execute(store: &Store, req: &ResourceRequest, content_type: &str, body: &
         Verb::Update => {
             let incoming = decode_body(content_type, body)?;
             check_body_identity(req, &incoming)?;
-            let updated = store
-                .modify(def, &namespace, &name, |current| Ok(merge_for_update(def, subresource, current, incoming)))?;
+            let updated =
+                store.modify(def, &namespace, &name, |current| merge_update(def, subresource, current, incoming))?;
             Ok(ok(updated))
         }
         Verb::Patch(kind) => {
@@ -268,7 +316,7 @@ pub fn execute(store: &Store, req: &ResourceRequest, content_type: &str, body: &
                     crate::patch::PatchError::Apply(m) => ApiError::invalid(&gvr, &def.kind, &name, &m),
                 })?;
                 // A patch that does not mention resourceVersion must not trip the precondition.
-                Ok(merge_for_update(def, subresource, current, patched))
+                merge_update(def, subresource, current, patched)
             })?;
             Ok(ok(patched))
         }

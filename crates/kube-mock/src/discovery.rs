@@ -196,6 +196,15 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
             column("Restarts", ""),
             column("Age", ""),
         ]
+    } else if crate::csr::is_csr(def) {
+        vec![
+            column("Name", "name"),
+            column("Age", ""),
+            column("SignerName", ""),
+            column("Requestor", ""),
+            column("RequestedDuration", ""),
+            column("Condition", ""),
+        ]
     } else {
         vec![column("Name", "name"), column("Age", "")]
     }
@@ -211,6 +220,32 @@ fn cells(def: &ResourceDef, object: &Value) -> Vec<Value> {
         let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
         let phase = object["status"]["phase"].as_str().unwrap_or("Unknown");
         vec![name, json!(format!("{ready}/{containers}")), json!(phase), json!(restarts), age]
+    } else if crate::csr::is_csr(def) {
+        let spec = &object["spec"];
+        let duration = match spec["expirationSeconds"].as_u64() {
+            Some(s) if s % 3600 == 0 => format!("{}h", s / 3600),
+            Some(s) if s % 60 == 0 => format!("{}m", s / 60),
+            Some(s) => format!("{s}s"),
+            None => "<none>".into(),
+        };
+        let mut condition: Vec<String> = object["status"]["conditions"]
+            .as_array()
+            .map(|cs| cs.iter().filter_map(|c| c["type"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if object["status"]["certificate"].as_str().is_some_and(|c| !c.is_empty()) {
+            condition.push("Issued".into());
+        }
+        if condition.is_empty() {
+            condition.push("Pending".into());
+        }
+        vec![
+            name,
+            age,
+            json!(spec["signerName"].as_str().unwrap_or_default()),
+            json!(spec["username"].as_str().unwrap_or_default()),
+            json!(duration),
+            json!(condition.join(",")),
+        ]
     } else {
         vec![name, age]
     }

@@ -18,6 +18,8 @@ pub enum Error {
     InvalidDenyRule(String),
     #[error("invalid fault: {0}")]
     InvalidFault(String),
+    #[error("invalid CSR approval {0:?}: expected manual, approve-all or multus-cert-approver")]
+    InvalidCsrApproval(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }

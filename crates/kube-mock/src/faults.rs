@@ -280,6 +280,10 @@ pub struct JournalEntry {
     /// Response status (200 for watches, which stream afterwards).
     pub status: u16,
     pub user_agent: Option<String>,
+    /// The authenticated user (client certificate CN, the token's user, or
+    /// `system:anonymous`); None for unauthenticated routes and refused requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Bounded journal of requests, oldest dropped first.
@@ -396,6 +400,7 @@ mod tests {
                 body: None,
                 status: 200,
                 user_agent: None,
+                user: None,
             });
         }
         assert_eq!(journal.entries().iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["/1", "/2"]);

@@ -21,6 +21,8 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
+pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod faults;
@@ -39,18 +41,21 @@ pub mod watch;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use auth::UserInfo;
+pub use csr::{CsrApproval, CsrSettings};
 pub use error::Error;
 pub use faults::{FaultRule, Faults, JournalEntry, RequestMatcher};
 pub use resources::{Gvr, ResourceDef};
 pub use server::DenyRule;
 pub use status::ApiError;
 pub use store::Store;
+pub use tls::{CertificateAuthority, IssuedCertificate};
 
 use server::Shared;
 
@@ -78,6 +83,8 @@ pub struct MockConfig {
     pub bookmark_interval: Duration,
     /// Requests kept in the journal.
     pub journal_capacity: usize,
+    /// CertificateSigningRequests: who approves them, and the signer's settings.
+    pub csr: CsrSettings,
 }
 
 impl Default for MockConfig {
@@ -93,6 +100,7 @@ impl Default for MockConfig {
             admin_prefix: "/_mock".into(),
             bookmark_interval: Duration::from_secs(10),
             journal_capacity: 10_000,
+            csr: CsrSettings::default(),
         }
     }
 }
@@ -100,7 +108,10 @@ impl Default for MockConfig {
 /// A running mock API server. Dropping it (or [`MockApiServer::shutdown`]) stops it.
 pub struct MockApiServer {
     shared: Arc<Shared>,
+    /// The CA certificate in TLS mode.
     ca_pem: Option<String>,
+    /// The approver and signer of CertificateSigningRequests.
+    csr_controller: tokio::task::JoinHandle<()>,
     /// Present when the server runs its own runtime ([`MockApiServer::start_blocking`]).
     own_runtime: Option<tokio::runtime::Runtime>,
 }
@@ -144,11 +155,18 @@ impl MockApiServer {
             );
             store.upsert(object).map_err(|source| Error::SeedStore { object: label, source })?;
         }
-        let (tls, ca_pem) = if cfg.tls {
-            let material = tls::generate(&cfg.extra_sans)?;
-            (Some(tokio_rustls::TlsAcceptor::from(material.server_config)), Some(material.ca_pem))
+        // Also without TLS: approved CSRs are signed by it.
+        let ca = Arc::new(CertificateAuthority::generate()?);
+        let (tls, client_certificates, ca_pem) = if cfg.tls {
+            let client_certificates = Arc::new(auth::ClientCertificates::new(&ca)?);
+            let server_config = ca.server_config(&cfg.extra_sans, client_certificates.clone())?;
+            (
+                Some(tokio_rustls::TlsAcceptor::from(server_config)),
+                Some(client_certificates),
+                Some(ca.pem().to_string()),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
         // The port chosen here is kept across stop/resume.
         let listen_err = |source| Error::Listen { addr: cfg.listen, source };
@@ -164,12 +182,25 @@ impl MockApiServer {
             bookmark_interval: cfg.bookmark_interval,
             addr,
             tls,
+            client_certificates,
+            csr_min_expiration_seconds: cfg.csr.min_expiration_seconds,
+            ca: ca.clone(),
+            csr_approval: Arc::new(RwLock::new(cfg.csr.approval)),
+            csr_resync: Arc::new(tokio::sync::Notify::new()),
             runtime,
             listening: std::sync::Mutex::new(None),
         });
+        let controller = csr::CsrController {
+            store: shared.store.clone(),
+            ca,
+            settings: cfg.csr.clone(),
+            approval: shared.csr_approval.clone(),
+            resync: shared.csr_resync.clone(),
+        };
+        let csr_controller = shared.runtime.spawn(controller.run());
         server::start_listening(&shared, Some(listener)).map_err(|source| Error::Listen { addr, source })?;
         tracing::info!(%addr, tls = cfg.tls, "kube-mock listening");
-        Ok(Self { shared, ca_pem, own_runtime })
+        Ok(Self { shared, ca_pem, csr_controller, own_runtime })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -193,20 +224,21 @@ impl MockApiServer {
 
     /// A kubeconfig for this server (CA data in TLS mode, the token when one is set).
     pub fn kubeconfig_yaml(&self) -> String {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let ca = self
-            .ca_pem
-            .as_deref()
-            .map(|pem| format!("    certificate-authority-data: {}\n", b64(pem)))
-            .unwrap_or_default();
         let user = match &self.shared.token {
             Some(token) => format!("    token: {token}\n"),
             None => "    username: kube-mock\n".to_string(),
         };
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-mock\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: kube-mock\n  context:\n    cluster: kube-mock\n    user: kube-mock\n    namespace: default\ncurrent-context: kube-mock\nusers:\n- name: kube-mock\n  user:\n{user}preferences: {{}}\n",
-            url = self.url()
-        )
+        self.kubeconfig_with_user(&user)
+    }
+
+    /// A kubeconfig that authenticates with a client certificate (e.g. from
+    /// [`MockApiServer::issue_client_certificate`]) instead of the token, like a kubelet's.
+    pub fn kubeconfig_yaml_with_client_certificate(&self, certificate: &IssuedCertificate) -> String {
+        self.kubeconfig_with_user(&client_certificate_user(certificate))
+    }
+
+    fn kubeconfig_with_user(&self, user: &str) -> String {
+        kubeconfig_document(&self.url(), self.ca_pem.as_deref(), user)
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> io::Result<()> {
@@ -224,6 +256,52 @@ impl MockApiServer {
             std::fs::write(dir.join("ca.crt"), ca)?;
         }
         std::fs::write(dir.join("namespace"), "default")
+    }
+
+    /// The CA that signs the serving certificate, client certificates and approved CSRs.
+    pub fn certificate_authority(&self) -> &CertificateAuthority {
+        &self.shared.ca
+    }
+
+    /// A client certificate the server accepts (TLS mode): user `common_name`, group
+    /// `organization`, valid from a minute ago for `valid_for`.
+    pub fn issue_client_certificate(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        valid_for: Duration,
+    ) -> Result<IssuedCertificate, Error> {
+        let now = SystemTime::now();
+        let not_before = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
+        self.shared.ca.issue_client_certificate(common_name, organization, not_before, now + valid_for)
+    }
+
+    /// Who approves new CertificateSigningRequests now.
+    pub fn csr_approval(&self) -> CsrApproval {
+        self.shared.csr_approval.read().map(|a| *a).unwrap_or_default()
+    }
+
+    /// Changes who approves CertificateSigningRequests; pending ones are looked at again.
+    pub fn set_csr_approval(&self, approval: CsrApproval) {
+        if let Ok(mut current) = self.shared.csr_approval.write() {
+            *current = approval;
+        }
+        self.shared.csr_resync.notify_one();
+    }
+
+    /// Approves a pending CertificateSigningRequest (the signer then issues its certificate).
+    pub fn approve_csr(&self, name: &str, message: &str) -> Result<Value, ApiError> {
+        csr::decide(&self.shared.store, name, true, "KubeMockApprove", message)
+    }
+
+    /// Denies a pending CertificateSigningRequest.
+    pub fn deny_csr(&self, name: &str, message: &str) -> Result<Value, ApiError> {
+        csr::decide(&self.shared.store, name, false, "KubeMockDeny", message)
+    }
+
+    /// The stored CertificateSigningRequests.
+    pub fn csrs(&self) -> Vec<Value> {
+        self.shared.store.list_kind("certificates.k8s.io/v1", "CertificateSigningRequest", None)
     }
 
     /// Direct access to stored objects.
@@ -288,9 +366,32 @@ impl MockApiServer {
     }
 }
 
+/// The `user:` lines of a kubeconfig that authenticates with `certificate`.
+pub(crate) fn client_certificate_user(certificate: &IssuedCertificate) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(&certificate.certificate_pem),
+        b64(&certificate.key_pem)
+    )
+}
+
+/// A one-cluster kubeconfig for `url` (trusting `ca_pem`) with the given `user:` lines.
+pub(crate) fn kubeconfig_document(url: &str, ca_pem: Option<&str>, user: &str) -> String {
+    let ca = ca_pem
+        .map(|pem| {
+            format!("    certificate-authority-data: {}\n", base64::engine::general_purpose::STANDARD.encode(pem))
+        })
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-mock\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: kube-mock\n  context:\n    cluster: kube-mock\n    user: kube-mock\n    namespace: default\ncurrent-context: kube-mock\nusers:\n- name: kube-mock\n  user:\n{user}preferences: {{}}\n"
+    )
+}
+
 impl Drop for MockApiServer {
     fn drop(&mut self) {
         server::stop_listening(&self.shared);
+        self.csr_controller.abort();
         if let Some(runtime) = self.own_runtime.take() {
             // Never blocks, so dropping inside an async context is fine too.
             runtime.shutdown_background();

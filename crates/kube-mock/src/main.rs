@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kube_mock::{DenyRule, MockApiServer, MockConfig};
+use kube_mock::{CsrApproval, CsrSettings, DenyRule, MockApiServer, MockConfig};
 
 /// A mock Kubernetes API server for kubectl, kube-rs and client-go.
 #[derive(Parser, Debug)]
@@ -45,6 +45,22 @@ struct Cli {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 10)]
     bookmark_seconds: u64,
+    /// Who approves CertificateSigningRequests: manual, approve-all or multus-cert-approver.
+    #[arg(long, default_value = "manual")]
+    csr_approval: CsrApproval,
+    /// Smallest expirationSeconds of a CertificateSigningRequest (the real API server: 600).
+    #[arg(long, default_value_t = 600)]
+    csr_min_expiration_seconds: i64,
+    /// How far the CSR signer backdates notBefore, in seconds (kube-controller-manager: 300).
+    #[arg(long, default_value_t = 300)]
+    csr_backdate_seconds: u64,
+    /// Write a kubeconfig that authenticates with a client certificate to FILE, for the
+    /// subject given by --client-cert-subject (e.g. a kubelet's, as Multus' bootstrap kubeconfig).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    client_cert_kubeconfig_out: Option<PathBuf>,
+    /// Subject of that certificate: `CN` or `CN/O`, e.g. `system:node:node1/system:nodes`.
+    #[arg(long, value_name = "CN[/O]", default_value = "system:node:node1/system:nodes")]
+    client_cert_subject: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +87,12 @@ fn main() -> anyhow::Result<()> {
         deny,
         admin_prefix: cli.admin_prefix.clone(),
         bookmark_interval: Duration::from_secs(cli.bookmark_seconds.max(1)),
+        csr: CsrSettings {
+            approval: cli.csr_approval,
+            min_expiration_seconds: cli.csr_min_expiration_seconds,
+            backdate: Duration::from_secs(cli.csr_backdate_seconds),
+            ..CsrSettings::default()
+        },
         ..MockConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -81,6 +103,17 @@ async fn run(cli: Cli, config: MockConfig) -> anyhow::Result<()> {
     let server = MockApiServer::start(config).await.context("starting the mock API server")?;
     if let Some(path) = &cli.kubeconfig_out {
         server.write_kubeconfig(path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cli.client_cert_kubeconfig_out {
+        let (cn, o) = match cli.client_cert_subject.split_once('/') {
+            Some((cn, o)) => (cn, Some(o)),
+            None => (cli.client_cert_subject.as_str(), None),
+        };
+        let certificate = server
+            .issue_client_certificate(cn, o, Duration::from_secs(365 * 24 * 3600))
+            .context("issuing the client certificate")?;
+        std::fs::write(path, server.kubeconfig_yaml_with_client_certificate(&certificate))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(dir) = &cli.in_cluster_dir {
         server.write_in_cluster_dir(dir).with_context(|| format!("writing {}", dir.display()))?;

@@ -1,12 +1,15 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`).
 //!
 //! client-go writes core types as protobuf: the 4-byte magic `k8s\0`, then a `runtime.Unknown`
-//! envelope whose `raw` field holds the typed message. Only the types a Multus daemon writes
-//! (core/v1 Pod and Event) are decoded; they are converted to the JSON the real server would
+//! envelope whose `raw` field holds the typed message. Only the types a Multus daemon and
+//! kubectl's CSR commands write (core/v1 Pod and Event, certificates.k8s.io/v1
+//! CertificateSigningRequest) are decoded; they are converted to the JSON the real server would
 //! store, with Go's `omitempty` rules (empty strings, empty maps and lists are left out).
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use k8s_pb::api::certificates::v1 as certificates;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -21,7 +24,9 @@ pub enum ProtobufError {
     MissingMagic,
     #[error("malformed protobuf {what}: {message}")]
     Malformed { what: &'static str, message: String },
-    #[error("protobuf bodies are accepted only for core/v1 Pod and Event, got {api_version}/{kind}")]
+    #[error(
+        "protobuf bodies are accepted only for core/v1 Pod and Event and certificates.k8s.io/v1 CertificateSigningRequest, got {api_version}/{kind}"
+    )]
     UnsupportedKind { api_version: String, kind: String },
     #[error("unsupported protobuf content encoding {0:?}")]
     UnsupportedEncoding(String),
@@ -63,6 +68,11 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
             let event = core::Event::decode(raw.as_slice())
                 .map_err(|e| ProtobufError::Malformed { what: "Event", message: e.to_string() })?;
             Ok(event_to_json(&event))
+        }
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            let csr = certificates::CertificateSigningRequest::decode(raw.as_slice())
+                .map_err(|e| ProtobufError::Malformed { what: "CertificateSigningRequest", message: e.to_string() })?;
+            Ok(csr_to_json(&csr))
         }
         _ => Err(ProtobufError::UnsupportedKind { api_version: type_meta.api_version, kind: type_meta.kind }),
     }
@@ -395,6 +405,55 @@ pub fn pod_to_json(p: &core::Pod) -> Value {
         .done()
 }
 
+/// `[]byte` fields are base64 strings in JSON.
+fn bytes(value: &Option<Vec<u8>>) -> Value {
+    match value {
+        Some(b) if !b.is_empty() => json!(base64::engine::general_purpose::STANDARD.encode(b)),
+        _ => Value::Null,
+    }
+}
+
+pub fn csr_to_json(c: &certificates::CertificateSigningRequest) -> Value {
+    let spec = c.spec.as_ref().map(|s| {
+        let extra: Map<String, Value> = s.extra.iter().map(|(k, v)| (k.clone(), json!(v.items))).collect();
+        Obj::default()
+            .value("request", bytes(&s.request))
+            .str("signerName", &s.signer_name)
+            .int("expirationSeconds", s.expiration_seconds.map(i64::from))
+            .strings("usages", &s.usages)
+            .str("username", &s.username)
+            .str("uid", &s.uid)
+            .strings("groups", &s.groups)
+            .value("extra", Value::Object(extra))
+            .done()
+    });
+    let status = c.status.as_ref().map(|s| {
+        Obj::default()
+            .value(
+                "conditions",
+                list(&s.conditions, |c| {
+                    Obj::default()
+                        .str_always("type", &c.r#type)
+                        .str_always("status", &c.status)
+                        .str("reason", &c.reason)
+                        .str("message", &c.message)
+                        .value("lastUpdateTime", time(&c.last_update_time))
+                        .value("lastTransitionTime", time(&c.last_transition_time))
+                        .done()
+                }),
+            )
+            .value("certificate", bytes(&s.certificate))
+            .done()
+    });
+    Obj::default()
+        .value("apiVersion", json!("certificates.k8s.io/v1"))
+        .value("kind", json!("CertificateSigningRequest"))
+        .value("metadata", object_meta(&c.metadata))
+        .value("spec", spec.unwrap_or(Value::Null))
+        .value("status", status.unwrap_or(Value::Null))
+        .done()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +516,48 @@ mod tests {
         assert_eq!(json["metadata"]["annotations"]["a"], "b");
         assert_eq!(json["spec"]["nodeName"], "node1");
         assert_eq!(json["status"]["phase"], "Running");
+    }
+
+    #[test]
+    fn csr_round_trip_through_protobuf() {
+        let csr = certificates::CertificateSigningRequest {
+            metadata: Some(meta::ObjectMeta { name: Some("csr-1".into()), ..Default::default() }),
+            spec: Some(certificates::CertificateSigningRequestSpec {
+                request: Some(b"-----BEGIN CERTIFICATE REQUEST-----".to_vec()),
+                signer_name: Some("kubernetes.io/kube-apiserver-client".into()),
+                expiration_seconds: Some(600),
+                usages: vec!["digital signature".into(), "client auth".into()],
+                ..Default::default()
+            }),
+            status: Some(certificates::CertificateSigningRequestStatus {
+                conditions: vec![certificates::CertificateSigningRequestCondition {
+                    r#type: Some("Approved".into()),
+                    status: Some("True".into()),
+                    reason: Some("KubectlApprove".into()),
+                    ..Default::default()
+                }],
+                certificate: None,
+            }),
+        };
+        let envelope = Unknown {
+            type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+                api_version: Some("certificates.k8s.io/v1".into()),
+                kind: Some("CertificateSigningRequest".into()),
+            }),
+            raw: Some(csr.encode_to_vec()),
+            content_encoding: None,
+            content_type: None,
+        };
+        let mut body = PROTOBUF_MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        let json = decode_object(&body).unwrap();
+        assert_eq!(
+            json["spec"]["request"],
+            base64::engine::general_purpose::STANDARD.encode("-----BEGIN CERTIFICATE REQUEST-----")
+        );
+        assert_eq!(json["spec"]["expirationSeconds"], 600);
+        assert_eq!(json["spec"]["usages"], json!(["digital signature", "client auth"]));
+        assert_eq!(json["status"]["conditions"][0]["reason"], "KubectlApprove");
+        assert!(json["status"].get("certificate").is_none());
     }
 }

@@ -270,7 +270,7 @@ fn resource_route(
         [] => return Err(not_found()),
     };
     if let Some(sub) = &subresource
-        && !(sub == "status" && def.status_subresource)
+        && !def.serves_subresource(sub)
     {
         return Err(not_found());
     }

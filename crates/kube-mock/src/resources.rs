@@ -49,6 +49,8 @@ pub struct ResourceDef {
     pub verbs: Vec<String>,
     /// Whether `<plural>/status` is served.
     pub status_subresource: bool,
+    /// Other subresources served with get/update/patch (`approval` of CSRs).
+    pub extra_subresources: Vec<String>,
     pub categories: Vec<String>,
     /// Served because of a CustomResourceDefinition: such resources take no strategic merge patch.
     pub custom: bool,
@@ -68,6 +70,7 @@ impl ResourceDef {
             namespaced,
             verbs: ALL_VERBS.iter().map(|v| v.to_string()).collect(),
             status_subresource: false,
+            extra_subresources: Vec::new(),
             categories: Vec::new(),
             custom: false,
         }
@@ -81,6 +84,16 @@ impl ResourceDef {
     fn with_status(mut self) -> Self {
         self.status_subresource = true;
         self
+    }
+
+    fn with_subresource(mut self, name: &str) -> Self {
+        self.extra_subresources.push(name.to_string());
+        self
+    }
+
+    /// Whether `<plural>/<name>/<subresource>` is served.
+    pub fn serves_subresource(&self, subresource: &str) -> bool {
+        (subresource == "status" && self.status_subresource) || self.extra_subresources.iter().any(|s| s == subresource)
     }
 
     pub fn gvr(&self) -> Gvr {
@@ -106,9 +119,10 @@ impl ResourceDef {
         if !self.categories.is_empty() {
             out[0]["categories"] = json!(self.categories);
         }
-        if self.status_subresource {
+        let subresources = self.status_subresource.then_some("status").into_iter();
+        for sub in subresources.chain(self.extra_subresources.iter().map(String::as_str)) {
             out.push(json!({
-                "name": format!("{}/status", self.plural),
+                "name": format!("{}/{sub}", self.plural),
                 "singularName": "",
                 "namespaced": self.namespaced,
                 "kind": self.kind,
@@ -142,6 +156,11 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         // describe those devices (Multus reads both to find device IDs).
         ResourceDef::new("resource.k8s.io", "v1", "ResourceClaim", "resourceclaims", true).with_status(),
         ResourceDef::new("resource.k8s.io", "v1", "ResourceSlice", "resourceslices", false),
+        // Client certificates (Multus' perNodeCertificate): see crate::csr.
+        ResourceDef::new("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", false)
+            .short(&["csr"])
+            .with_status()
+            .with_subresource("approval"),
     ];
     for (kind, plural, namespaced) in [
         ("ClusterRole", "clusterroles", false),
@@ -357,6 +376,23 @@ mod tests {
         let slices = registry.find("resource.k8s.io", "v1", "resourceslices").unwrap();
         assert!(!slices.namespaced && !slices.status_subresource);
         assert_eq!(registry.find_kind("resource.k8s.io/v1", "ResourceSlice"), Some(slices));
+    }
+
+    #[test]
+    fn csrs_are_served_with_approval() {
+        let registry = Registry::with_builtins();
+        let csr = registry.find("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
+        assert!(!csr.namespaced && csr.serves_subresource("status") && csr.serves_subresource("approval"));
+        assert!(!csr.serves_subresource("scale"));
+        let names: Vec<Value> = csr.api_resources().iter().map(|r| r["name"].clone()).collect();
+        assert_eq!(
+            names,
+            vec![
+                json!("certificatesigningrequests"),
+                json!("certificatesigningrequests/status"),
+                json!("certificatesigningrequests/approval")
+            ]
+        );
     }
 
     #[test]

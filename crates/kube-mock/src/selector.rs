@@ -158,6 +158,7 @@ fn field_supported(resource: &str, field: &str) -> bool {
         "nodes" => field == "spec.unschedulable",
         "secrets" => field == "type",
         "resourceslices" => matches!(field, "spec.nodeName" | "spec.driver"),
+        "certificatesigningrequests" => field == "spec.signerName",
         _ => false,
     }
 }

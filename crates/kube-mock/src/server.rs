@@ -12,12 +12,14 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{Reply, body_for_journal, execute};
+use crate::api::{Reply, RequestContext, body_for_journal, execute_as};
+use crate::auth::{ClientCertificates, UserInfo};
 use crate::discovery;
 use crate::faults::{Faults, Journal, JournalEntry, RequestFacts};
 use crate::request::{Route, Verb, route};
@@ -65,6 +67,16 @@ pub(crate) struct Shared {
     pub bookmark_interval: Duration,
     pub addr: SocketAddr,
     pub tls: Option<TlsAcceptor>,
+    /// Checks client certificates (TLS mode).
+    pub client_certificates: Option<Arc<ClientCertificates>>,
+    /// Smallest `expirationSeconds` of a new CertificateSigningRequest.
+    pub csr_min_expiration_seconds: i64,
+    /// Signs the serving certificate, client certificates and approved CSRs.
+    pub ca: Arc<crate::tls::CertificateAuthority>,
+    /// Who approves CSRs (changeable at runtime), and the poke that makes the controller look
+    /// at pending ones again.
+    pub csr_approval: Arc<std::sync::RwLock<crate::csr::CsrApproval>>,
+    pub csr_resync: Arc<tokio::sync::Notify>,
     pub runtime: tokio::runtime::Handle,
     /// Stops the current accept loop and its connections; None while not listening.
     pub listening: std::sync::Mutex<Option<watch::Sender<bool>>>,
@@ -149,22 +161,41 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+/// The client certificate chain presented on a connection (end entity first).
+type PeerCertificates = Option<Arc<[CertificateDer<'static>]>>;
+
+fn service(
+    shared: &Arc<Shared>,
+    peer: PeerCertificates,
+) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ use<> {
     let handler = shared.clone();
-    let service = hyper::service::service_fn(move |req| {
+    hyper::service::service_fn(move |req| {
         let shared = handler.clone();
-        async move { Ok::<_, Infallible>(handle(shared, req).await) }
-    });
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
+    })
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let result = match &shared.tls {
         Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(tls) => builder.serve_connection(TokioIo::new(tls), service).await,
+            Ok(tls) => {
+                let peer: PeerCertificates = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+                builder.serve_connection(TokioIo::new(tls), service(&shared, peer)).await
+            }
             Err(err) => {
                 tracing::debug!(%err, "TLS handshake failed");
                 return;
             }
         },
-        None => builder.serve_connection(TokioIo::new(stream), service).await,
+        None => builder.serve_connection(TokioIo::new(stream), service(&shared, None)).await,
     };
     if let Err(err) = result {
         tracing::debug!(%err, "connection ended with an error");
@@ -175,7 +206,7 @@ fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
     req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: PeerCertificates) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -194,8 +225,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let started = std::time::Instant::now();
-    let response =
-        dispatch(&shared, &method, &path, query.as_deref(), &accept, &content_type, &authorization, &body).await;
+    let credentials = Credentials { authorization: &authorization, certificates: peer.as_deref() };
+    let (response, user) =
+        dispatch(&shared, &method, &path, query.as_deref(), &accept, &content_type, credentials, &body).await;
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
     if !path.starts_with(&shared.admin_prefix) {
@@ -208,9 +240,45 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             body: body_for_journal(&content_type, &body),
             status,
             user_agent,
+            user: user.map(|u| u.username),
         });
     }
     response
+}
+
+/// What a request presents to authenticate.
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    authorization: &'a str,
+    certificates: Option<&'a [CertificateDer<'static>]>,
+}
+
+/// The request's user: a valid client certificate, else the configured bearer token, else (no
+/// token configured) anonymous. A presented certificate that fails the check, or a missing or
+/// wrong token when one is configured, is a 401.
+fn authenticate(shared: &Shared, credentials: Credentials<'_>) -> Result<UserInfo, ApiError> {
+    let mut certificate_failure = None;
+    if let (Some(chain), Some(check)) = (credentials.certificates, &shared.client_certificates)
+        && !chain.is_empty()
+    {
+        match check.authenticate(chain) {
+            Ok(user) => return Ok(user),
+            Err(reason) => certificate_failure = Some(reason),
+        }
+    }
+    let bearer = credentials.authorization.strip_prefix("Bearer ").map(str::trim);
+    let outcome = match &shared.token {
+        Some(token) if bearer == Some(token.as_str()) => Ok(UserInfo::for_token(token)),
+        Some(_) => Err(ApiError::unauthorized()),
+        None if certificate_failure.is_some() => Err(ApiError::unauthorized()),
+        None => Ok(UserInfo::anonymous()),
+    };
+    if outcome.is_err()
+        && let Some(reason) = certificate_failure
+    {
+        tracing::info!(%reason, "client certificate refused");
+    }
+    outcome
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -221,21 +289,39 @@ async fn dispatch(
     query: Option<&str>,
     accept: &str,
     content_type: &str,
-    authorization: &str,
+    credentials: Credentials<'_>,
     body: &Bytes,
-) -> Response<Body> {
+) -> (Response<Body>, Option<UserInfo>) {
     let registry = shared.store.registry().clone();
     let routed = route(method, path, query, accept, content_type, &registry, &shared.admin_prefix);
     if let Ok(Route::Admin(rest)) = &routed {
-        return crate::admin::handle(shared, method, rest, query, body).await;
+        return (crate::admin::handle(shared, method, rest, query, body).await, None);
     }
-    let public = matches!(routed, Ok(Route::Version | Route::Health));
-    if let Some(token) = &shared.token
-        && !public
-        && authorization.strip_prefix("Bearer ").map(str::trim) != Some(token.as_str())
-    {
-        return error_response(&ApiError::unauthorized());
+    if matches!(routed, Ok(Route::Version | Route::Health)) {
+        let context = RequestContext::default();
+        return (serve(shared, method, path, routed, accept, content_type, body, context).await, None);
     }
+    let user = match authenticate(shared, credentials) {
+        Ok(user) => user,
+        Err(err) => return (error_response(&err), None),
+    };
+    let context = RequestContext { user: user.clone(), csr_min_expiration_seconds: shared.csr_min_expiration_seconds };
+    (serve(shared, method, path, routed, accept, content_type, body, context).await, Some(user))
+}
+
+/// Faults, then the route's answer.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    routed: Result<Route, ApiError>,
+    accept: &str,
+    content_type: &str,
+    body: &Bytes,
+    context: RequestContext,
+) -> Response<Body> {
+    let registry = shared.store.registry().clone();
     let mut facts = RequestFacts { method: method.to_string(), path: path.to_string(), ..Default::default() };
     let mut conflict_target = None;
     if let Ok(Route::Resource(req)) = &routed {
@@ -294,7 +380,7 @@ async fn dispatch(
             if denied {
                 return error_response(&ApiError::forbidden(verb, &req.def.gvr(), req.namespace.as_deref()));
             }
-            match execute(&shared.store, &req, content_type, body) {
+            match execute_as(&shared.store, &req, content_type, body, &context) {
                 Ok(Reply::Json { code, body }) => json_response(code, &body),
                 Ok(Reply::Watch) => {
                     let control = shared.faults.subscribe_watch_control();

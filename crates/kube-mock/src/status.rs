@@ -95,7 +95,7 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Pod, Event only); got {content_type:?}"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Pod, Event, CertificateSigningRequest only); got {content_type:?}"
             ),
         )
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{Http, fixture_seed, read_events};
 use kube_mock::{DenyRule, MockApiServer, MockConfig, RequestMatcher};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn start(cfg: MockConfig) -> (MockApiServer, Http) {
     let server = MockApiServer::start(MockConfig { seed: fixture_seed(), ..cfg }).await.unwrap();
@@ -276,4 +276,74 @@ fn start_blocking_serves_without_a_caller_runtime() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"name\":\"default\""));
     drop(server);
+}
+
+#[tokio::test]
+async fn admin_api_decides_csrs_sets_the_policy_and_issues_client_certificates() {
+    use base64::Engine as _;
+    let (_server, http) = start(MockConfig::default()).await;
+    let request = |cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+               "metadata": {"name": cn},
+               "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+                        "signerName": "kubernetes.io/kube-apiserver-client",
+                        "usages": ["digital signature", "client auth"], "expirationSeconds": 3600}})
+    };
+    const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    for name in ["approve-me", "deny-me"] {
+        assert_eq!(http.json("POST", CSRS, &request(name)).await.status, 201);
+    }
+    let csr = |name: &'static str| {
+        let http = &http;
+        async move { http.get(&format!("{CSRS}/{name}")).await.json() }
+    };
+    // Without a token the requester is anonymous.
+    assert_eq!(csr("approve-me").await["spec"]["username"], "system:anonymous");
+    assert_eq!(http.get("/_mock/csr/approval").await.json()["approval"], "manual");
+
+    let approve = http.json("POST", "/_mock/csr/approve", &json!({"name": "approve-me", "message": "ok"})).await;
+    assert_eq!(approve.status, 200);
+    let deny = http.json("POST", "/_mock/csr/deny", &json!({"name": "deny-me", "message": "no"})).await;
+    assert_eq!(deny.json()["status"]["conditions"][0]["type"], "Denied");
+    assert_eq!(http.json("POST", "/_mock/csr/approve", &json!({"name": "deny-me"})).await.status, 409);
+    assert_eq!(http.json("POST", "/_mock/csr/approve", &json!({"name": "nope"})).await.status, 404);
+    let mut signed = Value::Null;
+    for _ in 0..250 {
+        signed = csr("approve-me").await;
+        if signed["status"]["certificate"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(signed["status"]["certificate"].is_string(), "{signed}");
+    assert!(csr("deny-me").await["status"].get("certificate").is_none());
+
+    // `kubectl get csr` columns.
+    let table = http.send("GET", CSRS, &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")], "").await.json();
+    let columns: Vec<&str> =
+        table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, ["Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"]);
+    let conditions: Vec<&Value> = table["rows"].as_array().unwrap().iter().map(|r| &r["cells"][5]).collect();
+    assert_eq!(conditions, [&json!("Approved,Issued"), &json!("Denied")]);
+
+    let policy = http.json("PUT", "/_mock/csr/approval", &json!({"approval": "approve-all"})).await;
+    assert_eq!(policy.json()["approval"], "approve-all");
+    assert_eq!(http.json("PUT", "/_mock/csr/approval", &json!({"approval": "sometimes"})).await.status, 400);
+
+    let issued = http
+        .json(
+            "POST",
+            "/_mock/client-certificates",
+            &json!({"commonName": "system:node:node1", "organization": "system:nodes"}),
+        )
+        .await
+        .json();
+    assert!(issued["certificatePem"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(issued["keyPem"].as_str().unwrap().contains("PRIVATE KEY"));
+    assert!(issued["kubeconfig"].as_str().unwrap().contains("client-certificate-data:"));
 }

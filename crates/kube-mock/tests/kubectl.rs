@@ -232,3 +232,62 @@ fn kubectl_over_tls_with_a_token() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn kubectl_with_a_client_certificate_files_and_approves_csrs() {
+    use base64::Engine as _;
+    if !kubectl_available() {
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet-kc");
+    let (_mock, _url) = start_mock(&[
+        "--tls",
+        "--token",
+        "sekret",
+        "--client-cert-kubeconfig-out",
+        kubeconfig.to_str().unwrap(),
+        "--client-cert-subject",
+        "system:node:node1/system:nodes",
+    ]);
+    // client-go (inside kubectl) authenticates with the certificate: no token in this file.
+    let kubectl = Kubectl { kubeconfig, cache: dir.path().join("cache") };
+    assert!(kubectl.ok(&["get", "namespaces"]).contains("kube-system"));
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:multus");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "system:multus:node1");
+    let request =
+        base64::engine::general_purpose::STANDARD.encode(params.serialize_request(&key).unwrap().pem().unwrap());
+    let manifest = dir.path().join("csr.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: multus-node1\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 600\n  usages: [digital signature, client auth]\n"
+        ),
+    )
+    .unwrap();
+    kubectl.ok(&["create", "-f", manifest.to_str().unwrap()]);
+    let listed = kubectl.ok(&["get", "csr"]);
+    assert!(
+        listed.contains("multus-node1") && listed.contains("system:node:node1") && listed.contains("Pending"),
+        "{listed}"
+    );
+
+    kubectl.ok(&["certificate", "approve", "multus-node1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let certificate = loop {
+        let csr = kubectl.json(&["get", "csr", "multus-node1", "-o", "json"]);
+        if let Some(certificate) = csr["status"]["certificate"].as_str() {
+            break certificate.to_string();
+        }
+        assert!(Instant::now() < deadline, "not issued: {csr}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pem = base64::engine::general_purpose::STANDARD.decode(certificate).unwrap();
+    assert!(String::from_utf8(pem).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(kubectl.ok(&["get", "csr"]).contains("Approved,Issued"));
+}

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 /// Explain what the Multus daemon does with a pod, lint NetworkAttachmentDefinitions, list a
 /// node's attachments.
 #[derive(Debug, Parser)]
-#[command(name = "multusctl", version, about, long_about = None)]
+#[command(name = "multusctl", version = build_info::version!(), about, long_about = None)]
 pub struct Cli {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table, global = true)]
@@ -183,13 +183,16 @@ fn pod_name(arg: &str, namespace: Option<&str>) -> (String, String) {
     }
 }
 
-/// The namespaces whose NADs a pod's ADD can read.
-fn namespaces_for(pod: &PodInfo, node: &NodeConfig) -> BTreeSet<String> {
-    let multus_ns = node
-        .effective
-        .as_ref()
+/// The node's `multusNamespace` (the default without a node config).
+fn multus_namespace(node: Option<&NodeConfig>) -> String {
+    node.and_then(|n| n.effective.as_ref().ok())
         .map(|c| c.multus_namespace.clone())
-        .unwrap_or_else(|_| multus::config::DEFAULT_MULTUS_NAMESPACE.to_string());
+        .unwrap_or_else(|| multus::config::DEFAULT_MULTUS_NAMESPACE.to_string())
+}
+
+/// The namespaces whose NADs a pod's ADD can read.
+fn namespaces_for(pod: &PodInfo, multus_ns: &str) -> BTreeSet<String> {
+    let multus_ns = multus_ns.to_string();
     let mut out: BTreeSet<String> = [pod.namespace.clone(), multus_ns.clone()].into();
     if let Ok(elements) =
         multus::selection::parse_network_selection(pod.annotation(NETWORKS_ANNOTATION).unwrap_or(""), &pod.namespace)
@@ -238,7 +241,7 @@ async fn run_explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> 
                 "pod {ns}/{name} not found (the daemon answers the ADD of a pod it cannot find with an empty success result)"
             )
         };
-        let nads = cluster::nads_of(&client, &namespaces_for(&pod, &node)).await?;
+        let nads = cluster::nads_of(&client, &namespaces_for(&pod, &multus_namespace(Some(&node)))).await?;
         (pod, nads)
     };
     let plugin_dirs = node.plugin_dirs(&args.node.bin_dir);
@@ -295,11 +298,17 @@ async fn run_lint(cli: &Cli, args: &LintArgs) -> anyhow::Result<ExitCode> {
         None => (!args.node.bin_dir.is_empty()).then(|| args.node.bin_dir.clone()),
     };
     let mut invalid = Vec::new();
-    let (nads, pods) = if args.paths.is_empty() {
+    let (nads, pods, pod_nads) = if args.paths.is_empty() {
         let client = need_client(cli).await?;
         let nads = cluster::list_nads(&client, args.namespace.as_deref()).await?;
         let pods = if args.pods { cluster::list_pods(&client, args.namespace.as_deref()).await? } else { Vec::new() };
-        (nads, pods)
+        // The pods' networks may live outside the namespace linted (multusNamespace, others).
+        let multus_ns = multus_namespace(node.as_ref());
+        let mut wanted: BTreeSet<String> = pods.iter().flat_map(|p| namespaces_for(p, &multus_ns)).collect();
+        wanted.retain(|ns| args.namespace.as_deref().is_some_and(|linted| linted != ns));
+        let mut pod_nads = nads.clone();
+        pod_nads.extend(cluster::nads_of(&client, &wanted).await?);
+        (nads, pods, pod_nads)
     } else {
         let mut nads = NadSet::new();
         let mut pods = Vec::new();
@@ -324,11 +333,13 @@ async fn run_lint(cli: &Cli, args: &LintArgs) -> anyhow::Result<ExitCode> {
                 _ => {}
             }
         }
-        (nads, pods)
+        let pod_nads = nads.clone();
+        (nads, pods, pod_nads)
     };
     let mut report: LintReport = lint(
         &nads,
         &pods,
+        &pod_nads,
         &LintOptions { node: node.as_ref(), plugin_dirs: plugin_dirs.as_deref(), exec_version: !args.no_exec },
     );
     report.findings.splice(0..0, invalid);

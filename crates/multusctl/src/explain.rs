@@ -14,8 +14,11 @@
 //! selected network is then also resolved on its own, so that every broken one is named.
 
 use crate::node::NodeConfig;
+use cni::CniError;
 use cni::conf::PluginConf;
-use cni::runtime::{RuntimeConf, runtime_config_for};
+use cni::error::code;
+use cni::exec::ExecError;
+use cni::runtime::{RuntimeConf, RuntimeError, runtime_config_for};
 use multus::delegate::Delegate;
 use multus::error::{MultusError, PodRef, Warning};
 use multus::model::{
@@ -197,6 +200,9 @@ pub enum Binary {
 pub struct PluginEntry {
     #[serde(rename = "type")]
     pub plugin_type: String,
+    /// The plugin object's own `name` (error messages name it).
+    #[serde(skip)]
+    pub name: Option<String>,
     pub binary: Binary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipam: Option<String>,
@@ -535,6 +541,7 @@ impl Planner<'_> {
                 let ipam = p.raw().get("ipam").and_then(|i| i.get("type")).and_then(Value::as_str).map(str::to_string);
                 PluginEntry {
                     plugin_type: p.plugin_type().to_string(),
+                    name: p.name().map(str::to_string),
                     binary: self.binary(p.plugin_type()),
                     ipam_binary: ipam.as_deref().map(|t| self.binary(t)),
                     ipam,
@@ -702,23 +709,29 @@ impl Planner<'_> {
                 seen.insert(ifname.clone(), i);
             }
             for p in &entry.plugins {
-                for (what, t, b) in [
-                    ("plugin", Some(&p.plugin_type), Some(&p.binary)),
-                    ("IPAM plugin", p.ipam.as_ref(), p.ipam_binary.as_ref()),
-                ] {
-                    if let (Some(t), Some(Binary::Missing { searched })) = (t, b) {
-                        ex.problems.push(Problem {
-                            severity: Severity::Error,
-                            code: if what == "plugin" { "plugin-not-found" } else { "ipam-plugin-not-found" },
-                            network: Some(entry.reference.clone()),
-                            message: format!("{what} {t:?} is not in {}", searched.join(":")),
-                        });
-                        fail_at(
-                            i,
-                            format!("{what} {t} not found"),
-                            format!("failed to find plugin {t:?} in path [{}]", searched.join(" ")),
-                        );
-                    }
+                let dirs = |searched: &[String]| searched.iter().map(PathBuf::from).collect::<Vec<_>>();
+                if let Binary::Missing { searched } = &p.binary {
+                    ex.problems.push(Problem {
+                        severity: Severity::Error,
+                        code: "plugin-not-found",
+                        network: Some(entry.reference.clone()),
+                        message: format!("plugin {:?} is not in {}", p.plugin_type, searched.join(":")),
+                    });
+                    let cause =
+                        plugin_failure(p, ExecError::NotFound { plugin: p.plugin_type.clone(), dirs: dirs(searched) });
+                    fail_at(i, format!("plugin {} not found", p.plugin_type), cause);
+                }
+                if let (Some(ipam), Some(Binary::Missing { searched })) = (&p.ipam, &p.ipam_binary) {
+                    ex.problems.push(Problem {
+                        severity: Severity::Error,
+                        code: "ipam-plugin-not-found",
+                        network: Some(entry.reference.clone()),
+                        message: format!("IPAM plugin {ipam:?} of {} is not in {}", p.plugin_type, searched.join(":")),
+                    });
+                    // The plugin runs, fails to find its IPAM plugin and reports libcni's text.
+                    let lookup = ExecError::NotFound { plugin: ipam.clone(), dirs: dirs(searched) };
+                    let cause = plugin_failure(p, ExecError::Plugin(CniError::new(code::INTERNAL, lookup.to_string())));
+                    fail_at(i, format!("IPAM plugin {ipam} not found"), cause);
                 }
             }
             self.unheard_requests(&mut ex.problems, entry, delegate);
@@ -942,6 +955,17 @@ impl Planner<'_> {
         }
         format!("its config is refused: {}", short_reason(&err.to_string()))
     }
+}
+
+/// The text of a plugin's failed ADD as the daemon's libcni runtime reports it.
+fn plugin_failure(plugin: &PluginEntry, error: ExecError) -> String {
+    RuntimeError::Plugin {
+        plugin_type: plugin.plugin_type.clone(),
+        plugin_name: plugin.name.clone(),
+        command: cni::Command::Add,
+        error,
+    }
+    .to_string()
 }
 
 /// The part of a daemon error after its context chain.

@@ -85,8 +85,9 @@ struct Linter<'a> {
     findings: Vec<Finding>,
 }
 
-/// Lint `nads` and the selections of `pods` (looked up in `nads`).
-pub fn lint(nads: &NadSet, pods: &[PodInfo], opts: &LintOptions<'_>) -> LintReport {
+/// Lint `nads` and the selections of `pods`; the pods' networks are looked up in `pod_nads`
+/// (`nads` and whatever else the pods' namespaces and `multusNamespace` hold).
+pub fn lint(nads: &NadSet, pods: &[PodInfo], pod_nads: &NadSet, opts: &LintOptions<'_>) -> LintReport {
     let conf_dir = opts
         .node
         .and_then(|n| n.effective.as_ref().ok())
@@ -114,7 +115,7 @@ pub fn lint(nads: &NadSet, pods: &[PodInfo], opts: &LintOptions<'_>) -> LintRepo
         };
         for pod in pods {
             checked.push(format!("Pod {}/{}", pod.namespace, pod.name));
-            linter.pod(pod, nads, node);
+            linter.pod(pod, pod_nads, node);
         }
     }
     let mut findings = linter.findings;

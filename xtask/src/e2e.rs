@@ -680,6 +680,11 @@ fn add_and_verify(env: &LocalEnv, pod: &PodRun, e: Option<&Expect>) -> Result<Ve
     }
     let view = env.inspect(pod)?;
     let mut errs = Vec::new();
+    // host-local's lease is on the node's disk (with chrootDir: inside the node's root), where it
+    // survives a daemon restart.
+    if env.real && !env.leftovers(pod).iter().any(|f| Path::new(f).starts_with(&env.ipam_dir_host)) {
+        errs.push(format!("{}: no host-local lease in {}", pod.name, env.ipam_dir_host.display()));
+    }
     match e {
         Some(e) => {
             errs.extend(check_addrs(&view, e));

@@ -70,7 +70,8 @@ fn in_cluster_config() -> Result<kube::Config, String> {
         format!("https://{host}:{port}").parse().map_err(|e| format!("service host/port do not form a URL: {e}"))?;
     let ca_path = dir.join("ca.crt");
     let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
-    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut ca.as_slice())
+    use rustls_pki_types::pem::PemObject as _;
+    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&ca)
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format!("parsing {}: {e}", ca_path.display()))?;

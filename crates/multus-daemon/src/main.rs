@@ -79,12 +79,8 @@ async fn run(flags: Flags) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, &format!("failed to load the daemon configuration with the flags applied: {e}")),
     };
-    let opts = config.log_options.clone().unwrap_or_default().effective();
-    let rotation = logging::Rotation { max_size_mb: opts.max_size as u64, max_backups: opts.max_backups as usize };
-    if let Err(e) = logging::init(&config.log_level, Some(Path::new(&config.log_file)), config.log_to_stderr, rotation)
-    {
-        eprintln!("multus-daemon: cannot open the log file {:?}: {e}", config.log_file);
-    }
+    // Never fails: a log file that cannot be opened is reported and stderr is used instead.
+    logging::init_from_config(&config);
     for effect in &flag_effects {
         if effect.overrode_the_file() || matches!(effect, flags::Applied::Ignored { .. }) {
             tracing::warn!("{}", effect.describe());

@@ -25,6 +25,9 @@ pub enum ClientError {
     InCluster(String),
     #[error("building the kube client: {0}")]
     Build(String),
+    /// perNodeCertificate hook: see [`crate::certs`].
+    #[error(transparent)]
+    PerNodeCertificate(#[from] crate::certs::CertError),
 }
 
 /// Where a pod's service-account token and CA are mounted.
@@ -57,6 +60,25 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Cli
     config.connect_timeout = Some(Duration::from_secs(10));
     kube::Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
 }
+
+// --- perNodeCertificate hook (the logic lives in crate::certs) ---
+/// The daemon's client: with `perNodeCertificate.enabled`, one that authenticates with this
+/// node's client certificate (requested with the bootstrap kubeconfig, renewed before it
+/// expires; `kubeconfig` is not used then); otherwise [`build_client`].
+pub async fn build_client_for(
+    config: &multus::config::DaemonConfig,
+    kubeconfig: Option<&Path>,
+) -> Result<kube::Client, ClientError> {
+    match config.per_node_certificate.as_ref().filter(|p| p.enabled) {
+        Some(settings) => {
+            let node = std::env::var(crate::certs::NODE_NAME_ENV).ok();
+            let cert_config = crate::certs::CertManagerConfig::from_settings(settings, node.as_deref())?;
+            Ok(crate::certs::CertManager::start(cert_config).await?.detach())
+        }
+        None => build_client(kubeconfig).await,
+    }
+}
+// --- end of perNodeCertificate hook ---
 
 fn in_cluster_config() -> Result<kube::Config, String> {
     let host =

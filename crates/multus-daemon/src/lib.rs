@@ -16,6 +16,8 @@
 //! - [`devices`]: the production device sources (kubelet, checkpoint, DRA)
 //! - [`testing`]: recording fakes of the seams (feature `testing`, and this crate's tests)
 
+// perNodeCertificate: the client-certificate manager (see kube::build_client_for).
+pub mod certs;
 pub mod commands;
 pub mod confgen;
 pub mod daemon;

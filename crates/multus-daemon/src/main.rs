@@ -106,11 +106,6 @@ async fn run(flags: Flags) -> ExitCode {
         }
         tracing::info!("delegates run chrooted into {}", config.chroot_dir);
     }
-    for (key, what) in [("perNodeCertificate", "per-node certificates")] {
-        if config.raw.get(key).is_some_and(|v| !v.is_null() && v != "" && v != &serde_json::json!({})) {
-            tracing::warn!("{key} is set but {what} is not implemented by multus-rs yet; ignoring it");
-        }
-    }
     let reconcile_settings = match reconcile::Settings::from_config(&config) {
         Ok(s) => s,
         Err(e) => return fail(1, &e),
@@ -122,7 +117,8 @@ async fn run(flags: Flags) -> ExitCode {
         Err(e) => return fail(3, &e.to_string()),
     };
 
-    let client = match kube::build_client(flags.kubeconfig.as_deref()).await {
+    // perNodeCertificate hook: the per-node certificate client when enabled.
+    let client = match kube::build_client_for(&config, flags.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => return fail(3, &e.to_string()),
     };

@@ -1000,3 +1000,242 @@ fn empty_entry(role: Role) -> NetworkEntry {
         default_route: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multus::config::{DaemonConfig, NetConf};
+    use multus::model::Nad;
+    use serde_json::json;
+
+    type Nads = BTreeMap<(String, String), Nad>;
+
+    fn node(conf: Value) -> NodeConfig {
+        NodeConfig {
+            daemon_config_source: "test".into(),
+            request_config_source: "test".into(),
+            daemon: DaemonConfig::from_bytes(b"{}").unwrap(),
+            effective: NetConf::from_bytes(conf.to_string().as_bytes()).map_err(|e| e.to_string()),
+            notes: Vec::new(),
+        }
+    }
+
+    fn nads(list: &[(&str, &str)]) -> Nads {
+        list.iter()
+            .map(|(ns, name)| {
+                let config = json!({"cniVersion": "1.0.0", "name": name, "type": "bridge"}).to_string();
+                let nad = Nad { namespace: ns.to_string(), name: name.to_string(), config, ..Default::default() };
+                ((ns.to_string(), name.to_string()), nad)
+            })
+            .collect()
+    }
+
+    fn pod(ns: &str, annotations: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            namespace: ns.into(),
+            name: "p".into(),
+            uid: "u".into(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn run(pod: &PodInfo, nads: &Nads, node: &NodeConfig) -> Explanation {
+        explain(&ExplainRequest {
+            pod,
+            nads,
+            node,
+            devices: None,
+            plugin_dirs: None,
+            ifname: "eth0",
+            container_id: "c",
+        })
+    }
+
+    fn roles(ex: &Explanation) -> Vec<(Role, Option<&str>)> {
+        ex.networks.iter().map(|n| (n.role, n.interface.as_deref())).collect()
+    }
+
+    #[test]
+    fn roles_follow_the_resolvers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = dir.path().join("10-cluster.conflist");
+        std::fs::write(&cluster, r#"{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge"}]}"#).unwrap();
+        std::fs::create_dir(dir.path().join("aux")).unwrap();
+        std::fs::write(dir.path().join("aux/10-tuning.conf"), r#"{"type":"tuning"}"#).unwrap();
+        let node = node(json!({"cniVersion": "1.0.0", "clusterNetwork": cluster, "defaultNetworks": ["extra"],
+            "auxiliaryCNIChainName": "aux"}));
+        let n = nads(&[("kube-system", "extra"), ("kube-system", "alt"), ("default", "a")]);
+
+        let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt"), (NETWORKS_ANNOTATION, "a")]);
+        let ex = run(&p, &n, &node);
+        assert!(ex.outcome.succeeds, "{:?}", ex.outcome);
+        assert_eq!(
+            roles(&ex),
+            [
+                (Role::DefaultNetworkOverride, Some("eth0")),
+                (Role::DefaultNetwork, Some("net1")),
+                (Role::Selected, Some("net2")),
+                (Role::AuxiliaryChain, Some("net3")),
+            ]
+        );
+        assert_eq!(
+            ex.networks[3].plugins.iter().map(|p| p.plugin_type.as_str()).collect::<Vec<_>>(),
+            ["passthru", "tuning"]
+        );
+
+        // No default networks for a system namespace.
+        let ex = run(&pod("kube-system", &[(NETWORKS_ANNOTATION, "default/a")]), &n, &node);
+        assert_eq!(
+            roles(&ex),
+            [
+                (Role::ClusterNetwork, Some("eth0")),
+                (Role::Selected, Some("net1")),
+                (Role::AuxiliaryChain, Some("net2"))
+            ]
+        );
+        assert_eq!(ex.networks[0].source.as_deref(), Some(format!("file {}", cluster.display()).as_str()));
+
+        // Static delegates when there is no cluster network.
+        let node =
+            super::tests::node(json!({"delegates": [{"name": "s1", "type": "bridge"}, {"name": "s2", "type": "ptp"}]}));
+        let ex = run(&pod("default", &[(NETWORKS_ANNOTATION, "a")]), &n, &node);
+        assert_eq!(
+            roles(&ex),
+            [
+                (Role::StaticDelegate, Some("eth0")),
+                (Role::StaticDelegate, Some("net1")),
+                (Role::Selected, Some("net2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_cluster_network_fails_every_pod_and_the_selection_is_not_looked_at() {
+        let node = node(json!({"clusterNetwork": "/nonexistent/cluster.conflist"}));
+        let ex = run(&pod("default", &[(NETWORKS_ANNOTATION, "a,b")]), &nads(&[("default", "a")]), &node);
+        assert!(ex.fails());
+        assert!(ex.outcome.error.as_deref().unwrap().contains("failed to get clusterNetwork"), "{:?}", ex.outcome);
+        let states: Vec<(Role, NetworkState)> = ex.networks.iter().map(|n| (n.role, n.state)).collect();
+        assert_eq!(
+            states,
+            [
+                (Role::ClusterNetwork, NetworkState::Failed),
+                (Role::Selected, NetworkState::NotChecked),
+                (Role::Selected, NetworkState::NotChecked)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_failing_selected_network_is_named() {
+        let node = node(json!({"clusterNetwork": "cluster"}));
+        let n = nads(&[("kube-system", "cluster"), ("default", "ok")]);
+        let mut bad = n.clone();
+        bad.insert(
+            ("default".into(), "broken".into()),
+            Nad { namespace: "default".into(), name: "broken".into(), config: "{".into(), ..Default::default() },
+        );
+        let ex = run(&pod("default", &[(NETWORKS_ANNOTATION, "missing,ok,broken")]), &bad, &node);
+        let states: Vec<(&str, NetworkState)> = ex.networks.iter().map(|n| (n.reference.as_str(), n.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("cluster", NetworkState::Resolves),
+                ("default/missing", NetworkState::Failed),
+                ("default/ok", NetworkState::Resolves),
+                ("default/broken", NetworkState::Failed),
+            ]
+        );
+        assert_eq!(ex.outcome.failing_network.as_deref(), Some("default/missing"));
+        assert!(
+            ex.networks[3].reason.as_deref().unwrap().starts_with("its config is refused: "),
+            "{:?}",
+            ex.networks[3]
+        );
+        assert!(
+            ex.problems.iter().any(|p| p.code == "network-fails" && p.network.as_deref() == Some("default/broken"))
+        );
+        // The event the daemon emits for the first one.
+        assert_eq!(ex.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["NoNetworkFound"]);
+
+        // A selection that does not parse.
+        let ex = run(&pod("default", &[(NETWORKS_ANNOTATION, "[{")]), &n, &node);
+        assert!(ex.fails());
+        assert_eq!(ex.networks.last().unwrap().state, NetworkState::Failed);
+    }
+
+    #[test]
+    fn an_unparsable_request_config_fails_every_add() {
+        let ex = run(&pod("default", &[]), &nads(&[]), &node(json!({"name": "no cluster network"})));
+        assert!(ex.fails());
+        assert_eq!(
+            ex.config.error.as_deref(),
+            Some("LoadNetConf: at least one delegate/clusterNetwork must be specified")
+        );
+        assert!(ex.networks.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_mac_request_fails_the_plan_and_the_current_status_is_shown() {
+        let node = node(json!({"clusterNetwork": "cluster"}));
+        let n = nads(&[("kube-system", "cluster"), ("default", "a")]);
+        let status = r#"[{"name":"cluster","interface":"eth0","ips":["10.0.0.5"],"default":true,"dns":{}}]"#;
+        let p = pod(
+            "default",
+            &[(NETWORKS_ANNOTATION, r#"[{"name":"a","mac":"not-a-mac"}]"#), (NETWORK_STATUS_ANNOTATION, status)],
+        );
+        let ex = run(&p, &n, &node);
+        // The selection parser already refuses the MAC: the daemon fails before planning.
+        assert!(ex.fails());
+        assert_eq!(ex.current_status.as_ref().unwrap()[0].interface, "eth0");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use multus::config::{DaemonConfig, NetConf};
+    use multus::model::Nad;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Any annotation and NAD config gives an explanation, and "fails" agrees with the outcome.
+        #[test]
+        fn explain_never_panics(
+            networks in "[a-z0-9/@, \\[\\]{}\":-]{0,40}",
+            default_net in proptest::option::of("[a-z/]{0,8}"),
+            config in "[a-z{}\":, \\[\\]]{0,40}",
+            isolation: bool,
+        ) {
+            let node = NodeConfig {
+                daemon_config_source: String::new(),
+                request_config_source: String::new(),
+                daemon: DaemonConfig::from_bytes(b"{}").unwrap(),
+                effective: NetConf::from_bytes(
+                    serde_json::json!({"clusterNetwork": "c", "namespaceIsolation": isolation}).to_string().as_bytes(),
+                )
+                .map_err(|e| e.to_string()),
+                notes: Vec::new(),
+            };
+            let mut nads = BTreeMap::new();
+            for (ns, name, config) in [("kube-system", "c", r#"{"name":"c","type":"bridge"}"#.to_string()), ("default", "a", config.clone()), ("x", "b", config)] {
+                nads.insert((ns.to_string(), name.to_string()), Nad { namespace: ns.into(), name: name.into(), config, ..Default::default() });
+            }
+            let mut annotations = BTreeMap::new();
+            annotations.insert(NETWORKS_ANNOTATION.to_string(), networks);
+            if let Some(d) = default_net {
+                annotations.insert(DEFAULT_NETWORK_ANNOTATION.to_string(), d);
+            }
+            let pod = PodInfo { namespace: "default".into(), name: "p".into(), annotations, ..Default::default() };
+            let ex = explain(&ExplainRequest { pod: &pod, nads: &nads, node: &node, devices: None, plugin_dirs: None, ifname: "eth0", container_id: "c" });
+            if !ex.outcome.succeeds {
+                prop_assert!(ex.fails());
+                prop_assert!(ex.outcome.error.is_some());
+            }
+            let _ = crate::render::explanation(&ex);
+        }
+    }
+}

@@ -1,6 +1,10 @@
 //! `fake-cni`: a scriptable fake CNI plugin for tests (see README.md).
 
 fn main() -> std::process::ExitCode {
+    if build_info::asks_for_version(std::env::args_os()) {
+        println!("{}", build_info::version_line!("fake-cni"));
+        return std::process::ExitCode::SUCCESS;
+    }
     let inv = fake_cni::Invocation::from_process();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();

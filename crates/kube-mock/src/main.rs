@@ -10,7 +10,7 @@ use kube_mock::{CsrApproval, CsrSettings, DenyRule, MockApiServer, MockConfig};
 
 /// A mock Kubernetes API server for kubectl, kube-rs and client-go.
 #[derive(Parser, Debug)]
-#[command(name = "kube-mock", version)]
+#[command(name = "kube-mock", version = build_info::version!())]
 struct Cli {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -64,8 +64,14 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    if build_info::asks_for_version(std::env::args_os()) {
+        println!("{}", build_info::version_line!("kube-mock"));
+        return Ok(());
+    }
+    // Colour only on a terminal: tests and CI pipe stderr into files.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

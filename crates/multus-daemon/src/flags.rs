@@ -440,7 +440,7 @@ fn flag_names(f: &ConfigFlag) -> String {
 
 /// The version line printed by `-version`.
 pub fn version_line() -> String {
-    format!("multus-daemon: version:{}(multus-rs), commit:unknown, date:unknown", env!("CARGO_PKG_VERSION"))
+    build_info::version_line!("multus-daemon").to_string()
 }
 
 #[cfg(test)]

@@ -1,69 +1,453 @@
 //! Logging: the Go daemon's settings (`logLevel`, `logFile`, `logToStderr`, `logOptions`)
-//! mapped onto `tracing`, with the Go line format `<RFC3339> [<level>] <message>`.
+//! mapped onto `tracing`, plus the multus-rs key `logFormat`.
+//!
+//! - **Line format** (`logFormat` absent or `"text"`): Go's `<RFC3339> [<level>] <message>`, with
+//!   microseconds in the timestamp (`2026-07-27T21:58:38.123456Z [verbose] …`), followed by the
+//!   event's own fields and the fields of the spans it happened in as `key=value` (every request
+//!   line carries `command=ADD container=… pod=<namespace>/<name>`). Go's level names: `error`,
+//!   warnings as `[error] warning: …`, `verbose` (info), `debug`.
+//! - **JSON** (`logFormat: "json"`): one object per line, `{"time", "level", "msg", <span
+//!   fields>, <event fields>, "target"}`, levels `error`, `warning`, `verbose`, `debug`.
+//! - **Colour** only on a terminal: the stderr sink colours the level when stderr is a TTY (and
+//!   `NO_COLOR` is unset); the log file and piped stderr never carry escape sequences.
+//! - **Levels**: `logLevel` applies to multus-rs's own crates; every other target (hyper, h2,
+//!   kube, tower, rustls, …) logs at `warn` or less, so `logLevel: debug` is not flooded by
+//!   HTTP internals. `RUST_LOG`, when set, replaces the whole filter (a development aid).
+//! - **Rotation** (`logOptions`, as lumberjack, the Go daemon's logger): a new file when the
+//!   next line would pass `maxSize` MB (0 or unset: 100); the old one becomes
+//!   `<name>-<UTC time>.<ext>`, gzipped to `….gz` with `compress` (default true); at start-up
+//!   and after each rotation, backups beyond `maxBackups` (default 5; 0: keep all) and older
+//!   than `maxAge` days (default 5; 0: no age limit) are removed. Compression and removal run on
+//!   a background thread, never in the logging path.
+//! - A `logFile` that cannot be opened does not silence the daemon: it logs to stderr (even
+//!   with `logToStderr: false`) and says why.
 //!
 //! Differences from the Go daemon, on purpose: logging is configured once at startup (the Go
 //! daemon reconfigures the global logger on every request, racing with itself and leaking a
-//! file handle per request); the log file is opened once and rotated by size.
+//! file handle per request); the log file is opened once.
 
-use std::fmt;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use multus::config::{DaemonConfig, EffectiveLogOptions};
+use serde_json::{Map, Value};
+use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Rotation settings (`logOptions`); unset fields keep the Go defaults.
+/// The daemon-config key choosing the log line format (multus-rs only): `"text"` or `"json"`.
+pub const LOG_FORMAT_KEY: &str = "logFormat";
+
+/// The crates whose events `logLevel` governs; every other target is capped at `warn`.
+pub const OWN_TARGETS: [&str; 5] = ["multus_daemon", "multus", "multus_api", "multus_devices", "cni"];
+
+const MEGABYTE: u64 = 1024 * 1024;
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// lumberjack's backup time stamp (`2006-01-02T15-04-05.000`), always UTC here.
+const BACKUP_TIME_FORMAT: &str = "%Y-%m-%dT%H-%M-%S%.3f";
+const COMPRESSED_SUFFIX: &str = ".gz";
+
+/// The shape of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Go's `<time> [<level>] <message>` (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Format {
+    /// `"text"` / `"json"`, any case; empty means text.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(format!("{LOG_FORMAT_KEY} {other:?} is neither \"text\" nor \"json\"; using text")),
+        }
+    }
+}
+
+/// Rotation settings of the log file, with lumberjack's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
-    pub max_size_mb: u64,
-    pub max_backups: usize,
+    /// Rotate before a line would make the file larger than this.
+    pub max_size_bytes: u64,
+    /// Remove backups older than this (by the time in their name); `None`: no age limit.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many backups; `None`: keep all.
+    pub max_backups: Option<usize>,
+    /// Gzip the backups.
+    pub compress: bool,
 }
 
 impl Default for Rotation {
+    /// The Go daemon's defaults: 100 MB, 5 days, 5 backups, compressed.
     fn default() -> Self {
-        Self { max_size_mb: 100, max_backups: 5 }
+        Self::from_options(&multus::config::LogOptions::default().effective())
     }
 }
 
-/// Map a Multus level name to a tracing filter level. Unknown names keep the default (`panic`).
-pub fn level_filter(name: &str) -> Level {
+impl Rotation {
+    /// From `logOptions` (with the defaults applied). As lumberjack: `maxSize` 0 means 100 MB,
+    /// `maxAge` 0 no age limit, `maxBackups` 0 keep every backup; negative values count as 0.
+    pub fn from_options(options: &EffectiveLogOptions) -> Self {
+        let max_size_mb = if options.max_size > 0 { options.max_size as u64 } else { 100 };
+        Self {
+            max_size_bytes: max_size_mb.saturating_mul(MEGABYTE),
+            max_age: (options.max_age > 0).then(|| DAY.saturating_mul(options.max_age.min(u32::MAX as i64) as u32)),
+            max_backups: (options.max_backups > 0).then_some(options.max_backups as usize),
+            compress: options.compress,
+        }
+    }
+}
+
+/// Everything logging is configured from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `logLevel` (`debug`, `verbose`, `error`, `panic`; empty or unknown: `panic`).
+    pub level: String,
+    /// `logFile`; `None` or empty: no file.
+    pub file: Option<PathBuf>,
+    /// `logToStderr`.
+    pub to_stderr: bool,
+    pub rotation: Rotation,
+    pub format: Format,
+}
+
+impl Settings {
+    /// The daemon config's logging keys; the second value lists what was not understood (each
+    /// message says what is used instead).
+    pub fn from_config(config: &DaemonConfig) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
+        let format = match config.raw.get(LOG_FORMAT_KEY) {
+            None | Some(Value::Null) => Format::Text,
+            Some(Value::String(s)) => Format::parse(s).unwrap_or_else(|e| {
+                problems.push(e);
+                Format::Text
+            }),
+            Some(other) => {
+                problems
+                    .push(format!("{LOG_FORMAT_KEY} must be a string (\"text\" or \"json\"), not {other}; using text"));
+                Format::Text
+            }
+        };
+        if !config.log_level.is_empty() && level_by_name(&config.log_level).is_none() {
+            problems.push(format!(
+                "cannot set logging level to {:?} (not one of debug, verbose, error, panic); using panic",
+                config.log_level
+            ));
+        }
+        let options = config.log_options.clone().unwrap_or_default().effective();
+        let settings = Self {
+            level: config.log_level.clone(),
+            file: Some(PathBuf::from(&config.log_file)).filter(|p| !p.as_os_str().is_empty()),
+            to_stderr: config.log_to_stderr,
+            rotation: Rotation::from_options(&options),
+            format,
+        };
+        (settings, problems)
+    }
+}
+
+fn level_by_name(name: &str) -> Option<Level> {
     match name.to_ascii_lowercase().as_str() {
-        "debug" => Level::DEBUG,
-        "verbose" => Level::INFO,
+        "debug" => Some(Level::DEBUG),
+        "verbose" => Some(Level::INFO),
         // Go prints warnings at error level.
-        "error" => Level::WARN,
-        _ => Level::ERROR,
+        "error" => Some(Level::WARN),
+        "panic" => Some(Level::ERROR),
+        _ => None,
     }
 }
 
-/// `<RFC3339> [<level>] <message>` with Go's level names.
-struct GoFormat;
+/// Map a Multus level name to a tracing level. Unknown names keep the default (`panic`).
+pub fn level_filter(name: &str) -> Level {
+    level_by_name(name).unwrap_or(Level::ERROR)
+}
 
-impl<S, N> FormatEvent<S, N> for GoFormat
+/// The filter: `level` for [`OWN_TARGETS`], at most `warn` for everything else; `rust_log`
+/// (the `RUST_LOG` variable), when non-empty, instead.
+pub fn filter_directives(level: &str, rust_log: Option<&str>) -> String {
+    if let Some(spec) = rust_log.filter(|s| !s.trim().is_empty()) {
+        return spec.to_string();
+    }
+    let own = level_filter(level);
+    // A more verbose level is "greater" in tracing; third parties never go past warn.
+    let others = own.min(Level::WARN);
+    let mut directives = others.as_str().to_ascii_lowercase();
+    for target in OWN_TARGETS {
+        let _ = write!(directives, ",{target}={}", own.as_str().to_ascii_lowercase());
+    }
+    directives
+}
+
+/// Install the global subscriber from the daemon config and log, as warnings, whatever in the
+/// logging settings could not be honoured (an unknown `logFormat`, a log file that cannot be
+/// opened, …). Never fails: logging falls back to stderr.
+pub fn init_from_config(config: &DaemonConfig) {
+    let (settings, problems) = Settings::from_config(config);
+    init(&settings, problems);
+}
+
+/// Install the global subscriber; `problems` are logged once it is in place.
+pub fn init(settings: &Settings, mut problems: Vec<String>) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (subscriber, open_problems) = build(settings, rust_log.as_deref(), io::stderr, colour);
+    problems.extend(open_problems);
+    if subscriber.try_init().is_err() {
+        // Already installed (a second call in one process): keep the first.
+        return;
+    }
+    for problem in problems {
+        tracing::warn!("{problem}");
+    }
+}
+
+/// The subscriber for `settings`, with `stderr` as the stderr sink (coloured with `colour`);
+/// the second value lists what could not be set up (a log file that cannot be opened).
+pub fn build<W>(
+    settings: &Settings,
+    rust_log: Option<&str>,
+    stderr: W,
+    colour: bool,
+) -> (impl Subscriber + Send + Sync + for<'a> LookupSpan<'a>, Vec<String>)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let mut problems = Vec::new();
+    let file = match &settings.file {
+        Some(path) => match RotatingFile::open(path, settings.rotation) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                problems.push(format!("cannot open the log file {}: {e}; logging to stderr instead", path.display()));
+                None
+            }
+        },
+        None => None,
+    };
+    let to_stderr = settings.to_stderr || (settings.file.is_some() && file.is_none());
+    let format = LineFormat { format: settings.format };
+    let stderr_layer =
+        to_stderr.then(|| tracing_subscriber::fmt::layer().with_ansi(colour).event_format(format).with_writer(stderr));
+    let file_layer =
+        file.map(|f| tracing_subscriber::fmt::layer().with_ansi(false).event_format(format).with_writer(f));
+    let filter = tracing_subscriber::EnvFilter::new(filter_directives(&settings.level, rust_log));
+    let subscriber =
+        tracing_subscriber::registry().with(filter).with(SpanFieldsLayer).with(stderr_layer).with(file_layer);
+    (subscriber, problems)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fields
+
+/// Fields of an event or a span, in the order they were recorded, with their JSON values.
+#[derive(Debug, Default, Clone)]
+struct Fields {
+    message: Option<String>,
+    values: Vec<(&'static str, Value)>,
+}
+
+impl Fields {
+    fn set(&mut self, name: &'static str, value: Value) {
+        match self.values.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.values.push((name, value)),
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_string());
+        } else {
+            self.set(field.name(), Value::String(value.to_string()));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field.name(), Value::Bool(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `log` records bridged into tracing carry their metadata as `log.*` fields.
+        if field.name().starts_with("log.") {
+            return;
+        }
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// A span's recorded fields, kept in the span's extensions by [`SpanFieldsLayer`].
+struct SpanFields(Fields);
+
+/// Records every span's fields so that both line formats can print them with each event.
+struct SpanFieldsLayer;
+
+impl<S> Layer<S> for SpanFieldsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut extensions = span.extensions_mut();
+            match extensions.get_mut::<SpanFields>() {
+                Some(SpanFields(fields)) => values.record(fields),
+                None => {
+                    let mut fields = Fields::default();
+                    values.record(&mut fields);
+                    extensions.insert(SpanFields(fields));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Line formats
+
+#[derive(Debug, Clone, Copy)]
+struct LineFormat {
+    format: Format,
+}
+
+/// Go's level name and message prefix (warnings are errors with a `warning: ` prefix).
+fn go_level(level: Level) -> (&'static str, &'static str) {
+    match level {
+        Level::ERROR => ("error", ""),
+        Level::WARN => ("error", "warning: "),
+        Level::INFO => ("verbose", ""),
+        _ => ("debug", ""),
+    }
+}
+
+fn json_level(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "error",
+        Level::WARN => "warning",
+        Level::INFO => "verbose",
+        _ => "debug",
+    }
+}
+
+fn colour_of(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "\x1b[31m",
+        Level::WARN => "\x1b[33m",
+        Level::INFO => "\x1b[32m",
+        _ => "\x1b[34m",
+    }
+}
+
+/// RFC 3339 in UTC with microseconds: Go's `time.RFC3339` shape with a fraction.
+fn timestamp(now: DateTime<Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A value in a text line: strings bare unless they need quotes.
+fn text_value(value: &Value) -> String {
+    match value {
+        Value::String(s) if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') => {
+            s.clone()
+        }
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let (name, prefix) = match *event.metadata().level() {
-            Level::ERROR => ("error", ""),
-            Level::WARN => ("error", "warning: "),
-            Level::INFO => ("verbose", ""),
-            _ => ("debug", ""),
-        };
-        write!(writer, "{} [{name}] {prefix}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"))?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut spans: Vec<(&'static str, Value)> = Vec::new();
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(SpanFields(f)) = span.extensions().get::<SpanFields>() {
+                    for (name, value) in &f.values {
+                        match spans.iter_mut().find(|(n, _)| n == name) {
+                            Some(slot) => slot.1 = value.clone(),
+                            None => spans.push((name, value.clone())),
+                        }
+                    }
+                }
+            }
+        }
+        let level = *event.metadata().level();
+        let message = fields.message.unwrap_or_default();
+        let now = Utc::now();
+        match self.format {
+            Format::Text => {
+                let (name, prefix) = go_level(level);
+                if writer.has_ansi_escapes() {
+                    write!(writer, "{} {}[{name}]\x1b[0m {prefix}{message}", timestamp(now), colour_of(level))?;
+                } else {
+                    write!(writer, "{} [{name}] {prefix}{message}", timestamp(now))?;
+                }
+                for (key, value) in fields.values.iter().chain(spans.iter().filter(|(n, _)| {
+                    // An event field of the same name wins (printed once).
+                    !fields.values.iter().any(|(e, _)| e == n)
+                })) {
+                    write!(writer, " {key}={}", text_value(value))?;
+                }
+                writeln!(writer)
+            }
+            Format::Json => {
+                const RESERVED: [&str; 4] = ["time", "level", "msg", "target"];
+                let mut object = Map::new();
+                object.insert("time".into(), Value::String(timestamp(now)));
+                object.insert("level".into(), Value::String(json_level(level).into()));
+                object.insert("msg".into(), Value::String(message));
+                for (key, value) in spans.into_iter().chain(fields.values) {
+                    let key = if RESERVED.contains(&key) { format!("fields.{key}") } else { key.to_string() };
+                    object.insert(key, value);
+                }
+                object.insert("target".into(), Value::String(event.metadata().target().to_string()));
+                writeln!(writer, "{}", Value::Object(object))
+            }
+        }
     }
 }
 
-/// A size-rotated log file shared by every writer.
+// ---------------------------------------------------------------------------------------------
+// The rotating file
+
+/// A size-rotated log file shared by every writer (lumberjack's behaviour, see the module docs).
 #[derive(Clone)]
 pub struct RotatingFile {
     inner: Arc<Mutex<FileState>>,
+    mill: mpsc::Sender<MillRequest>,
 }
 
 struct FileState {
@@ -73,54 +457,91 @@ struct FileState {
     rotation: Rotation,
 }
 
+enum MillRequest {
+    /// Remove and compress backups.
+    Run,
+    /// Answer once every earlier request is done.
+    Sync(mpsc::Sender<()>),
+}
+
 impl RotatingFile {
+    /// Open (append) or create `path` (0600, its directory created), start the thread that
+    /// compresses and prunes backups, and prune once.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (to_mill, requests) = mpsc::channel();
+        let mill_path = path.to_path_buf();
+        std::thread::Builder::new().name("log-mill".into()).spawn(move || {
+            for request in requests {
+                match request {
+                    MillRequest::Run => {
+                        // Best effort, as lumberjack: a backup that cannot be removed or
+                        // compressed now is tried again after the next rotation.
+                        let _ = mill(&mill_path, &rotation, Utc::now());
+                    }
+                    MillRequest::Sync(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        })?;
+        let _ = to_mill.send(MillRequest::Run);
         Ok(Self {
             inner: Arc::new(Mutex::new(FileState { path: path.to_path_buf(), file: Some(file), written, rotation })),
+            mill: to_mill,
         })
+    }
+
+    /// Wait until the background compression and pruning requested so far are done.
+    pub fn wait_for_maintenance(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.mill.send(MillRequest::Sync(done)).is_ok() {
+            let _ = wait.recv();
+        }
     }
 }
 
 impl FileState {
+    /// Rename the file to its backup name and start a new one with the same permissions.
     fn rotate(&mut self) -> io::Result<()> {
+        let mode = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.permissions().mode() & 0o7777);
         self.file = None;
-        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H-%M-%S%.3f");
-        let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("multus");
-        let ext = self.path.extension().and_then(|s| s.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::rename(&self.path, dir.join(format!("{stem}-{stamp}{ext}")))?;
-        let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.ends_with(&ext))
-            })
-            .collect();
-        backups.sort();
-        while backups.len() > self.rotation.max_backups {
-            let _ = std::fs::remove_file(backups.remove(0));
-        }
-        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
-        self.written = 0;
-        Ok(())
+        let (dir, stem, ext) = split_name(&self.path);
+        let mut stamp = Utc::now();
+        let backup = loop {
+            // Two rotations within one millisecond must not overwrite each other's backup.
+            let name = format!("{stem}-{}{ext}", stamp.format(BACKUP_TIME_FORMAT));
+            let candidate = dir.join(&name);
+            let compressed = dir.join(format!("{name}{COMPRESSED_SUFFIX}"));
+            if !candidate.exists() && !compressed.exists() {
+                break candidate;
+            }
+            stamp += chrono::Duration::milliseconds(1);
+        };
+        // Renamed or not, logging goes on in a file at `path` (the old one when renaming failed).
+        let renamed = std::fs::rename(&self.path, &backup);
+        let file = OpenOptions::new().create(true).append(true).mode(mode.unwrap_or(0o600)).open(&self.path)?;
+        self.written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(file);
+        renamed
     }
 }
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if state.written + buf.len() as u64 > state.rotation.max_size_mb.saturating_mul(1024 * 1024) {
-            let _ = state.rotate();
+        let rotate = state.file.is_none()
+            || (state.written > 0 && state.written.saturating_add(buf.len() as u64) > state.rotation.max_size_bytes);
+        if rotate && state.rotate().is_ok() {
+            let _ = self.mill.send(MillRequest::Run);
         }
         let n = match state.file.as_mut() {
             Some(f) => f.write(buf)?,
-            None => buf.len(),
+            None => return Err(io::Error::other("the log file could not be reopened after rotation")),
         };
         state.written += n as u64;
         Ok(n)
@@ -139,58 +560,103 @@ impl<'a> MakeWriter<'a> for RotatingFile {
     }
 }
 
-/// Where log lines go.
-#[derive(Clone)]
-struct Sinks {
-    stderr: bool,
-    file: Option<RotatingFile>,
+/// Directory, name without extension, extension with its dot (lumberjack's prefix and ext).
+fn split_name(path: &Path) -> (PathBuf, String, String) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("multus.log");
+    match name.rfind('.').filter(|&i| i > 0) {
+        Some(i) => (dir, name[..i].to_string(), name[i..].to_string()),
+        None => (dir, name.to_string(), String::new()),
+    }
 }
 
-struct SinkWriter(Sinks);
+/// One backup of the log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Backup {
+    path: PathBuf,
+    /// Its name without [`COMPRESSED_SUFFIX`] (a backup and its compressed copy are one).
+    base: String,
+    time: DateTime<Utc>,
+    compressed: bool,
+}
 
-impl Write for SinkWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.0.stderr {
-            let _ = io::stderr().write_all(buf);
+/// The backups of the log file at `path`, newest first.
+fn backups(path: &Path) -> io::Result<Vec<Backup>> {
+    let (dir, stem, ext) = split_name(path);
+    let prefix = format!("{stem}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let (base, compressed) = match name.strip_suffix(COMPRESSED_SUFFIX) {
+            Some(b) => (b.to_string(), true),
+            None => (name.clone(), false),
+        };
+        let Some(stamp) = base.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(ext.as_str())) else {
+            continue;
+        };
+        let Ok(time) = NaiveDateTime::parse_from_str(stamp, BACKUP_TIME_FORMAT) else { continue };
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            found.push(Backup { path: entry.path(), base, time: time.and_utc(), compressed });
         }
-        if let Some(f) = self.0.file.as_mut() {
-            let _ = f.write_all(buf);
+    }
+    found.sort_by(|a, b| b.time.cmp(&a.time).then(a.compressed.cmp(&b.compressed)));
+    Ok(found)
+}
+
+/// lumberjack's "mill": remove backups beyond `max_backups`, then those older than `max_age`,
+/// then compress what is left (uncompressed) when `compress` is set.
+fn mill(path: &Path, rotation: &Rotation, now: DateTime<Utc>) -> io::Result<()> {
+    let mut files = backups(path)?;
+    if let Some(max) = rotation.max_backups {
+        let mut kept_bases: Vec<String> = Vec::new();
+        files.retain(|b| {
+            if !kept_bases.contains(&b.base) {
+                kept_bases.push(b.base.clone());
+            }
+            let keep = kept_bases.len() <= max;
+            if !keep {
+                let _ = std::fs::remove_file(&b.path);
+            }
+            keep
+        });
+    }
+    if let Some(age) = rotation.max_age {
+        let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        files.retain(|b| {
+            let keep = b.time >= cutoff;
+            if !keep {
+                let _ = std::fs::remove_file(&b.path);
+            }
+            keep
+        });
+    }
+    if rotation.compress {
+        for b in files.iter().filter(|b| !b.compressed) {
+            compress(&b.path)?;
         }
-        Ok(buf.len())
     }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Sinks {
-    type Writer = SinkWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        SinkWriter(self.clone())
-    }
-}
-
-/// Install the global subscriber. `RUST_LOG`, when set, overrides the level (development aid).
-pub fn init(level: &str, file: Option<&Path>, to_stderr: bool, rotation: Rotation) -> io::Result<()> {
-    let file = match file {
-        Some(p) if !p.as_os_str().is_empty() => Some(RotatingFile::open(p, rotation)?),
-        _ => None,
-    };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => tracing_subscriber::EnvFilter::new(spec),
-        _ => tracing_subscriber::EnvFilter::new(level_filter(level).as_str()),
-    };
-    let _ = tracing_subscriber::fmt()
-        .event_format(GoFormat)
-        .with_env_filter(filter)
-        .with_writer(Sinks { stderr: to_stderr, file })
-        .try_init();
     Ok(())
+}
+
+/// Gzip `path` to `path.gz` (same permissions) and remove `path`. Interrupted, it leaves the
+/// original in place and the next run compresses it again.
+fn compress(path: &Path) -> io::Result<()> {
+    let mut source = File::open(path)?;
+    let mode = source.metadata()?.permissions().mode() & 0o7777;
+    let mut target_name = path.as_os_str().to_owned();
+    target_name.push(COMPRESSED_SUFFIX);
+    let target = OpenOptions::new().create(true).write(true).truncate(true).mode(mode).open(&target_name)?;
+    let mut encoder = flate2::write::GzEncoder::new(target, flate2::Compression::default());
+    io::copy(&mut source, &mut encoder)?;
+    encoder.finish()?.sync_all()?;
+    std::fs::remove_file(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn levels() {
@@ -202,16 +668,282 @@ mod tests {
     }
 
     #[test]
-    fn rotates_by_size_and_keeps_backups() {
+    fn third_party_targets_are_capped_at_warn_unless_rust_log_says_otherwise() {
+        let d = filter_directives("debug", None);
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(d.contains("multus_daemon=debug") && d.contains(",cni=debug"), "{d}");
+        // A stricter own level is stricter for everyone.
+        assert!(filter_directives("panic", None).starts_with("error,"));
+        assert_eq!(filter_directives("debug", Some("hyper=trace")), "hyper=trace");
+        assert!(filter_directives("debug", Some(" ")).starts_with("warn,"));
+    }
+
+    #[test]
+    fn lumberjack_meaning_of_the_options() {
+        let r = Rotation::default();
+        assert_eq!(
+            r,
+            Rotation { max_size_bytes: 100 * MEGABYTE, max_age: Some(DAY * 5), max_backups: Some(5), compress: true }
+        );
+        let zero = EffectiveLogOptions { max_age: 0, max_size: 0, max_backups: 0, compress: false };
+        assert_eq!(
+            Rotation::from_options(&zero),
+            Rotation { max_size_bytes: 100 * MEGABYTE, max_age: None, max_backups: None, compress: false }
+        );
+        let negative = EffectiveLogOptions { max_age: -1, max_size: -3, max_backups: -2, compress: true };
+        assert_eq!(Rotation::from_options(&negative), Rotation { compress: true, ..Rotation::from_options(&zero) });
+        let set = EffectiveLogOptions { max_age: 2, max_size: 7, max_backups: 3, compress: true };
+        assert_eq!(
+            Rotation::from_options(&set),
+            Rotation { max_size_bytes: 7 * MEGABYTE, max_age: Some(DAY * 2), max_backups: Some(3), compress: true }
+        );
+    }
+
+    fn config(v: Value) -> DaemonConfig {
+        DaemonConfig::from_bytes(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn settings_from_the_daemon_config() {
+        let (s, problems) = Settings::from_config(&config(serde_json::json!({
+            "logLevel": "debug", "logFile": "/var/log/multus.log", "logToStderr": true,
+            "logFormat": "JSON", "logOptions": {"maxSize": 1, "maxBackups": 0}
+        })));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.format, Format::Json);
+        assert_eq!(s.file.as_deref(), Some(Path::new("/var/log/multus.log")));
+        assert_eq!(s.rotation.max_size_bytes, MEGABYTE);
+        assert_eq!(s.rotation.max_backups, None);
+        assert_eq!(s.rotation.max_age, Some(DAY * 5));
+        let (s, problems) =
+            Settings::from_config(&config(serde_json::json!({"logFormat": "yaml", "logLevel": "loud"})));
+        assert_eq!((s.format, s.file), (Format::Text, None));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("\"yaml\" is neither"), "{problems:?}");
+        assert!(problems[1].contains("cannot set logging level to \"loud\""), "{problems:?}");
+        let (_, problems) = Settings::from_config(&config(serde_json::json!({"logFormat": 1})));
+        assert!(problems[0].contains("must be a string"), "{problems:?}");
+    }
+
+    /// A stderr stand-in: everything written, shared.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn settings(file: Option<PathBuf>, format: Format) -> Settings {
+        Settings { level: "debug".into(), file, to_stderr: true, rotation: Rotation::default(), format }
+    }
+
+    /// Logs one request's worth of events through a subscriber built from `settings`.
+    fn log_a_request(settings: &Settings, colour: bool) -> (Captured, Vec<String>) {
+        let stderr = Captured::default();
+        let (subscriber, problems) = build(settings, None, stderr.clone(), colour);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", command = "ADD", container = "c0ffee", pod = "ns1/pod-a");
+            let _entered = span.enter();
+            tracing::info!("ADD starting CNI request");
+            tracing::warn!(attempt = 2_u64, "slow delegate");
+            tracing::error!("failed: \"quoted\"");
+            tracing::debug!(target: "hyper::proto", "hyper internals");
+            tracing::warn!(target: "kube_client", "kube warning");
+        });
+        (stderr, problems)
+    }
+
+    #[test]
+    fn text_lines_are_gos_with_microseconds_and_the_request_fields() {
+        let (stderr, problems) = log_a_request(&settings(None, Format::Text), false);
+        assert!(problems.is_empty());
+        let text = stderr.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        assert!(DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        assert_eq!(time.len(), "2026-07-27T21:58:38.123456Z".len(), "{time}");
+        assert_eq!(rest, "[verbose] ADD starting CNI request command=ADD container=c0ffee pod=ns1/pod-a");
+        assert!(
+            lines[1].ends_with("[error] warning: slow delegate attempt=2 command=ADD container=c0ffee pod=ns1/pod-a")
+        );
+        assert!(lines[2].ends_with("[error] failed: \"quoted\" command=ADD container=c0ffee pod=ns1/pod-a"));
+        // hyper at debug is filtered out; a third party's warning is kept.
+        assert!(!text.contains("hyper internals"));
+        assert!(lines[3].contains("[error] warning: kube warning"));
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_the_request_fields() {
+        let (stderr, _) = log_a_request(&settings(None, Format::Json), true);
+        let lines: Vec<Value> = stderr.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 4);
+        let first = &lines[0];
+        assert_eq!(first["level"], "verbose");
+        assert_eq!(first["msg"], "ADD starting CNI request");
+        assert_eq!(
+            (&first["command"], &first["container"], &first["pod"]),
+            (&"ADD".into(), &"c0ffee".into(), &"ns1/pod-a".into())
+        );
+        assert_eq!(first["target"], module_path!());
+        assert!(DateTime::parse_from_rfc3339(first["time"].as_str().unwrap()).is_ok());
+        assert_eq!((&lines[1]["level"], &lines[1]["attempt"]), (&"warning".into(), &2.into()));
+        assert_eq!(lines[2]["msg"], "failed: \"quoted\"");
+        assert_eq!(lines[3]["target"], "kube_client");
+        // JSON is never coloured, even on a terminal.
+        assert!(!stderr.text().contains('\x1b'));
+    }
+
+    #[test]
+    fn colour_only_on_the_terminal_sink_never_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("multus.log");
-        let mut f = RotatingFile::open(&path, Rotation { max_size_mb: 0, max_backups: 2 }).unwrap();
-        for _ in 0..5 {
-            f.write_all(b"line\n").unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(2));
+        let (stderr, problems) = log_a_request(&settings(Some(path.clone()), Format::Text), true);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(stderr.text().contains("\x1b[32m[verbose]\x1b[0m ADD starting"), "{}", stderr.text());
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(file.lines().count(), 4, "{file}");
+        assert!(!file.contains('\x1b'), "{file:?}");
+        assert!(file.contains("[verbose] ADD starting CNI request command=ADD"));
+        // Created private: logs name pods and containers.
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_log_file_that_cannot_be_opened_keeps_stderr_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, "").unwrap();
+        let mut s = settings(Some(blocker.join("multus.log")), Format::Text);
+        s.to_stderr = false;
+        let (stderr, problems) = log_a_request(&s, false);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with(&format!("cannot open the log file {}/multus.log: ", blocker.display())));
+        assert!(problems[0].ends_with("logging to stderr instead"), "{problems:?}");
+        assert!(stderr.text().contains("[verbose] ADD starting CNI request"), "{}", stderr.text());
+    }
+
+    fn small(max_size_bytes: u64, max_backups: Option<usize>, compress: bool) -> Rotation {
+        Rotation { max_size_bytes, max_age: None, max_backups, compress }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn rotates_by_size_without_splitting_lines_and_keeps_max_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multus.log");
+        let mut f = RotatingFile::open(&path, small(20, Some(2), false)).unwrap();
+        for i in 0..6 {
+            f.write_all(format!("line {i} 123456789\n").as_bytes()).unwrap(); // 17 bytes
         }
-        let count = std::fs::read_dir(dir.path()).unwrap().count();
-        assert!(count <= 3, "current file plus at most two backups, found {count}");
-        assert!(path.exists());
+        f.wait_for_maintenance();
+        let names = names(dir.path());
+        assert_eq!(names.len(), 3, "current file plus two backups: {names:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 5 123456789\n");
+        let backups = backups(&path).unwrap();
+        assert!(backups.iter().all(|b| !b.compressed && b.base.starts_with("multus-") && b.base.ends_with(".log")));
+        // Newest first: lines 4 and 3 were kept, 0-2 pruned.
+        assert_eq!(std::fs::read_to_string(&backups[0].path).unwrap(), "line 4 123456789\n");
+        assert_eq!(std::fs::read_to_string(&backups[1].path).unwrap(), "line 3 123456789\n");
+    }
+
+    #[test]
+    fn zero_backups_keeps_every_backup_and_compress_gzips_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.log");
+        let mut f = RotatingFile::open(&path, small(10, None, true)).unwrap();
+        for i in 0..8 {
+            f.write_all(format!("entry {i:03}\n").as_bytes()).unwrap(); // 10 bytes
+        }
+        f.wait_for_maintenance();
+        let backups = backups(&path).unwrap();
+        assert_eq!(backups.len(), 7, "{:?}", names(dir.path()));
+        assert!(backups.iter().all(|b| b.compressed && b.path.to_string_lossy().ends_with(".log.gz")));
+        let mut newest = String::new();
+        flate2::read::GzDecoder::new(File::open(&backups[0].path).unwrap()).read_to_string(&mut newest).unwrap();
+        assert_eq!(newest, "entry 006\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "entry 007\n");
+    }
+
+    #[test]
+    fn max_age_removes_old_backups_by_the_time_in_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multus.log");
+        let now = Utc::now();
+        let backup = |days: i64, suffix: &str| {
+            let t = now - chrono::Duration::days(days) - chrono::Duration::minutes(1);
+            let p = dir.path().join(format!("multus-{}.log{suffix}", t.format(BACKUP_TIME_FORMAT)));
+            std::fs::write(&p, "old\n").unwrap();
+            p
+        };
+        let fresh = backup(0, "");
+        let two_days = backup(2, ".gz");
+        let ten_days = backup(10, "");
+        let unrelated = dir.path().join("other-2020-01-01T00-00-00.000.log");
+        std::fs::write(&unrelated, "").unwrap();
+        let rotation =
+            Rotation { max_size_bytes: MEGABYTE, max_age: Some(DAY * 3), max_backups: None, compress: false };
+        // Pruned when the file is opened (as lumberjack does), in the background.
+        let f = RotatingFile::open(&path, rotation).unwrap();
+        f.wait_for_maintenance();
+        assert!(fresh.exists() && two_days.exists() && unrelated.exists());
+        assert!(!ten_days.exists());
+        mill(&path, &Rotation { max_age: Some(DAY), ..rotation }, now).unwrap();
+        assert!(fresh.exists() && !two_days.exists());
+    }
+
+    #[test]
+    fn a_compressed_backup_and_its_leftover_original_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multus.log");
+        let now = Utc::now();
+        let name = |minutes: i64| {
+            format!("multus-{}.log", (now - chrono::Duration::minutes(minutes)).format(BACKUP_TIME_FORMAT))
+        };
+        for (file, body) in [(name(1), "a"), (format!("{}.gz", name(1)), "stale"), (name(2), "b"), (name(3), "c")] {
+            std::fs::write(dir.path().join(file), body).unwrap();
+        }
+        mill(&path, &small(MEGABYTE, Some(2), true), now).unwrap();
+        let expect = vec![format!("{}.gz", name(1)), format!("{}.gz", name(2))];
+        let mut sorted = expect.clone();
+        sorted.sort();
+        assert_eq!(names(dir.path()), sorted);
+        let mut text = String::new();
+        let gz = File::open(dir.path().join(&expect[0])).unwrap();
+        flate2::read::GzDecoder::new(gz).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "a", "the interrupted compression was redone from the original");
+    }
+
+    #[test]
+    fn name_parts_as_lumberjack() {
+        assert_eq!(split_name(Path::new("/var/log/multus.log")), ("/var/log".into(), "multus".into(), ".log".into()));
+        assert_eq!(split_name(Path::new("multus")), (".".into(), "multus".into(), String::new()));
+        assert_eq!(split_name(Path::new("/l/.hidden")), ("/l".into(), ".hidden".into(), String::new()));
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "multus-install", version, about = "multus-rs DaemonSet helper")]
+#[command(name = "multus-install", version = build_info::version!(), about = "multus-rs DaemonSet helper")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -62,6 +62,10 @@ enum Cmd {
 fn main() -> Result<()> {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
+    if build_info::asks_for_version(std::env::args_os()) {
+        println!("{}", build_info::version_line!("multus-install"));
+        return Ok(());
+    }
     if multus_install::go_cli::invoked_as_go_tool(&argv0) {
         let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
         let status = multus_install::go_cli::run(

@@ -249,9 +249,9 @@ impl Plugin for Shim {
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     if let Some(flag) = args.next()
-        && matches!(flag.as_str(), "-version" | "--version" | "-v")
+        && (flag == "-v" || build_info::is_version_flag(&flag))
     {
-        println!("multus-shim: version:{} (multus-rs)", env!("CARGO_PKG_VERSION"));
+        println!("{}", build_info::version_line!("multus-shim"));
         return std::process::ExitCode::SUCCESS;
     }
     cni::skel::run(&Shim)

@@ -5,5 +5,9 @@ use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if build_info::asks_for_version(std::env::args_os()) {
+        println!("{}", build_info::version_line!("multusctl"));
+        return ExitCode::SUCCESS;
+    }
     multusctl::cli::run(multusctl::cli::Cli::parse())
 }

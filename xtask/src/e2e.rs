@@ -398,7 +398,8 @@ pub fn kind_plan(cfg: &KindConfig) -> Vec<Step> {
             ));
         }
     }
-    plan.push(run("apply deployments/", kubectl(&["apply", "-f", &p(&deployments_dir())])));
+    // The kustomization: the manifest with image multus-rs:dev (what was just loaded).
+    plan.push(run("apply deployments/", kubectl(&["apply", "-k", &p(&deployments_dir())])));
     plan.push(run(
         "wait for the DaemonSet",
         kubectl(&["-n", "kube-system", "rollout", "status", "daemonset/kube-multus-ds", "--timeout=180s"]),
@@ -920,7 +921,7 @@ mod tests {
         let image = position(&l, "cargo xtask image");
         let load = position(&l, "kind load docker-image multus-rs:dev --name c1");
         let plugins = position(&l, "docker cp /usr/lib/cni/macvlan c1-worker:/opt/cni/bin/macvlan");
-        let apply = position(&l, "kubectl --context kind-c1 apply -f");
+        let apply = position(&l, "kubectl --context kind-c1 apply -k");
         let rollout = position(&l, "rollout status daemonset/kube-multus-ds");
         let nads = position(&l, "apply -f /tmp/w/objects/base.yaml");
         let pods = position(&l, "apply -f /tmp/w/objects/cases.yaml");

@@ -67,6 +67,40 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>> {
 mod tests {
     use super::*;
 
+    /// The example objects, `kubectl apply -f fixtures/examples/` as they stand.
+    pub fn examples_dir() -> PathBuf {
+        fixtures_dir().join("examples")
+    }
+
+    /// The e2e object files the examples are made from (the many-pods template is the xtask's).
+    pub const EXAMPLE_FILES: [&str; 3] = ["00-namespace.yaml", "10-nads.yaml", "20-pods.yaml"];
+
+    /// The values the examples are rendered with: the kind e2e's (a node's `eth0`, the node's IPAM
+    /// directory, a bridge of its own), in a namespace of their own.
+    pub fn example_vars() -> Vars {
+        [
+            ("NAMESPACE", "multus-example"),
+            ("IPAM_DIR", "/var/lib/cni/networks"),
+            ("NAD_BRIDGE", "br-multus-ex"),
+            ("MACVLAN_MASTER", "eth0"),
+            ("POD_IMAGE", "docker.io/nicolaka/netshoot:v0.13"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// One example file: the e2e template `name` rendered with [`example_vars`], under a header
+    /// saying so.
+    pub fn render_example(name: &str) -> Result<String> {
+        let body = render_file(&fixtures_dir().join("e2e/objects").join(name), &example_vars())?;
+        Ok(format!(
+            "# Generated from fixtures/e2e/objects/{name} (do not edit: edit the template, then run\n\
+             # `UPDATE_EXAMPLES=1 cargo test -p xtask examples_are`). Apply as it stands:\n\
+             # kubectl apply -f fixtures/examples/\n{body}"
+        ))
+    }
+
     fn vars() -> Vars {
         [
             ("RUN_DIR", "/tmp/run"),
@@ -81,6 +115,61 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    /// The examples are the e2e objects with real values, up to date, without placeholders.
+    /// `UPDATE_EXAMPLES=1` rewrites them.
+    #[test]
+    fn examples_are_the_e2e_objects_rendered() {
+        let update = std::env::var_os("UPDATE_EXAMPLES").is_some();
+        for name in EXAMPLE_FILES {
+            let want = render_example(name).unwrap();
+            let path = examples_dir().join(name);
+            if update {
+                std::fs::create_dir_all(examples_dir()).unwrap();
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                have,
+                want,
+                "{} is stale: run UPDATE_EXAMPLES=1 cargo test -p xtask examples_are",
+                path.display()
+            );
+            assert!(!have.contains("{{"), "{name}");
+            assert!(!yaml_documents(&have).unwrap().is_empty());
+        }
+        let mut on_disk: Vec<String> = std::fs::read_dir(examples_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, EXAMPLE_FILES);
+    }
+
+    /// `kubectl apply -f fixtures/examples/` against kube-mock: every object accepted.
+    #[test]
+    #[ignore = "needs kubectl"]
+    fn kubectl_applies_the_examples_as_they_stand() {
+        assert!(crate::util::have("kubectl"), "this test needs kubectl");
+        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kc).unwrap();
+        let out = std::process::Command::new("kubectl")
+            .current_dir(crate::util::workspace_root())
+            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", "fixtures/examples/"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.matches(" created").count(), 1 + 3 + 4, "{stdout}");
+        for what in
+            ["namespace/multus-example", "networkattachmentdefinition.k8s.cni.cncf.io/static-net", "pod/static-ip"]
+        {
+            assert!(stdout.contains(what), "{what} not in {stdout}");
+        }
     }
 
     #[test]

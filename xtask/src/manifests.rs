@@ -20,12 +20,17 @@ pub fn manifest_path() -> PathBuf {
     deployments_dir().join(MANIFEST)
 }
 
+/// `deployments/kustomization.yaml`: the manifest with the image and namespace as settings
+/// (`kubectl apply -k deployments/`); not an object itself.
+pub const KUSTOMIZATION: &str = "kustomization.yaml";
+
 /// Every document of every `deployments/*.yml`, in file order.
 #[cfg_attr(not(test), allow(dead_code))]
 pub fn load() -> Result<Vec<(String, Value)>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(deployments_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+        .filter(|p| p.file_name().is_none_or(|n| n != KUSTOMIZATION))
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -304,6 +309,80 @@ mod tests {
         for p in &executed {
             assert!(in_image.contains(p), "{p} is executed by the manifest but not in the image");
         }
+    }
+
+    /// The kustomization is the manifest: its one resource, the manifest's image name and
+    /// namespace as the defaults.
+    #[test]
+    fn the_kustomization_is_the_manifest_with_settings() {
+        let k = load_file(&deployments_dir().join(KUSTOMIZATION)).unwrap().remove(0);
+        assert_eq!(k["kind"], "Kustomization");
+        assert_eq!(k["resources"], json!([MANIFEST]));
+        assert_eq!(k["namespace"], "kube-system");
+        assert_eq!(k["images"], json!([{"name": "multus-rs", "newName": "multus-rs", "newTag": "dev"}]));
+        let images: BTreeSet<String> = docs()
+            .iter()
+            .filter(|d| d["kind"] == "DaemonSet")
+            .flat_map(|d| {
+                let spec = &d["spec"]["template"]["spec"];
+                [&spec["initContainers"], &spec["containers"]]
+                    .into_iter()
+                    .flat_map(|c| c.as_array().cloned().unwrap_or_default())
+                    .map(|c| c["image"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(images, BTreeSet::from(["multus-rs:dev".to_string()]));
+    }
+
+    /// `kubectl kustomize` of a kustomization that sets another image and namespace: both
+    /// containers' image, every namespaced object and the ClusterRoleBinding's subject follow.
+    #[test]
+    #[ignore = "needs kubectl"]
+    fn kustomize_sets_the_image_and_namespace() {
+        assert!(have("kubectl"), "this test needs kubectl");
+        let dir = tempfile::tempdir().unwrap();
+        for f in [MANIFEST, KUSTOMIZATION] {
+            std::fs::copy(deployments_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        let k = std::fs::read_to_string(dir.path().join(KUSTOMIZATION)).unwrap();
+        let k = k
+            .replace("namespace: kube-system", "namespace: multus")
+            .replace("newName: multus-rs", "newName: registry.example/multus-rs")
+            .replace("newTag: dev", "newTag: v0.1.0");
+        std::fs::write(dir.path().join(KUSTOMIZATION), k).unwrap();
+        let out = Cmd::new("kubectl").args(["kustomize", &dir.path().display().to_string()]).output().unwrap();
+        let built = crate::fixtures::yaml_documents(&out).unwrap();
+        assert_eq!(built.len(), docs().len());
+        for d in &built {
+            let ns = &d["metadata"]["namespace"];
+            assert!(ns.is_null() || ns == "multus", "{d}");
+        }
+        let ds = get(&built, "DaemonSet", "kube-multus-ds");
+        let spec = &ds["spec"]["template"]["spec"];
+        assert_eq!(spec["initContainers"][0]["image"], "registry.example/multus-rs:v0.1.0");
+        assert_eq!(spec["containers"][0]["image"], "registry.example/multus-rs:v0.1.0");
+        let crb = get(&built, "ClusterRoleBinding", "multus");
+        assert_eq!(crb["subjects"][0]["namespace"], "multus");
+    }
+
+    /// `kubectl apply -k deployments/` (what the kind e2e runs) against kube-mock.
+    #[test]
+    #[ignore = "needs kubectl"]
+    fn kubectl_applies_the_kustomization_to_kube_mock() {
+        assert!(have("kubectl"), "this test needs kubectl");
+        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kc).unwrap();
+        let out = std::process::Command::new("kubectl")
+            .current_dir(workspace_root())
+            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-k", "deployments/"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("daemonset.apps/kube-multus-ds created"), "{stdout}");
     }
 
     /// The documented command against kube-mock: every object accepted and stored under the Go

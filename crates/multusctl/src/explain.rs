@@ -373,7 +373,11 @@ pub fn explain(req: &ExplainRequest<'_>) -> Explanation {
             ex.config.error = Some(e.clone());
             ex.outcome = Outcome {
                 succeeds: false,
-                summary: "the daemon cannot parse the request config: every ADD on this node fails".into(),
+                summary: if req.node.notes.is_empty() {
+                    "the daemon cannot parse the request config: every ADD on this node fails".into()
+                } else {
+                    "the request config cannot be parsed; see the notes on how it was found (give --daemon-config and --multus-conf for a node's)".into()
+                },
                 error: Some(format!("Multus: error loading netconf: {e}")),
                 failing_network: None,
             };

@@ -259,6 +259,17 @@ mod tests {
         assert_eq!(e, EnvError::NotUtf8 { name: "CNI_\u{fffd}X".into() });
     }
 
+    /// Found by the `api_request` fuzz target: without correctly rounded float parsing a
+    /// large number in `cni-args` changed by one ULP on each decode/encode round.
+    #[test]
+    fn numbers_survive_a_round_trip_exactly() {
+        let raw = br#"{"env":{"CNI_COMMAND":"ADD"},"interfaceAttributes":{"cni-args":{"n":[444444444444444444444445,0.1,1e-300,2.2250738585072011e-308]}}}"#;
+        let first = Request::from_json(raw).unwrap();
+        let second = Request::from_json(&first.to_json()).unwrap();
+        assert_eq!(second, first);
+        assert_eq!(second.to_json(), first.to_json());
+    }
+
     #[test]
     fn request_wire_format() {
         let r = Request::from_env([("CNI_COMMAND", "DEL"), ("CNI_ARGS", "a=b")], b"{\"x\":1}".to_vec());

@@ -110,12 +110,7 @@ pub fn cni_config(data: &[u8]) {
     }
     if let Ok(list) = NetConfList::from_bytes(data) {
         let _ = list.capabilities();
-        // Known gap in the cni crate (reported, input kept in fuzz/regressions/cni_config/): a
-        // list without inline plugins (allowed by libcni) prints `"plugins":[]`, which the
-        // same rules refuse. Checked for lists with plugins until that is fixed.
-        if !list.plugins.is_empty() {
-            NetConfList::from_bytes(&list.to_bytes()).expect("a conflist we print parses again");
-        }
+        NetConfList::from_bytes(&list.to_bytes()).expect("a conflist we print parses again");
     }
     if let Ok(config) = NetworkConfig::from_bytes(data) {
         let _ = (config.name(), config.cni_version(), config.capabilities());
@@ -193,14 +188,6 @@ pub fn cni_args(data: &[u8]) {
 /// damaged by a crash).
 pub fn delegate_cache(data: &[u8]) {
     if let Ok(delegates) = multus::cache::parse_cache(data) {
-        // Known gap (reported, input kept in fuzz/regressions/delegate_cache/): a conflist
-        // without inline plugins (libcni allows it) is written back in a form read as a single
-        // plugin config ("missing 'type'"), the same root cause as in cni_config. Checked for
-        // the other caches until that is fixed.
-        let pluginless = |d: &multus::delegate::Delegate| matches!(d.config(), cni::NetworkConfig::List(list) if list.plugins.is_empty());
-        if delegates.iter().any(pluginless) {
-            return;
-        }
         let written = multus::cache::serialize_delegates(&delegates);
         let again = multus::cache::parse_cache(&written).expect("a cache we write parses again");
         assert_eq!(again.len(), delegates.len(), "cache round trip keeps every delegate");

@@ -247,7 +247,11 @@ impl NetConfList {
                 m.insert(key.into(), Value::Bool(flag));
             }
         }
-        m.insert("plugins".into(), Value::Array(self.plugins.iter().map(PluginConf::to_value).collect()));
+        // A list loaded without inline plugins (libcni's plugins-from-a-directory form) keeps its
+        // `plugins` key as it was: an empty array would not parse again.
+        if !self.plugins.is_empty() {
+            m.insert("plugins".into(), Value::Array(self.plugins.iter().map(PluginConf::to_value).collect()));
+        }
         Value::Object(m)
     }
 
@@ -332,6 +336,10 @@ mod tests {
     fn libcni_parse_rules() {
         assert_eq!(NetConfList::from_bytes(br#"{"plugins":[]}"#), Err(ConfError::MissingName));
         assert_eq!(NetConfList::from_bytes(br#"{"name":"n","plugins":[]}"#), Err(ConfError::NoPlugins));
+        // Found by the fuzzer: a list without inline plugins is written back so that it parses.
+        let bare = NetConfList::from_bytes(br#"{"name":"n","cniVersion":"1.0.0"}"#).unwrap();
+        assert!(bare.plugins.is_empty());
+        assert_eq!(NetConfList::from_bytes(&bare.to_bytes()).unwrap(), bare);
         assert!(matches!(
             NetConfList::from_bytes(br#"{"name":"n","plugins":[{"x":1}]}"#),
             Err(ConfError::InvalidPlugin { index: 0, .. })

@@ -247,7 +247,7 @@ impl Flags {
             match name {
                 "config" => flags.config = PathBuf::from(take_value(name, inline, &mut args)?),
                 "kubeconfig" => flags.kubeconfig = Some(PathBuf::from(take_value(name, inline, &mut args)?)),
-                "version" => flags.version = bool_value(name, inline.as_deref())?,
+                "version" | "V" => flags.version = bool_value(name, inline.as_deref())?,
                 "help" | "h" => flags.help = true,
                 _ => {
                     if let Some((flag, instead)) = NOT_FOR_THICK.iter().find(|(n, _)| *n == name) {
@@ -467,6 +467,7 @@ mod tests {
             assert_eq!(parse(args).unwrap().config, PathBuf::from("/x.json"), "{args:?}");
         }
         assert!(parse(&["-version"]).unwrap().version);
+        assert!(parse(&["-V"]).unwrap().version, "-V as in every other binary");
         assert!(!parse(&["-version=false"]).unwrap().version);
         assert_eq!(parse(&[]).unwrap(), Flags::default());
         assert_eq!(parse(&[]).unwrap().config, PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -651,7 +652,7 @@ mod tests {
             .iter()
             .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
             .chain(NOT_FOR_THICK.iter().map(|(n, _)| *n))
-            .chain(["config", "version", "kubeconfig", "help", "h"])
+            .chain(["config", "version", "V", "kubeconfig", "help", "h"])
         {
             assert!(seen.insert(n), "{n} defined twice");
         }

@@ -150,4 +150,8 @@ impl crate::server::Api for Handler {
     fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
         Box::pin(self.handle(body, Endpoint::Delegate))
     }
+
+    fn observe(&self, handler: &str, status: u16, method: &str) {
+        self.daemon.metrics.observe_request(handler, status, method);
+    }
 }

@@ -34,6 +34,6 @@ pub mod request;
 mod routes;
 pub mod seams;
 pub mod server;
-pub mod uninstall;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod uninstall;

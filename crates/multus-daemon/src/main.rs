@@ -25,7 +25,7 @@ use std::time::Duration;
 
 const READINESS_FILE_WAIT: Duration = Duration::from_secs(45);
 const CACHE_SYNC_WAIT: Duration = Duration::from_secs(20);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// How long a stopping daemon waits for the API server's answer to "uninstall or restart?".
 const UNINSTALL_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 

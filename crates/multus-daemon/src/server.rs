@@ -120,6 +120,10 @@ impl Reply {
 pub trait Api: Send + Sync + 'static {
     fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
     fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+
+    /// Every answered request (Go's `multus_server_request_total`): `handler` is the path for
+    /// the four known ones, `NotFound` otherwise.
+    fn observe(&self, _handler: &str, _status: u16, _method: &str) {}
 }
 
 /// Readiness and the server's counters, shared with `main` and the tests.
@@ -658,6 +662,14 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
             Reply { status: 404, content_type: None, body: vec![] }
         }
     };
+    let handler = match path.as_str() {
+        p @ (multus_api::path::HEALTHZ
+        | multus_api::path::READYZ
+        | multus_api::path::CNI
+        | multus_api::path::DELEGATE) => p,
+        _ => "NotFound",
+    };
+    shared.api.observe(handler, reply.status, method.as_str());
     response(reply)
 }
 

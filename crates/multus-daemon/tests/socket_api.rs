@@ -16,6 +16,7 @@ struct Server {
     health: Arc<Health>,
     shutdown: tokio::sync::watch::Sender<bool>,
     runtime: tokio::runtime::Runtime,
+    daemon: Arc<Daemon>,
 }
 
 fn start() -> Server {
@@ -29,9 +30,9 @@ fn start() -> Server {
         let _guard = runtime.enter();
         server::bind_socket(&dir.path().join("run")).unwrap()
     };
-    let api = Arc::new(Handler::new(daemon));
+    let api = Arc::new(Handler::new(daemon.clone()));
     runtime.spawn(server::serve(listener, api, health.clone(), Some(4), rx, Duration::from_secs(1)));
-    Server { _dir: dir, socket, health, shutdown: tx, runtime }
+    Server { _dir: dir, socket, health, shutdown: tx, runtime, daemon }
 }
 
 impl Drop for Server {
@@ -118,4 +119,24 @@ fn command_errors_carry_the_request_description() {
     let (status, ct, body) = request(&s, "POST", "/cni", &req.to_json());
     assert_eq!((status, ct.as_str()), (400, "text/plain; charset=utf-8"));
     insta::assert_snapshot!(body);
+}
+
+#[test]
+fn every_answer_is_counted_under_the_go_metric() {
+    let s = start();
+    request(&s, "POST", "/healthz", b"null");
+    request(&s, "GET", "/healthz", b"");
+    request(&s, "POST", "/readyz", b"null");
+    request(&s, "POST", "/cni", br#"{"env":{}}"#);
+    request(&s, "GET", "/nope", b"");
+    let scrape = String::from_utf8(s.daemon.metrics.render()).unwrap();
+    for line in [
+        r#"multus_server_request_total{code="200",handler="/healthz",method="post"} 1"#,
+        r#"multus_server_request_total{code="200",handler="/healthz",method="get"} 1"#,
+        r#"multus_server_request_total{code="500",handler="/readyz",method="post"} 1"#,
+        r#"multus_server_request_total{code="400",handler="/cni",method="post"} 1"#,
+        r#"multus_server_request_total{code="404",handler="NotFound",method="get"} 1"#,
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "{line}\n{scrape}");
+    }
 }

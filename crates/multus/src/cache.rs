@@ -318,6 +318,11 @@ fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, String> {
         return Err(format!("entry {index}: no Bytes"));
     }
     let mut d = Delegate::from_bytes(bytes, is_conflist).map_err(|e| format!("entry {index}: {e}"))?;
+    // ADD never caches such a list (a delegate needs plugins[0].type); one found here was damaged
+    // (found by the fuzzer: it would not even be written back as a list).
+    if matches!(d.config(), cni::NetworkConfig::List(list) if list.plugins.is_empty()) {
+        return Err(format!("entry {index}: a conflist without plugins"));
+    }
     d.name = entry.name;
     d.ifname_request = entry.ifname_request;
     d.mac_request = entry.mac_request;
@@ -415,6 +420,14 @@ mod tests {
     use crate::model::NetworkSelectionElement;
 
     const GOLDEN: &[u8] = include_bytes!("../tests/data/cache-cid-pod1.json");
+
+    #[test]
+    fn a_conflist_entry_without_plugins_is_refused() {
+        // Found by the fuzzer (fuzz/regressions/delegate_cache/conflist-without-plugins.json).
+        let input = include_bytes!("../../../fuzz/regressions/delegate_cache/conflist-without-plugins.json");
+        let e = parse_cache(input).unwrap_err();
+        assert!(e.to_string().contains("a conflist without plugins"), "{e}");
+    }
 
     #[test]
     fn reads_the_captured_go_cache() {

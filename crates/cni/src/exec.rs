@@ -87,6 +87,9 @@ pub enum ExecError {
     /// Non-zero exit and something on stdout that is not an error object.
     #[error("netplugin failed but error parsing its diagnostic message {}: {reason}", go_quote(stdout))]
     BadErrorOutput { status: i32, stdout: String, reason: String },
+    /// The plugin wrote more than [`MAX_PLUGIN_STDOUT`] to stdout; it was killed.
+    #[error("plugin {} wrote more than {limit} bytes to stdout and was killed", plugin.display())]
+    OutputTooLarge { plugin: PathBuf, limit: usize },
     /// Exit 0, but stdout is not the result that was expected.
     #[error("failed to parse the output of plugin {}: {reason}", plugin.display())]
     BadOutput { plugin: PathBuf, reason: String },
@@ -168,7 +171,8 @@ impl ExecError {
             | Self::Signaled { .. }
             | Self::Timeout { .. }
             | Self::Spawn { .. }
-            | Self::Io { .. } => CniError::new(code::UNKNOWN, self.to_string()),
+            | Self::Io { .. }
+            | Self::OutputTooLarge { .. } => CniError::new(code::UNKNOWN, self.to_string()),
             Self::InvalidName { .. } | Self::NoPaths | Self::NotFound { .. } | Self::BadOutput { .. } => {
                 CniError::new(code::INTERNAL, self.to_string())
             }
@@ -402,9 +406,35 @@ impl Default for TextBusyRetry {
 /// SIGKILL the process group a started (and not yet reaped) plugin leads. After the leader has
 /// been reaped its pid, and so the group id, may belong to someone else: then nothing is sent.
 fn kill_process_group(child: &tokio::process::Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+    kill_group_of(child.id());
+}
+
+/// SIGKILL the process group led by `pid` (plugins run in their own group).
+fn kill_group_of(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // ESRCH (already gone) is fine: nothing left to stop.
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+/// The most a plugin may write to stdout. A CNI result is a few kilobytes; a plugin printing
+/// without end must not take the daemon's memory with it.
+pub const MAX_PLUGIN_STDOUT: usize = 16 * 1024 * 1024;
+/// The most of a plugin's stderr that is kept (the rest is read and dropped, so the plugin
+/// never blocks on a full pipe).
+pub const MAX_PLUGIN_STDERR: usize = 1024 * 1024;
+
+/// Read `pipe` to its end, keeping at most `limit` bytes. `Ok(None)` when there was more.
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    if let Some(pipe) = pipe {
+        let mut bounded = pipe.take(limit as u64 + 1);
+        bounded.read_to_end(&mut buf).await?;
+        if buf.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(buf))
 }
 
 /// A started plugin process. Dropped before it was reaped (a cancelled request), it takes its
@@ -478,6 +508,7 @@ impl RawExec {
         let mut process = spawned?;
         let child = &mut process.0;
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let pid = child.id();
         let input = req.stdin;
 
         let io_error = |e: io::Error| ExecError::Io { plugin: req.path.to_path_buf(), source: Arc::new(e) };
@@ -493,18 +524,20 @@ impl RawExec {
                 }
             };
             let read_out = async move {
-                let mut buf = Vec::new();
-                if let Some(mut pipe) = stdout {
-                    pipe.read_to_end(&mut buf).await?;
+                let out = read_bounded(stdout, MAX_PLUGIN_STDOUT).await;
+                if matches!(out, Ok(None)) {
+                    // It would block on the full pipe until the timeout: stop it now.
+                    kill_group_of(pid);
                 }
-                Ok::<_, io::Error>(buf)
+                out
             };
             let read_err = async move {
+                let Some(pipe) = stderr else { return Ok::<_, io::Error>(Vec::new()) };
                 let mut buf = Vec::new();
-                if let Some(mut pipe) = stderr {
-                    pipe.read_to_end(&mut buf).await?;
-                }
-                Ok::<_, io::Error>(buf)
+                let mut kept = pipe.take(MAX_PLUGIN_STDERR as u64);
+                kept.read_to_end(&mut buf).await?;
+                tokio::io::copy(&mut kept.into_inner(), &mut tokio::io::sink()).await?;
+                Ok(buf)
             };
             let ((), out, err) = tokio::join!(write, read_out, read_err);
             let status = child.wait().await;
@@ -524,7 +557,9 @@ impl RawExec {
             return Err(timed_out());
         };
         let status = status.map_err(io_error)?;
-        let out = out.map_err(io_error)?;
+        let Some(out) = out.map_err(io_error)? else {
+            return Err(ExecError::OutputTooLarge { plugin: req.path.to_path_buf(), limit: MAX_PLUGIN_STDOUT });
+        };
         let err = err.map_err(io_error)?;
         let result = interpret_output(req.path, status.into(), out, &err);
         if result.is_ok() && !err.is_empty() {
@@ -905,6 +940,22 @@ mod tests {
         let out = exec.run(PluginRequest::new(&p, env(), br#"{"a":1}"#)).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v, serde_json::json!({"cmd":"ADD","if":"eth0","in":{"a":1},"extra":"x"}));
+    }
+
+    #[tokio::test]
+    async fn endless_output_is_cut_off_and_the_plugin_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 MiB of stdout (4× the cap) and as much stderr: neither may reach the daemon's memory.
+        let p = write_script(
+            dir.path(),
+            "flood",
+            "cat >/dev/null; head -c 67108864 /dev/zero >&2 & head -c 67108864 /dev/zero; wait",
+        );
+        let e = RawExec::new().run(PluginRequest::new(&p, env(), b"{}")).await.unwrap_err();
+        assert!(matches!(e, ExecError::OutputTooLarge { limit: MAX_PLUGIN_STDOUT, .. }), "{e}");
+        let chatty = write_script(dir.path(), "chatty", "cat >/dev/null; head -c 8388608 /dev/zero >&2; echo '{}'");
+        let out = RawExec::new().run(PluginRequest::new(&chatty, env(), b"{}")).await.unwrap();
+        assert_eq!(out, b"{}\n", "a long stderr is drained and dropped past the cap");
     }
 
     #[tokio::test]

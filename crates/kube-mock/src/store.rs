@@ -567,6 +567,15 @@ impl Store {
                 if rv < compacted {
                     return Err(ApiError::expired(format!("too old resource version: {rv} ({compacted})")));
                 }
+                // A version this server never issued (a client resuming against a restarted
+                // mock): 410 makes the client relist instead of waiting for events that never
+                // come, or missing every change below `rv` that the new history will hold.
+                if rv > state.resource_version {
+                    return Err(ApiError::expired(format!(
+                        "too new resource version: {rv} (current {})",
+                        state.resource_version
+                    )));
+                }
                 let replay = state
                     .history
                     .get(gvr)
@@ -688,6 +697,11 @@ mod tests {
         assert_eq!(s.subscribe(&gvr, None, WatchStart::After(recent)).unwrap().replay.len(), 2);
         s.compact(Some(&gvr));
         assert!(s.subscribe(&gvr, None, WatchStart::After(recent)).is_err());
+        // A version from the future (a client resuming against a restarted server): 410 too.
+        let future = s.resource_version() + 1000;
+        let e = s.subscribe(&gvr, None, WatchStart::After(future)).err().unwrap();
+        assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
+        assert!(s.subscribe(&gvr, None, WatchStart::After(s.resource_version())).is_ok());
     }
 
     #[test]

@@ -45,8 +45,20 @@ pub fn parse_network_selection(
     if annotation.is_empty() {
         return Ok(Vec::new());
     }
-    parse_annotation(annotation, default_namespace)
+    let elements = parse_annotation(annotation, default_namespace)?;
+    if elements.len() > MAX_NETWORKS_PER_POD {
+        return Err(invalid(format!(
+            "the pod requests {} networks; at most {MAX_NETWORKS_PER_POD} are allowed",
+            elements.len()
+        )));
+    }
+    Ok(elements)
 }
+
+/// The most networks one pod may request. The Go daemon has no limit (an annotation fits tens
+/// of thousands, each a delegate run and an interface); real pods use a handful, large SR-IOV
+/// pods a few dozen.
+pub const MAX_NETWORKS_PER_POD: usize = 128;
 
 /// Parse `v1.multus-cni.io/default-network` with the same parser, defaulting the namespace to
 /// `multus_namespace`. Exactly one element is required.
@@ -321,6 +333,17 @@ mod tests {
             interface: ifname.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_pod_may_request_at_most_max_networks() {
+        let list = |n: usize| (0..n).map(|i| format!("net{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            parse_network_selection(&list(MAX_NETWORKS_PER_POD), "default").unwrap().len(),
+            MAX_NETWORKS_PER_POD
+        );
+        let e = parse_network_selection(&list(MAX_NETWORKS_PER_POD + 1), "default").unwrap_err();
+        assert!(e.to_string().contains("at most 128"), "{e}");
     }
 
     #[test]

@@ -19,266 +19,32 @@
 //!   to libcni's except for the nested `prevResult`, whose keys are in our result order.
 
 mod cache;
+mod error;
 mod gojson;
+mod request;
 
 pub use cache::{
     AtomicWrite, CACHE_KIND_V1, CacheEntry, CacheFile, TEMP_MARKER, remove_stale_temp_files, write_atomic,
     write_atomic_with,
 };
 
+pub use error::RuntimeError;
+pub use request::{
+    RuntimeConf, ValidAttachment, build_gc_config, build_plugin_config, build_status_config, config_bytes, plugin_env,
+    runtime_config_for,
+};
+
 use crate::conf::{NetConfList, PluginConf};
 use crate::env::Command;
-use crate::error::{CniError, code};
 use crate::exec::{self, Exec, ExecError, PluginRequest, RawExec};
 use crate::result::CniResult;
 use crate::validate;
 use crate::version::{self, Version, VersionInfo};
-use serde_json::{Map, Value};
-use std::fmt;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// libcni's default cache directory.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
-
-/// The arguments of one attachment, apart from the network configuration (libcni `RuntimeConf`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RuntimeConf {
-    pub container_id: String,
-    /// Path of the container's network namespace.
-    pub netns: String,
-    pub ifname: String,
-    /// `CNI_ARGS` pairs, in order (duplicates kept).
-    pub args: Vec<(String, String)>,
-    /// Capability arguments; each plugin gets those it declares in `capabilities` as
-    /// `runtimeConfig`.
-    pub capability_args: Map<String, Value>,
-}
-
-impl RuntimeConf {
-    pub fn new(container_id: impl Into<String>, netns: impl Into<String>, ifname: impl Into<String>) -> Self {
-        Self { container_id: container_id.into(), netns: netns.into(), ifname: ifname.into(), ..Self::default() }
-    }
-
-    pub fn with_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.args.push((key.into(), value.into()));
-        self
-    }
-
-    pub fn with_capability(mut self, name: impl Into<String>, value: Value) -> Self {
-        self.capability_args.insert(name.into(), value);
-        self
-    }
-
-    /// `CNI_ARGS`: `K=V` pairs joined with `;`.
-    pub fn cni_args(&self) -> String {
-        self.args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
-    }
-}
-
-/// One entry of GC's `cni.dev/valid-attachments`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct ValidAttachment {
-    #[serde(rename = "containerID")]
-    pub container_id: String,
-    pub ifname: String,
-}
-
-impl ValidAttachment {
-    pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> Self {
-        Self { container_id: container_id.into(), ifname: ifname.into() }
-    }
-}
-
-/// The word libcni uses for a command in its error messages.
-fn verb(command: Command) -> &'static str {
-    match command {
-        Command::Add => "add",
-        Command::Del => "delete",
-        Command::Check => "check",
-        Command::Status => "status",
-        Command::Gc => "gc",
-        Command::Version => "version",
-    }
-}
-
-/// Errors of [`CniRuntime`].
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// A plugin could not be found or run, or failed.
-    #[error("plugin {} failed ({}): {error}", describe(plugin_type, plugin_name.as_deref()), verb(*command))]
-    Plugin {
-        plugin_type: String,
-        /// The plugin object's own `name`, if it has one.
-        plugin_name: Option<String>,
-        command: Command,
-        error: ExecError,
-    },
-    /// Container ID, network name or interface name refused before anything ran.
-    #[error("{0}")]
-    Validation(CniError),
-    /// The configuration cannot be run (bad `cniVersion`, no plugins).
-    #[error("{0}")]
-    Config(String),
-    #[error("configuration version {version:?} does not support the CHECK command")]
-    CheckNotSupported { version: String },
-    /// CHECK needs the cached result and it could not be read.
-    #[error("failed to get network {network:?} cached result: {reason}")]
-    CachedResult { network: String, reason: String },
-    /// Reading or writing the result cache failed.
-    #[error("failed to {action} network {network:?} cached result: {source}")]
-    Cache { network: String, action: &'static str, source: std::io::Error },
-    /// GC's synthesised DEL of a stale attachment failed.
-    #[error("failed to delete stale attachment {container_id} {ifname}: {error}")]
-    StaleAttachment { container_id: String, ifname: String, error: Box<RuntimeError> },
-    /// A plugin's VERSION answer could not be decoded.
-    #[error("plugin type={plugin_type:?}: {error}")]
-    VersionInfo { plugin_type: String, error: CniError },
-    /// Several failures (GC keeps going); joined with newlines like Go's `errors.Join`.
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-    Multiple(Vec<RuntimeError>),
-}
-
-fn describe(plugin_type: &str, name: Option<&str>) -> String {
-    match name {
-        Some(n) if !n.is_empty() => format!("type={plugin_type:?} name={n:?}"),
-        _ => format!("type={plugin_type:?}"),
-    }
-}
-
-impl RuntimeError {
-    fn plugin(plugin: &PluginConf, command: Command, error: ExecError) -> Self {
-        Self::Plugin {
-            plugin_type: plugin.plugin_type().to_string(),
-            plugin_name: plugin.name().map(str::to_string),
-            command,
-            error,
-        }
-    }
-
-    /// The underlying exec error of a plugin failure.
-    pub fn exec_error(&self) -> Option<&ExecError> {
-        match self {
-            Self::Plugin { error, .. } => Some(error),
-            Self::StaleAttachment { error, .. } => error.exec_error(),
-            _ => None,
-        }
-    }
-
-    /// The CNI error object to report.
-    ///
-    /// - A plugin's own error object comes back **unchanged** (code, msg, details) — e.g. STATUS's
-    ///   50/51.
-    /// - Other plugin failures: the code of [`ExecError::to_cni_error`] (0 for a failed
-    ///   process, 999 for lookup/parse failures) with this error's full message.
-    /// - Name validation: the validation error (codes 3, 4, 7 as `skel` would report them).
-    /// - CHECK on < 0.4.0: code 1 (as `skel` reports it); bad configuration: code 7; a lone
-    ///   wrapped failure keeps its code; everything else (cache I/O, several failures): 999.
-    pub fn to_cni_error(&self) -> CniError {
-        match self {
-            Self::Plugin { error: ExecError::Plugin(e), .. } => e.clone(),
-            Self::Plugin { error, .. } => CniError::new(error.to_cni_error().code, self.to_string()),
-            Self::Validation(e) => e.clone(),
-            Self::Config(_) => CniError::new(code::INVALID_NETWORK_CONFIG, self.to_string()),
-            Self::CheckNotSupported { .. } => CniError::new(code::INCOMPATIBLE_CNI_VERSION, self.to_string()),
-            Self::StaleAttachment { error, .. } => CniError::new(error.to_cni_error().code, self.to_string()),
-            Self::Multiple(errors) if errors.len() == 1 => errors[0].to_cni_error(),
-            Self::VersionInfo { error, .. } => CniError::new(error.code, self.to_string()),
-            Self::CachedResult { .. } | Self::Cache { .. } | Self::Multiple(_) => {
-                CniError::new(code::INTERNAL, self.to_string())
-            }
-        }
-    }
-}
-
-impl From<&RuntimeError> for CniError {
-    fn from(e: &RuntimeError) -> Self {
-        e.to_cni_error()
-    }
-}
-
-impl From<RuntimeError> for CniError {
-    fn from(e: RuntimeError) -> Self {
-        e.to_cni_error()
-    }
-}
-
-/// The six `CNI_*` variables, always all set (empty when unused), in libcni's order.
-pub fn plugin_env(command: Command, rt: &RuntimeConf, plugin_dirs: &[PathBuf]) -> Vec<(String, String)> {
-    let path = plugin_dirs.iter().map(|d| d.to_string_lossy().into_owned()).collect::<Vec<_>>().join(":");
-    vec![
-        ("CNI_COMMAND".into(), command.as_str().into()),
-        ("CNI_CONTAINERID".into(), rt.container_id.clone()),
-        ("CNI_NETNS".into(), rt.netns.clone()),
-        ("CNI_ARGS".into(), rt.cni_args()),
-        ("CNI_IFNAME".into(), rt.ifname.clone()),
-        ("CNI_PATH".into(), path),
-    ]
-}
-
-/// `runtimeConfig` for a plugin: the capabilities it marks `true` that the runtime supplied.
-pub fn runtime_config_for(plugin: &PluginConf, rt: &RuntimeConf) -> Map<String, Value> {
-    plugin
-        .capabilities()
-        .keys()
-        .filter_map(|cap| rt.capability_args.get(cap).map(|v| (cap.clone(), v.clone())))
-        .collect()
-}
-
-/// ADD/DEL/CHECK request config (libcni `buildOneConfig`): the plugin object as written (unknown
-/// keys and `capabilities` kept), `name` and `cniVersion` from the list, `prevResult` when
-/// given, and `runtimeConfig` ([`runtime_config_for`]) when not empty. Keys sorted, as Go writes
-/// a re-marshalled map.
-pub fn build_plugin_config(
-    net_name: &str,
-    cni_version: &str,
-    plugin: &PluginConf,
-    prev_result: Option<&Value>,
-    rt: &RuntimeConf,
-) -> Value {
-    let mut conf = plugin.raw().clone();
-    conf.insert("name".into(), net_name.into());
-    conf.insert("cniVersion".into(), cni_version.into());
-    if let Some(prev) = prev_result {
-        conf.insert("prevResult".into(), prev.clone());
-    }
-    let rc = runtime_config_for(plugin, rt);
-    if !rc.is_empty() {
-        conf.insert("runtimeConfig".into(), Value::Object(rc));
-    }
-    gojson::sorted(&Value::Object(conf))
-}
-
-/// GC request config: the plugin object with `name`, `cniVersion` and — only when the caller
-/// passed a set — both `cni.dev/valid-attachments` and the legacy `cni.dev/attachments`.
-pub fn build_gc_config(
-    net_name: &str,
-    cni_version: &str,
-    plugin: &PluginConf,
-    valid: Option<&[ValidAttachment]>,
-) -> Value {
-    let mut conf = plugin.raw().clone();
-    conf.insert("name".into(), net_name.into());
-    conf.insert("cniVersion".into(), cni_version.into());
-    if let Some(valid) = valid {
-        let list = serde_json::to_value(valid).unwrap_or(Value::Array(vec![]));
-        conf.insert("cni.dev/valid-attachments".into(), list.clone());
-        conf.insert("cni.dev/attachments".into(), list);
-    }
-    gojson::sorted(&Value::Object(conf))
-}
-
-/// STATUS request config: the plugin object with `name` and `cniVersion`.
-pub fn build_status_config(net_name: &str, cni_version: &str, plugin: &PluginConf) -> Value {
-    let mut conf = plugin.raw().clone();
-    conf.insert("name".into(), net_name.into());
-    conf.insert("cniVersion".into(), cni_version.into());
-    gojson::sorted(&Value::Object(conf))
-}
-
-/// The bytes a plugin receives on stdin for a request config.
-pub fn config_bytes(conf: &Value) -> Vec<u8> {
-    gojson::to_vec(conf)
-}
 
 /// Runs networks as libcni does. `exec` is [`RawExec`] in production and a fake in tests.
 #[derive(Debug, Clone)]
@@ -708,12 +474,6 @@ impl<E: Exec> CniRuntime<E> {
             source,
         })?;
         Ok(true)
-    }
-}
-
-impl fmt::Display for ValidAttachment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.container_id, self.ifname)
     }
 }
 

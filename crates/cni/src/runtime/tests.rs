@@ -1,6 +1,7 @@
 //! Runtime semantics against the recording fake: no processes, no root.
 
 use super::*;
+use crate::error::CniError;
 use crate::exec::testing::{RecordingExec, Reply};
 use serde_json::json;
 

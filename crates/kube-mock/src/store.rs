@@ -11,35 +11,9 @@ use tokio::sync::broadcast;
 use crate::resources::{Gvr, Registry, ResourceDef, validate_crd};
 use crate::status::ApiError;
 
-/// What happened to an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
+mod events;
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-/// One change, as kept in the history and fanned out to watches.
-#[derive(Debug, Clone)]
-pub struct StoreEvent {
-    pub gvr: Gvr,
-    pub event_type: EventType,
-    pub resource_version: u64,
-    pub object: Arc<Value>,
-    /// The object before a modification, so watches with selectors can tell when an object
-    /// starts or stops matching.
-    pub previous: Option<Arc<Value>>,
-}
+pub use events::{EventType, StoreEvent, Subscription, WatchStart};
 
 /// Namespace ("" for cluster-scoped objects) and name.
 type ObjectName = (String, String);
@@ -74,25 +48,6 @@ struct StoreInner {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<StoreInner>,
-}
-
-/// The result of subscribing to changes: a consistent snapshot (when asked for) plus a receiver
-/// that yields every change after `resource_version`.
-pub struct Subscription {
-    pub resource_version: u64,
-    pub initial: Vec<Arc<Value>>,
-    /// History events newer than the requested resourceVersion, to replay first.
-    pub replay: Vec<Arc<StoreEvent>>,
-    pub receiver: broadcast::Receiver<Arc<StoreEvent>>,
-}
-
-/// Where a watch starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchStart {
-    /// Send the current state as ADDED events first ("" or "0").
-    Snapshot,
-    /// Send changes after this resourceVersion.
-    After(u64),
 }
 
 /// Initial resourceVersion; any positive value works, a larger one makes logs easier to read.
@@ -516,89 +471,6 @@ impl Store {
         state.objects.entry(gvr.clone()).or_default().insert(key, stored.clone());
         self.record(state, gvr, event_type, stored.clone(), previous);
         (*stored).clone()
-    }
-
-    fn record(
-        &self,
-        state: &mut StoreState,
-        gvr: &Gvr,
-        event_type: EventType,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
-    ) {
-        let event = Arc::new(StoreEvent {
-            gvr: gvr.clone(),
-            event_type,
-            resource_version: state.resource_version,
-            object,
-            previous,
-        });
-        let history = state.history.entry(gvr.clone()).or_default();
-        history.push_back(event.clone());
-        if history.len() > self.inner.watch_history
-            && let Some(dropped) = history.pop_front()
-        {
-            state.compacted.insert(gvr.clone(), dropped.resource_version);
-        }
-        // Sent under the lock so receivers see events in resourceVersion order; no receivers
-        // is not an error.
-        let _ = self.inner.events.send(event);
-    }
-
-    /// Subscribes to the changes of one resource. `Err` means the requested resourceVersion is
-    /// older than the kept history (410 Expired).
-    pub fn subscribe(&self, gvr: &Gvr, namespace: Option<&str>, start: WatchStart) -> Result<Subscription, ApiError> {
-        let state = self.lock();
-        let receiver = self.inner.events.subscribe();
-        match start {
-            WatchStart::Snapshot => {
-                let initial = match state.objects.get(gvr) {
-                    None => Vec::new(),
-                    Some(objects) => objects
-                        .iter()
-                        .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
-                        .map(|(_, o)| o.clone())
-                        .collect(),
-                };
-                Ok(Subscription { resource_version: state.resource_version, initial, replay: Vec::new(), receiver })
-            }
-            WatchStart::After(rv) => {
-                let compacted = state.compacted.get(gvr).copied().unwrap_or(0);
-                if rv < compacted {
-                    return Err(ApiError::expired(format!("too old resource version: {rv} ({compacted})")));
-                }
-                // A version this server never issued (a client resuming against a restarted
-                // mock): 410 makes the client relist instead of waiting for events that never
-                // come, or missing every change below `rv` that the new history will hold.
-                if rv > state.resource_version {
-                    return Err(ApiError::expired(format!(
-                        "too new resource version: {rv} (current {})",
-                        state.resource_version
-                    )));
-                }
-                let replay = state
-                    .history
-                    .get(gvr)
-                    .map(|h| h.iter().filter(|e| e.resource_version > rv).cloned().collect())
-                    .unwrap_or_default();
-                Ok(Subscription { resource_version: rv.max(compacted), initial: Vec::new(), replay, receiver })
-            }
-        }
-    }
-
-    /// Forgets the watch history of a resource (all resources when None), so that watches
-    /// resuming from an older resourceVersion get 410 Expired.
-    pub fn compact(&self, gvr: Option<&Gvr>) {
-        let mut state = self.lock();
-        let rv = state.resource_version;
-        let gvrs: Vec<Gvr> = match gvr {
-            Some(g) => vec![g.clone()],
-            None => self.inner.registry.all().iter().map(ResourceDef::gvr).collect(),
-        };
-        for gvr in gvrs {
-            state.history.remove(&gvr);
-            state.compacted.insert(gvr, rv);
-        }
     }
 
     /// Number of stored objects (for benchmarks and diagnostics).

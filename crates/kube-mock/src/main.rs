@@ -124,13 +124,15 @@ async fn run(cli: Cli, config: MockConfig) -> anyhow::Result<()> {
     if let Some(dir) = &cli.in_cluster_dir {
         server.write_in_cluster_dir(dir).with_context(|| format!("writing {}", dir.display()))?;
     }
+    // Installed before the address is printed: a script may send SIGTERM as soon as it has read
+    // it, and before the handler exists that signal would kill the process without a shutdown.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     // The first stdout line is the contract with scripts: they read the address from it.
     println!("listening on {}", server.url());
     use std::io::Write as _;
     std::io::stdout().flush().context("flushing stdout")?;
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
         _ = terminate.recv() => tracing::info!("SIGTERM received, stopping"),

@@ -9,8 +9,10 @@ pub struct CniArgs {
     pairs: Vec<(String, String)>,
 }
 
+/// Why `CNI_ARGS` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
+    /// An item without `=`.
     #[error("ARGS: invalid pair {0:?}")]
     InvalidPair(String),
     /// Go formats the list with `%q`: `["A" "B"]`.
@@ -19,6 +21,7 @@ pub enum ArgsError {
 }
 
 impl CniArgs {
+    /// No pairs.
     pub fn new() -> Self {
         Self::default()
     }
@@ -65,6 +68,7 @@ impl CniArgs {
         self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// Append a pair, keeping any earlier value of the key (lookups see the new one).
     pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.pairs.push((key.into(), value.into()));
     }
@@ -78,10 +82,12 @@ impl CniArgs {
         self.pairs.push((key.to_string(), value));
     }
 
+    /// Every pair, in order, duplicates included.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }
 
+    /// No pairs at all (an empty or all-`;` `CNI_ARGS`).
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

@@ -6,24 +6,43 @@
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// Why a network configuration was refused; the message is libcni's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfError {
+    /// The bytes are not JSON.
     #[error("error parsing configuration: {0}")]
     Json(String),
+    /// Valid JSON, but not an object.
     #[error("error parsing configuration: expected a JSON object")]
     NotAnObject,
+    /// A plugin object without a non-empty `type`.
     #[error("error parsing configuration: missing 'type'")]
     MissingType,
+    /// A list without `name`.
     #[error("error parsing configuration list: missing network name")]
     MissingName,
+    /// A list without a `plugins` key.
     #[error("error parsing configuration list: no 'plugins' key")]
     MissingPlugins,
+    /// A list whose `plugins` array is empty (and that does not load plugins from elsewhere).
     #[error("error parsing configuration list: no plugins in list")]
     NoPlugins,
+    /// An entry of `plugins` that is not a valid plugin object.
     #[error("error parsing configuration list: invalid plugin at index {index}: {reason}")]
-    InvalidPlugin { index: usize, reason: String },
+    InvalidPlugin {
+        /// Position in `plugins`, from 0.
+        index: usize,
+        /// What is wrong with the entry.
+        reason: String,
+    },
+    /// A known key with a value of the wrong JSON type.
     #[error("error parsing configuration: invalid value for {key:?}: {reason}")]
-    InvalidField { key: String, reason: String },
+    InvalidField {
+        /// The key.
+        key: String,
+        /// The JSON type expected.
+        reason: String,
+    },
 }
 
 impl From<ConfError> for crate::CniError {
@@ -75,6 +94,7 @@ impl PluginConf {
         Self::from_map(object_from_bytes(bytes)?)
     }
 
+    /// [`Self::from_bytes`] of an already decoded value.
     pub fn from_value(value: Value) -> Result<Self, ConfError> {
         match value {
             Value::Object(m) => Self::from_map(m),
@@ -82,6 +102,7 @@ impl PluginConf {
         }
     }
 
+    /// [`Self::from_bytes`] of an already decoded object.
     pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfError> {
         match str_field(&raw, "type")? {
             Some(t) if !t.is_empty() => Ok(Self { raw }),
@@ -89,14 +110,17 @@ impl PluginConf {
         }
     }
 
+    /// `type`: the plugin binary's name.
     pub fn plugin_type(&self) -> &str {
         self.raw.get("type").and_then(Value::as_str).unwrap_or("")
     }
 
+    /// `name`, if the object has one (plugins inside a list usually do not).
     pub fn name(&self) -> Option<&str> {
         self.raw.get("name").and_then(Value::as_str)
     }
 
+    /// `cniVersion`, if set.
     pub fn cni_version(&self) -> Option<&str> {
         self.raw.get("cniVersion").and_then(Value::as_str)
     }
@@ -107,18 +131,22 @@ impl PluginConf {
         enabled_capabilities(self.raw.get("capabilities"))
     }
 
+    /// The object as written, every key included.
     pub fn raw(&self) -> &Map<String, Value> {
         &self.raw
     }
 
+    /// The object for editing in place (a meta-plugin injecting `cniVersion`, `name`, …).
     pub fn raw_mut(&mut self) -> &mut Map<String, Value> {
         &mut self.raw
     }
 
+    /// The object as a JSON value.
     pub fn to_value(&self) -> Value {
         Value::Object(self.raw.clone())
     }
 
+    /// The object serialised compactly (key order as loaded).
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.raw).unwrap_or_default()
     }
@@ -136,12 +164,17 @@ pub fn enabled_capabilities(caps: Option<&Value>) -> BTreeMap<String, bool> {
 pub struct NetConfList {
     /// Every top-level key of the list as loaded (including `plugins` as originally written).
     raw: Map<String, Value>,
+    /// `name`: the network's name, also used for the result cache.
     pub name: String,
     /// The effective list version: the highest of `cniVersion` and the known `cniVersions`.
     pub cni_version: String,
+    /// `disableCheck`: CHECK succeeds without running a plugin.
     pub disable_check: bool,
+    /// `disableGC`: GC deletes no stale attachment and sends no GC.
     pub disable_gc: bool,
+    /// `loadOnlyInlinedPlugins`: only the `plugins` written here count (libcni 1.2).
     pub load_only_inlined_plugins: bool,
+    /// The plugin objects, in execution order.
     pub plugins: Vec<PluginConf>,
 }
 
@@ -151,6 +184,7 @@ impl NetConfList {
         Self::from_map(object_from_bytes(bytes)?)
     }
 
+    /// [`Self::from_bytes`] of an already decoded value.
     pub fn from_value(value: Value) -> Result<Self, ConfError> {
         match value {
             Value::Object(m) => Self::from_map(m),
@@ -158,6 +192,7 @@ impl NetConfList {
         }
     }
 
+    /// [`Self::from_bytes`] of an already decoded object.
     pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfError> {
         let name = str_field(&raw, "name")?.ok_or(ConfError::MissingName)?.to_string();
         let mut cni_version = str_field(&raw, "cniVersion")?.unwrap_or("").to_string();
@@ -255,6 +290,7 @@ impl NetConfList {
         Value::Object(m)
     }
 
+    /// The list serialised compactly; what the result cache stores as the attachment's config.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.to_value()).unwrap_or_default()
     }
@@ -268,7 +304,9 @@ impl NetConfList {
 /// Either form of network configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkConfig {
+    /// A single-plugin config file.
     Single(PluginConf),
+    /// A conflist.
     List(NetConfList),
 }
 
@@ -283,6 +321,7 @@ impl NetworkConfig {
         }
     }
 
+    /// The network's name (`""` for a single plugin without one).
     pub fn name(&self) -> &str {
         match self {
             Self::Single(c) => c.name().unwrap_or(""),
@@ -290,6 +329,7 @@ impl NetworkConfig {
         }
     }
 
+    /// The config's `cniVersion` (for a list: the effective version).
     pub fn cni_version(&self) -> &str {
         match self {
             Self::Single(c) => c.cni_version().unwrap_or(""),

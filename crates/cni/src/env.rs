@@ -9,15 +9,22 @@ use std::str::FromStr;
 /// `CNI_COMMAND` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {
+    /// Attach the container to the network.
     Add,
+    /// Release what ADD set up (must succeed when it is already gone).
     Del,
+    /// Verify that an attachment is still as ADD left it (spec ≥ 0.4.0).
     Check,
+    /// Is the plugin ready to serve ADDs (spec 1.1.0)?
     Status,
+    /// Clean up everything not in the valid attachments (spec 1.1.0).
     Gc,
+    /// Report the spec versions the plugin supports.
     Version,
 }
 
 impl Command {
+    /// The value as written in `CNI_COMMAND`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Add => "ADD",
@@ -47,6 +54,7 @@ impl fmt::Display for Command {
     }
 }
 
+/// A `CNI_COMMAND` this implementation does not know; the message is libcni's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown CNI_COMMAND: {0}")]
 pub struct UnknownCommand(pub String);
@@ -69,10 +77,15 @@ impl FromStr for Command {
 /// The variables a runtime passes. Unset and empty are the same thing (libcni always exports all six).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginEnv {
+    /// `CNI_COMMAND`.
     pub command: Command,
+    /// `CNI_CONTAINERID`.
     pub container_id: String,
+    /// `CNI_NETNS`: path of the container's network namespace.
     pub netns: String,
+    /// `CNI_IFNAME`: the interface to create inside the container.
     pub ifname: String,
+    /// `CNI_ARGS`, unparsed (see [`crate::args::CniArgs`]).
     pub args: String,
     /// `CNI_PATH` as given (`:`-separated).
     pub path: String,

@@ -7,15 +7,23 @@ use std::fmt;
 pub mod code {
     /// Unknown error; also what libcni reports when a plugin's error output cannot be parsed.
     pub const UNKNOWN: u32 = 0;
+    /// The config's `cniVersion` is not one the plugin supports.
     pub const INCOMPATIBLE_CNI_VERSION: u32 = 1;
+    /// A field of the config is not supported; `details` names it.
     pub const UNSUPPORTED_FIELD: u32 = 2;
+    /// The container ID is unknown or malformed.
     pub const UNKNOWN_CONTAINER: u32 = 3;
+    /// A `CNI_*` variable is missing or invalid; `details` names it.
     pub const INVALID_ENVIRONMENT_VARIABLES: u32 = 4;
+    /// An I/O failure, e.g. reading the config from stdin.
     pub const IO_FAILURE: u32 = 5;
+    /// The config could not be decoded.
     pub const DECODING_FAILURE: u32 = 6;
+    /// The config is not valid for this plugin.
     pub const INVALID_NETWORK_CONFIG: u32 = 7;
     /// libcni only: `CNI_NETNS` is the plugin's own network namespace.
     pub const INVALID_NETNS: u32 = 8;
+    /// A transient condition: the runtime may retry the same request later.
     pub const TRY_AGAIN_LATER: u32 = 11;
     /// STATUS: the plugin cannot service ADD requests now.
     pub const PLUGIN_NOT_AVAILABLE: u32 = 50;
@@ -31,17 +39,22 @@ pub mod code {
 /// matching what the reference plugins print.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CniError {
+    /// The error code (see [`code`]).
     pub code: u32,
+    /// A short, human-readable message.
     pub msg: String,
+    /// More context for humans; omitted from the JSON when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub details: String,
 }
 
 impl CniError {
+    /// An error object without details.
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
         Self { code, msg: msg.into(), details: String::new() }
     }
 
+    /// An error object with a longer explanation in `details`.
     pub fn with_details(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Self {
         Self { code, msg: msg.into(), details: details.into() }
     }

@@ -100,10 +100,12 @@ pub struct PluginRequest<'a> {
 }
 
 impl<'a> PluginRequest<'a> {
+    /// A request with the executor's default timeout.
     pub fn new(path: &'a Path, env: Vec<(String, String)>, stdin: &'a [u8]) -> Self {
         Self { path, env, stdin, timeout: None }
     }
 
+    /// Run with this timeout instead of the executor's default (`None`: the default).
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
@@ -118,7 +120,9 @@ impl<'a> PluginRequest<'a> {
 /// How a plugin process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessExit {
+    /// Exited with this status code.
     Code(i32),
+    /// Killed by this signal.
     Signal(i32),
 }
 

@@ -14,7 +14,9 @@ use std::net::IpAddr;
 /// An interface entry (0.3.0+).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Interface {
+    /// The interface's name (in the container's namespace when `sandbox` is set).
     pub name: String,
+    /// Hardware address, as the plugin printed it.
     pub mac: String,
     /// 1.1.0
     pub mtu: Option<u32>,
@@ -29,12 +31,16 @@ pub struct Interface {
 /// An address entry. `interface` is an index into the result's interfaces (absent in IPAM results).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpConfig {
+    /// Index into the result's `interfaces` of the interface the address is on.
     pub interface: Option<u32>,
+    /// Address and prefix length.
     pub address: IpNet,
+    /// The gateway of this subnet, if any.
     pub gateway: Option<IpAddr>,
 }
 
 impl IpConfig {
+    /// An IPv4 address (decides `ip4` vs `ip6` in 0.1.0/0.2.0 results).
     pub fn is_v4(&self) -> bool {
         self.address.addr().is_ipv4()
     }
@@ -43,16 +49,24 @@ impl IpConfig {
 /// A route. The extras (`mtu` … `scope`) are 1.1.0 fields that libcni carries in every version ≥ 0.3.0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Destination network; prefix length 0 for a default route.
     pub dst: IpNet,
+    /// Next hop; `None`: the interface's gateway or a direct route.
     pub gw: Option<IpAddr>,
+    /// Path MTU.
     pub mtu: Option<u32>,
+    /// Advertised MSS.
     pub advmss: Option<u32>,
+    /// Route metric.
     pub priority: Option<u32>,
+    /// Routing table ID.
     pub table: Option<u32>,
+    /// Route scope (as `rtnetlink` numbers it).
     pub scope: Option<u32>,
 }
 
 impl Route {
+    /// A route without the 1.1.0 extras.
     pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Self {
         Self { dst, gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
     }
@@ -74,17 +88,22 @@ impl Route {
 /// DNS settings; empty fields are omitted on the wire, and an all-empty object is omitted entirely.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Dns {
+    /// `domain`: the local domain.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub domain: String,
+    /// `nameservers`: resolver addresses, in order of preference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
+    /// `options`: resolver options (`ndots:2`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// `search`: the search domains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
 }
 
 impl Dns {
+    /// Nothing set: the object is left out of the result.
     pub fn is_empty(&self) -> bool {
         self.domain.is_empty() && self.nameservers.is_empty() && self.options.is_empty() && self.search.is_empty()
     }
@@ -93,23 +112,39 @@ impl Dns {
 /// A result of any version, labelled with the version whose shape it is written in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniResult {
+    /// The version whose shape the result is written in.
     pub cni_version: Version,
+    /// Interfaces the plugin created or used (0.3.0+).
     pub interfaces: Vec<Interface>,
+    /// Assigned addresses.
     pub ips: Vec<IpConfig>,
+    /// Routes to install.
     pub routes: Vec<Route>,
+    /// DNS settings.
     pub dns: Dns,
 }
 
+/// Why a result could not be parsed or converted; ADD reports these with code 6 (decoding failure).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResultError {
+    /// The bytes are not JSON.
     #[error("failed to parse result: {0}")]
     Json(String),
+    /// The result claims a version this implementation has no shape for.
     #[error("unsupported CNI result version {0:?}")]
     UnsupportedVersion(String),
+    /// Valid JSON, but not a result of the claimed version.
     #[error("failed to parse result: {0}")]
     Invalid(String),
+    /// The target version cannot be produced from the result's version.
     #[error("no converter for CNI result version {from} to {to}")]
-    NoConverter { from: String, to: String },
+    NoConverter {
+        /// The result's version.
+        from: String,
+        /// The version asked for.
+        to: String,
+    },
+    /// Converting to 0.1.0/0.2.0 needs at least one address, and the result has none.
     #[error("cannot convert: no valid IP addresses")]
     NoIpAddresses,
 }
@@ -158,10 +193,12 @@ impl CniResult {
         Self::from_value_with_default(&value, default_version)
     }
 
+    /// [`Self::from_json`] of an already decoded value.
     pub fn from_value(value: &Value) -> Result<Self, ResultError> {
         Self::from_value_with_default(value, None)
     }
 
+    /// [`Self::from_json_with_default`] of an already decoded value.
     pub fn from_value_with_default(value: &Value, default_version: Option<Version>) -> Result<Self, ResultError> {
         let obj = value.as_object().ok_or_else(|| ResultError::Invalid("result is not a JSON object".into()))?;
         let version = match obj.get("cniVersion") {

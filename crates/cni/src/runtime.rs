@@ -53,6 +53,7 @@ pub struct CniRuntime<E: Exec = RawExec> {
     pub plugin_dirs: Vec<PathBuf>,
     /// The cache root (results live in `<cache_dir>/results`).
     pub cache_dir: PathBuf,
+    /// Runs the plugin processes.
     pub exec: E,
 }
 
@@ -61,6 +62,7 @@ fn parse_list_version(list: &NetConfList) -> Result<Version, RuntimeError> {
 }
 
 impl<E: Exec> CniRuntime<E> {
+    /// A runtime looking up plugins in `plugin_dirs` and caching results under `cache_dir`.
     pub fn new(plugin_dirs: Vec<PathBuf>, cache_dir: impl Into<PathBuf>, exec: E) -> Self {
         Self { plugin_dirs, cache_dir: cache_dir.into(), exec }
     }

@@ -23,7 +23,7 @@
 //! as Go's `types.Error.Print`) and exits 1. A panicking callback becomes code 999.
 //!
 //! Divergences from Go, on purpose: the banner is printed (exit 0) even when [`Plugin::about`]
-//! is empty (Go then reports code 4 "required env variables [CNI_COMMAND] missing"); an unknown
+//! is empty (Go then reports code 4 "required env variables \[CNI_COMMAND\] missing"); an unknown
 //! command is reported before stdin is read (Go reads and validates the config first).
 
 use crate::args::CniArgs;
@@ -46,8 +46,10 @@ pub const LEGACY_ATTACHMENTS_KEY: &str = "cni.dev/attachments";
 /// One entry of `cni.dev/valid-attachments`: an attachment GC must keep.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ValidAttachment {
+    /// The container the attachment belongs to.
     #[serde(rename = "containerID")]
     pub container_id: String,
+    /// The attachment's interface inside the container.
     #[serde(rename = "ifname")]
     pub ifname: String,
 }
@@ -55,6 +57,7 @@ pub struct ValidAttachment {
 /// One invocation, after the protocol checks passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// The `CNI_*` variables.
     pub env: PluginEnv,
     /// stdin exactly as received.
     pub stdin: Vec<u8>,
@@ -128,13 +131,17 @@ impl Request {
 pub trait Plugin {
     /// ADD. The result may be of any version: it is converted to the config's `cniVersion`.
     fn add(&self, req: &Request) -> Result<CniResult, CniError>;
+    /// DEL: release what ADD set up; succeed when it is already gone.
     fn del(&self, req: &Request) -> Result<(), CniError>;
+    /// CHECK: fail when the attachment is no longer as ADD left it (default: succeed).
     fn check(&self, _req: &Request) -> Result<(), CniError> {
         Ok(())
     }
+    /// STATUS: fail with code 50 or 51 when ADDs cannot be served now (default: ready).
     fn status(&self, _req: &Request) -> Result<(), CniError> {
         Ok(())
     }
+    /// GC: release everything not in `cni.dev/valid-attachments` (default: nothing to do).
     fn gc(&self, _req: &Request) -> Result<(), CniError> {
         Ok(())
     }

@@ -14,24 +14,36 @@ pub const CURRENT: &str = "1.1.0";
 /// A three-part spec version such as `0.4.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version {
+    /// Major part.
     pub major: u32,
+    /// Minor part.
     pub minor: u32,
+    /// Patch part.
     pub patch: u32,
 }
 
+/// A version string that is not `X`, `X.Y` or `X.Y.Z` of numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid version {0:?}: the version is empty or has an invalid format")]
 pub struct ParseVersionError(pub String);
 
 impl Version {
+    /// 0.1.0: the first spec (results with `ip4`/`ip6`).
     pub const V0_1_0: Version = Version::new(0, 1, 0);
+    /// 0.2.0 (results shaped as in 0.1.0).
     pub const V0_2_0: Version = Version::new(0, 2, 0);
+    /// 0.3.0: `interfaces`, `ips[].interface`.
     pub const V0_3_0: Version = Version::new(0, 3, 0);
+    /// 0.3.1 (results shaped as in 0.3.0).
     pub const V0_3_1: Version = Version::new(0, 3, 1);
+    /// 0.4.0: CHECK, `prevResult` on DEL.
     pub const V0_4_0: Version = Version::new(0, 4, 0);
+    /// 1.0.0: `ips[].version` dropped.
     pub const V1_0_0: Version = Version::new(1, 0, 0);
+    /// 1.1.0: STATUS and GC.
     pub const V1_1_0: Version = Version::new(1, 1, 0);
 
+    /// `major.minor.patch`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Self { major, minor, patch }
     }
@@ -69,10 +81,12 @@ impl Version {
         ALL.iter().any(|k| Version::parse(k).ok() == Some(*self))
     }
 
+    /// CHECK exists from 0.4.0 on.
     pub fn supports_check(&self) -> bool {
         *self >= Self::V0_4_0
     }
 
+    /// STATUS and GC exist from 1.1.0 on.
     pub fn supports_gc_and_status(&self) -> bool {
         *self >= Self::V1_1_0
     }
@@ -117,8 +131,10 @@ pub fn compare(a: &str, b: &str) -> Result<Ordering, ParseVersionError> {
 /// The VERSION command's output: `{"cniVersion": "...", "supportedVersions": [...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
+    /// The version the answer is written in.
     #[serde(rename = "cniVersion")]
     pub cni_version: String,
+    /// Every config version the plugin accepts.
     #[serde(rename = "supportedVersions", default)]
     pub supported_versions: Vec<String>,
 }
@@ -129,6 +145,7 @@ impl VersionInfo {
         Self { cni_version: CURRENT.to_string(), supported_versions: ALL.iter().map(|s| s.to_string()).collect() }
     }
 
+    /// Whether `version` is one of the supported versions (exact string match, as libcni).
     pub fn supports(&self, version: &str) -> bool {
         self.supported_versions.iter().any(|v| v == version)
     }

@@ -22,21 +22,45 @@ use std::sync::Arc;
 /// Why a `chrootDir` cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChrootError {
+    /// Nothing exists at the path.
     #[error("chrootDir {}: no such directory", path.display())]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The configured `chrootDir`.
+        path: PathBuf,
+    },
+    /// Something other than a directory is at the path.
     #[error("chrootDir {}: not a directory", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The configured `chrootDir`.
+        path: PathBuf,
+    },
+    /// The directory cannot be read by this process.
     #[error("chrootDir {}: cannot access it: {source}", path.display())]
-    Inaccessible { path: PathBuf, source: Arc<io::Error> },
+    Inaccessible {
+        /// The configured `chrootDir`.
+        path: PathBuf,
+        /// Why.
+        source: Arc<io::Error>,
+    },
     /// `chroot(2)` was refused: the process lacks `CAP_SYS_CHROOT`.
     #[error(
         "chrootDir {}: chroot is not permitted ({source}); running delegates there needs CAP_SYS_CHROOT (run the daemon as root, privileged)",
         path.display()
     )]
-    NotPermitted { path: PathBuf, source: Arc<io::Error> },
+    NotPermitted {
+        /// The configured `chrootDir`.
+        path: PathBuf,
+        /// The refusal, usually `EPERM`.
+        source: Arc<io::Error>,
+    },
     /// A trial `chroot` + `chdir("/")` failed for another reason.
     #[error("chrootDir {}: a trial chroot failed: {source}", path.display())]
-    TrialFailed { path: PathBuf, source: Arc<io::Error> },
+    TrialFailed {
+        /// The configured `chrootDir`.
+        path: PathBuf,
+        /// What `chroot` or `chdir` answered.
+        source: Arc<io::Error>,
+    },
 }
 
 /// Check that plugins can be run chrooted into `dir`: it exists, is a directory this process

@@ -15,38 +15,97 @@ use std::time::Duration;
 pub enum ExecError {
     /// The plugin type is empty, contains `/`, or is `.`/`..`.
     #[error("{reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The type as given.
+        name: String,
+        /// What is wrong with it (libcni's words).
+        reason: &'static str,
+    },
+    /// No plugin directory was configured (libcni's `CNI_PATH` empty).
     #[error("no paths provided")]
     NoPaths,
+    /// No plugin directory holds a regular file of that name.
     #[error("failed to find plugin {plugin:?} in path {}", go_path_list(dirs))]
-    NotFound { plugin: String, dirs: Vec<PathBuf> },
+    NotFound {
+        /// The plugin type looked up.
+        plugin: String,
+        /// The directories searched, in order.
+        dirs: Vec<PathBuf>,
+    },
     /// The process could not be started (after the `ETXTBSY` retries). `chroot`: the root it
     /// was started in, if any (a binary present there whose interpreter or loader is not).
     #[error("failed to start plugin {}{}: {source}", plugin.display(), in_chroot(chroot.as_deref()))]
-    Spawn { plugin: PathBuf, chroot: Option<PathBuf>, source: Arc<io::Error> },
+    Spawn {
+        /// The binary.
+        plugin: PathBuf,
+        /// The root it was started in (`chrootDir`), if any.
+        chroot: Option<PathBuf>,
+        /// The last spawn error.
+        source: Arc<io::Error>,
+    },
     /// Talking to or waiting for a started process failed.
     #[error("failed to run plugin {}: {source}", plugin.display())]
-    Io { plugin: PathBuf, source: Arc<io::Error> },
+    Io {
+        /// The binary.
+        plugin: PathBuf,
+        /// The failed pipe or wait operation.
+        source: Arc<io::Error>,
+    },
+    /// The run took longer than its timeout; the plugin's process group was killed.
     #[error("plugin {} timed out after {after:?} and was killed", plugin.display())]
-    Timeout { plugin: PathBuf, after: Duration },
+    Timeout {
+        /// The binary.
+        plugin: PathBuf,
+        /// The timeout that expired.
+        after: Duration,
+    },
     /// The plugin died from a signal (not from our timeout).
     #[error("plugin {} was killed by signal {}{}", plugin.display(), signal_name(*signal), stderr_suffix(stderr))]
-    Signaled { plugin: PathBuf, signal: i32, stderr: String },
+    Signaled {
+        /// The binary.
+        plugin: PathBuf,
+        /// The signal number.
+        signal: i32,
+        /// What the plugin wrote to stderr before it died.
+        stderr: String,
+    },
     /// Non-zero exit with an error object on stdout: the plugin's own words.
     #[error(transparent)]
     Plugin(CniError),
     /// Non-zero exit and nothing on stdout.
     #[error("{}", no_error_output_msg(*status, stderr))]
-    NoErrorOutput { status: i32, stderr: String },
+    NoErrorOutput {
+        /// The exit code.
+        status: i32,
+        /// The plugin's stderr (libcni puts it into the message).
+        stderr: String,
+    },
     /// Non-zero exit and something on stdout that is not an error object.
     #[error("netplugin failed but error parsing its diagnostic message {}: {reason}", go_quote(stdout))]
-    BadErrorOutput { status: i32, stdout: String, reason: String },
+    BadErrorOutput {
+        /// The exit code.
+        status: i32,
+        /// What the plugin printed instead of an error object.
+        stdout: String,
+        /// Why it is not an error object.
+        reason: String,
+    },
     /// The plugin wrote more than [`MAX_PLUGIN_STDOUT`](super::MAX_PLUGIN_STDOUT) to stdout; it was killed.
     #[error("plugin {} wrote more than {limit} bytes to stdout and was killed", plugin.display())]
-    OutputTooLarge { plugin: PathBuf, limit: usize },
+    OutputTooLarge {
+        /// The binary.
+        plugin: PathBuf,
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// Exit 0, but stdout is not the result that was expected.
     #[error("failed to parse the output of plugin {}: {reason}", plugin.display())]
-    BadOutput { plugin: PathBuf, reason: String },
+    BadOutput {
+        /// The binary.
+        plugin: PathBuf,
+        /// Why the output was refused.
+        reason: String,
+    },
 }
 
 fn no_error_output_msg(status: i32, stderr: &str) -> String {

@@ -85,10 +85,12 @@ impl Drop for PluginProcess {
 }
 
 impl RawExec {
+    /// No timeout (as libcni), no extra environment, no chroot.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Kill every plugin that runs longer than `timeout`.
     pub fn with_timeout(timeout: Duration) -> Self {
         Self { timeout: Some(timeout), ..Self::default() }
     }

@@ -23,9 +23,13 @@ use std::sync::Mutex;
 /// One recorded plugin run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecCall {
+    /// The binary's file name: the plugin type.
     pub plugin_type: String,
+    /// The path the run was asked for.
     pub path: PathBuf,
+    /// The request's environment, in order.
     pub env: Vec<(String, String)>,
+    /// The request config as written to stdin.
     pub stdin: Vec<u8>,
 }
 
@@ -56,7 +60,14 @@ pub enum Reply {
     /// Fail with this error.
     Fail(ExecError),
     /// Pretend a process ended like this; read with the real rules ([`interpret_output`]).
-    Process { exit: ProcessExit, stdout: Vec<u8>, stderr: Vec<u8> },
+    Process {
+        /// How the pretend process ended.
+        exit: ProcessExit,
+        /// What it printed.
+        stdout: Vec<u8>,
+        /// What it wrote to stderr.
+        stderr: Vec<u8>,
+    },
     /// Compute the outcome from the call.
     With(Handler),
     /// Never finish: a request with a timeout fails with [`ExecError::Timeout`] when it
@@ -77,6 +88,7 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// Exit 0 with this stdout (a result for ADD, a VERSION answer, …).
     pub fn stdout(s: impl Into<Vec<u8>>) -> Self {
         Self::Stdout(s.into())
     }
@@ -88,6 +100,7 @@ impl Reply {
     pub fn error(e: CniError) -> Self {
         Self::Fail(ExecError::Plugin(e))
     }
+    /// Compute the outcome from the call with `f` (e.g. to answer by `CNI_IFNAME`).
     pub fn with(f: impl Fn(&ExecCall) -> Result<Vec<u8>, ExecError> + Send + Sync + 'static) -> Self {
         Self::With(Arc::new(f))
     }
@@ -115,6 +128,7 @@ pub struct RecordingExec {
 }
 
 impl RecordingExec {
+    /// A fake without rules: every plugin behaves as the no-op of the module documentation.
     pub fn new() -> Self {
         Self::default()
     }
@@ -159,6 +173,7 @@ impl RecordingExec {
         self.state().calls.iter().map(|c| (c.plugin_type.clone(), c.command().to_string())).collect()
     }
 
+    /// Forget the calls recorded so far (the rules stay).
     pub fn clear_calls(&self) {
         self.state().calls.clear();
     }

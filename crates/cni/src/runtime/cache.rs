@@ -17,13 +17,19 @@ pub const CACHE_KIND_V1: &str = "cniCacheV1";
 /// One cached attachment (libcni's `cachedInfo` / `NetworkAttachment`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CacheEntry {
+    /// `CNI_CONTAINERID` of the attachment.
     pub container_id: String,
     /// The network configuration bytes (list or single config) as given to ADD.
     pub config: Vec<u8>,
+    /// `CNI_IFNAME` of the attachment.
     pub ifname: String,
+    /// The network's name (the list's `name`).
     pub network_name: String,
+    /// `CNI_NETNS` at ADD time; GC's DEL of a stale attachment uses it again.
     pub netns: String,
+    /// `CNI_ARGS` pairs given to ADD.
     pub cni_args: Vec<(String, String)>,
+    /// Capability arguments given to ADD.
     pub capability_args: Map<String, Value>,
     /// The final ADD result, in the version the last plugin answered in.
     pub result: Option<Value>,
@@ -54,6 +60,7 @@ struct Wire {
 /// How a cache file reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CacheFile {
+    /// A `cniCacheV1` entry.
     V1(Box<CacheEntry>),
     /// Not a `cniCacheV1` object: an old cache holding just the raw result (or garbage).
     Legacy(Vec<u8>),
@@ -170,7 +177,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory (rename is
 /// atomic only within a filesystem), then renamed over the target. Temporary names start with
-/// `.` and contain [`TEMP_MARKER`], so neither [`is_entry_name`] nor a runtime's config
+/// `.` and contain [`TEMP_MARKER`], so neither the cache listing nor a runtime's config
 /// discovery (by extension) ever reads one, and [`remove_stale_temp_files`] can find them.
 pub fn write_atomic_with(path: &Path, bytes: &[u8], how: AtomicWrite) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -24,10 +24,13 @@ pub enum RuntimeError {
     /// A plugin could not be found or run, or failed.
     #[error("plugin {} failed ({}): {error}", describe(plugin_type, plugin_name.as_deref()), verb(*command))]
     Plugin {
+        /// The plugin's `type`.
         plugin_type: String,
         /// The plugin object's own `name`, if it has one.
         plugin_name: Option<String>,
+        /// The command that failed.
         command: Command,
+        /// How it failed.
         error: ExecError,
     },
     /// Container ID, network name or interface name refused before anything ran.
@@ -36,20 +39,48 @@ pub enum RuntimeError {
     /// The configuration cannot be run (bad `cniVersion`, no plugins).
     #[error("{0}")]
     Config(String),
+    /// CHECK on a config older than 0.4.0, where the command does not exist.
     #[error("configuration version {version:?} does not support the CHECK command")]
-    CheckNotSupported { version: String },
+    CheckNotSupported {
+        /// The config's `cniVersion`.
+        version: String,
+    },
     /// CHECK needs the cached result and it could not be read.
     #[error("failed to get network {network:?} cached result: {reason}")]
-    CachedResult { network: String, reason: String },
+    CachedResult {
+        /// The network's name.
+        network: String,
+        /// Why the cache could not be read or converted.
+        reason: String,
+    },
     /// Reading or writing the result cache failed.
     #[error("failed to {action} network {network:?} cached result: {source}")]
-    Cache { network: String, action: &'static str, source: std::io::Error },
+    Cache {
+        /// The network's name.
+        network: String,
+        /// What was attempted: `set`, `update` or `list`.
+        action: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// GC's synthesised DEL of a stale attachment failed.
     #[error("failed to delete stale attachment {container_id} {ifname}: {error}")]
-    StaleAttachment { container_id: String, ifname: String, error: Box<RuntimeError> },
+    StaleAttachment {
+        /// The stale attachment's container.
+        container_id: String,
+        /// The stale attachment's interface.
+        ifname: String,
+        /// Why its DEL failed.
+        error: Box<RuntimeError>,
+    },
     /// A plugin's VERSION answer could not be decoded.
     #[error("plugin type={plugin_type:?}: {error}")]
-    VersionInfo { plugin_type: String, error: CniError },
+    VersionInfo {
+        /// The plugin asked.
+        plugin_type: String,
+        /// Why its answer could not be decoded.
+        error: CniError,
+    },
     /// Several failures (GC keeps going); joined with newlines like Go's `errors.Join`.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Multiple(Vec<RuntimeError>),

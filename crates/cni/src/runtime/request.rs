@@ -11,9 +11,11 @@ use std::path::PathBuf;
 /// The arguments of one attachment, apart from the network configuration (libcni `RuntimeConf`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeConf {
+    /// `CNI_CONTAINERID`.
     pub container_id: String,
     /// Path of the container's network namespace.
     pub netns: String,
+    /// `CNI_IFNAME`: the interface to create inside the container.
     pub ifname: String,
     /// `CNI_ARGS` pairs, in order (duplicates kept).
     pub args: Vec<(String, String)>,
@@ -23,15 +25,18 @@ pub struct RuntimeConf {
 }
 
 impl RuntimeConf {
+    /// An attachment without `CNI_ARGS` or capability arguments.
     pub fn new(container_id: impl Into<String>, netns: impl Into<String>, ifname: impl Into<String>) -> Self {
         Self { container_id: container_id.into(), netns: netns.into(), ifname: ifname.into(), ..Self::default() }
     }
 
+    /// Append a `CNI_ARGS` pair.
     pub fn with_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.args.push((key.into(), value.into()));
         self
     }
 
+    /// Offer the capability argument `name` to the plugins that declare it.
     pub fn with_capability(mut self, name: impl Into<String>, value: Value) -> Self {
         self.capability_args.insert(name.into(), value);
         self
@@ -46,12 +51,15 @@ impl RuntimeConf {
 /// One entry of GC's `cni.dev/valid-attachments`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ValidAttachment {
+    /// The container the attachment belongs to.
     #[serde(rename = "containerID")]
     pub container_id: String,
+    /// The attachment's interface inside the container.
     pub ifname: String,
 }
 
 impl ValidAttachment {
+    /// The attachment of `container_id`'s interface `ifname`.
     pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> Self {
         Self { container_id: container_id.into(), ifname: ifname.into() }
     }

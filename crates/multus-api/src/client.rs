@@ -10,17 +10,28 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Why an exchange with the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be connected to (no daemon, a stale socket, a full backlog): the
     /// request was certainly not delivered.
     #[error("dial unix {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// What `connect` answered.
+        source: std::io::Error,
+    },
     /// The whole exchange did not finish within the caller's timeout.
     #[error("no complete answer within {after:?}")]
-    TimedOut { after: Duration },
+    TimedOut {
+        /// The caller's timeout.
+        after: Duration,
+    },
+    /// Sending or reading failed after the connection was made: the request may have been delivered.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The peer's answer is not an HTTP/1.1 response this client understands.
     #[error("malformed HTTP response: {0}")]
     Malformed(String),
 }
@@ -28,8 +39,11 @@ pub enum ClientError {
 /// A response: status code, content type and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
+    /// HTTP status code.
     pub status: u16,
+    /// `Content-Type` (empty when the daemon sent none).
     pub content_type: String,
+    /// The complete body, de-chunked.
     pub body: Vec<u8>,
 }
 

@@ -9,6 +9,8 @@
 //! share one definition. [`client`] is a small blocking client: the shim must start in a
 //! couple of milliseconds, so it carries no async runtime and no HTTP library.
 
+#![warn(missing_docs)]
+
 pub mod client;
 
 use base64::Engine;
@@ -22,9 +24,14 @@ pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
 
 /// HTTP paths served by the daemon.
 pub mod path {
+    /// A CNI command from the shim.
     pub const CNI: &str = "/cni";
+    /// "Hot-plug": run one given delegate config for a pod that already exists.
     pub const DELEGATE: &str = "/delegate";
+    /// Liveness: always 200 (the shim checks it before DEL).
     pub const HEALTHZ: &str = "/healthz";
+    /// Readiness: 200, then 500 once shutdown began (the shim waits for it before ADD, CHECK,
+    /// STATUS and GC).
     pub const READYZ: &str = "/readyz";
 }
 
@@ -62,8 +69,10 @@ pub struct Request {
 /// `/delegate`'s interface attributes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceAttributes {
+    /// Addresses the delegate should assign (the `ips` capability).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// MAC address the delegate should use (the `mac` capability).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
     /// Serialised as `null` when absent, as the Go client does.
@@ -81,7 +90,10 @@ pub const FORWARDED_ENV: [&str; 7] =
 pub enum EnvError {
     /// The variable's name or value is not valid UTF-8 (the name is shown lossily).
     #[error("environment variable {name} is not valid UTF-8")]
-    NotUtf8 { name: String },
+    NotUtf8 {
+        /// The variable's name.
+        name: String,
+    },
 }
 
 /// Whether a shim forwards the variable `name` (raw bytes, so non-UTF-8 names are judged too).
@@ -127,14 +139,17 @@ impl Request {
         Self { env, config: stdin, interface_attributes: None }
     }
 
+    /// The JSON body the shim posts.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Parse a body as the daemon reads it.
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 
+    /// A forwarded variable, if the shim sent it.
     pub fn env_var(&self, key: &str) -> Option<&str> {
         self.env.get(key).map(String::as_str)
     }
@@ -156,6 +171,7 @@ impl Request {
 /// An ADD reply: `{"Result": <result in the daemon's current version>}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
+    /// The ADD result; absent in the empty replies of other commands.
     #[serde(rename = "Result", default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
 }
@@ -170,6 +186,7 @@ pub enum ErrorBody {
 }
 
 impl ErrorBody {
+    /// The `Content-Type` the daemon sends with this body.
     pub fn content_type(&self) -> &'static str {
         match self {
             Self::Cni(_) => "application/json",
@@ -177,6 +194,7 @@ impl ErrorBody {
         }
     }
 
+    /// The body as sent on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Self::Cni(e) => e.to_json().into_bytes(),

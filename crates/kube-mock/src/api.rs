@@ -16,8 +16,11 @@ use crate::store::Store;
 
 /// What to answer.
 pub enum Reply {
+    /// A JSON body with this status code.
     Json {
+        /// HTTP status code.
         code: u16,
+        /// The body (an object, a list, a Status or a Table).
         body: Value,
     },
     /// Start a watch stream; the server layer drives it.
@@ -230,6 +233,7 @@ fn maybe_table(req: &ResourceRequest, object: Value) -> Value {
 /// Who sends a request, and the server settings admission depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
+    /// The authenticated user.
     pub user: UserInfo,
     /// Smallest `expirationSeconds` of a new CertificateSigningRequest.
     pub csr_min_expiration_seconds: i64,

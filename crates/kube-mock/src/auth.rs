@@ -24,7 +24,9 @@ pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// Who sent a request, as the API server's authenticators see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UserInfo {
+    /// The user's name (`system:anonymous` when unauthenticated).
     pub username: String,
+    /// The groups the user is in.
     pub groups: Vec<String>,
 }
 

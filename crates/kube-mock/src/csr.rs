@@ -31,7 +31,9 @@ use crate::status::ApiError;
 use crate::store::{EventType, Store, WatchStart};
 use crate::tls::CertificateAuthority;
 
+/// The API group of CertificateSigningRequests.
 pub const GROUP: &str = "certificates.k8s.io";
+/// Their resource name.
 pub const PLURAL: &str = "certificatesigningrequests";
 /// Client certificates for the API server.
 pub const KUBE_APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";

@@ -5,8 +5,10 @@ use serde_json::{Value, json};
 
 use crate::resources::{Registry, ResourceDef, api_version};
 
+/// The `gitVersion` the mock reports (kubectl prints it as the server version).
 pub const SERVER_VERSION: &str = "v1.33.0-kube-mock";
 
+/// `/version`.
 pub fn version() -> Value {
     json!({
         "major": "1",
@@ -21,6 +23,7 @@ pub fn version() -> Value {
     })
 }
 
+/// `/api`: the core group's versions and the address clients should use.
 pub fn core_versions(server_address: &str) -> Value {
     json!({
         "kind": "APIVersions",
@@ -42,6 +45,7 @@ pub fn group_list(registry: &Registry) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
+/// `/apis/<group>` as an APIGroup; `None` for a group that is not served.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
     registry.groups().into_iter().find(|(g, _)| g == name).map(|(g, versions)| {
         let mut doc = group_json(&g, &versions);
@@ -51,6 +55,7 @@ pub fn group(registry: &Registry, name: &str) -> Option<Value> {
     })
 }
 
+/// `/apis/<group>/<version>` (or `/api/v1`): the APIResourceList of a group version.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Value {
     let resources: Vec<Value> = registry
         .all()
@@ -254,12 +259,16 @@ fn cells(def: &ResourceDef, object: &Value) -> Vec<Value> {
 /// `includeObject` of Table requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncludeObject {
+    /// `includeObject=None`: rows only.
     None,
+    /// `includeObject=Metadata` (the default): each row carries the object's metadata.
     Metadata,
+    /// `includeObject=Object`: each row carries the whole object.
     Object,
 }
 
 impl IncludeObject {
+    /// The query parameter's value; anything unknown means the default.
     pub fn parse(value: Option<&str>) -> Self {
         match value {
             Some("None") => Self::None,

@@ -25,18 +25,22 @@ pub struct RequestMatcher {
     pub resource: Option<String>,
     /// RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
     pub verb: Option<String>,
+    /// Namespace of the request (none for cluster-scoped and all-namespace requests).
     pub namespace: Option<String>,
 }
 
 impl RequestMatcher {
+    /// Matches every request with this RBAC verb.
     pub fn verb(verb: &str) -> Self {
         Self { verb: Some(verb.into()), ..Self::default() }
     }
 
+    /// Matches every request for this resource (`pods`, `pods/status`, …).
     pub fn resource(resource: &str) -> Self {
         Self { resource: Some(resource.into()), ..Self::default() }
     }
 
+    /// Additionally require this RBAC verb.
     pub fn and_verb(mut self, verb: &str) -> Self {
         self.verb = Some(verb.into());
         self
@@ -46,10 +50,15 @@ impl RequestMatcher {
 /// What is known about a request when faults are evaluated.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
+    /// HTTP method.
     pub method: String,
+    /// Request path, without the query.
     pub path: String,
+    /// Resource as RBAC names it, for API requests.
     pub resource: Option<String>,
+    /// RBAC verb, for API requests.
     pub verb: Option<String>,
+    /// Namespace of the request, if any.
     pub namespace: Option<String>,
 }
 
@@ -87,13 +96,32 @@ impl CompiledMatcher {
 pub enum FaultRule {
     /// Delay matching requests.
     #[serde(rename_all = "camelCase")]
-    Latency { matcher: RequestMatcher, millis: u64 },
+    Latency {
+        /// Which requests.
+        matcher: RequestMatcher,
+        /// The delay, in milliseconds.
+        millis: u64,
+    },
     /// Fail the next `remaining` matching requests with `code`.
     #[serde(rename_all = "camelCase")]
-    Fail { matcher: RequestMatcher, remaining: usize, code: u16, message: Option<String> },
+    Fail {
+        /// Which requests.
+        matcher: RequestMatcher,
+        /// How many more requests fail.
+        remaining: usize,
+        /// HTTP status code of the failure.
+        code: u16,
+        /// Status message (a default one for the code when absent).
+        message: Option<String>,
+    },
     /// Answer the next `remaining` matching updates and patches with 409 Conflict.
     #[serde(rename_all = "camelCase")]
-    Conflict { matcher: RequestMatcher, remaining: usize },
+    Conflict {
+        /// Which requests.
+        matcher: RequestMatcher,
+        /// How many more requests get 409.
+        remaining: usize,
+    },
 }
 
 /// Instructions to open watches.
@@ -108,6 +136,7 @@ pub enum WatchControl {
 }
 
 impl WatchControl {
+    /// Whether the instruction concerns the watch described by `facts`.
     pub fn applies_to(&self, facts: &RequestFacts) -> bool {
         let matcher = match self {
             WatchControl::Close(m) | WatchControl::Expire(m) | WatchControl::Stall(m, _) => m,
@@ -119,7 +148,9 @@ impl WatchControl {
 /// What the request pipeline should do after consulting the faults.
 #[derive(Debug, Default)]
 pub struct FaultDecision {
+    /// Wait this long before handling the request.
     pub delay: Duration,
+    /// Answer with this error instead of handling the request.
     pub fail: Option<ApiError>,
 }
 
@@ -194,6 +225,7 @@ impl Faults {
         let _ = self.watch_control.send(WatchControl::Stall(matcher, duration));
     }
 
+    /// Receive every later watch instruction (each open watch subscribes once).
     pub fn subscribe_watch_control(&self) -> broadcast::Receiver<WatchControl> {
         self.watch_control.subscribe()
     }
@@ -270,15 +302,20 @@ impl Faults {
 pub struct JournalEntry {
     /// RFC 3339 time the request arrived.
     pub time: String,
+    /// HTTP method.
     pub method: String,
+    /// Request path, without the query.
     pub path: String,
+    /// The query string, if any.
     pub query: Option<String>,
+    /// `Content-Type` of the request body.
     pub content_type: Option<String>,
     /// The body as JSON: JSON and YAML bodies as sent, protobuf bodies decoded where the type
     /// is known, `{"base64": …}` otherwise; None when empty.
     pub body: Option<Value>,
     /// Response status (200 for watches, which stream afterwards).
     pub status: u16,
+    /// `User-Agent`, if sent.
     pub user_agent: Option<String>,
     /// The authenticated user (client certificate CN, the token's user, or
     /// `system:anonymous`); None for unauthenticated routes and refused requests.
@@ -293,6 +330,7 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A journal keeping the last `capacity` requests (at least one).
     pub fn new(capacity: usize) -> Self {
         Self { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
     }
@@ -301,6 +339,7 @@ impl Journal {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Add a request, dropping the oldest when full.
     pub fn record(&self, entry: JournalEntry) {
         let mut entries = self.lock();
         if entries.len() == self.capacity {
@@ -309,10 +348,12 @@ impl Journal {
         entries.push_back(entry);
     }
 
+    /// The kept requests, oldest first.
     pub fn entries(&self) -> Vec<JournalEntry> {
         self.lock().iter().cloned().collect()
     }
 
+    /// Forget every kept request.
     pub fn clear(&self) {
         self.lock().clear();
     }

@@ -19,6 +19,7 @@
 //! [`api`] (operation → [`store`]) and [`watch`] (event streams); [`server`] does transport,
 //! auth and faults; [`faults`] and [`admin`] are the test controls.
 
+
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -203,6 +204,7 @@ impl MockApiServer {
         Ok(Self { shared, ca_pem, csr_controller, own_runtime })
     }
 
+    /// The address the server listens on (`127.0.0.1:<port>`).
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
     }
@@ -218,6 +220,7 @@ impl MockApiServer {
         self.ca_pem.clone()
     }
 
+    /// The bearer token clients must send, when one was configured.
     pub fn token(&self) -> Option<String> {
         self.shared.token.clone()
     }
@@ -241,6 +244,7 @@ impl MockApiServer {
         kubeconfig_document(&self.url(), self.ca_pem.as_deref(), user)
     }
 
+    /// Write [`MockApiServer::kubeconfig_yaml`] to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> io::Result<()> {
         std::fs::write(path, self.kubeconfig_yaml())
     }
@@ -309,6 +313,7 @@ impl MockApiServer {
         &self.shared.store
     }
 
+    /// Injected faults: latency, failures, conflicts and watch interruptions.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
@@ -318,6 +323,7 @@ impl MockApiServer {
         self.shared.journal.entries()
     }
 
+    /// Forget the requests received so far.
     pub fn clear_journal(&self) {
         self.shared.journal.clear();
     }
@@ -356,6 +362,7 @@ impl MockApiServer {
         server::start_listening(&self.shared, None)
     }
 
+    /// Stop serving: the port is closed and open connections are dropped.
     pub async fn shutdown(self) {
         self.stop_listening().await;
     }

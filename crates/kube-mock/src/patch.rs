@@ -6,14 +6,18 @@ use serde_json::{Map, Value};
 /// The patch formats the server understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
+    /// `application/merge-patch+json` (RFC 7386).
     Merge,
+    /// `application/json-patch+json` (RFC 6902).
     Json,
+    /// `application/strategic-merge-patch+json`.
     StrategicMerge,
     /// Server-side apply: recognised so it can be refused with a clear message.
     Apply,
 }
 
 impl PatchKind {
+    /// The kind a request's `Content-Type` names; `None` for a type that is not a patch.
     pub fn from_content_type(content_type: &str) -> Option<Self> {
         let essence = content_type.split(';').next().unwrap_or_default().trim();
         match essence {
@@ -26,10 +30,13 @@ impl PatchKind {
     }
 }
 
+/// Why a patch could not be applied; the API answers 400 or 422 with the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
+    /// The body is not JSON.
     #[error("the patch is not valid JSON: {0}")]
     Syntax(String),
+    /// The patch does not fit the object (a failed `test`, a missing path, …).
     #[error("{0}")]
     Apply(String),
 }

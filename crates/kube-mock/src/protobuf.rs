@@ -16,18 +16,34 @@ use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+/// The four bytes every Kubernetes protobuf body starts with.
 pub const PROTOBUF_MAGIC: &[u8; 4] = b"k8s\0";
 
+/// Why a protobuf body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtobufError {
+    /// The body does not start with [`PROTOBUF_MAGIC`].
     #[error("protobuf body does not start with the k8s magic prefix")]
     MissingMagic,
+    /// A message could not be decoded.
     #[error("malformed protobuf {what}: {message}")]
-    Malformed { what: &'static str, message: String },
+    Malformed {
+        /// Which message (envelope, Pod, …).
+        what: &'static str,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// A kind the mock has no protobuf mapping for.
     #[error(
         "protobuf bodies are accepted only for core/v1 Pod and Event and certificates.k8s.io/v1 CertificateSigningRequest, got {api_version}/{kind}"
     )]
-    UnsupportedKind { api_version: String, kind: String },
+    UnsupportedKind {
+        /// The envelope's apiVersion.
+        api_version: String,
+        /// The envelope's kind.
+        kind: String,
+    },
+    /// A `contentEncoding` other than none.
     #[error("unsupported protobuf content encoding {0:?}")]
     UnsupportedEncoding(String),
 }
@@ -35,7 +51,9 @@ pub enum ProtobufError {
 /// The type carried by a protobuf envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeMeta {
+    /// `apiVersion` of the wrapped object.
     pub api_version: String,
+    /// `kind` of the wrapped object.
     pub kind: String,
 }
 
@@ -199,6 +217,7 @@ fn object_reference(r: &Option<core::ObjectReference>) -> Value {
         .done()
 }
 
+/// Event to JSON (what kubelets and the daemon's recorder send).
 pub fn event_to_json(e: &core::Event) -> Value {
     let source = e
         .source
@@ -413,6 +432,7 @@ fn bytes(value: &Option<Vec<u8>>) -> Value {
     }
 }
 
+/// CertificateSigningRequest to JSON, as client-go's certificate manager sends it.
 pub fn csr_to_json(c: &certificates::CertificateSigningRequest) -> Value {
     let spec = c.spec.as_ref().map(|s| {
         let extra: Map<String, Value> = s.extra.iter().map(|(k, v)| (k.clone(), json!(v.items))).collect();

@@ -13,7 +13,9 @@ use crate::status::ApiError;
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
+    /// `/version`
     Version,
+    /// `/healthz`, `/livez`, `/readyz`
     Health,
     /// `/api`
     CoreVersions,
@@ -23,33 +25,51 @@ pub enum Route {
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
     ResourceList {
+        /// API group (`""` for the core group).
         group: String,
+        /// Group version.
         version: String,
     },
+    /// `/openapi/v2`
     OpenApiV2,
+    /// `/openapi/v3`
     OpenApiV3Index,
+    /// `/openapi/v3/api/<version>` or `/openapi/v3/apis/<group>/<version>`
     OpenApiV3 {
+        /// API group (`""` for the core group).
         group: String,
+        /// Group version.
         version: String,
     },
+    /// Anything under a served resource's path.
     Resource(Box<ResourceRequest>),
+    /// `/_mock/<path>`: the admin API.
     Admin(String),
 }
 
 /// The verb of a resource request, as RBAC names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
+    /// Read one object.
     Get,
+    /// List a collection.
     List,
+    /// Watch a collection or an object (`watch=true`).
     Watch,
+    /// POST a new object.
     Create,
+    /// PUT a whole object.
     Update,
+    /// PATCH an object, in this patch format.
     Patch(PatchKind),
+    /// DELETE one object.
     Delete,
+    /// DELETE a collection.
     DeleteCollection,
 }
 
 impl Verb {
+    /// The verb's RBAC name (`get`, `deletecollection`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
@@ -67,26 +87,38 @@ impl Verb {
 /// Options of list and watch requests.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListOptions {
+    /// `labelSelector`.
     pub label_selector: LabelSelector,
+    /// `fieldSelector`.
     pub field_selector: FieldSelector,
+    /// `limit`: the page size.
     pub limit: Option<usize>,
+    /// `continue`: where the previous page ended.
     pub continue_token: Option<String>,
+    /// `resourceVersion`: where a watch starts.
     pub resource_version: Option<String>,
+    /// `allowWatchBookmarks`.
     pub allow_bookmarks: bool,
+    /// `timeoutSeconds`: when the server ends a watch.
     pub timeout_seconds: Option<u64>,
+    /// `sendInitialEvents`: a watch starts with the current objects.
     pub send_initial_events: bool,
 }
 
 /// An operation on a served resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceRequest {
+    /// The served resource.
     pub def: ResourceDef,
+    /// What to do.
     pub verb: Verb,
     /// Namespace from the path (None for cluster-scoped requests and all-namespace lists).
     pub namespace: Option<String>,
+    /// Object name from the path (None for collection requests).
     pub name: Option<String>,
     /// `status` for `pods/<name>/status`.
     pub subresource: Option<String>,
+    /// List and watch options from the query.
     pub options: ListOptions,
     /// The client asked for `meta.k8s.io/v1` Table output (kubectl's human-readable get).
     pub as_table: bool,
@@ -131,6 +163,7 @@ pub fn percent_decode(input: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The query string as a map of decoded keys and values (a later repeated key wins).
 pub fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
     query
         .unwrap_or_default()

@@ -19,7 +19,6 @@
 //! [`api`] (operation → [`store`]) and [`watch`] (event streams); [`server`] does transport,
 //! auth and faults; [`faults`] and [`admin`] are the test controls.
 
-
 pub mod admin;
 pub mod api;
 pub mod auth;

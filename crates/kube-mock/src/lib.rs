@@ -19,6 +19,8 @@
 //! [`api`] (operation → [`store`]) and [`watch`] (event streams); [`server`] does transport,
 //! auth and faults; [`faults`] and [`admin`] are the test controls.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod api;
 pub mod auth;

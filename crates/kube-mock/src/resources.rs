@@ -10,12 +10,16 @@ use serde_json::{Value, json};
 /// Group/version/resource triple. The core group is the empty string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Gvr {
+    /// API group (`""` for the core group).
     pub group: String,
+    /// API version within the group (`v1`, `v1beta1`, …).
     pub version: String,
+    /// Plural resource name as it appears in URLs (`pods`).
     pub resource: String,
 }
 
 impl Gvr {
+    /// A triple from its three parts.
     pub fn new(group: &str, version: &str, resource: &str) -> Self {
         Self { group: group.into(), version: version.into(), resource: resource.into() }
     }
@@ -32,6 +36,7 @@ impl Gvr {
     }
 }
 
+/// `apiVersion` as written in objects for a group and version: `v1` for core, `group/version` otherwise.
 pub fn api_version(group: &str, version: &str) -> String {
     if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
@@ -39,18 +44,27 @@ pub fn api_version(group: &str, version: &str) -> String {
 /// One served resource (one version of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceDef {
+    /// API group (`""` for the core group).
     pub group: String,
+    /// API version of this definition.
     pub version: String,
+    /// Object kind (`Pod`).
     pub kind: String,
+    /// Plural name used in URLs (`pods`).
     pub plural: String,
+    /// Singular name (the lower-cased kind for built-ins).
     pub singular: String,
+    /// Short names kubectl accepts (`po`).
     pub short_names: Vec<String>,
+    /// Whether objects live in a namespace.
     pub namespaced: bool,
+    /// Verbs listed in discovery.
     pub verbs: Vec<String>,
     /// Whether `<plural>/status` is served.
     pub status_subresource: bool,
     /// Other subresources served with get/update/patch (`approval` of CSRs).
     pub extra_subresources: Vec<String>,
+    /// Categories listed in discovery (`all`).
     pub categories: Vec<String>,
     /// Served because of a CustomResourceDefinition: such resources take no strategic merge patch.
     pub custom: bool,
@@ -59,6 +73,7 @@ pub struct ResourceDef {
 const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl ResourceDef {
+    /// A definition served with every verb and no subresources.
     pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
         Self {
             group: group.into(),
@@ -96,10 +111,12 @@ impl ResourceDef {
         (subresource == "status" && self.status_subresource) || self.extra_subresources.iter().any(|s| s == subresource)
     }
 
+    /// Its group/version/resource triple.
     pub fn gvr(&self) -> Gvr {
         Gvr::new(&self.group, &self.version, &self.plural)
     }
 
+    /// `apiVersion` of its objects.
     pub fn api_version(&self) -> String {
         api_version(&self.group, &self.version)
     }
@@ -283,6 +300,7 @@ struct RegistryState {
 }
 
 impl Registry {
+    /// A registry holding the built-in resources only.
     pub fn with_builtins() -> Self {
         let registry = Self::default();
         registry.write().builtin = builtin_resources();
@@ -312,10 +330,12 @@ impl Registry {
         out
     }
 
+    /// The definition served at `group/version/plural`, if any.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
         self.all().into_iter().find(|d| d.group == group && d.version == version && d.plural == plural)
     }
 
+    /// The definition for an object's `apiVersion` and `kind`, if served.
     pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<ResourceDef> {
         self.all().into_iter().find(|d| d.api_version() == api_version && d.kind == kind)
     }
@@ -336,6 +356,7 @@ impl Registry {
         state.custom.push((name.to_string(), defs));
     }
 
+    /// Stops serving the resources of the CRD called `name`.
     pub fn remove_crd(&self, name: &str) {
         self.write().custom.retain(|(n, _)| n != name);
     }

@@ -2,17 +2,25 @@
 
 use serde_json::Value;
 
+/// A selector string that does not parse; the message is the real server's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unable to parse requirement: {0}")]
 pub struct SelectorError(pub String);
 
+/// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelRequirement {
+    /// `key`: the label is present.
     Exists(String),
+    /// `!key`: the label is absent.
     NotExists(String),
+    /// `key=value` or `key==value`.
     Equals(String, String),
+    /// `key!=value` (also true when the label is absent).
     NotEquals(String, String),
+    /// `key in (a,b)`.
     In(String, Vec<String>),
+    /// `key notin (a,b)` (also true when the label is absent).
     NotIn(String, Vec<String>),
 }
 
@@ -69,6 +77,7 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, SelectorError> {
 }
 
 impl LabelSelector {
+    /// Parses a `labelSelector` query value; the empty string selects everything.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
         let input = input.trim();
         if input.is_empty() {
@@ -108,6 +117,7 @@ impl LabelSelector {
         Ok(Self(requirements))
     }
 
+    /// Whether the object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let get = |key: &str| labels.get(key).and_then(Value::as_str);
@@ -122,10 +132,14 @@ impl LabelSelector {
     }
 }
 
+/// One `field=value` or `field!=value` requirement of a field selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldRequirement {
+    /// Dotted field path (`spec.nodeName`).
     pub field: String,
+    /// Value compared with the field's string form.
     pub value: String,
+    /// Whether the requirement is `!=`.
     pub negated: bool,
 }
 
@@ -164,6 +178,8 @@ fn field_supported(resource: &str, field: &str) -> bool {
 }
 
 impl FieldSelector {
+    /// Parses a `fieldSelector` query value for `resource`; fields the real server does not index
+    /// for that resource are rejected.
     pub fn parse(input: &str, resource: &str) -> Result<Self, SelectorError> {
         let input = input.trim();
         if input.is_empty() {
@@ -189,6 +205,7 @@ impl FieldSelector {
         Ok(Self(requirements))
     }
 
+    /// Whether the object satisfies every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|req| {
             let actual = field_value(object, &req.field);

@@ -26,6 +26,7 @@ use crate::request::{Route, Verb, route};
 use crate::status::ApiError;
 use crate::store::Store;
 
+/// Response body type of every handler.
 pub type Body = BoxBody<Bytes, Infallible>;
 
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -33,7 +34,9 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// A `VERB:RESOURCE` rule answered with 403 Forbidden; `*` matches anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DenyRule {
+    /// Verb to deny (`get`, `patch`, …), or `*`.
     pub verb: String,
+    /// Resource to deny it on (`pods`, `pods/status`, …), or `*`.
     pub resource: String,
 }
 

@@ -8,8 +8,11 @@ use crate::resources::Gvr;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct ApiError {
+    /// HTTP status code, also the Status object's `code`.
     pub code: u16,
+    /// Status `reason` (`NotFound`, `Conflict`, …).
     pub reason: String,
+    /// Human-readable Status `message`.
     pub message: String,
     /// Boxed to keep `Result<_, ApiError>` small.
     pub details: Option<Box<Value>>,
@@ -18,6 +21,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with the given code, reason and message, without details.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
         Self { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
     }
@@ -31,15 +35,18 @@ impl ApiError {
         self
     }
 
+    /// 404 NotFound for the object `name`.
     pub fn not_found(gvr: &Gvr, name: &str) -> Self {
         Self::new(404, "NotFound", format!("{} \"{name}\" not found", gvr.qualified_resource())).with_details(gvr, name)
     }
 
+    /// 409 AlreadyExists for a create of an existing object.
     pub fn already_exists(gvr: &Gvr, name: &str) -> Self {
         Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", gvr.qualified_resource()))
             .with_details(gvr, name)
     }
 
+    /// 409 Conflict for a write with a stale `resourceVersion`.
     pub fn conflict(gvr: &Gvr, name: &str) -> Self {
         Self::new(
             409,
@@ -52,23 +59,28 @@ impl ApiError {
         .with_details(gvr, name)
     }
 
+    /// 422 Invalid, with the validation failure in `cause`.
     pub fn invalid(gvr: &Gvr, kind: &str, name: &str, cause: &str) -> Self {
         let qualified_kind = if gvr.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", gvr.group) };
         Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {cause}")).with_details(gvr, name)
     }
 
+    /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 410 Expired (a watch or list from a compacted resourceVersion).
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
 
+    /// 401 Unauthorized (no or wrong credentials).
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
+    /// 403 Forbidden, worded as for the multus service account.
     pub fn forbidden(verb: &str, gvr: &Gvr, namespace: Option<&str>) -> Self {
         let group = if gvr.group.is_empty() { "\"\"".to_string() } else { format!("\"{}\"", gvr.group) };
         let scope = match namespace {
@@ -86,10 +98,12 @@ impl ApiError {
         )
     }
 
+    /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }
 
+    /// 415 UnsupportedMediaType for a body in a format the server does not read.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             415,
@@ -100,6 +114,7 @@ impl ApiError {
         )
     }
 
+    /// 429 TooManyRequests, asking the client to retry after `retry_after` seconds.
     pub fn too_many_requests(retry_after: u64) -> Self {
         let mut err = Self::new(
             429,
@@ -111,6 +126,7 @@ impl ApiError {
         err
     }
 
+    /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }

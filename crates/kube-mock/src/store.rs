@@ -78,6 +78,8 @@ fn random_suffix() -> String {
 }
 
 impl Store {
+    /// An empty store serving `registry`, keeping up to `watch_history` events per resource for
+    /// watches that resume.
     pub fn new(registry: Registry, watch_history: usize) -> Self {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let store = Self {
@@ -100,6 +102,7 @@ impl Store {
         store
     }
 
+    /// The resource table this store serves.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
@@ -187,6 +190,8 @@ impl Store {
         self.delete(&def, namespace, name, None)
     }
 
+    /// The object of `kind` in `api_version` called `namespace/name` (namespace ignored for
+    /// cluster-scoped kinds), if stored.
     pub fn get_kind(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let def = self.inner.registry.find_kind(api_version, kind)?;
         let namespace = if def.namespaced { namespace } else { "" };
@@ -210,6 +215,7 @@ impl Store {
 
     // ----- core operations used by the HTTP layer -----
 
+    /// The stored object `namespace/name` of `gvr` (`""` namespace for cluster-scoped), if any.
     pub fn get(&self, gvr: &Gvr, namespace: &str, name: &str) -> Option<Value> {
         let state = self.lock();
         state
@@ -478,6 +484,7 @@ impl Store {
         self.lock().objects.values().map(BTreeMap::len).sum()
     }
 
+    /// Whether no object is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -28,7 +28,9 @@ fn cert_err(e: impl std::fmt::Display) -> Error {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedCertificate {
+    /// The certificate, PEM.
     pub certificate_pem: String,
+    /// The private key, PKCS#8 PEM.
     pub key_pem: String,
 }
 

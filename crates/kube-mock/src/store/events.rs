@@ -13,12 +13,16 @@ use crate::status::ApiError;
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
+    /// The object was created.
     Added,
+    /// The object was changed.
     Modified,
+    /// The object was removed.
     Deleted,
 }
 
 impl EventType {
+    /// The watch event `type` string (`ADDED`, `MODIFIED`, `DELETED`).
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Added => "ADDED",
@@ -31,9 +35,13 @@ impl EventType {
 /// One change, as kept in the history and fanned out to watches.
 #[derive(Debug, Clone)]
 pub struct StoreEvent {
+    /// Resource of the changed object.
     pub gvr: Gvr,
+    /// What happened to it.
     pub event_type: EventType,
+    /// The store's resourceVersion after the change.
     pub resource_version: u64,
+    /// The object after the change (the last state for a deletion).
     pub object: Arc<Value>,
     /// The object before a modification, so watches with selectors can tell when an object
     /// starts or stops matching.
@@ -43,10 +51,13 @@ pub struct StoreEvent {
 /// The result of subscribing to changes: a consistent snapshot (when asked for) plus a receiver
 /// that yields every change after `resource_version`.
 pub struct Subscription {
+    /// ResourceVersion the subscription starts after.
     pub resource_version: u64,
+    /// Objects in the snapshot, when one was asked for.
     pub initial: Vec<Arc<Value>>,
     /// History events newer than the requested resourceVersion, to replay first.
     pub replay: Vec<Arc<StoreEvent>>,
+    /// Live events after the snapshot or replay.
     pub receiver: broadcast::Receiver<Arc<StoreEvent>>,
 }
 

@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image, fuzz).
+//! `cargo xtask`: the project's entry points (tests, demo, e2e, conformance, bench, image, fuzz, soak).
 
 mod bench;
 mod conformance;
@@ -10,6 +10,7 @@ mod fuzz;
 mod harness;
 mod image;
 mod manifests;
+mod soak;
 mod test;
 mod util;
 
@@ -38,6 +39,8 @@ enum Task {
     Conformance(conformance::ConformanceArgs),
     /// Coverage-guided fuzzing of the decoders that take outside bytes (libFuzzer, stable toolchain).
     Fuzz(fuzz::FuzzArgs),
+    /// Random ADD/CHECK/DEL with injected faults against the real daemon, shim and plugins; checks for leaks.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Task::Conformance(args) => conformance::run(args),
         Task::Bench(args) => bench::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Soak(args) => soak::run(args),
     }
 }

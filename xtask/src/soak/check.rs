@@ -1,0 +1,154 @@
+//! What the soak looks at: links in a pod's namespace, bridge ports on the host, files in the
+//! daemon's cniDir and host-local's data dir, and the daemon process itself.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use super::node::{Node, Sandbox};
+use super::plan::{BRIDGE_NAD, MACVLAN_NAD};
+use crate::harness::{self, Iface};
+use crate::util::Cmd;
+
+/// Interfaces other than `lo` in a namespace.
+pub fn links(netns: &str) -> Result<Vec<Iface>> {
+    let out = Cmd::new("ip").args(["-n", netns, "-j", "addr", "show"]).output()?;
+    Ok(harness::parse_ip_addr(&out)?.into_iter().filter(|i| i.name != "lo").collect())
+}
+
+/// Ports of a host bridge.
+pub fn bridge_ports(bridge: &str) -> Result<Vec<String>> {
+    let out = Cmd::new("ip").args(["-j", "link", "show", "master", bridge]).output()?;
+    let v: serde_json::Value = serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })?;
+    Ok(v.as_array()
+        .map(|a| a.iter().filter_map(|l| l["ifname"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+/// A file the daemon or a delegate left: its path, and its name and content for attribution.
+pub struct StateFile {
+    pub path: PathBuf,
+    pub text: String,
+    /// Under host-local's data dir (a lease).
+    pub lease: bool,
+}
+
+/// Every file in cniDir and the IPAM dir, but host-local's bookkeeping (`lock`,
+/// `last_reserved_ip.*`) and the soak's own filler.
+pub fn state_files(node: &Node) -> Vec<StateFile> {
+    let mut out = Vec::new();
+    for (dir, lease) in [(&node.env.cni_dir_host, false), (&node.env.ipam_dir_host, true)] {
+        walk(dir, &mut |p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name == "lock" || name.starts_with("last_reserved_ip") || name.starts_with(".soak-") {
+                return;
+            }
+            let content = std::fs::read(p).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
+            out.push(StateFile { path: p.to_path_buf(), text: format!("{}\n{content}", p.display()), lease });
+        });
+    }
+    out
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// The interfaces a successful ADD gives the sandbox: (name, address prefix).
+pub fn expected_links(sb: &Sandbox) -> Vec<(String, &'static str)> {
+    let mut v = vec![("eth0".to_string(), "10.248.0.")];
+    for (i, net) in sb.networks.iter().enumerate() {
+        let prefix = match net.as_str() {
+            BRIDGE_NAD => "10.249.0.",
+            MACVLAN_NAD => "10.250.0.",
+            _ => continue, // fake-cni makes no link
+        };
+        v.push((format!("net{}", i + 1), prefix));
+    }
+    v
+}
+
+/// Everything the sandbox should have after a successful ADD; the problems found.
+pub fn verify_attached(node: &Node, sb: &Sandbox) -> Result<Vec<String>> {
+    let mut errs = Vec::new();
+    let have = links(&sb.netns)?;
+    let want = expected_links(sb);
+    for (name, prefix) in &want {
+        match have.iter().find(|i| &i.name == name) {
+            None => errs.push(format!("{}: no interface {name} after a successful ADD", sb.pod)),
+            Some(i) if !i.addrs.iter().any(|a| a.starts_with(prefix)) => {
+                errs.push(format!("{}: {name} has {:?}, expected an address in {prefix}*", sb.pod, i.addrs))
+            }
+            Some(_) => {}
+        }
+    }
+    for extra in have.iter().filter(|i| !want.iter().any(|(n, _)| n == &i.name)) {
+        errs.push(format!("{}: unexpected interface {}", sb.pod, extra.name));
+    }
+    let files = state_files(node);
+    let mine: Vec<&StateFile> = files.iter().filter(|f| f.text.contains(&sb.container_id)).collect();
+    let leases = mine.iter().filter(|f| f.lease).count();
+    if leases != want.len() {
+        errs.push(format!("{}: {leases} host-local lease(s), expected {}", sb.pod, want.len()));
+    }
+    if !mine.iter().any(|f| !f.lease) {
+        errs.push(format!("{}: no delegate cache in cniDir after a successful ADD", sb.pod));
+    }
+    Ok(errs)
+}
+
+/// What the sandbox still has (links in its namespace, files naming it).
+pub fn leftovers(node: &Node, sb: &Sandbox) -> Result<Vec<String>> {
+    let mut left: Vec<String> =
+        links(&sb.netns)?.into_iter().map(|i| format!("link {} in {}", i.name, sb.netns)).collect();
+    left.extend(
+        state_files(node)
+            .into_iter()
+            .filter(|f| f.text.contains(&sb.container_id))
+            .map(|f| f.path.display().to_string()),
+    );
+    Ok(left)
+}
+
+/// The daemon's open fds, RSS (KiB) and threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcStats {
+    pub fds: u64,
+    pub rss_kb: u64,
+    pub threads: u64,
+}
+
+pub fn proc_stats(pid: i32) -> Option<ProcStats> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some(ProcStats { fds, rss_kb: field("VmRSS:"), threads: field("Threads:") })
+}
+
+/// Does the daemon answer `/healthz`?
+pub fn healthz(node: &Node) -> Result<(), String> {
+    match multus_api::client::post(
+        &node.env.socket(),
+        multus_api::path::HEALTHZ,
+        b"null",
+        Some(std::time::Duration::from_secs(5)),
+    ) {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => Err(format!("/healthz answered {}", r.status)),
+        Err(e) => Err(format!("/healthz: {e}")),
+    }
+}

@@ -1,0 +1,531 @@
+//! `cargo xtask soak`: random ADD/CHECK/DEL sequences over many pods against the real daemon and
+//! shim, with Debian's plugins in real network namespaces, while faults are injected: delegates
+//! that crash, hang or print garbage (fake-cni), an API server that is down, slow, failing or
+//! dropping watches (kube-mock), `kill -9` of the daemon mid-ADD and mid-DEL, and a read-only or
+//! full cache directory. After every step the invariants are checked (see `docs/reliability.md`).
+//!
+//! The sequence depends only on the seed (see [`plan`]); a failing run writes it to a file that
+//! `--replay` runs again, and prints the seed and count that regenerate it.
+
+mod check;
+mod node;
+mod plan;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::harness::{self, Bins, ShimOutput, step};
+use crate::util::{target_dir, with_cleanup};
+use check::ProcStats;
+use node::{Node, Sandbox, run_shim};
+use plan::{Command, Fault, Op, Planner, ReplayFile};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// Seed of the operation sequence (default: from the clock; always printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many operations.
+    #[arg(long, default_value_t = 1000)]
+    pub ops: u64,
+    /// Stop after this long (e.g. 90s, 30m, 1h), whichever comes first.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Pod slots (at most this many sandboxes exist at once).
+    #[arg(long, default_value_t = 12)]
+    pub pods: usize,
+    /// Probability that an operation runs under an injected fault.
+    #[arg(long, default_value_t = 0.3)]
+    pub fault_rate: f64,
+    /// Run the operations of this file (written by a failing run) instead of planning.
+    #[arg(long, conflicts_with = "seed")]
+    pub replay: Option<PathBuf>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Record every violation and go on (default: stop at the first).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Bound on the daemon's open fds.
+    #[arg(long, default_value_t = 128)]
+    pub max_fds: u64,
+    /// Bound on the daemon's RSS, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_rss_mib: u64,
+    /// Skip `cargo build` (use what target/ holds).
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (e.g. 90s, 30m, 1h)"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit in {s:?} (s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// What a run did; printed and written by `--out`.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub seed: u64,
+    pub pods: usize,
+    pub fault_rate: f64,
+    pub profile: String,
+    pub ops_run: u64,
+    pub seconds: f64,
+    /// Operations by command.
+    pub operations: BTreeMap<String, u64>,
+    /// Outcomes: `ADD ok`, `ADD failed`, `CHECK skipped` (its ADD had failed), …
+    pub outcomes: BTreeMap<String, u64>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+    pub invariant_checks: u64,
+    /// DELs under a cache fault whose leftovers a second DEL (fault cleared) removed.
+    pub deferred_cleanups: u64,
+    /// Sandboxes removed at the end (DEL without faults, then nothing may remain).
+    pub teardown_dels: u64,
+    /// Leftovers (links, ports, files) no DEL removed: each one is a leak.
+    pub leaks: Vec<String>,
+    /// Every invariant violation, with the operation it followed.
+    pub violations: Vec<String>,
+    pub daemon_restarts: u64,
+    pub peak_rss_kib: u64,
+    pub peak_fds: u64,
+    pub peak_threads: u64,
+    /// Set when the run failed: the operations to replay.
+    pub replay_file: Option<PathBuf>,
+}
+
+impl Summary {
+    fn bump(map: &mut BTreeMap<String, u64>, key: impl Into<String>) {
+        *map.entry(key.into()).or_default() += 1;
+    }
+
+    fn print(&self) {
+        println!("soak summary (seed {}, {} pods, fault rate {}):", self.seed, self.pods, self.fault_rate);
+        println!("  operations: {} in {:.0} s {:?}", self.ops_run, self.seconds, self.operations);
+        println!("  outcomes:   {:?}", self.outcomes);
+        println!("  faults:     {} {:?}", self.faults.values().sum::<u64>(), self.faults);
+        println!("  invariant checks: {}", self.invariant_checks);
+        println!("  deferred cleanups (DEL again after a cache fault): {}", self.deferred_cleanups);
+        println!("  teardown DELs: {}", self.teardown_dels);
+        println!("  daemon restarts: {}", self.daemon_restarts);
+        println!(
+            "  daemon peak: RSS {:.1} MiB, {} fds, {} threads",
+            self.peak_rss_kib as f64 / 1024.0,
+            self.peak_fds,
+            self.peak_threads
+        );
+        println!("  leaks: {}", self.leaks.len());
+        for l in &self.leaks {
+            println!("    {l}");
+        }
+        println!("  violations: {}", self.violations.len());
+        for v in &self.violations {
+            println!("    {v}");
+        }
+    }
+}
+
+/// One slot's sandbox and whether its ADD succeeded (it then holds interfaces and files).
+struct Slot {
+    sb: Sandbox,
+    attached: bool,
+}
+
+struct Runner {
+    node: Node,
+    slots: Vec<Option<Slot>>,
+    summary: Summary,
+    known_leaks: BTreeSet<String>,
+    max_fds: u64,
+    max_rss_kib: u64,
+}
+
+pub fn run(args: SoakArgs) -> Result<()> {
+    if let Err(why) = harness::real_delegates_available() {
+        bail!("cannot run the soak: {why}");
+    }
+    let (seed, pods, fault_rate, replay) = match &args.replay {
+        Some(file) => {
+            let r: ReplayFile = serde_json::from_str(
+                &std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+            )
+            .with_context(|| format!("{} is not a soak replay file", file.display()))?;
+            (r.seed, r.pods, r.fault_rate, Some(r.ops))
+        }
+        None => {
+            let seed = args.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1)
+            });
+            (seed, args.pods.max(1), args.fault_rate.clamp(0.0, 1.0), None)
+        }
+    };
+    if !args.no_build {
+        step(format!("building ({})", harness::profile()));
+        Bins::build_cmd().run()?;
+    }
+    with_cleanup(|| soak(&args, seed, pods, fault_rate, replay))
+}
+
+fn soak(args: &SoakArgs, seed: u64, pods: usize, fault_rate: f64, replay: Option<Vec<Op>>) -> Result<()> {
+    step(format!("soak: seed {seed}, {pods} pods, fault rate {fault_rate}"));
+    let node = Node::start()?;
+    step(format!("run directory {}", node.env.run.display()));
+    let mut r = Runner {
+        node,
+        slots: (0..pods).map(|_| None).collect(),
+        summary: Summary { seed, pods, fault_rate, profile: harness::profile(), ..Summary::default() },
+        known_leaks: BTreeSet::new(),
+        max_fds: args.max_fds,
+        max_rss_kib: args.max_rss_mib * 1024,
+    };
+    let started = Instant::now();
+    let mut planner = Planner::new(seed, pods, fault_rate);
+    let mut replay = replay.map(|ops| ops.into_iter());
+    let limit = if replay.is_some() { u64::MAX } else { args.ops };
+    let mut done: Vec<Op> = Vec::new();
+    let mut failed = false;
+    while (done.len() as u64) < limit && args.duration.is_none_or(|d| started.elapsed() < d) {
+        let op = match replay.as_mut() {
+            Some(ops) => match ops.next() {
+                Some(op) => op,
+                None => break,
+            },
+            None => planner.next_op(),
+        };
+        done.push(op.clone());
+        let mut errs = match r.step(&op) {
+            Ok(errs) => errs,
+            Err(e) => vec![format!("the step could not be carried out: {e:#}")],
+        };
+        errs.extend(r.global_checks());
+        r.summary.ops_run += 1;
+        if !errs.is_empty() {
+            println!("FAIL {op}");
+            for e in &errs {
+                println!("       {e}");
+            }
+            r.summary.violations.extend(errs.into_iter().map(|e| format!("after {op}: {e}")));
+            failed = true;
+            if !args.keep_going {
+                break;
+            }
+        }
+        if r.summary.ops_run.is_multiple_of(100) {
+            println!(
+                "    {} ops, {:.0} s, {} faults, {} restarts, {} violations",
+                r.summary.ops_run,
+                started.elapsed().as_secs_f64(),
+                r.summary.faults.values().sum::<u64>(),
+                r.node.restarts,
+                r.summary.violations.len()
+            );
+        }
+    }
+    // The end: every sandbox left is deleted (no faults), then nothing may remain at all.
+    let end = r.teardown();
+    if !end.is_empty() {
+        println!("FAIL teardown");
+        for e in &end {
+            println!("       {e}");
+        }
+        r.summary.violations.extend(end.into_iter().map(|e| format!("at the end: {e}")));
+        failed = true;
+    }
+    r.summary.seconds = started.elapsed().as_secs_f64();
+    r.summary.daemon_restarts = r.node.restarts;
+    r.summary.leaks = r.known_leaks.iter().cloned().collect();
+    if failed {
+        let dir = target_dir().join("soak");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("soak-{seed}.ops.json"));
+        let replay = ReplayFile { seed, pods, fault_rate, ops: done.clone() };
+        std::fs::write(&file, serde_json::to_vec_pretty(&replay)?)?;
+        for (log, name) in
+            [(r.node.env.daemon_log(), "daemon"), (r.node.env.run.join("logs/kube-mock.log"), "kube-mock")]
+        {
+            let _ = std::fs::copy(&log, dir.join(format!("soak-{seed}.{name}.log")));
+        }
+        r.summary.replay_file = Some(file);
+    }
+    r.summary.print();
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_vec_pretty(&r.summary)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    if failed {
+        let file = r.summary.replay_file.clone().unwrap_or_default();
+        println!("the operations run, in order:");
+        for op in &done {
+            println!("  {op}");
+        }
+        bail!(
+            "soak failed: {} violation(s), {} leak(s). Replay:\n  cargo xtask soak --replay {}\nor regenerate:\n  cargo xtask soak --seed {seed} --ops {} --pods {pods} --fault-rate {fault_rate}\n(logs: {}/soak-{seed}.*.log)",
+            r.summary.violations.len(),
+            r.summary.leaks.len(),
+            file.display(),
+            done.len(),
+            target_dir().join("soak").display()
+        );
+    }
+    println!("soak: {} operations, no violations, no leaks", r.summary.ops_run);
+    Ok(())
+}
+
+impl Runner {
+    fn record_fault(&mut self, fault: Option<&Fault>) {
+        if let Some(f) = fault {
+            Summary::bump(&mut self.summary.faults, f.kind());
+        }
+    }
+
+    /// Run the shim; for a kill fault, `kill -9` the daemon `after_ms` into the call and restart it.
+    fn shim(&mut self, command: Command, sb: &Sandbox, fault: Option<&Fault>) -> Result<ShimOutput> {
+        let Some(Fault::KillDaemon { after_ms }) = fault else {
+            return self.node.shim(command.as_str(), sb);
+        };
+        let (c, conf) = self.node.shim_command(command.as_str(), sb)?;
+        let call = std::thread::spawn(move || run_shim(c, conf));
+        std::thread::sleep(Duration::from_millis(*after_ms));
+        self.sample();
+        self.node.kill_and_restart()?;
+        call.join().map_err(|_| anyhow!("the shim thread panicked"))?
+    }
+
+    /// Run one operation; the violations it showed.
+    fn step(&mut self, op: &Op) -> Result<Vec<String>> {
+        Summary::bump(&mut self.summary.operations, op.command.as_str());
+        let slot = op.slot;
+        if slot >= self.slots.len() {
+            bail!("slot {slot} does not exist ({} pods)", self.slots.len());
+        }
+        let fault = op.fault.as_ref();
+        let mut errs = Vec::new();
+        match op.command {
+            Command::Add => {
+                if self.slots[slot].is_some() {
+                    bail!("slot {slot} already holds a sandbox");
+                }
+                let sb = self.node.new_sandbox(
+                    &format!("s{slot}-{}", op.index),
+                    &format!("{}{}", self.node.netns_prefix, op.index),
+                    &op.networks,
+                )?;
+                self.slots[slot] = Some(Slot { sb: sb.clone(), attached: false });
+                self.record_fault(fault);
+                self.node.inject_checked(fault)?;
+                let out = self.shim(Command::Add, &sb, fault);
+                self.node.clear_checked(fault)?;
+                let out = out?;
+                let delegate_fault = fault.and_then(Fault::delegate_nad);
+                if out.success {
+                    Summary::bump(&mut self.summary.outcomes, "ADD ok");
+                    if let Some(nad) = delegate_fault {
+                        errs.push(format!("ADD succeeded although delegate {nad} was made to fail"));
+                    }
+                    self.summary.invariant_checks += 1;
+                    errs.extend(check::verify_attached(&self.node, &sb)?);
+                    if let Some(s) = self.slots[slot].as_mut() {
+                        s.attached = true;
+                    }
+                } else {
+                    Summary::bump(&mut self.summary.outcomes, "ADD failed");
+                    if fault.is_none() {
+                        errs.push(format!("ADD failed without an injected fault: {}", out.describe()));
+                    }
+                    // A daemon killed mid-ADD cannot roll back: the runtime's DEL does.
+                    if !matches!(fault, Some(Fault::KillDaemon { .. })) {
+                        self.summary.invariant_checks += 1;
+                        errs.extend(
+                            check::leftovers(&self.node, &sb)?.into_iter().map(|l| format!("failed ADD left {l}")),
+                        );
+                    }
+                    // What a runtime does after a failed ADD.
+                    let del = self.node.shim("DEL", &sb)?;
+                    if !del.success {
+                        errs.push(format!("DEL after the failed ADD failed: {}", del.describe()));
+                    }
+                    self.summary.invariant_checks += 1;
+                    errs.extend(
+                        check::leftovers(&self.node, &sb)?
+                            .into_iter()
+                            .map(|l| format!("DEL after the failed ADD left {l}")),
+                    );
+                }
+            }
+            Command::Check => {
+                let Some(Slot { sb, attached: true }) = self.slots[slot].as_ref() else {
+                    Summary::bump(&mut self.summary.outcomes, "CHECK skipped");
+                    return Ok(errs);
+                };
+                let sb = sb.clone();
+                self.record_fault(fault);
+                self.node.inject_checked(fault)?;
+                let out = self.shim(Command::Check, &sb, fault);
+                self.node.clear_checked(fault)?;
+                let out = out?;
+                if out.success {
+                    Summary::bump(&mut self.summary.outcomes, "CHECK ok");
+                } else {
+                    Summary::bump(&mut self.summary.outcomes, "CHECK failed");
+                    if fault.is_none() {
+                        errs.push(format!("CHECK failed without an injected fault: {}", out.describe()));
+                    }
+                }
+                self.summary.invariant_checks += 1;
+                errs.extend(check::verify_attached(&self.node, &sb)?);
+            }
+            Command::Del => {
+                let Some(Slot { sb, .. }) = self.slots[slot].take() else {
+                    bail!("slot {slot} holds no sandbox to DEL");
+                };
+                self.record_fault(fault);
+                self.node.inject_checked(fault)?;
+                let out = self.shim(Command::Del, &sb, fault);
+                self.node.clear_checked(fault)?;
+                let out = out?;
+                Summary::bump(&mut self.summary.outcomes, if out.success { "DEL ok" } else { "DEL failed" });
+                if !out.success {
+                    errs.push(format!("DEL failed: {}", out.describe()));
+                }
+                self.summary.invariant_checks += 1;
+                let mut left = check::leftovers(&self.node, &sb)?;
+                if !left.is_empty() && fault.is_some_and(Fault::blocks_cache_writes) {
+                    // The cache could not be removed while the fault lasted; the runtime's
+                    // next DEL (the fault gone) must finish the job.
+                    self.summary.deferred_cleanups += 1;
+                    let again = self.node.shim("DEL", &sb)?;
+                    if !again.success {
+                        errs.push(format!("second DEL failed: {}", again.describe()));
+                    }
+                    self.summary.invariant_checks += 1;
+                    left = check::leftovers(&self.node, &sb)?;
+                }
+                errs.extend(left.into_iter().map(|l| format!("DEL left {l}")));
+                self.node.remove_sandbox(&sb);
+            }
+        }
+        Ok(errs)
+    }
+
+    /// Read the daemon's fds/RSS/threads into the peaks; violations of the bounds.
+    fn sample(&mut self) -> Vec<String> {
+        let Some(stats) = self.node.daemon_pid().and_then(check::proc_stats) else {
+            return vec!["the daemon's /proc entry is unreadable".into()];
+        };
+        let ProcStats { fds, rss_kb, threads } = stats;
+        let s = &mut self.summary;
+        s.peak_fds = s.peak_fds.max(fds);
+        s.peak_rss_kib = s.peak_rss_kib.max(rss_kb);
+        s.peak_threads = s.peak_threads.max(threads);
+        let mut errs = Vec::new();
+        if fds > self.max_fds {
+            errs.push(format!("daemon has {fds} open fds (bound {})", self.max_fds));
+        }
+        if rss_kb > self.max_rss_kib {
+            errs.push(format!("daemon RSS {} KiB (bound {} KiB)", rss_kb, self.max_rss_kib));
+        }
+        errs
+    }
+
+    /// After every step: the daemon answers and is bounded; every file and bridge port belongs
+    /// to an attached sandbox, and each attached sandbox has all of its leases.
+    fn global_checks(&mut self) -> Vec<String> {
+        let mut errs = Vec::new();
+        self.summary.invariant_checks += 4;
+        if !self.node.daemon_running() {
+            errs.push("the daemon is not running".into());
+        } else if let Err(e) = check::healthz(&self.node) {
+            errs.push(e);
+        }
+        errs.extend(self.sample());
+        let attached: Vec<&Sandbox> = self.slots.iter().flatten().filter(|s| s.attached).map(|s| &s.sb).collect();
+        for f in check::state_files(&self.node) {
+            if !attached.iter().any(|sb| f.text.contains(&sb.container_id)) {
+                let key = f.path.display().to_string();
+                if self.known_leaks.insert(key.clone()) {
+                    errs.push(format!("leak: {key} belongs to no attached sandbox"));
+                }
+            }
+        }
+        let bridges = [
+            (self.node.env.var("CLUSTER_BRIDGE").to_string(), attached.len()),
+            (
+                self.node.env.var("NAD_BRIDGE").to_string(),
+                attached.iter().map(|sb| sb.networks.iter().filter(|n| *n == plan::BRIDGE_NAD).count()).sum(),
+            ),
+        ];
+        for (bridge, want) in bridges {
+            match check::bridge_ports(&bridge) {
+                Ok(ports) if ports.len() > want => {
+                    let key = format!("bridge {bridge}: {} ports for {want} attachments: {ports:?}", ports.len());
+                    if self.known_leaks.insert(format!("bridge {bridge} ports {}", ports.len())) {
+                        errs.push(format!("leak: {key}"));
+                    }
+                }
+                Ok(ports) if ports.len() < want => {
+                    errs.push(format!("bridge {bridge}: {} ports for {want} attachments", ports.len()))
+                }
+                Ok(_) => {}
+                Err(e) => errs.push(format!("listing the ports of {bridge}: {e:#}")),
+            }
+        }
+        errs
+    }
+
+    /// DEL every sandbox left, then nothing may remain: no file, no bridge port.
+    fn teardown(&mut self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(Slot { sb, .. }) = self.slots[slot].take() else { continue };
+            self.summary.teardown_dels += 1;
+            match self.node.shim("DEL", &sb) {
+                Ok(out) if !out.success => errs.push(format!("{}: DEL failed: {}", sb.pod, out.describe())),
+                Ok(_) => {}
+                Err(e) => errs.push(format!("{}: DEL: {e:#}", sb.pod)),
+            }
+            self.summary.invariant_checks += 1;
+            match check::leftovers(&self.node, &sb) {
+                Ok(left) => errs.extend(left.into_iter().map(|l| format!("{}: DEL left {l}", sb.pod))),
+                Err(e) => errs.push(format!("{}: {e:#}", sb.pod)),
+            }
+            self.node.remove_sandbox(&sb);
+        }
+        errs.extend(self.global_checks());
+        errs
+    }
+}
+
+impl Node {
+    fn inject_checked(&self, fault: Option<&Fault>) -> Result<()> {
+        fault.map_or(Ok(()), |f| self.inject(f).with_context(|| format!("injecting {}", f.kind())))
+    }
+    fn clear_checked(&self, fault: Option<&Fault>) -> Result<()> {
+        fault.map_or(Ok(()), |f| self.clear(f).with_context(|| format!("clearing {}", f.kind())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

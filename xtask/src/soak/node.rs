@@ -1,0 +1,381 @@
+//! The node the soak runs against: kube-mock, multus-daemon (owned here so it can be killed and
+//! restarted by PID), the shim run as a runtime does, Debian's plugins plus fake-cni delegates,
+//! a tmpfs cniDir (for the read-only and full faults), and the faults themselves.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::plan::{BRIDGE_NAD, CRASH_NAD, ERROR_NAD, FAKE_NAD, Fault, GARBAGE_NAD, HANG_NAD, MACVLAN_NAD, SLOW_NAD};
+use crate::fixtures;
+use crate::harness::{self, LocalEnv, ShimOutput, tail};
+use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
+
+pub const NAMESPACE: &str = "multus-soak";
+/// The daemon's per-delegate timeout in the soak (the hang fault sleeps past it).
+pub const DELEGATE_TIMEOUT_SECS: u64 = 2;
+/// Size of the tmpfs mounted as cniDir.
+const CACHE_TMPFS: &str = "size=16m";
+
+/// One sandbox as the runtime knows it.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub pod: String,
+    pub uid: String,
+    pub container_id: String,
+    pub netns: String,
+    pub networks: Vec<String>,
+}
+
+impl Sandbox {
+    pub fn netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.netns)
+    }
+}
+
+pub struct Node {
+    pub env: LocalEnv,
+    daemon: Option<(Proc, Deferred)>,
+    pub restarts: u64,
+    pub bin_dir: PathBuf,
+    /// Prefix of every network namespace the soak makes.
+    pub netns_prefix: String,
+    filler: PathBuf,
+}
+
+impl Node {
+    /// Make the run directory, links, tmpfs cniDir, kube-mock with the namespace and NADs, the
+    /// configs, and start the daemon.
+    pub fn start() -> Result<Self> {
+        let fixture = fixtures::fixtures_dir().join("e2e");
+        let mut env = LocalEnv::new("soak", &fixture, NAMESPACE, true)?;
+        let netns_prefix = format!("msoak{}-", env.id);
+        {
+            let prefix = netns_prefix.clone();
+            let _ = defer(format!("delete network namespaces {prefix}*"), move || delete_netns_with_prefix(&prefix));
+        }
+        // cniDir on a tmpfs of its own: remounting it read-only or filling it touches nothing else.
+        let cni_dir = env.cni_dir_host.clone();
+        Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o", CACHE_TMPFS, "multus-soak-cache"])
+            .arg(cni_dir.display().to_string())
+            .output()?;
+        {
+            let dir = cni_dir.clone();
+            let _ = defer(format!("unmount {}", dir.display()), move || {
+                Cmd::new("umount").arg("-l").arg(dir.display().to_string()).run_quiet();
+            });
+        }
+        // The binaries are copied first: a rebuild during a long run must not change what a
+        // daemon restart executes.
+        let snapshot = env.run.join("soak-bins");
+        std::fs::create_dir_all(&snapshot)?;
+        for bin in [&mut env.bins.daemon, &mut env.bins.shim, &mut env.bins.kube_mock, &mut env.bins.fake_cni] {
+            let copy = snapshot.join(bin.file_name().context("binary name")?);
+            std::fs::copy(&*bin, &copy).with_context(|| format!("copying {}", bin.display()))?;
+            *bin = copy;
+        }
+        // binDir: Debian's plugins and fake-cni side by side.
+        let bin_dir = env.run.join("soak-bin");
+        std::fs::create_dir_all(&bin_dir)?;
+        for p in ["bridge", "host-local", "macvlan", "loopback"] {
+            std::os::unix::fs::symlink(Path::new(harness::SYSTEM_CNI_DIR).join(p), bin_dir.join(p))?;
+        }
+        std::fs::copy(&env.bins.fake_cni, bin_dir.join("fake-cni")).context("installing fake-cni")?;
+
+        env.start_mock(&[], &[])?;
+        env.write_configs()?;
+        let config_path = env.run.join("daemon-config.json");
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?)?;
+        config["binDir"] = json!(bin_dir.display().to_string());
+        config["delegateTimeoutSeconds"] = json!(DELEGATE_TIMEOUT_SECS);
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+
+        let filler = env.run.join("cni").join(".soak-filler");
+        let mut node = Self { env, daemon: None, restarts: 0, bin_dir, netns_prefix, filler };
+        node.create_objects()?;
+        node.start_daemon()?;
+        Ok(node)
+    }
+
+    fn create_objects(&self) -> Result<()> {
+        self.admin(
+            "POST",
+            "/objects",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+        )?;
+        let ipam = |subnet: &str| json!({"type": "host-local", "dataDir": self.env.var("IPAM_DIR"), "ranges": [[{"subnet": subnet}]]});
+        let fake =
+            |name: &str, fake: Value| json!({"cniVersion": "1.0.0", "name": name, "type": "fake-cni", "fake": fake});
+        let nads = [
+            (
+                BRIDGE_NAD,
+                json!({"cniVersion": "1.0.0", "name": BRIDGE_NAD, "type": "bridge", "bridge": self.env.var("NAD_BRIDGE"),
+                       "isGateway": false, "ipMasq": false, "ipam": ipam("10.249.0.0/24")}),
+            ),
+            (
+                MACVLAN_NAD,
+                json!({"cniVersion": "1.0.0", "name": MACVLAN_NAD, "type": "macvlan", "master": self.env.var("MACVLAN_MASTER"),
+                       "mode": "bridge", "ipam": ipam("10.250.0.0/24")}),
+            ),
+            (FAKE_NAD, fake(FAKE_NAD, json!({"subnet": "10.77.0.0/16"}))),
+            (SLOW_NAD, fake(SLOW_NAD, json!({"subnet": "10.78.0.0/16", "sleepMs": 300, "sleepOn": ["ADD", "DEL"]}))),
+            (CRASH_NAD, fake(CRASH_NAD, json!({"signalOn": ["ADD"], "signal": "KILL"}))),
+            (HANG_NAD, fake(HANG_NAD, json!({"sleepMs": (DELEGATE_TIMEOUT_SECS + 8) * 1000, "sleepOn": ["ADD"]}))),
+            (GARBAGE_NAD, fake(GARBAGE_NAD, json!({"garbageOn": ["ADD"]}))),
+            (ERROR_NAD, fake(ERROR_NAD, json!({"failOn": ["ADD"], "failMsg": "soak: injected delegate error"}))),
+        ];
+        for (name, config) in nads {
+            self.admin(
+                "POST",
+                "/objects",
+                &json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                        "metadata": {"name": name, "namespace": NAMESPACE}, "spec": {"config": config.to_string()}}),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Start the daemon and wait until it is ready.
+    pub fn start_daemon(&mut self) -> Result<()> {
+        let cmd = Cmd::new(self.env.bins.daemon.display().to_string())
+            .arg("-config")
+            .arg(self.env.run.join("daemon-config.json").display().to_string())
+            .arg("--kubeconfig")
+            .arg(self.env.kubeconfig.display().to_string())
+            .env("MULTUS_NODE_NAME", harness::NODE)
+            .env("RUST_LOG", "warn");
+        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.env.daemon_log())?;
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        let p = proc.clone();
+        let log = self.env.daemon_log();
+        self.env.wait_daemon(&|| p.running(), &|| tail(&log, 20))?;
+        self.daemon = Some((proc, guard));
+        Ok(())
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.daemon.as_ref().map(|(p, _)| p.pid)
+    }
+
+    pub fn daemon_running(&self) -> bool {
+        self.daemon.as_ref().is_some_and(|(p, _)| p.running())
+    }
+
+    /// `kill -9` the daemon (by PID) and start it again.
+    pub fn kill_and_restart(&mut self) -> Result<()> {
+        if let Some((proc, guard)) = self.daemon.take() {
+            proc.kill();
+            guard.dismiss();
+        }
+        self.restarts += 1;
+        self.start_daemon()
+    }
+
+    /// A command line for the shim exactly as a runtime runs it.
+    pub fn shim_command(&self, command: &str, sb: &Sandbox) -> Result<(std::process::Command, String)> {
+        let conf = self.env.multus_conf()?;
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={NAMESPACE};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
+            sb.pod, sb.container_id, sb.uid
+        );
+        let mut c = std::process::Command::new(&self.env.bins.shim);
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &sb.container_id)
+            .env("CNI_NETNS", sb.netns_path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_ARGS", args)
+            .env("CNI_PATH", self.bin_dir.display().to_string())
+            // Bounded so that a wedged daemon shows up as a failed step, not a stuck soak.
+            .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
+            .env("MULTUS_SHIM_READY_WAIT_MS", "60000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok((c, conf))
+    }
+
+    pub fn shim(&self, command: &str, sb: &Sandbox) -> Result<ShimOutput> {
+        let (c, conf) = self.shim_command(command, sb)?;
+        run_shim(c, conf)
+    }
+
+    /// Create the pod object (on node1, selecting `networks`) and the sandbox's namespace.
+    pub fn new_sandbox(&self, pod: &str, netns: &str, networks: &[String]) -> Result<Sandbox> {
+        let mut meta = json!({"name": pod, "namespace": NAMESPACE});
+        if !networks.is_empty() {
+            meta["annotations"] = json!({"k8s.v1.cni.cncf.io/networks": networks.join(",")});
+        }
+        let created = self.admin(
+            "POST",
+            "/objects",
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                    "spec": {"nodeName": harness::NODE, "containers": [{"name": "app", "image": "registry.invalid/pause:3.10"}]}}),
+        )?;
+        let uid = created["metadata"]["uid"].as_str().context("the created pod has no uid")?.to_string();
+        Cmd::new("ip").args(["netns", "add", netns]).output()?;
+        Cmd::new("ip").args(["-n", netns, "link", "set", "lo", "up"]).output()?;
+        Ok(Sandbox {
+            pod: pod.to_string(),
+            uid,
+            container_id: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
+            netns: netns.to_string(),
+            networks: networks.to_vec(),
+        })
+    }
+
+    /// What a runtime does after the last DEL: the namespace goes, then the pod object.
+    pub fn remove_sandbox(&self, sb: &Sandbox) {
+        Cmd::new("ip").args(["netns", "del", &sb.netns]).run_quiet();
+        let _ = self.admin(
+            "DELETE",
+            "/objects",
+            &json!({"apiVersion": "v1", "kind": "Pod", "namespace": NAMESPACE, "name": sb.pod}),
+        );
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Faults
+
+    /// Turn the fault on (delegate faults are in the pod's selection already; a daemon kill is
+    /// done by the step).
+    pub fn inject(&self, fault: &Fault) -> Result<()> {
+        match fault {
+            Fault::ApiDown { millis } => {
+                self.admin("POST", "/listening/stop", &json!({"millis": millis}))?;
+                std::thread::sleep(Duration::from_millis(100)); // it stops 50 ms after answering
+            }
+            Fault::ApiSlow { millis } => {
+                self.admin("POST", "/faults", &json!({"type": "latency", "matcher": {}, "millis": millis}))?;
+            }
+            Fault::Api500 { count } => {
+                self.admin(
+                    "POST",
+                    "/faults",
+                    &json!({"type": "fail", "matcher": {}, "remaining": count, "code": 500, "message": "soak: injected"}),
+                )?;
+            }
+            Fault::WatchDrop => {
+                self.admin("POST", "/watches/close", &json!({}))?;
+            }
+            Fault::Watch410 => {
+                self.admin("POST", "/watches/expire", &json!({}))?;
+            }
+            Fault::CacheReadOnly => {
+                Cmd::new("mount")
+                    .args(["-o", "remount,ro"])
+                    .arg(self.env.cni_dir_host.display().to_string())
+                    .output()?;
+            }
+            Fault::CacheFull => self.fill_cache()?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Turn the fault off and wait until what it broke is back.
+    pub fn clear(&self, fault: &Fault) -> Result<()> {
+        match fault {
+            Fault::ApiDown { .. } => {
+                wait_for("kube-mock to listen again", Duration::from_secs(20), || {
+                    Ok(self.admin("GET", "/healthz", &Value::Null).ok().map(|_| ()))
+                })?;
+            }
+            Fault::ApiSlow { .. } | Fault::Api500 { .. } => {
+                self.admin("DELETE", "/faults", &Value::Null)?;
+            }
+            Fault::CacheReadOnly => {
+                Cmd::new("mount")
+                    .args(["-o", "remount,rw"])
+                    .arg(self.env.cni_dir_host.display().to_string())
+                    .output()?;
+            }
+            Fault::CacheFull => {
+                std::fs::remove_file(&self.filler).with_context(|| format!("removing {}", self.filler.display()))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Fill the cniDir tmpfs to the last byte.
+    fn fill_cache(&self) -> Result<()> {
+        let mut f = std::fs::File::create(&self.filler)?;
+        let chunk = vec![0u8; 64 * 1024];
+        for size in [chunk.len(), 4096, 512, 1] {
+            while f.write_all(&chunk[..size]).is_ok() {}
+        }
+        let _ = f.sync_all();
+        // A new file must not fit any more.
+        let probe = self.env.cni_dir_host.join(".soak-probe");
+        let fits = std::fs::write(&probe, b"x").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        if fits {
+            bail!("the cniDir tmpfs still takes new files after filling it");
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // kube-mock's admin API (plain HTTP on loopback; never subject to its faults)
+
+    pub fn admin(&self, method: &str, path: &str, body: &Value) -> Result<Value> {
+        let (status, text) = http(&self.env.api, method, &format!("/_mock{path}"), body)?;
+        if status != 200 && status != 201 {
+            bail!("kube-mock {method} {path}: HTTP {status}: {}", text.trim());
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("kube-mock {method} {path}: not JSON"))
+    }
+}
+
+/// Run a prepared shim command with `conf` on stdin.
+pub fn run_shim(mut c: std::process::Command, conf: String) -> Result<ShimOutput> {
+    let mut child = c.spawn().context("starting multus-shim")?;
+    {
+        let mut stdin = child.stdin.take().context("shim stdin")?;
+        stdin.write_all(conf.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(ShimOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// One HTTP/1.0 exchange with `base` (`http://host:port`).
+fn http(base: &str, method: &str, path: &str, body: &Value) -> Result<(u16, String)> {
+    let hostport = base.strip_prefix("http://").context("only http:// is supported")?.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(hostport).with_context(|| format!("connecting to {hostport}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let payload = if body.is_null() { String::new() } else { body.to_string() };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    Ok((status, rest.to_string()))
+}
+
+fn delete_netns_with_prefix(prefix: &str) {
+    let Ok(rd) = std::fs::read_dir("/var/run/netns") else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            Cmd::new("ip").args(["netns", "del", &name]).run_quiet();
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The soak's operation sequence: a seeded RNG and a planner whose choices depend only on the
+//! seed and on earlier choices, never on what the daemon answered, so a seed and an operation
+//! count (or the recorded sequence) replay a run exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// splitmix64: small, seedable, and good enough to pick operations.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo) + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// One of `items`, each as likely as its weight.
+    pub fn weighted<T: Copy>(&mut self, items: &[(T, u32)]) -> T {
+        let total: u64 = items.iter().map(|(_, w)| u64::from(*w)).sum();
+        let mut x = self.below(total);
+        for (item, w) in items {
+            if x < u64::from(*w) {
+                return *item;
+            }
+            x -= u64::from(*w);
+        }
+        items[items.len() - 1].0
+    }
+}
+
+/// A CNI command the runtime sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Command {
+    Add,
+    Check,
+    Del,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Check => "CHECK",
+            Command::Del => "DEL",
+        }
+    }
+}
+
+/// One injected fault, active for the duration of one operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// A delegate (fake-cni) killed by SIGKILL during ADD.
+    DelegateCrash,
+    /// A delegate that sleeps past the daemon's delegate timeout.
+    DelegateHang,
+    /// A delegate that prints garbage and exits 0.
+    DelegateGarbage,
+    /// A delegate that returns a CNI error.
+    DelegateError,
+    /// kube-mock stops listening for this long.
+    ApiDown { millis: u64 },
+    /// Every API request is delayed this long.
+    ApiSlow { millis: u64 },
+    /// The next `count` API requests answer 500.
+    Api500 { count: u32 },
+    /// Open watches are closed.
+    WatchDrop,
+    /// Open watches get 410 Expired (history compacted: clients relist).
+    Watch410,
+    /// `kill -9` of the daemon `after_ms` into the operation, then a restart.
+    KillDaemon { after_ms: u64 },
+    /// The daemon's cniDir (delegate and result caches) is remounted read-only.
+    CacheReadOnly,
+    /// The daemon's cniDir is full.
+    CacheFull,
+}
+
+/// The NADs (fake-cni) behind the delegate faults.
+pub const CRASH_NAD: &str = "fault-crash";
+pub const HANG_NAD: &str = "fault-hang";
+pub const GARBAGE_NAD: &str = "fault-garbage";
+pub const ERROR_NAD: &str = "fault-error";
+/// A fake-cni delegate that takes 300 ms on ADD and DEL: a daemon kill lands mid-operation.
+pub const SLOW_NAD: &str = "slow-net";
+/// A second bridge with host-local.
+pub const BRIDGE_NAD: &str = "bridge-net";
+/// macvlan with host-local.
+pub const MACVLAN_NAD: &str = "macvlan-net";
+/// A healthy fake-cni delegate (no host side effects).
+pub const FAKE_NAD: &str = "fake-net";
+
+/// The selections a pod is made with (the cluster network always comes first).
+const NETWORK_SETS: &[&[&str]] = &[
+    &[],
+    &[BRIDGE_NAD],
+    &[MACVLAN_NAD],
+    &[BRIDGE_NAD, MACVLAN_NAD],
+    &[FAKE_NAD],
+    &[MACVLAN_NAD, FAKE_NAD],
+    &[BRIDGE_NAD, FAKE_NAD, MACVLAN_NAD],
+];
+
+impl Fault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::DelegateCrash => "delegate-crash",
+            Fault::DelegateHang => "delegate-hang",
+            Fault::DelegateGarbage => "delegate-garbage",
+            Fault::DelegateError => "delegate-error",
+            Fault::ApiDown { .. } => "api-down",
+            Fault::ApiSlow { .. } => "api-slow",
+            Fault::Api500 { .. } => "api-500",
+            Fault::WatchDrop => "watch-drop",
+            Fault::Watch410 => "watch-410",
+            Fault::KillDaemon { .. } => "kill-daemon",
+            Fault::CacheReadOnly => "cache-read-only",
+            Fault::CacheFull => "cache-full",
+        }
+    }
+
+    /// The NAD that carries a delegate fault.
+    pub fn delegate_nad(&self) -> Option<&'static str> {
+        match self {
+            Fault::DelegateCrash => Some(CRASH_NAD),
+            Fault::DelegateHang => Some(HANG_NAD),
+            Fault::DelegateGarbage => Some(GARBAGE_NAD),
+            Fault::DelegateError => Some(ERROR_NAD),
+            _ => None,
+        }
+    }
+
+    /// Faults after which a DEL may leave files that a second DEL (fault cleared) removes: the
+    /// cache could not be rewritten or removed.
+    pub fn blocks_cache_writes(&self) -> bool {
+        matches!(self, Fault::CacheReadOnly | Fault::CacheFull)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultKind {
+    Crash,
+    Hang,
+    Garbage,
+    Error,
+    Down,
+    Slow,
+    Err500,
+    Drop,
+    Expire,
+    Kill,
+    ReadOnly,
+    Full,
+}
+
+const ADD_FAULTS: &[(FaultKind, u32)] = &[
+    (FaultKind::Crash, 3),
+    (FaultKind::Hang, 1),
+    (FaultKind::Garbage, 3),
+    (FaultKind::Error, 3),
+    (FaultKind::Down, 2),
+    (FaultKind::Slow, 2),
+    (FaultKind::Err500, 3),
+    (FaultKind::Drop, 2),
+    (FaultKind::Expire, 2),
+    (FaultKind::Kill, 4),
+    (FaultKind::ReadOnly, 2),
+    (FaultKind::Full, 2),
+];
+const CHECK_FAULTS: &[(FaultKind, u32)] = &[
+    (FaultKind::Down, 1),
+    (FaultKind::Slow, 1),
+    (FaultKind::Err500, 1),
+    (FaultKind::Drop, 1),
+    (FaultKind::Expire, 1),
+    (FaultKind::ReadOnly, 1),
+];
+const DEL_FAULTS: &[(FaultKind, u32)] = &[
+    (FaultKind::Down, 2),
+    (FaultKind::Slow, 2),
+    (FaultKind::Err500, 3),
+    (FaultKind::Drop, 1),
+    (FaultKind::Expire, 1),
+    (FaultKind::Kill, 4),
+    (FaultKind::ReadOnly, 2),
+    (FaultKind::Full, 2),
+];
+
+/// One step of the sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub index: u64,
+    pub command: Command,
+    /// Which pod slot (a slot holds at most one sandbox at a time).
+    pub slot: usize,
+    /// ADD only: the networks the new pod selects, in order (net1, net2, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{} {} slot {}", self.index, self.command.as_str(), self.slot)?;
+        if self.command == Command::Add {
+            write!(f, " networks [{}]", self.networks.join(","))?;
+        }
+        if let Some(fault) = &self.fault {
+            write!(f, " fault {}", serde_json::to_string(fault).unwrap_or_default())?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes the sequence. A slot counts as occupied from its ADD to its DEL whatever the ADD's
+/// outcome, which is what keeps the sequence independent of the daemon's answers.
+pub struct Planner {
+    rng: Rng,
+    occupied: Vec<bool>,
+    fault_rate: f64,
+    index: u64,
+}
+
+impl Planner {
+    pub fn new(seed: u64, slots: usize, fault_rate: f64) -> Self {
+        Self { rng: Rng::new(seed), occupied: vec![false; slots.max(1)], fault_rate, index: 0 }
+    }
+
+    pub fn next_op(&mut self) -> Op {
+        let (busy, free): (Vec<usize>, Vec<usize>) = (0..self.occupied.len()).partition(|&s| self.occupied[s]);
+        let command = if busy.is_empty() {
+            Command::Add
+        } else if free.is_empty() {
+            self.rng.weighted(&[(Command::Del, 3), (Command::Check, 1)])
+        } else {
+            self.rng.weighted(&[(Command::Add, 5), (Command::Del, 3), (Command::Check, 2)])
+        };
+        let index = self.index;
+        self.index += 1;
+        let mut op = Op { index, command, slot: 0, networks: Vec::new(), fault: None };
+        match command {
+            Command::Add => {
+                op.slot = *self.rng.pick(&free);
+                op.networks = self.rng.pick(NETWORK_SETS).iter().map(|s| s.to_string()).collect();
+                if self.rng.chance(self.fault_rate) {
+                    let fault = self.fault(ADD_FAULTS);
+                    if let Some(nad) = fault.delegate_nad() {
+                        let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
+                        op.networks.insert(at, nad.to_string());
+                    }
+                    if matches!(fault, Fault::KillDaemon { .. }) && self.rng.chance(0.5) {
+                        let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
+                        op.networks.insert(at, SLOW_NAD.to_string());
+                    }
+                    op.fault = Some(fault);
+                }
+                self.occupied[op.slot] = true;
+            }
+            Command::Check => {
+                op.slot = *self.rng.pick(&busy);
+                if self.rng.chance(self.fault_rate) {
+                    op.fault = Some(self.fault(CHECK_FAULTS));
+                }
+            }
+            Command::Del => {
+                op.slot = *self.rng.pick(&busy);
+                if self.rng.chance(self.fault_rate) {
+                    op.fault = Some(self.fault(DEL_FAULTS));
+                }
+                self.occupied[op.slot] = false;
+            }
+        }
+        op
+    }
+
+    fn fault(&mut self, table: &[(FaultKind, u32)]) -> Fault {
+        match self.rng.weighted(table) {
+            FaultKind::Crash => Fault::DelegateCrash,
+            FaultKind::Hang => Fault::DelegateHang,
+            FaultKind::Garbage => Fault::DelegateGarbage,
+            FaultKind::Error => Fault::DelegateError,
+            FaultKind::Down => Fault::ApiDown { millis: self.rng.between(300, 3000) },
+            FaultKind::Slow => Fault::ApiSlow { millis: self.rng.between(100, 2000) },
+            FaultKind::Err500 => Fault::Api500 { count: self.rng.between(1, 10) as u32 },
+            FaultKind::Drop => Fault::WatchDrop,
+            FaultKind::Expire => Fault::Watch410,
+            FaultKind::Kill => Fault::KillDaemon { after_ms: self.rng.between(0, 400) },
+            FaultKind::ReadOnly => Fault::CacheReadOnly,
+            FaultKind::Full => Fault::CacheFull,
+        }
+    }
+}
+
+/// What `--replay` reads: the run's settings and the exact operations.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReplayFile {
+    pub seed: u64,
+    pub pods: usize,
+    pub fault_rate: f64,
+    pub ops: Vec<Op>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence() {
+        let a: Vec<Op> = {
+            let mut p = Planner::new(7, 8, 0.4);
+            (0..500).map(|_| p.next_op()).collect()
+        };
+        let mut p = Planner::new(7, 8, 0.4);
+        let b: Vec<Op> = (0..500).map(|_| p.next_op()).collect();
+        assert_eq!(a, b);
+        let mut p = Planner::new(8, 8, 0.4);
+        let c: Vec<Op> = (0..500).map(|_| p.next_op()).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn slots_alternate_add_and_del_and_checks_hit_occupied_slots() {
+        let mut p = Planner::new(42, 5, 0.5);
+        let mut occupied = [false; 5];
+        let mut faults = std::collections::BTreeSet::new();
+        for _ in 0..5000 {
+            let op = p.next_op();
+            match op.command {
+                Command::Add => {
+                    assert!(!occupied[op.slot], "{op}");
+                    occupied[op.slot] = true;
+                }
+                Command::Check => assert!(occupied[op.slot], "{op}"),
+                Command::Del => {
+                    assert!(occupied[op.slot], "{op}");
+                    occupied[op.slot] = false;
+                }
+            }
+            if let Some(f) = &op.fault {
+                faults.insert(f.kind());
+                if let Some(nad) = f.delegate_nad() {
+                    assert!(op.networks.iter().any(|n| n == nad), "{op}");
+                }
+            }
+        }
+        assert_eq!(faults.len(), 12, "every fault kind is drawn: {faults:?}");
+    }
+
+    #[test]
+    fn ops_round_trip_through_the_replay_file() {
+        let mut p = Planner::new(3, 4, 1.0);
+        let ops: Vec<Op> = (0..200).map(|_| p.next_op()).collect();
+        let file = ReplayFile { seed: 3, pods: 4, fault_rate: 1.0, ops: ops.clone() };
+        let back: ReplayFile = serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+        assert_eq!(back.ops, ops);
+    }
+}

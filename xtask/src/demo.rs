@@ -7,6 +7,10 @@ use crate::fixtures;
 use crate::harness::{self, Bins, LocalEnv, PodRun, step};
 use crate::util::with_cleanup;
 
+#[path = "demo_devices.rs"]
+mod devices;
+use devices::DeviceDemo;
+
 pub const NAMESPACE: &str = "multus-demo";
 /// The seeded pods, in the order they are shown.
 pub const PODS: [&str; 3] = ["multi", "static-ip", "plain"];
@@ -49,6 +53,8 @@ fn demo(args: &DemoArgs) -> Result<()> {
     if !args.no_build {
         step("building multus-daemon, multus-shim, kube-mock, fake-cni (release)");
         Bins::build_cmd().run()?;
+        step("building fake-kubelet, multusctl");
+        devices::build_cmd().run()?;
     }
     let fixture = fixtures::fixtures_dir().join("demo");
     let mut env = LocalEnv::new("demo", &fixture, NAMESPACE, real)?;
@@ -64,11 +70,21 @@ fn demo(args: &DemoArgs) -> Result<()> {
 
     let seed = env.run.join("seed");
     fixtures::render_dir(&fixture.join("seed"), &seed, &env.vars)?;
-    step("starting kube-mock seeded with fixtures/demo/seed (namespace, 3 NADs, 3 pods on node1)");
+    let mut device_demo = DeviceDemo::prepare(&env, &seed)?;
+    step(format!(
+        "starting kube-mock seeded with fixtures/demo/seed (namespace, 3 NADs, 3 pods on node1) and the device network \
+         (NAD {} with resourceName {}, pods {} and {})",
+        "sriov-net",
+        devices::RESOURCE,
+        devices::DEVICE_POD,
+        devices::MISSING_POD
+    ));
     let mock = env.start_mock(&[seed], &[])?;
     println!("    API server {} (pid {}), kubeconfig {}", env.api, mock.pid, env.kubeconfig.display());
 
     let config = env.write_configs()?;
+    step("starting fake-kubelet (pod-resources v1 gRPC on a unix socket)");
+    device_demo.start(&env)?;
     step(format!("starting multus-daemon -config {} (MULTUS_NODE_NAME=node1)", config.display()));
     env.start_daemon()?;
     println!("    ready; generated {}:", env.multus_conf_path().display());
@@ -97,6 +113,33 @@ fn demo(args: &DemoArgs) -> Result<()> {
         pods.push(pod);
     }
 
+    // The device network: the VF the fake kubelet reports reaches the delegate and the
+    // pod's network-status.
+    let device_pod = env.sandbox(NAMESPACE, devices::DEVICE_POD)?;
+    step(format!(
+        "ADD {NAMESPACE}/{} (selects sriov-net: resourceName {}; netns {}, container {})",
+        devices::DEVICE_POD,
+        devices::RESOURCE,
+        device_pod.netns,
+        &device_pod.container_id[..12]
+    ));
+    let out = env.shim("ADD", &device_pod)?;
+    if out.success {
+        print_result(&out.stdout);
+        failures.extend(device_demo.show(&env, &device_pod)?);
+        let check = env.shim("CHECK", &device_pod)?;
+        if check.success {
+            println!("    CHECK: ok");
+        } else {
+            failures.push(format!("CHECK {}: {}", devices::DEVICE_POD, check.describe()));
+            println!("    CHECK failed: {}", check.describe());
+        }
+        pods.push(device_pod.clone());
+    } else {
+        failures.push(format!("ADD {}: {}", devices::DEVICE_POD, out.describe()));
+        println!("    ADD failed: {}", out.describe());
+    }
+
     for pod in &pods {
         step(format!("DEL {}/{}", pod.namespace, pod.name));
         let out = env.shim("DEL", pod)?;
@@ -112,11 +155,23 @@ fn demo(args: &DemoArgs) -> Result<()> {
             println!("    left behind: interfaces {left:?}, files {files:?}");
             failures.push(format!("DEL {} left {left:?} {files:?}", pod.name));
         }
+        if pod.name == devices::DEVICE_POD {
+            match device_demo.check_deleted(&env, pod) {
+                None => println!("    device-info file of net1 removed"),
+                Some(file) => failures.push(format!("DEL {} left {file}", pod.name)),
+            }
+        }
     }
+
+    failures.extend(devices::explain_missing(&env)?);
 
     step("cleaning up (processes by PID, network namespaces, host links, run directory)");
     if failures.is_empty() {
-        println!("demo finished: {} pods added, checked and deleted", pods.len());
+        println!(
+            "demo finished: {} pods added, checked and deleted; {} refused and explained",
+            pods.len(),
+            devices::MISSING_POD
+        );
         Ok(())
     } else {
         println!("daemon log: {}", env.daemon_log().display());

@@ -67,6 +67,22 @@ impl Call {
         self.config_value("runtimeConfig").filter(|v| !v.is_null())
     }
 
+    /// The device ID Multus injected into the config (`deviceID`, top level of a single
+    /// config or of each plugin of a list), when it is a string.
+    pub fn device_id(&self) -> Option<&str> {
+        self.config_value("deviceID")?.as_str()
+    }
+
+    /// `runtimeConfig.deviceID` (only for a plugin that declares the `deviceID` capability).
+    pub fn runtime_device_id(&self) -> Option<&str> {
+        self.runtime_config()?.get("deviceID")?.as_str()
+    }
+
+    /// `runtimeConfig.CNIDeviceInfoFile`: where Multus keeps this attachment's device-info.
+    pub fn device_info_file(&self) -> Option<&str> {
+        self.runtime_config()?.get("CNIDeviceInfoFile")?.as_str()
+    }
+
     /// The attachment this call was about: `(CNI_CONTAINERID, CNI_IFNAME)`.
     pub fn attachment(&self) -> (&str, &str) {
         (&self.container_id, &self.ifname)
@@ -109,5 +125,42 @@ pub fn read_calls(dir: impl AsRef<Path>) -> Vec<Call> {
     match try_read_calls(dir) {
         Ok(calls) => calls,
         Err(e) => panic!("reading fake-cni calls: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(stdin: Value) -> Call {
+        Call {
+            command: "ADD".into(),
+            container_id: "c1".into(),
+            netns: "/var/run/netns/p".into(),
+            ifname: "net1".into(),
+            args: String::new(),
+            path: String::new(),
+            argv0: "sriov".into(),
+            plugin_type: "sriov".into(),
+            name: "sriov-net".into(),
+            stdin,
+            env: BTreeMap::new(),
+            pid: 1,
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn device_accessors_read_the_injected_id_and_the_runtime_config() {
+        let c = call(serde_json::json!({
+            "deviceID": "0000:03:00.1", "pciBusID": "0000:03:00.1",
+            "runtimeConfig": {"deviceID": "0000:03:00.1", "CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/cni/x"}
+        }));
+        assert_eq!(c.device_id(), Some("0000:03:00.1"));
+        assert_eq!(c.runtime_device_id(), Some("0000:03:00.1"));
+        assert_eq!(c.device_info_file(), Some("/var/run/k8s.cni.cncf.io/devinfo/cni/x"));
+        let none = call(serde_json::json!({"deviceID": 7, "runtimeConfig": null}));
+        assert_eq!((none.device_id(), none.runtime_device_id(), none.device_info_file()), (None, None, None));
+        assert_eq!(call(Value::String("not json".into())).device_id(), None);
     }
 }

@@ -1,23 +1,34 @@
-//! Thick-plugin benchmark: what a node pays for multus-rs. Run through `cargo xtask bench`
-//! (release binaries, static shim); it measures, it does not assert.
+//! Thick-plugin benchmark against the physical limit: the delegates' own cost, measured side by
+//! side in the same run. Run through `cargo xtask bench` (release binaries, static shim and
+//! daemon); it measures, it does not assert.
 //!
-//! - shim: wall time and peak RSS of one `multus-shim` execution (VERSION, no daemon);
-//! - daemon: time from exec to `/readyz` 200, RSS idle and after load;
-//! - overhead: ADD+DEL of a pod whose only network is a bridge + host-local conflist, run
-//!   directly through the cni runtime (the bare delegates) and through shim + daemon (root and
-//!   Debian's plugins needed; skipped with a reason otherwise);
-//! - throughput: 8 concurrent runtimes doing ADD+DEL of pods with three networks (fake-cni).
+//! Every multus figure has its bare counterpart from the same run: the same Debian
+//! bridge/host-local conflist (the cluster network) and macvlan/host-local NADs the daemon
+//! runs, executed directly through the cni runtime (as a libcni runtime would) in real network
+//! namespaces, sequentially and at the same concurrency as the multus run.
 //!
-//! Arguments: `--bins DIR` (multus-daemon, multus-shim, fake-cni), `--shim PATH` (e.g. the
-//! static build), `--iterations N`, `--out FILE` (JSON report).
+//! - sequential ADD+DEL and ADD alone, cluster network only and +2 NADs (medians, ratios);
+//! - throughput at `--concurrency` (8) ways, both shapes (pods/s, ratio) and CPU per pod by
+//!   process (daemon, its plugins, shims, the mock API server, the caller);
+//! - storms of 64 and 200 pods at once: errors and the daemon's peak RSS;
+//! - daemon idle RSS and its growth over `--cycles` sequential ADD/DEL cycles;
+//! - shim exec time and peak RSS;
+//! - the fixed per-pod cost broken down: shim process, readiness round trip, socket + parse,
+//!   daemon work besides the delegates, the delegates, the status write;
+//! - `parallelDelegates`: ADD of pods with +2 and +4 NADs, sequential vs parallel daemon.
+//!
+//! Arguments: `--bins DIR` (fake-cni), `--shim PATH`, `--daemon PATH`, `--iterations N`
+//! (sequential rounds), `--pods N` (throughput pods per side), `--cycles N` (RSS growth),
+//! `--concurrency N`, `--storms 64,200`, `--out FILE` (JSON report; its `table` is what
+//! `cargo xtask bench` prints).
 
 use kube_mock::{MockApiServer, MockConfig};
 use serde_json::{Value, json};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -25,33 +36,47 @@ struct Args {
     shim: PathBuf,
     daemon: PathBuf,
     iterations: usize,
+    pods: usize,
+    cycles: usize,
+    concurrency: usize,
+    storms: Vec<usize>,
     out: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     let mut bins = PathBuf::from("target/release");
-    let mut shim = None;
-    let mut daemon = None;
-    let mut iterations = 30;
-    let mut out = None;
+    let (mut shim, mut daemon, mut out) = (None, None, None);
+    let (mut iterations, mut pods, mut cycles, mut concurrency) = (30, 160, 1000, 8);
+    let mut storms = vec![64, 200];
+    let num = |v: Option<String>, d: usize| v.and_then(|n| n.parse().ok()).unwrap_or(d);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bins" => bins = args.next().map(PathBuf::from).unwrap_or(bins),
             "--shim" => shim = args.next().map(PathBuf::from),
             "--daemon" => daemon = args.next().map(PathBuf::from),
-            "--iterations" => iterations = args.next().and_then(|n| n.parse().ok()).unwrap_or(iterations),
+            "--iterations" => iterations = num(args.next(), iterations),
+            "--pods" => pods = num(args.next(), pods),
+            "--cycles" => cycles = num(args.next(), cycles),
+            "--concurrency" => concurrency = num(args.next(), concurrency).max(1),
+            "--storms" => {
+                storms = args.next().unwrap_or_default().split(',').filter_map(|n| n.trim().parse().ok()).collect()
+            }
             "--out" => out = args.next().map(PathBuf::from),
             // cargo bench passes --bench; ignore unknown flags.
             _ => {}
         }
     }
     // Symlinks made to these binaries must not depend on the working directory.
-    let bins = std::fs::canonicalize(&bins).unwrap_or(bins);
-    let shim = shim.map(|s| std::fs::canonicalize(&s).unwrap_or(s)).unwrap_or_else(|| bins.join("multus-shim"));
-    let daemon = daemon.map(|s| std::fs::canonicalize(&s).unwrap_or(s)).unwrap_or_else(|| bins.join("multus-daemon"));
-    Args { bins, shim, daemon, iterations, out }
+    let abs = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    let bins = abs(bins);
+    let shim = shim.map(abs).unwrap_or_else(|| bins.join("multus-shim"));
+    let daemon = daemon.map(abs).unwrap_or_else(|| bins.join("multus-daemon"));
+    Args { bins, shim, daemon, iterations: iterations.max(1), pods, cycles, concurrency, storms, out }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
 
 fn stats(mut samples: Vec<f64>) -> Value {
     samples.sort_by(|a, b| a.total_cmp(b));
@@ -59,6 +84,16 @@ fn stats(mut samples: Vec<f64>) -> Value {
     let mean = samples.iter().sum::<f64>() / n as f64;
     let pct = |p: f64| samples.get(((n as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
     json!({"n": samples.len(), "mean_ms": round(mean), "p50_ms": round(pct(0.5)), "p99_ms": round(pct(0.99)), "max_ms": round(pct(1.0))})
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn round(x: f64) -> f64 {
@@ -69,36 +104,128 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn rss_kib(pid: u32) -> u64 {
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn mb(kib: u64) -> String {
+    format!("{:.1} MB", kib as f64 / 1024.0)
+}
+
+/// CPU time (ms) from a `/proc/.../stat` line: own (user+system) and reaped children's.
+fn stat_cpu(stat: &str) -> (f64, f64) {
+    let tick = 1000.0 / clock_ticks();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+    // After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    ((at(11) + at(12)) * tick, (at(13) + at(14)) * tick)
+}
+
+fn clock_ticks() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |t| t as f64)
+}
+
+/// CPU spent so far by each party of a run (ms).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    daemon: f64,
+    daemon_children: f64,
+    mock: f64,
+    caller: f64,
+    caller_children: f64,
+}
+
+impl Cpu {
+    fn now(daemon_pid: Option<u32>) -> Self {
+        let (daemon, daemon_children) = daemon_pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .map_or((0.0, 0.0), |s| stat_cpu(&s));
+        let (me, caller_children) = std::fs::read_to_string("/proc/self/stat").map_or((0.0, 0.0), |s| stat_cpu(&s));
+        // kube-mock runs in this process on threads named after it.
+        let mock = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .filter(|s| s.contains("(kube-mock)"))
+            .map(|s| stat_cpu(&s).0)
+            .sum();
+        Self { daemon, daemon_children, mock, caller: me - mock, caller_children }
+    }
+
+    fn since(self, before: Self, pods: usize) -> Value {
+        let per = |a: f64, b: f64| round((a - b) / pods.max(1) as f64);
+        let d = (
+            per(self.daemon, before.daemon),
+            per(self.daemon_children, before.daemon_children),
+            per(self.mock, before.mock),
+            per(self.caller, before.caller),
+            per(self.caller_children, before.caller_children),
+        );
+        json!({"daemon_ms": d.0, "daemon_plugins_ms": d.1, "mock_api_ms": d.2, "caller_ms": d.3, "caller_children_ms": d.4,
+               "total_ms": round(d.0 + d.1 + d.2 + d.3 + d.4)})
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, namespaces, links
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Namespaces and links made by the bench, removed when dropped (also on a panic).
+#[derive(Default)]
 struct Cleanup {
-    netns: Vec<String>,
-    links: Vec<String>,
-    children: Vec<Child>,
+    netns: Mutex<Vec<String>>,
+    links: Mutex<Vec<String>>,
+}
+
+impl Cleanup {
+    fn netns(&self, name: String) -> String {
+        assert!(ip(&["netns", "add", &name]), "ip netns add {name}");
+        self.netns.lock().unwrap().push(name.clone());
+        format!("/var/run/netns/{name}")
+    }
+
+    fn netns_many(&self, tag: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| self.netns(format!("mb{}{tag}{i}", std::process::id() % 100_000))).collect()
+    }
+
+    fn drop_netns(&self, paths: &[String]) {
+        for p in paths {
+            let name = p.rsplit('/').next().unwrap_or_default().to_string();
+            ip(&["netns", "del", &name]);
+            self.netns.lock().unwrap().retain(|n| *n != name);
+        }
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
-            let _ = c.wait();
+        for ns in self.netns.lock().unwrap().iter() {
+            ip(&["netns", "del", ns]);
         }
-        for ns in &self.netns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        for l in &self.links {
-            let _ = Command::new("ip").args(["link", "del", l]).output();
+        for l in self.links.lock().unwrap().iter() {
+            ip(&["link", "del", l]);
         }
     }
 }
@@ -109,10 +236,12 @@ fn shim_run(shim: &Path, env: &[(&str, String)], stdin: &[u8]) -> (i32, String) 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn shim");
+    let Ok(mut child) = cmd.spawn() else { return (-1, "cannot spawn the shim".into()) };
     let _ = child.stdin.take().map(|mut s| s.write_all(stdin));
-    let out = child.wait_with_output().expect("shim output");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    match child.wait_with_output() {
+        Ok(out) => (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(e) => (-1, e.to_string()),
+    }
 }
 
 fn bench_shim_exec(shim: &Path, n: usize) -> Value {
@@ -142,27 +271,216 @@ fn bench_shim_exec(shim: &Path, n: usize) -> Value {
            "binary_bytes": size, "static": !String::from_utf8_lossy(&linked).contains("=>")})
 }
 
+// ---------------------------------------------------------------------------------------------
+// A node: kube-mock + multus-daemon, and the same networks for the bare runs
+
+/// Pod shapes: how many NADs besides the cluster network.
+const SHAPES: [(&str, usize); 3] = [("plain", 0), ("nad2", 2), ("nad4", 4)];
+
 struct Node {
     dir: tempfile::TempDir,
     _mock: MockApiServer,
-    cleanup: Cleanup,
-    daemon_pid: u32,
+    daemon: Child,
+    pid: u32,
     ready_ms: f64,
+    metrics_port: u16,
+    /// The multus config the runtime passes the shim.
+    stdin: Vec<u8>,
+    /// The cluster network's conflist and the NADs' conflists, as the bare runs use them.
+    primary: Value,
+    nads: Vec<Value>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.daemon.wait();
+    }
 }
 
 impl Node {
     fn p(&self, rel: &str) -> String {
         self.dir.path().join(rel).to_string_lossy().into_owned()
     }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/multus.sock")
+    }
+
+    /// The pod for `shape` and index `i` (the seed has `pods_per_shape` of each).
+    fn pod_name(shape: &str, i: usize) -> String {
+        format!("{shape}-{i}")
+    }
+
+    fn env(&self, cmd: &str, cid: &str, netns: &str, pod: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("CNI_COMMAND", cmd.into()),
+            ("CNI_CONTAINERID", cid.into()),
+            ("CNI_NETNS", netns.into()),
+            ("CNI_IFNAME", "eth0".into()),
+            (
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=uid-{pod}"
+                ),
+            ),
+            ("CNI_PATH", self.p("bin")),
+        ]
+    }
+
+    /// ADD+DEL through shim and daemon; the ADD's and the pair's time, or the failure.
+    fn multus_pod(&self, shim: &Path, cid: &str, netns: &str, pod: &str) -> Result<(f64, f64), String> {
+        let t = Instant::now();
+        let (code, out) = shim_run(shim, &self.env("ADD", cid, netns, pod), &self.stdin);
+        let add = ms(t.elapsed());
+        if code != 0 {
+            return Err(format!("ADD through multus failed: {out}"));
+        }
+        let (code, out) = shim_run(shim, &self.env("DEL", cid, netns, pod), &self.stdin);
+        if code != 0 {
+            return Err(format!("DEL through multus failed: {out}"));
+        }
+        Ok((add, ms(t.elapsed())))
+    }
+
+    /// The same request the shim sends, posted directly (no shim process, no readiness probe).
+    fn direct(&self, cmd: &str, cid: &str, netns: &str, pod: &str) -> Result<f64, String> {
+        let body = multus_api::Request::from_env(self.env(cmd, cid, netns, pod), self.stdin.clone()).to_json();
+        let t = Instant::now();
+        let reply =
+            multus_api::client::post(&self.socket(), multus_api::path::CNI, &body, Some(Duration::from_secs(120)))
+                .map_err(|e| e.to_string())?;
+        let took = ms(t.elapsed());
+        if reply.status != 200 {
+            return Err(format!("{cmd} answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body)));
+        }
+        Ok(took)
+    }
+
+    fn bare(&self, nads: usize) -> Bare {
+        let mut nets =
+            vec![(cni::NetConfList::from_bytes(self.primary.to_string().as_bytes()).unwrap(), "eth0".to_string())];
+        for (k, nad) in self.nads.iter().take(nads).enumerate() {
+            nets.push((cni::NetConfList::from_bytes(nad.to_string().as_bytes()).unwrap(), format!("net{}", k + 1)));
+        }
+        Bare {
+            runtime: cni::runtime::CniRuntime::new(
+                vec![self.dir.path().join("bin")],
+                self.dir.path().join("bare-cache"),
+                cni::exec::RawExec::new(),
+            ),
+            nets,
+            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let mut s = match std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) {
+            Ok(s) => s,
+            Err(_) => return String::new(),
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    }
 }
 
-/// kube-mock + multus-daemon (kubeconfig mode) with `primary` as the cluster network.
-fn start_node(bins: &Path, daemon: &Path, seed: Vec<Value>, primary: impl FnOnce(&Path) -> Value) -> Node {
+/// Sum of a metric's samples whose labels contain every `filter` (e.g. `verb="ADD"`).
+fn metric(text: &str, name: &str, filter: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|l| filter.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Mean (ms) of a histogram between two scrapes.
+fn histogram_mean_ms(before: &str, after: &str, name: &str, filter: &[&str]) -> f64 {
+    let d = |suffix: &str| {
+        let n = format!("{name}{suffix}");
+        metric(after, &n, filter) - metric(before, &n, filter)
+    };
+    let count = d("_count");
+    if count > 0.0 { round(d("_sum") * 1000.0 / count) } else { 0.0 }
+}
+
+/// The delegates run directly, as a libcni runtime runs a pod's networks.
+struct Bare {
+    runtime: cni::runtime::CniRuntime,
+    nets: Vec<(cni::NetConfList, String)>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Bare {
+    fn add(&self, cid: &str, netns: &str) -> Result<(), String> {
+        for (list, ifname) in &self.nets {
+            let conf = cni::runtime::RuntimeConf::new(cid, netns, ifname.as_str());
+            self.rt.block_on(self.runtime.add_network_list(list, &conf)).map_err(|e| format!("bare ADD: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn del(&self, cid: &str, netns: &str) -> Result<(), String> {
+        for (list, ifname) in self.nets.iter().rev() {
+            let conf = cni::runtime::RuntimeConf::new(cid, netns, ifname.as_str());
+            self.rt.block_on(self.runtime.del_network_list(list, &conf)).map_err(|e| format!("bare DEL: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn pod(&self, cid: &str, netns: &str) -> Result<(f64, f64), String> {
+        let t = Instant::now();
+        self.add(cid, netns)?;
+        let add = ms(t.elapsed());
+        self.del(cid, netns)?;
+        Ok((add, ms(t.elapsed())))
+    }
+}
+
+fn pod(name: &str, networks: Option<&str>) -> Value {
+    let mut ann = serde_json::Map::new();
+    if let Some(n) = networks {
+        ann.insert("k8s.v1.cni.cncf.io/networks".into(), json!(n));
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "annotations": ann},
+           "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]}})
+}
+
+fn nad(name: &str, config: &Value) -> Value {
+    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+           "metadata": {"name": name, "namespace": "default"}, "spec": {"config": config.to_string()}})
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(19_091, |a| a.port())
+}
+
+/// kube-mock (TLS, token) + multus-daemon (in-cluster mode, as the DaemonSet runs) with a
+/// bridge/host-local cluster network and four macvlan/host-local NADs on `master`.
+/// `tag` keeps the bridges and subnets of two nodes apart; `extra` goes into the daemon config.
+fn start_node(args: &Args, cleanup: &Cleanup, tag: u8, master: &str, pods_per_shape: usize, extra: Value) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     for d in ["net.d", "cni", "run", "bin", "ipam"] {
         std::fs::create_dir_all(dir.path().join(d)).unwrap();
     }
-    // In-cluster mode over TLS with a token, as the DaemonSet runs.
+    let ipam_dir = dir.path().join("ipam").to_string_lossy().into_owned();
+    let bridge = format!("mbb{tag}x{}", std::process::id() % 100_000);
+    cleanup.links.lock().unwrap().push(bridge.clone());
+    let primary = json!({"cniVersion": "1.0.0", "name": "bench-net", "plugins": [{"type": "bridge", "bridge": bridge,
+        "ipam": {"type": "host-local", "subnet": format!("10.{}.0.0/16", 200 + tag), "dataDir": ipam_dir}}]});
+    let nads: Vec<Value> = (1..=4)
+        .map(|k| {
+            json!({"cniVersion": "1.0.0", "name": format!("mv-{k}"), "plugins": [{"type": "macvlan", "master": master, "mode": "bridge",
+                "ipam": {"type": "host-local", "subnet": format!("10.{}.0.0/16", 210 + tag * 5 + k), "dataDir": ipam_dir}}]})
+        })
+        .collect();
+    let mut seed: Vec<Value> = nads.iter().enumerate().map(|(k, c)| nad(&format!("mv-{}", k + 1), c)).collect();
+    for (shape, n) in SHAPES {
+        let networks = (n > 0).then(|| (1..=n).map(|k| format!("mv-{k}")).collect::<Vec<_>>().join(","));
+        seed.extend((0..pods_per_shape).map(|i| pod(&Node::pod_name(shape, i), networks.as_deref())));
+    }
     let mock = MockApiServer::start_blocking(MockConfig {
         seed,
         tls: true,
@@ -171,18 +489,22 @@ fn start_node(bins: &Path, daemon: &Path, seed: Vec<Value>, primary: impl FnOnce
     })
     .expect("kube-mock");
     mock.write_in_cluster_dir(&dir.path().join("sa")).unwrap();
-    for p in ["bridge", "host-local"] {
+    for p in ["bridge", "host-local", "macvlan"] {
         let _ = std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), dir.path().join("bin").join(p));
     }
-    let _ = std::os::unix::fs::symlink(bins.join("fake-cni"), dir.path().join("bin/fake-cni"));
-    let conf = primary(dir.path());
-    std::fs::write(dir.path().join("net.d/10-primary.conflist"), conf.to_string()).unwrap();
+    let _ = std::os::unix::fs::symlink(args.bins.join("fake-cni"), dir.path().join("bin/fake-cni"));
+    std::fs::write(dir.path().join("net.d/10-primary.conflist"), primary.to_string()).unwrap();
     let p = |rel: &str| dir.path().join(rel).to_string_lossy().into_owned();
-    let daemon_config = json!({"cniVersion": "1.0.0", "binDir": p("bin"), "cniDir": p("cni"), "cniConfigDir": p("net.d"),
-        "multusAutoconfigDir": p("net.d"), "socketDir": p("run"), "daemonSocketDir": p("run"), "logLevel": "error"});
+    let metrics_port = free_port();
+    let mut daemon_config = json!({"cniVersion": "1.0.0", "binDir": p("bin"), "cniDir": p("cni"), "cniConfigDir": p("net.d"),
+        "multusAutoconfigDir": p("net.d"), "socketDir": p("run"), "daemonSocketDir": p("run"), "logLevel": "error",
+        "metricsPort": metrics_port});
+    if let (Some(c), Some(e)) = (daemon_config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
     std::fs::write(dir.path().join("daemon-config.json"), daemon_config.to_string()).unwrap();
     let started = Instant::now();
-    let child = Command::new(daemon)
+    let daemon = Command::new(&args.daemon)
         .arg("-config")
         .arg(dir.path().join("daemon-config.json"))
         .env("KUBERNETES_SERVICE_HOST", mock.addr().ip().to_string())
@@ -194,7 +516,7 @@ fn start_node(bins: &Path, daemon: &Path, seed: Vec<Value>, primary: impl FnOnce
         .stderr(Stdio::null())
         .spawn()
         .expect("start multus-daemon");
-    let pid = child.id();
+    let pid = daemon.id();
     let socket = dir.path().join("run/multus.sock");
     let conf_file = dir.path().join("net.d/00-multus.conf");
     let mut ready_ms = 0.0;
@@ -211,201 +533,445 @@ fn start_node(bins: &Path, daemon: &Path, seed: Vec<Value>, primary: impl FnOnce
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    Node {
-        dir,
-        _mock: mock,
-        cleanup: Cleanup { netns: vec![], links: vec![], children: vec![child] },
-        daemon_pid: pid,
-        ready_ms,
+    let stdin = std::fs::read(&conf_file).expect("00-multus.conf");
+    Node { dir, _mock: mock, daemon, pid, ready_ms, metrics_port, stdin, primary, nads }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn cid(tag: &str) -> String {
+    format!("{tag}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sequential ADD+DEL, bare and through multus, interleaved (alternating which goes first).
+fn sequential(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads: usize) -> Value {
+    let bare = node.bare(nads);
+    let ns = cleanup.netns_many(&format!("s{shape}"), 2);
+    let pod = Node::pod_name(shape, 0);
+    let (mut b_add, mut b_pair, mut m_add, mut m_pair) = (vec![], vec![], vec![], vec![]);
+    for i in 0..args.iterations + 3 {
+        let run_bare = || bare.pod(&cid("bare"), &ns[0]).expect("bare pod");
+        let run_multus = || node.multus_pod(&args.shim, &cid("thick"), &ns[1], &pod).expect("multus pod");
+        let (b, m) = if i % 2 == 0 {
+            let b = run_bare();
+            (b, run_multus())
+        } else {
+            let m = run_multus();
+            (run_bare(), m)
+        };
+        // The first rounds warm the page cache and the daemon's caches.
+        if i >= 3 {
+            b_add.push(b.0);
+            b_pair.push(b.1);
+            m_add.push(m.0);
+            m_pair.push(m.1);
+        }
     }
+    cleanup.drop_netns(&ns);
+    let (ba, bp, ma, mp) = (median(&b_add), median(&b_pair), median(&m_add), median(&m_pair));
+    json!({"nads": nads, "bare_add_del": stats(b_pair), "multus_add_del": stats(m_pair), "bare_add": stats(b_add), "multus_add": stats(m_add),
+           "add_del_p50_ratio": round(mp / bp), "add_p50_ratio": round(ma / ba), "add_p50_extra_ms": round(ma - ba),
+           "add_del_p50_extra_ms": round(mp - bp)})
 }
 
-fn pod(name: &str, uid: &str, networks: Option<&str>) -> Value {
-    let mut ann = serde_json::Map::new();
-    if let Some(n) = networks {
-        ann.insert("k8s.v1.cni.cncf.io/networks".into(), json!(n));
-    }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "uid": uid, "annotations": ann},
-           "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]}})
-}
-
-fn nad(name: &str, config: &Value) -> Value {
-    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-           "metadata": {"name": name, "namespace": "default"}, "spec": {"config": config.to_string()}})
-}
-
-fn cni_env(cmd: &str, cid: &str, netns: &str, pod: &str, uid: &str, path: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("CNI_COMMAND", cmd.into()),
-        ("CNI_CONTAINERID", cid.into()),
-        ("CNI_NETNS", netns.into()),
-        ("CNI_IFNAME", "eth0".into()),
-        (
-            "CNI_ARGS",
-            format!(
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID={uid}"
-            ),
-        ),
-        ("CNI_PATH", path.into()),
-    ]
-}
-
-fn netns_add(cleanup: &mut Cleanup, name: &str) -> String {
-    let out = Command::new("ip").args(["netns", "add", name]).output().expect("ip netns add");
-    assert!(out.status.success(), "ip netns add {name}");
-    cleanup.netns.push(name.to_string());
-    format!("/var/run/netns/{name}")
-}
-
-fn netns_del(cleanup: &mut Cleanup, name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).output();
-    cleanup.netns.retain(|n| n != name);
-}
-
-/// ADD+DEL of a bridge pod: bare delegates vs shim + daemon.
-fn bench_overhead(args: &Args) -> Value {
-    if !is_root() || !Path::new("/usr/lib/cni/bridge").exists() {
-        return json!({"skipped": "needs root and /usr/lib/cni (containernetworking-plugins)"});
-    }
-    let n = args.iterations;
-    let bridge = format!("mbb{}", std::process::id() % 100_000);
-    let seed: Vec<Value> = (0..n).map(|i| pod(&format!("bench-{i}"), &format!("uid-{i}"), None)).collect();
-    let primary = |dir: &Path| {
-        json!({"cniVersion": "1.0.0", "name": "bench-net", "plugins": [{"type": "bridge", "bridge": bridge,
-            "ipam": {"type": "host-local", "subnet": "10.231.0.0/16", "dataDir": dir.join("ipam").to_string_lossy()}}]})
-    };
-    let mut node = start_node(&args.bins, &args.daemon, seed, primary);
-    node.cleanup.links.push(bridge.clone());
-    let list_bytes = std::fs::read(node.dir.path().join("net.d/10-primary.conflist")).unwrap();
-    let list = cni::NetConfList::from_bytes(&list_bytes).unwrap();
-    let runtime = cni::runtime::CniRuntime::new(
-        vec![node.dir.path().join("bin")],
-        node.dir.path().join("bare-cache"),
-        cni::exec::RawExec::new(),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let stdin = std::fs::read(node.dir.path().join("net.d/00-multus.conf")).unwrap();
-    let (mut bare, mut thick) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        // Bare delegates, as a libcni runtime runs them.
-        let ns = format!("mbn{}b{i}", std::process::id() % 100_000);
-        let path = netns_add(&mut node.cleanup, &ns);
-        let conf = cni::runtime::RuntimeConf::new(format!("bare-{i}"), &path, "eth0");
-        let t = Instant::now();
-        rt.block_on(runtime.add_network_list(&list, &conf)).expect("bare ADD");
-        rt.block_on(runtime.del_network_list(&list, &conf)).expect("bare DEL");
-        bare.push(ms(t.elapsed()));
-        netns_del(&mut node.cleanup, &ns);
-
-        // The same network through multus-shim and multus-daemon.
-        let ns = format!("mbn{}t{i}", std::process::id() % 100_000);
-        let path = netns_add(&mut node.cleanup, &ns);
-        let (pod_name, uid, cid) = (format!("bench-{i}"), format!("uid-{i}"), format!("thick-{i}"));
-        let t = Instant::now();
-        let (code, out) = shim_run(&args.shim, &cni_env("ADD", &cid, &path, &pod_name, &uid, &node.p("bin")), &stdin);
-        assert_eq!(code, 0, "ADD through multus failed: {out}");
-        let (code, _) = shim_run(&args.shim, &cni_env("DEL", &cid, &path, &pod_name, &uid, &node.p("bin")), &stdin);
-        assert_eq!(code, 0);
-        thick.push(ms(t.elapsed()));
-        netns_del(&mut node.cleanup, &ns);
-    }
-    let bare_mean = bare.iter().sum::<f64>() / bare.len().max(1) as f64;
-    let thick_mean = thick.iter().sum::<f64>() / thick.len().max(1) as f64;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
-    let (bare_p50, thick_p50) = (median(&bare), median(&thick));
-    let rss_after = rss_kib(node.daemon_pid);
-    json!({"bare_add_del": stats(bare), "multus_add_del": stats(thick),
-           "overhead_ms": round(thick_mean - bare_mean), "overhead_pct": round((thick_mean - bare_mean) / bare_mean * 100.0),
-           "overhead_p50_ms": round(thick_p50 - bare_p50), "overhead_p50_pct": round((thick_p50 - bare_p50) / bare_p50 * 100.0),
-           "daemon_rss_kib_after": rss_after})
-}
-
-/// Daemon start, idle memory, and 8-way throughput with three fake networks per pod.
-fn bench_daemon(args: &Args) -> Value {
-    let pods = args.iterations * 4;
-    let fake = |name: &str, dir: &Path| json!({"cniVersion": "1.0.0", "name": name, "type": "fake-cni", "fake": {"subnet": "10.99.0.0/16"}, "x-dir": dir.to_string_lossy()});
-    let tmp = tempfile::tempdir().unwrap();
-    let mut seed: Vec<Value> =
-        (0..pods).map(|i| pod(&format!("p-{i}"), &format!("u-{i}"), Some("net-a,net-b"))).collect();
-    seed.push(nad("net-a", &fake("net-a", tmp.path())));
-    seed.push(nad("net-b", &fake("net-b", tmp.path())));
-    let node = start_node(
-        &args.bins,
-        &args.daemon,
-        seed,
-        |_| json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "fake-cni", "fake": {"subnet": "10.98.0.0/16"}}]}),
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let idle = rss_kib(node.daemon_pid);
-    if !is_root() {
-        return json!({"ready_ms": round(node.ready_ms), "idle_rss_kib": idle,
-                      "throughput": {"skipped": "needs root (the daemon enters each pod's netns)"}});
-    }
-    let mut cleanup = Cleanup { netns: vec![], links: vec![], children: vec![] };
-    let paths: Vec<String> =
-        (0..pods).map(|i| netns_add(&mut cleanup, &format!("mbd{}x{i}", std::process::id() % 100_000))).collect();
-    let stdin = Arc::new(std::fs::read(node.dir.path().join("net.d/00-multus.conf")).unwrap());
-    let next = Arc::new(AtomicUsize::new(0));
-    let paths = Arc::new(paths);
+/// `pods` pods through `concurrency` workers; each worker has its own namespace.
+fn concurrent(
+    concurrency: usize,
+    pods: usize,
+    netns: &[String],
+    work: impl Fn(usize, &str) -> Result<(), String> + Sync,
+) -> (f64, usize, Vec<String>) {
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
     let started = Instant::now();
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (next, paths, stdin, shim, bin) =
-                (next.clone(), paths.clone(), stdin.clone(), args.shim.clone(), node.p("bin"));
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
+    std::thread::scope(|s| {
+        for (w, ns) in netns.iter().enumerate().take(concurrency) {
+            let (next, errors, work) = (&next, &errors, &work);
+            s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= paths.len() {
-                        return lat;
+                    if i >= pods {
+                        return;
                     }
-                    let (name, uid, cid) = (format!("p-{i}"), format!("u-{i}"), format!("c-{i}"));
-                    let t = Instant::now();
-                    let (code, out) = shim_run(&shim, &cni_env("ADD", &cid, &paths[i], &name, &uid, &bin), &stdin);
-                    assert_eq!(code, 0, "{out}");
-                    lat.push(ms(t.elapsed()));
-                    let (code, _) = shim_run(&shim, &cni_env("DEL", &cid, &paths[i], &name, &uid, &bin), &stdin);
-                    assert_eq!(code, 0);
+                    if let Err(e) = work(w, ns) {
+                        errors.lock().unwrap().push(e);
+                    }
                 }
-            })
-        })
-        .collect();
-    let mut add_latency = Vec::new();
-    for w in workers {
-        add_latency.extend(w.join().expect("worker"));
+            });
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors = errors.into_inner().unwrap();
+    (elapsed, errors.len(), errors)
+}
+
+/// Throughput at `concurrency` ways, bare and through multus, two alternating rounds each.
+fn throughput(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads: usize) -> Value {
+    let c = args.concurrency;
+    let ns = cleanup.netns_many(&format!("t{shape}"), c);
+    let per_round = (args.pods / 2).max(c);
+    let bares: Vec<Bare> = (0..c).map(|_| node.bare(nads)).collect();
+    let (mut b_time, mut m_time, mut b_err, mut m_err) = (0.0, 0.0, 0, 0);
+    let mut first_errors = Vec::new();
+    let (mut b_cpu, mut m_cpu) = (None, None);
+    for _round in 0..2 {
+        let before = Cpu::now(Some(node.pid));
+        let (t, e, errs) = concurrent(c, per_round, &ns, |w, ns| bares[w].pod(&cid("tb"), ns).map(|_| ()));
+        b_cpu.get_or_insert_with(|| Cpu::now(Some(node.pid)).since(before, per_round));
+        (b_time, b_err) = (b_time + t, b_err + e);
+        first_errors.extend(errs.into_iter().take(2));
+        let before = Cpu::now(Some(node.pid));
+        let (t, e, errs) = concurrent(c, per_round, &ns, |w, ns| {
+            node.multus_pod(&args.shim, &cid("tm"), ns, &Node::pod_name(shape, w)).map(|_| ())
+        });
+        m_cpu.get_or_insert_with(|| Cpu::now(Some(node.pid)).since(before, per_round));
+        (m_time, m_err) = (m_time + t, m_err + e);
+        first_errors.extend(errs.into_iter().take(2));
+    }
+    cleanup.drop_netns(&ns);
+    let pods = (per_round * 2) as f64;
+    let (b, m) = (pods / b_time, pods / m_time);
+    json!({"nads": nads, "concurrency": c, "pods_per_side": pods, "bare_pods_per_s": round(b), "multus_pods_per_s": round(m),
+           "ratio": round(m / b), "bare_errors": b_err, "multus_errors": m_err, "first_errors": first_errors,
+           "cpu_per_pod_bare": b_cpu, "cpu_per_pod_multus": m_cpu})
+}
+
+/// `n` ADDs at once, then `n` DELs at once; errors and the daemon's peak RSS (sampled).
+fn storm(args: &Args, node: &Node, cleanup: &Cleanup, n: usize) -> Value {
+    let ns = cleanup.netns_many(&format!("x{n}x"), n);
+    let cids: Vec<String> = (0..n).map(|_| cid("storm")).collect();
+    let peak = AtomicU64::new(rss_kib(node.pid));
+    let done = AtomicBool::new(false);
+    let phase = |cmd: &'static str| -> (f64, usize, Vec<String>) {
+        let barrier = Barrier::new(n);
+        let errors = Mutex::new(Vec::new());
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for i in 0..n {
+                let (barrier, errors, ns, cid) = (&barrier, &errors, &ns[i], &cids[i]);
+                s.spawn(move || {
+                    barrier.wait();
+                    let (code, out) =
+                        shim_run(&args.shim, &node.env(cmd, cid, ns, &Node::pod_name("plain", i)), &node.stdin);
+                    if code != 0 {
+                        errors.lock().unwrap().push(out);
+                    }
+                });
+            }
+        });
+        let errors = errors.into_inner().unwrap();
+        (started.elapsed().as_secs_f64(), errors.len(), errors.into_iter().take(3).collect())
+    };
+    let ((add_s, add_err, add_first), (del_s, del_err_exit, _)) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(rss_kib(node.pid), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let add = phase("ADD");
+        let del = phase("DEL");
+        done.store(true, Ordering::SeqCst);
+        (add, del)
+    });
+    // DEL always exits 0 (as Go's shim): a DEL that failed leaves its delegate cache behind.
+    let cni_dir = node.dir.path().join("cni");
+    let del_left = cids.iter().filter(|c| multus::cache::cache_path(&cni_dir, c).exists()).count();
+    cleanup.drop_netns(&ns);
+    json!({"pods": n, "add_errors": add_err, "del_errors": del_err_exit + del_left, "add_s": round(add_s), "del_s": round(del_s),
+           "add_pods_per_s": round(n as f64 / add_s), "first_errors": add_first,
+           "daemon_peak_rss_kib": peak.load(Ordering::SeqCst), "daemon_hwm_kib": proc_status_kib(node.pid, "VmHWM:")})
+}
+
+/// RSS before and after `cycles` sequential ADD/DEL cycles of a cluster-network-only pod.
+fn growth(args: &Args, node: &Node, cleanup: &Cleanup) -> Value {
+    let ns = cleanup.netns_many("g", 1);
+    let pod = Node::pod_name("plain", 0);
+    let before = rss_kib(node.pid);
+    let started = Instant::now();
+    let mut errors = 0;
+    for _ in 0..args.cycles {
+        if node.multus_pod(&args.shim, &cid("cycle"), &ns[0], &pod).is_err() {
+            errors += 1;
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let loaded = rss_kib(node.daemon_pid);
-    json!({"ready_ms": round(node.ready_ms), "idle_rss_kib": idle, "rss_after_load_kib": loaded,
-           "throughput": {"pods": pods, "concurrency": 8, "networks_per_pod": 3,
-                          "pods_per_s": round(pods as f64 / elapsed), "add_latency": stats(add_latency)}})
+    let after = rss_kib(node.pid);
+    cleanup.drop_netns(&ns);
+    let growth = after as i64 - before as i64;
+    json!({"cycles": args.cycles, "errors": errors, "rss_before_kib": before, "rss_after_kib": after, "growth_kib": growth,
+           "growth_kib_per_1000": round(growth as f64 * 1000.0 / args.cycles.max(1) as f64), "elapsed_s": round(elapsed)})
+}
+
+/// Where the fixed per-pod cost of an ADD goes (cluster network only, sequential).
+fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64, bare_add_ms: f64) -> Value {
+    let ns = cleanup.netns_many("p", 1);
+    let pod = Node::pod_name("plain", 0);
+    let socket = node.socket();
+    let before = node.metrics();
+    let (mut via_shim, mut direct, mut readyz) = (vec![], vec![], vec![]);
+    for _ in 0..args.iterations {
+        let t = Instant::now();
+        let _ = multus_api::client::post(&socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(5)));
+        readyz.push(ms(t.elapsed()));
+        let (add, _) = node.multus_pod(&args.shim, &cid("ps"), &ns[0], &pod).expect("profile pod");
+        via_shim.push(add);
+        let c = cid("pd");
+        direct.push(node.direct("ADD", &c, &ns[0], &pod).expect("direct ADD"));
+        node.direct("DEL", &c, &ns[0], &pod).expect("direct DEL");
+    }
+    let after = node.metrics();
+    cleanup.drop_netns(&ns);
+    let ok = ["outcome=\"success\"", "command=\"ADD\""];
+    let command = histogram_mean_ms(&before, &after, "multus_command_duration_seconds", &ok);
+    let delegate = histogram_mean_ms(&before, &after, "multus_delegate_duration_seconds", &["verb=\"ADD\""]);
+    let status =
+        histogram_mean_ms(&before, &after, "multus_apiserver_write_duration_seconds", &["kind=\"network_status\""]);
+    let (shim_add, direct_add) = (median(&via_shim), median(&direct));
+    json!({
+        "add_via_shim_p50_ms": round(shim_add),
+        "add_direct_p50_ms": round(direct_add),
+        "bare_add_p50_ms": round(bare_add_ms),
+        "breakdown_ms": {
+            "shim_process_and_gate": round(shim_add - direct_add),
+            "  of_which_shim_exec_version": round(shim_exec_ms),
+            "  of_which_readyz_round_trip": round(median(&readyz)),
+            "socket_http_parse_handoff": round(direct_add - command),
+            "daemon_command_besides_delegates_and_status": round(command - delegate - status),
+            "status_write": status,
+            "delegate_in_daemon": delegate,
+            "delegate_in_daemon_minus_bare": round(delegate - bare_add_ms),
+        },
+        "daemon_add_command_mean_ms": command,
+    })
+}
+
+/// ADD and ADD+DEL of pods with several NADs on the sequential daemon and on one with
+/// `parallelDelegates`.
+fn parallel_delegates(args: &Args, seq: &Node, par: &Node, cleanup: &Cleanup) -> Value {
+    let mut out = serde_json::Map::new();
+    for (shape, nads) in [("nad2", 2), ("nad4", 4)] {
+        let ns = cleanup.netns_many(&format!("q{shape}"), 3);
+        let bare = seq.bare(nads);
+        let pod = Node::pod_name(shape, 0);
+        let (mut s_add, mut p_add, mut s_pair, mut p_pair, mut b_add) = (vec![], vec![], vec![], vec![], vec![]);
+        for i in 0..args.iterations + 2 {
+            let s = seq.multus_pod(&args.shim, &cid("qs"), &ns[0], &pod).expect("sequential daemon");
+            let p = par.multus_pod(&args.shim, &cid("qp"), &ns[1], &pod).expect("parallel daemon");
+            let b = bare.pod(&cid("qb"), &ns[2]).expect("bare");
+            if i >= 2 {
+                s_add.push(s.0);
+                s_pair.push(s.1);
+                p_add.push(p.0);
+                p_pair.push(p.1);
+                b_add.push(b.0);
+            }
+        }
+        cleanup.drop_netns(&ns);
+        let (sa, pa) = (median(&s_add), median(&p_add));
+        out.insert(
+            shape.into(),
+            json!({"nads": nads, "sequential_add_p50_ms": round(sa), "parallel_add_p50_ms": round(pa),
+                   "bare_sequential_add_p50_ms": round(median(&b_add)),
+                   "sequential_add_del_p50_ms": round(median(&s_pair)), "parallel_add_del_p50_ms": round(median(&p_pair)),
+                   "add_p50_ratio": round(pa / sa)}),
+        );
+    }
+    Value::Object(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+fn row(measure: &str, bare: String, multus: String, ratio: String, target: &str) -> Value {
+    json!({"measure": measure, "bare": bare, "multus": multus, "ratio": ratio, "target": target})
+}
+
+fn f(v: &Value, p: &str) -> f64 {
+    v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+fn table(r: &Value) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
+        let s = &r["sequential"][shape];
+        rows.push(row(
+            &format!("ADD+DEL, {label} (median)"),
+            format!("{:.1} ms", f(s, "/bare_add_del/p50_ms")),
+            format!("{:.1} ms", f(s, "/multus_add_del/p50_ms")),
+            format!("{:.2}×", f(s, "/add_del_p50_ratio")),
+            "≤ 1.10×",
+        ));
+    }
+    for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
+        let s = &r["sequential"][shape];
+        rows.push(row(
+            &format!("ADD only, {label} (median)"),
+            format!("{:.1} ms", f(s, "/bare_add/p50_ms")),
+            format!("{:.1} ms", f(s, "/multus_add/p50_ms")),
+            format!("{:.2}× (+{:.1} ms)", f(s, "/add_p50_ratio"), f(s, "/add_p50_extra_ms")),
+            "—",
+        ));
+    }
+    for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
+        let t = &r["throughput"][shape];
+        rows.push(row(
+            &format!("{}-way throughput, {label}", f(t, "/concurrency")),
+            format!("{:.1} pods/s", f(t, "/bare_pods_per_s")),
+            format!("{:.1} pods/s", f(t, "/multus_pods_per_s")),
+            format!("{:.2}×", f(t, "/ratio")),
+            "≥ 0.9×",
+        ));
+        rows.push(row(
+            &format!("CPU per pod at {}-way, {label}", f(t, "/concurrency")),
+            format!("{:.1} ms", f(t, "/cpu_per_pod_bare/total_ms")),
+            format!("{:.1} ms", f(t, "/cpu_per_pod_multus/total_ms")),
+            format!("{:.2}×", f(t, "/cpu_per_pod_multus/total_ms") / f(t, "/cpu_per_pod_bare/total_ms")),
+            "—",
+        ));
+    }
+    if let Some(storms) = r["storms"].as_array() {
+        for s in storms {
+            rows.push(row(
+                &format!("{}-way storm (ADD then DEL)", f(s, "/pods")),
+                "—".into(),
+                format!(
+                    "{} errors, daemon peak {}, ADDs in {:.1} s",
+                    f(s, "/add_errors") + f(s, "/del_errors"),
+                    mb(f(s, "/daemon_peak_rss_kib") as u64),
+                    f(s, "/add_s")
+                ),
+                "—".into(),
+                "0 errors, ≤ 20 MB",
+            ));
+        }
+    }
+    rows.push(row("daemon idle RSS", "—".into(), mb(f(r, "/daemon/idle_rss_kib") as u64), "—".into(), "≤ 10 MB"));
+    let g = &r["growth"];
+    rows.push(row(
+        &format!("daemon RSS growth over {} ADD/DEL cycles", f(g, "/cycles")),
+        "—".into(),
+        format!(
+            "{:+} KiB ({:+.0} KiB per 1,000; {} errors)",
+            f(g, "/growth_kib"),
+            f(g, "/growth_kib_per_1000"),
+            f(g, "/errors")
+        ),
+        "—".into(),
+        "≤ 1 MB / 1,000",
+    ));
+    rows.push(row(
+        "shim exec (VERSION, mean)",
+        "—".into(),
+        format!("{:.2} ms", f(r, "/shim/exec/mean_ms")),
+        "—".into(),
+        "≤ 2 ms",
+    ));
+    rows.push(row("shim peak RSS", "—".into(), mb(f(r, "/shim/peak_rss_kib") as u64), "—".into(), "≤ 3 MB"));
+    for shape in ["nad2", "nad4"] {
+        let p = &r["parallel_delegates"][shape];
+        if p.is_null() {
+            continue;
+        }
+        rows.push(row(
+            &format!("ADD with +{} NADs: parallelDelegates vs sequential (median)", f(p, "/nads")),
+            format!("{:.1} ms (sequential daemon)", f(p, "/sequential_add_p50_ms")),
+            format!("{:.1} ms (parallel daemon)", f(p, "/parallel_add_p50_ms")),
+            format!("{:.2}×", f(p, "/add_p50_ratio")),
+            "—",
+        ));
+    }
+    rows
 }
 
 fn main() {
     let args = parse_args();
-    for b in ["multus-daemon", "fake-cni"] {
-        if !args.bins.join(b).exists() {
-            eprintln!(
-                "bench: {} not found; build with `cargo build --release --workspace --bins`",
-                args.bins.join(b).display()
-            );
+    for b in [&args.daemon, &args.shim] {
+        if !b.exists() {
+            eprintln!("bench: {} not found; build with `cargo xtask bench`", b.display());
             std::process::exit(2);
         }
     }
+    let started = Instant::now();
+    let mut report = serde_json::Map::new();
+    report.insert("binaries".into(), json!({"shim": args.shim, "daemon": args.daemon}));
     eprintln!("bench: shim exec ({})", args.shim.display());
     let shim = bench_shim_exec(&args.shim, 300);
-    eprintln!("bench: daemon start, idle memory, throughput");
-    let daemon = bench_daemon(&args);
-    eprintln!("bench: ADD+DEL overhead over the bare delegates");
-    let overhead = bench_overhead(&args);
-    let report = json!({"binaries": {"shim": args.shim, "daemon": args.daemon}, "shim": shim, "daemon": daemon, "overhead": overhead,
-        "reference_go_v4_2_4": {"shim_exec_ms": 17, "shim_rss_mib": 27, "daemon_rss_mib": "42-50", "add_del_ms_bridge": 160, "bare_bridge_add_del_ms": 60, "pods_per_s_8way": "12-20"}});
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    let shim_exec = f(&shim, "/exec/p50_ms");
+    report.insert("shim".into(), shim);
+    if !is_root() || !Path::new("/usr/lib/cni/macvlan").exists() {
+        report.insert("skipped".into(), json!("needs root and /usr/lib/cni (containernetworking-plugins)"));
+        return finish(&args, report, started);
+    }
+    let cleanup = Cleanup::default();
+    let master = format!("mbm{}", std::process::id() % 100_000);
+    // The macvlan NADs' master: a veth end (the dummy module may be missing in a container).
+    let peer = format!("{master}p");
+    assert!(ip(&["link", "add", &master, "type", "veth", "peer", "name", &peer]), "ip link add {master} type veth");
+    cleanup.links.lock().unwrap().push(master.clone());
+    assert!(ip(&["link", "set", &master, "up"]) && ip(&["link", "set", &peer, "up"]));
+    let pods_per_shape = args.storms.iter().copied().max().unwrap_or(0).max(args.concurrency).max(1);
+
+    let node = start_node(&args, &cleanup, 0, &master, pods_per_shape, json!({}));
+    std::thread::sleep(Duration::from_secs(1));
+    report.insert(
+        "daemon".into(),
+        json!({"ready_ms": round(node.ready_ms), "idle_rss_kib": rss_kib(node.pid), "hwm_after_start_kib": proc_status_kib(node.pid, "VmHWM:")}),
+    );
+
+    let mut sequential_report = serde_json::Map::new();
+    for (shape, nads) in [("plain", 0), ("nad2", 2)] {
+        eprintln!("bench: sequential ADD+DEL, {shape} ({} rounds each side)", args.iterations);
+        sequential_report.insert(shape.into(), sequential(&args, &node, &cleanup, shape, nads));
+    }
+    let bare_add = f(&sequential_report["plain"], "/bare_add/p50_ms");
+    report.insert("sequential".into(), Value::Object(sequential_report));
+
+    eprintln!("bench: profile of the fixed per-pod cost");
+    report.insert("profile".into(), profile(&args, &node, &cleanup, shim_exec, bare_add));
+
+    eprintln!("bench: RSS growth over {} ADD/DEL cycles", args.cycles);
+    report.insert("growth".into(), growth(&args, &node, &cleanup));
+
+    let mut throughput_report = serde_json::Map::new();
+    for (shape, nads) in [("plain", 0), ("nad2", 2)] {
+        eprintln!("bench: {}-way throughput, {shape} ({} pods each side)", args.concurrency, args.pods);
+        throughput_report.insert(shape.into(), throughput(&args, &node, &cleanup, shape, nads));
+    }
+    report.insert("throughput".into(), Value::Object(throughput_report));
+
+    let mut storms = Vec::new();
+    for &n in &args.storms {
+        eprintln!("bench: {n}-way storm");
+        storms.push(storm(&args, &node, &cleanup, n));
+    }
+    report.insert("storms".into(), Value::Array(storms));
+    report.insert(
+        "daemon_after".into(),
+        json!({"rss_kib": rss_kib(node.pid), "hwm_kib": proc_status_kib(node.pid, "VmHWM:")}),
+    );
+
+    drop(node);
+
+    // Two fresh daemons, alike but for the key, so that neither carries the load above.
+    eprintln!("bench: parallelDelegates");
+    let seq = start_node(&args, &cleanup, 1, &master, 1, json!({"parallelDelegates": false}));
+    let par = start_node(&args, &cleanup, 2, &master, 1, json!({"parallelDelegates": true}));
+    report.insert("parallel_delegates".into(), parallel_delegates(&args, &seq, &par, &cleanup));
+    drop((seq, par));
+    finish(&args, report, started);
+}
+
+fn finish(args: &Args, mut report: serde_json::Map<String, Value>, started: Instant) {
+    report.insert("elapsed_s".into(), json!(round(started.elapsed().as_secs_f64())));
+    let mut value = Value::Object(report);
+    let rows = table(&value);
+    value["table"] = Value::Array(rows);
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     if let Some(out) = &args.out {
-        let _ = std::fs::write(out, serde_json::to_vec_pretty(&report).unwrap_or_default());
+        let _ = std::fs::write(out, serde_json::to_vec_pretty(&value).unwrap_or_default());
     }
 }

@@ -117,6 +117,15 @@ pub fn leftovers(node: &Node, sb: &Sandbox) -> Result<Vec<String>> {
     Ok(left)
 }
 
+/// Files that name the sandbox (its namespace may be gone).
+pub fn files_left(node: &Node, sb: &Sandbox) -> Vec<String> {
+    state_files(node)
+        .into_iter()
+        .filter(|f| f.text.contains(&sb.container_id))
+        .map(|f| f.path.display().to_string())
+        .collect()
+}
+
 /// The daemon's open fds, RSS (KiB) and threads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcStats {

@@ -89,8 +89,11 @@ pub struct Summary {
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
     pub invariant_checks: u64,
-    /// DELs under a cache fault whose leftovers a second DEL (fault cleared) removed.
+    /// DELs under a cache fault that left something the orphan reconciler then removed (the
+    /// namespace gone).
     pub deferred_cleanups: u64,
+    /// What those DELs left, for the first few.
+    pub deferred_examples: Vec<String>,
     /// Sandboxes removed at the end (DEL without faults, then nothing may remain).
     pub teardown_dels: u64,
     /// Leftovers (links, ports, files) no DEL removed: each one is a leak.
@@ -116,7 +119,10 @@ impl Summary {
         println!("  outcomes:   {:?}", self.outcomes);
         println!("  faults:     {} {:?}", self.faults.values().sum::<u64>(), self.faults);
         println!("  invariant checks: {}", self.invariant_checks);
-        println!("  deferred cleanups (DEL again after a cache fault): {}", self.deferred_cleanups);
+        println!("  DELs under a cache fault finished by the orphan reconciler: {}", self.deferred_cleanups);
+        for e in &self.deferred_examples {
+            println!("    e.g. {e}");
+        }
         println!("  teardown DELs: {}", self.teardown_dels);
         println!("  daemon restarts: {}", self.daemon_restarts);
         println!(
@@ -260,6 +266,9 @@ fn soak(args: &SoakArgs, seed: u64, pods: usize, fault_rate: f64, replay: Option
     }
     r.summary.print();
     if let Some(out) = &args.out {
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         std::fs::write(out, serde_json::to_vec_pretty(&r.summary)?)
             .with_context(|| format!("writing {}", out.display()))?;
     }
@@ -298,19 +307,59 @@ impl Runner {
         let call = std::thread::spawn(move || run_shim(c, conf));
         std::thread::sleep(Duration::from_millis(*after_ms));
         self.sample();
+        let when = if call.is_finished() { "kill after the operation" } else { "kill during the operation" };
+        Summary::bump(&mut self.summary.outcomes, when);
         self.node.kill_and_restart()?;
         call.join().map_err(|_| anyhow!("the shim thread panicked"))?
     }
 
     /// Run one operation; the violations it showed.
     fn step(&mut self, op: &Op) -> Result<Vec<String>> {
+        if op.command == Command::Burst {
+            return self.burst(op);
+        }
         Summary::bump(&mut self.summary.operations, op.command.as_str());
+        let Some(sb) = self.prepare(op)? else { return Ok(Vec::new()) };
+        let fault = op.fault.as_ref();
+        self.record_fault(fault);
+        self.node.inject_checked(fault)?;
+        let out = self.shim(op.command, &sb, fault);
+        self.node.clear_checked(fault)?;
+        self.judge(op, sb, out?)
+    }
+
+    /// Several operations on distinct pods at once (the runtime works on many pods in
+    /// parallel); only delegate faults, which belong to one pod.
+    fn burst(&mut self, op: &Op) -> Result<Vec<String>> {
+        Summary::bump(&mut self.summary.operations, "BURST");
+        let mut jobs = Vec::new();
+        for sub in &op.parallel {
+            Summary::bump(&mut self.summary.operations, sub.command.as_str());
+            self.record_fault(sub.fault.as_ref());
+            if let Some(sb) = self.prepare(sub)? {
+                jobs.push((sub, sb));
+            }
+        }
+        let node = &self.node;
+        let outs: Vec<Result<ShimOutput>> = std::thread::scope(|s| {
+            let calls: Vec<_> =
+                jobs.iter().map(|(sub, sb)| s.spawn(move || node.shim(sub.command.as_str(), sb))).collect();
+            calls.into_iter().map(|c| c.join().unwrap_or_else(|_| Err(anyhow!("the shim thread panicked")))).collect()
+        });
+        let mut errs = Vec::new();
+        for ((sub, sb), out) in jobs.into_iter().zip(outs) {
+            errs.extend(self.judge(sub, sb, out?)?.into_iter().map(|e| format!("{sub}: {e}")));
+        }
+        Ok(errs)
+    }
+
+    /// The sandbox the operation works on: made (ADD), looked up (CHECK: `None` when its ADD
+    /// failed), or taken out of its slot (DEL).
+    fn prepare(&mut self, op: &Op) -> Result<Option<Sandbox>> {
         let slot = op.slot;
         if slot >= self.slots.len() {
             bail!("slot {slot} does not exist ({} pods)", self.slots.len());
         }
-        let fault = op.fault.as_ref();
-        let mut errs = Vec::new();
         match op.command {
             Command::Add => {
                 if self.slots[slot].is_some() {
@@ -322,11 +371,29 @@ impl Runner {
                     &op.networks,
                 )?;
                 self.slots[slot] = Some(Slot { sb: sb.clone(), attached: false });
-                self.record_fault(fault);
-                self.node.inject_checked(fault)?;
-                let out = self.shim(Command::Add, &sb, fault);
-                self.node.clear_checked(fault)?;
-                let out = out?;
+                Ok(Some(sb))
+            }
+            Command::Check => match self.slots[slot].as_ref() {
+                Some(Slot { sb, attached: true }) => Ok(Some(sb.clone())),
+                _ => {
+                    Summary::bump(&mut self.summary.outcomes, "CHECK skipped");
+                    Ok(None)
+                }
+            },
+            Command::Del => match self.slots[slot].take() {
+                Some(Slot { sb, .. }) => Ok(Some(sb)),
+                None => bail!("slot {slot} holds no sandbox to DEL"),
+            },
+            Command::Burst => bail!("a burst inside a burst"),
+        }
+    }
+
+    /// Judge the shim's answer and what the operation left; the violations.
+    fn judge(&mut self, op: &Op, sb: Sandbox, out: ShimOutput) -> Result<Vec<String>> {
+        let fault = op.fault.as_ref();
+        let mut errs = Vec::new();
+        match op.command {
+            Command::Add => {
                 let delegate_fault = fault.and_then(Fault::delegate_nad);
                 if out.success {
                     Summary::bump(&mut self.summary.outcomes, "ADD ok");
@@ -335,7 +402,7 @@ impl Runner {
                     }
                     self.summary.invariant_checks += 1;
                     errs.extend(check::verify_attached(&self.node, &sb)?);
-                    if let Some(s) = self.slots[slot].as_mut() {
+                    if let Some(s) = self.slots[op.slot].as_mut() {
                         s.attached = true;
                     }
                 } else {
@@ -364,16 +431,6 @@ impl Runner {
                 }
             }
             Command::Check => {
-                let Some(Slot { sb, attached: true }) = self.slots[slot].as_ref() else {
-                    Summary::bump(&mut self.summary.outcomes, "CHECK skipped");
-                    return Ok(errs);
-                };
-                let sb = sb.clone();
-                self.record_fault(fault);
-                self.node.inject_checked(fault)?;
-                let out = self.shim(Command::Check, &sb, fault);
-                self.node.clear_checked(fault)?;
-                let out = out?;
                 if out.success {
                     Summary::bump(&mut self.summary.outcomes, "CHECK ok");
                 } else {
@@ -386,36 +443,58 @@ impl Runner {
                 errs.extend(check::verify_attached(&self.node, &sb)?);
             }
             Command::Del => {
-                let Some(Slot { sb, .. }) = self.slots[slot].take() else {
-                    bail!("slot {slot} holds no sandbox to DEL");
-                };
-                self.record_fault(fault);
-                self.node.inject_checked(fault)?;
-                let out = self.shim(Command::Del, &sb, fault);
-                self.node.clear_checked(fault)?;
-                let out = out?;
                 Summary::bump(&mut self.summary.outcomes, if out.success { "DEL ok" } else { "DEL failed" });
                 if !out.success {
                     errs.push(format!("DEL failed: {}", out.describe()));
                 }
                 self.summary.invariant_checks += 1;
-                let mut left = check::leftovers(&self.node, &sb)?;
-                if !left.is_empty() && fault.is_some_and(Fault::blocks_cache_writes) {
-                    // The cache could not be removed while the fault lasted; the runtime's
-                    // next DEL (the fault gone) must finish the job.
-                    self.summary.deferred_cleanups += 1;
-                    let again = self.node.shim("DEL", &sb)?;
-                    if !again.success {
-                        errs.push(format!("second DEL failed: {}", again.describe()));
+                let left = check::leftovers(&self.node, &sb)?;
+                match fault {
+                    Some(f) if !left.is_empty() && f.blocks_cache_writes() => {
+                        errs.extend(self.reconciled(f, &sb, &left)?);
                     }
-                    self.summary.invariant_checks += 1;
-                    left = check::leftovers(&self.node, &sb)?;
+                    _ => errs.extend(left.into_iter().map(|l| format!("DEL left {l}"))),
                 }
-                errs.extend(left.into_iter().map(|l| format!("DEL left {l}")));
                 self.node.remove_sandbox(&sb);
             }
+            Command::Burst => bail!("a burst is judged by its parts"),
         }
         Ok(errs)
+    }
+
+    /// A DEL under a cache fault could not remove everything, and the shim's DEL exits 0, so
+    /// no runtime sends it again: the runtime removes the namespace, and the daemon's orphan
+    /// reconciler must then remove what is left. The violations.
+    fn reconciled(&mut self, fault: &Fault, sb: &Sandbox, left: &[String]) -> Result<Vec<String>> {
+        self.summary.deferred_cleanups += 1;
+        if self.summary.deferred_examples.len() < 10 {
+            let run = format!("{}/", self.node.env.run.display());
+            let left: Vec<String> = left.iter().map(|l| l.replace(&run, "")).collect();
+            self.summary.deferred_examples.push(format!("{} {}: {}", fault.kind(), sb.pod, left.join(", ")));
+        }
+        self.node.remove_netns(sb);
+        self.summary.invariant_checks += 1;
+        let wait = Duration::from_secs(node::RECONCILE_INTERVAL_SECS * 3 + 2);
+        let deadline = Instant::now() + wait;
+        let mut files = check::files_left(&self.node, sb);
+        while !files.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            files = check::files_left(&self.node, sb);
+        }
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Would a second DEL have helped? (It tells a lost cache from a reconciler that missed it.)
+        let again = self.node.shim("DEL", sb)?;
+        let after = check::files_left(&self.node, sb);
+        Ok(vec![format!(
+            "DEL under {} left {}; {} s after its namespace was removed the reconciler had not removed {}; a second DEL {}",
+            fault.kind(),
+            left.join(", "),
+            wait.as_secs(),
+            files.join(", "),
+            if after.is_empty() { "did".to_string() } else { format!("did not ({})", again.describe()) }
+        )])
     }
 
     /// Read the daemon's fds/RSS/threads into the peaks; violations of the bounds.

@@ -17,6 +17,8 @@ use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
 pub const NAMESPACE: &str = "multus-soak";
 /// The daemon's per-delegate timeout in the soak (the hang fault sleeps past it).
 pub const DELEGATE_TIMEOUT_SECS: u64 = 2;
+/// How often the daemon's orphan reconciler runs in the soak.
+pub const RECONCILE_INTERVAL_SECS: u64 = 2;
 /// Size of the tmpfs mounted as cniDir.
 const CACHE_TMPFS: &str = "size=16m";
 
@@ -92,6 +94,7 @@ impl Node {
         let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?)?;
         config["binDir"] = json!(bin_dir.display().to_string());
         config["delegateTimeoutSeconds"] = json!(DELEGATE_TIMEOUT_SECS);
+        config["orphanReconcile"] = json!({"mode": "on", "intervalSeconds": RECONCILE_INTERVAL_SECS});
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
 
         let filler = env.run.join("cni").join(".soak-filler");
@@ -229,9 +232,13 @@ impl Node {
         })
     }
 
+    pub fn remove_netns(&self, sb: &Sandbox) {
+        Cmd::new("ip").args(["netns", "del", &sb.netns]).run_quiet();
+    }
+
     /// What a runtime does after the last DEL: the namespace goes, then the pod object.
     pub fn remove_sandbox(&self, sb: &Sandbox) {
-        Cmd::new("ip").args(["netns", "del", &sb.netns]).run_quiet();
+        self.remove_netns(sb);
         let _ = self.admin(
             "DELETE",
             "/objects",

@@ -60,6 +60,8 @@ pub enum Command {
     Add,
     Check,
     Del,
+    /// Several operations on distinct pods at once ([`Op::parallel`]).
+    Burst,
 }
 
 impl Command {
@@ -68,6 +70,7 @@ impl Command {
             Command::Add => "ADD",
             Command::Check => "CHECK",
             Command::Del => "DEL",
+            Command::Burst => "BURST",
         }
     }
 }
@@ -193,6 +196,8 @@ const ADD_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::ReadOnly, 2),
     (FaultKind::Full, 2),
 ];
+const DELEGATE_FAULTS: &[(FaultKind, u32)] =
+    &[(FaultKind::Crash, 1), (FaultKind::Hang, 1), (FaultKind::Garbage, 1), (FaultKind::Error, 1)];
 const CHECK_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::Down, 1),
     (FaultKind::Slow, 1),
@@ -224,10 +229,17 @@ pub struct Op {
     pub networks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// BURST only: the operations run at the same time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parallel: Vec<Op>,
 }
 
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.command == Command::Burst {
+            let parts: Vec<String> = self.parallel.iter().map(|o| o.to_string()).collect();
+            return write!(f, "#{} BURST [{}]", self.index, parts.join(" | "));
+        }
         write!(f, "#{} {} slot {}", self.index, self.command.as_str(), self.slot)?;
         if self.command == Command::Add {
             write!(f, " networks [{}]", self.networks.join(","))?;
@@ -238,6 +250,9 @@ impl std::fmt::Display for Op {
         Ok(())
     }
 }
+
+/// How often an operation is a burst of parallel operations.
+const BURST_RATE: f64 = 0.1;
 
 /// Makes the sequence. A slot counts as occupied from its ADD to its DEL whatever the ADD's
 /// outcome, which is what keeps the sequence independent of the daemon's answers.
@@ -254,28 +269,55 @@ impl Planner {
     }
 
     pub fn next_op(&mut self) -> Op {
-        let (busy, free): (Vec<usize>, Vec<usize>) = (0..self.occupied.len()).partition(|&s| self.occupied[s]);
-        let command = if busy.is_empty() {
+        if self.occupied.len() >= 2 && self.rng.chance(BURST_RATE) {
+            let index = self.next_index();
+            let n = self.rng.between(2, 6);
+            let mut parallel: Vec<Op> = Vec::new();
+            for _ in 0..n {
+                let taken: Vec<usize> = parallel.iter().map(|o| o.slot).collect();
+                match self.single(true, &taken) {
+                    Some(op) => parallel.push(op),
+                    None => break,
+                }
+            }
+            return Op { index, command: Command::Burst, slot: 0, networks: Vec::new(), fault: None, parallel };
+        }
+        self.single(false, &[]).unwrap_or_else(|| unreachable!("a free or an occupied slot always exists"))
+    }
+
+    fn next_index(&mut self) -> u64 {
+        self.index += 1;
+        self.index - 1
+    }
+
+    /// One operation on a slot not in `taken`; in a burst only delegate faults (they concern
+    /// one pod), none when every slot is taken.
+    fn single(&mut self, in_burst: bool, taken: &[usize]) -> Option<Op> {
+        let (busy, free): (Vec<usize>, Vec<usize>) =
+            (0..self.occupied.len()).filter(|s| !taken.contains(s)).partition(|&s| self.occupied[s]);
+        let command = if busy.is_empty() && free.is_empty() {
+            return None;
+        } else if busy.is_empty() {
             Command::Add
         } else if free.is_empty() {
             self.rng.weighted(&[(Command::Del, 3), (Command::Check, 1)])
         } else {
             self.rng.weighted(&[(Command::Add, 5), (Command::Del, 3), (Command::Check, 2)])
         };
-        let index = self.index;
-        self.index += 1;
-        let mut op = Op { index, command, slot: 0, networks: Vec::new(), fault: None };
+        let index = self.next_index();
+        let mut op = Op { index, command, slot: 0, networks: Vec::new(), fault: None, parallel: Vec::new() };
+        let faulty = self.rng.chance(self.fault_rate);
         match command {
             Command::Add => {
                 op.slot = *self.rng.pick(&free);
                 op.networks = self.rng.pick(NETWORK_SETS).iter().map(|s| s.to_string()).collect();
-                if self.rng.chance(self.fault_rate) {
-                    let fault = self.fault(ADD_FAULTS);
+                if faulty {
+                    let fault = self.fault(if in_burst { DELEGATE_FAULTS } else { ADD_FAULTS });
                     if let Some(nad) = fault.delegate_nad() {
                         let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
                         op.networks.insert(at, nad.to_string());
                     }
-                    if matches!(fault, Fault::KillDaemon { .. }) && self.rng.chance(0.5) {
+                    if matches!(fault, Fault::KillDaemon { .. }) && self.rng.chance(0.7) {
                         let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
                         op.networks.insert(at, SLOW_NAD.to_string());
                     }
@@ -285,19 +327,20 @@ impl Planner {
             }
             Command::Check => {
                 op.slot = *self.rng.pick(&busy);
-                if self.rng.chance(self.fault_rate) {
+                if faulty && !in_burst {
                     op.fault = Some(self.fault(CHECK_FAULTS));
                 }
             }
             Command::Del => {
                 op.slot = *self.rng.pick(&busy);
-                if self.rng.chance(self.fault_rate) {
+                if faulty && !in_burst {
                     op.fault = Some(self.fault(DEL_FAULTS));
                 }
                 self.occupied[op.slot] = false;
             }
+            Command::Burst => unreachable!("not drawn here"),
         }
-        op
+        Some(op)
     }
 
     fn fault(&mut self, table: &[(FaultKind, u32)]) -> Fault {
@@ -311,7 +354,7 @@ impl Planner {
             FaultKind::Err500 => Fault::Api500 { count: self.rng.between(1, 10) as u32 },
             FaultKind::Drop => Fault::WatchDrop,
             FaultKind::Expire => Fault::Watch410,
-            FaultKind::Kill => Fault::KillDaemon { after_ms: self.rng.between(0, 400) },
+            FaultKind::Kill => Fault::KillDaemon { after_ms: self.rng.between(0, 200) },
             FaultKind::ReadOnly => Fault::CacheReadOnly,
             FaultKind::Full => Fault::CacheFull,
         }
@@ -350,14 +393,26 @@ mod tests {
         let mut p = Planner::new(42, 5, 0.5);
         let mut occupied = [false; 5];
         let mut faults = std::collections::BTreeSet::new();
-        for _ in 0..5000 {
-            let op = p.next_op();
+        let mut bursts = 0;
+        let ops = (0..5000).map(|_| p.next_op()).flat_map(|op| {
+            if op.command == Command::Burst {
+                bursts += 1;
+                let slots: std::collections::BTreeSet<usize> = op.parallel.iter().map(|o| o.slot).collect();
+                assert_eq!(slots.len(), op.parallel.len(), "one operation per pod in {op}");
+                assert!(op.parallel.iter().all(|o| o.fault.as_ref().is_none_or(|f| f.delegate_nad().is_some())));
+                op.parallel
+            } else {
+                vec![op]
+            }
+        });
+        for op in ops.collect::<Vec<_>>() {
             match op.command {
                 Command::Add => {
                     assert!(!occupied[op.slot], "{op}");
                     occupied[op.slot] = true;
                 }
                 Command::Check => assert!(occupied[op.slot], "{op}"),
+                Command::Burst => panic!("nested burst {op}"),
                 Command::Del => {
                     assert!(occupied[op.slot], "{op}");
                     occupied[op.slot] = false;
@@ -371,6 +426,7 @@ mod tests {
             }
         }
         assert_eq!(faults.len(), 12, "every fault kind is drawn: {faults:?}");
+        assert!(bursts > 100, "{bursts} bursts");
     }
 
     #[test]

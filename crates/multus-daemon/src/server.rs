@@ -1,5 +1,6 @@
 //! The daemon's HTTP API on its unix socket (spec §4.2): `/cni`, `/delegate`, `/healthz`,
 //! `/readyz`. HTTP/1.1 without keep-alive, one request per connection, as the Go server.
+//! `POST /cni?ready` is refused with `503` while the daemon is not ready ([`READY_GATE_QUERY`]).
 //!
 //! Where the Go server has no limits (spec §4.1), this one bounds everything a client can hold:
 //! - **time**: the request head must arrive within [`Limits::header_read_timeout`], the body
@@ -652,6 +653,9 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
                 Reply { status: 500, content_type: None, body: vec![] }
             }
         }
+        multus_api::path::CNI if method == Method::POST && !shared.health.is_ready() && asks_ready_gate(&req) => {
+            Reply::text(503, "the daemon is not ready (starting or shutting down); wait for /readyz and send again")
+        }
         multus_api::path::CNI if method == Method::POST => handle(req, Endpoint::Cni, shared).await,
         multus_api::path::DELEGATE if method == Method::POST => handle(req, Endpoint::Delegate, shared).await,
         multus_api::path::HEALTHZ | multus_api::path::READYZ | multus_api::path::CNI | multus_api::path::DELEGATE => {
@@ -671,6 +675,15 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
     };
     shared.api.observe(handler, reply.status, method.as_str());
     response(reply)
+}
+
+/// The query of a gated request (`POST /cni?ready`, sent by multus-shim): run it only when
+/// ready, else answer `503` at once without reading the body. It saves the shim a `/readyz`
+/// round trip per command; a request without it (the Go shim) is served as before.
+pub const READY_GATE_QUERY: &str = "ready";
+
+fn asks_ready_gate<B>(req: &Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some(READY_GATE_QUERY)))
 }
 
 /// A share of the body budget, returned when dropped.
@@ -858,6 +871,36 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(1270), "{:?}", started.elapsed());
         let _ = stop_tx.send(());
         server.await.unwrap();
+    }
+
+    async fn exchange(shared: &Arc<Shared>, request: &[u8]) -> String {
+        let (server_end, mut client) = UnixStream::pair().unwrap();
+        spawn_connection(server_end, None, shared.clone());
+        client.write_all(request).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// `POST /cni?ready` (multus-shim) is refused while not ready and served once ready; a
+    /// request without the query (the Go shim) is served either way, as before.
+    #[tokio::test]
+    async fn a_gated_cni_request_waits_for_readiness_an_ungated_one_does_not() {
+        let shared = shared();
+        let gated = b"POST /cni?ready HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+        let plain = b"POST /cni HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+        shared.health.set_ready(false);
+        let answer = exchange(&shared, gated).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("not ready"), "{answer}");
+        let answer = exchange(&shared, plain).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("{}"), "{answer}");
+        shared.health.set_ready(true);
+        let answer = exchange(&shared, gated).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("{}"), "{answer}");
+        let other = b"POST /cni?x=1&ready=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+        shared.health.set_ready(false);
+        assert!(exchange(&shared, other).await.starts_with("HTTP/1.1 503"));
     }
 
     #[test]

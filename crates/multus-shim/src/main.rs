@@ -1,8 +1,14 @@
 //! `multus-shim`: the CNI plugin a container runtime executes for the Multus thick plugin.
 //!
-//! It holds no state. Each invocation waits until the daemon is ready, forwards the CNI
-//! environment and stdin as one `POST /cni` over the daemon's unix socket, and turns the reply
-//! into CNI output. Deliberate differences from the Go shim (see `docs/thick-api.md`):
+//! It holds no state. Each invocation forwards the CNI environment and stdin as one `POST /cni`
+//! over the daemon's unix socket and turns the reply into CNI output. Deliberate differences
+//! from the Go shim (see `docs/thick-api.md`):
+//! - ADD, CHECK, GC and STATUS cost one round trip when the daemon is ready: instead of probing
+//!   `/readyz` first, the request itself is gated (`POST /cni?ready`). multus-daemon refuses a
+//!   gated request with `503` while it is not ready (syncing or draining), and only then does
+//!   the shim poll readiness as the Go shim does and send again. A Go v4.2.x daemon ignores the
+//!   query; it serves only once synced, so its socket answering is the readiness its own shim
+//!   checked (`/healthz`); when the socket does not answer, the shim polls as before;
 //! - only `CNI_*` and `K8S_POD_INFRA_CONTAINER_ID` are forwarded, not the whole environment
 //!   (the Go daemon reads nothing else, so either daemon works with this shim);
 //! - a CNI error object from the daemon keeps its code (the Go shim turns everything into 999);
@@ -114,10 +120,15 @@ fn wait_ready(settings: &ShimSettings, wait: Duration) -> Result<(), String> {
     }
 }
 
-/// What happens before the `/cni` request is sent.
+/// The query that asks the daemon to refuse the request (`503`) unless it is ready. Daemons that
+/// do not know it ignore it (Go's `ServeMux` and hyper route by path alone).
+const READY_GATE: &str = "?ready";
+
+/// How the `/cni` request waits for the daemon.
 #[derive(Clone, Copy)]
 enum Gate {
-    /// Poll readiness (`/readyz`, or `/healthz` on a v4.2.x daemon) for up to this long.
+    /// Send gated (`/cni?ready`); when the daemon is not ready (`503`) or not reachable, poll
+    /// readiness (`/readyz`, or `/healthz` on a v4.2.x daemon) and send again, for up to this long.
     Ready(Duration),
     /// No readiness check; re-send while the daemon cannot be reached, for up to this long.
     /// Only for DEL, which is idempotent and must not be lost.
@@ -137,6 +148,35 @@ impl Shim {
     /// Send the invocation to the daemon and return the raw reply.
     fn forward(settings: &ShimSettings, body: &[u8]) -> Result<HttpResponse, client::ClientError> {
         client::post(&settings.socket, path::CNI, body, Some(cni_timeout()))
+    }
+
+    /// Send gated: one round trip when the daemon is ready. A `503` (not ready, or too busy to
+    /// take the body: either way the request was not run) or a socket that cannot be reached
+    /// means wait for readiness as the Go shim does, then send again, until `wait` has passed.
+    fn forward_when_ready(
+        settings: &ShimSettings,
+        body: &[u8],
+        wait: Duration,
+    ) -> Result<Result<HttpResponse, client::ClientError>, String> {
+        let deadline = Instant::now() + wait;
+        let gated = format!("{}{READY_GATE}", path::CNI);
+        let send = || client::post(&settings.socket, &gated, body, Some(cni_timeout()));
+        let not_ready = |sent: &Result<HttpResponse, client::ClientError>| match sent {
+            Ok(reply) => reply.status == 503,
+            Err(e) => matches!(e, client::ClientError::Connect { .. }),
+        };
+        let mut sent = send();
+        while not_ready(&sent) {
+            wait_ready(settings, deadline.saturating_duration_since(Instant::now()))?;
+            sent = send();
+            if not_ready(&sent) {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(READY_POLL);
+            }
+        }
+        Ok(sent)
     }
 
     /// Send a DEL, re-sending while the daemon cannot be reached, the connection breaks before
@@ -174,8 +214,7 @@ impl Shim {
         let body = Self::request_body(req).map_err(|e| fail(e.code, e.msg))?;
         let sent = match gate {
             Gate::Ready(wait) => {
-                wait_ready(&settings, wait).map_err(|why| fail(unavailable, why))?;
-                Self::forward(&settings, &body)
+                Self::forward_when_ready(&settings, &body, wait).map_err(|why| fail(unavailable, why))?
             }
             Gate::Deliver(wait) => Self::deliver(&settings, &body, wait),
         };

@@ -1,6 +1,8 @@
 //! The shim binary against a scripted fake daemon on a real unix socket: readiness gating per
-//! command (DEL is never gated), a Go v4.2.x daemon without `/readyz`, a daemon that appears
-//! late, a daemon that never answers, and environment bytes that are not UTF-8.
+//! command (DEL is never gated; the others are sent gated, `/cni?ready`, and the fake refuses
+//! them with `503` while not ready, as multus-daemon does), a Go v4.2.x daemon without `/readyz`
+//! that ignores the gate, a daemon that appears late, a daemon that never answers, and
+//! environment bytes that are not UTF-8.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,20 +29,36 @@ struct Script {
     readyz: Answer,
     healthz: Answer,
     cni: Answer,
+    /// Answer a gated `/cni?ready` with `503` while `/readyz` does not answer 200 (multus-daemon);
+    /// false: ignore the query (a Go daemon).
+    honours_gate: bool,
 }
 
 const ADD_REPLY: &str = r#"{"Result":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","mac":"0a:58:0a:f4:01:04","sandbox":"/var/run/netns/x"}],"ips":[{"interface":0,"address":"10.244.1.4/24","gateway":"10.244.1.1"}],"dns":{}}}"#;
 
 impl Script {
     fn ready() -> Self {
-        Self { readyz: Answer::Status(200, ""), healthz: Answer::Status(200, ""), cni: Answer::Status(200, ADD_REPLY) }
+        Self {
+            readyz: Answer::Status(200, ""),
+            healthz: Answer::Status(200, ""),
+            cni: Answer::Status(200, ADD_REPLY),
+            honours_gate: true,
+        }
+    }
+
+    /// A Go v4.2.x daemon: no `/readyz`, the gate's query ignored.
+    fn go_v42() -> Self {
+        Self { readyz: Answer::Status(404, ""), honours_gate: false, ..Self::ready() }
     }
 }
 
-/// One request the fake daemon received: path and body.
+/// One request the fake daemon received: path (without the query), whether it was gated, and
+/// whether the gate refused it; its body.
 #[derive(Debug, Clone)]
 struct Seen {
     path: String,
+    gated: bool,
+    refused: bool,
     body: Vec<u8>,
 }
 
@@ -76,8 +94,13 @@ impl FakeDaemon {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The `/cni` requests the fake ran (not those its gate refused).
     fn cni_requests(&self) -> Vec<serde_json::Value> {
-        self.seen().into_iter().filter(|s| s.path == "/cni").map(|s| serde_json::from_slice(&s.body).unwrap()).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path == "/cni" && !s.refused)
+            .map(|s| serde_json::from_slice(&s.body).unwrap())
+            .collect()
     }
 }
 
@@ -98,7 +121,9 @@ fn serve_one(conn: UnixStream, script: &Script, seen: &Mutex<Vec<Seen>>) {
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, gated) = (path.to_string(), query.split('&').any(|kv| kv == "ready"));
     let mut length = 0usize;
     loop {
         let mut line = String::new();
@@ -119,8 +144,15 @@ fn serve_one(conn: UnixStream, script: &Script, seen: &Mutex<Vec<Seen>>) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    seen.lock().unwrap().push(Seen { path: path.clone(), body });
+    let ready_now = match &script.readyz {
+        Answer::Status(status, _) => *status == 200,
+        Answer::BusyFirst(left) => left.load(Ordering::SeqCst) == 0,
+        Answer::Never => false,
+    };
+    let refused = path == "/cni" && gated && script.honours_gate && !ready_now;
+    seen.lock().unwrap().push(Seen { path: path.clone(), gated, refused, body });
     let answer = match path.as_str() {
+        _ if refused => &Answer::Status(503, "not ready"),
         "/readyz" => &script.readyz,
         "/healthz" => &script.healthz,
         "/cni" => &script.cni,
@@ -186,9 +218,13 @@ impl Env {
         cmd
     }
 
-    fn run(&self, mut cmd: Command) -> Output {
+    fn run(&self, cmd: Command) -> Output {
+        self.run_with_stdin(cmd, &self.stdin())
+    }
+
+    fn run_with_stdin(&self, mut cmd: Command, stdin: &str) -> Output {
         let mut child = cmd.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(self.stdin().as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
 }
@@ -222,13 +258,62 @@ fn add_and_check_wait_for_readiness() {
         let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(err["msg"].as_str().unwrap().contains("timed out waiting for the daemon"), "{err}");
     }
-    assert!(daemon.cni_requests().is_empty(), "nothing was sent while the daemon was not ready");
+    assert!(daemon.cni_requests().is_empty(), "nothing ran while the daemon was not ready");
+    let seen = daemon.seen();
+    assert!(seen.iter().any(|s| s.path == "/readyz"), "refused, the shim polled readiness: {seen:?}");
+    assert!(seen.iter().filter(|s| s.path == "/cni").all(|s| s.gated && s.refused), "{seen:?}");
+}
+
+#[test]
+fn a_ready_daemon_costs_one_round_trip() {
+    let env = Env::new();
+    let daemon = FakeDaemon::start(&env.socket(), Script::ready());
+    for command in ["ADD", "CHECK"] {
+        let out = env.run(env.command(command));
+        assert!(out.status.success(), "{command}: {}", text(&out.stdout));
+    }
+    let seen = daemon.seen();
+    assert_eq!(seen.len(), 2, "no readiness probe: {seen:?}");
+    assert!(seen.iter().all(|s| s.path == "/cni" && s.gated && !s.refused), "{seen:?}");
+}
+
+#[test]
+fn a_gated_request_refused_is_sent_again_once_the_daemon_is_ready() {
+    let env = Env::new();
+    // Not ready for the first probes (caches syncing), then ready.
+    let probes = Arc::new(std::sync::atomic::AtomicU32::new(2));
+    let daemon = FakeDaemon::start(
+        &env.socket(),
+        Script { readyz: Answer::BusyFirst(probes.clone()), cni: Answer::Status(200, ADD_REPLY), ..Script::ready() },
+    );
+    let out = env.run(env.command("ADD"));
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let sent = daemon.cni_requests();
+    assert_eq!(sent.len(), 1, "the ADD ran once");
+    let paths: Vec<_> = daemon.seen().into_iter().map(|s| (s.path, s.refused)).collect();
+    assert_eq!(paths.first(), Some(&("/cni".to_string(), true)), "{paths:?}");
+    assert_eq!(paths.last(), Some(&("/cni".to_string(), false)), "{paths:?}");
+}
+
+#[test]
+fn status_answers_50_at_once_when_the_gate_refuses() {
+    let env = Env::new();
+    let daemon = FakeDaemon::start(&env.socket(), Script { readyz: Answer::Status(500, ""), ..Script::ready() });
+    let mut cmd = env.command("STATUS");
+    cmd.env("MULTUS_SHIM_READY_WAIT_MS", "60000");
+    let started = std::time::Instant::now();
+    let stdin = env.stdin().replace("\"1.0.0\"", "\"1.1.0\"");
+    let out = env.run_with_stdin(cmd, &stdin);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["code"], 50, "{err}");
+    assert!(daemon.cni_requests().is_empty());
 }
 
 #[test]
 fn a_go_v42_daemon_without_readyz_serves_add_and_del() {
     let env = Env::new();
-    let daemon = FakeDaemon::start(&env.socket(), Script { readyz: Answer::Status(404, ""), ..Script::ready() });
+    let daemon = FakeDaemon::start(&env.socket(), Script::go_v42());
     let add = env.run(env.command("ADD"));
     assert!(add.status.success(), "{}", text(&add.stdout));
     let result: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
@@ -238,8 +323,24 @@ fn a_go_v42_daemon_without_readyz_serves_add_and_del() {
     assert!(del.status.success());
     let commands: Vec<_> = daemon.cni_requests().iter().map(|r| r["env"]["CNI_COMMAND"].clone()).collect();
     assert_eq!(commands, ["ADD", "DEL"]);
+    // Serving is the Go v4.2.x daemon's readiness (its shim probed /healthz, always 200): the
+    // gated ADD goes straight through.
     let paths: Vec<_> = daemon.seen().into_iter().map(|s| s.path).collect();
-    assert!(paths.contains(&"/healthz".to_string()), "ADD fell back to /healthz: {paths:?}");
+    assert_eq!(paths, ["/cni", "/cni"]);
+}
+
+#[test]
+fn a_go_v42_daemon_that_starts_late_is_polled_through_healthz() {
+    let env = Env::new();
+    let mut child = env.command("ADD").spawn().unwrap();
+    child.stdin.take().unwrap().write_all(env.stdin().as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon = FakeDaemon::start(&env.socket(), Script::go_v42());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(daemon.cni_requests().len(), 1);
+    let paths: Vec<_> = daemon.seen().into_iter().map(|s| s.path).collect();
+    assert!(paths.contains(&"/healthz".to_string()), "fell back to /healthz: {paths:?}");
 }
 
 #[test]

@@ -51,6 +51,12 @@ pub fn delegate_timeout(config: &DaemonConfig) -> Duration {
         .unwrap_or(DEFAULT_DELEGATE_TIMEOUT)
 }
 
+/// `parallelDelegates` (a multus-rs key, default false as Go): run a pod's delegates at the
+/// same time (see `commands::add`).
+pub fn parallel_delegates(config: &DaemonConfig) -> bool {
+    config.raw.get("parallelDelegates").and_then(Value::as_bool).unwrap_or(false)
+}
+
 /// Shared daemon state.
 pub struct Daemon {
     pub config: DaemonConfig,

@@ -812,3 +812,165 @@ mod reconcile {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// parallelDelegates: the delegates of a pod run at once; answer, annotation and rollback as in
+// the sequential daemon.
+
+mod parallel_delegates {
+    use super::*;
+    use cni::exec::testing::RecordingExec;
+    use cni::exec::{Exec, ExecError, ExecFuture, PluginRequest};
+    use multus_daemon::daemon::{Daemon, Seams};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Holds the ADDs of some plugins for a while (tokio time: paused in these tests) and
+    /// records the order in which ADDs finish.
+    struct Delaying {
+        inner: RecordingExec,
+        delays: HashMap<&'static str, Duration>,
+        finished: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Exec for Delaying {
+        fn exec<'a>(&'a self, req: PluginRequest<'a>) -> ExecFuture<'a> {
+            let plugin = req.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let is_add = req.env.iter().any(|(k, v)| k == "CNI_COMMAND" && v == "ADD");
+            let delay = self.delays.get(plugin.as_str()).copied().filter(|_| is_add).unwrap_or_default();
+            let run = self.inner.exec(req);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let out = run.await;
+                if is_add {
+                    self.finished.lock().unwrap().push(plugin);
+                }
+                out
+            })
+        }
+
+        fn find_plugin(&self, plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, ExecError> {
+            self.inner.find_plugin(plugin_type, dirs)
+        }
+    }
+
+    /// A node whose pod `p` asks for `networks`; ADDs of `bridge` (the cluster network) take
+    /// 100 ms, `macvlan` 200 ms, the others no time.
+    fn node(parallel: bool, networks: &str) -> (Node, Arc<Mutex<Vec<String>>>) {
+        let mut node = Node::new(json!({"parallelDelegates": parallel}));
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let exec = Delaying {
+            inner: node.fake.exec.clone(),
+            delays: [("bridge", Duration::from_millis(100)), ("macvlan", Duration::from_millis(200))].into(),
+            finished: finished.clone(),
+        };
+        let seams = Seams {
+            exec: Arc::new(exec),
+            cluster: Arc::new(node.fake.cluster.clone()),
+            netns: Arc::new(node.fake.netns.clone()),
+            devices: Arc::new(node.fake.devices.clone()),
+        };
+        let daemon = Daemon::with_process_env(node.fake.daemon.config.clone(), seams, None, None);
+        node.handler = Handler::new(Arc::new(daemon));
+        node.fake.cluster.add_pod(pod("p", Some(networks)));
+        for (name, plugin) in [("slow", "macvlan"), ("fast", "ipvlan"), ("bad", "ptp")] {
+            node.fake.cluster.add_nad(nad("default", name, plugin));
+        }
+        node.fake.exec.on("bridge", Command::Add, result("eth0", "10.0.0.2/24"));
+        node.fake.exec.on("macvlan", Command::Add, result("net1", "10.1.0.2/24"));
+        node.fake.exec.on("ipvlan", Command::Add, result("net2", "10.2.0.2/24"));
+        node.fake.exec.on("ptp", Command::Add, PluginReply::error(cni::CniError::new(11, "no parent")));
+        (node, finished)
+    }
+
+    fn adds(node: &Node) -> Vec<(String, String)> {
+        node.calls().into_iter().filter(|(_, c)| c == "ADD").collect()
+    }
+
+    fn dels(node: &Node) -> Vec<(String, String)> {
+        node.calls().into_iter().filter(|(_, c)| c == "DEL").collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answer_and_status_keep_the_annotation_order_whatever_finishes_first() {
+        let (node, finished) = node(true, "slow,fast");
+        let started = tokio::time::Instant::now();
+        let reply = node.add("c1", "p").await;
+        assert_eq!(reply.status, 200, "{}", body(&reply));
+        // All three ran at once: the ADD took the slowest delegate's time, not the sum.
+        assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+        assert_eq!(*finished.lock().unwrap(), ["ipvlan", "bridge", "macvlan"]);
+        let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(answer["Result"]["ips"][0]["address"], "10.0.0.2/24", "the cluster network's result");
+        let writes = node.fake.cluster.status_writes();
+        assert_eq!(writes.len(), 1);
+        let statuses = multus::status::parse_network_status(&writes[0].1).unwrap();
+        let names: Vec<_> = statuses.iter().map(|s| (s.name.as_str(), s.interface.as_str())).collect();
+        assert_eq!(names, [("kube-system/cluster-net", "eth0"), ("default/slow", "net1"), ("default/fast", "net2")]);
+        let events: Vec<_> = node.fake.cluster.events().into_iter().map(|e| e.message).collect();
+        assert!(events[1].starts_with("Add net1 ") && events[2].starts_with("Add net2 "), "{events:?}");
+
+        // DEL is unchanged: from the cache, last first.
+        let reply = node.del("c1", "p").await;
+        assert_eq!(reply.status, 200, "{}", body(&reply));
+        assert_eq!(dels(&node), [pair("ipvlan", "DEL"), pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+        assert_no_leftovers(&node, "c1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn off_by_default_the_delegates_run_one_after_the_other() {
+        let (node, finished) = node(false, "slow,fast");
+        let started = tokio::time::Instant::now();
+        let reply = node.add("c1", "p").await;
+        assert_eq!(reply.status, 200, "{}", body(&reply));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(*finished.lock().unwrap(), ["bridge", "macvlan", "ipvlan"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_delegate_rolls_back_every_delegate_that_ran_last_first() {
+        let (node, _) = node(true, "slow,bad,fast");
+        let reply = node.add("c1", "p").await;
+        assert_eq!(reply.status, 400);
+        assert!(
+            body(&reply).contains(&format!(
+                "[default/p/{UID}:bad]: error adding container to network \"bad\": plugin type=\"ptp\" name=\"bad\" failed (add): no parent"
+            )),
+            "{}",
+            body(&reply)
+        );
+        let mut added = adds(&node);
+        added.sort();
+        assert_eq!(added, [pair("bridge", "ADD"), pair("ipvlan", "ADD"), pair("macvlan", "ADD"), pair("ptp", "ADD")]);
+        // The failed one included, in reverse annotation order, whatever order they finished in.
+        assert_eq!(
+            dels(&node),
+            [pair("ipvlan", "DEL"), pair("ptp", "DEL"), pair("macvlan", "DEL"), pair("bridge", "DEL")]
+        );
+        assert_no_leftovers(&node, "c1");
+        assert!(node.fake.cluster.status_writes().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delegate_stopped_by_the_clash_check_is_not_deleted() {
+        let (node, _) = node(true, "slow,fast");
+        node.fake.netns.add_link(NETNS, "net2");
+        let reply = node.add("c1", "p").await;
+        assert_eq!(reply.status, 400);
+        assert!(body(&reply).contains("interface name net2 already exists"), "{}", body(&reply));
+        assert!(!adds(&node).contains(&pair("ipvlan", "ADD")));
+        assert_eq!(dels(&node), [pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+        assert_no_leftovers(&node, "c1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_status_write_failing_rolls_everything_back() {
+        let (node, _) = node(true, "slow,fast");
+        node.fake.cluster.fail_status_writes(Some(ClusterError::StatusWrite("API server down".into())));
+        let reply = node.add("c1", "p").await;
+        assert_eq!(reply.status, 400, "{}", body(&reply));
+        assert_eq!(dels(&node), [pair("ipvlan", "DEL"), pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+        assert_no_leftovers(&node, "c1");
+    }
+}

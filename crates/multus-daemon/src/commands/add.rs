@@ -6,7 +6,13 @@
 //!   the previous ADD's cache put back); a failure after the delegates ran (e.g. the status write
 //!   with the API server down) rolls back as well instead of leaving interfaces for a later DEL;
 //! - a second ADD for a sandbox stops at the interface clash check before its delegate runs,
-//!   so it neither rolls back nor overwrites the first ADD's attachment and caches.
+//!   so it neither rolls back nor overwrites the first ADD's attachment and caches;
+//! - with `parallelDelegates` (opt-in; Go always runs them one after the other) the delegates
+//!   of a pod run at the same time, at most [`PARALLEL_DELEGATES_MAX`] at once. The result and
+//!   the network-status entries still come in annotation order whatever order the delegates
+//!   finish in, and the rollback guarantee is the same: when any delegate fails, every delegate
+//!   that ran (the failed one included) is DELeted, last first. The error answered is the one of
+//!   the first failed delegate in annotation order.
 
 use super::{
     Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, resolve_with_devices, runtime_conf,
@@ -27,6 +33,9 @@ use multus::{cache, default_route, resolve, status};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Delegates of one pod running at once with `parallelDelegates` (a pod may ask for up to 128).
+pub const PARALLEL_DELEGATES_MAX: usize = 16;
 
 /// The non-auto-mode readiness-indicator wait of each ADD (§5.3 step 2).
 const READINESS_WAIT: Duration = Duration::from_secs(45);
@@ -66,17 +75,29 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
     })?;
 
     let rt = d.runtime(conf);
-    let applied = apply(d, &rt, req, &plan, &pod, &who).await;
+    let applied = if crate::daemon::parallel_delegates(&d.config) && runs_in_parallel(&plan) {
+        apply_parallel(d, &rt, req, &plan, &pod, &who).await
+    } else {
+        apply(d, &rt, req, &plan, &pod, &who).await
+    };
     let failure = match applied {
         Ok(attachment) => match write_status(d, &pod, &attachment.statuses, &who).await {
             Ok(()) => return select_result(conf, &plan, &attachment.results, &who),
-            Err(e) => (plan.delegates.len(), e),
+            Err(e) => ((0..plan.delegates.len()).collect(), e),
         },
         Err(failure) => failure,
     };
     let (ran, error) = failure;
-    rollback(d, &rt, req, &plan, ran, &cni_dir, previous_cache.as_deref()).await;
+    rollback(d, &rt, req, &plan, &ran, &cni_dir, previous_cache.as_deref()).await;
     Err(error)
+}
+
+/// Delegates run at once only when there are several and their interface names differ (two
+/// with the same name must meet the clash check one after the other).
+fn runs_in_parallel(plan: &AddPlan) -> bool {
+    let mut names: Vec<&str> = plan.invocations.iter().map(|i| i.ifname.as_str()).collect();
+    names.sort_unstable();
+    names.len() > 1 && names.windows(2).all(|w| w[0] != w[1])
 }
 
 /// ADD needs the pod's namespace and name.
@@ -162,8 +183,19 @@ struct Attachment {
     statuses: Vec<status::NetworkStatus>,
 }
 
-/// Run every delegate in order. On failure: how many delegates may have changed something
-/// (they need a DEL), and the error.
+/// A failed apply: the indices of the delegates that may have changed something (they need a
+/// DEL, in reverse order), and the error.
+type Failure = (Vec<usize>, CommandError);
+
+/// What one delegate's ADD produced.
+struct Added {
+    result: CniResult,
+    statuses: Vec<status::NetworkStatus>,
+    /// The `AddedInterface` event's message.
+    event: Option<String>,
+}
+
+/// Run every delegate in order, stopping at the first failure.
 async fn apply(
     d: &Daemon,
     rt: &Runtime,
@@ -171,45 +203,114 @@ async fn apply(
     plan: &AddPlan,
     pod: &PodInfo,
     who: &PodRef,
-) -> Result<Attachment, (usize, CommandError)> {
+) -> Result<Attachment, Failure> {
     let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
     for (i, (delegate, inv)) in plan.delegates.iter().zip(&plan.invocations).enumerate() {
-        let net = delegate.network_name();
-        // A delegate stopped by the clash check never ran: nothing of it to roll back.
-        super::check_interface_free(d, req, delegate, &inv.ifname, who).await.map_err(|e| (i, e))?;
-        // From here on this delegate may have changed something: a rollback must DEL it, even
-        // when its ADD fails.
-        let ran = i + 1;
-        copy_device_info(d, delegate, inv);
-        let rconf = runtime_conf(req, inv);
-        let result =
-            exec_add(d, rt, delegate, &rconf).await.map_err(|e| (ran, CommandError::delegate_add(who, net, &e)))?;
-        tracing::info!(
-            "Add: {}:{}:{}:{}({}):{} {}",
-            who.namespace,
-            who.name,
-            who.uid,
-            delegate.name,
-            net,
-            inv.ifname,
-            result.to_json()
-        );
-        apply_default_route(d, rt, delegate, &result, req, inv)
-            .await
-            .map_err(|cause| (ran, MultusError::delegate_add(Some(who), net, cause).into()))?;
-        let device_info = inv.device_info_file.as_deref().and_then(read_device_info);
-        match status::network_statuses(&result, &delegate.name, delegate.is_master, device_info.as_ref()) {
-            Ok(mut entries) => attachment.statuses.append(&mut entries),
-            // The reference logs and goes on: the attachment works, only its annotation entry
-            // is missing.
-            Err(e) => tracing::warn!(pod = %who, "cannot build the network status of {net}: {e}"),
-        }
-        if let Some(message) = plan::added_interface_message(&inv.ifname, &result, &delegate.name) {
-            d.cluster().emit(PodEvent { pod: pod.clone(), warning: false, reason: "AddedInterface".into(), message });
-        }
-        attachment.results.push(Some(result));
+        let added = add_one(d, rt, req, delegate, inv, who).await.map_err(|(ran, e)| {
+            // The failed delegate needs a DEL too when it got as far as running.
+            ((0..i + usize::from(ran)).collect(), e)
+        })?;
+        attachment.record(d, pod, added);
     }
     Ok(attachment)
+}
+
+/// Run the delegates at the same time (`parallelDelegates`), then take their outcomes in
+/// annotation order.
+async fn apply_parallel(
+    d: &Daemon,
+    rt: &Runtime,
+    req: &CniRequest,
+    plan: &AddPlan,
+    pod: &PodInfo,
+    who: &PodRef,
+) -> Result<Attachment, Failure> {
+    use futures::StreamExt;
+    // The futures are made first: a stream holding the closure that makes them is not `Send`
+    // for every lifetime, which the request's task needs.
+    let mut runs = Vec::with_capacity(plan.delegates.len());
+    for (delegate, inv) in plan.delegates.iter().zip(&plan.invocations) {
+        runs.push(add_one(d, rt, req, delegate, inv, who));
+    }
+    let outcomes: Vec<_> = futures::stream::iter(runs).buffered(PARALLEL_DELEGATES_MAX).collect().await;
+    let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
+    let (mut ran, mut first_error) = (Vec::new(), None);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(added) => {
+                ran.push(i);
+                attachment.record(d, pod, added);
+            }
+            Err((changed, e)) => {
+                if changed {
+                    ran.push(i);
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(attachment),
+        Some(e) => Err((ran, e)),
+    }
+}
+
+impl Attachment {
+    /// Keep a delegate's result and status entries, and announce its interface.
+    fn record(&mut self, d: &Daemon, pod: &PodInfo, added: Added) {
+        self.statuses.extend(added.statuses);
+        if let Some(message) = added.event {
+            d.cluster().emit(PodEvent { pod: pod.clone(), warning: false, reason: "AddedInterface".into(), message });
+        }
+        self.results.push(Some(added.result));
+    }
+}
+
+/// One delegate's ADD: clash check, device info, the plugin, default route, status entries.
+/// On failure: whether the delegate may have changed something (it then needs a DEL), and the
+/// error.
+async fn add_one(
+    d: &Daemon,
+    rt: &Runtime,
+    req: &CniRequest,
+    delegate: &Delegate,
+    inv: &DelegateInvocation,
+    who: &PodRef,
+) -> Result<Added, (bool, CommandError)> {
+    let net = delegate.network_name();
+    // A delegate stopped by the clash check never ran: nothing of it to roll back.
+    super::check_interface_free(d, req, delegate, &inv.ifname, who).await.map_err(|e| (false, e))?;
+    // From here on this delegate may have changed something: a rollback must DEL it, even
+    // when its ADD fails.
+    copy_device_info(d, delegate, inv);
+    let rconf = runtime_conf(req, inv);
+    let result =
+        exec_add(d, rt, delegate, &rconf).await.map_err(|e| (true, CommandError::delegate_add(who, net, &e)))?;
+    tracing::info!(
+        "Add: {}:{}:{}:{}({}):{} {}",
+        who.namespace,
+        who.name,
+        who.uid,
+        delegate.name,
+        net,
+        inv.ifname,
+        result.to_json()
+    );
+    apply_default_route(d, rt, delegate, &result, req, inv)
+        .await
+        .map_err(|cause| (true, MultusError::delegate_add(Some(who), net, cause).into()))?;
+    let device_info = inv.device_info_file.as_deref().and_then(read_device_info);
+    let statuses = match status::network_statuses(&result, &delegate.name, delegate.is_master, device_info.as_ref()) {
+        Ok(entries) => entries,
+        // The reference logs and goes on: the attachment works, only its annotation entry
+        // is missing.
+        Err(e) => {
+            tracing::warn!(pod = %who, "cannot build the network status of {net}: {e}");
+            Vec::new()
+        }
+    };
+    let event = plan::added_interface_message(&inv.ifname, &result, &delegate.name);
+    Ok(Added { result, statuses, event })
 }
 
 /// Give the delegate the device plugin's description of its device (§5.13). Errors are only
@@ -271,19 +372,20 @@ fn select_result(
         .map_err(|e| CommandError::multus(who, ErrorKind::Other, e.to_string()))
 }
 
-/// DEL the first `ran` delegates (last first), ignoring errors; when everything went away
-/// cleanly, remove the delegate cache (or put back the one an earlier ADD had written).
+/// DEL the delegates at the indices `ran` (ascending; last first), ignoring errors; when
+/// everything went away cleanly, remove the delegate cache (or put back the one an earlier ADD
+/// had written).
 pub(crate) async fn rollback(
     d: &Daemon,
     rt: &Runtime,
     req: &CniRequest,
     plan: &AddPlan,
-    ran: usize,
+    ran: &[usize],
     cni_dir: &Path,
     previous_cache: Option<&[u8]>,
 ) {
     let mut clean = true;
-    for (delegate, inv) in plan.delegates[..ran].iter().zip(&plan.invocations[..ran]).rev() {
+    for (delegate, inv) in ran.iter().rev().filter_map(|&i| plan.delegates.get(i).zip(plan.invocations.get(i))) {
         match exec_del(d, rt, delegate, &runtime_conf(req, inv)).await {
             Ok(()) => {}
             // A plugin that does not exist cannot have left anything behind.

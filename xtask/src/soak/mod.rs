@@ -155,6 +155,8 @@ struct Runner {
     known_leaks: BTreeSet<String>,
     max_fds: u64,
     max_rss_kib: u64,
+    /// Failed daemon starts since the last step was judged (violations).
+    restart_problems: Vec<String>,
 }
 
 pub fn run(args: SoakArgs) -> Result<()> {
@@ -194,6 +196,7 @@ fn soak(args: &SoakArgs, seed: u64, pods: usize, fault_rate: f64, replay: Option
         known_leaks: BTreeSet::new(),
         max_fds: args.max_fds,
         max_rss_kib: args.max_rss_mib * 1024,
+        restart_problems: Vec::new(),
     };
     let started = Instant::now();
     let mut planner = Planner::new(seed, pods, fault_rate);
@@ -214,7 +217,21 @@ fn soak(args: &SoakArgs, seed: u64, pods: usize, fault_rate: f64, replay: Option
             Ok(errs) => errs,
             Err(e) => vec![format!("the step could not be carried out: {e:#}")],
         };
+        errs.append(&mut r.restart_problems);
         errs.extend(r.global_checks());
+        // Keep going with a daemon even after one would not start (each failure is reported).
+        if !r.node.daemon_running() {
+            match r.node.ensure_daemon(&[]) {
+                Ok(problems) => errs.extend(problems),
+                Err(e) => {
+                    errs.push(format!("{e:#}"));
+                    println!("FAIL {op}");
+                    r.summary.violations.extend(errs.into_iter().map(|e| format!("after {op}: {e}")));
+                    failed = true;
+                    break;
+                }
+            }
+        }
         r.summary.ops_run += 1;
         if !errs.is_empty() {
             println!("FAIL {op}");
@@ -309,8 +326,13 @@ impl Runner {
         self.sample();
         let when = if call.is_finished() { "kill after the operation" } else { "kill during the operation" };
         Summary::bump(&mut self.summary.outcomes, when);
-        self.node.kill_and_restart()?;
-        call.join().map_err(|_| anyhow!("the shim thread panicked"))?
+        let restart = self.node.kill_and_restart();
+        let out = call.join().map_err(|_| anyhow!("the shim thread panicked"))?;
+        match restart {
+            Ok(problems) => self.restart_problems.extend(problems),
+            Err(e) => return Err(e),
+        }
+        out
     }
 
     /// Run one operation; the violations it showed.

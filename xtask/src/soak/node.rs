@@ -168,14 +168,44 @@ impl Node {
         self.daemon.as_ref().is_some_and(|(p, _)| p.running())
     }
 
-    /// `kill -9` the daemon (by PID) and start it again.
-    pub fn kill_and_restart(&mut self) -> Result<()> {
-        if let Some((proc, guard)) = self.daemon.take() {
+    /// `kill -9` the daemon (by PID) and start it again. A start that fails is retried (and
+    /// reported: the problems found on the way are returned).
+    pub fn kill_and_restart(&mut self) -> Result<Vec<String>> {
+        let holders_before = if let Some((proc, guard)) = self.daemon.take() {
             proc.kill();
             guard.dismiss();
-        }
+            socket_holders(&self.env.socket())
+        } else {
+            Vec::new()
+        };
         self.restarts += 1;
-        self.start_daemon()
+        self.ensure_daemon(&holders_before)
+    }
+
+    /// Start the daemon if it is not running; up to 5 attempts. The problems seen.
+    pub fn ensure_daemon(&mut self, holders_after_kill: &[String]) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for attempt in 1..=5 {
+            if self.daemon_running() {
+                return Ok(problems);
+            }
+            if let Some((proc, guard)) = self.daemon.take() {
+                proc.kill();
+                guard.dismiss();
+            }
+            let holders = socket_holders(&self.env.socket());
+            match self.start_daemon() {
+                Ok(()) => return Ok(problems),
+                Err(e) => {
+                    let log = tail(&self.env.daemon_log(), 3);
+                    problems.push(format!(
+                        "daemon start {attempt} failed: {e:#}; processes holding the socket right after the kill: {holders_after_kill:?}, before this start: {holders:?}; log: {log}"
+                    ));
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        bail!("the daemon does not start: {}", problems.join("\n"))
     }
 
     /// A command line for the shim exactly as a runtime runs it.
@@ -375,6 +405,44 @@ fn http(base: &str, method: &str, path: &str, body: &Value) -> Result<(u16, Stri
     let (head, rest) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
     Ok((status, rest.to_string()))
+}
+
+/// Processes with a descriptor on the unix socket bound at `path`: `pid (comm)`.
+pub fn socket_holders(path: &Path) -> Vec<String> {
+    let wanted = path.display().to_string();
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
+    // Num RefCount Protocol Flags Type St Inode Path
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && f[7] == wanted).then(|| format!("socket:[{}]", f[6]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let held =
+            std::fs::read_dir(e.path().join("fd")).into_iter().flatten().flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
+            });
+        if held {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            let ppid = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1).map(str::to_string)))
+                .unwrap_or_default();
+            out.push(format!("{pid} ({}, ppid {ppid})", comm.trim()));
+        }
+    }
+    out
 }
 
 fn delete_netns_with_prefix(prefix: &str) {

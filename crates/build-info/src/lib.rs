@@ -20,6 +20,8 @@
 //!
 //! It never fails the build. The script runs again when the checked-out commit changes.
 
+#![warn(missing_docs)]
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,8 +75,11 @@ pub fn stamp() {
 pub struct Inputs {
     /// The package's directory (`CARGO_MANIFEST_DIR`), where git is asked.
     pub manifest_dir: PathBuf,
+    /// `$MULTUS_RS_GIT_COMMIT`: the commit to stamp instead of asking git.
     pub commit_override: Option<String>,
+    /// `$MULTUS_RS_BUILD_DATE`: the date to stamp, used as given.
     pub date_override: Option<String>,
+    /// `$SOURCE_DATE_EPOCH`: seconds since the epoch, the build date when no override is set.
     pub source_date_epoch: Option<String>,
     /// Seconds since the epoch, now.
     pub now: u64,

@@ -19,6 +19,8 @@
 //! [`podresources::v1`] holds the generated messages, client and server of the kubelet API
 //! (vendored `proto/podresources/v1/api.proto`); `fake-kubelet` serves it in tests.
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod devinfo;
 pub mod dra;

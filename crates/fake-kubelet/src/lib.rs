@@ -3,6 +3,8 @@
 //! container, an optional delay and an optional gRPC failure. Used in-process by tests and as
 //! the `fake-kubelet` binary by the demo, e2e and conformance (see README.md).
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

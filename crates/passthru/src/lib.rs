@@ -14,6 +14,8 @@
 //! unimplemented; this one succeeds. An empty result is printed without Go's `"dns": {}`
 //! (the same result to every reader).
 
+#![warn(missing_docs)]
+
 use cni::skel::{Plugin, Request};
 use cni::{CniError, CniResult};
 

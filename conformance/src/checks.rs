@@ -28,12 +28,17 @@ pub const KNOWN_CHECKS: &[&str] = &[
     // the runtime's result cache `<cache_dir>/results/<net>-<cid>-<net_ifname>` exists
     // (`exists: true`, kind cniCacheV1) or not
     "result-cache",
-    // the pod's annotation `key` exists / contains / is JSON with entries
+    // the pod's annotation `key` exists / contains / is JSON with entries (`names`,
+    // `interfaces`, `ips`, `default_first`, `device_info` {interface: value | "$present" | "$absent"})
     "annotation",
     // Multus' delegate cache file `<cniDir>/<cid>` exists (`exists: true`) or not
     "cache-file",
     // the daemon wrote `00-multus.conf` with the given keys
     "multus-conf",
+    // thick: the per-attachment device-info file named in the recorded ADD's
+    // runtimeConfig.CNIDeviceInfoFile (`network` filter) exists (`exists`, default true),
+    // holding `pci_address`
+    "device-info-file",
 ];
 
 /// Actions a case may name.

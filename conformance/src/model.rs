@@ -20,6 +20,7 @@ pub const GROUPS: &[&str] = &[
     "multus-selection",
     "multus-status-annotation",
     "multus-failures",
+    "multus-devices",
     "thick-daemon",
 ];
 
@@ -106,6 +107,9 @@ pub enum Require {
     /// The target declares plugins it runs after (`prev_plugins`): a chained plugin the
     /// harness can feed a real `prevResult`.
     Chain,
+    /// A thick target whose daemon reads device IDs from a scriptable kubelet pod-resources
+    /// API (`fake-kubelet`), so `setup.devices` can give pods devices.
+    Devices,
 }
 
 /// One case file: a list of cases of one group.
@@ -168,6 +172,31 @@ pub struct Setup {
     /// that the pod's selection annotation names (with the capability arguments as fields).
     #[serde(default)]
     pub network: Option<NetworkSpec>,
+    /// Devices the kubelet reports for pods (cases that `require: [devices]`).
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+    /// The kubelet's pod-resources API fails every call with this gRPC status:
+    /// `CODE[:MESSAGE]` (`unavailable:kubelet is restarting`).
+    #[serde(default)]
+    pub kubelet_fail: Option<String>,
+}
+
+/// Devices of one resource the (fake) kubelet gave a case pod.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// The attachment whose pod holds the devices; default `main`.
+    #[serde(default = "main_attachment")]
+    pub attachment: String,
+    /// Device-plugin resource name (templated), e.g. `intel.com/sriov`.
+    pub resource: String,
+    /// Device IDs in the order the kubelet reports them (templated).
+    pub ids: Vec<String>,
+    /// Also write the device plugin's device-info file of every ID
+    /// (`/var/run/k8s.cni.cncf.io/devinfo/dp/<resource>-<id>-device.json`, a PCI device;
+    /// needs root), removed after the case.
+    #[serde(default)]
+    pub device_info: bool,
 }
 
 /// A network a case defines (see [`Setup::network`]).
@@ -205,6 +234,9 @@ pub struct NadSpec {
     pub config: Option<Value>,
     #[serde(default)]
     pub delegate: Option<String>,
+    /// Annotations of the NAD (templated), e.g. `k8s.v1.cni.cncf.io/resourceName`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 fn main_attachment() -> String {

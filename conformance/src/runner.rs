@@ -289,6 +289,9 @@ impl Runner {
                 Require::Chain if self.target.prev_plugins.is_empty() => {
                     Some("target declares no plugins to chain after (`prev_plugins`)".into())
                 }
+                Require::Devices if !self.thick.as_ref().is_some_and(ThickRt::serves_devices) => {
+                    Some("needs a thick target whose daemon reads device IDs from a fake kubelet (fake-kubelet)".into())
+                }
                 Require::DelegateRecords => {
                     let ok = self.thick.as_ref().is_some_and(|t| t.records_delegates())
                         || self.target.type_name() == "fake-cni"

@@ -6,7 +6,7 @@
 //! config, so `in_cluster: true` starts `kube-mock --tls --token … --in-cluster-dir …` and
 //! passes `KUBERNETES_SERVICE_HOST`/`PORT`; see README.md for the bind-mount wrapper).
 
-use crate::model::{Case, NadSpec, PodSpec, Step};
+use crate::model::{Case, DeviceSpec, NadSpec, PodSpec, Step};
 use crate::runner::{CaseEnv, Runner, StepOutcome};
 use crate::sys::{self, Netns, Proc};
 use crate::target::{Target, cargo_bin_dir, merge_patch, render_str, render_value};
@@ -59,6 +59,13 @@ pub struct ThickSpec {
     /// Seconds to wait for the daemon's socket and `00-multus.conf`.
     #[serde(default = "default_ready")]
     pub ready_timeout: u64,
+    /// A scriptable kubelet pod-resources server (`fake-kubelet`) started on
+    /// `{{kubelet_socket}}` (in `{{kubelet_dir}}`) with a script the cases rewrite
+    /// (`setup.devices`); the generated daemon config names it as `kubeletPodResourcesSocket`
+    /// (multus-rs; a daemon with the kubelet's fixed path needs `{{kubelet_dir}}` mounted on
+    /// `/var/lib/kubelet/pod-resources`). Unset, or the binary missing: no device cases.
+    #[serde(default)]
+    pub fake_kubelet: Option<String>,
 }
 
 fn default_name() -> String {
@@ -109,6 +116,7 @@ impl ThickSpec {
             plugins_dir: default_plugins(),
             kubectl: default_kubectl(),
             ready_timeout: default_ready(),
+            fake_kubelet: Some("{{bin}}/fake-kubelet".into()),
         }
     }
 }
@@ -123,6 +131,10 @@ pub struct ThickRt {
     pub kubeconfig: PathBuf,
     api: Option<Proc>,
     daemon: Option<Proc>,
+    /// The fake kubelet (when the spec names one that exists).
+    kubelet: Option<Proc>,
+    /// Device-plugin device-info files written for the current case.
+    dp_files: Vec<PathBuf>,
     host: Option<Netns>,
     fake: Option<PathBuf>,
     bridge: bool,
@@ -219,6 +231,8 @@ impl ThickRt {
             kubeconfig,
             api: None,
             daemon: None,
+            kubelet: None,
+            dp_files: Vec::new(),
             host,
             fake,
             bridge,
@@ -229,6 +243,7 @@ impl ThickRt {
             tmp,
         };
         rt.start_api()?;
+        rt.start_kubelet()?;
         rt.write_daemon_config()?;
         rt.start_daemon()?;
         rt.load_shim_config();
@@ -284,6 +299,54 @@ impl ThickRt {
         Ok(())
     }
 
+    /// Start the fake kubelet (if the spec names one that exists) with an empty script.
+    fn start_kubelet(&mut self) -> anyhow::Result<()> {
+        let Some(bin) = self.spec.fake_kubelet.as_ref().map(|b| PathBuf::from(self.r(b))) else { return Ok(()) };
+        if !bin.is_file() {
+            return Ok(());
+        }
+        let kubelet_dir = dir(self.tmp.path(), "kubelet")?;
+        let socket = kubelet_dir.join("kubelet.sock");
+        let script = self.tmp.path().join("kubelet-script.json");
+        std::fs::write(&script, b"{}")?;
+        let log = std::fs::File::create(self.tmp.path().join("fake-kubelet.log"))?;
+        let mut child = Command::new(&bin)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--config")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", bin.display()))?;
+        let out = child.stdout.take();
+        let mut proc = Proc { name: "fake-kubelet".into(), child };
+        let mut line = String::new();
+        if let Some(out) = out {
+            let mut reader = BufReader::new(out);
+            reader.read_line(&mut line)?;
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = reader.read_to_end(&mut sink);
+            });
+        }
+        if !line.starts_with("listening on ") {
+            proc.stop();
+            anyhow::bail!("fake-kubelet did not print `listening on <socket>` (got {line:?})");
+        }
+        self.vars.insert("kubelet_dir".into(), kubelet_dir.display().to_string());
+        self.vars.insert("kubelet_socket".into(), socket.display().to_string());
+        self.vars.insert("kubelet_script".into(), script.display().to_string());
+        self.kubelet = Some(proc);
+        Ok(())
+    }
+
+    /// Whether cases can give pods devices (a fake kubelet runs).
+    pub fn serves_devices(&self) -> bool {
+        self.kubelet.is_some()
+    }
+
     fn write_daemon_config(&mut self) -> anyhow::Result<()> {
         let mut conf = json!({
             "cniVersion": "1.1.0",
@@ -297,6 +360,9 @@ impl ThickRt {
             "cniDir": self.vars["cni_dir"],
             "confDir": self.vars["conf_dir"],
         });
+        if let (Some(socket), Some(m)) = (self.vars.get("kubelet_socket"), conf.as_object_mut()) {
+            m.insert("kubeletPodResourcesSocket".into(), json!(socket));
+        }
         let overlay = render_value(&self.spec.daemon_config, &|k| self.vars.get(k).map(|v| Value::String(v.clone())));
         if !overlay.is_null() {
             merge_patch(&mut conf, &overlay);
@@ -420,6 +486,9 @@ impl ThickRt {
         if case.applies.contains(&crate::model::Applies::Ipam) && !self.bridge {
             return Some("the cluster network owns no IPAM state (fake-cni)".into());
         }
+        if case.setup.devices.iter().any(|d| d.device_info) && !sys::is_root() {
+            return Some(format!("writes the device plugin's device-info under {DP_DEVINFO_DIR} (needs root)"));
+        }
         None
     }
 
@@ -486,8 +555,59 @@ impl ThickRt {
             });
             merge_patch(&mut config, &p);
         }
+        let annotations: BTreeMap<String, String> =
+            nad.annotations.iter().map(|(k, v)| (k.clone(), self.render_case(env, v))).collect();
         json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": nad.name, "namespace": ns}, "spec": {"config": config.to_string()}})
+            "metadata": {"name": nad.name, "namespace": ns, "annotations": annotations},
+            "spec": {"config": config.to_string()}})
+    }
+
+    /// The fake kubelet's script for the case's `setup.devices` (an empty one clears it), and
+    /// the device plugin's device-info files the case asks for.
+    fn script_devices(&mut self, env: &CaseEnv, devices: &[DeviceSpec], fail: Option<&str>) -> Result<(), String> {
+        let Some(script) = self.vars.get("kubelet_script").cloned() else {
+            return if devices.is_empty() && fail.is_none() {
+                Ok(())
+            } else {
+                Err("no fake kubelet runs for setup.devices / setup.kubelet_fail".into())
+            };
+        };
+        let mut pods: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for d in devices {
+            let pod =
+                env.attachments.get(&d.attachment).map(|a| a.pod.clone()).ok_or("device of an unknown attachment")?;
+            let resource = self.render_case(env, &d.resource);
+            let ids: Vec<String> = d.ids.iter().map(|i| self.render_case(env, i)).collect();
+            if d.device_info {
+                for id in &ids {
+                    let file = Path::new(DP_DEVINFO_DIR).join(format!(
+                        "{}-{}-device.json",
+                        resource.replace('/', "-"),
+                        id.replace('/', "-")
+                    ));
+                    if file.exists() {
+                        return Err(format!("{} exists already; not overwriting it", file.display()));
+                    }
+                    std::fs::create_dir_all(DP_DEVINFO_DIR).map_err(|e| format!("{DP_DEVINFO_DIR}: {e}"))?;
+                    let info = json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": id}});
+                    std::fs::write(&file, info.to_string()).map_err(|e| format!("{}: {e}", file.display()))?;
+                    self.dp_files.push(file);
+                }
+            }
+            pods.entry(pod).or_default().push(json!({"resourceName": resource, "deviceIds": ids}));
+        }
+        let pods: Vec<Value> = pods
+            .into_iter()
+            .map(|(name, devices)| {
+                json!({"namespace": env.id, "name": name, "containers": [{"name": "c", "devices": devices}]})
+            })
+            .collect();
+        let mut body = json!({"pods": pods});
+        if let Some(fail) = fail {
+            let (code, message) = fail.split_once(':').unwrap_or((fail, "fake-kubelet: configured failure"));
+            body["fail"] = json!({"code": code, "message": message});
+        }
+        std::fs::write(&script, body.to_string()).map_err(|e| format!("{script}: {e}"))
     }
 
     fn apply(&self, items: Vec<Value>) -> Result<(), String> {
@@ -531,6 +651,7 @@ impl ThickRt {
         network: Option<&(Value, Value)>,
     ) -> Result<(), String> {
         self.veths_before = self.host_veths();
+        self.script_devices(env, &case.setup.devices, case.setup.kubelet_fail.as_deref())?;
         let mut items: Vec<Value> = case.setup.nads.iter().map(|n| self.nad_object(env, n)).collect();
         let mut default_annotations = BTreeMap::new();
         if let Some((config, caps)) = network {
@@ -564,7 +685,13 @@ impl ThickRt {
         Ok(())
     }
 
-    pub fn finish_case(&mut self, _case: &Case, _env: &mut CaseEnv) {
+    pub fn finish_case(&mut self, case: &Case, env: &mut CaseEnv) {
+        if !case.setup.devices.is_empty() || case.setup.kubelet_fail.is_some() {
+            let _ = self.script_devices(env, &[], None);
+        }
+        for f in self.dp_files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
         if self.daemon.is_none() {
             let _ = self.start_daemon();
         }
@@ -626,6 +753,31 @@ impl ThickRt {
                                 ));
                             }
                         }
+                        if let Some(Value::Object(want)) = w("device_info") {
+                            for (iface, want) in want {
+                                let iface = r.render(env, &iface);
+                                let want = r.render_json(env, &want);
+                                let entry = parsed.as_array().and_then(|a| {
+                                    a.iter()
+                                        .find(|e| e.get("interface").and_then(Value::as_str) == Some(iface.as_str()))
+                                });
+                                let Some(entry) = entry else {
+                                    return StepOutcome::Fail(format!("network-status has no entry for {iface}: {v}"));
+                                };
+                                let got = entry.get("device-info").filter(|g| !g.is_null());
+                                let ok = match want.as_str() {
+                                    Some("$present") => got.is_some(),
+                                    Some("$absent") => got.is_none(),
+                                    _ => got == Some(&want),
+                                };
+                                if !ok {
+                                    return StepOutcome::Fail(format!(
+                                        "network-status device-info of {iface} is {}, expected {want}",
+                                        got.map_or_else(|| "absent".to_string(), Value::to_string)
+                                    ));
+                                }
+                            }
+                        }
                         if w("default_first").and_then(|v| v.as_bool()) == Some(true)
                             && parsed.pointer("/0/default").and_then(Value::as_bool) != Some(true)
                         {
@@ -652,6 +804,40 @@ impl ThickRt {
                         StepOutcome::Fail(format!("delegate cache {} exists={got}, expected {want}", p.display()))
                     }
                 }
+            }
+            "device-info-file" => {
+                // The per-attachment file Multus named in the delegate's
+                // runtimeConfig.CNIDeviceInfoFile (from the fake-cni record of its ADD).
+                let Some(att) = att else { return StepOutcome::Fail("no attachment".into()) };
+                let network = ws("network");
+                let calls = crate::checks::recorded_calls(Path::new(&self.vars["records"]));
+                let file = calls
+                    .iter()
+                    .filter(|c| c.get("containerId").and_then(Value::as_str) == Some(att.cid.as_str()))
+                    .filter(|c| c.get("command").and_then(Value::as_str) == Some("ADD"))
+                    .filter(|c| network.as_deref().is_none_or(|n| c.get("name").and_then(Value::as_str) == Some(n)))
+                    .find_map(|c| c.pointer("/stdin/runtimeConfig/CNIDeviceInfoFile").and_then(Value::as_str))
+                    .map(String::from);
+                let Some(file) = file else {
+                    return StepOutcome::Fail(
+                        "no recorded ADD carries runtimeConfig.CNIDeviceInfoFile (declare the capability)".into(),
+                    );
+                };
+                let want = w("exists").and_then(|v| v.as_bool()).unwrap_or(true);
+                let exists = Path::new(&file).exists();
+                if exists != want {
+                    return StepOutcome::Fail(format!("device-info file {file} exists={exists}, expected {want}"));
+                }
+                if let (true, Some(id)) = (exists, ws("pci_address")) {
+                    let content: Value =
+                        std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+                    if content.pointer("/pci/pci-address").and_then(Value::as_str) != Some(id.as_str()) {
+                        return StepOutcome::Fail(format!(
+                            "device-info file {file} holds {content}, expected PCI {id}"
+                        ));
+                    }
+                }
+                StepOutcome::Ok
             }
             "multus-conf" => {
                 let p = Path::new(&self.vars["netd"]).join("00-multus.conf");
@@ -721,6 +907,9 @@ impl ThickRt {
     }
 }
 
+/// Where device plugins leave device-info files for Multus to copy (multus-thick.md §5.13).
+pub const DP_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+
 /// The daemon's readiness endpoint, and the liveness one v4.2.x daemons answer instead.
 pub const READYZ: &str = "/readyz";
 pub const HEALTHZ: &str = "/healthz";
@@ -775,6 +964,12 @@ impl Drop for ThickRt {
         self.stop_daemon();
         if let Some(mut a) = self.api.take() {
             a.stop();
+        }
+        if let Some(mut k) = self.kubelet.take() {
+            k.stop();
+        }
+        for f in self.dp_files.drain(..) {
+            let _ = std::fs::remove_file(f);
         }
         let _ = &self.host;
     }

@@ -27,7 +27,20 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<()> {
     let args = ConformanceArgs { args: with_matrix_file(args.args) };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
-        .args(["build", "-q", "-p", "fake-cni", "-p", "kube-mock", "-p", "multus-shim", "-p", "multus-daemon"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "fake-cni",
+            "-p",
+            "kube-mock",
+            "-p",
+            "multus-shim",
+            "-p",
+            "multus-daemon",
+            "-p",
+            "fake-kubelet",
+        ])
         .status()?;
     anyhow::ensure!(status.success(), "building the binaries the harness drives failed");
     let status = Command::new(&cargo)

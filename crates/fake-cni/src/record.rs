@@ -36,6 +36,7 @@ pub struct Call {
     pub stdin: Value,
     /// Every `CNI_*` variable that was set, even to the empty string.
     pub env: BTreeMap<String, String>,
+    /// The plugin process's PID.
     pub pid: u32,
     /// Unix time in milliseconds.
     pub time: u64,

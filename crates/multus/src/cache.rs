@@ -31,12 +31,26 @@ use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+/// Failures writing or reading the delegate cache; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
+    /// The data directory could not be created.
     #[error("saveScratchNetConf: failed to create the multus data directory({dir:?}): {reason}")]
-    CreateDir { dir: String, reason: String },
+    CreateDir {
+        /// The data directory (`cniDir`).
+        dir: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The cache file could not be written.
     #[error("saveScratchNetConf: failed to write container data in the path({path:?}): {reason}")]
-    Write { path: String, reason: String },
+    Write {
+        /// The cache file.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not a valid delegate cache.
     #[error("failed to load netconf: {0}")]
     Invalid(String),
 }
@@ -44,31 +58,43 @@ pub enum CacheError {
 /// One cache entry as stored on disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
+    /// `Conf`: the delegate's single-plugin config, parsed (empty for a conflist).
     #[serde(rename = "Conf", default)]
     pub conf: Value,
+    /// `ConfList`: the delegate's conflist, parsed (empty for a single plugin).
     #[serde(rename = "ConfList", default)]
     pub conf_list: Value,
     /// v4.2.x only; read, never written.
     #[serde(rename = "CNINetworkConfigList", default, skip_serializing)]
     pub legacy_network_config_list: Option<Value>,
+    /// `Name`: the network's name (`<namespace>/<nad>` for a NAD).
     #[serde(rename = "Name", default)]
     pub name: String,
+    /// `ifnameRequest`: the interface name the selection asked for.
     #[serde(rename = "ifnameRequest", default, skip_serializing_if = "String::is_empty")]
     pub ifname_request: String,
+    /// `macRequest`: the MAC address the selection asked for.
     #[serde(rename = "macRequest", default, skip_serializing_if = "String::is_empty")]
     pub mac_request: String,
+    /// `infinibandGUIDRequest`: the InfiniBand GUID the selection asked for.
     #[serde(rename = "infinibandGUIDRequest", default, skip_serializing_if = "String::is_empty")]
     pub infiniband_guid_request: String,
+    /// `ipRequest`: the static IPs (CIDR notation) the selection asked for.
     #[serde(rename = "ipRequest", default, skip_serializing_if = "Option::is_none")]
     pub ip_request: Option<Vec<String>>,
+    /// `default-route`: gateways the selection asked to use as the pod's default route.
     #[serde(rename = "default-route", default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<Vec<IpAddr>>,
+    /// `IsFilterV4Gateway`: drop the IPv4 default route this delegate would install.
     #[serde(rename = "IsFilterV4Gateway", default)]
     pub is_filter_v4_gateway: bool,
+    /// `IsFilterV6Gateway`: drop the IPv6 default route this delegate would install.
     #[serde(rename = "IsFilterV6Gateway", default)]
     pub is_filter_v6_gateway: bool,
+    /// `deviceID`: the device (PCI address, …) passed to the delegate.
     #[serde(rename = "deviceID", default, skip_serializing_if = "String::is_empty")]
     pub device_id: String,
+    /// `resourceName`: the device-plugin resource the device came from.
     #[serde(rename = "resourceName", default, skip_serializing_if = "String::is_empty")]
     pub resource_name: String,
     /// base64 of the exact config.
@@ -352,10 +378,14 @@ pub fn parse_cache(bytes: &[u8]) -> Result<Vec<Delegate>, CacheError> {
 /// Outcome of reading the cache file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CacheRead {
+    /// The cache was read and parsed.
     Found {
+        /// The file read.
         path: PathBuf,
+        /// Its delegates, the master first.
         delegates: Vec<Delegate>,
     },
+    /// No cache file for the container.
     Missing,
     /// Exists but could not be read (permissions, I/O error…).
     Unreadable(String),
@@ -381,12 +411,20 @@ pub fn read_cache(cni_dir: &Path, container_id: &str) -> CacheRead {
 pub enum DelSource {
     /// Delete these (from the cache; entry 0 is the master). The cache file is then removed per
     /// `retryDeleteOnError` (§6.1 step 9).
-    UseCache { path: PathBuf, delegates: Vec<Delegate> },
+    UseCache {
+        /// The cache file, removed afterwards.
+        path: PathBuf,
+        /// The cached delegates.
+        delegates: Vec<Delegate>,
+    },
     /// Cache missing and the pod is known: recompute with `resolve::resolve_del_delegates`.
     Recompute,
     /// Nothing can be deleted: log `reason` and return success (quirk 29 kept: a DEL error would
     /// make the runtime retry forever without ever having more information).
-    Nothing { reason: String },
+    Nothing {
+        /// The log line saying why.
+        reason: String,
+    },
 }
 
 /// The decision table of §6.1 step 6.

@@ -37,16 +37,22 @@ pub const SOCKET_FILE_NAME: &str = "multus.sock";
 pub const AUTO_CONFIG: &str = "auto";
 /// Per-request defaults (§2.4).
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+/// Per-request default of `confDir`: on-disk CNI configs for NADs with an empty spec and for networks named by file.
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
+/// Per-request default of `cniDir`: the delegate cache and libcni result cache.
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
+/// Per-request default of `multusNamespace`.
 pub const DEFAULT_MULTUS_NAMESPACE: &str = "kube-system";
+/// The namespace `globalNamespaces` stands for when it is empty.
 pub const DEFAULT_NON_ISOLATED_NAMESPACE: &str = "default";
+/// Per-request default of `systemNamespaces` (its only entry).
 pub const DEFAULT_SYSTEM_NAMESPACE: &str = "kube-system";
 /// `perNodeCertificate.certDuration` default.
 pub const DEFAULT_CERT_DURATION: &str = "10m";
 /// The key stripped from requests in auto mode.
 pub const READINESS_INDICATOR_KEY: &str = "readinessindicatorfile";
 
+/// Why a daemon, shim or request configuration was rejected; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The daemon config file is not a JSON object or has a key of the wrong type.
@@ -64,12 +70,20 @@ pub enum ConfigError {
     /// The effective request config is not valid Multus configuration.
     #[error("LoadNetConf: failed to load netconf: {0}")]
     NetConf(String),
+    /// `prevResult` is not a valid result of the config's `cniVersion`.
     #[error("LoadNetConf: could not parse prevResult: {0}")]
     PrevResult(String),
+    /// Neither `clusterNetwork` nor a non-empty `delegates` list is given.
     #[error("LoadNetConf: at least one delegate/clusterNetwork must be specified")]
     NoDelegates,
+    /// Entry `index` of `delegates` is not a valid CNI config.
     #[error("LoadNetConf: failed to load delegate {index} config: {reason}")]
-    Delegate { index: usize, reason: String },
+    Delegate {
+        /// Position in `delegates`.
+        index: usize,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The shim's stdin config.
     #[error("invalid multus-shim configuration: {0}")]
     Shim(String),
@@ -279,12 +293,16 @@ fn object_from_bytes(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// in the order `maxAge`, `maxSize`, `maxBackups`, `compress`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogOptions {
+    /// `maxAge`: days a rotated log file is kept.
     #[serde(rename = "maxAge", default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<i64>,
+    /// `maxSize`: megabytes a log file may grow to before it is rotated.
     #[serde(rename = "maxSize", default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<i64>,
+    /// `maxBackups`: how many rotated files are kept.
     #[serde(rename = "maxBackups", default, skip_serializing_if = "Option::is_none")]
     pub max_backups: Option<i64>,
+    /// `compress`: gzip rotated files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
 }
@@ -296,7 +314,9 @@ pub struct EffectiveLogOptions {
     pub max_age: i64,
     /// Megabytes.
     pub max_size: i64,
+    /// Rotated files kept.
     pub max_backups: i64,
+    /// Whether rotated files are gzipped.
     pub compress: bool,
 }
 
@@ -335,8 +355,11 @@ pub fn socket_path(dir: &str) -> PathBuf {
 /// is the daemon's job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PerNodeCertificate {
+    /// `enabled`: authenticate with a per-node client certificate instead of the in-cluster service account.
     pub enabled: bool,
+    /// `bootstrapKubeconfig`: kubeconfig used to request the node's certificate (mandatory when enabled).
     pub bootstrap_kubeconfig: String,
+    /// `certDir`: directory where the issued certificate and key are kept (mandatory when enabled).
     pub cert_dir: String,
     /// A Go duration string; empty means [`DEFAULT_CERT_DURATION`].
     pub cert_duration: String,
@@ -369,27 +392,38 @@ pub struct DaemonConfig {
     pub socket_dir: String,
     /// Raw `connectionLimit`; use [`DaemonConfig::connection_limit`] to validate.
     pub connection_limit: Option<i64>,
+    /// `metricsPort`: TCP port of the `/metrics` listener; unset → no listener.
     pub metrics_port: Option<u16>,
+    /// `enablePprof`: with `metricsPort`, also serve `/debug/pprof/*` there.
     pub enable_pprof: bool,
+    /// `perNodeCertificate`: the client-certificate settings, when present.
     pub per_node_certificate: Option<PerNodeCertificate>,
+    /// `logFile`: log file path; empty → no file.
     pub log_file: String,
+    /// `logLevel`: `debug`, `verbose`, `error` or `panic` (case-insensitive); empty means `panic`.
     pub log_level: String,
     /// Default false at startup (unlike the per-request default).
     pub log_to_stderr: bool,
+    /// `logOptions`: rotation of the log file.
     pub log_options: Option<LogOptions>,
+    /// `readinessindicatorfile`: a file that must exist before the node is ready (auto mode: waited
+    /// for at start-up and watched).
     pub readiness_indicator_file: String,
     /// `auto` (default) or the path of a ready-made config.
     pub multus_config_file: String,
+    /// `cniVersion`: written into the generated config and overriding the shim's per request.
     pub cni_version: String,
     /// The whole object as read, overlaid on every request (§2.4).
     pub raw: Map<String, Value>,
 }
 
 impl DaemonConfig {
+    /// Parses the bytes of `daemon-config.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
         Self::from_map(object_from_bytes(bytes).map_err(ConfigError::Daemon)?)
     }
 
+    /// Reads the daemon settings from the config object; wrong types are errors naming the key.
     pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfigError> {
         let f = Fields(&raw);
         let e = ConfigError::Daemon;
@@ -506,11 +540,16 @@ pub fn merge_request_config_bytes(
 /// The effective Multus configuration of one request (§2.2 R keys, §2.4 defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
+    /// `cniVersion` of the request (the daemon config's, when it sets one).
     pub cni_version: String,
+    /// `name` of the Multus network.
     pub name: String,
     /// `type` (normally `multus-shim`).
     pub plugin_type: String,
+    /// `clusterNetwork`: the pod's primary network, as a NAD name, a config name in `confDir` or a
+    /// file path; empty → the static `delegates` are used.
     pub cluster_network: String,
+    /// `defaultNetworks`: extra networks attached to every pod outside `systemNamespaces`.
     pub default_networks: Vec<String>,
     /// Static delegates (raw objects; the first one is the master). Only validated (and only
     /// meaningful) when `cluster_network` is empty.
@@ -519,28 +558,44 @@ pub struct NetConf {
     pub runtime_config: Option<Value>,
     /// `capabilities`; non-boolean values are dropped.
     pub capabilities: BTreeMap<String, bool>,
+    /// `readinessindicatorfile`: a file whose presence ADD/STATUS/GC wait for (stripped in auto mode).
     pub readiness_indicator_file: String,
+    /// `namespaceIsolation`: a pod may only use NADs of its own namespace or of a global namespace.
     pub namespace_isolation: bool,
     /// `globalNamespaces` as written.
     pub raw_global_namespaces: String,
     /// `globalNamespaces` split on commas and trimmed, or `["default"]`.
     pub non_isolated_namespaces: Vec<String>,
+    /// `systemNamespaces`: namespaces whose pods get no `defaultNetworks`; default `["kube-system"]`.
     pub system_namespaces: Vec<String>,
+    /// `multusNamespace`: where NADs named without a namespace by `clusterNetwork`,
+    /// `defaultNetworks` and the default-network annotation are looked up; default `kube-system`.
     pub multus_namespace: String,
+    /// `auxiliaryCNIChainName`: a conflist of `passthru` plus the plugins in
+    /// `<dir of clusterNetwork>/<name>/`, appended as the last delegate; empty → none.
     pub auxiliary_cni_chain_name: String,
+    /// `retryDeleteOnError`: keep the delegate cache when a DEL fails, so the runtime's retry finds it.
     pub retry_delete_on_error: bool,
+    /// `daemonSocketDir`: the shim's socket directory (the daemon uses `socketDir`).
     pub daemon_socket_dir: String,
     /// Parsed but unused by the daemon.
     pub kubeconfig: String,
     /// `prevResult`, raw (validated as a result of `cni_version`).
     pub prev_result: Option<Value>,
+    /// `binDir`: first directory searched for delegate binaries; default `/opt/cni/bin`.
     pub bin_dir: String,
+    /// `confDir`: CNI configs for NADs with an empty spec and networks named by file; default
+    /// `/etc/cni/multus/net.d`.
     pub conf_dir: String,
+    /// `cniDir`: the delegate cache and libcni result cache; default `/var/lib/cni/multus`.
     pub cni_dir: String,
+    /// `logFile`: log file path; empty → no file.
     pub log_file: String,
+    /// `logLevel`: `debug`, `verbose`, `error` or `panic`; empty means `panic`.
     pub log_level: String,
     /// Per request the default is **true**.
     pub log_to_stderr: bool,
+    /// `logOptions`: rotation of the log file.
     pub log_options: Option<LogOptions>,
     /// The merged object as parsed.
     pub raw: Map<String, Value>,
@@ -552,6 +607,8 @@ impl NetConf {
         Self::from_map(object_from_bytes(bytes).map_err(ConfigError::NetConf)?)
     }
 
+    /// Reads the configuration from the merged object, applying the §2.4 defaults; wrong types
+    /// are errors naming the key.
     pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfigError> {
         let f = Fields(&raw);
         let e = ConfigError::NetConf;
@@ -685,10 +742,13 @@ fn check_delegate_shape(delegate: &Map<String, Value>) -> Result<(), String> {
 /// What `multus-shim` reads from its stdin config (§4.8 step 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShimConfig {
+    /// `cniVersion` of the shim's config.
     pub cni_version: String,
     /// Default [`DEFAULT_SOCKET_DIR`].
     pub daemon_socket_dir: String,
+    /// `logFile`: the shim's log file; empty → none.
     pub log_file: String,
+    /// `logLevel` of the shim's log.
     pub log_level: String,
     /// Default false.
     pub log_to_stderr: bool,
@@ -710,6 +770,7 @@ struct RawShimConfig {
 }
 
 impl ShimConfig {
+    /// Reads the five shim keys from its stdin config; other keys are not materialised.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawShimConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Shim(e.to_string()))?;
         Ok(Self {

@@ -23,12 +23,16 @@ use cni::result::CniResult;
 use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 
+/// Why `default-route` requests cannot be honoured; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefaultRouteError {
+    /// More than one gateway of one IP family was requested across the delegates.
     #[error("multus does not support ECMP for default-route")]
     Ecmp,
+    /// A cached result has a `cniVersion` whose routes cannot be edited.
     #[error("not supported version: {0}")]
     UnsupportedVersion(String),
+    /// A cached result's routes do not have the expected shape.
     #[error("wrong format: {0}")]
     Format(String),
 }
@@ -70,12 +74,16 @@ pub fn apply_gateway_check(delegates: &mut [Delegate]) -> Result<(), DefaultRout
 /// ("error deleting default gateway…", "error setting default gateway…"), without rollback.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteActions {
+    /// Remove the IPv4 default routes the delegate installed.
     pub delete_default_v4: bool,
+    /// Remove the IPv6 default routes the delegate installed.
     pub delete_default_v6: bool,
+    /// Gateways to install default routes through.
     pub add_gateways: Vec<IpAddr>,
 }
 
 impl RouteActions {
+    /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         !self.delete_default_v4 && !self.delete_default_v6 && self.add_gateways.is_empty()
     }

@@ -29,14 +29,18 @@ use std::path::{Path, PathBuf};
 /// Errors of delegate loading. The texts are the Go reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DelegateError {
+    /// The config is not a JSON object.
     #[error("LoadDelegateNetConf: error unmarshalling delegate config: {0}")]
     Unmarshal(String),
     #[error(
         "LoadDelegateNetConf: failed with: LoadDelegateNetConfList: delegate must have the 'type' or 'plugin' field"
     )]
+    /// The config has neither `type` nor `plugins`.
     NoTypeOrPlugins,
+    /// A conflist plugin has no `type`.
     #[error("LoadDelegateNetConf: failed with: LoadDelegateNetConfList: a plugin delegate must have the 'type' field")]
     PluginWithoutType,
+    /// The conflist could not be parsed.
     #[error("LoadDelegateNetConf: failed with: LoadDelegateNetConfList: error unmarshalling delegate conflist: {0}")]
     ConfList(String),
     /// Injection into a config that does not have the expected shape.
@@ -60,11 +64,17 @@ pub struct Delegate {
     /// The master (cluster network or its override): uses `CNI_IFNAME`, gets the runtime's
     /// capability args, its result is returned.
     pub is_master: bool,
+    /// `interface` of the selection element: the interface name to use instead of `net<N>`.
     pub ifname_request: String,
+    /// `mac` of the selection element, passed as the `mac` capability and `MAC` CNI arg.
     pub mac_request: String,
+    /// `ips` of the selection element, passed as the `ips` capability and `IP` CNI arg.
     pub ip_request: Vec<String>,
+    /// `infiniband-guid` of the selection element, passed as the `infinibandGUID` capability.
     pub infiniband_guid_request: String,
+    /// `bandwidth` of the selection element, passed as the `bandwidth` capability.
     pub bandwidth_request: Option<Bandwidth>,
+    /// `portMappings` of the selection element, passed as the `portMappings` capability.
     pub port_mappings_request: Vec<PortMapping>,
     /// Device ID: from the resource map (also injected into the config) or the element's `deviceID`.
     pub device_id: String,
@@ -72,7 +82,9 @@ pub struct Delegate {
     pub resource_name: String,
     /// `None`: not requested. `Some(vec![])`: requested with an empty list.
     pub default_route: Option<Vec<IpAddr>>,
+    /// Remove the IPv4 default route this delegate installs (another delegate owns it).
     pub filter_v4_gateway: bool,
+    /// Remove the IPv6 default route this delegate installs (another delegate owns it).
     pub filter_v6_gateway: bool,
 }
 
@@ -106,10 +118,12 @@ impl Delegate {
         &self.bytes
     }
 
+    /// The parsed config.
     pub fn config(&self) -> &DelegateConfig {
         &self.config
     }
 
+    /// Whether the config is a conflist.
     pub fn is_conflist(&self) -> bool {
         matches!(self.config, DelegateConfig::List(_))
     }

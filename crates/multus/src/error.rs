@@ -24,12 +24,16 @@ use std::fmt;
 /// (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`), not the API object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodRef {
+    /// `K8S_POD_NAMESPACE`.
     pub namespace: String,
+    /// `K8S_POD_NAME`.
     pub name: String,
+    /// `K8S_POD_UID` (may be empty).
     pub uid: String,
 }
 
 impl PodRef {
+    /// A pod identity from its three parts.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>, uid: impl Into<String>) -> Self {
         Self { namespace: namespace.into(), name: name.into(), uid: uid.into() }
     }
@@ -46,20 +50,24 @@ impl fmt::Display for PodRef {
 pub struct Warning {
     /// Event reason, e.g. `NoNetworkFound`.
     pub reason: String,
+    /// Event message.
     pub message: String,
     /// `true`: a Warning event on the pod (when the pod is known). `false`: log only.
     pub event: bool,
 }
 
 impl Warning {
+    /// A selected network has no NAD (the reference's event reason).
     pub const NO_NETWORK_FOUND: &'static str = "NoNetworkFound";
     /// A network with a resource name got no device (none allocated, or all taken).
     pub const NO_DEVICE: &'static str = "NoDeviceForNetwork";
 
+    /// A warning emitted as a Warning event on the pod.
     pub fn event(reason: &str, message: impl Into<String>) -> Self {
         Self { reason: reason.to_string(), message: message.into(), event: true }
     }
 
+    /// A warning that is only logged.
     pub fn log(reason: &str, message: impl Into<String>) -> Self {
         Self { reason: reason.to_string(), message: message.into(), event: false }
     }
@@ -88,6 +96,7 @@ pub enum ErrorKind {
     NetworkStatus,
     /// auxiliary chain misconfiguration
     AuxiliaryChain,
+    /// Anything else.
     Other,
 }
 
@@ -99,21 +108,36 @@ pub enum MultusError {
     Command(Box<CommandError>),
     /// `[<ns>/<name>/<uid>:<net>]: error adding container to network "<net>": <cause>`
     #[error("{}", delegate_add_text(.pod.as_ref(), .network, .cause))]
-    DelegateAdd { pod: Option<PodRef>, network: String, cause: String },
+    DelegateAdd {
+        /// The pod, when `CNI_ARGS` names it.
+        pod: Option<PodRef>,
+        /// The delegate's network name.
+        network: String,
+        /// The delegate's error text.
+        cause: String,
+    },
+    /// A network-selection annotation could not be parsed.
     #[error(transparent)]
     Selection(#[from] SelectionError),
+    /// The request's configuration was rejected.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `CNI_ARGS` could not be parsed.
     #[error(transparent)]
     K8sArgs(#[from] K8sArgsError),
+    /// A delegate config was rejected.
     #[error(transparent)]
     Delegate(#[from] DelegateError),
+    /// The delegate cache could not be written or read.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A `default-route` request could not be applied.
     #[error(transparent)]
     DefaultRoute(#[from] DefaultRouteError),
+    /// Planning a delegate's invocation failed.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A delegate result could not be turned into a network-status entry.
     #[error(transparent)]
     Status(#[from] StatusError),
 }
@@ -121,9 +145,11 @@ pub enum MultusError {
 /// A generic error with its context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandError {
+    /// The pod, when `CNI_ARGS` names it.
     pub pod: Option<PodRef>,
     /// The network (delegate display name or annotation element) concerned, if any.
     pub network: Option<String>,
+    /// Which step failed.
     pub kind: ErrorKind,
     /// The text after the `Multus: [...]: ` prefix.
     pub message: String,
@@ -206,6 +232,7 @@ impl MultusError {
         }
     }
 
+    /// Which step a generic error comes from; [`ErrorKind::Other`] for every other variant.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Command(c) => c.kind,

@@ -52,10 +52,13 @@ pub const DEFAULT_PLUGIN_TYPE: &str = "multus-shim";
 pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
 /// How often and how long the daemon looks for a primary config at startup.
 pub const PRIMARY_DISCOVERY_ATTEMPTS: u32 = 120;
+/// Pause between two looks for a primary config at startup.
 pub const PRIMARY_DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Why `00-multus.conf` could not be generated; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenerateError {
+    /// A G key of `daemon-config.json` has the wrong type.
     #[error("failed to parse the config generator settings: {0}")]
     Config(String),
     /// No candidate after all discovery attempts (the daemon reports this after its retries).
@@ -65,29 +68,56 @@ pub enum GenerateError {
         "failed to find the cluster master CNI plugin: error when listing the CNI plugin \
          configurations: {0}"
     )]
+    /// `multusAutoconfigDir` could not be listed.
     ListDir(String),
+    /// The primary config could not be read.
     #[error("failed to read the cluster primary CNI config {path}: {reason}")]
-    ReadPrimary { path: String, reason: String },
+    ReadPrimary {
+        /// The primary's path.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The primary config is not JSON.
     #[error("failed to unmarshall primary CNI config: {0}")]
     PrimaryJson(String),
+    /// Multus' own `cniVersion` is not a valid semantic version.
     #[error("couldn't get top level cni version")]
     TopLevelVersion,
+    /// The primary config is not a JSON object.
     #[error("couldn't get cni config from delegate")]
     PrimaryNotObject,
+    /// The primary config has no string `cniVersion`, which Multus ≥ 0.4.0 requires.
     #[error("couldn't get cni version from delegate")]
     DelegateVersionMissing,
+    /// The primary's `cniVersion` is not a valid semantic version.
     #[error("couldn't get delegate cni version")]
     DelegateVersionInvalid,
+    /// Multus' `cniVersion` is ≥ 0.4.0 and the primary's is older.
     #[error("delegate cni version is {delegate} while top level cni version is {multus}")]
-    VersionMismatch { delegate: String, multus: String },
+    VersionMismatch {
+        /// The primary's `cniVersion`.
+        delegate: String,
+        /// Multus' `cniVersion`.
+        multus: String,
+    },
+    /// `overrideNetworkName` is set and the primary has no `name`.
     #[error("failed to access delegate CNI plugin name")]
     PrimaryNameMissing,
+    /// `overrideNetworkName` is set and the primary's `name` is not a non-empty string.
     #[error("the primary CNI Configuration does not feature the network name")]
     PrimaryNameEmpty,
+    /// The primary's path cannot be written into JSON.
     #[error("the primary CNI configuration path {0:?} is not valid UTF-8")]
     PathNotUtf8(PathBuf),
+    /// `forceCNIVersion` could not rewrite the primary config.
     #[error("failed to unmarshall cni config {path}: {reason}")]
-    ForceVersion { path: String, reason: String },
+    ForceVersion {
+        /// The primary's path.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl GenerateError {
@@ -131,31 +161,46 @@ pub const GENERATOR_KEYS: &[&str] = &[
 /// The config-generator settings of `daemon-config.json` (§2.2 G keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratorConfig {
+    /// `cniVersion`: written into `00-multus.conf`; required in auto mode.
     pub cni_version: String,
     /// `auto` (default) or a path to copy.
     pub multus_config_file: String,
+    /// `multusAutoconfigDir`: directory scanned (and watched) for the primary CNI config.
     pub multus_autoconfig_dir: String,
     /// File name (relative to `multus_autoconfig_dir`) of the primary; skips discovery.
     pub multus_master_cni: String,
     /// Where `00-multus.conf` goes; default `/etc/cni/net.d`.
     pub cni_config_dir: String,
+    /// `forceCNIVersion`: rewrite the primary config on disk with Multus' `cniVersion`.
     pub force_cni_version: bool,
+    /// `overrideNetworkName`: name `00-multus.conf` after the primary instead of `multus-cni-network`.
     pub override_network_name: bool,
+    /// `readinessindicatorfile`: waited for at startup and watched in auto mode; not written into
+    /// `00-multus.conf`.
     pub readiness_indicator_file: String,
     /// `type`; default `multus-shim`.
     pub plugin_type: String,
+    /// `binDir`: copied into `00-multus.conf` when set.
     pub bin_dir: String,
+    /// `cniDir`: copied into `00-multus.conf` when set.
     pub cni_dir: String,
+    /// `logFile`: copied into `00-multus.conf`, so the shim logs to the same file.
     pub log_file: String,
+    /// `logLevel`: copied into `00-multus.conf`.
     pub log_level: String,
+    /// `logToStderr`: copied into `00-multus.conf`.
     pub log_to_stderr: bool,
+    /// `logOptions`: copied into `00-multus.conf`.
     pub log_options: Option<LogOptions>,
     /// As written (non-boolean values dropped); `false` entries are kept.
     pub capabilities: BTreeMap<String, bool>,
+    /// `namespaceIsolation`: copied into `00-multus.conf`.
     pub namespace_isolation: bool,
     /// `globalNamespaces`, raw comma list.
     pub global_namespaces: String,
+    /// `auxiliaryCNIChainName`: copied into `00-multus.conf`.
     pub auxiliary_cni_chain_name: String,
+    /// `daemonSocketDir`: copied into `00-multus.conf`, where the shim finds the socket.
     pub daemon_socket_dir: String,
     /// Replaced by the primary's path in the output.
     pub cluster_network: String,
@@ -164,6 +209,7 @@ pub struct GeneratorConfig {
 }
 
 impl GeneratorConfig {
+    /// Parses the bytes of `daemon-config.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, GenerateError> {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(m)) => Self::from_map(&m),
@@ -172,6 +218,7 @@ impl GeneratorConfig {
         }
     }
 
+    /// Reads the G keys from the config object; wrong types are errors naming the key.
     pub fn from_map(raw: &Map<String, Value>) -> Result<Self, GenerateError> {
         let f = Fields(raw);
         let e = GenerateError::Config;
@@ -201,6 +248,7 @@ impl GeneratorConfig {
         })
     }
 
+    /// Whether `multusConfigFile` asks for generation (`auto`) rather than a copy.
     pub fn is_auto_mode(&self) -> bool {
         self.multus_config_file == AUTO_CONFIG
     }
@@ -290,6 +338,7 @@ impl PrimaryConfig {
         }
     }
 
+    /// The primary's top-level `cniVersion`, when it is a string.
     pub fn cni_version(&self) -> Option<&str> {
         self.raw.get("cniVersion").and_then(Value::as_str)
     }

@@ -14,11 +14,17 @@
 
 use cni::args::{ArgsError, CniArgs};
 
+/// `CNI_ARGS` key of the pod's namespace.
 pub const K8S_POD_NAMESPACE: &str = "K8S_POD_NAMESPACE";
+/// `CNI_ARGS` key of the pod's name.
 pub const K8S_POD_NAME: &str = "K8S_POD_NAME";
+/// `CNI_ARGS` key of the sandbox (infra) container ID.
 pub const K8S_POD_INFRA_CONTAINER_ID: &str = "K8S_POD_INFRA_CONTAINER_ID";
+/// `CNI_ARGS` key of the pod's UID.
 pub const K8S_POD_UID: &str = "K8S_POD_UID";
+/// `CNI_ARGS` key that makes unknown keys acceptable.
 pub const IGNORE_UNKNOWN: &str = "IgnoreUnknown";
+/// `CNI_ARGS` key of a requested IP address.
 pub const IP: &str = "IP";
 
 /// The keys Multus' own args type knows (everything else needs `IgnoreUnknown`).
@@ -28,8 +34,11 @@ pub const KNOWN_KEYS: &[&str] =
 /// The pod a CNI request is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct K8sArgs {
+    /// `K8S_POD_NAMESPACE`.
     pub namespace: String,
+    /// `K8S_POD_NAME`.
     pub name: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID` (empty when absent).
     pub infra_container_id: String,
     /// `None`: `K8S_POD_UID` absent; `Some("")`: present but empty.
     pub uid: Option<String>,
@@ -44,14 +53,19 @@ impl K8sArgs {
     }
 }
 
+/// Why `CNI_ARGS` was rejected; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum K8sArgsError {
+    /// The request has no `CNI_ARGS`.
     #[error("missing CNI_ARGS")]
     MissingCniArgs,
+    /// An item is not `K=V`.
     #[error("invalid CNI_ARG '{0}'")]
     InvalidArg(String),
+    /// `K8S_POD_NAMESPACE` is missing.
     #[error("missing K8S_POD_NAMESPACE")]
     MissingNamespace,
+    /// `K8S_POD_NAME` is missing.
     #[error("missing K8S_POD_NAME")]
     MissingName,
     /// libcni `LoadArgs` failure inside the Multus command.

@@ -16,6 +16,8 @@
 //! - [`default_route`]: `default-route` gateway checks and result-cache edits
 //! - [`error`]: the crate's error type with the reference's message formats
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod config;
 pub mod default_route;

@@ -21,11 +21,17 @@ pub const RESOURCE_NAME_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
 /// The parts of a Pod that Multus reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodInfo {
+    /// `metadata.namespace`.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
+    /// `metadata.uid`, compared with `K8S_POD_UID`.
     pub uid: String,
+    /// `metadata.annotations` (network selection, default-network override, …).
     pub annotations: BTreeMap<String, String>,
+    /// `spec.nodeName`.
     pub node_name: String,
+    /// `metadata.resourceVersion` of the copy read.
     pub resource_version: String,
     /// The parts of `status` that dynamic resource allocation reads
     /// (`resourceClaimStatuses`, `extendedResourceClaimStatus`), as the API served them;
@@ -40,6 +46,7 @@ impl PodInfo {
         self.annotations.get(CONFIG_SOURCE_ANNOTATION).is_some_and(|src| src != "api")
     }
 
+    /// The value of annotation `key`, if set.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
     }
@@ -48,15 +55,19 @@ impl PodInfo {
 /// A NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nad {
+    /// `metadata.namespace`.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
     /// `spec.config`: a CNI config (single plugin or conflist) as JSON text; may be empty, in
     /// which case the config is looked up by name in `confDir`.
     pub config: String,
+    /// `metadata.annotations` (the device-plugin `resourceName`, …).
     pub annotations: BTreeMap<String, String>,
 }
 
 impl Nad {
+    /// The non-empty `k8s.v1.cni.cncf.io/resourceName` annotation, if set.
     pub fn resource_name(&self) -> Option<&str> {
         self.annotations.get(RESOURCE_NAME_ANNOTATION).map(String::as_str).filter(|s| !s.is_empty())
     }
@@ -64,6 +75,7 @@ impl Nad {
 
 /// Where the planner gets NetworkAttachmentDefinitions from (the daemon: its watch cache).
 pub trait NadLookup {
+    /// The NAD `namespace/name`, if it exists.
     fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad>;
 }
 
@@ -76,12 +88,16 @@ impl NadLookup for BTreeMap<(String, String), Nad> {
 /// A port mapping request (CNI `portMappings` capability, CONVENTIONS spelling).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
+    /// `hostPort`: the port on the node.
     #[serde(rename = "hostPort")]
     pub host_port: i32,
+    /// `containerPort`: the port in the pod.
     #[serde(rename = "containerPort")]
     pub container_port: i32,
+    /// `protocol` (`tcp`, `udp`, …); empty means the plugin's default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub protocol: String,
+    /// `hostIP`: the node address to bind; empty means all.
     #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
     pub host_ip: String,
 }
@@ -89,12 +105,16 @@ pub struct PortMapping {
 /// A bandwidth request (CNI `bandwidth` capability).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bandwidth {
+    /// `ingressRate`: bits per second into the pod.
     #[serde(rename = "ingressRate", default)]
     pub ingress_rate: i64,
+    /// `ingressBurst`: bits of ingress burst.
     #[serde(rename = "ingressBurst", default)]
     pub ingress_burst: i64,
+    /// `egressRate`: bits per second out of the pod.
     #[serde(rename = "egressRate", default)]
     pub egress_rate: i64,
+    /// `egressBurst`: bits of egress burst.
     #[serde(rename = "egressBurst", default)]
     pub egress_burst: i64,
 }
@@ -102,26 +122,36 @@ pub struct Bandwidth {
 /// One element of the network selection annotation (JSON form field names on the wire).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSelectionElement {
+    /// `name`: the NAD (or `confDir` network) to attach.
     pub name: String,
+    /// `namespace` of the NAD; empty → the pod's namespace.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    /// `interface`: the interface name in the pod; empty → `net<N>`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub interface: String,
     /// Deprecated alias of `interface`, used only when `interface` is empty.
     #[serde(rename = "interfaceRequest", default, skip_serializing_if = "String::is_empty")]
     pub interface_request: String,
+    /// `ips`: static IPs (CIDR notation) for the interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// `mac`: the interface's MAC address.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
+    /// `infiniband-guid`: the interface's InfiniBand GUID.
     #[serde(rename = "infiniband-guid", default, skip_serializing_if = "String::is_empty")]
     pub infiniband_guid: String,
+    /// `portMappings`: port mappings for this network.
     #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
     pub port_mappings: Vec<PortMapping>,
+    /// `bandwidth`: traffic shaping for this network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// `deviceID`: the device to use, when not taken from the NAD's resource.
     #[serde(rename = "deviceID", default, skip_serializing_if = "String::is_empty")]
     pub device_id: String,
+    /// `cni-args`: extra keys for the delegate config's `args.cni` object.
     #[serde(rename = "cni-args", default, skip_serializing_if = "Option::is_none")]
     pub cni_args: Option<serde_json::Map<String, serde_json::Value>>,
     /// `None`: key absent. `Some(vec![])`: present but empty (still triggers the gateway check).

@@ -32,10 +32,13 @@ pub const DP_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
 pub const KNOWN_CAPABILITY_KEYS: [&str; 7] =
     ["portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"];
 
+/// Why a selection's requests cannot be passed to a delegate; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// `mac` is not a MAC address.
     #[error("DelegateAdd: failed to parse mac address {0:?}")]
     InvalidMac(String),
+    /// An entry of `ips` is not an IP address (CIDR notation accepted).
     #[error("DelegateAdd: failed to parse IP address {0:?}")]
     InvalidIp(String),
 }
@@ -44,12 +47,19 @@ pub enum PlanError {
 /// the wrong type is ignored rather than fatal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeConfig {
+    /// `portMappings`.
     pub port_mappings: Vec<PortMapping>,
+    /// `bandwidth`.
     pub bandwidth: Option<Bandwidth>,
+    /// `ips`.
     pub ips: Vec<String>,
+    /// `mac`.
     pub mac: String,
+    /// `infinibandGUID`.
     pub infiniband_guid: String,
+    /// `deviceID`.
     pub device_id: String,
+    /// `CNIDeviceInfoFile`: where the delegate may write its device information.
     pub cni_device_info_file: String,
     /// Every other key, kept as given (quirk 18).
     pub other: Map<String, Value>,
@@ -83,23 +93,30 @@ impl RuntimeConfig {
 /// Which CNI operation the invocation is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// CNI ADD.
     Add,
+    /// CNI CHECK.
     Check,
+    /// CNI DEL.
     Del,
 }
 
 /// Request-wide inputs of planning.
 #[derive(Debug, Clone, Default)]
 pub struct PlanContext<'a> {
+    /// `CNI_CONTAINERID` of the request.
     pub container_id: &'a str,
     /// `CNI_IFNAME` of the request (the master's interface).
     pub ifname: &'a str,
     /// From `CNI_ARGS` (§5.2).
     pub pod_namespace: &'a str,
+    /// `K8S_POD_NAME` from `CNI_ARGS`.
     pub pod_name: &'a str,
+    /// `K8S_POD_UID` from `CNI_ARGS` (empty when absent).
     pub pod_uid: &'a str,
     /// `K8S_POD_INFRA_CONTAINER_ID` from `CNI_ARGS`.
     pub sandbox_id: &'a str,
+    /// The request's `runtimeConfig`, parsed.
     pub runtime_config: Option<&'a RuntimeConfig>,
     /// The daemon process's own `CNI_ARGS`, if any.
     pub process_cni_args: Option<&'a str>,
@@ -108,6 +125,7 @@ pub struct PlanContext<'a> {
 /// Everything needed to run one delegate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DelegateInvocation {
+    /// `CNI_IFNAME` for the delegate.
     pub ifname: String,
     /// `CNI_ARGS` pairs in order.
     pub cni_args: Vec<(String, String)>,

@@ -44,16 +44,23 @@ use std::path::{Path, PathBuf};
 /// The parts of the Multus config that resolution reads (the daemon fills it from its NetConf).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolveSettings {
+    /// `cniVersion` of the request, given to configs loaded from files and to the auxiliary chain.
     pub cni_version: String,
     /// Empty: use `static_delegates`.
     pub cluster_network: String,
+    /// `defaultNetworks`: networks attached to every pod outside `system_namespaces`.
     pub default_networks: Vec<String>,
+    /// `multusNamespace`: where NADs named without a namespace by the config are looked up.
     pub multus_namespace: String,
+    /// `confDir`: CNI configs for NADs with an empty spec and networks named by file.
     pub conf_dir: PathBuf,
+    /// `systemNamespaces`: namespaces whose pods get no `default_networks`.
     pub system_namespaces: Vec<String>,
+    /// `namespaceIsolation`: selections may only name NADs of the pod's namespace or of `global_namespaces`.
     pub namespace_isolation: bool,
     /// Already split and trimmed (`["default"]` when unset).
     pub global_namespaces: Vec<String>,
+    /// `auxiliaryCNIChainName`: the auxiliary chain appended as the last delegate; empty → none.
     pub auxiliary_cni_chain_name: String,
     /// The `delegates` list, used when `cluster_network` is empty (first = master).
     pub static_delegates: Vec<Value>,
@@ -102,6 +109,7 @@ pub struct DeviceLookupError {
     /// `true`: the client could not be built (kubelet socket, checkpoint file); `false`: the
     /// lookup itself failed (pod arguments, DRA).
     pub client: bool,
+    /// What failed.
     pub message: String,
 }
 
@@ -198,7 +206,9 @@ impl DeviceAllocator<'_> {
 /// The delegate list of a request and the events/notes to emit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
+    /// The delegates in execution order, the master first.
     pub delegates: Vec<Delegate>,
+    /// Events and log lines to emit whatever the outcome.
     pub warnings: Vec<Warning>,
 }
 

@@ -18,8 +18,10 @@ use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
+/// A network-selection or default-network annotation that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
+    /// The annotation is malformed; the text is the reference's.
     #[error("{0}")]
     Invalid(String),
 }

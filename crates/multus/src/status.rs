@@ -28,8 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
 
+/// A delegate result that cannot be turned into a network-status entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatusError {
+    /// The result could not be read or converted to CNI 1.1.0.
     #[error("error converting result: {0}")]
     Result(String),
 }
@@ -37,12 +39,16 @@ pub enum StatusError {
 /// DNS as the NAD client writes it (Go `types.DNS` field order).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDns {
+    /// `nameservers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
+    /// `domain`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub domain: String,
+    /// `search`: search domains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+    /// `options`: resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
@@ -54,21 +60,30 @@ fn is_false(b: &bool) -> bool {
 /// One entry of the annotation (field order is the wire order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkStatus {
+    /// `name`: the network (`<namespace>/<nad>`, or the config name for file-based networks).
     pub name: String,
+    /// `interface` in the pod.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub interface: String,
+    /// `ips` of the interface (addresses without prefix length).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// `mac` of the interface.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
+    /// `mtu` of the interface, when the result reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// `default`: the entry of the cluster (master) network.
     #[serde(default, skip_serializing_if = "is_false")]
     pub default: bool,
+    /// `dns` from the result.
     #[serde(default)]
     pub dns: StatusDns,
+    /// `device-info`: the contents of the device-info file, when the network has a device.
     #[serde(rename = "device-info", default, skip_serializing_if = "Option::is_none")]
     pub device_info: Option<Value>,
+    /// `gateway`: the gateways of the result's default routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway: Vec<String>,
 }

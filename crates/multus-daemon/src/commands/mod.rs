@@ -32,7 +32,6 @@ use multus::model::PodInfo;
 use multus::plan::{DelegateInvocation, PlanContext, RuntimeConfig};
 use multus::resolve::{DeviceIdSource, DeviceProbe, ResolveSettings, Resolved};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The libcni runtime the commands run delegates with.
@@ -82,20 +81,10 @@ pub fn effective_config(d: &Daemon, req: &CniRequest) -> Result<NetConf, Command
     NetConf::from_bytes(&merged).map_err(|e| CommandError::NetConf(e.to_string()))
 }
 
-/// The parts of the effective config that network resolution reads.
+/// The parts of the effective config that network resolution reads: the one mapping in
+/// `multus`, shared with `multusctl explain`.
 pub(crate) fn resolve_settings(conf: &NetConf) -> ResolveSettings {
-    ResolveSettings {
-        cni_version: conf.cni_version.clone(),
-        cluster_network: conf.cluster_network.clone(),
-        default_networks: conf.default_networks.clone(),
-        multus_namespace: conf.multus_namespace.clone(),
-        conf_dir: PathBuf::from(&conf.conf_dir),
-        system_namespaces: conf.system_namespaces.clone(),
-        namespace_isolation: conf.namespace_isolation,
-        global_namespaces: conf.non_isolated_namespaces.clone(),
-        auxiliary_cni_chain_name: conf.auxiliary_cni_chain_name.clone(),
-        static_delegates: conf.delegates.iter().map(|m| Value::Object(m.clone())).collect(),
-    }
+    ResolveSettings::from_netconf(conf)
 }
 
 /// The runtime's `runtimeConfig`, leniently parsed.

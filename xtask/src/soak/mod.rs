@@ -96,8 +96,11 @@ pub struct Summary {
     pub deferred_examples: Vec<String>,
     /// Sandboxes removed at the end (DEL without faults, then nothing may remain).
     pub teardown_dels: u64,
-    /// Leftovers (links, ports, files) no DEL removed: each one is a leak.
+    /// Leftovers (ports, files) that belonged to no attached sandbox after some step: each one
+    /// is a leak, even if the orphan reconciler removed it later.
     pub leaks: Vec<String>,
+    /// What was left after the final DELs: leaks nothing reclaimed.
+    pub leaks_at_end: Vec<String>,
     /// Every invariant violation, with the operation it followed.
     pub violations: Vec<String>,
     pub daemon_restarts: u64,
@@ -131,7 +134,11 @@ impl Summary {
             self.peak_fds,
             self.peak_threads
         );
-        println!("  leaks: {}", self.leaks.len());
+        println!("  leaks at the end: {}", self.leaks_at_end.len());
+        for l in &self.leaks_at_end {
+            println!("    {l}");
+        }
+        println!("  leaks seen after a step: {}", self.leaks.len());
         for l in &self.leaks {
             println!("    {l}");
         }
@@ -603,6 +610,17 @@ impl Runner {
             self.node.remove_sandbox(&sb);
         }
         errs.extend(self.global_checks());
+        // Everything is deleted now: whatever remains is a leak nothing reclaimed.
+        self.summary.leaks_at_end =
+            check::state_files(&self.node).into_iter().map(|f| f.path.display().to_string()).collect();
+        for bridge in [self.node.env.var("CLUSTER_BRIDGE").to_string(), self.node.env.var("NAD_BRIDGE").to_string()] {
+            for port in check::bridge_ports(&bridge).unwrap_or_default() {
+                self.summary.leaks_at_end.push(format!("port {port} of bridge {bridge}"));
+            }
+        }
+        for l in &self.summary.leaks_at_end {
+            errs.push(format!("left at the end: {l}"));
+        }
         errs
     }
 }

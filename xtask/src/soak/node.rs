@@ -153,11 +153,32 @@ impl Node {
             .env("RUST_LOG", "warn");
         let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.env.daemon_log())?;
         std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
-        let p = proc.clone();
-        let log = self.env.daemon_log();
-        self.env.wait_daemon(&|| p.running(), &|| tail(&log, 20))?;
-        self.daemon = Some((proc, guard));
-        Ok(())
+        // Not LocalEnv::wait_daemon: a daemon that exits at once must fail the start at once
+        // (the retry then comes while the shim still re-sends its DEL), not after 60 s.
+        let (socket, conf) = (self.env.socket(), self.env.multus_conf_path());
+        let ready = wait_for("multus-daemon to serve /readyz", Duration::from_secs(60), || {
+            if !proc.running() {
+                return Ok(Some(false));
+            }
+            let ok = multus_api::client::post(&socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(2)))
+                .is_ok_and(|r| r.status == 200);
+            Ok((ok && conf.exists()).then_some(true))
+        });
+        match ready {
+            Ok(true) => {
+                self.daemon = Some((proc, guard));
+                Ok(())
+            }
+            Ok(false) => {
+                guard.dismiss();
+                bail!("multus-daemon exited at start: {}", tail(&self.env.daemon_log(), 1))
+            }
+            Err(e) => {
+                proc.kill();
+                guard.dismiss();
+                Err(e)
+            }
+        }
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
@@ -197,9 +218,8 @@ impl Node {
             match self.start_daemon() {
                 Ok(()) => return Ok(problems),
                 Err(e) => {
-                    let log = tail(&self.env.daemon_log(), 3);
                     problems.push(format!(
-                        "daemon start {attempt} failed: {e:#}; processes holding the socket right after the kill: {holders_after_kill:?}, before this start: {holders:?}; log: {log}"
+                        "daemon start {attempt} failed: {e:#}; processes holding the socket right after the kill: {holders_after_kill:?}, before this start: {holders:?}"
                     ));
                     std::thread::sleep(Duration::from_secs(1));
                 }
@@ -407,9 +427,10 @@ fn http(base: &str, method: &str, path: &str, body: &Value) -> Result<(u16, Stri
     Ok((status, rest.to_string()))
 }
 
-/// Processes with a descriptor on the unix socket bound at `path`: `pid (comm)`.
+/// Processes with a descriptor on a unix socket bound in `path`'s directory (the daemon binds
+/// under a temporary name and renames, and `/proc/net/unix` shows the name bound): `pid (comm)`.
 pub fn socket_holders(path: &Path) -> Vec<String> {
-    let wanted = path.display().to_string();
+    let dir = path.parent().map(|d| format!("{}/", d.display())).unwrap_or_default();
     let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
     // Num RefCount Protocol Flags Type St Inode Path
     let inodes: Vec<String> = table
@@ -417,7 +438,7 @@ pub fn socket_holders(path: &Path) -> Vec<String> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[7] == wanted).then(|| format!("socket:[{}]", f[6]))
+            (f.len() >= 8 && f[7].starts_with(&dir)).then(|| format!("socket:[{}]", f[6]))
         })
         .collect();
     if inodes.is_empty() {

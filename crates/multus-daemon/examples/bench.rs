@@ -19,8 +19,9 @@
 //!
 //! Arguments: `--bins DIR` (fake-cni), `--shim PATH`, `--daemon PATH`, `--iterations N`
 //! (sequential rounds), `--pods N` (throughput pods per side), `--cycles N` (RSS growth),
-//! `--concurrency N`, `--storms 64,200`, `--out FILE` (JSON report; its `table` is what
-//! `cargo xtask bench` prints).
+//! `--concurrency N`, `--storms 64,200`, `--compare-shim PATH` (a second shim against the same
+//! daemon, interleaved), `--out FILE` (JSON report; its `table` is what `cargo xtask bench`
+//! prints).
 
 use kube_mock::{MockApiServer, MockConfig};
 use serde_json::{Value, json};
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant};
 struct Args {
     bins: PathBuf,
     shim: PathBuf,
+    /// A second shim measured against the same daemon, interleaved (e.g. an earlier build).
+    compare_shim: Option<PathBuf>,
     daemon: PathBuf,
     iterations: usize,
     pods: usize,
@@ -46,7 +49,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     let mut bins = PathBuf::from("target/release");
-    let (mut shim, mut daemon, mut out) = (None, None, None);
+    let (mut shim, mut daemon, mut out, mut compare_shim) = (None, None, None, None);
     let (mut iterations, mut pods, mut cycles, mut concurrency) = (30, 160, 1000, 8);
     let mut storms = vec![64, 200];
     let num = |v: Option<String>, d: usize| v.and_then(|n| n.parse().ok()).unwrap_or(d);
@@ -54,6 +57,7 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--bins" => bins = args.next().map(PathBuf::from).unwrap_or(bins),
             "--shim" => shim = args.next().map(PathBuf::from),
+            "--compare-shim" => compare_shim = args.next().map(PathBuf::from),
             "--daemon" => daemon = args.next().map(PathBuf::from),
             "--iterations" => iterations = num(args.next(), iterations),
             "--pods" => pods = num(args.next(), pods),
@@ -72,7 +76,8 @@ fn parse_args() -> Args {
     let bins = abs(bins);
     let shim = shim.map(abs).unwrap_or_else(|| bins.join("multus-shim"));
     let daemon = daemon.map(abs).unwrap_or_else(|| bins.join("multus-daemon"));
-    Args { bins, shim, daemon, iterations: iterations.max(1), pods, cycles, concurrency, storms, out }
+    let compare_shim = compare_shim.map(abs);
+    Args { bins, shim, compare_shim, daemon, iterations: iterations.max(1), pods, cycles, concurrency, storms, out }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -706,47 +711,94 @@ fn growth(args: &Args, node: &Node, cleanup: &Cleanup) -> Value {
            "growth_kib_per_1000": round(growth as f64 * 1000.0 / args.cycles.max(1) as f64), "elapsed_s": round(elapsed)})
 }
 
-/// Where the fixed per-pod cost of an ADD goes (cluster network only, sequential).
-fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64, bare_add_ms: f64) -> Value {
-    let ns = cleanup.netns_many("p", 1);
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Where the fixed per-pod cost goes (cluster network only, sequential). Means throughout, so
+/// that the bench's timings and the daemon's histograms (sum/count) subtract cleanly.
+fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64) -> Value {
+    let ns = cleanup.netns_many("p", 2);
     let pod = Node::pod_name("plain", 0);
     let socket = node.socket();
+    let bare = node.bare(0);
     let before = node.metrics();
-    let (mut via_shim, mut direct, mut readyz) = (vec![], vec![], vec![]);
-    for _ in 0..args.iterations {
+    let (mut shim_add, mut shim_del, mut direct_add, mut direct_del, mut readyz, mut bare_add, mut bare_del) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..args.iterations * 2 {
         let t = Instant::now();
         let _ = multus_api::client::post(&socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(5)));
         readyz.push(ms(t.elapsed()));
-        let (add, _) = node.multus_pod(&args.shim, &cid("ps"), &ns[0], &pod).expect("profile pod");
-        via_shim.push(add);
+        let (add, pair) = node.multus_pod(&args.shim, &cid("ps"), &ns[0], &pod).expect("profile pod");
+        shim_add.push(add);
+        shim_del.push(pair - add);
         let c = cid("pd");
-        direct.push(node.direct("ADD", &c, &ns[0], &pod).expect("direct ADD"));
-        node.direct("DEL", &c, &ns[0], &pod).expect("direct DEL");
+        direct_add.push(node.direct("ADD", &c, &ns[0], &pod).expect("direct ADD"));
+        direct_del.push(node.direct("DEL", &c, &ns[0], &pod).expect("direct DEL"));
+        let (add, pair) = bare.pod(&cid("pb"), &ns[1]).expect("bare pod");
+        bare_add.push(add);
+        bare_del.push(pair - add);
     }
     let after = node.metrics();
     cleanup.drop_netns(&ns);
-    let ok = ["outcome=\"success\"", "command=\"ADD\""];
-    let command = histogram_mean_ms(&before, &after, "multus_command_duration_seconds", &ok);
-    let delegate = histogram_mean_ms(&before, &after, "multus_delegate_duration_seconds", &["verb=\"ADD\""]);
-    let status =
-        histogram_mean_ms(&before, &after, "multus_apiserver_write_duration_seconds", &["kind=\"network_status\""]);
-    let (shim_add, direct_add) = (median(&via_shim), median(&direct));
+    let hist = |name: &str, filter: &[&str]| histogram_mean_ms(&before, &after, name, filter);
+    let command =
+        |verb: &str| hist("multus_command_duration_seconds", &["outcome=\"success\"", &format!("command=\"{verb}\"")]);
+    let delegate = |verb: &str| hist("multus_delegate_duration_seconds", &[&format!("verb=\"{verb}\"")]);
+    let status = hist("multus_apiserver_write_duration_seconds", &["kind=\"network_status\""]);
+    let (sa, da, ba) = (mean(&shim_add), mean(&direct_add), mean(&bare_add));
+    let (sd, dd, bd) = (mean(&shim_del), mean(&direct_del), mean(&bare_del));
+    let (ca, cd, ga, gd) = (command("ADD"), command("DEL"), delegate("ADD"), delegate("DEL"));
     json!({
-        "add_via_shim_p50_ms": round(shim_add),
-        "add_direct_p50_ms": round(direct_add),
-        "bare_add_p50_ms": round(bare_add_ms),
-        "breakdown_ms": {
-            "shim_process_and_gate": round(shim_add - direct_add),
-            "  of_which_shim_exec_version": round(shim_exec_ms),
-            "  of_which_readyz_round_trip": round(median(&readyz)),
-            "socket_http_parse_handoff": round(direct_add - command),
-            "daemon_command_besides_delegates_and_status": round(command - delegate - status),
+        "rounds": args.iterations * 2,
+        "add_mean_ms": {"via_shim": round(sa), "direct_post": round(da), "daemon_command": ca, "delegate_in_daemon": ga, "bare": round(ba)},
+        "del_mean_ms": {"via_shim": round(sd), "direct_post": round(dd), "daemon_command": cd, "delegate_in_daemon": gd, "bare": round(bd)},
+        "add_breakdown_ms": {
+            "shim_process_and_gate": round(sa - da),
+            "shim_exec_version_alone": round(shim_exec_ms),
+            "readyz_round_trip": round(mean(&readyz)),
+            "socket_http_parse_handoff": round(da - ca),
+            "daemon_besides_delegates_and_status": round(ca - ga - status),
             "status_write": status,
-            "delegate_in_daemon": delegate,
-            "delegate_in_daemon_minus_bare": round(delegate - bare_add_ms),
+            "delegate_in_daemon_minus_bare": round(ga - ba),
+            "total_over_bare": round(sa - ba),
         },
-        "daemon_add_command_mean_ms": command,
+        "del_breakdown_ms": {
+            "shim_process": round(sd - dd),
+            "socket_http_parse_handoff": round(dd - cd),
+            "daemon_besides_delegates": round(cd - gd),
+            "delegate_in_daemon_minus_bare": round(gd - bd),
+            "total_over_bare": round(sd - bd),
+        },
     })
+}
+
+/// `--compare-shim`: ADD+DEL of a cluster-network-only pod through the shim and through the
+/// other shim, interleaved with the bare delegates, against the same daemon.
+fn compare_shims(args: &Args, other: &Path, node: &Node, cleanup: &Cleanup) -> Value {
+    let ns = cleanup.netns_many("c", 3);
+    let pod = Node::pod_name("plain", 0);
+    let bare = node.bare(0);
+    let (mut a, mut b, mut z) = ((vec![], vec![]), (vec![], vec![]), (vec![], vec![]));
+    for i in 0..args.iterations * 2 + 3 {
+        let ra = node.multus_pod(&args.shim, &cid("ca"), &ns[0], &pod).expect("shim");
+        let rb = node.multus_pod(other, &cid("cb"), &ns[1], &pod).expect("other shim");
+        let rz = bare.pod(&cid("cz"), &ns[2]).expect("bare");
+        if i >= 3 {
+            for (v, r) in [(&mut a, ra), (&mut b, rb), (&mut z, rz)] {
+                v.0.push(r.0);
+                v.1.push(r.1);
+            }
+        }
+    }
+    cleanup.drop_netns(&ns);
+    let side = |v: &(Vec<f64>, Vec<f64>)| {
+        json!({"add_p50_ms": round(median(&v.0)), "add_mean_ms": round(mean(&v.0)),
+               "add_del_p50_ms": round(median(&v.1)), "add_del_mean_ms": round(mean(&v.1))})
+    };
+    json!({"shim": args.shim, "other_shim": other, "rounds": args.iterations * 2,
+           "this_shim": side(&a), "other": side(&b), "bare": side(&z),
+           "add_del_p50_ratio_this": round(median(&a.1) / median(&z.1)), "add_del_p50_ratio_other": round(median(&b.1) / median(&z.1))})
 }
 
 /// ADD and ADD+DEL of pods with several NADs on the sequential daemon and on one with
@@ -849,6 +901,16 @@ fn table(r: &Value) -> Vec<Value> {
             ));
         }
     }
+    let c = &r["shim_comparison"];
+    if !c.is_null() {
+        rows.push(row(
+            "ADD+DEL, cluster network only, this shim vs --compare-shim (median)",
+            format!("{:.1} ms", f(c, "/bare/add_del_p50_ms")),
+            format!("{:.1} ms this, {:.1} ms other", f(c, "/this_shim/add_del_p50_ms"), f(c, "/other/add_del_p50_ms")),
+            format!("{:.2}× this, {:.2}× other", f(c, "/add_del_p50_ratio_this"), f(c, "/add_del_p50_ratio_other")),
+            "—",
+        ));
+    }
     rows.push(row("daemon idle RSS", "—".into(), mb(f(r, "/daemon/idle_rss_kib") as u64), "—".into(), "≤ 10 MB"));
     let g = &r["growth"];
     rows.push(row(
@@ -900,7 +962,7 @@ fn main() {
     report.insert("binaries".into(), json!({"shim": args.shim, "daemon": args.daemon}));
     eprintln!("bench: shim exec ({})", args.shim.display());
     let shim = bench_shim_exec(&args.shim, 300);
-    let shim_exec = f(&shim, "/exec/p50_ms");
+    let shim_exec = f(&shim, "/exec/mean_ms");
     report.insert("shim".into(), shim);
     if !is_root() || !Path::new("/usr/lib/cni/macvlan").exists() {
         report.insert("skipped".into(), json!("needs root and /usr/lib/cni (containernetworking-plugins)"));
@@ -927,11 +989,15 @@ fn main() {
         eprintln!("bench: sequential ADD+DEL, {shape} ({} rounds each side)", args.iterations);
         sequential_report.insert(shape.into(), sequential(&args, &node, &cleanup, shape, nads));
     }
-    let bare_add = f(&sequential_report["plain"], "/bare_add/p50_ms");
     report.insert("sequential".into(), Value::Object(sequential_report));
 
     eprintln!("bench: profile of the fixed per-pod cost");
-    report.insert("profile".into(), profile(&args, &node, &cleanup, shim_exec, bare_add));
+    report.insert("profile".into(), profile(&args, &node, &cleanup, shim_exec));
+
+    if let Some(other) = &args.compare_shim {
+        eprintln!("bench: this shim vs {}", other.display());
+        report.insert("shim_comparison".into(), compare_shims(&args, other, &node, &cleanup));
+    }
 
     eprintln!("bench: RSS growth over {} ADD/DEL cycles", args.cycles);
     report.insert("growth".into(), growth(&args, &node, &cleanup));

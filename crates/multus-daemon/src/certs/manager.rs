@@ -5,9 +5,13 @@ use super::*;
 /// What is known about the certificate in use (for logs, tests and status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateInfo {
+    /// Hex serial number.
     pub serial: String,
+    /// Subject common name.
     pub common_name: String,
+    /// Start of validity.
     pub not_before: SystemTime,
+    /// End of validity.
     pub not_after: SystemTime,
     /// How many certificates this manager has installed (1 after startup).
     pub generation: u64,

@@ -83,22 +83,30 @@ const KEPT_PAIRS: usize = 2;
 /// Why per-node certificates cannot be used; the daemon stops at startup with it.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// `enabled` without `bootstrapKubeconfig`.
     #[error("perNodeCertificate.bootstrapKubeconfig is required when perNodeCertificate.enabled is true")]
     MissingBootstrapKubeconfig,
+    /// `enabled` without `certDir`.
     #[error("perNodeCertificate.certDir is required when perNodeCertificate.enabled is true")]
     MissingCertDir,
     #[error(
         "perNodeCertificate needs the node name: set {NODE_NAME_ENV} (from spec.nodeName) in the daemon's environment"
     )]
+    /// `MULTUS_NODE_NAME` is not set.
     MissingNodeName,
+    /// `certDuration` is not a positive Go duration.
     #[error("perNodeCertificate.certDuration {value:?}: {reason}")]
     InvalidCertDuration { value: String, reason: String },
+    /// The bootstrap kubeconfig cannot be read.
     #[error("failed to load bootstrap kubeconfig {path}: {reason}")]
     Bootstrap { path: PathBuf, reason: String },
+    /// `certDir` cannot be created or read.
     #[error("perNodeCertificate.certDir {path}: {source}")]
     CertDir { path: PathBuf, source: io::Error },
+    /// The long-lived client cannot be built.
     #[error("building the kube client with the per-node certificate: {0}")]
     Client(String),
+    /// No certificate arrived within the startup wait; `last` is the last attempt's failure.
     #[error("no client certificate for {common_name} after waiting {waited:?}: {last}")]
     NotIssued { common_name: String, waited: Duration, last: RotationError },
 }
@@ -106,22 +114,31 @@ pub enum CertError {
 /// Why one attempt to get a certificate failed (it is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
+    /// No client to file the CSR with.
     #[error("cannot build a client for the CSR: {0}")]
     Client(String),
+    /// The API server refused the CSR.
     #[error("creating the CertificateSigningRequest: {0}")]
     Create(String),
+    /// The CSR was denied.
     #[error("CertificateSigningRequest {name} was denied (reason {reason:?}): {message}")]
     Denied { name: String, reason: String, message: String },
+    /// The CSR failed.
     #[error("CertificateSigningRequest {name} failed (reason {reason:?}): {message}")]
     Failed { name: String, reason: String, message: String },
+    /// The CSR was neither approved and signed nor refused within the CSR wait.
     #[error("CertificateSigningRequest {name} was not approved and signed within {waited:?}")]
     NotSigned { name: String, waited: Duration },
+    /// Watching the CSR failed.
     #[error("waiting for CertificateSigningRequest {name}: {reason}")]
     Watch { name: String, reason: String },
+    /// The issued certificate does not parse or does not match the key or subject.
     #[error("the certificate issued for CertificateSigningRequest {name} is unusable: {reason}")]
     Unusable { name: String, reason: String },
+    /// The new pair cannot be written to `certDir`.
     #[error("storing the certificate in {path}: {source}")]
     Store { path: PathBuf, source: io::Error },
+    /// The manager was dropped while the attempt ran.
     #[error("the per-node certificate manager was stopped")]
     Stopped,
 }
@@ -211,6 +228,7 @@ pub struct Timing {
     pub rotation_fraction: (f64, f64),
     /// First retry delay after a failed attempt; doubled for `retry_steps` attempts.
     pub retry_initial: Duration,
+    /// How many times the retry delay doubles.
     pub retry_steps: u32,
     /// Delay between attempts once the doubling is over.
     pub retry_interval: Duration,
@@ -250,11 +268,15 @@ impl Timing {
 /// What the manager needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CertManagerConfig {
+    /// The node the certificate is for (`MULTUS_NODE_NAME`; CN `system:multus:<node>`).
     pub node_name: String,
+    /// `bootstrapKubeconfig`: the credentials CSRs are filed with when no valid certificate exists.
     pub bootstrap_kubeconfig: PathBuf,
+    /// `certDir`: where the pairs are stored.
     pub cert_dir: PathBuf,
     /// Requested lifetime (`expirationSeconds`).
     pub cert_duration: Duration,
+    /// Waits, retries and reload interval.
     pub timing: Timing,
 }
 

@@ -9,9 +9,13 @@ pub struct ClientCertificate {
     pub certificate_pem: String,
     /// The private key, PEM.
     pub key_pem: String,
+    /// Start of validity.
     pub not_before: SystemTime,
+    /// End of validity.
     pub not_after: SystemTime,
+    /// Subject common name.
     pub common_name: String,
+    /// Subject organizations.
     pub organizations: Vec<String>,
     /// Hex serial number, to tell certificates apart.
     pub serial: String,
@@ -115,6 +119,7 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// A store in `dir` (created when the first pair is saved).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }

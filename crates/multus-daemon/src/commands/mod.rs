@@ -41,7 +41,9 @@ pub(crate) type Runtime = CniRuntime<Arc<dyn Exec>>;
 /// nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// ADD's result.
     Result(Value),
+    /// Success without a result (DEL, CHECK, STATUS, GC).
     Done,
 }
 

@@ -122,7 +122,9 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// `logToStderr`.
     pub to_stderr: bool,
+    /// `logOptions`: rotation of the log file.
     pub rotation: Rotation,
+    /// `logFormat`: text (Go's line) or JSON.
     pub format: Format,
 }
 

@@ -3,26 +3,26 @@
 //! A request's path (see `docs/architecture.md`):
 //! [`server`] (HTTP on the unix socket) → [`handler`] (decode once into a
 //! [`request::CniRequest`], recover the pod UID, run under the sandbox lock) →
-//! [`commands`] (`add`, `del`, `check`, `status_gc`, `delegate`) → the [`daemon::Seams`]:
+//! `commands` (crate-private: `add`, `del`, `check`, `status_gc`, `delegate`) → the [`daemon::Seams`]:
 //! delegate execution (`cni::exec::Exec`), the [`seams::Cluster`] and [`seams::Netns`].
 //!
 //! - [`flags`]: Go-style command line (`-config`, `-version`)
 //! - [`logging`]: `logLevel`/`logFile`/`logToStderr`/`logOptions` mapped onto tracing
 //! - [`kube`]: the production cluster: client, node-scoped pod and NAD watch caches
-//! - [`netns`]: the production netns seam (dedicated threads); [`routes`]: rtnetlink edits
+//! - [`netns`]: the production netns seam (dedicated threads); `routes`: rtnetlink edits
 //! - [`confgen`]: writing and maintaining `00-multus.conf`; [`uninstall`]: restart or uninstall
 //! - [`reconcile`]: reclaiming attachments whose sandbox is gone
 //! - [`metrics`]: Prometheus metrics and the metrics listener
 //! - [`devices`]: the production device sources (kubelet, checkpoint, DRA)
-//! - [`testing`]: recording fakes of the seams (feature `testing`, and this crate's tests)
+//! - `testing`: recording fakes of the seams (feature `testing`, and this crate's tests)
 
 // perNodeCertificate: the client-certificate manager (see kube::build_client_for).
 pub mod certs;
-pub mod commands;
+pub(crate) mod commands;
 pub mod confgen;
 pub mod daemon;
 pub mod devices;
-pub mod error;
+pub(crate) mod error;
 pub mod flags;
 pub mod handler;
 pub mod kube;

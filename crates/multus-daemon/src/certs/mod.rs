@@ -63,20 +63,20 @@ use tokio::sync::{Notify, watch};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Environment variable naming this node (the pod's `spec.nodeName`).
-pub const NODE_NAME_ENV: &str = "MULTUS_NODE_NAME";
+pub(crate) const NODE_NAME_ENV: &str = "MULTUS_NODE_NAME";
 /// Prefix of the files in `certDir` (client-go file store).
-pub const FILE_PREFIX: &str = "multus-client";
+pub(crate) const FILE_PREFIX: &str = "multus-client";
 /// The pair in use: a symlink to the newest `multus-client-<timestamp>.pem`.
 pub const CURRENT_FILE: &str = "multus-client-current.pem";
 const UPDATED_FILE: &str = "multus-client-updated.pem";
 /// The signer of API-server client certificates.
-pub const SIGNER_NAME: &str = "kubernetes.io/kube-apiserver-client";
+pub(crate) const SIGNER_NAME: &str = "kubernetes.io/kube-apiserver-client";
 /// Subject organization, and the prefix of the subject common name (`system:multus:<node>`).
-pub const ORGANIZATION: &str = "system:multus";
+pub(crate) const ORGANIZATION: &str = "system:multus";
 /// Requested key usages, in the order client-go sends them.
-pub const USAGES: [&str; 2] = ["digital signature", "client auth"];
+pub(crate) const USAGES: [&str; 2] = ["digital signature", "client auth"];
 /// `certDuration` when unset.
-pub const DEFAULT_CERT_DURATION: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_CERT_DURATION: Duration = Duration::from_secs(600);
 /// Pairs kept in `certDir` (the current one and the one before).
 const KEPT_PAIRS: usize = 2;
 
@@ -145,7 +145,7 @@ pub enum RotationError {
 
 /// Why the stored pair cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The file cannot be read (other than not existing): not retried at startup.
     #[error("reading {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -160,7 +160,7 @@ pub enum StoreError {
 /// Parses a Go duration string as `time.ParseDuration` does: decimal numbers with an optional
 /// fraction, each followed by a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), e.g. `10m`,
 /// `1h30m`, `1.5h`, `90s`; a bare `0` is zero. Negative durations are refused.
-pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_go_duration(input: &str) -> Result<Duration, String> {
     let mut rest = input.strip_prefix('+').unwrap_or(input);
     if rest.starts_with('-') {
         return Err("must not be negative".into());

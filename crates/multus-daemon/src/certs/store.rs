@@ -96,7 +96,7 @@ impl ClientCertificate {
 }
 
 /// When to renew a certificate: `fraction` (0–1) of the way from `not_before` to `not_after`.
-pub fn rotation_deadline(not_before: SystemTime, not_after: SystemTime, fraction: f64) -> SystemTime {
+pub(crate) fn rotation_deadline(not_before: SystemTime, not_after: SystemTime, fraction: f64) -> SystemTime {
     let total = not_after.duration_since(not_before).unwrap_or_default();
     not_before + total.mul_f64(fraction.clamp(0.0, 1.0))
 }
@@ -114,7 +114,7 @@ pub(super) fn random_between(lower: f64, upper: f64) -> f64 {
 
 /// client-go's file store layout in `certDir`.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     dir: PathBuf,
 }
 

@@ -47,10 +47,10 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The daemon-config key choosing the log line format (multus-rs only): `"text"` or `"json"`.
-pub const LOG_FORMAT_KEY: &str = "logFormat";
+pub(crate) const LOG_FORMAT_KEY: &str = "logFormat";
 
 /// The crates whose events `logLevel` governs; every other target is capped at `warn`.
-pub const OWN_TARGETS: [&str; 5] = ["multus_daemon", "multus", "multus_api", "multus_devices", "cni"];
+pub(crate) const OWN_TARGETS: [&str; 5] = ["multus_daemon", "multus", "multus_api", "multus_devices", "cni"];
 
 const MEGABYTE: u64 = 1024 * 1024;
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -60,7 +60,7 @@ const COMPRESSED_SUFFIX: &str = ".gz";
 
 /// The shape of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
+pub(crate) enum Format {
     /// Go's `<time> [<level>] <message>` (default).
     #[default]
     Text,
@@ -115,7 +115,7 @@ impl Rotation {
 
 /// Everything logging is configured from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `logLevel` (`debug`, `verbose`, `error`, `panic`; empty or unknown: `panic`).
     pub level: String,
     /// `logFile`; `None` or empty: no file.
@@ -175,13 +175,13 @@ fn level_by_name(name: &str) -> Option<Level> {
 }
 
 /// Map a Multus level name to a tracing level. Unknown names keep the default (`panic`).
-pub fn level_filter(name: &str) -> Level {
+pub(crate) fn level_filter(name: &str) -> Level {
     level_by_name(name).unwrap_or(Level::ERROR)
 }
 
 /// The filter: `level` for [`OWN_TARGETS`], at most `warn` for everything else; `rust_log`
 /// (the `RUST_LOG` variable), when non-empty, instead.
-pub fn filter_directives(level: &str, rust_log: Option<&str>) -> String {
+pub(crate) fn filter_directives(level: &str, rust_log: Option<&str>) -> String {
     if let Some(spec) = rust_log.filter(|s| !s.trim().is_empty()) {
         return spec.to_string();
     }
@@ -204,7 +204,7 @@ pub fn init_from_config(config: &DaemonConfig) {
 }
 
 /// Install the global subscriber; `problems` are logged once it is in place.
-pub fn init(settings: &Settings, mut problems: Vec<String>) {
+pub(crate) fn init(settings: &Settings, mut problems: Vec<String>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (subscriber, open_problems) = build(settings, rust_log.as_deref(), io::stderr, colour);
@@ -220,7 +220,7 @@ pub fn init(settings: &Settings, mut problems: Vec<String>) {
 
 /// The subscriber for `settings`, with `stderr` as the stderr sink (coloured with `colour`);
 /// the second value lists what could not be set up (a log file that cannot be opened).
-pub fn build<W>(
+pub(crate) fn build<W>(
     settings: &Settings,
     rust_log: Option<&str>,
     stderr: W,

@@ -21,11 +21,15 @@ use std::io::{IsTerminal, Read, Write};
 /// What one process invocation received.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The process environment (lossily decoded).
     pub env: HashMap<String, String>,
+    /// `argv[0]` as the binary was called.
     pub argv0: String,
     /// stdin, or the error reading it.
     pub stdin: Result<Vec<u8>, String>,
+    /// The process ID.
     pub pid: u32,
+    /// When it started, in milliseconds since the Unix epoch.
     pub time_ms: u64,
 }
 

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Storm sizes: pods ADDed at once, then DELeted at once.
     #[arg(long, default_value = "64,200")]
     pub storms: String,
+    /// A second shim measured against the same daemon, interleaved with the built one.
+    #[arg(long)]
+    pub compare_shim: Option<PathBuf>,
     /// Also run `cargo bench -p kube-mock`.
     #[arg(long)]
     pub kube_mock: bool,
@@ -47,19 +50,23 @@ pub struct BenchArgs {
 pub fn commands(args: &BenchArgs, out: &std::path::Path) -> Vec<Cmd> {
     let bins = image::binary_dir(image::DEFAULT_PROFILE);
     let release = target_dir().join("release");
+    let mut bench = Cmd::new(release.join("examples/bench").display().to_string())
+        .args(["--bins", &release.display().to_string()])
+        .args(["--daemon", &bins.join("multus-daemon").display().to_string()])
+        .args(["--shim", &bins.join("multus-shim").display().to_string()])
+        .args(["--iterations", &args.iterations.to_string()])
+        .args(["--pods", &args.pods.to_string()])
+        .args(["--cycles", &args.cycles.to_string()])
+        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--storms", &args.storms])
+        .args(["--out", &out.display().to_string()]);
+    if let Some(other) = &args.compare_shim {
+        bench = bench.args(["--compare-shim", &other.display().to_string()]);
+    }
     let mut cmds = vec![
         image::build_cmd(image::DEFAULT_PROFILE),
         cargo_cmd().args(["build", "--release", "-p", "fake-cni", "-p", "multus-daemon", "--bins", "--examples"]),
-        Cmd::new(release.join("examples/bench").display().to_string())
-            .args(["--bins", &release.display().to_string()])
-            .args(["--daemon", &bins.join("multus-daemon").display().to_string()])
-            .args(["--shim", &bins.join("multus-shim").display().to_string()])
-            .args(["--iterations", &args.iterations.to_string()])
-            .args(["--pods", &args.pods.to_string()])
-            .args(["--cycles", &args.cycles.to_string()])
-            .args(["--concurrency", &args.concurrency.to_string()])
-            .args(["--storms", &args.storms])
-            .args(["--out", &out.display().to_string()]),
+        bench,
     ];
     if args.kube_mock {
         cmds.push(cargo_cmd().args(["bench", "-p", "kube-mock"]));
@@ -116,6 +123,7 @@ mod tests {
             cycles: 10,
             concurrency: 8,
             storms: "64,200".into(),
+            compare_shim: None,
             kube_mock: true,
             out: None,
             dry_run: true,

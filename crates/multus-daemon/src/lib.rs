@@ -17,6 +17,7 @@
 //! - `testing`: recording fakes of the seams (feature `testing`, and this crate's tests)
 
 // perNodeCertificate: the client-certificate manager (see kube::build_client_for).
+#[warn(missing_docs)]
 pub mod certs;
 pub(crate) mod commands;
 pub mod confgen;
@@ -26,6 +27,7 @@ pub(crate) mod error;
 pub mod flags;
 pub mod handler;
 pub mod kube;
+#[warn(missing_docs)]
 pub mod logging;
 pub mod metrics;
 pub mod netns;

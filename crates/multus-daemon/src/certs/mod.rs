@@ -96,19 +96,41 @@ pub enum CertError {
     MissingNodeName,
     /// `certDuration` is not a positive Go duration.
     #[error("perNodeCertificate.certDuration {value:?}: {reason}")]
-    InvalidCertDuration { value: String, reason: String },
+    InvalidCertDuration {
+        /// The configured value.
+        value: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The bootstrap kubeconfig cannot be read.
     #[error("failed to load bootstrap kubeconfig {path}: {reason}")]
-    Bootstrap { path: PathBuf, reason: String },
+    Bootstrap {
+        /// The bootstrap kubeconfig.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// `certDir` cannot be created or read.
     #[error("perNodeCertificate.certDir {path}: {source}")]
-    CertDir { path: PathBuf, source: io::Error },
+    CertDir {
+        /// The certificate directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// The long-lived client cannot be built.
     #[error("building the kube client with the per-node certificate: {0}")]
     Client(String),
     /// No certificate arrived within the startup wait; `last` is the last attempt's failure.
     #[error("no client certificate for {common_name} after waiting {waited:?}: {last}")]
-    NotIssued { common_name: String, waited: Duration, last: RotationError },
+    NotIssued {
+        /// The subject asked for (`system:multus:<node>`).
+        common_name: String,
+        /// How long startup waited.
+        waited: Duration,
+        /// Why the last attempt failed.
+        last: RotationError,
+    },
 }
 
 /// Why one attempt to get a certificate failed (it is retried).
@@ -122,22 +144,56 @@ pub enum RotationError {
     Create(String),
     /// The CSR was denied.
     #[error("CertificateSigningRequest {name} was denied (reason {reason:?}): {message}")]
-    Denied { name: String, reason: String, message: String },
+    Denied {
+        /// The CSR.
+        name: String,
+        /// The `Denied` condition's reason.
+        reason: String,
+        /// The `Denied` condition's message.
+        message: String,
+    },
     /// The CSR failed.
     #[error("CertificateSigningRequest {name} failed (reason {reason:?}): {message}")]
-    Failed { name: String, reason: String, message: String },
+    Failed {
+        /// The CSR.
+        name: String,
+        /// The `Failed` condition's reason.
+        reason: String,
+        /// The `Failed` condition's message.
+        message: String,
+    },
     /// The CSR was neither approved and signed nor refused within the CSR wait.
     #[error("CertificateSigningRequest {name} was not approved and signed within {waited:?}")]
-    NotSigned { name: String, waited: Duration },
+    NotSigned {
+        /// The CSR.
+        name: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
     /// Watching the CSR failed.
     #[error("waiting for CertificateSigningRequest {name}: {reason}")]
-    Watch { name: String, reason: String },
+    Watch {
+        /// The CSR.
+        name: String,
+        /// The watch error.
+        reason: String,
+    },
     /// The issued certificate does not parse or does not match the key or subject.
     #[error("the certificate issued for CertificateSigningRequest {name} is unusable: {reason}")]
-    Unusable { name: String, reason: String },
+    Unusable {
+        /// The CSR.
+        name: String,
+        /// What is wrong with the certificate.
+        reason: String,
+    },
     /// The new pair cannot be written to `certDir`.
     #[error("storing the certificate in {path}: {source}")]
-    Store { path: PathBuf, source: io::Error },
+    Store {
+        /// The certificate directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// The manager was dropped while the attempt ran.
     #[error("the per-node certificate manager was stopped")]
     Stopped,
@@ -148,10 +204,20 @@ pub enum RotationError {
 pub(crate) enum StoreError {
     /// The file cannot be read (other than not existing): not retried at startup.
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The pair's file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// It is there but not a usable pair (partial write, garbage, key mismatch).
     #[error("{path} is not a usable certificate/key pair: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The pair's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -218,8 +218,11 @@ impl Node {
             match self.start_daemon() {
                 Ok(()) => return Ok(problems),
                 Err(e) => {
+                    let socket = self.env.socket();
+                    let now = std::os::unix::net::UnixStream::connect(&socket).map(|_| "accepted").unwrap_or("refused");
                     problems.push(format!(
-                        "daemon start {attempt} failed: {e:#}; processes holding the socket right after the kill: {holders_after_kill:?}, before this start: {holders:?}"
+                        "daemon start {attempt} failed: {e:#}; processes holding the socket right after the kill: {holders_after_kill:?}, before this start: {holders:?}; a connect now: {now}; sockets bound in its directory now: {:?}",
+                        unix_sockets_in(&socket)
                     ));
                     std::thread::sleep(Duration::from_secs(1));
                 }
@@ -425,6 +428,17 @@ fn http(base: &str, method: &str, path: &str, body: &Value) -> Result<(u16, Stri
     let (head, rest) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
     Ok((status, rest.to_string()))
+}
+
+/// `/proc/net/unix` lines of sockets bound in `path`'s directory (diagnostics).
+pub fn unix_sockets_in(path: &Path) -> Vec<String> {
+    let dir = path.parent().map(|d| format!("{}/", d.display())).unwrap_or_default();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(7).is_some_and(|p| p.starts_with(&dir)))
+        .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// Processes with a descriptor on a unix socket bound in `path`'s directory (the daemon binds

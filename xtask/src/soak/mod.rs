@@ -10,10 +10,10 @@
 mod check;
 mod node;
 mod plan;
+mod summary;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::util::{target_dir, with_cleanup};
 use check::ProcStats;
 use node::{Node, Sandbox, run_shim};
 use plan::{Command, Fault, Op, Planner, ReplayFile};
+use summary::Summary;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SoakArgs {
@@ -71,82 +72,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit in {s:?} (s, m or h)")),
     };
     Ok(Duration::from_secs(secs))
-}
-
-/// What a run did; printed and written by `--out`.
-#[derive(Debug, Default, Serialize)]
-pub struct Summary {
-    pub seed: u64,
-    pub pods: usize,
-    pub fault_rate: f64,
-    pub profile: String,
-    pub ops_run: u64,
-    pub seconds: f64,
-    /// Operations by command.
-    pub operations: BTreeMap<String, u64>,
-    /// Outcomes: `ADD ok`, `ADD failed`, `CHECK skipped` (its ADD had failed), …
-    pub outcomes: BTreeMap<String, u64>,
-    /// Faults injected, by kind.
-    pub faults: BTreeMap<String, u64>,
-    pub invariant_checks: u64,
-    /// DELs under a cache fault that left something the orphan reconciler then removed (the
-    /// namespace gone).
-    pub deferred_cleanups: u64,
-    /// What those DELs left, for the first few.
-    pub deferred_examples: Vec<String>,
-    /// Sandboxes removed at the end (DEL without faults, then nothing may remain).
-    pub teardown_dels: u64,
-    /// Leftovers (ports, files) that belonged to no attached sandbox after some step: each one
-    /// is a leak, even if the orphan reconciler removed it later.
-    pub leaks: Vec<String>,
-    /// What was left after the final DELs: leaks nothing reclaimed.
-    pub leaks_at_end: Vec<String>,
-    /// Every invariant violation, with the operation it followed.
-    pub violations: Vec<String>,
-    pub daemon_restarts: u64,
-    pub peak_rss_kib: u64,
-    pub peak_fds: u64,
-    pub peak_threads: u64,
-    /// Set when the run failed: the operations to replay.
-    pub replay_file: Option<PathBuf>,
-}
-
-impl Summary {
-    fn bump(map: &mut BTreeMap<String, u64>, key: impl Into<String>) {
-        *map.entry(key.into()).or_default() += 1;
-    }
-
-    fn print(&self) {
-        println!("soak summary (seed {}, {} pods, fault rate {}):", self.seed, self.pods, self.fault_rate);
-        println!("  operations: {} in {:.0} s {:?}", self.ops_run, self.seconds, self.operations);
-        println!("  outcomes:   {:?}", self.outcomes);
-        println!("  faults:     {} {:?}", self.faults.values().sum::<u64>(), self.faults);
-        println!("  invariant checks: {}", self.invariant_checks);
-        println!("  DELs under a cache fault finished by the orphan reconciler: {}", self.deferred_cleanups);
-        for e in &self.deferred_examples {
-            println!("    e.g. {e}");
-        }
-        println!("  teardown DELs: {}", self.teardown_dels);
-        println!("  daemon restarts: {}", self.daemon_restarts);
-        println!(
-            "  daemon peak: RSS {:.1} MiB, {} fds, {} threads",
-            self.peak_rss_kib as f64 / 1024.0,
-            self.peak_fds,
-            self.peak_threads
-        );
-        println!("  leaks at the end: {}", self.leaks_at_end.len());
-        for l in &self.leaks_at_end {
-            println!("    {l}");
-        }
-        println!("  leaks seen after a step: {}", self.leaks.len());
-        for l in &self.leaks {
-            println!("    {l}");
-        }
-        println!("  violations: {}", self.violations.len());
-        for v in &self.violations {
-            println!("    {v}");
-        }
-    }
 }
 
 /// One slot's sandbox and whether its ADD succeeded (it then holds interfaces and files).

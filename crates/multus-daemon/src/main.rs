@@ -132,7 +132,9 @@ async fn run(flags: Flags) -> ExitCode {
     let seams = Seams::production(&config, kube.clone(), devices);
     let daemon = Arc::new(Daemon::new(config.clone(), seams).with_metrics(metrics.clone()));
     let socket_dir = config.socket_path().parent().map(Path::to_path_buf).unwrap_or_default();
-    let (listener, socket_path) = match server::bind_socket(&socket_dir) {
+    // The check of an existing socket may wait (server::SILENT_SOCKET_PATIENCE); the informers
+    // started above keep running meanwhile.
+    let (listener, socket_path) = match tokio::task::block_in_place(|| server::bind_socket(&socket_dir)) {
         Ok(l) => l,
         Err(e) => return fail(3, &format!("failed to listen on {}: {e}", socket_dir.display())),
     };

@@ -190,7 +190,7 @@ impl Drop for Counted {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "another daemon is serving on {path} (it accepts connections); refusing to take its socket over \
+        "another daemon is serving on {path} (it answers GET /healthz); refusing to take its socket over \
          (stop it first, or use another socketDir)"
     )]
     InUse { path: PathBuf },
@@ -258,10 +258,11 @@ fn lock_dir(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
 /// - The directory is created with mode 0700 when missing. An existing directory keeps its
 ///   permissions (the Go daemon re-creates it 0700, which breaks a directory shared on
 ///   purpose); the socket's own 0600 is what keeps other users out.
-/// - A socket that accepts a connection belongs to a running daemon: binding fails with
-///   [`BindError::InUse`] instead of stealing its path (the Go daemon unlinks it, and the
+/// - A socket whose server answers `GET /healthz` belongs to a running daemon: binding fails
+///   with [`BindError::InUse`] instead of stealing its path (the Go daemon unlinks it, and the
 ///   first daemon's exit then deletes the second one's socket). A stale socket (connection
-///   refused) is replaced.
+///   refused) is replaced, and so is one that accepts but does not answer within
+///   [`SILENT_SOCKET_PATIENCE`].
 /// - The socket is bound under a temporary name, made 0600, and renamed into place, so it is
 ///   never reachable with looser permissions and the replacement is atomic.
 /// - Unlike the Go daemon, nothing else in the directory is removed, so a mis-set
@@ -292,13 +293,7 @@ pub fn bind_socket(dir: &Path) -> Result<(SocketListener, PathBuf), BindError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("cannot read", &path)(e)),
         Ok(m) if m.is_dir() => return Err(BindError::NotASocket { path }),
-        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(&path) {
-            Ok(_) => return Err(BindError::InUse { path }),
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound) => {
-                tracing::info!("replacing the stale socket {} (nothing accepts on it)", path.display());
-            }
-            Err(source) => return Err(BindError::Unknown { path, source }),
-        },
+        Ok(m) if m.file_type().is_socket() => check_existing_socket(&path, SILENT_SOCKET_PATIENCE)?,
         Ok(_) => tracing::warn!("replacing {}, which is not a socket", path.display()),
     }
     let temp = dir.join(format!(".msock-{}", std::process::id()));
@@ -315,6 +310,68 @@ pub fn bind_socket(dir: &Path) -> Result<(SocketListener, PathBuf), BindError> {
         let _ = std::fs::remove_file(&temp);
     })?;
     Ok((SocketListener { listener: Some(listener), path: path.clone(), identity }, path))
+}
+
+/// How long a socket that accepts connections but never answers HTTP is given before it is
+/// taken to be stale. Right after a daemon is killed, `connect` to its socket can still succeed
+/// for a moment (seen 5 times in ~950 `kill -9` + restart cycles of the soak), and a daemon that
+/// refused to start then would cost the node a CrashLoopBackOff delay.
+pub const SILENT_SOCKET_PATIENCE: Duration = Duration::from_secs(3);
+
+/// What an existing socket file turned out to be.
+#[derive(Debug)]
+enum SocketProbe {
+    /// Nothing accepts on it: left behind by a daemon that is gone.
+    Stale,
+    /// Something answered a request: a running daemon (or some other live server).
+    Answers,
+    /// A connection was accepted but no answer came (reset, EOF or timeout).
+    Silent(String),
+}
+
+/// Connect to `path` and ask `GET /healthz`, for at most `timeout`.
+fn probe_socket(path: &Path, timeout: Duration) -> Result<SocketProbe, io::Error> {
+    use multus_api::client::{ClientError, request};
+    match request(path, "GET", multus_api::path::HEALTHZ, b"", Some(timeout)) {
+        // Any HTTP answer, whatever its status, means a live server.
+        Ok(_) | Err(ClientError::Malformed(_)) => Ok(SocketProbe::Answers),
+        Err(ClientError::Connect { source, .. })
+            if matches!(source.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound) =>
+        {
+            Ok(SocketProbe::Stale)
+        }
+        Err(ClientError::Connect { source, .. }) => Err(source),
+        Err(e @ (ClientError::TimedOut { .. } | ClientError::Io(_))) => Ok(SocketProbe::Silent(e.to_string())),
+    }
+}
+
+/// Decide whether the existing socket at `path` may be replaced: a socket that refuses
+/// connections may; one whose server answers HTTP may not ([`BindError::InUse`]); one that
+/// accepts but stays silent is probed again until `patience` has passed, then replaced with a
+/// warning (no daemon that cannot answer `/healthz` for that long is serving anyone).
+fn check_existing_socket(path: &Path, patience: Duration) -> Result<(), BindError> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let probe = probe_socket(path, left.clamp(Duration::from_millis(100), Duration::from_secs(1)))
+            .map_err(|source| BindError::Unknown { path: path.to_path_buf(), source })?;
+        match probe {
+            SocketProbe::Stale => {
+                tracing::info!("replacing the stale socket {} (nothing accepts on it)", path.display());
+                return Ok(());
+            }
+            SocketProbe::Answers => return Err(BindError::InUse { path: path.to_path_buf() }),
+            SocketProbe::Silent(why) if std::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    "replacing {}: it accepts connections but nothing answered GET {} within {patience:?} (last: {why})",
+                    path.display(),
+                    multus_api::path::HEALTHZ
+                );
+                return Ok(());
+            }
+            SocketProbe::Silent(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Serve with the default [`Limits`] and `connectionLimit`; see [`serve_with`].

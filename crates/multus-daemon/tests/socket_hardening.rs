@@ -416,6 +416,28 @@ fn a_stale_socket_is_replaced() {
     assert!(!path.exists(), "removed on exit");
 }
 
+/// Regression (soak, 5 in ~950 `kill -9` + restart cycles): right after a daemon was killed,
+/// `connect` to its socket could still succeed, and the restarted daemon refused to start. A
+/// socket that accepts but never answers is now replaced after a short patience.
+#[test]
+fn a_socket_that_accepts_but_never_answers_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(multus_api::SOCKET_FILE);
+    // Bound and listening (so `connect` succeeds through the backlog) but never accepted.
+    let silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    assert!(UnixStream::connect(&path).is_ok(), "the silent socket accepts connections");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    let started = std::time::Instant::now();
+    let (listener, socket) = server::bind_socket(dir.path()).expect("the silent socket is taken over");
+    assert!(started.elapsed() >= server::SILENT_SOCKET_PATIENCE, "probed for the whole patience first");
+    assert_eq!(socket, path);
+    assert!(listener.is_ours());
+    drop(silent);
+    drop(listener);
+    assert!(!path.exists(), "removed on exit");
+}
+
 #[test]
 fn exit_removes_the_socket_only_while_it_is_ours() {
     let dir = tempfile::tempdir().unwrap();

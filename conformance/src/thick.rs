@@ -944,19 +944,9 @@ pub fn wait_ready(sock: &Path, deadline: Instant, alive: &mut dyn FnMut() -> boo
     }
 }
 
-/// One HTTP request over the daemon's unix socket; the status code.
+/// One HTTP request over the daemon's unix socket (the shim's own client); the status code.
 pub fn http_status(sock: &Path, path: &str) -> Option<u16> {
-    use std::os::unix::net::UnixStream;
-    let mut s = UnixStream::connect(sock).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: dummy\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnull"
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.split_whitespace().nth(1)?.parse().ok()
+    multus_api::client::post(sock, path, b"null", Some(Duration::from_secs(2))).ok().map(|r| r.status)
 }
 
 impl Drop for ThickRt {

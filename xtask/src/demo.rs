@@ -51,7 +51,10 @@ fn demo(args: &DemoArgs) -> Result<()> {
         }
     };
     if !args.no_build {
-        step("building multus-daemon, multus-shim, kube-mock, fake-cni (release)");
+        step(format!(
+            "building multus-daemon, multus-shim, kube-mock, fake-cni ({} profile)",
+            crate::harness::profile()
+        ));
         Bins::build_cmd().run()?;
         step("building fake-kubelet, multusctl");
         devices::build_cmd().run()?;

@@ -742,7 +742,7 @@ fn local(args: &E2eArgs) -> Result<()> {
         return crate::e2e_container::run(args);
     }
     if !args.no_build {
-        step("building (release)");
+        step(format!("building ({} profile)", crate::harness::profile()));
         Bins::build_cmd().run()?;
     }
     let fixture = fixtures::fixtures_dir().join("e2e");

@@ -6,6 +6,8 @@
 //! and VERSION included — is first appended as one JSON line ([`Call`]) to
 //! `<recordDir>/calls.jsonl`; [`read_calls`] reads them back in order.
 
+#![warn(missing_docs)]
+
 pub mod options;
 pub mod plugin;
 pub mod record;

@@ -24,50 +24,73 @@ pub const DEFAULT_SUBNET: &str = "10.10.0.0/16";
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FakeOptions {
+    /// Where `calls.jsonl` is appended; `None` (and no `FAKE_CNI_RECORD_DIR`) records nothing.
     pub record_dir: Option<PathBuf>,
     /// A literal ADD result (any version; a versionless one is read as the config's version).
     pub result: Option<Value>,
+    /// The subnet the automatic result's address comes from (default [`DEFAULT_SUBNET`]).
     pub subnet: Option<IpNet>,
     /// Absent: the subnet's first host. `""`: no gateway.
     pub gateway: Option<String>,
     /// Route destinations, all via the gateway (default `["0.0.0.0/0"]` or `["::/0"]`).
     pub routes: Option<Vec<IpNet>>,
+    /// The automatic result's `dns`.
     pub dns: Option<Dns>,
+    /// The automatic result's `interfaces[0].mtu` (only 1.x results show it).
     pub mtu: Option<u32>,
 
+    /// Commands that fail with the error below, after skel's own protocol checks.
     #[serde(default)]
     pub fail_on: Vec<String>,
+    /// The configured failure's `code` (default [`DEFAULT_FAIL_CODE`]).
     pub fail_code: Option<u32>,
+    /// The configured failure's `msg` (default [`DEFAULT_FAIL_MSG`]).
     pub fail_msg: Option<String>,
+    /// The configured failure's `details` (default empty).
     pub fail_details: Option<String>,
 
+    /// Milliseconds to sleep before acting, to exercise timeouts and concurrency (0: none).
     #[serde(default)]
     pub sleep_ms: u64,
     /// Absent: every command.
     pub sleep_on: Option<Vec<String>>,
 
+    /// Commands that kill the process with `signal`, leaving stdout empty (a crashed plugin).
     #[serde(default)]
     pub signal_on: Vec<String>,
     /// `KILL` (default), `SIGTERM`, `SEGV`, … or a number.
     pub signal: Option<String>,
 
+    /// Commands that print `garbage` instead of answering (skel is bypassed).
     #[serde(default)]
     pub garbage_on: Vec<String>,
+    /// What the garbage mode prints (default [`DEFAULT_GARBAGE`]).
     pub garbage: Option<String>,
+    /// Commands that print nothing and exit (skel is bypassed).
     #[serde(default)]
     pub empty_on: Vec<String>,
     /// Exit status of the garbage and empty modes (default 0).
     pub exit_code: Option<u8>,
 
+    /// Written (plus a newline) to stderr on every invocation: noise a caller must keep out of
+    /// the result.
     pub stderr: Option<String>,
+    /// What VERSION reports and what skel accepts as the config's `cniVersion` (default: every
+    /// version `cni` knows, or `FAKE_CNI_SUPPORTED_VERSIONS`).
     pub supported_versions: Option<Vec<String>>,
+    /// STATUS fails with this code (50 or 51 in the spec); `None`: STATUS succeeds.
     pub status_code: Option<u32>,
+    /// The STATUS failure's `msg` (default [`DEFAULT_STATUS_MSG`]).
     pub status_msg: Option<String>,
 }
 
+/// `failCode` when unset: 100, the first code the spec leaves to plugins.
 pub const DEFAULT_FAIL_CODE: u32 = 100;
+/// `failMsg` when unset.
 pub const DEFAULT_FAIL_MSG: &str = "fake-cni: configured failure";
+/// `garbage` when unset: text that is not JSON, so callers hit their parse-error path.
 pub const DEFAULT_GARBAGE: &str = "fake-cni: this is not JSON {";
+/// `statusMsg` when unset.
 pub const DEFAULT_STATUS_MSG: &str = "fake-cni: plugin not available";
 
 /// Does a command list name `command`? `"*"` names every command.
@@ -126,10 +149,12 @@ impl FakeOptions {
         )
     }
 
+    /// Does `command` fail with [`FakeOptions::failure`]?
     pub fn fails_on(&self, command: &str) -> bool {
         names(&self.fail_on, command)
     }
 
+    /// Does `command` sleep `sleep_ms` first? (`sleepOn` absent: every command.)
     pub fn sleeps_on(&self, command: &str) -> bool {
         self.sleep_ms > 0 && self.sleep_on.as_deref().is_none_or(|l| names(l, command))
     }

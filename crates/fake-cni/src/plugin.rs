@@ -8,7 +8,10 @@ use cni::{CniError, CniResult, Version};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The fake's [`Plugin`] implementation, one per invocation: [`crate::run`] hands it to
+/// [`cni::skel::run_with`] after the record, signal and garbage modes had their turn.
 pub struct FakePlugin {
+    /// The merged `"fake"` object (config over `FAKE_CNI_CONFIG`).
     pub options: FakeOptions,
     /// An invalid `"fake"` object: every command (except VERSION) reports it.
     pub options_error: Option<CniError>,

@@ -40,20 +40,43 @@ pub async fn wait_for_file(path: &Path, timeout: Duration) -> bool {
 /// Why `00-multus.conf` could not be generated or kept current.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfgenError {
+    /// The generator settings, the primary search or the rendering failed.
     #[error("{0}")]
     Generate(#[from] generate::GenerateError),
+    /// The chosen primary config is unreadable or not a valid delegate.
     #[error("failed to load the primary CNI configuration as a multus delegate with error '{0}'")]
     LoadPrimary(generate::GenerateError),
+    /// A fixed `multusConfigFile` whose path ends in no file name, so there is nothing to copy to.
     #[error("multusConfigFile has no file name")]
     NoFileName,
+    /// A fixed `multusConfigFile` could not be read.
     #[error("reading multusConfigFile {path}: {source}")]
-    ReadUserConfig { path: String, source: std::io::Error },
+    ReadUserConfig {
+        /// `multusConfigFile` as configured.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The atomic write of a config file failed.
     #[error("writing {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        /// The file being written.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No primary config appeared in `multusAutoconfigDir` within the discovery
+    /// attempts.
     #[error("failed to find the cluster master CNI plugin: could not find a plugin configuration in {0}")]
     NoPrimary(String),
+    /// The directory watch could not be set up; without it the file would go stale.
     #[error("watching {path}: {source}")]
-    Watch { path: String, source: notify::Error },
+    Watch {
+        /// The watched directory (empty when creating the watcher itself failed).
+        path: String,
+        /// The watcher's error.
+        source: notify::Error,
+    },
 }
 
 /// Write a config file atomically and durably (see [`AtomicWrite::CONFIG`]).

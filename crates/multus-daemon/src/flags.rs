@@ -82,8 +82,11 @@ pub struct ConfigFlag {
     pub name: &'static str,
     /// Other accepted names (the Go v3.x thick daemon's spellings).
     pub aliases: &'static [&'static str],
+    /// How the value is read and checked.
     pub kind: ValueKind,
+    /// The config key the value is written to.
     pub target: Target,
+    /// The `-help` line (empty for [`Target::Ignored`] flags: `-help` gives their reason instead).
     pub help: &'static str,
 }
 
@@ -166,9 +169,11 @@ pub static NOT_FOR_THICK: [(&str, &str); 4] = [
 /// One config flag as given on the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting {
+    /// The entry of [`CONFIG_FLAGS`] the name matched.
     pub flag: &'static ConfigFlag,
     /// The name as written (an alias, or the thin entrypoint's name), without dashes.
     pub written_as: String,
+    /// The value, already typed by [`ConfigFlag::kind`] (a JSON bool, number or string).
     pub value: Value,
 }
 
@@ -203,16 +208,35 @@ impl Default for Flags {
 /// A command line the daemon does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlagError {
+    /// No flag of that name (Go's message).
     #[error("flag provided but not defined: -{0}")]
     Unknown(String),
+    /// One of [`NOT_FOR_THICK`]: refused rather than ignored, because the thin behaviour it asks
+    /// for would silently not happen.
     #[error("flag -{flag} is a thin-plugin entrypoint parameter that the thick plugin does not take: {instead}")]
-    NotForThick { flag: String, instead: &'static str },
+    NotForThick {
+        /// The name, without dashes.
+        flag: String,
+        /// What to do instead.
+        instead: &'static str,
+    },
+    /// A non-boolean flag was the last argument (Go's message).
     #[error("flag needs an argument: -{0}")]
     MissingValue(String),
+    /// The value does not fit the flag's [`ValueKind`].
     #[error("invalid value {value:?} for flag -{flag}: {reason}")]
-    InvalidValue { flag: String, value: String, reason: String },
+    InvalidValue {
+        /// The name as written, without dashes.
+        flag: String,
+        /// The value as written.
+        value: String,
+        /// What the value must be.
+        reason: String,
+    },
+    /// `---name` or `-=value` (Go's message).
     #[error("bad flag syntax: {0}")]
     BadSyntax(String),
+    /// An argument that is not a flag; the daemon takes none.
     #[error("unexpected argument {0:?}: multus-daemon takes only flags")]
     Positional(String),
 }
@@ -326,9 +350,23 @@ fn typed_value(name: &str, kind: ValueKind, raw: String) -> Result<Value, FlagEr
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
     /// The key was set; `previous` is what the file had there (`None`: absent).
-    Set { flag: String, key: Target, previous: Option<Value>, value: Value },
+    Set {
+        /// The flag as written, without dashes.
+        flag: String,
+        /// The key it set.
+        key: Target,
+        /// The file's value before the flag (`None`: absent).
+        previous: Option<Value>,
+        /// The flag's value.
+        value: Value,
+    },
     /// A flag with no config key ([`Target::Ignored`]).
-    Ignored { flag: String, reason: &'static str },
+    Ignored {
+        /// The flag as written, without dashes.
+        flag: String,
+        /// Why the thick daemon has no use for it.
+        reason: &'static str,
+    },
 }
 
 impl Applied {

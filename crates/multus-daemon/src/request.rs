@@ -22,14 +22,18 @@ use std::collections::BTreeMap;
 /// Which endpoint a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `/cni`: the shim's CNI call, served as the Multus meta-plugin.
     Cni,
+    /// `/delegate`: one delegate config run for a pod on a client's behalf (hot-plug); no GC.
     Delegate,
 }
 
 /// The pod a request concerns, from `CNI_ARGS` (server rules).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodIdentity {
+    /// `K8S_POD_NAMESPACE`.
     pub namespace: String,
+    /// `K8S_POD_NAME`.
     pub name: String,
     /// `None`: the runtime did not pass `K8S_POD_UID`.
     pub uid: Option<String>,
@@ -54,8 +58,10 @@ pub enum RequestError {
     /// The body is not a request object (bad JSON, bad base64…).
     #[error("{0}")]
     Decode(String),
+    /// A `CNI_*` variable is missing or invalid (command, container ID, netns, ifname, args).
     #[error("could not extract the CNI command args: {0}")]
     CommandArgs(String),
+    /// `CNI_ARGS` names no valid pod where the command needs one.
     #[error("could not extract the kubernetes runtime args: {0}")]
     PodArgs(String),
 }
@@ -63,12 +69,15 @@ pub enum RequestError {
 /// A decoded, validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CniRequest {
+    /// The endpoint it came in on; it decides which commands are valid.
     pub endpoint: Endpoint,
+    /// `CNI_COMMAND` (never VERSION, which the shim answers itself).
     pub command: Command,
     /// Validated (CNI name rules) unless empty, which only STATUS and GC allow.
     pub container_id: String,
     /// May be empty for DEL (a runtime that lost the namespace still deletes).
     pub netns: String,
+    /// `CNI_IFNAME`, `eth0` when absent or empty; validated unless STATUS or GC.
     pub ifname: String,
     /// `CNI_ARGS` exactly as the runtime passed it.
     pub cni_args: String,

@@ -59,7 +59,10 @@ pub fn parallel_delegates(config: &DaemonConfig) -> bool {
 
 /// Shared daemon state.
 pub struct Daemon {
+    /// The daemon config as read at start (with the flags applied); each request merges its
+    /// own config over it.
     pub config: DaemonConfig,
+    /// Everything the daemon does to the outside world, swappable for tests.
     pub seams: Seams,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -121,19 +124,24 @@ impl Daemon {
         Self::with_process_env(config, seams, None, None)
     }
 
-    pub fn cluster(&self) -> &dyn Cluster {
+    /// The cluster seam: pods, NADs and the network-status annotation.
+    pub(crate) fn cluster(&self) -> &dyn Cluster {
         self.seams.cluster.as_ref()
     }
 
-    pub fn netns(&self) -> &dyn Netns {
+    /// The netns seam: network namespace inspection and the interface and route edits.
+    pub(crate) fn netns(&self) -> &dyn Netns {
         self.seams.netns.as_ref()
     }
 
-    pub fn devices(&self) -> &dyn Devices {
+    /// The device seam: device IDs and device-info files for resource-backed networks.
+    pub(crate) fn devices(&self) -> &dyn Devices {
         self.seams.devices.as_ref()
     }
 
-    pub fn process_cni_args(&self) -> Option<&str> {
+    /// The daemon process's own `CNI_ARGS` (`None` when unset or empty), merged into every
+    /// delegate's.
+    pub(crate) fn process_cni_args(&self) -> Option<&str> {
         self.process_cni_args.as_deref()
     }
 

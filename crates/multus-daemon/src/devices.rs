@@ -23,9 +23,11 @@ impl NodeDevices {
     }
 }
 
-/// multus-rs daemon-config keys moving the kubelet's files (the fake kubelet of the demo and
-/// the tests; a real node keeps the kubelet's paths).
+/// multus-rs daemon-config key moving the kubelet's pod-resources socket (for the fake kubelet
+/// of the demo and the tests; a real node keeps the kubelet's path).
 pub const POD_RESOURCES_SOCKET_KEY: &str = "kubeletPodResourcesSocket";
+/// multus-rs daemon-config key moving the kubelet's device-manager checkpoint file (as
+/// [`POD_RESOURCES_SOCKET_KEY`]).
 pub const CHECKPOINT_FILE_KEY: &str = "kubeletCheckpointFile";
 
 /// The node's device sources for `config`: the kubelet's paths (or the keys above) and DRA

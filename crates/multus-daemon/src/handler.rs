@@ -19,10 +19,12 @@ use tracing::Instrument;
 
 /// Serves `/cni` and `/delegate` for the socket server.
 pub struct Handler {
-    pub daemon: Arc<Daemon>,
+    /// The state every request runs against.
+    pub(crate) daemon: Arc<Daemon>,
 }
 
 impl Handler {
+    /// A handler serving `daemon`; the server shares one across connections.
     pub fn new(daemon: Arc<Daemon>) -> Self {
         Self { daemon }
     }

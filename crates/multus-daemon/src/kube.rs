@@ -19,10 +19,18 @@ use tokio::sync::{mpsc, watch};
 /// Why no Kubernetes client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The `-kubeconfig` file could not be read or turned into a client config.
     #[error("reading kubeconfig {path}: {reason}")]
-    Kubeconfig { path: String, reason: String },
+    Kubeconfig {
+        /// The kubeconfig path.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// No `-kubeconfig`, and the in-cluster environment or service-account files are missing.
     #[error("failed to create in-cluster kube client: {0}")]
     InCluster(String),
+    /// The config was read but the client (TLS, URL) could not be built from it.
     #[error("building the kube client: {0}")]
     Build(String),
     /// perNodeCertificate hook: see [`crate::certs`].
@@ -140,18 +148,22 @@ impl<T: Clone> Cache<T> {
         self.items.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A copy of the object, if the watch has seen it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<T> {
         self.read().get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
+    /// How many objects the cache holds (the cache-size metric).
     pub fn len(&self) -> usize {
         self.read().len()
     }
 
+    /// The cache holds nothing (before the first list, or no such objects).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The first complete list has been applied: a miss now means "not there", not "not yet".
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -270,7 +282,9 @@ fn nad_info(obj: &DynamicObject) -> Option<(Key, Nad)> {
 /// Everything the request handlers need from Kubernetes.
 pub struct KubeContext {
     client: kube::Client,
+    /// This node's pods (all pods when no node name is known).
     pub pods: Arc<Cache<PodInfo>>,
+    /// Every NetworkAttachmentDefinition in the cluster.
     pub nads: Arc<Cache<Nad>>,
     events: mpsc::Sender<PodEvent>,
 }

@@ -174,6 +174,7 @@ impl Metrics {
 /// `docs/compatibility.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoints {
+    /// Serve `/debug/state` (`enablePprof: true`).
     pub debug: bool,
 }
 

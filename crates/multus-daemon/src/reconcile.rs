@@ -39,14 +39,19 @@ pub enum Mode {
     On,
     /// Log and count it only.
     DryRun,
+    /// Do not run at all.
     Off,
 }
 
 /// `orphanReconcile`: `{"mode": "on"|"dry-run"|"off", "intervalSeconds": N, "maxPerPass": N}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
+    /// `mode` (default on).
     pub mode: Mode,
+    /// `intervalSeconds`: time between passes (default 300 s).
     pub interval: Duration,
+    /// `maxPerPass`: orphans deleted per pass at most (default 32), so that a node with many
+    /// leftovers does not run a burst of DELs; the rest wait for the next pass.
     pub max_per_pass: usize,
 }
 
@@ -92,6 +97,7 @@ impl Settings {
 /// One attachment the daemon knows of (a delegate cache file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
+    /// The container ID, which names the delegate cache file.
     pub container_id: String,
     /// The namespace recorded by libcni's result caches; empty when none recorded one.
     pub netns: String,

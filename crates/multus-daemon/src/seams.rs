@@ -4,7 +4,7 @@
 //!
 //! Production implementations: [`crate::kube::KubeContext`], [`crate::netns::HostNetns`] and
 //! [`crate::devices::NodeDevices`];
-//! test doubles: [`crate::testing`].
+//! test doubles: `crate::testing` (feature `testing`, and this crate's tests).
 
 use multus::model::{NadLookup, PodInfo};
 pub use multus::resolve::DeviceLookupError;
@@ -19,7 +19,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant, reason = "short-lived, one per request; boxing would cost an allocation")]
 pub enum PodLookup {
+    /// The pod, from the cache or the API server.
     Found(PodInfo),
+    /// The API server has no such pod (deleted meanwhile): ADD answers with a placeholder
+    /// result, DEL goes on without it.
     NotFound,
 }
 
@@ -34,7 +37,16 @@ pub enum ClusterError {
     StatusWrite(String),
     /// The status write found a different pod under the same name.
     #[error("SetNetworkStatus: expected pod {namespace}/{name} UID {expected:?} but got {actual:?} from Kube API")]
-    UidChanged { namespace: String, name: String, expected: String, actual: String },
+    UidChanged {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        name: String,
+        /// The UID of the pod the request was for.
+        expected: String,
+        /// The UID the API server returned under that name.
+        actual: String,
+    },
     /// The daemon runs without a Kubernetes client (tests, standalone use).
     #[error("no Kubernetes client configured")]
     NotConfigured,
@@ -43,9 +55,13 @@ pub enum ClusterError {
 /// An event to record on a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodEvent {
+    /// The pod the event is about (the event's involved object).
     pub pod: PodInfo,
+    /// `Warning` rather than `Normal`.
     pub warning: bool,
+    /// The event's machine-readable reason, e.g. `AddedInterface`.
     pub reason: String,
+    /// The event's text.
     pub message: String,
 }
 
@@ -121,14 +137,32 @@ impl Devices for NoDeviceSource {
 /// A failure inside a pod's network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetnsError {
+    /// The namespace file could not be opened or its filesystem checked (e.g. it is gone).
     #[error("failed to open netns {path:?}: {reason}")]
-    Open { path: String, reason: String },
+    Open {
+        /// The netns path the runtime gave.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// `setns` into the namespace failed.
     #[error("failed to enter netns {path:?}: {reason}")]
-    Enter { path: String, reason: String },
+    Enter {
+        /// The netns path the runtime gave.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The path is not on nsfs: refused before `setns` would act on an arbitrary file.
     #[error("{path:?} is not a network namespace")]
-    NotANamespace { path: String },
+    NotANamespace {
+        /// The netns path the runtime gave.
+        path: String,
+    },
+    /// The worker thread could not be spawned or ended without an answer.
     #[error("netns worker thread failed: {0}")]
     Thread(String),
+    /// A netlink route edit inside the namespace failed.
     #[error("{0}")]
     Route(String),
 }
@@ -136,6 +170,7 @@ pub enum NetnsError {
 /// Whether a network namespace (a path a runtime gave) still exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetnsPresence {
+    /// The path opens as a network namespace.
     Present,
     /// The path does not exist.
     Absent,

@@ -36,6 +36,7 @@ pub struct FakeCluster {
 }
 
 impl FakeCluster {
+    /// An empty cluster: no pods, no NADs, nothing failing.
     pub fn new() -> Self {
         Self::default()
     }
@@ -45,16 +46,19 @@ impl FakeCluster {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Add (or replace) a pod; lookups and the cache both see it.
     pub fn add_pod(&self, pod: PodInfo) -> &Self {
         self.state().pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
         self
     }
 
+    /// Delete a pod: lookups answer [`PodLookup::NotFound`] from now on.
     pub fn remove_pod(&self, namespace: &str, name: &str) -> &Self {
         self.state().pods.remove(&(namespace.to_string(), name.to_string()));
         self
     }
 
+    /// Add (or replace) a NetworkAttachmentDefinition.
     pub fn add_nad(&self, nad: Nad) -> &Self {
         self.state().nads.insert((nad.namespace.clone(), nad.name.clone()), nad);
         self
@@ -82,6 +86,7 @@ impl FakeCluster {
         self.state().status_writes.clone()
     }
 
+    /// Every event emitted, in order.
     pub fn events(&self) -> Vec<PodEvent> {
         self.state().events.clone()
     }
@@ -149,6 +154,7 @@ pub struct FakeNetns {
 }
 
 impl FakeNetns {
+    /// No links, every namespace opens, and none is present for the reconciler.
     pub fn new() -> Self {
         Self::default()
     }
@@ -297,10 +303,15 @@ impl Devices for FakeDevices {
 
 /// A daemon wired to fakes, and the fakes to script and inspect.
 pub struct FakeNode {
+    /// The daemon, acting through clones of the fakes below.
     pub daemon: Arc<Daemon>,
+    /// Delegate executions: script plugin answers, read the calls.
     pub exec: RecordingExec,
+    /// Pods, NADs, status writes and events.
     pub cluster: FakeCluster,
+    /// Namespaces, links and route edits.
     pub netns: FakeNetns,
+    /// Pod devices and device-info copies.
     pub devices: FakeDevices,
 }
 

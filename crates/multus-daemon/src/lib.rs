@@ -16,8 +16,9 @@
 //! - [`devices`]: the production device sources (kubelet, checkpoint, DRA)
 //! - `testing`: recording fakes of the seams (feature `testing`, and this crate's tests)
 
+#![warn(missing_docs)]
+
 // perNodeCertificate: the client-certificate manager (see kube::build_client_for).
-#[warn(missing_docs)]
 pub mod certs;
 pub(crate) mod commands;
 pub mod confgen;
@@ -27,7 +28,6 @@ pub(crate) mod error;
 pub mod flags;
 pub mod handler;
 pub mod kube;
-#[warn(missing_docs)]
 pub mod logging;
 pub mod metrics;
 pub mod netns;

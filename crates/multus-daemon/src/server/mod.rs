@@ -98,21 +98,28 @@ impl Default for Limits {
 /// A reply from a request handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` header; `None` sends none.
     pub content_type: Option<&'static str>,
+    /// The response body, sent as is.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// `200` with a JSON body (a CNI result), or with no body and no content type when empty.
     pub fn ok(body: Vec<u8>) -> Self {
         let content_type = if body.is_empty() { None } else { Some("application/json") };
         Self { status: 200, content_type, body }
     }
 
+    /// A plain-text answer with a trailing newline, as the Go server writes its errors.
     pub fn text(status: u16, msg: &str) -> Self {
         Self { status, content_type: Some("text/plain; charset=utf-8"), body: format!("{msg}\n").into_bytes() }
     }
 
+    /// `400` with an [`multus_api::ErrorBody`]: a CNI error object whose code the shim passes
+    /// on to the runtime, or a message.
     pub fn from_error_body(body: &multus_api::ErrorBody) -> Self {
         Self { status: 400, content_type: Some(body.content_type()), body: body.to_bytes() }
     }
@@ -120,7 +127,9 @@ impl Reply {
 
 /// What serves `/cni` and `/delegate`.
 pub trait Api: Send + Sync + 'static {
+    /// Answer a `POST /cni` body (the shim's CNI call).
     fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+    /// Answer a `POST /delegate` body (one delegate for a pod, on a client's behalf).
     fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
 
     /// Every answered request (Go's `multus_server_request_total`): `handler` is the path for
@@ -140,9 +149,12 @@ pub struct Health {
 }
 
 impl Health {
+    /// Set what `/readyz` answers: `main` sets it once the caches synced (or their wait ran out)
+    /// and clears it when the drain starts.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
+    /// Whether `/readyz` answers 200 (and `/cni?ready` requests are served, not refused with 503).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }

@@ -10,17 +10,40 @@ use tokio::net::UnixListener;
 /// Why the socket could not be bound.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
+    /// A live daemon answers on the socket: taking its path over would cut it off.
     #[error(
         "another daemon is serving on {path} (it answers GET /healthz); refusing to take its socket over \
          (stop it first, or use another socketDir)"
     )]
-    InUse { path: PathBuf },
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Connecting to the existing socket failed with neither "refused" nor "not found" (e.g.
+    /// permission denied), so whether a daemon serves on it is unknown.
     #[error("cannot tell whether {path} is in use, not replacing it: {source}")]
-    Unknown { path: PathBuf, source: io::Error },
+    Unknown {
+        /// The socket path.
+        path: PathBuf,
+        /// The probe's error.
+        source: io::Error,
+    },
+    /// A directory sits where the socket goes; it is never removed.
     #[error("{path} is a directory, not a socket")]
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// A file-system step on the socket directory or the socket failed.
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        /// The step, worded to precede the path (`"cannot bind"`).
+        what: &'static str,
+        /// The directory or file it acted on.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
 }
 
 fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> BindError + 'p {
@@ -28,8 +51,8 @@ fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> B
 }
 
 /// The bound `<dir>/multus.sock`. The socket file is removed when this is dropped (or when
-/// [`serve`] has drained), and only while it is still the one bound here: a daemon that took
-/// the path over in the meantime keeps its socket.
+/// [`serve`](super::serve) has drained), and only while it is still the one bound here: a
+/// daemon that took the path over in the meantime keeps its socket.
 pub struct SocketListener {
     pub(super) listener: Option<UnixListener>,
     path: PathBuf,

@@ -334,7 +334,8 @@ pub struct Expect {
     /// as such, not as a failure) when the target does not list 1.1.0.
     #[serde(default)]
     pub unsupported_codes: Vec<u64>,
-    /// ADD: validate the result against the config version's schema (default true on success).
+    /// ADD: validate the result against the config version's schema (default true on success);
+    /// `false` for a setup ADD whose schema other cases judge (the result is still saved).
     #[serde(default)]
     pub result: Option<bool>,
     /// VERSION: validate the answer (cni.md §5.1–2, 4).

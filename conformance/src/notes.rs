@@ -5,17 +5,35 @@ use std::collections::BTreeMap;
 
 const DEBIAN: &str = "containernetworking-plugins 1.1.1 (Debian 12)";
 
+/// The per-version DEL cases (`scenarios/versions/versions-del.yaml`, `versions-verbs.yaml`)
+/// that fail for a plugin whose DEL fails when the interface or netns is not there.
+const DEL_FAMILIES: &[&str] = &[
+    "versions-add-del",
+    "versions-del-never-added",
+    "versions-del-netns-empty",
+    "versions-del-netns-deleted",
+    "versions-del-after-failed-add",
+];
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn per_version(families: &[&str]) -> impl Iterator<Item = String> {
+    families.iter().flat_map(|f| cni::version::ALL.iter().map(move |v| format!("{f}-{v}")))
+}
+
 /// Notes for a reference plugin, by its file name.
 pub fn builtin(plugin: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    let mut add = |ids: &[&str], why: &str| {
+    let mut add = |ids: &[String], why: &str| {
         for id in ids {
             m.insert(id.to_string(), why.to_string());
         }
     };
     match plugin {
         "bridge" | "ptp" => add(
-            &["del-netns-empty-host-veth"],
+            &strings(&["del-netns-empty-host-veth"]),
             &format!(
                 "{DEBIAN}: with an empty CNI_NETNS, DEL only releases IPAM: the host veth is found through the \
                  container end, which cannot be reached without the netns. It goes when the runtime deletes the \
@@ -26,30 +44,48 @@ pub fn builtin(plugin: &str) -> BTreeMap<String, String> {
             let shape =
                 format!("{DEBIAN}: loopback answers every version in the 1.0.0 shape (no ip4/ip6, no ips[].version).");
             for v in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"] {
-                add(&[&format!("versions-add-{v}"), &format!("versions-add-del-{v}")], &shape);
+                add(&[format!("versions-add-{v}"), format!("versions-add-del-{v}")], &shape);
             }
-            add(&["versions-check-0.4.0"], &shape);
-            add(&["add-parallel", "add-two-attachments"], "loopback configures 127.0.0.1 in every netns, by design.");
+            add(&strings(&["versions-check-0.4.0"]), &shape);
+            add(
+                &strings(&["add-parallel", "add-two-attachments"]),
+                "loopback configures 127.0.0.1 in every netns, by design.",
+            );
         }
         "static" => add(
-            &["add-parallel", "add-two-attachments"],
+            &strings(&["add-parallel", "add-two-attachments"]),
             "static hands the configured address to every attachment, by design.",
         ),
-        "host-device" => add(
-            &[
+        "host-device" => {
+            let ids = [
                 "del-never-added",
                 "del-twice",
                 "del-netns-empty",
                 "del-netns-empty-then-netns-deleted",
                 "del-netns-deleted",
-            ],
-            &format!(
-                "{DEBIAN}: host-device's DEL looks the device up in the netns first and fails when it is not there \
-                 (never added, already moved back, netns empty or gone); IPAM is released only after that lookup."
-            ),
-        ),
+                "del-after-failed-add",
+            ];
+            add(
+                &strings(&ids).into_iter().chain(per_version(DEL_FAMILIES)).collect::<Vec<_>>(),
+                &format!(
+                    "{DEBIAN}: host-device's DEL looks the device up in the netns first and fails when it is not \
+                     there (never added, already moved back, netns empty or gone); IPAM is released only after \
+                     that lookup."
+                ),
+            )
+        }
         "sbr" => add(
-            &["del-never-added", "del-twice", "del-netns-empty", "del-netns-deleted", "chained-add-check-del"],
+            &strings(&[
+                "del-never-added",
+                "del-twice",
+                "del-netns-empty",
+                "del-netns-deleted",
+                "del-netns-empty-twice",
+                "chained-add-check-del",
+            ])
+            .into_iter()
+            .chain(per_version(DEL_FAMILIES))
+            .collect::<Vec<_>>(),
             &format!(
                 "{DEBIAN}: sbr's DEL fails when the interface is gone (\"Failed to get link\") or the netns is \
                  empty or deleted, instead of succeeding; it also leaves an empty file at a deleted netns path \

@@ -831,8 +831,12 @@ impl Runner {
         let verdict = expect::judge(&step.expect, &obs, &ctx);
         let label = if quiet { format!("{command} (teardown)") } else { command.clone() };
         record(env, label, &obs, &verdict.problems);
-        if let (Some(name), Some(r)) = (&step.save_as, &verdict.result) {
-            env.saved.insert(name.clone(), r.clone());
+        // A setup ADD that does not judge the result's schema (`result: false`) still saves it.
+        let parsed = || (command == "ADD" && obs.succeeded()).then(|| expect::single_json(&obs.stdout).ok()).flatten();
+        if let Some(name) = &step.save_as
+            && let Some(r) = verdict.result.clone().or_else(parsed)
+        {
+            env.saved.insert(name.clone(), r);
         }
         if command == "ADD"
             && obs.succeeded()

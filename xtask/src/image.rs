@@ -30,7 +30,7 @@ pub const BINARIES: [&str; 3] = ["multus-daemon", "multus-shim", "multus-install
 pub const OPTIONAL_BINARIES: [&str; 1] = ["passthru"];
 /// Names the Go manifests execute that are another binary here: `install_multus` is
 /// `multus-install`, which behaves as Go's install_multus when run under that name. A relative
-/// symlink keeps one copy of the bytes, and the process still sees `install_multus` as argv[0].
+/// symlink keeps one copy of the bytes, and the process still sees `install_multus` as `argv[0]`.
 pub const GO_NAME_LINKS: [(&str, &str); 1] = [("install_multus", "multus-install")];
 
 /// What is at one path of the image.

@@ -57,7 +57,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     Ok(())
 }
 
-/// #[ignore]d tests that even a fully equipped machine does not run by default (slow or not
+/// `#[ignore]`d tests that even a fully equipped machine does not run by default (slow or not
 /// tests at all): run them by name.
 const NOT_RUN_BY_DEFAULT: [&str; 3] = [
     // A static release build and a docker image: minutes (`cargo test -p xtask -- --ignored real_image`).

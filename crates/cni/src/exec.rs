@@ -18,7 +18,7 @@
 //!   child, never in the daemon) and their working directory set to the new `/`;
 //!   [`validate_chroot_dir`] checks the directory up front. Lookup rules: [`chroot`](self#chroot).
 //! - [`Exec`]: the seam higher layers are written against, so tests can fake plugin runs
-//!   ([`testing::RecordingExec`], behind the `testing` feature).
+//!   (`testing::RecordingExec`, behind the `testing` feature).
 //!
 //! # chroot
 //!

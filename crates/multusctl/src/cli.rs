@@ -3,6 +3,9 @@
 //! Exit codes: 0 fine; 1 the command found something (the ADD fails, lint findings of severity
 //! error or warning, orphaned attachments); 2 usage or I/O errors (clap's usage errors are 2 too).
 
+// The doc comments below are clap's --help text, where `<name>` is a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use crate::attachments::{self, AttachmentReport};
 use crate::explain::{ExplainRequest, Explanation, explain};
 use crate::lint::{Finding, LintOptions, LintReport, lint};

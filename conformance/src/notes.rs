@@ -88,8 +88,9 @@ pub fn builtin(plugin: &str) -> BTreeMap<String, String> {
             .collect::<Vec<_>>(),
             &format!(
                 "{DEBIAN}: sbr's DEL fails when the interface is gone (\"Failed to get link\") or the netns is \
-                 empty or deleted, instead of succeeding; it also leaves an empty file at a deleted netns path \
-                 (the harness removes it)."
+                 empty or deleted, instead of succeeding; it also leaves an empty file at a netns path that does \
+                 not exist (the harness removes it), so the DEL that follows an ADD into such a path, with the \
+                 same CNI_NETNS as runtimes send it, fails with \"unknown FS magic\"."
             ),
         ),
         _ => {}

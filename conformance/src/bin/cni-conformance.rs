@@ -1,5 +1,8 @@
 //! `cni-conformance`: run the CNI conformance cases against a target, or two and diff them.
 
+// The doc comments below are clap's --help text, where `<name>` is a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use anyhow::Context as _;
 use clap::Parser;
 use multus_conformance::{Report, Runner, Target, diff, embedded, filter_cases, matrix, model};

@@ -4,13 +4,15 @@
 //! A command runs in a task of its own that holds the sandbox lock, so a caller that goes away
 //! (a killed shim, a runtime timeout) cannot cut it in half: it runs to its end, and an ADD that
 //! succeeded for a caller who is no longer there is undone at once (the runtime saw a failure
-//! and will not use the attachment; a failed ADD has already rolled itself back).
+//! and will not use the attachment; a failed ADD has already rolled itself back). "Gone" is
+//! either the socket server's [`Caller`] (the shim's connection closed before the answer) or,
+//! for in-process callers, the handler's future being dropped.
 
 use crate::commands::{self, Outcome};
 use crate::daemon::Daemon;
 use crate::error::{CommandError, command_error_reply, request_error_reply};
 use crate::request::{CniRequest, Endpoint, RequestError};
-use crate::server::Reply;
+use crate::server::{Caller, Reply};
 use cni::Command;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +31,7 @@ impl Handler {
         Self { daemon }
     }
 
-    async fn handle(&self, body: Vec<u8>, endpoint: Endpoint) -> Reply {
+    async fn handle(&self, body: Vec<u8>, endpoint: Endpoint, caller: Caller) -> Reply {
         let request = match CniRequest::parse(&body, endpoint).and_then(|r| recover_uid(&self.daemon, r)) {
             Ok(r) => r,
             Err(e) => {
@@ -51,7 +53,7 @@ impl Handler {
             let request = Arc::new(request);
             metrics.requests_in_flight.inc();
             let started = std::time::Instant::now();
-            let outcome = execute(self.daemon.clone(), request.clone()).await;
+            let outcome = execute(self.daemon.clone(), request.clone(), caller).await;
             metrics.requests_in_flight.dec();
             let endpoint = match request.endpoint {
                 Endpoint::Cni => "cni",
@@ -107,9 +109,11 @@ fn recover_uid(d: &Daemon, mut request: CniRequest) -> Result<CniRequest, Reques
 }
 
 /// Run the command in its own task under the sandbox lock (see the module docs).
-async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>) -> Result<Outcome, CommandError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>, caller: Caller) -> Result<Outcome, CommandError> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
+    let task_caller = caller.clone();
+    let command = request.command;
     tokio::spawn(
         async move {
             let _sandbox = match request.command {
@@ -119,38 +123,60 @@ async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>) -> Result<Outcom
                 _ => None,
             };
             let outcome = commands::run(&daemon, &request).await;
-            if let Err(outcome) = tx.send(outcome)
-                && request.command == Command::Add
-                && request.endpoint == Endpoint::Cni
-                && outcome.is_ok()
-            {
+            let succeeded = outcome.is_ok();
+            let delivered = tx.send(outcome).is_ok() && !task_caller.is_gone();
+            if !delivered && succeeded && request.command == Command::Add && request.endpoint == Endpoint::Cni {
                 undo_abandoned_add(&daemon, &request).await;
             }
         }
         .instrument(span),
     );
-    rx.await.unwrap_or_else(|_| {
+    let outcome = tokio::select! {
+        biased;
+        outcome = &mut rx => outcome,
+        () = caller.gone() => {
+            tracing::warn!(
+                "the caller went away before the {} finished (shim killed or timed out); finishing it{}",
+                command,
+                if command == Command::Add { ", then undoing it" } else { "" }
+            );
+            rx.await
+        }
+    };
+    outcome.unwrap_or_else(|_| {
         // The task ended without an answer: it panicked (a bug); the runtime must see a failure.
         Err(CommandError::Internal("the command task ended without an answer".into()))
     })
 }
 
-/// The caller of a successful ADD went away before the answer: DEL it again from its cache.
+/// The caller of a successful ADD went away before the answer: DEL it again from its cache,
+/// and remove the network-status the ADD wrote (it lists interfaces that no longer exist; the
+/// runtime's retry writes it anew).
 async fn undo_abandoned_add(daemon: &Daemon, add: &CniRequest) {
     tracing::warn!("the caller went away before the ADD's answer; deleting the attachment again");
     let mut del = add.clone();
     del.command = Command::Del;
     if let Err(e) = commands::run(daemon, &del).await {
         tracing::error!("undoing the abandoned ADD failed (the runtime's DEL will retry): {e}");
+        return;
     }
+    let Some(id) = add.pod.as_ref() else { return };
+    let Some(pod) = daemon.cluster().cached_pod(&id.namespace, &id.name) else { return };
+    if id.uid.as_deref().is_some_and(|uid| !uid.is_empty() && uid != pod.uid) {
+        return; // another pod of that name now: its status is not ours to touch
+    }
+    if let Err(e) = daemon.cluster().clear_network_status(&pod).await {
+        tracing::warn!("the abandoned ADD was undone, but its network-status stays: {e}");
+    }
+    tracing::info!("the abandoned ADD was undone");
 }
 
 impl crate::server::Api for Handler {
-    fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
-        Box::pin(self.handle(body, Endpoint::Cni))
+    fn cni(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.handle(body, Endpoint::Cni, caller))
     }
-    fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
-        Box::pin(self.handle(body, Endpoint::Delegate))
+    fn delegate(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.handle(body, Endpoint::Delegate, caller))
     }
 
     fn observe(&self, handler: &str, status: u16, method: &str) {

@@ -344,7 +344,18 @@ impl KubeContext {
     /// `update` on `pods/status` (the Go daemon's ClusterRole), fall back to GET + PUT with
     /// conflict retries, as the Go daemon writes it.
     pub async fn write_network_status(&self, pod: &PodInfo, value: &str) -> Result<(), ClusterError> {
+        self.set_network_status(pod, Some(value)).await
+    }
+
+    /// Remove the network-status annotation (an undone ADD), as [`Self::write_network_status`]
+    /// writes it.
+    pub async fn clear_network_status(&self, pod: &PodInfo) -> Result<(), ClusterError> {
+        self.set_network_status(pod, None).await
+    }
+
+    async fn set_network_status(&self, pod: &PodInfo, value: Option<&str>) -> Result<(), ClusterError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        // A merge patch removes a key set to null.
         let patch = serde_json::json!({
             "metadata": {"annotations": {multus::model::NETWORK_STATUS_ANNOTATION: value}}
         });
@@ -359,7 +370,7 @@ impl KubeContext {
         }
     }
 
-    async fn put_network_status(&self, api: &Api<Pod>, pod: &PodInfo, value: &str) -> Result<(), ClusterError> {
+    async fn put_network_status(&self, api: &Api<Pod>, pod: &PodInfo, value: Option<&str>) -> Result<(), ClusterError> {
         for _ in 0..5 {
             let mut live = match api.get(&pod.name).await {
                 Ok(p) => p,
@@ -374,10 +385,17 @@ impl KubeContext {
                     actual: live.metadata.uid.unwrap_or_default(),
                 });
             }
-            live.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(multus::model::NETWORK_STATUS_ANNOTATION.to_string(), value.to_string());
+            let annotations = live.metadata.annotations.get_or_insert_with(Default::default);
+            match value {
+                Some(value) => {
+                    annotations.insert(multus::model::NETWORK_STATUS_ANNOTATION.to_string(), value.to_string());
+                }
+                None => {
+                    if annotations.remove(multus::model::NETWORK_STATUS_ANNOTATION).is_none() {
+                        return Ok(());
+                    }
+                }
+            }
             match api.replace_status(&pod.name, &PostParams::default(), &live).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -415,6 +433,10 @@ impl Cluster for KubeContext {
 
     fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(KubeContext::write_network_status(self, pod, value))
+    }
+
+    fn clear_network_status<'a>(&'a self, pod: &'a PodInfo) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(KubeContext::clear_network_status(self, pod))
     }
 
     fn emit(&self, event: PodEvent) {

@@ -77,6 +77,12 @@ pub trait Cluster: NadLookup + Send + Sync {
     /// deleted meanwhile is not an error.
     fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
 
+    /// Remove the `network-status` annotation: an ADD that wrote it was undone (its caller went
+    /// away), so the interfaces it lists are gone. A pod deleted meanwhile is not an error.
+    fn clear_network_status<'a>(&'a self, _pod: &'a PodInfo) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Queue an event; never blocks the request.
     fn emit(&self, event: PodEvent);
 }

@@ -9,7 +9,7 @@ use multus::config::DaemonConfig;
 use multus::model::{Nad, PodInfo};
 use multus_daemon::handler::Handler;
 use multus_daemon::seams::ClusterError;
-use multus_daemon::server::{Api, Reply};
+use multus_daemon::server::{Api, Caller, Reply};
 use multus_daemon::testing::FakeNode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ impl Node {
         }
         let stdin = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim"});
         let request = multus_api::Request::from_env(env, stdin.to_string().into_bytes());
-        self.handler.cni(request.to_json()).await
+        self.handler.cni(request.to_json(), Caller::detached()).await
     }
 
     async fn add(&self, container_id: &str, pod: &str) -> Reply {
@@ -514,7 +514,7 @@ async fn status_keeps_the_delegate_error_code_and_gc_honours_the_runtime_list() 
         [("CNI_COMMAND", "STATUS")],
         br#"{"cniVersion":"1.1.0","name":"multus-cni-network","type":"multus-shim"}"#.to_vec(),
     );
-    let reply = node.handler.cni(request.to_json()).await;
+    let reply = node.handler.cni(request.to_json(), Caller::detached()).await;
     assert_eq!((reply.status, reply.content_type), (400, Some("application/json")));
     let error = cni::CniError::from_json(&reply.body).unwrap();
     assert_eq!(error.code, 50);
@@ -524,7 +524,7 @@ async fn status_keeps_the_delegate_error_code_and_gc_honours_the_runtime_list() 
         "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}],
     });
     let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
-    let reply = node.handler.cni(request.to_json()).await;
+    let reply = node.handler.cni(request.to_json(), Caller::detached()).await;
     assert_eq!(reply.status, 200, "{}", body(&reply));
     let gc = node.fake.exec.calls().into_iter().find(|c| c.command() == "GC").unwrap();
     assert_eq!(gc.stdin_json()["cni.dev/valid-attachments"], json!([{"containerID": "keep", "ifname": "eth0"}]));
@@ -532,14 +532,14 @@ async fn status_keeps_the_delegate_error_code_and_gc_honours_the_runtime_list() 
     // libcni sends a nil list as null: no attachment is valid any more.
     let stdin = json!({"cniVersion": "1.1.0", "name": "n", "type": "multus-shim", "cni.dev/valid-attachments": null});
     let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
-    let reply = node.handler.cni(request.to_json()).await;
+    let reply = node.handler.cni(request.to_json(), Caller::detached()).await;
     assert_eq!(reply.status, 200, "{}", body(&reply));
     let gc = node.fake.exec.calls().into_iter().filter(|c| c.command() == "GC").nth(1).unwrap();
     assert_eq!(gc.stdin_json()["cni.dev/valid-attachments"], json!([]));
 
     let stdin = json!({"cniVersion": "1.1.0", "name": "n", "type": "multus-shim", "cni.dev/valid-attachments": "junk"});
     let request = multus_api::Request::from_env([("CNI_COMMAND", "GC")], stdin.to_string().into_bytes());
-    let reply = node.handler.cni(request.to_json()).await;
+    let reply = node.handler.cni(request.to_json(), Caller::detached()).await;
     assert!(body(&reply).contains("error in GC command: invalid cni.dev/valid-attachments"), "{}", body(&reply));
 }
 
@@ -564,7 +564,7 @@ async fn delegate_api_hot_plugs_and_removes_a_network() {
             Some(multus_api::InterfaceAttributes { mac: "02:00:00:00:00:05".into(), ..Default::default() });
         request.to_json()
     };
-    let reply = node.handler.delegate(hot_plug("ADD", "net5", "p")).await;
+    let reply = node.handler.delegate(hot_plug("ADD", "net5", "p"), Caller::detached()).await;
     assert_eq!(reply.status, 200, "{}", body(&reply));
     let answer: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(answer["Result"]["interfaces"][0]["name"], "net5");
@@ -573,11 +573,11 @@ async fn delegate_api_hot_plugs_and_removes_a_network() {
     assert_eq!(add.env_var("CNI_IFNAME"), Some("net5"));
     assert!(node.fake.cluster.status_writes().is_empty(), "hot-plug writes no status");
 
-    let reply = node.handler.delegate(hot_plug("DEL", "net5", "p")).await;
+    let reply = node.handler.delegate(hot_plug("DEL", "net5", "p"), Caller::detached()).await;
     assert_eq!(reply.status, 200, "{}", body(&reply));
     assert_eq!(node.calls(), vec![pair("macvlan", "ADD"), pair("macvlan", "DEL")]);
 
-    let reply = node.handler.delegate(hot_plug("ADD", "net6", "ghost")).await;
+    let reply = node.handler.delegate(hot_plug("ADD", "net6", "ghost"), Caller::detached()).await;
     assert!(
         body(&reply).ends_with(&format!("Multus: [default/ghost/{UID}]: pod default/ghost not found\n")),
         "{}",

@@ -4,7 +4,7 @@
 //! No root and no API server needed.
 
 use multus_api::client;
-use multus_daemon::server::{self, Api, BindError, Health, Limits, Reply};
+use multus_daemon::server::{self, Api, BindError, Caller, Health, Limits, Reply};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -35,7 +35,7 @@ impl Recorder {
 }
 
 impl Api for Recorder {
-    fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+    fn cni(&self, body: Vec<u8>, _caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
         Box::pin(async move {
             let command = multus_api::Request::from_json(&body)
                 .ok()
@@ -51,8 +51,8 @@ impl Api for Recorder {
             Reply::ok(Vec::new())
         })
     }
-    fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
-        self.cni(body)
+    fn delegate(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        self.cni(body, caller)
     }
 }
 

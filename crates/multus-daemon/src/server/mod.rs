@@ -21,6 +21,8 @@
 //!
 //! A request, once read, is handled on its own task: a client that disconnects does not cancel
 //! a DEL or an ADD half-way (there is nobody to answer, but the daemon finishes what it began).
+//! The handler is told that its [`Caller`] went away (the connection closed before the answer
+//! was ready: a killed shim, a runtime's timeout), so it can undo what nobody will use.
 //!
 //! Shutdown ([`serve`] after `shutdown` turns true) drains instead of stopping: `/readyz`
 //! answers 500, `/cni` keeps being served while requests are in flight or connections open (at
@@ -125,12 +127,66 @@ impl Reply {
     }
 }
 
+/// Whether the client that sent a request is still waiting for its answer.
+///
+/// The server keeps handling a request whose client went away (see the module docs); this
+/// tells the handler that it happened, and when.
+#[derive(Debug, Clone)]
+pub struct Caller(watch::Receiver<bool>);
+
+impl Caller {
+    /// A caller that never goes away (in-process callers, tests).
+    pub fn detached() -> Self {
+        Self(watch::channel(false).1)
+    }
+
+    /// A caller and the guard that says it went away when dropped before [`CallerGuard::answered`].
+    pub fn pair() -> (Self, CallerGuard) {
+        let (tx, rx) = watch::channel(false);
+        (Self(rx), CallerGuard(Some(tx)))
+    }
+
+    /// The client's connection closed before the answer was ready.
+    pub fn is_gone(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when the client goes away; never, once it has been answered.
+    pub async fn gone(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|gone| *gone).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Held by the server while it waits for a handler's answer; dropped unanswered (the
+/// connection closed and hyper dropped the request's future), it marks the [`Caller`] gone.
+#[derive(Debug)]
+pub struct CallerGuard(Option<watch::Sender<bool>>);
+
+impl CallerGuard {
+    /// The answer is ready and being written: the caller did not go away while it waited.
+    pub fn answered(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            tx.send_replace(true);
+        }
+    }
+}
+
 /// What serves `/cni` and `/delegate`.
 pub trait Api: Send + Sync + 'static {
-    /// Answer a `POST /cni` body (the shim's CNI call).
-    fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+    /// Answer a `POST /cni` body (the shim's CNI call). `caller` says whether the client is
+    /// still there.
+    fn cni(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
     /// Answer a `POST /delegate` body (one delegate for a pod, on a client's behalf).
-    fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+    fn delegate(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
 
     /// Every answered request (Go's `multus_server_request_total`): `handler` is the path for
     /// the four known ones, `NotFound` otherwise.
@@ -639,6 +695,8 @@ async fn handle(req: Request<Incoming>, endpoint: Endpoint, shared: &Arc<Shared>
         }
     };
     reservation.shrink_to(body.len());
+    // Dropped with this future when the client's connection closes before the answer.
+    let (caller, guard) = Caller::pair();
     let task = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -649,12 +707,14 @@ async fn handle(req: Request<Incoming>, endpoint: Endpoint, shared: &Arc<Shared>
                 None => None,
             };
             match endpoint {
-                Endpoint::Cni => shared.api.cni(body).await,
-                Endpoint::Delegate => shared.api.delegate(body).await,
+                Endpoint::Cni => shared.api.cni(body, caller).await,
+                Endpoint::Delegate => shared.api.delegate(body, caller).await,
             }
         })
     };
-    match task.await {
+    let handled = task.await;
+    guard.answered();
+    match handled {
         Ok(reply) => reply,
         Err(e) => {
             tracing::error!("the request handler failed: {e}");
@@ -678,11 +738,11 @@ mod tests {
     struct Echo;
 
     impl Api for Echo {
-        fn cni(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        fn cni(&self, body: Vec<u8>, _caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
             Box::pin(async move { Reply::ok(body) })
         }
-        fn delegate(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
-            self.cni(body)
+        fn delegate(&self, body: Vec<u8>, caller: Caller) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+            self.cni(body, caller)
         }
     }
 

@@ -299,6 +299,18 @@ impl Thick {
     }
 
     pub fn shim_with(&self, command: &str, pod: &PodSandbox, stdin: &[u8], extra_env: &[(&str, &str)]) -> ShimRun {
+        let child = self.spawn_shim(command, pod, stdin, extra_env);
+        let out = child.wait_with_output().unwrap();
+        ShimRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Start the shim as [`Thick::shim_with`] does and return it running (stdin written and
+    /// closed), for tests that kill it mid-command.
+    pub fn spawn_shim(&self, command: &str, pod: &PodSandbox, stdin: &[u8], extra_env: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(bin("multus-shim").expect("multus-shim binary"));
         cmd.env_clear()
             .env("CNI_COMMAND", command)
@@ -316,12 +328,7 @@ impl Thick {
         let mut child = cmd.spawn().expect("spawn multus-shim");
         // The shim may exit before reading stdin (e.g. missing env): a broken pipe is fine.
         let _ = child.stdin.take().unwrap().write_all(stdin);
-        let out = child.wait_with_output().unwrap();
-        ShimRun {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        child
     }
 
     /// Interfaces in the pod's namespace (name → IPv4 CIDRs), loopback excluded.

@@ -8,13 +8,18 @@
 //! | `POST /listening/stop` | stop listening for `{"millis": N}` (default 1000), then listen again on the same port |
 //! | `GET /objects?apiVersion=&kind=&namespace=` | list stored objects |
 //! | `POST /objects`, `PUT /objects` | create / create-or-replace the object in the body |
-//! | `DELETE /objects` | delete `{"apiVersion", "kind", "namespace", "name"}` |
+//! | `DELETE /objects` | delete `{"apiVersion", "kind", "namespace", "name"}` as an API DELETE does (also `propagationPolicy`, `gracePeriodSeconds`, `preconditions`), or at once with `"force": true` |
 //! | `GET /deny`, `PUT /deny` | read / replace the deny rules (`["update:pods/status", …]`) |
 //! | `GET /csr/approval`, `PUT /csr/approval` | read / set who approves CSRs (`{"approval": "manual"}`, `approve-all`, `multus-cert-approver`) |
 //! | `POST /csr/approve`, `POST /csr/deny` | decide a pending CSR: `{"name": "csr-x", "message": "…"}` |
 //! | `POST /client-certificates` | a client certificate from the mock's CA: `{"commonName", "organization", "seconds"}` → `{"certificatePem", "keyPem", "kubeconfig"}` |
+//! | `GET /requests`, `DELETE /requests` | request counts since the last reset ([`RequestCounts`](crate::RequestCounts): `total`, `byRequest` (`"patch pods/status"`), `byVerb`, `byResource`, `byUser`, `byStatus`); DELETE returns them and starts again from zero |
+//! | `GET /rbac`, `PUT /rbac` | read / set RBAC enforcement for service-account users: `{"enforce": true}` |
+//! | `GET /kubelet`, `PUT /kubelet` | read / set when the stand-in kubelet deletes terminating pods: `{"deleteAfterMillis": 0}`, `null` for never |
+//! | `POST /tokens` | a service-account token bound to an existing ServiceAccount: `{"namespace", "name", "seconds"}` (no expiry without `seconds`) → `{"token", "kubeconfig"}` |
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,6 +56,19 @@ struct ClientCertificateRequest {
     #[serde(default)]
     organization: Option<String>,
     /// Lifetime; default one day.
+    #[serde(default)]
+    seconds: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct RbacBody {
+    enforce: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenBody {
+    namespace: String,
+    name: String,
     #[serde(default)]
     seconds: Option<u64>,
 }
@@ -150,7 +168,45 @@ async fn run(
         (&Method::DELETE, "objects") => {
             let target: Value = parse_json(body)?;
             let field = |name: &str| target[name].as_str().unwrap_or_default().to_string();
-            store.delete_kind(&field("apiVersion"), &field("kind"), &field("namespace"), &field("name"))
+            let (api_version, kind, namespace, name) =
+                (field("apiVersion"), field("kind"), field("namespace"), field("name"));
+            if target["force"].as_bool() == Some(true) {
+                return store.remove_kind(&api_version, &kind, &namespace, &name);
+            }
+            let options = crate::store::DeleteOptions::from_json(&target)?;
+            store.delete_kind_with(&api_version, &kind, &namespace, &name, &options).map(|d| d.object)
+        }
+        (&Method::GET, "requests") => Ok(json!(shared.counters.snapshot())),
+        (&Method::DELETE, "requests") => Ok(json!(shared.counters.take())),
+        (&Method::GET, "rbac") => Ok(json!({"enforce": shared.enforce_rbac.load(Ordering::Relaxed)})),
+        (&Method::PUT, "rbac") => {
+            let body: RbacBody = parse_json(body)?;
+            shared.enforce_rbac.store(body.enforce, Ordering::Relaxed);
+            Ok(json!({"enforce": body.enforce}))
+        }
+        (&Method::GET, "kubelet") => Ok(kubelet_setting(store)),
+        (&Method::PUT, "kubelet") => {
+            let body: Value = parse_json(body)?;
+            let delay = match body.get("deleteAfterMillis") {
+                Some(Value::Null) => None,
+                Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
+                    ApiError::bad_request("deleteAfterMillis must be a number of milliseconds, or null for never")
+                })?)),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "deleteAfterMillis is required (milliseconds, or null for never)",
+                    ));
+                }
+            };
+            store.set_kubelet_delay(delay);
+            Ok(kubelet_setting(store))
+        }
+        (&Method::POST, "tokens") => {
+            let request: TokenBody = parse_json(body)?;
+            let lifetime = request.seconds.map(Duration::from_secs);
+            let (token, _) = shared.sa_tokens.issue(store, &request.namespace, &request.name, lifetime)?;
+            let kubeconfig = token_kubeconfig(shared, &token);
+            Ok(json!({"token": token, "kubeconfig": kubeconfig}))
         }
         (&Method::GET, "deny") => {
             let rules = shared.deny.read().map(|r| r.clone()).unwrap_or_default();
@@ -201,6 +257,17 @@ async fn run(
         }
         _ => Err(ApiError::new(404, "NotFound", format!("no admin endpoint {method} {rest:?}"))),
     }
+}
+
+fn kubelet_setting(store: &crate::store::Store) -> Value {
+    json!({"deleteAfterMillis": store.kubelet_delay().map(|d| d.as_millis() as u64)})
+}
+
+/// A kubeconfig for this server with a bearer token as the user.
+fn token_kubeconfig(shared: &Shared, token: &str) -> String {
+    let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    let ca = shared.tls.is_some().then(|| shared.ca.pem());
+    crate::kubeconfig_document(&format!("{scheme}://{}", shared.addr), ca, &format!("    token: {token}\n"))
 }
 
 /// A kubeconfig for this server with a client certificate as the user.

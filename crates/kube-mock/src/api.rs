@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use crate::auth::UserInfo;
 use crate::discovery::table;
 use crate::patch::{PatchKind, apply_patch};
-use crate::request::{ResourceRequest, Verb};
+use crate::request::{MetaVersion, Output, ResourceRequest, Verb};
 use crate::resources::ResourceDef;
 use crate::status::{ApiError, success_status};
-use crate::store::Store;
+use crate::store::{DeleteOptions, Store};
 
 /// What to answer.
 pub enum Reply {
@@ -200,6 +200,12 @@ fn selected(store: &Store, req: &ResourceRequest) -> (Vec<Arc<Value>>, u64) {
 }
 
 fn list(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
+    if let Output::PartialObjectMetadata(_) = req.output {
+        return Err(not_acceptable(format!(
+            "you requested PartialObjectMetadata, but the requested object is a list ({})",
+            go_type(&req.def, true)
+        )));
+    }
     let (items, rv) = selected(store, req);
     let start = req.options.continue_token.as_deref().map(decode_continue).transpose()?;
     let mut remaining = items.into_iter().filter(|o| start.as_ref().is_none_or(|s| object_key(o) > *s)).peekable();
@@ -214,20 +220,80 @@ fn list(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
         metadata["continue"] = json!(encode_continue(&ns, &name));
         metadata["remainingItemCount"] = json!(rest);
     }
-    if req.as_table {
-        return Ok(table(&req.def, page.iter().map(|o| &**o), metadata, req.include_object));
+    match req.output {
+        Output::Table => Ok(table(&req.def, page.iter().map(|o| &**o), metadata, req.include_object)),
+        Output::PartialObjectMetadataList(version) => {
+            let items: Vec<Value> = page.iter().map(|o| partial_object_metadata(o, version)).collect();
+            Ok(
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": version.api_version(), "metadata": metadata, "items": items}),
+            )
+        }
+        Output::Object | Output::PartialObjectMetadata(_) => {
+            let items: Vec<&Value> = page.iter().map(|o| &**o).collect();
+            Ok(
+                json!({"kind": list_kind(&req.def), "apiVersion": req.def.api_version(), "metadata": metadata, "items": items}),
+            )
+        }
     }
-    let items: Vec<&Value> = page.iter().map(|o| &**o).collect();
-    Ok(json!({"kind": list_kind(&req.def), "apiVersion": req.def.api_version(), "metadata": metadata, "items": items}))
 }
 
-fn maybe_table(req: &ResourceRequest, object: Value) -> Value {
-    if req.as_table {
-        let rv = object["metadata"]["resourceVersion"].clone();
-        table(&req.def, [&object], json!({"resourceVersion": rv}), req.include_object)
+/// An object's `meta.k8s.io` `PartialObjectMetadata`: kind, apiVersion and its metadata.
+pub fn partial_object_metadata(object: &Value, version: MetaVersion) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": version.api_version(), "metadata": object["metadata"]})
+}
+
+/// The Go type the real server names in its 406 messages.
+fn go_type(def: &ResourceDef, list: bool) -> String {
+    let suffix = if list { "List" } else { "" };
+    if def.custom {
+        format!("*unstructured.Unstructured{suffix}")
     } else {
-        object
+        format!("*{}.{}{suffix}", def.version, def.kind)
     }
+}
+
+fn not_acceptable(message: String) -> ApiError {
+    ApiError::new(406, "NotAcceptable", message)
+}
+
+/// One object in the form the client asked for (Status answers stay as they are).
+fn present(req: &ResourceRequest, object: Value) -> Result<Value, ApiError> {
+    if object["kind"] == "Status" && object["apiVersion"] == "v1" {
+        return Ok(object);
+    }
+    match req.output {
+        Output::Object => Ok(object),
+        Output::Table => {
+            let rv = object["metadata"]["resourceVersion"].clone();
+            Ok(table(&req.def, [&object], json!({"resourceVersion": rv}), req.include_object))
+        }
+        Output::PartialObjectMetadata(version) => Ok(partial_object_metadata(&object, version)),
+        Output::PartialObjectMetadataList(_) => Err(not_acceptable(format!(
+            "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
+            go_type(&req.def, false)
+        ))),
+    }
+}
+
+/// The DeleteOptions of a DELETE: its body (JSON, or protobuf from client-go) when there is
+/// one, else the query parameters.
+fn delete_options(req: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(req.delete_options.clone());
+    }
+    let value = if body.starts_with(crate::protobuf::PROTOBUF_MAGIC) {
+        crate::protobuf::decode_delete_options(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    } else {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body could not be decoded as JSON: {e}")))?;
+        value
+    };
+    DeleteOptions::from_json(&value)
+}
+
+/// Resources whose DELETE answers with the object rather than a Status (ReturnDeletedObject).
+fn returns_deleted_object(def: &ResourceDef) -> bool {
+    def.custom || (def.group.is_empty() && def.plural == "pods")
 }
 
 /// Who sends a request, and the server settings admission depends on.
@@ -273,10 +339,18 @@ pub fn execute_as(
     match req.verb {
         Verb::Get => {
             let object = store.get(&gvr, &namespace, &name).ok_or_else(|| ApiError::not_found(&gvr, &name))?;
-            Ok(ok(maybe_table(req, object)))
+            Ok(ok(present(req, object)?))
         }
         Verb::List => Ok(ok(list(store, req)?)),
-        Verb::Watch => Ok(Reply::Watch),
+        Verb::Watch => {
+            if let Output::PartialObjectMetadataList(_) = req.output {
+                return Err(not_acceptable(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
+                    go_type(def, false)
+                )));
+            }
+            Ok(Reply::Watch)
+        }
         Verb::Create => {
             let mut object = decode_body(content_type, body)?;
             check_body_identity(req, &object)?;
@@ -287,14 +361,14 @@ pub fn execute_as(
                 return Err(ApiError::not_found(&crate::resources::Gvr::new("", "v1", "namespaces"), &namespace));
             }
             let created = store.create_in(def, &namespace, object)?;
-            Ok(Reply::Json { code: 201, body: created })
+            Ok(Reply::Json { code: 201, body: present(req, created)? })
         }
         Verb::Update => {
             let incoming = decode_body(content_type, body)?;
             check_body_identity(req, &incoming)?;
-            let updated =
-                store.modify(def, &namespace, &name, |current| merge_update(def, subresource, current, incoming))?;
-            Ok(ok(updated))
+            let update = store
+                .modify_outcome(def, &namespace, &name, |current| merge_update(def, subresource, current, incoming))?;
+            Ok(ok(present(req, updated_or_removed(def, &name, update))?))
         }
         Verb::Patch(kind) => {
             match kind {
@@ -314,7 +388,7 @@ pub fn execute_as(
                 }
                 _ => {}
             }
-            let patched = store.modify(def, &namespace, &name, |current| {
+            let update = store.modify_outcome(def, &namespace, &name, |current| {
                 let patched = apply_patch(kind, current, body).map_err(|e| match e {
                     crate::patch::PatchError::Syntax(m) => ApiError::bad_request(m),
                     crate::patch::PatchError::Apply(m) => ApiError::invalid(&gvr, &def.kind, &name, &m),
@@ -322,42 +396,47 @@ pub fn execute_as(
                 // A patch that does not mention resourceVersion must not trip the precondition.
                 merge_update(def, subresource, current, patched)
             })?;
-            Ok(ok(patched))
+            Ok(ok(present(req, updated_or_removed(def, &name, update))?))
         }
         Verb::Delete => {
-            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let precondition = options["preconditions"]["resourceVersion"].as_str();
-            let deleted = store.delete(def, &namespace, &name, precondition)?;
-            if let Some(uid) = options["preconditions"]["uid"].as_str()
-                && deleted["metadata"]["uid"].as_str() != Some(uid)
-            {
-                // Checked after the fact only for reporting; uid preconditions are rare.
-                tracing::debug!(uid, "delete uid precondition did not match");
-            }
-            // Pods (graceful deletion) and custom resources answer with the object, other
-            // built-in types with a Success Status.
-            if def.custom || (def.group.is_empty() && def.plural == "pods") {
-                Ok(ok(deleted))
+            let options = delete_options(req, body)?;
+            let deletion = store.delete(def, &namespace, &name, &options)?;
+            // An object that stays (finalizers, grace period) is answered as it is now; a
+            // removed one as the object for pods and custom resources, else as a Status.
+            if deletion.removed && !returns_deleted_object(def) {
+                Ok(ok(success_status(&gvr, &name, deletion.object["metadata"]["uid"].as_str())))
             } else {
-                Ok(ok(success_status(&gvr, &name, deleted["metadata"]["uid"].as_str())))
+                Ok(ok(present(req, deletion.object)?))
             }
         }
         Verb::DeleteCollection => {
+            let options = delete_options(req, body)?;
             let (items, _) = selected(store, req);
             let mut deleted = Vec::new();
             for item in items {
                 let (ns, item_name) = object_key(&item);
-                if let Ok(object) = store.delete(def, &ns, &item_name, None) {
-                    deleted.push(object);
+                if let Ok(deletion) = store.delete(def, &ns, &item_name, &options) {
+                    deleted.push(deletion.object);
                 }
             }
-            Ok(ok(json!({
+            let list = json!({
                 "kind": list_kind(def),
                 "apiVersion": def.api_version(),
                 "metadata": {"resourceVersion": store.resource_version().to_string()},
                 "items": deleted
-            })))
+            });
+            Ok(ok(list))
         }
+    }
+}
+
+/// The answer to an update: the object, or (when the update removed the object's last
+/// finalizer and with it the object) what a DELETE of it answers.
+fn updated_or_removed(def: &ResourceDef, name: &str, update: crate::store::Update) -> Value {
+    if update.removed && !returns_deleted_object(def) {
+        success_status(&def.gvr(), name, update.object["metadata"]["uid"].as_str())
+    } else {
+        update.object
     }
 }
 

@@ -5,8 +5,14 @@
 //! or foreign certificate gets `401 Unauthorized` (like kube-apiserver, whose x509
 //! authenticator runs on every request), and a request on a connection opened before the
 //! certificate expired is refused once it has.
+//!
+//! Service-account tokens ([`ServiceAccountTokens`]) are bound to their ServiceAccount's uid,
+//! like the real server's bound tokens: once the ServiceAccount is deleted the token gets 401,
+//! also after a ServiceAccount of the same name is created again (it has another uid).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -16,6 +22,9 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::Error;
+use crate::resources::Gvr;
+use crate::status::ApiError;
+use crate::store::Store;
 use crate::tls::{CertificateAuthority, crypto_provider};
 
 /// The group every authenticated user is in.
@@ -38,23 +47,152 @@ impl UserInfo {
 
     /// The user of the configured bearer token: a bootstrap token (`abcdef.0123456789abcdef`)
     /// is `system:bootstrap:<id>` in `system:bootstrappers`; any other token stands for the
-    /// Multus service account.
+    /// Multus service account ([`CONFIGURED_TOKEN_SERVICE_ACCOUNT`]).
     pub fn for_token(token: &str) -> Self {
         match bootstrap_token_id(token) {
             Some(id) => Self {
                 username: format!("system:bootstrap:{id}"),
                 groups: vec!["system:bootstrappers".into(), AUTHENTICATED_GROUP.into()],
             },
-            None => Self {
-                username: "system:serviceaccount:kube-system:multus".into(),
-                groups: vec![
-                    "system:serviceaccounts".into(),
-                    "system:serviceaccounts:kube-system".into(),
-                    AUTHENTICATED_GROUP.into(),
-                ],
-            },
+            None => {
+                let (namespace, name) = CONFIGURED_TOKEN_SERVICE_ACCOUNT;
+                Self::service_account(namespace, name)
+            }
         }
     }
+
+    /// The user of a service account's token: `system:serviceaccount:<ns>:<name>` in
+    /// `system:serviceaccounts`, `system:serviceaccounts:<ns>` and `system:authenticated`.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        Self {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                AUTHENTICATED_GROUP.into(),
+            ],
+        }
+    }
+
+    /// The namespace and name of the service account this user is, if it is one.
+    pub fn service_account_name(&self) -> Option<(&str, &str)> {
+        let rest = self.username.strip_prefix("system:serviceaccount:")?;
+        let (namespace, name) = rest.split_once(':')?;
+        (!namespace.is_empty() && !name.is_empty() && !name.contains(':')).then_some((namespace, name))
+    }
+
+    /// Whether the user is in `system:masters` (full access, whatever RBAC says).
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:masters")
+    }
+}
+
+/// The service account the configured token (`--token`) belongs to.
+pub const CONFIGURED_TOKEN_SERVICE_ACCOUNT: (&str, &str) = ("kube-system", "multus");
+
+/// Whether `token` has the form of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
+pub fn is_bootstrap_token(token: &str) -> bool {
+    bootstrap_token_id(token).is_some()
+}
+
+/// A token bound to one ServiceAccount object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundToken {
+    /// The ServiceAccount's namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub name: String,
+    /// The ServiceAccount's uid when the token was issued.
+    pub uid: String,
+    /// When the token stops working (None: never, like the configured token).
+    pub expires: Option<SystemTime>,
+}
+
+/// The service-account tokens the server accepts: the configured token (bound to
+/// `kube-system/multus`) and those issued by TokenRequests (`serviceaccounts/<name>/token`,
+/// `kubectl create token`) or the admin API.
+#[derive(Debug, Default)]
+pub struct ServiceAccountTokens {
+    tokens: Mutex<HashMap<String, BoundToken>>,
+}
+
+fn service_accounts() -> Gvr {
+    Gvr::new("", "v1", "serviceaccounts")
+}
+
+impl ServiceAccountTokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BoundToken>> {
+        self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Binds `token` to the ServiceAccount `namespace/name` as it is now (404 when absent).
+    pub fn bind(
+        &self,
+        store: &Store,
+        token: &str,
+        namespace: &str,
+        name: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<BoundToken, ApiError> {
+        let account = store
+            .get(&service_accounts(), namespace, name)
+            .ok_or_else(|| ApiError::not_found(&service_accounts(), name))?;
+        let bound = BoundToken {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: account["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+            expires,
+        };
+        self.lock().insert(token.to_string(), bound.clone());
+        Ok(bound)
+    }
+
+    /// Issues a new token for the ServiceAccount `namespace/name` (404 when absent), valid for
+    /// `lifetime` (None: without expiry).
+    pub fn issue(
+        &self,
+        store: &Store,
+        namespace: &str,
+        name: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<(String, BoundToken), ApiError> {
+        let token = opaque_token(namespace, name);
+        let bound = self.bind(store, &token, namespace, name, lifetime.map(|l| SystemTime::now() + l))?;
+        Ok((token, bound))
+    }
+
+    /// The user of `token`: None when it is not a service-account token issued here;
+    /// `Some(Err(reason))` when it was but is no longer valid (expired, ServiceAccount deleted
+    /// or replaced), which is a 401.
+    pub fn authenticate(&self, store: &Store, token: &str) -> Option<Result<UserInfo, String>> {
+        let bound = self.lock().get(token).cloned()?;
+        if bound.expires.is_some_and(|e| e <= SystemTime::now()) {
+            return Some(Err("service account token has expired".into()));
+        }
+        let Some(account) = store.get(&service_accounts(), &bound.namespace, &bound.name) else {
+            return Some(Err(format!("service account {}/{} has been deleted", bound.namespace, bound.name)));
+        };
+        let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
+        if uid != bound.uid {
+            return Some(Err(format!("service account UID ({uid}) does not match claim ({})", bound.uid)));
+        }
+        Some(Ok(UserInfo::service_account(&bound.namespace, &bound.name)))
+    }
+}
+
+/// A token that looks like a service-account JWT (header.claims.signature); clients never
+/// look inside, the server finds it in its table.
+fn opaque_token(namespace: &str, name: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let header = b64(br#"{"alg":"none","kid":"kube-mock"}"#);
+    let claims = b64(serde_json::json!({"iss": "https://kubernetes.default.svc.cluster.local",
+                           "sub": format!("system:serviceaccount:{namespace}:{name}"),
+                           "jti": uuid::Uuid::new_v4().to_string()})
+    .to_string()
+    .as_bytes());
+    let signature = b64(uuid::Uuid::new_v4().as_bytes());
+    format!("{header}.{claims}.{signature}")
 }
 
 /// The token ID of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
@@ -191,6 +329,29 @@ mod tests {
         assert!(bootstrap.groups.contains(&"system:bootstrappers".to_string()));
         assert_eq!(UserInfo::for_token("t0k3n").username, "system:serviceaccount:kube-system:multus");
         assert_eq!(UserInfo::for_token("ABCDEF.0123456789abcdef").username, "system:serviceaccount:kube-system:multus");
+        let sa = UserInfo::service_account("ns", "sa");
+        assert_eq!(sa.service_account_name(), Some(("ns", "sa")));
+        assert!(sa.groups.contains(&"system:serviceaccounts:ns".to_string()));
+        assert_eq!(bootstrap.service_account_name(), None);
+    }
+
+    #[test]
+    fn tokens_die_with_their_service_account() {
+        let store = Store::new(crate::resources::Registry::with_builtins(), 10);
+        let tokens = ServiceAccountTokens::default();
+        let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa", "namespace": "ns"}});
+        assert_eq!(tokens.issue(&store, "ns", "sa", None).unwrap_err().code, 404);
+        store.create(sa.clone()).unwrap();
+        let (token, _) = tokens.issue(&store, "ns", "sa", None).unwrap();
+        assert_eq!(tokens.authenticate(&store, &token).unwrap().unwrap().username, "system:serviceaccount:ns:sa");
+        assert!(tokens.authenticate(&store, "unknown").is_none());
+        store.delete_kind("v1", "ServiceAccount", "ns", "sa").unwrap();
+        assert!(tokens.authenticate(&store, &token).unwrap().is_err());
+        // The same name again is another ServiceAccount: the old token stays invalid.
+        store.create(sa).unwrap();
+        assert!(tokens.authenticate(&store, &token).unwrap().unwrap_err().contains("does not match"));
+        let (expired, _) = tokens.issue(&store, "ns", "sa", Some(Duration::ZERO)).unwrap();
+        assert!(tokens.authenticate(&store, &expired).unwrap().is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Fault injection (latency, failures, conflicts, watch disruption) and the request journal.
+//! Fault injection (latency, failures, conflicts, watch disruption), the request journal and
+//! the request counters.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -321,6 +322,15 @@ pub struct JournalEntry {
     /// `system:anonymous`); None for unauthenticated routes and refused requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The RBAC verb of an API request (`get`, `list`, `watch`, `patch`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The resource of an API request as RBAC names it (`pods`, `pods/status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The namespace of an API request, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Bounded journal of requests, oldest dropped first.
@@ -359,6 +369,77 @@ impl Journal {
     }
 }
 
+/// Requests counted since the last reset, unbounded by the journal's capacity: what a test
+/// reads to count the API requests one operation costs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCounts {
+    /// When counting started (RFC 3339).
+    pub since: String,
+    /// Every request (admin API requests excluded).
+    pub total: u64,
+    /// Per `"<verb> <resource>"` for API requests (`"patch pods/status"`), `"<METHOD> <path>"`
+    /// for the others (`"GET /api"`).
+    pub by_request: BTreeMap<String, u64>,
+    /// Per RBAC verb (`"GET"`, `"POST"` … for requests that are not API requests).
+    pub by_verb: BTreeMap<String, u64>,
+    /// Per resource (`pods`, `pods/status`; API requests only).
+    pub by_resource: BTreeMap<String, u64>,
+    /// Per authenticated user (`-` for requests without one).
+    pub by_user: BTreeMap<String, u64>,
+    /// Per response status code.
+    pub by_status: BTreeMap<u16, u64>,
+}
+
+/// The request counters behind [`RequestCounts`].
+pub struct RequestCounter {
+    counts: Mutex<RequestCounts>,
+}
+
+impl Default for RequestCounter {
+    fn default() -> Self {
+        Self { counts: Mutex::new(RequestCounts { since: now(), ..RequestCounts::default() }) }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl RequestCounter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RequestCounts> {
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one request.
+    pub fn record(&self, entry: &JournalEntry) {
+        let mut counts = self.lock();
+        counts.total += 1;
+        let verb = entry.verb.clone().unwrap_or_else(|| entry.method.clone());
+        let request = match &entry.resource {
+            Some(resource) => format!("{verb} {resource}"),
+            None => format!("{} {}", entry.method, entry.path),
+        };
+        *counts.by_request.entry(request).or_default() += 1;
+        *counts.by_verb.entry(verb).or_default() += 1;
+        if let Some(resource) = &entry.resource {
+            *counts.by_resource.entry(resource.clone()).or_default() += 1;
+        }
+        *counts.by_user.entry(entry.user.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
+        *counts.by_status.entry(entry.status).or_default() += 1;
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> RequestCounts {
+        self.lock().clone()
+    }
+
+    /// The counts so far; counting starts again from zero.
+    pub fn take(&self) -> RequestCounts {
+        std::mem::replace(&mut *self.lock(), RequestCounts { since: now(), ..RequestCounts::default() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +453,34 @@ mod tests {
             verb: Some(verb.into()),
             namespace: Some("default".into()),
         }
+    }
+
+    #[test]
+    fn counters_count_and_reset() {
+        let counter = RequestCounter::default();
+        let entry = |verb: Option<&str>, resource: Option<&str>, status| JournalEntry {
+            time: String::new(),
+            method: "GET".into(),
+            path: "/api".into(),
+            query: None,
+            content_type: None,
+            body: None,
+            status,
+            user_agent: None,
+            user: Some("u".into()),
+            verb: verb.map(str::to_string),
+            resource: resource.map(str::to_string),
+            namespace: None,
+        };
+        counter.record(&entry(Some("get"), Some("pods"), 200));
+        counter.record(&entry(Some("get"), Some("pods"), 404));
+        counter.record(&entry(None, None, 200));
+        let counts = counter.take();
+        assert_eq!(counts.total, 3);
+        assert_eq!(counts.by_request["get pods"], 2);
+        assert_eq!(counts.by_request["GET /api"], 1);
+        assert_eq!(counts.by_status[&404], 1);
+        assert_eq!(counter.snapshot().total, 0);
     }
 
     #[test]
@@ -442,6 +551,9 @@ mod tests {
                 status: 200,
                 user_agent: None,
                 user: None,
+                verb: None,
+                resource: None,
+                namespace: None,
             });
         }
         assert_eq!(journal.entries().iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["/1", "/2"]);

@@ -30,6 +30,7 @@ pub mod error;
 pub mod faults;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod request;
 pub mod resources;
 pub mod seed;
@@ -52,11 +53,11 @@ use serde_json::Value;
 pub use auth::UserInfo;
 pub use csr::{CsrApproval, CsrSettings};
 pub use error::Error;
-pub use faults::{FaultRule, Faults, JournalEntry, RequestMatcher};
+pub use faults::{FaultRule, Faults, JournalEntry, RequestCounts, RequestMatcher};
 pub use resources::{Gvr, ResourceDef};
 pub use server::DenyRule;
 pub use status::ApiError;
-pub use store::Store;
+pub use store::{DeleteOptions, Deletion, Propagation, Store};
 pub use tls::{CertificateAuthority, IssuedCertificate};
 
 use server::Shared;
@@ -87,6 +88,13 @@ pub struct MockConfig {
     pub journal_capacity: usize,
     /// CertificateSigningRequests: who approves them, and the signer's settings.
     pub csr: CsrSettings,
+    /// Evaluate the stored RBAC objects for service-account users (403 without a binding that
+    /// grants the request); other users keep full access. See [`rbac`].
+    pub enforce_rbac: bool,
+    /// What the stand-in kubelet does with a terminating pod (one deleted with a grace period):
+    /// delete it with grace period 0 after this delay (default zero: right after the MODIFIED
+    /// event that set its `deletionTimestamp`), or never (None).
+    pub kubelet_delete_after: Option<Duration>,
 }
 
 impl Default for MockConfig {
@@ -103,6 +111,8 @@ impl Default for MockConfig {
             bookmark_interval: Duration::from_secs(10),
             journal_capacity: 10_000,
             csr: CsrSettings::default(),
+            enforce_rbac: false,
+            kubelet_delete_after: Some(Duration::ZERO),
         }
     }
 }
@@ -146,6 +156,8 @@ impl MockApiServer {
     ) -> Result<Self, Error> {
         let registry = resources::Registry::with_builtins();
         let store = Store::new(registry, cfg.watch_history);
+        store.set_runtime(runtime.clone());
+        store.set_kubelet_delay(cfg.kubelet_delete_after);
         let mut seed = cfg.seed.clone();
         seed::order_for_seeding(&mut seed);
         for object in seed {
@@ -156,6 +168,24 @@ impl MockApiServer {
                 object["metadata"]["name"].as_str().unwrap_or("?")
             );
             store.upsert(object).map_err(|source| Error::SeedStore { object: label, source })?;
+        }
+        // The configured token is the Multus ServiceAccount's: that account exists (as in a
+        // cluster that issued the token), and the token dies with it.
+        let sa_tokens = Arc::new(auth::ServiceAccountTokens::default());
+        if let Some(token) = cfg.token.as_deref().filter(|t| !auth::is_bootstrap_token(t)) {
+            let (namespace, name) = auth::CONFIGURED_TOKEN_SERVICE_ACCOUNT;
+            if store.get_kind("v1", "ServiceAccount", namespace, name).is_none() {
+                let account = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                                 "metadata": {"name": name, "namespace": namespace}});
+                store.create(account).map_err(|source| Error::SeedStore {
+                    object: format!("v1/ServiceAccount {namespace}/{name}"),
+                    source,
+                })?;
+            }
+            sa_tokens.bind(&store, token, namespace, name, None).map_err(|source| Error::SeedStore {
+                object: format!("v1/ServiceAccount {namespace}/{name}"),
+                source,
+            })?;
         }
         // Also without TLS: approved CSRs are signed by it.
         let ca = Arc::new(CertificateAuthority::generate()?);
@@ -178,6 +208,9 @@ impl MockApiServer {
             store,
             faults: Arc::new(Faults::default()),
             journal: faults::Journal::new(cfg.journal_capacity),
+            counters: faults::RequestCounter::default(),
+            sa_tokens,
+            enforce_rbac: std::sync::atomic::AtomicBool::new(cfg.enforce_rbac),
             token: cfg.token.clone(),
             deny: std::sync::RwLock::new(cfg.deny.clone()),
             admin_prefix: cfg.admin_prefix.trim_end_matches('/').to_string(),
@@ -327,6 +360,55 @@ impl MockApiServer {
     /// Forget the requests received so far.
     pub fn clear_journal(&self) {
         self.shared.journal.clear();
+    }
+
+    /// Requests counted since the start or the last [`MockApiServer::take_request_counts`]
+    /// (per verb and resource, user and status; not bounded by the journal's capacity).
+    pub fn request_counts(&self) -> RequestCounts {
+        self.shared.counters.snapshot()
+    }
+
+    /// The request counts so far; counting starts again from zero.
+    pub fn take_request_counts(&self) -> RequestCounts {
+        self.shared.counters.take()
+    }
+
+    /// Turns RBAC enforcement for service-account users on or off (see [`rbac`]).
+    pub fn set_rbac_enforcement(&self, enforce: bool) {
+        self.shared.enforce_rbac.store(enforce, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether RBAC is enforced for service-account users.
+    pub fn rbac_enforced(&self) -> bool {
+        self.shared.enforce_rbac.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What the stand-in kubelet does with terminating pods: delete them with grace period 0
+    /// after `delay`, or never (None). See [`Store::set_kubelet_delay`].
+    pub fn set_kubelet_delete_after(&self, delay: Option<Duration>) {
+        self.shared.store.set_kubelet_delay(delay);
+    }
+
+    /// The stand-in kubelet's delay.
+    pub fn kubelet_delete_after(&self) -> Option<Duration> {
+        self.shared.store.kubelet_delay()
+    }
+
+    /// A token of the ServiceAccount `namespace/name` (which must exist), as a TokenRequest
+    /// returns it: valid for `lifetime` (None: without expiry) and until the ServiceAccount
+    /// is deleted.
+    pub fn issue_service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<String, ApiError> {
+        self.shared.sa_tokens.issue(&self.shared.store, namespace, name, lifetime).map(|(token, _)| token)
+    }
+
+    /// A kubeconfig for this server that authenticates with `token`.
+    pub fn kubeconfig_yaml_with_token(&self, token: &str) -> String {
+        self.kubeconfig_with_user(&format!("    token: {token}\n"))
     }
 
     /// Replaces the deny rules (403 Forbidden for matching requests).

@@ -61,6 +61,28 @@ struct Cli {
     /// Subject of that certificate: `CN` or `CN/O`, e.g. `system:node:node1/system:nodes`.
     #[arg(long, value_name = "CN[/O]", default_value = "system:node:node1/system:nodes")]
     client_cert_subject: String,
+    /// Evaluate the stored RBAC objects (ClusterRoles, Roles and their bindings) for
+    /// service-account users: requests no binding grants get 403. Other users keep full access.
+    #[arg(long)]
+    enforce_rbac: bool,
+    /// What the stand-in kubelet does with a terminating pod: delete it with grace period 0
+    /// after this many milliseconds (0: right after the deletionTimestamp is set), or `never`.
+    #[arg(long, value_name = "MILLIS|never", default_value = "0", value_parser = parse_kubelet_delay)]
+    kubelet_delete_after_ms: KubeletDelay,
+}
+
+/// `--kubelet-delete-after-ms`: milliseconds, or never.
+#[derive(Debug, Clone, Copy)]
+struct KubeletDelay(Option<Duration>);
+
+fn parse_kubelet_delay(value: &str) -> Result<KubeletDelay, String> {
+    match value {
+        "never" => Ok(KubeletDelay(None)),
+        millis => millis
+            .parse::<u64>()
+            .map(|m| KubeletDelay(Some(Duration::from_millis(m))))
+            .map_err(|_| format!("{millis:?} is neither a number of milliseconds nor `never`")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,6 +121,8 @@ fn main() -> anyhow::Result<()> {
             backdate: Duration::from_secs(cli.csr_backdate_seconds),
             ..CsrSettings::default()
         },
+        enforce_rbac: cli.enforce_rbac,
+        kubelet_delete_after: cli.kubelet_delete_after_ms.0,
         ..MockConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -73,6 +73,41 @@ pub fn decode_envelope(body: &[u8]) -> Result<(TypeMeta, Vec<u8>), ProtobufError
     ))
 }
 
+/// Decodes a protobuf `meta.k8s.io/v1` DeleteOptions body (client-go sends one with every
+/// DELETE when it speaks protobuf) to its JSON form.
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, ProtobufError> {
+    let (type_meta, raw) = decode_envelope(body)?;
+    if type_meta.kind != "DeleteOptions" {
+        return Err(ProtobufError::UnsupportedKind { api_version: type_meta.api_version, kind: type_meta.kind });
+    }
+    let options = meta::DeleteOptions::decode(raw.as_slice())
+        .map_err(|e| ProtobufError::Malformed { what: "DeleteOptions", message: e.to_string() })?;
+    let mut out = json!({});
+    if let Some(grace) = options.grace_period_seconds {
+        out["gracePeriodSeconds"] = json!(grace);
+    }
+    if let Some(orphan) = options.orphan_dependents {
+        out["orphanDependents"] = json!(orphan);
+    }
+    if let Some(policy) = options.propagation_policy {
+        out["propagationPolicy"] = json!(policy);
+    }
+    if let Some(pre) = options.preconditions {
+        let mut preconditions = json!({});
+        if let Some(uid) = pre.uid {
+            preconditions["uid"] = json!(uid);
+        }
+        if let Some(rv) = pre.resource_version {
+            preconditions["resourceVersion"] = json!(rv);
+        }
+        out["preconditions"] = preconditions;
+    }
+    if !options.dry_run.is_empty() {
+        out["dryRun"] = json!(options.dry_run);
+    }
+    Ok(out)
+}
+
 /// Decodes a protobuf body to the JSON object it represents.
 pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
     let (type_meta, raw) = decode_envelope(body)?;

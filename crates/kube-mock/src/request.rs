@@ -9,6 +9,7 @@ use crate::patch::PatchKind;
 use crate::resources::{Registry, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
+use crate::store::DeleteOptions;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +106,88 @@ pub struct ListOptions {
     pub send_initial_events: bool,
 }
 
+/// The form of the answer, from the `Accept` header's `as`, `g` and `v` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// The objects themselves.
+    #[default]
+    Object,
+    /// `as=Table;g=meta.k8s.io;v=v1` (kubectl's human-readable get).
+    Table,
+    /// `as=PartialObjectMetadata;g=meta.k8s.io;v=v1` (or `v1beta1`): metadata only, for get and
+    /// watch.
+    PartialObjectMetadata(MetaVersion),
+    /// `as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` (or `v1beta1`): metadata only, for list.
+    PartialObjectMetadataList(MetaVersion),
+}
+
+/// The `meta.k8s.io` version a metadata-only answer is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaVersion {
+    /// `meta.k8s.io/v1`.
+    V1,
+    /// `meta.k8s.io/v1beta1`.
+    V1beta1,
+}
+
+impl MetaVersion {
+    /// `meta.k8s.io/v1` or `meta.k8s.io/v1beta1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            MetaVersion::V1 => "meta.k8s.io/v1",
+            MetaVersion::V1beta1 => "meta.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// The answer's form for an `Accept` header, as the API server negotiates it: the first media
+/// range that is served wins (JSON, YAML, protobuf or a wildcard — answers are JSON anyway), a
+/// range asking for a conversion the server does not do is skipped, and when no range is
+/// acceptable the answer is 406.
+pub fn negotiate_output(accept: &str) -> Result<Output, ApiError> {
+    if accept.trim().is_empty() {
+        return Ok(Output::Object);
+    }
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let (mut as_kind, mut group, mut version) = (None, None, None);
+        for param in parts {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            let value = value.trim().trim_matches('"');
+            match key.trim() {
+                "as" => as_kind = Some(value),
+                "g" => group = Some(value),
+                "v" => version = Some(value),
+                _ => {}
+            }
+        }
+        let textual = matches!(media.as_str(), "application/json" | "application/yaml" | "application/*" | "*/*");
+        if !textual && media != "application/vnd.kubernetes.protobuf" {
+            continue;
+        }
+        let Some(kind) = as_kind else {
+            return Ok(Output::Object);
+        };
+        let meta_version = match (group, version) {
+            (Some("meta.k8s.io"), Some("v1")) => MetaVersion::V1,
+            (Some("meta.k8s.io"), Some("v1beta1")) => MetaVersion::V1beta1,
+            _ => continue,
+        };
+        match kind {
+            "Table" if textual => return Ok(Output::Table),
+            "PartialObjectMetadata" => return Ok(Output::PartialObjectMetadata(meta_version)),
+            "PartialObjectMetadataList" => return Ok(Output::PartialObjectMetadataList(meta_version)),
+            _ => continue,
+        }
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+    ))
+}
+
 /// An operation on a served resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceRequest {
@@ -120,15 +203,23 @@ pub struct ResourceRequest {
     pub subresource: Option<String>,
     /// List and watch options from the query.
     pub options: ListOptions,
-    /// The client asked for `meta.k8s.io/v1` Table output (kubectl's human-readable get).
-    pub as_table: bool,
+    /// The form of the answer the client asked for (Table, metadata only).
+    pub output: Output,
     /// What a Table row embeds (`includeObject`).
     pub include_object: IncludeObject,
     /// `dryRun=All`: validate and answer, but store nothing.
     pub dry_run: bool,
+    /// DeleteOptions from the query (`propagationPolicy`, `gracePeriodSeconds`,
+    /// `orphanDependents`); a DELETE body replaces them.
+    pub delete_options: DeleteOptions,
 }
 
 impl ResourceRequest {
+    /// Whether the client asked for a Table.
+    pub fn as_table(&self) -> bool {
+        self.output == Output::Table
+    }
+
     /// `pods` or `pods/status`, as RBAC and deny rules name it.
     pub fn resource_name(&self) -> String {
         match &self.subresource {
@@ -315,6 +406,10 @@ fn resource_route(
         (&Method::GET, false) if watch => Verb::Watch,
         (&Method::GET, false) => Verb::List,
         (&Method::POST, false) if subresource.is_none() => Verb::Create,
+        // TokenRequest: POST serviceaccounts/<name>/token.
+        (&Method::POST, true) if subresource.as_deref().is_some_and(|s| def.serves_create_subresource(s)) => {
+            Verb::Create
+        }
         (&Method::PUT, true) => Verb::Update,
         (&Method::PATCH, true) => Verb::Patch(
             PatchKind::from_content_type(content_type).ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
@@ -337,15 +432,21 @@ fn resource_route(
         });
     }
     let name = if verb == Verb::Watch { None } else { name };
+    let delete_options = if matches!(verb, Verb::Delete | Verb::DeleteCollection) {
+        DeleteOptions::from_query(&query)?
+    } else {
+        DeleteOptions::default()
+    };
     Ok(Route::Resource(Box::new(ResourceRequest {
         namespace: if def.namespaced { namespace } else { None },
         verb,
         name,
         subresource,
         options,
-        as_table: accept.contains("as=Table"),
+        output: negotiate_output(accept)?,
         include_object: IncludeObject::parse(query.get("includeObject").map(String::as_str)),
         dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
+        delete_options,
         def,
     })))
 }
@@ -422,6 +523,44 @@ mod tests {
             "/_mock",
         );
         assert_eq!(patch.unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn accept_headers_choose_the_output() {
+        assert_eq!(negotiate_output("").unwrap(), Output::Object);
+        assert_eq!(negotiate_output("application/json, */*").unwrap(), Output::Object);
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate_output(kubectl).unwrap(), Output::Table);
+        assert_eq!(
+            negotiate_output("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").unwrap(),
+            Output::PartialObjectMetadataList(MetaVersion::V1)
+        );
+        let client_go = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(negotiate_output(client_go).unwrap(), Output::PartialObjectMetadata(MetaVersion::V1));
+        // An unknown conversion is skipped; nothing acceptable is a 406.
+        assert_eq!(
+            negotiate_output("application/json;as=Foo;g=meta.k8s.io;v=v1,application/json").unwrap(),
+            Output::Object
+        );
+        assert_eq!(negotiate_output("text/html").unwrap_err().code, 406);
+        assert_eq!(negotiate_output("application/json;as=Table").unwrap_err().code, 406);
+    }
+
+    #[test]
+    fn delete_options_come_from_the_query() {
+        let del = resource(
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods/p",
+            Some("propagationPolicy=Foreground&gracePeriodSeconds=0"),
+        );
+        assert_eq!(del.delete_options.propagation_policy, Some(crate::store::Propagation::Foreground));
+        assert_eq!(del.delete_options.grace_period_seconds, Some(0));
+        assert_eq!(
+            r(Method::DELETE, "/api/v1/namespaces/default/pods/p", Some("propagationPolicy=Nope")).unwrap_err().code,
+            422
+        );
+        let token = resource(Method::POST, "/api/v1/namespaces/default/serviceaccounts/sa/token", None);
+        assert_eq!((token.verb, token.resource_name().as_str()), (Verb::Create, "serviceaccounts/token"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct ResourceDef {
     pub status_subresource: bool,
     /// Other subresources served with get/update/patch (`approval` of CSRs).
     pub extra_subresources: Vec<String>,
+    /// Subresources served with create only (`token` of service accounts: TokenRequest).
+    pub create_subresources: Vec<String>,
     /// Categories listed in discovery (`all`).
     pub categories: Vec<String>,
     /// Served because of a CustomResourceDefinition: such resources take no strategic merge patch.
@@ -86,6 +88,7 @@ impl ResourceDef {
             verbs: ALL_VERBS.iter().map(|v| v.to_string()).collect(),
             status_subresource: false,
             extra_subresources: Vec::new(),
+            create_subresources: Vec::new(),
             categories: Vec::new(),
             custom: false,
         }
@@ -101,6 +104,11 @@ impl ResourceDef {
         self
     }
 
+    fn with_create_subresource(mut self, name: &str) -> Self {
+        self.create_subresources.push(name.to_string());
+        self
+    }
+
     fn with_subresource(mut self, name: &str) -> Self {
         self.extra_subresources.push(name.to_string());
         self
@@ -108,7 +116,14 @@ impl ResourceDef {
 
     /// Whether `<plural>/<name>/<subresource>` is served.
     pub fn serves_subresource(&self, subresource: &str) -> bool {
-        (subresource == "status" && self.status_subresource) || self.extra_subresources.iter().any(|s| s == subresource)
+        (subresource == "status" && self.status_subresource)
+            || self.extra_subresources.iter().any(|s| s == subresource)
+            || self.serves_create_subresource(subresource)
+    }
+
+    /// Whether `POST <plural>/<name>/<subresource>` creates something (a TokenRequest).
+    pub fn serves_create_subresource(&self, subresource: &str) -> bool {
+        self.create_subresources.iter().any(|s| s == subresource)
     }
 
     /// Its group/version/resource triple.
@@ -146,6 +161,21 @@ impl ResourceDef {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        for sub in &self.create_subresources {
+            let mut entry = json!({
+                "name": format!("{}/{sub}", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["create"],
+            });
+            if sub == "token" {
+                entry["group"] = json!("authentication.k8s.io");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("TokenRequest");
+            }
+            out.push(entry);
+        }
         out
     }
 }
@@ -159,7 +189,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
         core("Node", "nodes", false).short(&["no"]).with_status(),
         core("Event", "events", true).short(&["ev"]),
         core("ConfigMap", "configmaps", true).short(&["cm"]),
-        core("ServiceAccount", "serviceaccounts", true).short(&["sa"]),
+        core("ServiceAccount", "serviceaccounts", true).short(&["sa"]).with_create_subresource("token"),
         core("Secret", "secrets", true),
         core("Service", "services", true).short(&["svc"]).with_status(),
         ResourceDef::new("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
@@ -187,11 +217,11 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
     ] {
         defs.push(ResourceDef::new("rbac.authorization.k8s.io", "v1", kind, plural, namespaced));
     }
-    defs.extend(resources_from_crd(&network_attachment_definition_crd()));
     defs
 }
 
-/// The Multus CRD, stored at start so that `kubectl get crd` shows it, as in a real cluster.
+/// The Multus CRD, stored at start (as in a cluster where Multus is installed): the NAD
+/// resource is served because of it, and deleting it stops serving NADs, as on a real server.
 pub fn network_attachment_definition_crd() -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -300,10 +330,12 @@ struct RegistryState {
 }
 
 impl Registry {
-    /// A registry holding the built-in resources only.
+    /// A registry holding the built-in resources and the resources of the NAD CRD
+    /// ([`network_attachment_definition_crd`]), which a new store stores.
     pub fn with_builtins() -> Self {
         let registry = Self::default();
         registry.write().builtin = builtin_resources();
+        registry.apply_crd(&network_attachment_definition_crd());
         registry
     }
 
@@ -321,7 +353,7 @@ impl Registry {
         let mut out = state.builtin.clone();
         for (_, defs) in &state.custom {
             for def in defs {
-                // A CRD cannot shadow a built-in resource (the NAD CRD is both).
+                // A CRD cannot shadow a built-in resource.
                 if !out.iter().any(|d| d.gvr() == def.gvr()) {
                     out.push(def.clone());
                 }

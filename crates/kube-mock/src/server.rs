@@ -19,10 +19,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{Reply, RequestContext, body_for_journal, execute_as};
-use crate::auth::{ClientCertificates, UserInfo};
+use crate::auth::{ClientCertificates, ServiceAccountTokens, UserInfo};
 use crate::discovery;
-use crate::faults::{Faults, Journal, JournalEntry, RequestFacts};
-use crate::request::{Route, Verb, route};
+use crate::faults::{Faults, Journal, JournalEntry, RequestCounter, RequestFacts};
+use crate::request::{ResourceRequest, Route, Verb, route};
 use crate::status::ApiError;
 use crate::store::Store;
 
@@ -64,6 +64,12 @@ pub(crate) struct Shared {
     pub store: Store,
     pub faults: Arc<Faults>,
     pub journal: Journal,
+    /// Requests counted per verb, resource, user and status since the last reset.
+    pub counters: RequestCounter,
+    /// Service-account tokens (the configured one and those issued by TokenRequests).
+    pub sa_tokens: Arc<ServiceAccountTokens>,
+    /// Evaluate the stored RBAC objects for service-account users.
+    pub enforce_rbac: std::sync::atomic::AtomicBool,
     pub token: Option<String>,
     pub deny: std::sync::RwLock<Vec<DenyRule>>,
     pub admin_prefix: String,
@@ -229,12 +235,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: PeerCertifica
     };
     let started = std::time::Instant::now();
     let credentials = Credentials { authorization: &authorization, certificates: peer.as_deref() };
-    let (response, user) =
+    let (response, user, facts) =
         dispatch(&shared, &method, &path, query.as_deref(), &accept, &content_type, credentials, &body).await;
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
     if !path.starts_with(&shared.admin_prefix) {
-        shared.journal.record(JournalEntry {
+        let (verb, resource, namespace) = match facts {
+            Some(facts) => (facts.verb, facts.resource, facts.namespace),
+            None => (None, None, None),
+        };
+        let entry = JournalEntry {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             method: method.to_string(),
             path,
@@ -244,7 +254,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: PeerCertifica
             status,
             user_agent,
             user: user.map(|u| u.username),
-        });
+            verb,
+            resource,
+            namespace,
+        };
+        shared.counters.record(&entry);
+        shared.journal.record(entry);
     }
     response
 }
@@ -256,9 +271,11 @@ struct Credentials<'a> {
     certificates: Option<&'a [CertificateDer<'static>]>,
 }
 
-/// The request's user: a valid client certificate, else the configured bearer token, else (no
-/// token configured) anonymous. A presented certificate that fails the check, or a missing or
-/// wrong token when one is configured, is a 401.
+/// The request's user: a valid client certificate, else a known bearer token (the configured
+/// one, bound to its ServiceAccount, or one issued by a TokenRequest), else (no token
+/// configured) anonymous. A presented certificate that fails the check, a service-account
+/// token whose ServiceAccount is gone, or a missing or wrong token when one is configured, is
+/// a 401.
 fn authenticate(shared: &Shared, credentials: Credentials<'_>) -> Result<UserInfo, ApiError> {
     let mut certificate_failure = None;
     if let (Some(chain), Some(check)) = (credentials.certificates, &shared.client_certificates)
@@ -270,6 +287,19 @@ fn authenticate(shared: &Shared, credentials: Credentials<'_>) -> Result<UserInf
         }
     }
     let bearer = credentials.authorization.strip_prefix("Bearer ").map(str::trim);
+    if let Some(bearer) = bearer.filter(|b| !b.is_empty()) {
+        if shared.token.as_deref() == Some(bearer) && crate::auth::is_bootstrap_token(bearer) {
+            return Ok(UserInfo::for_token(bearer));
+        }
+        match shared.sa_tokens.authenticate(&shared.store, bearer) {
+            Some(Ok(user)) => return Ok(user),
+            Some(Err(reason)) => {
+                tracing::info!(%reason, "service account token refused");
+                return Err(ApiError::unauthorized());
+            }
+            None => {}
+        }
+    }
     let outcome = match &shared.token {
         Some(token) if bearer == Some(token.as_str()) => Ok(UserInfo::for_token(token)),
         Some(_) => Err(ApiError::unauthorized()),
@@ -294,22 +324,110 @@ async fn dispatch(
     content_type: &str,
     credentials: Credentials<'_>,
     body: &Bytes,
-) -> (Response<Body>, Option<UserInfo>) {
+) -> (Response<Body>, Option<UserInfo>, Option<RequestFacts>) {
     let registry = shared.store.registry().clone();
     let routed = route(method, path, query, accept, content_type, &registry, &shared.admin_prefix);
     if let Ok(Route::Admin(rest)) = &routed {
-        return (crate::admin::handle(shared, method, rest, query, body).await, None);
+        return (crate::admin::handle(shared, method, rest, query, body).await, None, None);
     }
+    let facts = match &routed {
+        Ok(Route::Resource(req)) => Some(RequestFacts {
+            method: method.to_string(),
+            path: path.to_string(),
+            resource: Some(req.resource_name()),
+            verb: Some(req.verb.as_str().to_string()),
+            namespace: req.namespace.clone(),
+        }),
+        _ => None,
+    };
     if matches!(routed, Ok(Route::Version | Route::Health)) {
         let context = RequestContext::default();
-        return (serve(shared, method, path, routed, accept, content_type, body, context).await, None);
+        return (serve(shared, method, path, routed, accept, content_type, body, context).await, None, facts);
     }
     let user = match authenticate(shared, credentials) {
         Ok(user) => user,
-        Err(err) => return (error_response(&err), None),
+        Err(err) => return (error_response(&err), None, facts),
     };
     let context = RequestContext { user: user.clone(), csr_min_expiration_seconds: shared.csr_min_expiration_seconds };
-    (serve(shared, method, path, routed, accept, content_type, body, context).await, Some(user))
+    (serve(shared, method, path, routed, accept, content_type, body, context).await, Some(user), facts)
+}
+
+/// The authorizer's view of a resource request.
+fn attributes<'a>(req: &'a ResourceRequest, user: &'a UserInfo) -> crate::rbac::Attributes<'a> {
+    let name = req.name.as_deref().or_else(|| match req.verb {
+        Verb::List | Verb::Watch => req.options.field_selector.pinned("metadata.name"),
+        _ => None,
+    });
+    crate::rbac::Attributes {
+        user,
+        verb: req.verb.as_str(),
+        group: &req.def.group,
+        resource: &req.def.plural,
+        subresource: req.subresource.as_deref(),
+        namespace: req.namespace.as_deref(),
+        name,
+    }
+}
+
+/// Deny rules first, then (when enforced) RBAC for service-account users.
+fn authorize(shared: &Shared, req: &ResourceRequest, user: &UserInfo) -> Result<(), ApiError> {
+    let verb = req.verb.as_str();
+    let resource = req.resource_name();
+    let denied = shared.deny.read().map(|rules| rules.iter().any(|r| r.denies(verb, &resource))).unwrap_or(false);
+    if denied {
+        return Err(crate::rbac::forbidden(&attributes(req, user), None));
+    }
+    let enforced = shared.enforce_rbac.load(std::sync::atomic::Ordering::Relaxed);
+    if enforced && user.service_account_name().is_some() && !user.is_master() {
+        crate::rbac::authorize(&shared.store, &attributes(req, user))?;
+    }
+    Ok(())
+}
+
+/// `POST serviceaccounts/<name>/token`: a TokenRequest, answered with a token bound to the
+/// ServiceAccount (10 minutes to 2^32 seconds, default one hour).
+fn token_request(shared: &Shared, req: &ResourceRequest, content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let name = req.name.clone().unwrap_or_default();
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        crate::api::decode_body(content_type, body)?
+    };
+    let seconds = request["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+    let invalid = |why: &str| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: Invalid value: {seconds}: {why}"
+            ),
+        )
+    };
+    if seconds < 600 {
+        return Err(invalid("may not specify a duration less than 10 minutes"));
+    }
+    if seconds > 1 << 32 {
+        return Err(invalid("may not specify a duration larger than 2^32 seconds"));
+    }
+    let lifetime = Duration::from_secs(seconds.unsigned_abs());
+    let (token, _) = shared.sa_tokens.issue(&shared.store, &namespace, &name, Some(lifetime))?;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(seconds);
+    let audiences = match &request["spec"]["audiences"] {
+        Value::Array(a) if !a.is_empty() => Value::Array(a.clone()),
+        _ => serde_json::json!(["https://kubernetes.default.svc.cluster.local"]),
+    };
+    let mut spec = serde_json::json!({"audiences": audiences, "expirationSeconds": seconds});
+    if request["spec"]["boundObjectRef"].is_object() {
+        spec["boundObjectRef"] = request["spec"]["boundObjectRef"].clone();
+    }
+    Ok(serde_json::json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
+        "spec": spec,
+        "status": {"token": token, "expirationTimestamp": expires.format("%Y-%m-%dT%H:%M:%SZ").to_string()}
+    }))
 }
 
 /// Faults, then the route's answer.
@@ -376,12 +494,14 @@ async fn serve(
         },
         Route::Admin(_) => error_response(&ApiError::internal("admin route reached the API handler")),
         Route::Resource(req) => {
-            let verb = req.verb.as_str();
-            let resource = req.resource_name();
-            let denied =
-                shared.deny.read().map(|rules| rules.iter().any(|r| r.denies(verb, &resource))).unwrap_or(false);
-            if denied {
-                return error_response(&ApiError::forbidden(verb, &req.def.gvr(), req.namespace.as_deref()));
+            if let Err(err) = authorize(shared, &req, &context.user) {
+                return error_response(&err);
+            }
+            if req.verb == Verb::Create && req.subresource.as_deref() == Some("token") {
+                return match token_request(shared, &req, content_type, body) {
+                    Ok(answer) => json_response(201, &answer),
+                    Err(err) => error_response(&err),
+                };
             }
             match execute_as(&shared.store, &req, content_type, body, &context) {
                 Ok(Reply::Json { code, body }) => json_response(code, &body),

@@ -1,8 +1,9 @@
 //! The object store: JSON objects keyed by (group, version, resource, namespace, name), one
 //! global monotonically increasing resourceVersion, and a bounded event history per resource
-//! from which watches resume.
+//! from which watches resume. Deletion (finalizers, grace periods, the garbage collector, the
+//! CRD cleanup and the stand-in kubelet) is in [`lifecycle`](self::DeleteOptions).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -12,8 +13,12 @@ use crate::resources::{Gvr, Registry, ResourceDef, validate_crd};
 use crate::status::ApiError;
 
 mod events;
+mod lifecycle;
 
 pub use events::{EventType, StoreEvent, Subscription, WatchStart};
+pub use lifecycle::{
+    CRD_CLEANUP_FINALIZER, DeleteOptions, Deletion, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation, Update,
+};
 
 /// Namespace ("" for cluster-scoped objects) and name.
 type ObjectName = (String, String);
@@ -24,6 +29,10 @@ struct StoreState {
     history: HashMap<Gvr, VecDeque<Arc<StoreEvent>>>,
     /// Per resource: events at or below this resourceVersion are no longer in the history.
     compacted: HashMap<Gvr, u64>,
+    /// uid → where the object with that uid is stored (the garbage collector's owner lookup).
+    uids: HashMap<String, (Gvr, ObjectName)>,
+    /// Owner uid → the objects whose `metadata.ownerReferences` name it.
+    dependents: HashMap<String, BTreeSet<(Gvr, ObjectName)>>,
 }
 
 impl StoreState {
@@ -40,8 +49,12 @@ impl StoreState {
 struct StoreInner {
     state: Mutex<StoreState>,
     events: broadcast::Sender<Arc<StoreEvent>>,
+    /// Resources that stopped being served (their CRD is gone): their watches end.
+    gone: broadcast::Sender<Gvr>,
     registry: Registry,
     watch_history: usize,
+    /// What the stand-in kubelet does with terminating pods.
+    kubelet: Mutex<lifecycle::Kubelet>,
 }
 
 /// A cloneable handle to the object store.
@@ -54,7 +67,7 @@ pub struct Store {
 const FIRST_RESOURCE_VERSION: u64 = 100;
 const BROADCAST_CAPACITY: usize = 8192;
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -82,6 +95,7 @@ impl Store {
     /// watches that resume.
     pub fn new(registry: Registry, watch_history: usize) -> Self {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (gone, _) = broadcast::channel(64);
         let store = Self {
             inner: Arc::new(StoreInner {
                 state: Mutex::new(StoreState {
@@ -89,10 +103,14 @@ impl Store {
                     objects: HashMap::new(),
                     history: HashMap::new(),
                     compacted: HashMap::new(),
+                    uids: HashMap::new(),
+                    dependents: HashMap::new(),
                 }),
                 events,
+                gone,
                 registry,
                 watch_history: watch_history.max(1),
+                kubelet: Mutex::new(lifecycle::Kubelet::default()),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -181,13 +199,41 @@ impl Store {
         self.replace(&def, &namespace, &name, object)
     }
 
-    /// Deletes by apiVersion, kind, namespace and name; returns the deleted object.
+    /// Deletes by apiVersion, kind, namespace and name as a `DELETE` without options does: pods
+    /// are deleted gracefully (see [`Store::set_kubelet_delay`]), objects with finalizers stay
+    /// with a `deletionTimestamp`, dependents are garbage collected in the background. Returns
+    /// the object as the API answers it (the removed object, or the one now being deleted).
     pub fn delete_kind(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Value, ApiError> {
-        let def = self.inner.registry.find_kind(api_version, kind).ok_or_else(|| {
-            ApiError::bad_request(format!("no resource is served for apiVersion {api_version:?}, kind {kind:?}"))
-        })?;
+        self.delete_kind_with(api_version, kind, namespace, name, &DeleteOptions::default()).map(|d| d.object)
+    }
+
+    /// [`Store::delete_kind`] with explicit [`DeleteOptions`] (propagation policy, grace period,
+    /// preconditions).
+    pub fn delete_kind_with(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deletion, ApiError> {
+        let def = self.def_for(api_version, kind)?;
         let namespace = if def.namespaced { namespace } else { "" };
-        self.delete(&def, namespace, name, None)
+        self.delete(&def, namespace, name, options)
+    }
+
+    /// Removes an object at once, whatever its finalizers and grace period say (as deleting
+    /// its key from etcd would). Its dependents are still garbage collected.
+    pub fn remove_kind(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let def = self.def_for(api_version, kind)?;
+        let namespace = if def.namespaced { namespace } else { "" };
+        self.remove(&def, namespace, name)
+    }
+
+    fn def_for(&self, api_version: &str, kind: &str) -> Result<ResourceDef, ApiError> {
+        self.inner.registry.find_kind(api_version, kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource is served for apiVersion {api_version:?}, kind {kind:?}"))
+        })
     }
 
     /// The object of `kind` in `api_version` called `namespace/name` (namespace ignored for
@@ -285,6 +331,9 @@ impl Store {
         }
         if def.kind == "CustomResourceDefinition" {
             validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause))?;
+            if let Some(m) = object["metadata"].as_object_mut() {
+                m.remove("deletionTimestamp");
+            }
             mark_crd_established(&mut object);
         }
         let metadata =
@@ -301,6 +350,9 @@ impl Store {
         if metadata.get("creationTimestamp").and_then(Value::as_str).is_none() {
             metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         }
+        // Set by deletion only, never by a create.
+        metadata.remove("deletionTimestamp");
+        metadata.remove("deletionGracePeriodSeconds");
         if def.kind == "Namespace" {
             object["status"] = json!({"phase": "Active"});
             object["spec"] = json!({"finalizers": ["kubernetes"]});
@@ -310,6 +362,12 @@ impl Store {
         let key = (namespace.to_string(), name.clone());
         if state.objects.get(&gvr).is_some_and(|objects| objects.contains_key(&key)) {
             return Err(ApiError::already_exists(&gvr, &name));
+        }
+        if def.custom && lifecycle::crd_terminating(&state, &gvr) {
+            let mut err =
+                ApiError::method_not_allowed("create not allowed while custom resource definition is terminating");
+            err.details = Some(Box::new(json!({"group": gvr.group, "kind": gvr.resource})));
+            return Err(err);
         }
         let stored = self.commit(&mut state, &gvr, key, object, None, EventType::Added);
         drop(state);
@@ -328,6 +386,21 @@ impl Store {
     /// Read-modify-write under the store lock: `change` gets the current object and returns
     /// the new one. Used by PUT, PATCH and the status subresource so that no update is lost.
     pub fn modify<F>(&self, def: &ResourceDef, namespace: &str, name: &str, change: F) -> Result<Value, ApiError>
+    where
+        F: FnOnce(&Value) -> Result<Value, ApiError>,
+    {
+        self.modify_outcome(def, namespace, name, change).map(|update| update.object)
+    }
+
+    /// [`Store::modify`], also telling whether the update removed the object: an update that
+    /// takes the last finalizer off an object being deleted deletes it, as on the real server.
+    pub fn modify_outcome<F>(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        change: F,
+    ) -> Result<Update, ApiError>
     where
         F: FnOnce(&Value) -> Result<Value, ApiError>,
     {
@@ -359,106 +432,80 @@ impl Store {
         }
         object["apiVersion"] = json!(def.api_version());
         object["kind"] = json!(def.kind);
-        if def.kind == "CustomResourceDefinition" {
-            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
-            mark_crd_established(&mut object);
-        }
         if let Some(metadata) = object["metadata"].as_object_mut() {
             metadata.insert("name".into(), json!(name));
             if def.namespaced {
                 metadata.insert("namespace".into(), json!(namespace));
             }
             // Identity and server-owned fields survive any update.
-            for field in ["uid", "creationTimestamp", "deletionTimestamp", "generateName"] {
+            for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"]
+            {
                 match current["metadata"].get(field) {
                     Some(v) => metadata.insert(field.into(), v.clone()),
                     None => metadata.remove(field),
                 };
             }
         }
+        if def.kind == "CustomResourceDefinition" {
+            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
+            mark_crd_established(&mut object);
+        }
+        lifecycle::check_new_finalizers(&gvr, &def.kind, name, &current, &object)?;
         if *current == object_without_rv(&object, &current) {
             // A no-op update keeps the resourceVersion and emits no event, like the real server.
-            return Ok((*current).clone());
+            return Ok(Update { object: (*current).clone(), removed: false });
         }
-        let stored = self.commit(&mut state, &gvr, key, object, Some(current), EventType::Modified);
+        let mut work = VecDeque::new();
+        let update = self.apply_update(&mut state, &mut work, &gvr, &key, object, current);
+        self.settle(&mut state, work);
         drop(state);
-        if def.kind == "CustomResourceDefinition" {
-            self.inner.registry.apply_crd(&stored);
+        if def.kind == "CustomResourceDefinition" && !update.removed {
+            self.inner.registry.apply_crd(&update.object);
         }
-        Ok(stored)
+        Ok(update)
     }
 
-    /// Deletes an object; `precondition_rv` (from DeleteOptions) must match when given.
+    /// Deletes an object as a `DELETE` request with `options` does (see [`DeleteOptions`]).
     pub fn delete(
         &self,
         def: &ResourceDef,
         namespace: &str,
         name: &str,
-        precondition_rv: Option<&str>,
-    ) -> Result<Value, ApiError> {
+        options: &DeleteOptions,
+    ) -> Result<Deletion, ApiError> {
         let gvr = def.gvr();
-        let mut state = self.lock();
         let key = (namespace.to_string(), name.to_string());
-        let current = state.current(&gvr, &key, name)?;
-        if let Some(rv) = precondition_rv
-            && Some(rv.to_string()) != meta(&current, "resourceVersion")
-        {
-            return Err(ApiError::conflict(&gvr, name));
-        }
-        let deleted = self.remove_locked(&mut state, &gvr, &key);
-        drop(state);
-        if def.kind == "CustomResourceDefinition" {
-            self.drop_crd_objects(&current);
-        }
-        if def.kind == "Namespace" {
-            self.drop_namespace_contents(name);
-        }
-        Ok(deleted)
+        let mut state = self.lock();
+        let mut work = VecDeque::new();
+        let deletion = self.delete_locked(&mut state, &mut work, &gvr, &key, options)?;
+        self.settle(&mut state, work);
+        Ok(deletion)
+    }
+
+    /// Removes an object at once, ignoring finalizers and grace periods; dependents are garbage
+    /// collected as after any removal.
+    pub fn remove(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let gvr = def.gvr();
+        let key = (namespace.to_string(), name.to_string());
+        let mut state = self.lock();
+        state.current(&gvr, &key, name)?;
+        let mut work = VecDeque::new();
+        let removed = self.remove_tracked(&mut state, &mut work, &gvr, &key);
+        self.settle(&mut state, work);
+        Ok(removed)
     }
 
     fn remove_locked(&self, state: &mut StoreState, gvr: &Gvr, key: &ObjectName) -> Value {
         let Some(current) = state.objects.get_mut(gvr).and_then(|objects| objects.remove(key)) else {
             return Value::Null;
         };
+        state.index(gvr, key, Some(&current), None);
         state.resource_version += 1;
         let mut deleted = (*current).clone();
         deleted["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
         let deleted = Arc::new(deleted);
         self.record(state, gvr, EventType::Deleted, deleted.clone(), Some(current));
         (*deleted).clone()
-    }
-
-    /// Deleting a CRD removes its served resources and every object of them.
-    fn drop_crd_objects(&self, crd: &Value) {
-        let defs = crate::resources::resources_from_crd(crd);
-        if let Some(name) = crd["metadata"]["name"].as_str() {
-            self.inner.registry.remove_crd(name);
-        }
-        let mut state = self.lock();
-        for def in defs {
-            // The built-in NAD resource outlives its CRD object.
-            if self.inner.registry.find(&def.group, &def.version, &def.plural).is_some() {
-                continue;
-            }
-            let gvr = def.gvr();
-            let keys: Vec<ObjectName> =
-                state.objects.get(&gvr).map(|o| o.keys().cloned().collect()).unwrap_or_default();
-            for key in keys {
-                self.remove_locked(&mut state, &gvr, &key);
-            }
-        }
-    }
-
-    /// Deleting a namespace removes everything in it (the real server does this asynchronously).
-    fn drop_namespace_contents(&self, namespace: &str) {
-        let mut state = self.lock();
-        let gvrs: Vec<Gvr> = state.objects.keys().cloned().collect();
-        for gvr in gvrs {
-            let keys: Vec<ObjectName> = state.objects[&gvr].keys().filter(|(ns, _)| ns == namespace).cloned().collect();
-            for key in keys {
-                self.remove_locked(&mut state, &gvr, &key);
-            }
-        }
     }
 
     /// Assigns the next resourceVersion, stores the object and records the event.
@@ -474,6 +521,7 @@ impl Store {
         state.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
         let stored = Arc::new(object);
+        state.index(gvr, &key, previous.as_deref(), Some(&stored));
         state.objects.entry(gvr.clone()).or_default().insert(key, stored.clone());
         self.record(state, gvr, event_type, stored.clone(), previous);
         (*stored).clone()
@@ -497,21 +545,39 @@ fn object_without_rv(object: &Value, current: &Value) -> Value {
     copy
 }
 
-/// A stored CRD is immediately established: there is no controller to wait for.
+/// A stored CRD is immediately established: there is no controller to wait for. Conditions
+/// that were already true keep their `lastTransitionTime`; a CRD being deleted is `Terminating`.
 fn mark_crd_established(crd: &mut Value) {
     let names = crd["spec"]["names"].clone();
     let now = now_rfc3339();
-    let condition = |kind: &str, reason: &str| json!({"type": kind, "status": "True", "reason": reason, "message": "", "lastTransitionTime": now});
+    let previous = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let condition = |kind: &str, reason: &str, message: &str| {
+        let since = previous
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == "True")
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| now.clone());
+        json!({"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": since})
+    };
     let versions: Vec<Value> = crd["spec"]["versions"]
         .as_array()
         .map(|v| v.iter().filter_map(|v| v["name"].as_str()).map(|n| json!(n)).collect())
         .unwrap_or_default();
+    let mut conditions = vec![
+        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    ];
+    if crd["metadata"]["deletionTimestamp"].is_string() {
+        conditions.push(condition(
+            "Terminating",
+            "InstanceDeletionPending",
+            "CustomResourceDefinition marked for deletion; instance deletion will begin soon",
+        ));
+    }
     let mut status = Map::new();
     status.insert("acceptedNames".into(), names);
-    status.insert(
-        "conditions".into(),
-        json!([condition("NamesAccepted", "NoConflicts"), condition("Established", "InitialNamesAccepted")]),
-    );
+    status.insert("conditions".into(), Value::Array(conditions));
     status.insert("storedVersions".into(), Value::Array(versions));
     crd["status"] = Value::Object(status);
 }

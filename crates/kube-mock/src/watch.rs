@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::discovery::table;
 use crate::faults::{RequestFacts, WatchControl};
-use crate::request::ResourceRequest;
+use crate::request::{Output, ResourceRequest};
 use crate::status::ApiError;
 use crate::store::{EventType, Store, StoreEvent, WatchStart};
 
@@ -50,11 +50,15 @@ impl WatchWriter {
 
     /// Sends one object event; false when the client has gone.
     async fn send(&self, event_type: &str, object: &Value) -> bool {
-        let payload = if self.req.as_table {
-            let rv = object["metadata"]["resourceVersion"].clone();
-            table(&self.req.def, [object], json!({"resourceVersion": rv}), self.req.include_object)
-        } else {
-            object.clone()
+        let payload = match self.req.output {
+            Output::Table => {
+                let rv = object["metadata"]["resourceVersion"].clone();
+                table(&self.req.def, [object], json!({"resourceVersion": rv}), self.req.include_object)
+            }
+            Output::PartialObjectMetadata(version) | Output::PartialObjectMetadataList(version) => {
+                crate::api::partial_object_metadata(object, version)
+            }
+            Output::Object => object.clone(),
         };
         self.tx.send(line(event_type, &payload)).await.is_ok()
     }
@@ -83,7 +87,13 @@ impl WatchWriter {
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.req.def.kind, "apiVersion": self.req.def.api_version(), "metadata": metadata});
+        let (kind, api_version) = match self.req.output {
+            Output::PartialObjectMetadata(version) | Output::PartialObjectMetadataList(version) => {
+                ("PartialObjectMetadata".to_string(), version.api_version().to_string())
+            }
+            _ => (self.req.def.kind.clone(), self.req.def.api_version()),
+        };
+        let object = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
         self.tx.send(line("BOOKMARK", &object)).await.is_ok()
     }
 
@@ -151,6 +161,23 @@ pub fn start_watch(
                         writer.expired(format!("watch fell behind; too old resource version: {last_rv}")).await;
                         return;
                     }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                gone = subscription.gone.recv() => match gone {
+                    Ok(gvr) if gvr == writer.req.def.gvr() => {
+                        // The resource is no longer served (its CRD was deleted): forward the
+                        // DELETED events sent before this, then end like the real server.
+                        while let Ok(event) = subscription.receiver.try_recv() {
+                            if event.resource_version > last_rv {
+                                last_rv = event.resource_version;
+                                if !writer.forward(&event).await {
+                                    return;
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 command = control.recv() => match command {

@@ -199,7 +199,10 @@ async fn faults_latency_failures_conflicts_and_deny_rules() {
     let pod = http.get(POD1).await.json();
     let denied = http.json("PUT", &format!("{POD1}/status"), &pod).await;
     assert_eq!(denied.status, 403);
-    assert!(denied.json()["message"].as_str().unwrap().contains("cannot update resource \"pods\""));
+    assert_eq!(
+        denied.json()["message"],
+        "pods \"pod1\" is forbidden: User \"system:anonymous\" cannot update resource \"pods/status\" in API group \"\" in the namespace \"default\""
+    );
     server.set_deny_rules(Vec::new());
     assert_eq!(http.json("PUT", &format!("{POD1}/status"), &pod).await.status, 200);
 }

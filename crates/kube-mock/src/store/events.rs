@@ -59,6 +59,9 @@ pub struct Subscription {
     pub replay: Vec<Arc<StoreEvent>>,
     /// Live events after the snapshot or replay.
     pub receiver: broadcast::Receiver<Arc<StoreEvent>>,
+    /// Resources that stopped being served (their CRD was deleted); sent after the DELETED
+    /// events of their objects, so a watch of one ends once it has forwarded those.
+    pub gone: broadcast::Receiver<Gvr>,
 }
 
 /// Where a watch starts.
@@ -105,6 +108,7 @@ impl Store {
     pub fn subscribe(&self, gvr: &Gvr, namespace: Option<&str>, start: WatchStart) -> Result<Subscription, ApiError> {
         let state = self.lock();
         let receiver = self.inner.events.subscribe();
+        let gone = self.inner.gone.subscribe();
         match start {
             WatchStart::Snapshot => {
                 let initial = match state.objects.get(gvr) {
@@ -115,7 +119,13 @@ impl Store {
                         .map(|(_, o)| o.clone())
                         .collect(),
                 };
-                Ok(Subscription { resource_version: state.resource_version, initial, replay: Vec::new(), receiver })
+                Ok(Subscription {
+                    resource_version: state.resource_version,
+                    initial,
+                    replay: Vec::new(),
+                    receiver,
+                    gone,
+                })
             }
             WatchStart::After(rv) => {
                 let compacted = state.compacted.get(gvr).copied().unwrap_or(0);
@@ -136,7 +146,7 @@ impl Store {
                     .get(gvr)
                     .map(|h| h.iter().filter(|e| e.resource_version > rv).cloned().collect())
                     .unwrap_or_default();
-                Ok(Subscription { resource_version: rv.max(compacted), initial: Vec::new(), replay, receiver })
+                Ok(Subscription { resource_version: rv.max(compacted), initial: Vec::new(), replay, receiver, gone })
             }
         }
     }

@@ -368,7 +368,7 @@ pub fn execute_as(
             check_body_identity(req, &incoming)?;
             let update = store
                 .modify_outcome(def, &namespace, &name, |current| merge_update(def, subresource, current, incoming))?;
-            Ok(ok(present(req, updated_or_removed(def, &name, update))?))
+            Ok(ok(present(req, update.object)?))
         }
         Verb::Patch(kind) => {
             match kind {
@@ -396,7 +396,7 @@ pub fn execute_as(
                 // A patch that does not mention resourceVersion must not trip the precondition.
                 merge_update(def, subresource, current, patched)
             })?;
-            Ok(ok(present(req, updated_or_removed(def, &name, update))?))
+            Ok(ok(present(req, update.object)?))
         }
         Verb::Delete => {
             let options = delete_options(req, body)?;
@@ -427,16 +427,6 @@ pub fn execute_as(
             });
             Ok(ok(list))
         }
-    }
-}
-
-/// The answer to an update: the object, or (when the update removed the object's last
-/// finalizer and with it the object) what a DELETE of it answers.
-fn updated_or_removed(def: &ResourceDef, name: &str, update: crate::store::Update) -> Value {
-    if update.removed && !returns_deleted_object(def) {
-        success_status(&def.gvr(), name, update.object["metadata"]["uid"].as_str())
-    } else {
-        update.object
     }
 }
 

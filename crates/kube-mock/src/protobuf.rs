@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use k8s_pb::api::authentication::v1 as authentication;
 use k8s_pb::api::certificates::v1 as certificates;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
@@ -35,7 +36,7 @@ pub enum ProtobufError {
     },
     /// A kind the mock has no protobuf mapping for.
     #[error(
-        "protobuf bodies are accepted only for core/v1 Pod and Event and certificates.k8s.io/v1 CertificateSigningRequest, got {api_version}/{kind}"
+        "protobuf bodies are accepted only for core/v1 Pod and Event, certificates.k8s.io/v1 CertificateSigningRequest, authentication.k8s.io/v1 TokenRequest and meta.k8s.io/v1 DeleteOptions, got {api_version}/{kind}"
     )]
     UnsupportedKind {
         /// The envelope's apiVersion.
@@ -127,8 +128,38 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
                 .map_err(|e| ProtobufError::Malformed { what: "CertificateSigningRequest", message: e.to_string() })?;
             Ok(csr_to_json(&csr))
         }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            let request = authentication::TokenRequest::decode(raw.as_slice())
+                .map_err(|e| ProtobufError::Malformed { what: "TokenRequest", message: e.to_string() })?;
+            Ok(token_request_to_json(&request))
+        }
         _ => Err(ProtobufError::UnsupportedKind { api_version: type_meta.api_version, kind: type_meta.kind }),
     }
+}
+
+/// An `authentication.k8s.io/v1` TokenRequest (kubectl's `create token`) as JSON.
+pub fn token_request_to_json(request: &authentication::TokenRequest) -> Value {
+    let spec = request.spec.as_ref().map(|s| {
+        let bound = s.bound_object_ref.as_ref().map(|b| {
+            Obj::default()
+                .str("kind", &b.kind)
+                .str("apiVersion", &b.api_version)
+                .str("name", &b.name)
+                .str("uid", &b.u_id)
+                .done()
+        });
+        Obj::default()
+            .strings("audiences", &s.audiences)
+            .int("expirationSeconds", s.expiration_seconds)
+            .value("boundObjectRef", bound.unwrap_or(Value::Null))
+            .done()
+    });
+    Obj::default()
+        .value("apiVersion", json!("authentication.k8s.io/v1"))
+        .value("kind", json!("TokenRequest"))
+        .value("metadata", object_meta(&request.metadata))
+        .value("spec", spec.unwrap_or(Value::Null))
+        .done()
 }
 
 /// A JSON object under construction that follows Go's `omitempty`.
@@ -614,5 +645,49 @@ mod tests {
         assert_eq!(json["spec"]["usages"], json!(["digital signature", "client auth"]));
         assert_eq!(json["status"]["conditions"][0]["reason"], "KubectlApprove");
         assert!(json["status"].get("certificate").is_none());
+    }
+
+    fn wrapped(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+        let envelope = Unknown {
+            type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+                api_version: Some(api_version.into()),
+                kind: Some(kind.into()),
+            }),
+            raw: Some(raw),
+            content_encoding: None,
+            content_type: None,
+        };
+        let mut body = PROTOBUF_MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        body
+    }
+
+    #[test]
+    fn token_requests_and_delete_options_through_protobuf() {
+        let request = authentication::TokenRequest {
+            metadata: Some(meta::ObjectMeta { name: Some("multus".into()), ..Default::default() }),
+            spec: Some(authentication::TokenRequestSpec {
+                audiences: vec!["api".into()],
+                expiration_seconds: Some(3600),
+                bound_object_ref: None,
+            }),
+            status: None,
+        };
+        let json =
+            decode_object(&wrapped("authentication.k8s.io/v1", "TokenRequest", request.encode_to_vec())).unwrap();
+        assert_eq!(json["spec"], json!({"audiences": ["api"], "expirationSeconds": 3600}));
+        let options = meta::DeleteOptions {
+            grace_period_seconds: Some(0),
+            propagation_policy: Some("Foreground".into()),
+            preconditions: Some(meta::Preconditions { uid: Some("u".into()), resource_version: None }),
+            ..Default::default()
+        };
+        let json = decode_delete_options(&wrapped("meta.k8s.io/v1", "DeleteOptions", options.encode_to_vec())).unwrap();
+        assert_eq!(
+            json,
+            json!({"gracePeriodSeconds": 0, "propagationPolicy": "Foreground", "preconditions": {"uid": "u"}})
+        );
+        assert!(decode_delete_options(&wrapped("v1", "Pod", Vec::new())).is_err());
+        assert!(decode_delete_options(b"k8s\0\x7f").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The `kube-mock` binary driven by a real kubectl, as a user would against a cluster.
-//! Skips (with a message) when kubectl is not installed.
+//! `#[ignore = "needs kubectl"]`: run with `-- --include-ignored` (CI and `cargo xtask test`
+//! do); they fail, rather than pass, when kubectl is missing.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -79,11 +80,9 @@ fn nad_manifest(kind_of_bridge: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn kubectl_works_against_the_binary() {
-    if !kubectl_available() {
-        eprintln!("SKIPPED: kubectl is not installed");
-        return;
-    }
+    assert!(kubectl_available(), "this test needs kubectl");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kc");
     let seed = fixtures().join("seed");
@@ -197,11 +196,9 @@ fn kubectl_works_against_the_binary() {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn kubectl_over_tls_with_a_token() {
-    if !kubectl_available() {
-        eprintln!("SKIPPED: kubectl is not installed");
-        return;
-    }
+    assert!(kubectl_available(), "this test needs kubectl");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kc");
     let in_cluster = dir.path().join("serviceaccount");
@@ -234,12 +231,10 @@ fn kubectl_over_tls_with_a_token() {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn kubectl_with_a_client_certificate_files_and_approves_csrs() {
     use base64::Engine as _;
-    if !kubectl_available() {
-        eprintln!("SKIPPED: kubectl is not installed");
-        return;
-    }
+    assert!(kubectl_available(), "this test needs kubectl");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubelet-kc");
     let (_mock, _url) = start_mock(&[
@@ -290,4 +285,227 @@ fn kubectl_with_a_client_certificate_files_and_approves_csrs() {
     let pem = base64::engine::general_purpose::STANDARD.decode(certificate).unwrap();
     assert!(String::from_utf8(pem).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(kubectl.ok(&["get", "csr"]).contains("Approved,Issued"));
+}
+
+impl Kubectl {
+    /// Runs kubectl expecting failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().expect("kubectl runs");
+        assert!(!output.status.success(), "kubectl {args:?} succeeded: {}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// `kubectl create -f` of a manifest written to `dir`.
+    fn create(&self, dir: &Path, file: &str, manifest: &str) -> String {
+        let path = dir.join(file);
+        std::fs::write(&path, manifest).unwrap();
+        self.ok(&["create", "-f", path.to_str().unwrap()])
+    }
+}
+
+fn daemonset_yaml(name: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - {{name: c, image: busybox}}\n"
+    )
+}
+
+/// Pods of the DaemonSet `owner`, as its controller would create them (the mock has none).
+fn create_daemon_pods(kubectl: &Kubectl, dir: &Path, owner: &str, namespace: &str, pods: &[&str]) {
+    let uid = kubectl.ok(&["-n", namespace, "get", "ds", owner, "-o", "jsonpath={.metadata.uid}"]);
+    assert!(!uid.is_empty());
+    for pod in pods {
+        kubectl.create(
+            dir,
+            &format!("{pod}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels: {{app: {owner}}}\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: DaemonSet, name: {owner}, uid: {uid}, controller: true, blockOwnerDeletion: true}}\nspec:\n  nodeName: node1\n  containers:\n  - {{name: c, image: busybox}}\n"
+            ),
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs kubectl"]
+fn kubectl_deletes_daemonsets_with_each_cascade() {
+    assert!(kubectl_available(), "this test needs kubectl");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kc");
+    // The stand-in kubelet takes 1.5 s to finish a terminating pod.
+    let (_mock, _url) =
+        start_mock(&["--kubeconfig-out", kubeconfig.to_str().unwrap(), "--kubelet-delete-after-ms", "1500"]);
+    let kubectl = Kubectl { kubeconfig, cache: dir.path().join("cache") };
+    for ds in ["bg", "fg", "or"] {
+        kubectl.create(dir.path(), &format!("{ds}.yaml"), &daemonset_yaml(ds, "default"));
+        create_daemon_pods(&kubectl, dir.path(), ds, "default", &[&format!("{ds}-a"), &format!("{ds}-b")]);
+    }
+
+    // Default (background): the DaemonSet is gone at once, its pods are terminating, then gone.
+    assert!(kubectl.ok(&["delete", "ds", "bg"]).contains("daemonset.apps \"bg\" deleted"));
+    assert!(kubectl.fails(&["get", "ds", "bg"]).contains("daemonsets.apps \"bg\" not found"));
+    let pod = kubectl.json(&["get", "pod", "bg-a", "-o", "json"]);
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    kubectl.ok(&["wait", "--for=delete", "pod/bg-a", "pod/bg-b", "--timeout=15s"]);
+
+    // Foreground: the DaemonSet stays (deletionTimestamp, foregroundDeletion) until its pods are gone.
+    kubectl.ok(&["delete", "ds", "fg", "--cascade=foreground", "--wait=false"]);
+    let ds = kubectl.json(&["get", "ds", "fg", "-o", "json"]);
+    assert!(ds["metadata"]["deletionTimestamp"].is_string(), "{ds}");
+    assert_eq!(ds["metadata"]["finalizers"], serde_json::json!(["foregroundDeletion"]));
+    assert!(kubectl.json(&["get", "pod", "fg-a", "-o", "json"])["metadata"]["deletionTimestamp"].is_string());
+    kubectl.ok(&["wait", "--for=delete", "ds/fg", "--timeout=15s"]);
+    assert!(kubectl.fails(&["get", "pod", "fg-a"]).contains("not found"));
+
+    // Orphan: the pods stay, without their owner reference.
+    assert!(kubectl.ok(&["delete", "ds", "or", "--cascade=orphan"]).contains("deleted"));
+    assert!(kubectl.fails(&["get", "ds", "or"]).contains("not found"));
+    let pod = kubectl.json(&["get", "pod", "or-a", "-o", "json"]);
+    assert!(pod["metadata"]["ownerReferences"].is_null() && pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
+
+    // --grace-period=0 --force removes a pod at once; a plain delete waits for the kubelet.
+    kubectl.ok(&["delete", "pod", "or-a", "--grace-period=0", "--force"]);
+    assert!(kubectl.fails(&["get", "pod", "or-a"]).contains("not found"));
+    let started = Instant::now();
+    kubectl.ok(&["delete", "pod", "or-b"]);
+    assert!(started.elapsed() >= Duration::from_millis(1000), "kubectl waited for the kubelet");
+    assert!(kubectl.fails(&["get", "pod", "or-b"]).contains("not found"));
+}
+
+const MANIFEST: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: network-attachment-definitions.k8s.cni.cncf.io
+spec:
+  group: k8s.cni.cncf.io
+  scope: Namespaced
+  names:
+    plural: network-attachment-definitions
+    singular: network-attachment-definition
+    kind: NetworkAttachmentDefinition
+    shortNames: [net-attach-def]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {config: {type: string}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: multus
+rules:
+- apiGroups: [k8s.cni.cncf.io]
+  resources: ["*"]
+  verbs: ["*"]
+- apiGroups: [""]
+  resources: [pods, pods/status]
+  verbs: [get, list, watch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: multus
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: multus
+subjects:
+- kind: ServiceAccount
+  name: multus
+  namespace: kube-system
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: multus
+  namespace: kube-system
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-multus-ds
+  namespace: kube-system
+spec:
+  selector:
+    matchLabels: {name: multus}
+  template:
+    metadata:
+      labels: {name: multus}
+    spec:
+      serviceAccountName: multus
+      containers:
+      - {name: kube-multus, image: multus-rs:dev}
+"#;
+
+#[test]
+#[ignore = "needs kubectl"]
+fn kubectl_delete_f_takes_the_crd_rbac_service_account_and_daemonset() {
+    assert!(kubectl_available(), "this test needs kubectl");
+    let dir = tempfile::tempdir().unwrap();
+    let (sa_kubeconfig, admin_kubeconfig) = (dir.path().join("sa-kc"), dir.path().join("admin-kc"));
+    let (_mock, _url) = start_mock(&[
+        "--tls",
+        "--token",
+        "daemon-token",
+        "--enforce-rbac",
+        "--kubeconfig-out",
+        sa_kubeconfig.to_str().unwrap(),
+        "--client-cert-kubeconfig-out",
+        admin_kubeconfig.to_str().unwrap(),
+        "--client-cert-subject",
+        "kube-admin/system:masters",
+    ]);
+    let admin = Kubectl { kubeconfig: admin_kubeconfig, cache: dir.path().join("cache") };
+    // The token is the multus ServiceAccount's, whose rights RBAC decides.
+    let daemon = Kubectl { kubeconfig: sa_kubeconfig, cache: dir.path().join("cache-sa") };
+    let manifest = dir.path().join("multus.yml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let manifest = manifest.to_str().unwrap();
+    admin.ok(&["apply", "-f", manifest]);
+    create_daemon_pods(&admin, dir.path(), "kube-multus-ds", "kube-system", &["kube-multus-ds-a"]);
+    admin.create(
+        dir.path(),
+        "nad.yaml",
+        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: net, namespace: default}\nspec: {config: '{}'}\n",
+    );
+
+    assert!(daemon.ok(&["get", "net-attach-def", "-A"]).contains("net"));
+    daemon.ok(&["-n", "kube-system", "get", "pods"]);
+    let refused = daemon.fails(&["get", "configmaps", "-A"]);
+    assert!(
+        refused.contains(
+            "User \"system:serviceaccount:kube-system:multus\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"
+        ),
+        "{refused}"
+    );
+    // kubectl create token: a TokenRequest.
+    let token = admin.ok(&["-n", "kube-system", "create", "token", "multus"]);
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+
+    let deleted = admin.ok(&["delete", "-f", manifest]);
+    for what in [
+        "customresourcedefinition.apiextensions.k8s.io \"network-attachment-definitions.k8s.cni.cncf.io\" deleted",
+        "clusterrole.rbac.authorization.k8s.io \"multus\" deleted",
+        "clusterrolebinding.rbac.authorization.k8s.io \"multus\" deleted",
+        "serviceaccount \"multus\" deleted",
+        "daemonset.apps \"kube-multus-ds\" deleted",
+    ] {
+        assert!(deleted.contains(what), "{what} not in:\n{deleted}");
+    }
+    // The daemon's token died with its ServiceAccount, the NADs with their CRD, the pods
+    // with their DaemonSet.
+    assert!(daemon.fails(&["get", "pods", "-A"]).contains("Unauthorized"));
+    // With its discovery cache kubectl still knows the resource and gets the 404 of an
+    // unknown resource; with a fresh discovery it no longer knows the type.
+    let nads = admin.fails(&["get", "net-attach-def", "-A"]);
+    assert!(nads.contains("the server could not find the requested resource"), "{nads}");
+    let fresh = Kubectl { kubeconfig: admin.kubeconfig.clone(), cache: dir.path().join("cache-fresh") };
+    let nads = fresh.fails(&["get", "net-attach-def", "-A"]);
+    assert!(nads.contains("the server doesn't have a resource type \"net-attach-def\""), "{nads}");
+    assert!(!admin.ok(&["get", "crd"]).contains("network-attachment-definitions"));
+    assert!(!admin.ok(&["-n", "kube-system", "get", "pods"]).contains("kube-multus-ds-a"));
 }

@@ -229,7 +229,8 @@ pub struct Deletion {
 /// What an update did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {
-    /// The stored object, or the removed one.
+    /// The stored object; when the update removed it, the object as updated (what the real
+    /// server answers then, while watches get the last stored state in the DELETED event).
     pub object: Value,
     /// The update removed the last finalizer of an object being deleted, which removed it.
     pub removed: bool,
@@ -652,7 +653,10 @@ impl Store {
         current: Arc<Value>,
     ) -> Update {
         if should_delete_during_update(&next, &current) {
-            return Update { object: self.remove_tracked(state, work, gvr, key), removed: true };
+            let removed = self.remove_tracked(state, work, gvr, key);
+            let mut answer = next;
+            answer["metadata"]["resourceVersion"] = removed["metadata"]["resourceVersion"].clone();
+            return Update { object: answer, removed: true };
         }
         let old_owners = owner_uids(&current);
         let stored = self.commit(state, gvr, key.clone(), next, Some(current), EventType::Modified);

@@ -16,8 +16,12 @@
 //! ```
 //!
 //! Layout: [`resources`] (served resource table) → [`request`] (HTTP request → operation) →
-//! [`api`] (operation → [`store`]) and [`watch`] (event streams); [`server`] does transport,
-//! auth and faults; [`faults`] and [`admin`] are the test controls.
+//! [`api`] (operation → [`store`], whose deletion rules — finalizers, graceful pods, the
+//! garbage collector, the CRD cleanup, the stand-in kubelet — are in [`store::lifecycle`]) and [`watch`] (event streams); [`server`] does transport,
+//! authentication ([`auth`]: client certificates, service-account tokens bound to their
+//! ServiceAccount) and authorization (deny rules, opt-in [`rbac`]); [`faults`] (faults, the
+//! request journal and counters) and [`admin`] are the test controls. The crate README has
+//! the CLI flags, the admin API and what is and is not faithful.
 
 #![warn(missing_docs)]
 

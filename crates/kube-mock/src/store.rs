@@ -1,7 +1,7 @@
 //! The object store: JSON objects keyed by (group, version, resource, namespace, name), one
 //! global monotonically increasing resourceVersion, and a bounded event history per resource
 //! from which watches resume. Deletion (finalizers, grace periods, the garbage collector, the
-//! CRD cleanup and the stand-in kubelet) is in [`lifecycle`](self::DeleteOptions).
+//! CRD cleanup and the stand-in kubelet) is in [`lifecycle`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +13,7 @@ use crate::resources::{Gvr, Registry, ResourceDef, validate_crd};
 use crate::status::ApiError;
 
 mod events;
-mod lifecycle;
+pub mod lifecycle;
 
 pub use events::{EventType, StoreEvent, Subscription, WatchStart};
 pub use lifecycle::{

@@ -604,3 +604,42 @@ async fn request_counts_and_journal_name_verbs_and_resources() {
     http.get("/api").await;
     assert_eq!(server.take_request_counts().total, 1);
 }
+
+#[tokio::test]
+async fn admin_and_collection_deletes_follow_the_same_rules() {
+    let (server, http) = start(MockConfig { kubelet_delete_after: None, ..Default::default() }).await;
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"set": "a"}},
+               "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}]}})
+    };
+    for name in ["a1", "a2", "a3"] {
+        server.store().create(pod(name)).unwrap();
+    }
+    // The admin API deletes as the API does (the pod is terminating, no kubelet) ...
+    let target = json!({"apiVersion": "v1", "kind": "Pod", "namespace": "default", "name": "a1"});
+    let answer = http.json("DELETE", "/_mock/objects", &target).await.json();
+    assert!(answer["metadata"]["deletionTimestamp"].is_string());
+    assert!(server.store().get_kind("v1", "Pod", "default", "a1").is_some());
+    // ... or at once with force.
+    let mut forced = target.clone();
+    forced["force"] = json!(true);
+    assert_eq!(http.json("DELETE", "/_mock/objects", &forced).await.status, 200);
+    assert!(server.store().get_kind("v1", "Pod", "default", "a1").is_none());
+    let mut zero = json!({"apiVersion": "v1", "kind": "Pod", "namespace": "default", "name": "a2"});
+    zero["gracePeriodSeconds"] = json!(0);
+    assert_eq!(http.json("DELETE", "/_mock/objects", &zero).await.status, 200);
+    assert!(server.store().get_kind("v1", "Pod", "default", "a2").is_none());
+
+    // DeleteCollection passes its options to every delete.
+    server.store().create(pod("a4")).unwrap();
+    let listed = http
+        .json("DELETE", "/api/v1/namespaces/default/pods?labelSelector=set%3Da", &json!({"gracePeriodSeconds": 0}))
+        .await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 2);
+    assert!(server.store().list_kind("v1", "Pod", Some("default")).is_empty());
+    // The kubelet setting reads back as set; an invalid one is a 400.
+    assert_eq!(http.json("PUT", "/_mock/kubelet", &json!({})).await.status, 400);
+    assert_eq!(http.json("PUT", "/_mock/kubelet", &json!({"deleteAfterMillis": "soon"})).await.status, 400);
+    assert_eq!(server.kubelet_delete_after(), None);
+}

@@ -127,6 +127,38 @@ impl Request {
         Ok(Self { env, config: stdin, interface_attributes: None })
     }
 
+    /// As [`Request::from_os_env`], but a forwarded value that is not UTF-8 is sent with each
+    /// invalid sequence replaced by U+FFFD (what Go's `json.Marshal` sends for the Go shim), and
+    /// its name is returned so the shim can say so. Only for DEL: a DEL that never reaches the
+    /// daemon leaks the pod's interfaces and leases, while the daemon deletes from its cache by
+    /// container ID, whatever `CNI_ARGS` holds. A variable whose *name* is not UTF-8 is dropped
+    /// (no variable the daemon reads has such a name).
+    pub fn from_os_env_lossy<I>(vars: I, stdin: Vec<u8>) -> (Self, Vec<String>)
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut env = BTreeMap::new();
+        let mut replaced = Vec::new();
+        for (name, value) in vars {
+            let Some(key) = name.to_str().filter(|n| is_forwarded(n.as_bytes())) else {
+                if is_forwarded(name.as_bytes()) {
+                    replaced.push(name.to_string_lossy().into_owned());
+                }
+                continue;
+            };
+            let value = match value.to_str() {
+                Some(v) => v.to_string(),
+                None => {
+                    replaced.push(key.to_string());
+                    value.to_string_lossy().into_owned()
+                }
+            };
+            env.insert(key.to_string(), value);
+        }
+        (Self { env, config: stdin, interface_attributes: None }, replaced)
+    }
+
     /// Build the request a shim sends: the forwarded variables (those set) and stdin.
     pub fn from_env<I, K, V>(vars: I, stdin: Vec<u8>) -> Self
     where
@@ -275,6 +307,26 @@ mod tests {
         assert_eq!(e.to_string(), "environment variable CNI_ARGS is not valid UTF-8");
         let e = Request::from_os_env([(raw(b"CNI_\xffX"), raw(b"v"))], vec![]).unwrap_err();
         assert_eq!(e, EnvError::NotUtf8 { name: "CNI_\u{fffd}X".into() });
+    }
+
+    #[test]
+    fn lossy_os_env_replaces_what_is_not_utf8_and_names_it() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let (r, replaced) = Request::from_os_env_lossy(
+            [
+                (raw(b"CNI_COMMAND"), raw(b"DEL")),
+                (raw(b"CNI_ARGS"), raw(b"K8S_POD_NAME=p\xff;K8S_POD_NAMESPACE=default")),
+                (raw(b"CNI_\xffX"), raw(b"v")),
+                (raw(b"HOME"), raw(b"/root/\xff")),
+            ],
+            b"{}".to_vec(),
+        );
+        assert_eq!(r.env_var("CNI_ARGS"), Some("K8S_POD_NAME=p\u{fffd};K8S_POD_NAMESPACE=default"));
+        assert_eq!(r.env_var("CNI_COMMAND"), Some("DEL"));
+        assert_eq!(replaced, vec!["CNI_ARGS".to_string(), "CNI_\u{fffd}X".to_string()]);
+        assert_eq!(r.env.len(), 2, "HOME is not forwarded, the bad name is dropped");
     }
 
     /// Found by the `api_request` fuzz target: without correctly rounded float parsing a

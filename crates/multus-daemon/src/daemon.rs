@@ -76,6 +76,10 @@ pub struct Daemon {
     /// Container IDs of the runtime's last GC valid-attachment list: the orphan reconciler
     /// never touches these.
     gc_valid: Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// GC is exclusive with ADD, DEL and CHECK (CNI spec: a runtime never runs them together;
+    /// ocicni uses a RW lock): the daemon holds that too, so its own reclaiming (orphan
+    /// reconciler, undone ADDs) never meets a GC half-way.
+    gc_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Daemon {
@@ -104,6 +108,7 @@ impl Daemon {
             process_cni_args: cni_args.filter(|s| !s.is_empty()).map(str::to_string),
             sandbox_locks: Mutex::default(),
             gc_valid: Mutex::default(),
+            gc_gate: Arc::default(),
         }
     }
 
@@ -161,6 +166,17 @@ impl Daemon {
     /// The container IDs of the runtime's last GC valid-attachment list, if a GC came.
     pub fn gc_valid_containers(&self) -> Option<std::collections::BTreeSet<String>> {
         self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Held by every ADD, DEL and CHECK (and the reconciler's DELs) for their whole run: many at
+    /// once, never during a GC.
+    pub async fn share_gc_gate(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gc_gate.clone().read_owned().await
+    }
+
+    /// Held by a GC: waits for the commands running now, and holds new ones until it is done.
+    pub async fn exclusive_gc_gate(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gc_gate.clone().write_owned().await
     }
 
     /// Serialise operations on one container ID.

@@ -116,6 +116,12 @@ async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>, caller: Caller) 
     let command = request.command;
     tokio::spawn(
         async move {
+            // GC excludes every other command; the others exclude each other per sandbox.
+            let (_shared, _exclusive) = match request.command {
+                Command::Gc => (None, Some(daemon.exclusive_gc_gate().await)),
+                Command::Add | Command::Del | Command::Check => (Some(daemon.share_gc_gate().await), None),
+                _ => (None, None),
+            };
             let _sandbox = match request.command {
                 Command::Add | Command::Del | Command::Check if !request.container_id.is_empty() => {
                     Some(daemon.lock_sandbox(&request.container_id).await)

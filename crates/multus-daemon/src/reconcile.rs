@@ -204,19 +204,7 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
     if settings.mode == Mode::Off {
         return report;
     }
-    let probe = CniRequest {
-        endpoint: Endpoint::Cni,
-        command: Command::Del,
-        container_id: String::new(),
-        netns: String::new(),
-        ifname: "eth0".into(),
-        cni_args: String::new(),
-        infra_container_id: String::new(),
-        pod: None,
-        load_args: Ok(Default::default()),
-        config: stdin.to_vec(),
-        interface_attributes: None,
-    };
+    let probe = probe_request(stdin);
     let conf = match commands::effective_config(d, &probe) {
         Ok(c) => c,
         Err(e) => {
@@ -258,6 +246,7 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
             continue;
         }
         let request = del_request(&probe, &attachment);
+        let _not_during_gc = d.share_gc_gate().await;
         let _sandbox = d.lock_sandbox(&request.container_id).await;
         // The runtime may have deleted it meanwhile (the lock was free only now).
         if !multus::cache::cache_path(Path::new(&conf.cni_dir), &request.container_id).exists() {
@@ -280,8 +269,26 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
     report
 }
 
+/// A DEL with no container: what the effective config of a request without one is computed
+/// from. `stdin` is what a runtime would send the shim.
+pub(crate) fn probe_request(stdin: &[u8]) -> CniRequest {
+    CniRequest {
+        endpoint: Endpoint::Cni,
+        command: Command::Del,
+        container_id: String::new(),
+        netns: String::new(),
+        ifname: "eth0".into(),
+        cni_args: String::new(),
+        infra_container_id: String::new(),
+        pod: None,
+        load_args: Ok(Default::default()),
+        config: stdin.to_vec(),
+        interface_attributes: None,
+    }
+}
+
 /// The DEL the runtime would have sent for `attachment`.
-fn del_request(probe: &CniRequest, attachment: &Attachment) -> CniRequest {
+pub(crate) fn del_request(probe: &CniRequest, attachment: &Attachment) -> CniRequest {
     let cni_args = attachment.cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
     let pod = multus::k8s_args::parse_server_args(&cni_args).ok().map(|a| PodIdentity {
         namespace: a.namespace,

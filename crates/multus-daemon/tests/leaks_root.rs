@@ -135,3 +135,105 @@ fn an_add_whose_shim_was_killed_is_undone() {
     assert_eq!(del.code, 0, "{del:?}");
     assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
 }
+
+/// A DEL whose `CNI_ARGS` is not UTF-8 (a runtime passing a pod name's raw bytes): the shim
+/// used to refuse it and exit 0 without reaching the daemon, so 2 links, 2 leases and 3 cache
+/// files stayed. It is now sent with the bytes replaced, and the daemon deletes from its cache.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn a_del_whose_cni_args_is_not_utf8_still_deletes_everything() {
+    use std::os::unix::ffi::OsStrExt;
+    require(root_skip_reason());
+    let uid = "21000000-0000-0000-0000-000000000002";
+    let mut thick = start_slow(0, uid);
+    let sandbox = thick.sandbox("default", "p", uid);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    assert_eq!(leases(&thick).len(), 2);
+    let cache_file = thick.path("cni").join(&sandbox.container_id);
+    assert!(cache_file.exists());
+
+    let mut args = sandbox.cni_args().into_bytes();
+    args.extend_from_slice(b";K8S_POD_LABEL=\xff\xfe");
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let del = thick.spawn_shim("DEL", &sandbox, &stdin, &[("CNI_ARGS", std::ffi::OsStr::from_bytes(&args))]);
+    let out = del.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));
+    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(!cache_file.exists(), "delegate cache left");
+    assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
+}
+
+/// GC with the runtime's valid attachments reaches every network the daemon attached. Pods
+/// `p1` and `p2` each get eth0 (cluster bridge), net1 (NAD bridge) and net2 (fake-cni speaking
+/// CNI 1.1); the runtime's GC lists only `p1`. Before, GC went to the cluster network alone:
+/// `p2`'s net1 link, its lease and its delegate cache stayed, and the NAD networks never got
+/// GC. Now `p2` is deleted everywhere, `p1` is untouched, and the 1.1 network gets its own GC
+/// naming `p1`'s attachment as the only valid one.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn gc_with_valid_attachments_reaches_every_network() {
+    require(root_skip_reason());
+    let mut thick = Thick::new(vec![]);
+    let (cluster_bridge, nad_bridge) = bridges(&mut thick);
+    let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
+        "ipam": ipam(&thick, "10.224.0.0/24")});
+    let gc_nad = json!({"cniVersion": "1.1.0", "name": "gc-net", "type": "fake-cni",
+        "fake": {"subnet": "10.226.0.0/24", "recordDir": thick.path("calls").to_string_lossy()}});
+    let uids = ["21000000-0000-0000-0000-000000000011", "21000000-0000-0000-0000-000000000012"];
+    for obj in [
+        nad("default", "bridge-net", &bridge_nad),
+        nad("default", "gc-net", &gc_nad),
+        pod("default", "p1", uids[0], Some("bridge-net,gc-net")),
+        pod("default", "p2", uids[1], Some("bridge-net,gc-net")),
+    ] {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&["bridge", "host-local"], &["fake-cni"]);
+    thick.write_primary(
+        "10-cluster.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
+            {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
+             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+    );
+    thick.start_daemon();
+    let p1 = thick.sandbox("default", "p1", uids[0]);
+    let p2 = thick.sandbox("default", "p2", uids[1]);
+    for p in [&p1, &p2] {
+        let add = thick.shim("ADD", p);
+        assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    }
+    assert_eq!(leases(&thick).len(), 4);
+
+    // The runtime's GC (CNI 1.1): only p1 is still a sandbox.
+    let mut stdin: Value = serde_json::from_slice(&std::fs::read(thick.multus_conf()).unwrap()).unwrap();
+    stdin["cniVersion"] = json!("1.1.0");
+    stdin["cni.dev/valid-attachments"] = json!([{"containerID": p1.container_id, "ifname": "eth0"}]);
+    let gc = thick.shim_with("GC", &p1, &serde_json::to_vec(&stdin).unwrap(), &[]);
+    assert_eq!(gc.code, 0, "{gc:?}\n{}", thick.daemon_log());
+
+    assert!(thick.pod_addresses(&p2).is_empty(), "p2's links stay: {:?}", thick.pod_addresses(&p2));
+    assert!(!thick.path("cni").join(&p2.container_id).exists(), "p2's delegate cache stays");
+    let p2_results: Vec<_> = thick
+        .files_under("cni/results")
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains(&p2.container_id))
+        .collect();
+    assert!(p2_results.is_empty(), "p2's result caches stay: {p2_results:?}");
+    let mut p1_links: Vec<String> = thick.pod_addresses(&p1).into_iter().map(|(n, _)| n).collect();
+    p1_links.sort();
+    assert_eq!(p1_links, ["eth0", "net1"], "p1 is untouched");
+    assert_eq!(leases(&thick).len(), 2, "p1's two leases stay, p2's go: {:?}", leases(&thick));
+
+    let calls = fake_cni::read_calls(thick.path("calls"));
+    let gcs: Vec<_> = calls.iter().filter(|c| c.command == "GC").collect();
+    assert_eq!(gcs.len(), 1, "one GC for the 1.1 network: {calls:?}");
+    assert_eq!(
+        gcs[0].stdin["cni.dev/valid-attachments"],
+        json!([{"containerID": p1.container_id, "ifname": "net2"}]),
+        "only p1's attachment is valid on gc-net"
+    );
+    let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.container_id.clone()).collect();
+    assert_eq!(dels, [p2.container_id.clone()], "p2's gc-net attachment was deleted");
+}

@@ -172,11 +172,12 @@ fn idle_connections_beyond_the_cap_make_room_for_real_requests() {
     let limits = Limits { max_connections: 8, header_read_timeout: HANG * 2, ..Limits::default() };
     let s = TestServer::start(api.clone(), limits, HANG);
     let mut idle: Vec<_> = (0..40).map(|_| UnixStream::connect(&s.socket).unwrap()).collect();
-    // 40 idle clients for 8 connections: the oldest silent ones are closed as new ones come,
-    // so the request behind them in the backlog is served.
+    // 40 idle clients for 8 connections (and the probe lane): the oldest silent ones are
+    // closed as new ones come, so the request behind them in the backlog is served.
     assert_eq!(post(&s.socket, "/cni", &cni_request("DEL")).status, 200);
     assert_eq!(api.commands(), ["DEL"]);
-    for conn in &mut idle[..30] {
+    let closed_at_least = 40 + 1 - (8 + server::PROBE_LANE_CONNECTIONS);
+    for conn in &mut idle[..closed_at_least] {
         conn.set_read_timeout(Some(HANG)).unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(conn.read(&mut buf).unwrap_or(0), 0, "the oldest idle connections were closed");
@@ -401,6 +402,68 @@ fn a_second_daemon_refuses_a_socket_that_answers() {
     assert_eq!(post(&s.socket, "/healthz", b"null").status, 200, "the first daemon keeps its socket");
 }
 
+/// Issue 21: a daemon whose connection slots are all taken by CNI requests still answers
+/// probes at once (probe lane), and a second daemon starting meanwhile does not take its
+/// socket: the owner lock says it is alive, however slow its answers. Before, `/healthz` sat
+/// in the backlog, the newcomer's 3 s probe went unanswered and it replaced the socket while
+/// the first daemon kept running without one.
+#[test]
+fn a_saturated_daemon_answers_probes_and_keeps_its_socket() {
+    let api = Arc::new(Recorder { hold_adds: true, ..Recorder::default() });
+    let limits = Limits { max_connections: 8, ..Limits::default() };
+    let s = TestServer::start(api.clone(), limits, HANG);
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let socket = s.socket.clone();
+            std::thread::spawn(move || post(&socket, "/cni", &cni_request("ADD")))
+        })
+        .collect();
+    eventually("every regular place holds a running ADD", || s.health.in_flight() == 8);
+    let started = std::time::Instant::now();
+    let probe = client::request(&s.socket, "GET", "/healthz", b"", Some(Duration::from_secs(2)));
+    assert_eq!(probe.expect("/healthz answered while saturated").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "answered at once: {:?}", started.elapsed());
+
+    let second = {
+        let _guard = s.runtime.enter();
+        server::bind_socket(s.socket.parent().unwrap())
+    };
+    let err = second.err().expect("the newcomer is refused");
+    assert!(matches!(err, BindError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("multus.sock.lock"), "refused by the owner lock: {err}");
+    assert!(started.elapsed() < server::SILENT_SOCKET_PATIENCE, "refused without waiting for a probe");
+
+    // Every ADD is served, the two beyond the limit once places free up.
+    for _ in 0..10 {
+        api.release.notify_one();
+    }
+    let deadline = std::time::Instant::now() + HANG;
+    while api.commands().len() < 10 || s.health.in_flight() > 0 {
+        api.release.notify_one();
+        assert!(std::time::Instant::now() < deadline, "ADDs not all served: {:?}", api.commands());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for c in clients {
+        assert_eq!(c.join().unwrap().status, 200);
+    }
+}
+
+#[test]
+fn the_owner_lock_goes_with_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    let (first, path) = server::bind_socket(dir.path()).unwrap();
+    assert!(first.holds_owner_lock());
+    assert!(first.remove_if_ours());
+    assert!(!first.holds_owner_lock(), "released with the socket (a draining daemon owns nothing)");
+    let (second, _) = server::bind_socket(dir.path()).expect("the path is free");
+    assert!(second.holds_owner_lock());
+    drop(first);
+    assert!(path.exists(), "the first daemon's exit leaves the second one's socket");
+    drop(second);
+}
+
 #[test]
 fn a_stale_socket_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
@@ -471,7 +534,11 @@ fn socket_directory_permissions() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (_l2, sock) = server::bind_socket(&shared).unwrap();
     assert_eq!((mode(&shared), mode(&sock)), (0o755, 0o600));
-    // Nothing else is left in the directory (the temporary bind name was renamed away).
-    let names: Vec<_> = std::fs::read_dir(&shared).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, [multus_api::SOCKET_FILE]);
+    // Nothing else is left in the directory (the temporary bind name was renamed away) but
+    // the owner lock, 0600 too.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&shared).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, [multus_api::SOCKET_FILE.to_string(), format!("{}.lock", multus_api::SOCKET_FILE)]);
+    assert_eq!(mode(&server::owner_lock_path(&shared)), 0o600);
 }

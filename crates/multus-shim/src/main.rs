@@ -21,6 +21,9 @@
 //!   cannot be reached (restarting, socket not yet there) the DEL is re-sent every 100 ms for
 //!   up to the readiness wait, since a DEL that is dropped leaks the pod's IPs and interfaces;
 //! - a forwarded variable (`CNI_*`) that is not UTF-8 is a clear error (code 4), not a panic;
+//!   except on DEL, which is sent with the invalid bytes replaced (U+FFFD, as Go's JSON encoder
+//!   does) and a log line: the daemon deletes from its cache by container ID, and a DEL that
+//!   never reaches it leaks the pod's interfaces and leases;
 //! - the `/cni` call is bounded by [`cni_timeout`].
 //!
 //! DEL always exits 0, as the Go shim does: runtimes retry failed DELs forever, and a DEL the
@@ -138,8 +141,19 @@ enum Gate {
 struct Shim;
 
 impl Shim {
-    /// The request body: the forwarded environment (raw bytes, checked for UTF-8) and stdin.
-    fn request_body(req: &Request) -> Result<Vec<u8>, CniError> {
+    /// The request body: the forwarded environment (raw bytes, checked for UTF-8; replaced
+    /// with a log line for DEL, see the crate docs) and stdin.
+    fn request_body(req: &Request, settings: &ShimSettings) -> Result<Vec<u8>, CniError> {
+        if req.command() == cni::Command::Del {
+            let (request, replaced) = multus_api::Request::from_os_env_lossy(std::env::vars_os(), req.stdin.clone());
+            if !replaced.is_empty() {
+                settings.log.error(&format!(
+                    "CmdDel (shim): {} not valid UTF-8; sending the DEL with the invalid bytes replaced",
+                    replaced.join(", ")
+                ));
+            }
+            return Ok(request.to_json());
+        }
         multus_api::Request::from_os_env(std::env::vars_os(), req.stdin.clone())
             .map(|r| r.to_json())
             .map_err(|e| CniError::new(code::INVALID_ENVIRONMENT_VARIABLES, e.to_string()))
@@ -211,7 +225,7 @@ impl Shim {
         };
         let unavailable =
             if req.command() == cni::Command::Status { code::PLUGIN_NOT_AVAILABLE } else { code::INTERNAL };
-        let body = Self::request_body(req).map_err(|e| fail(e.code, e.msg))?;
+        let body = Self::request_body(req, &settings).map_err(|e| fail(e.code, e.msg))?;
         let sent = match gate {
             Gate::Ready(wait) => {
                 Self::forward_when_ready(&settings, &body, wait).map_err(|why| fail(unavailable, why))?

@@ -16,6 +16,12 @@
 //! - **memory**: one body is at most [`Limits::max_body_bytes`] (`413`), and all bodies being
 //!   read or handled at once share [`Limits::body_budget_bytes`]; a request that cannot get its
 //!   share within the body timeout gets `503`. Headers are capped by a 16 KiB read buffer.
+//! - **probes always get through**: when every connection slot is taken (a storm of CNI
+//!   requests), up to [`PROBE_LANE_CONNECTIONS`] more are accepted in a probe lane with a short
+//!   head timeout. `/healthz` and `/readyz` are answered there at once; a `/cni` or `/delegate`
+//!   request that arrives in the lane waits for a regular slot (queued, never refused). So the
+//!   shim's readiness polls and a starting daemon's socket check get answers however busy the
+//!   daemon is.
 //! - **the accept loop** backs off when accepting fails for lack of resources (`EMFILE`): the
 //!   pending client waits in the backlog instead of the loop spinning and logging.
 //!
@@ -46,7 +52,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 mod socket;
-pub use socket::{BindError, SILENT_SOCKET_PATIENCE, SocketListener, bind_socket};
+pub use socket::{BindError, SILENT_SOCKET_PATIENCE, SocketListener, bind_socket, owner_lock_path};
 
 /// Largest request body accepted ([`multus_api::MAX_REQUEST_BYTES`], 1 MiB; why is explained
 /// there). Larger bodies get `413 Payload Too Large`.
@@ -55,6 +61,20 @@ pub const MAX_BODY_BYTES: usize = multus_api::MAX_REQUEST_BYTES;
 /// hyper's read buffer per connection, which also bounds the request head (`431` beyond).
 /// Real heads are about 200 bytes.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Connections accepted beyond [`Limits::max_connections`] for probes (module docs).
+pub const PROBE_LANE_CONNECTIONS: usize = 16;
+
+/// The most a connection in the probe lane waits for its request head.
+const PROBE_LANE_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection is closed for being idle (no request head yet) only once it has been open this
+/// long: a real client writes its request right after connecting, but its head may not have
+/// been parsed in the microseconds since it was accepted.
+const IDLE_BEFORE_EVICTION: Duration = Duration::from_millis(300);
+
+/// How often a wait for a connection place looks for idle connections again.
+const EVICTION_RETRY: Duration = Duration::from_millis(100);
 
 /// How often the drain checks whether the work is done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -281,6 +301,7 @@ pub async fn serve_with(
     // Semaphore::new panics above MAX_PERMITS; a configured limit that large means "none".
     let permits = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
     let max_connections = limits.max_connections.max(limits.connection_limit.map_or(0, |l| l.saturating_add(64)));
+    let connections = Arc::new(Semaphore::new(permits(max_connections)));
     let shared = Arc::new(Shared {
         api,
         health: health.clone(),
@@ -288,8 +309,9 @@ pub async fn serve_with(
         budget: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
         pending: PendingHeads::default(),
         limits,
+        connections: connections.clone(),
+        probe_lane: Arc::new(Semaphore::new(PROBE_LANE_CONNECTIONS)),
     });
-    let connections = Arc::new(Semaphore::new(permits(max_connections)));
 
     accept_loop(&listener, &shared, &connections, shutdown_requested(&mut shutdown)).await;
 
@@ -343,7 +365,7 @@ fn drain_backlog(listener: UnixListener, shared: &Arc<Shared>) -> usize {
                 let stream = stream.set_nonblocking(true).and_then(|()| UnixStream::from_std(stream));
                 if let Ok(stream) = stream {
                     taken += 1;
-                    spawn_connection(stream, None, shared.clone());
+                    spawn_connection(stream, None, Lane::Regular, shared.clone());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -363,15 +385,45 @@ struct Shared {
     budget: Arc<Semaphore>,
     /// Connections still waiting for their request head, oldest first.
     pending: PendingHeads,
+    /// Places among the open connections ([`Limits::max_connections`]).
+    connections: Arc<Semaphore>,
+    /// Places in the probe lane ([`PROBE_LANE_CONNECTIONS`]).
+    probe_lane: Arc<Semaphore>,
+}
+
+/// Where an accepted connection holds its place.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lane {
+    /// One of [`Limits::max_connections`] (or none, for the backlog drained at shutdown).
+    Regular,
+    /// The probe lane: probes are served here, anything else first waits for a regular place.
+    Probe,
 }
 
 /// One connection as the eviction sees it.
-#[derive(Default)]
 struct ConnState {
     /// The request head has been read (the connection is serving a request, not idle).
     head_read: AtomicBool,
     /// Close the connection if its head has not been read yet.
     evict: Notify,
+    /// Its place among the open connections, held until it closes.
+    place: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// Whether that place is in the probe lane.
+    in_probe_lane: AtomicBool,
+    /// When it was accepted.
+    accepted: std::time::Instant,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self {
+            head_read: AtomicBool::default(),
+            evict: Notify::default(),
+            place: std::sync::Mutex::default(),
+            in_probe_lane: AtomicBool::default(),
+            accepted: std::time::Instant::now(),
+        }
+    }
 }
 
 /// Connections that have not sent their request head yet, oldest first. When every connection
@@ -393,16 +445,34 @@ impl PendingHeads {
 
     /// Close the oldest connection still waiting for its head; false if there is none.
     fn evict_oldest(&self) -> bool {
+        self.evict_oldest_where(|_| true)
+    }
+
+    /// Close the oldest connection still waiting for its head that holds a regular place.
+    fn evict_oldest_regular(&self) -> bool {
+        self.evict_oldest_where(|c| !c.in_probe_lane.load(Ordering::SeqCst))
+    }
+
+    fn evict_oldest_where(&self, which: impl Fn(&ConnState) -> bool) -> bool {
         let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = std::collections::VecDeque::new();
+        let mut evicted = false;
         while let Some(weak) = queue.pop_front() {
-            if let Some(conn) = weak.upgrade()
-                && !conn.head_read.load(Ordering::SeqCst)
-            {
-                conn.evict.notify_one();
-                return true;
+            let Some(conn) = weak.upgrade() else { continue };
+            if conn.head_read.load(Ordering::SeqCst) {
+                continue;
             }
+            if which(&conn) && conn.accepted.elapsed() >= IDLE_BEFORE_EVICTION {
+                conn.evict.notify_one();
+                evicted = true;
+                break;
+            }
+            kept.push_back(weak);
         }
-        false
+        // Those skipped stay first in line, in their order.
+        kept.append(&mut queue);
+        *queue = kept;
+        evicted
     }
 }
 
@@ -427,24 +497,31 @@ async fn accept_loop<A: Acceptor>(
     tokio::pin!(stop);
     let mut backoff = AcceptBackoff::default();
     loop {
-        let permit = match connections.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let evicted = shared.pending.evict_oldest();
+        let free = connections.clone().try_acquire_owned().map(|p| (p, Lane::Regular)).or_else(|_| {
+            // Every regular place is taken: keep probes answerable (module docs).
+            shared.probe_lane.clone().try_acquire_owned().map(|p| (p, Lane::Probe))
+        });
+        let (permit, lane) = match free {
+            Ok(place) => place,
+            Err(_) => loop {
+                if shared.pending.evict_oldest() {
+                    tracing::debug!("all connections taken: closed the oldest one still waiting for its request");
+                }
                 tokio::select! {
                     biased;
                     _ = &mut stop => return,
                     p = connections.clone().acquire_owned() => match p {
-                        Ok(p) => {
-                            if evicted {
-                                tracing::debug!("all connections taken: closed the oldest one still waiting for its request");
-                            }
-                            p
-                        }
+                        Ok(p) => break (p, Lane::Regular),
                         Err(_) => return,
                     },
+                    p = shared.probe_lane.clone().acquire_owned() => match p {
+                        Ok(p) => break (p, Lane::Probe),
+                        Err(_) => return,
+                    },
+                    // Idle connections too young to close may be old enough now.
+                    () = tokio::time::sleep(EVICTION_RETRY) => {}
                 }
-            }
+            },
         };
         let accepted = tokio::select! {
             biased;
@@ -454,7 +531,7 @@ async fn accept_loop<A: Acceptor>(
         match accepted {
             Ok(stream) => {
                 backoff.succeeded();
-                spawn_connection(stream, Some(permit), shared.clone());
+                spawn_connection(stream, Some(permit), lane, shared.clone());
             }
             Err(e) => {
                 drop(permit);
@@ -508,31 +585,44 @@ impl AcceptBackoff {
 }
 
 /// Serve one connection on its own task. `permit` is its place among the open connections
-/// (`None` for connections taken from the backlog during shutdown).
-fn spawn_connection(stream: UnixStream, permit: Option<OwnedSemaphorePermit>, shared: Arc<Shared>) {
+/// in `lane` (`None` for connections taken from the backlog during shutdown).
+fn spawn_connection(stream: UnixStream, permit: Option<OwnedSemaphorePermit>, lane: Lane, shared: Arc<Shared>) {
     let open = Counted::new(&shared.health, |h| &h.open_connections);
-    let state = Arc::new(ConnState::default());
+    let state = Arc::new(ConnState {
+        place: std::sync::Mutex::new(permit),
+        in_probe_lane: AtomicBool::new(lane == Lane::Probe),
+        ..ConnState::default()
+    });
     shared.pending.push(&state, shared.limits.max_connections);
     tokio::spawn(async move {
-        let _permit = permit;
         let _open = open;
         let answered = Arc::new(Notify::new());
         let service = {
             let (shared, answered, state) = (shared.clone(), answered.clone(), state.clone());
             hyper::service::service_fn(move |req| {
                 state.head_read.store(true, Ordering::SeqCst);
-                let (shared, answered) = (shared.clone(), answered.clone());
+                let (shared, answered, state) = (shared.clone(), answered.clone(), state.clone());
                 async move {
+                    if lane == Lane::Probe && !is_probe(&req) {
+                        // Out of the probe lane before the body is read: wait for a regular place.
+                        let regular = regular_place(&shared).await;
+                        *state.place.lock().unwrap_or_else(|p| p.into_inner()) = regular;
+                        state.in_probe_lane.store(false, Ordering::SeqCst);
+                    }
                     let response = route(req, &shared).await;
                     answered.notify_one();
                     Ok::<_, Infallible>(response)
                 }
             })
         };
+        let head_timeout = match lane {
+            Lane::Regular => shared.limits.header_read_timeout,
+            Lane::Probe => shared.limits.header_read_timeout.min(PROBE_LANE_HEAD_TIMEOUT),
+        };
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(false)
             .timer(TokioTimer::new())
-            .header_read_timeout(shared.limits.header_read_timeout)
+            .header_read_timeout(head_timeout)
             .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
@@ -570,6 +660,28 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
         builder = builder.header(http::header::CONTENT_TYPE, ct);
     }
     builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_default()
+}
+
+/// A regular place for a request that arrived in the probe lane. Idle connections holding
+/// regular places are closed to make room, oldest first, as the accept loop does for newcomers.
+async fn regular_place(shared: &Shared) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(place) = shared.connections.clone().try_acquire_owned() {
+            return Some(place);
+        }
+        shared.pending.evict_oldest_regular();
+        // An evicted connection gives its place back as its task ends; young idle ones may be
+        // evicted on a later round.
+        match tokio::time::timeout(EVICTION_RETRY, shared.connections.clone().acquire_owned()).await {
+            Ok(place) => return place.ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// `/healthz` or `/readyz`: answered without a body, on any connection.
+fn is_probe<B>(req: &Request<B>) -> bool {
+    matches!(req.uri().path(), multus_api::path::HEALTHZ | multus_api::path::READYZ)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -754,6 +866,8 @@ mod tests {
             slots: None,
             budget: Arc::new(Semaphore::new(1 << 20)),
             pending: PendingHeads::default(),
+            connections: Arc::new(Semaphore::new(8)),
+            probe_lane: Arc::new(Semaphore::new(PROBE_LANE_CONNECTIONS)),
         })
     }
 
@@ -817,7 +931,7 @@ mod tests {
 
     async fn exchange(shared: &Arc<Shared>, request: &[u8]) -> String {
         let (server_end, mut client) = UnixStream::pair().unwrap();
-        spawn_connection(server_end, None, shared.clone());
+        spawn_connection(server_end, None, Lane::Regular, shared.clone());
         client.write_all(request).await.unwrap();
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.unwrap();

@@ -1,5 +1,14 @@
 //! Binding `<socketDir>/multus.sock`: the directory's mode, telling a stale socket from a
 //! running daemon's, and removing the socket on exit only while it is still ours.
+//!
+//! Which daemon owns the socket is decided by a lock, not by how fast it answers: the daemon
+//! holds an exclusive `flock` on `<socketDir>/multus.sock.lock` for as long as its socket is at
+//! the path. The kernel drops the lock when the process dies however it dies (`kill -9`
+//! included), so a starting daemon that can take the lock knows no multus-rs daemon serves the
+//! socket, and one that cannot knows one does — however busy it is. (Deciding by `/healthz`
+//! alone handed a saturated daemon's socket to a newcomer while the first kept running
+//! without one.) A socket whose lock is free is then probed as before, for servers that take
+//! no lock (the Go daemon, older multus-rs).
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -10,14 +19,16 @@ use tokio::net::UnixListener;
 /// Why the socket could not be bound.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
-    /// A live daemon answers on the socket: taking its path over would cut it off.
+    /// A live daemon serves the socket: taking its path over would cut it off.
     #[error(
-        "another daemon is serving on {path} (it answers GET /healthz); refusing to take its socket over \
+        "another daemon is serving on {path} ({evidence}); refusing to take its socket over \
          (stop it first, or use another socketDir)"
     )]
     InUse {
         /// The socket path.
         path: PathBuf,
+        /// How it was told: the owner lock is held, or the socket answers `GET /healthz`.
+        evidence: String,
     },
     /// Connecting to the existing socket failed with neither "refused" nor "not found" (e.g.
     /// permission denied), so whether a daemon serves on it is unknown.
@@ -58,6 +69,9 @@ pub struct SocketListener {
     path: PathBuf,
     /// `(st_dev, st_ino)` of the socket file bound here.
     identity: (u64, u64),
+    /// The owner lock (module docs), released when the socket is removed. `None` when it could
+    /// not be taken (see [`bind_socket`]).
+    owner: std::sync::Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
 }
 
 impl SocketListener {
@@ -72,14 +86,19 @@ impl SocketListener {
             .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity)
     }
 
-    /// Remove the socket file if it is still ours; true if it was removed.
+    /// Remove the socket file if it is still ours; true if it was removed. The owner lock goes
+    /// with it either way: a daemon draining its last requests no longer owns the path.
     pub fn remove_if_ours(&self) -> bool {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let _lock = lock_dir(dir);
-        if self.is_ours() {
-            return std::fs::remove_file(&self.path).is_ok();
-        }
-        false
+        let removed = self.is_ours() && std::fs::remove_file(&self.path).is_ok();
+        self.owner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        removed
+    }
+
+    /// Whether this daemon holds the owner lock (module docs).
+    pub fn holds_owner_lock(&self) -> bool {
+        self.owner.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 }
 
@@ -97,16 +116,47 @@ fn lock_dir(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
+/// `<dir>/multus.sock.lock`: held by the daemon whose socket is at `<dir>/multus.sock`.
+pub fn owner_lock_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{}.lock", multus_api::SOCKET_FILE))
+}
+
+/// The owner lock, as a starting daemon finds it.
+enum OwnerLock {
+    /// Taken: no other multus-rs daemon owns the socket.
+    Taken(nix::fcntl::Flock<std::fs::File>),
+    /// Another live process holds it.
+    HeldElsewhere,
+    /// The lock file cannot be opened or locked (a read-only directory, a file system without
+    /// `flock`): decide by probing alone, as before.
+    Unavailable(String),
+}
+
+fn take_owner_lock(dir: &Path) -> OwnerLock {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = owner_lock_path(dir);
+    let file = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path) {
+        Ok(f) => f,
+        Err(e) => return OwnerLock::Unavailable(format!("{}: {e}", path.display())),
+    };
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => OwnerLock::Taken(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => OwnerLock::HeldElsewhere,
+        Err((_, e)) => OwnerLock::Unavailable(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Bind `<dir>/multus.sock` with mode 0600.
 ///
 /// - The directory is created with mode 0700 when missing. An existing directory keeps its
 ///   permissions (the Go daemon re-creates it 0700, which breaks a directory shared on
 ///   purpose); the socket's own 0600 is what keeps other users out.
-/// - A socket whose server answers `GET /healthz` belongs to a running daemon: binding fails
-///   with [`BindError::InUse`] instead of stealing its path (the Go daemon unlinks it, and the
-///   first daemon's exit then deletes the second one's socket). A stale socket (connection
-///   refused) is replaced, and so is one that accepts but does not answer within
-///   [`SILENT_SOCKET_PATIENCE`].
+/// - A socket whose owner lock another process holds (module docs), or whose server answers
+///   `GET /healthz`, belongs to a running daemon: binding fails with [`BindError::InUse`]
+///   instead of stealing its path (the Go daemon unlinks it, and the first daemon's exit then
+///   deletes the second one's socket). A socket whose lock is free and which refuses
+///   connections is stale and replaced, and so is one that accepts but does not answer
+///   within [`SILENT_SOCKET_PATIENCE`].
 /// - The socket is bound under a temporary name, made 0600, and renamed into place, so it is
 ///   never reachable with looser permissions and the replacement is atomic.
 /// - Unlike the Go daemon, nothing else in the directory is removed, so a mis-set
@@ -133,13 +183,39 @@ pub fn bind_socket(dir: &Path) -> Result<(SocketListener, PathBuf), BindError> {
     }
     let _lock = lock_dir(dir);
     let path = dir.join(multus_api::SOCKET_FILE);
+    let owner = take_owner_lock(dir);
+    let held_elsewhere = matches!(owner, OwnerLock::HeldElsewhere);
     match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if held_elsewhere {
+                // Its socket was removed from under it (it removes the lock with its socket):
+                // it serves nobody; take the path, without the lock it still holds.
+                tracing::warn!(
+                    "{} is held by a daemon whose socket is gone; binding {} without the owner lock",
+                    owner_lock_path(dir).display(),
+                    path.display()
+                );
+            }
+        }
         Err(e) => return Err(io_err("cannot read", &path)(e)),
         Ok(m) if m.is_dir() => return Err(BindError::NotASocket { path }),
+        Ok(m) if m.file_type().is_socket() && held_elsewhere => {
+            let evidence = format!("it holds {}", owner_lock_path(dir).display());
+            return Err(BindError::InUse { path, evidence });
+        }
         Ok(m) if m.file_type().is_socket() => check_existing_socket(&path, SILENT_SOCKET_PATIENCE)?,
         Ok(_) => tracing::warn!("replacing {}, which is not a socket", path.display()),
     }
+    let owner = match owner {
+        OwnerLock::Taken(lock) => Some(lock),
+        OwnerLock::HeldElsewhere => None,
+        OwnerLock::Unavailable(why) => {
+            tracing::warn!(
+                "cannot take the socket's owner lock ({why}); a busy daemon may lose its socket to a newcomer"
+            );
+            None
+        }
+    };
     let temp = dir.join(format!(".msock-{}", std::process::id()));
     let _ = std::fs::remove_file(&temp);
     let bound = (|| {
@@ -153,7 +229,10 @@ pub fn bind_socket(dir: &Path) -> Result<(SocketListener, PathBuf), BindError> {
     let (listener, identity) = bound.inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
     })?;
-    Ok((SocketListener { listener: Some(listener), path: path.clone(), identity }, path))
+    Ok((
+        SocketListener { listener: Some(listener), path: path.clone(), identity, owner: std::sync::Mutex::new(owner) },
+        path,
+    ))
 }
 
 /// How long a socket that accepts connections but never answers HTTP is given before it is
@@ -204,7 +283,10 @@ fn check_existing_socket(path: &Path, patience: Duration) -> Result<(), BindErro
                 tracing::info!("replacing the stale socket {} (nothing accepts on it)", path.display());
                 return Ok(());
             }
-            SocketProbe::Answers => return Err(BindError::InUse { path: path.to_path_buf() }),
+            SocketProbe::Answers => {
+                let evidence = format!("it answers GET {}", multus_api::path::HEALTHZ);
+                return Err(BindError::InUse { path: path.to_path_buf(), evidence });
+            }
             SocketProbe::Silent(why) if std::time::Instant::now() >= deadline => {
                 tracing::warn!(
                     "replacing {}: it accepts connections but nothing answered GET {} within {patience:?} (last: {why})",

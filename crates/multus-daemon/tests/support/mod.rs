@@ -299,7 +299,9 @@ impl Thick {
     }
 
     pub fn shim_with(&self, command: &str, pod: &PodSandbox, stdin: &[u8], extra_env: &[(&str, &str)]) -> ShimRun {
-        let child = self.spawn_shim(command, pod, stdin, extra_env);
+        let extra: Vec<(&str, &std::ffi::OsStr)> =
+            extra_env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))).collect();
+        let child = self.spawn_shim(command, pod, stdin, &extra);
         let out = child.wait_with_output().unwrap();
         ShimRun {
             code: out.status.code().unwrap_or(-1),
@@ -310,7 +312,13 @@ impl Thick {
 
     /// Start the shim as [`Thick::shim_with`] does and return it running (stdin written and
     /// closed), for tests that kill it mid-command.
-    pub fn spawn_shim(&self, command: &str, pod: &PodSandbox, stdin: &[u8], extra_env: &[(&str, &str)]) -> Child {
+    pub fn spawn_shim(
+        &self,
+        command: &str,
+        pod: &PodSandbox,
+        stdin: &[u8],
+        extra_env: &[(&str, &std::ffi::OsStr)],
+    ) -> Child {
         let mut cmd = Command::new(bin("multus-shim").expect("multus-shim binary"));
         cmd.env_clear()
             .env("CNI_COMMAND", command)

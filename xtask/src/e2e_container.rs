@@ -278,6 +278,8 @@ pub fn docker_run(ctx: &PodContext<'_>, pod_spec: &Value, container: &Value, nam
             (Value::String(v), _) => v.clone(),
             (_, Some("spec.nodeName")) => ctx.node_name.to_string(),
             (_, Some("metadata.namespace")) => "kube-system".into(),
+            // The name a DaemonSet controller would give this node's pod.
+            (_, Some("metadata.name")) => format!("kube-multus-ds-{}", ctx.node_name),
             (_, Some(other)) => bail!("env {key}: fieldRef {other} is not supported here"),
             _ => bail!("env {key}: only value and fieldRef are supported here"),
         };
@@ -613,6 +615,8 @@ mod tests {
             "--network host --pid host",
             "--memory 52428800 --cpus 0.1",
             "-e MULTUS_NODE_NAME=node1",
+            "-e MULTUS_POD_NAME=kube-multus-ds-node1",
+            "-e MULTUS_POD_NAMESPACE=kube-system",
             "source=/r/node/etc/cni/net.d,target=/host/etc/cni/net.d ",
             "source=/r/node/opt/cni/bin,target=/opt/cni/bin ",
             "source=/r/node/run,target=/host/run ",

@@ -118,7 +118,8 @@ mod tests {
     }
 
     /// What the daemon calls (plus `update` on pods/status, the Go daemon's write, and the Go
-    /// ClusterRole's DRA reads); no write access to NADs.
+    /// ClusterRole's DRA reads; its own DaemonSet, read to tell an uninstall from a restart);
+    /// no write access to NADs.
     #[test]
     fn rbac() {
         let docs = docs();
@@ -154,6 +155,9 @@ mod tests {
             "events.k8s.io/events:create",
             "events.k8s.io/events:patch",
             "events.k8s.io/events:update",
+            "apps/daemonsets:get",
+            "apps/daemonsets:list",
+            "apps/daemonsets:watch",
         ]
         .map(String::from)
         .into();
@@ -260,7 +264,11 @@ mod tests {
         assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
         assert_eq!(
             c["env"],
-            json!([{"name": "MULTUS_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+            json!([
+                {"name": "MULTUS_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "MULTUS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MULTUS_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            ])
         );
         let want: BTreeSet<(String, String, String, bool)> = [
             ("/etc/cni/net.d", "/host/etc/cni/net.d", "None", false),

@@ -126,6 +126,8 @@ async fn run(flags: Flags) -> ExitCode {
     let node = std::env::var("MULTUS_NODE_NAME").ok();
     let devices = Arc::new(devices::node_devices(&config, client.clone()));
     let exit_client = client.clone();
+    let owner_watch =
+        uninstall::own_pod_from_env().map(|(ns, name)| uninstall::OwnerWatch::start(client.clone(), ns, name));
     let metrics = Arc::new(Metrics::new());
     let kube = kube::KubeContext::start(client, node.as_deref(), metrics.clone());
 
@@ -190,7 +192,7 @@ async fn run(flags: Flags) -> ExitCode {
     let how = if confgen::cleanup_on_exit(&config) {
         uninstall::Exit::Uninstall
     } else {
-        uninstall::probe(exit_client, UNINSTALL_PROBE_TIMEOUT).await
+        uninstall::decide(exit_client, owner_watch.as_ref(), UNINSTALL_PROBE_TIMEOUT).await
     };
     let _ = shutdown_tx.send(true);
     if let Some(task) = confgen_task.take() {

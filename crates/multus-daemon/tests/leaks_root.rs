@@ -234,6 +234,6 @@ fn gc_with_valid_attachments_reaches_every_network() {
         json!([{"containerID": p1.container_id, "ifname": "net2"}]),
         "only p1's attachment is valid on gc-net"
     );
-    let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.container_id.clone()).collect();
-    assert_eq!(dels, [p2.container_id.clone()], "p2's gc-net attachment was deleted");
+    let dels: Vec<&str> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.container_id.as_str()).collect();
+    assert_eq!(dels, vec![p2.container_id.as_str()], "p2's gc-net attachment was deleted");
 }

@@ -82,3 +82,124 @@ fn cleanup_config_on_exit_always_removes_it() {
     thick.stop_daemon();
     assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
 }
+
+const DS_UID: &str = "d5000000-0000-0000-0000-000000000001";
+
+/// The daemon as the manifest runs it: pod `kube-system/kube-multus-ds-x1` controlled by
+/// DaemonSet `kube-system/kube-multus-ds`, its identity passed through the downward API.
+fn start_owned() -> Thick {
+    require(missing_bins());
+    let mut thick = Thick::new(vec![]);
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "kube-multus-ds", "namespace": "kube-system", "uid": DS_UID},
+        "spec": {"selector": {"matchLabels": {"name": "multus"}},
+                 "template": {"metadata": {"labels": {"name": "multus"}},
+                              "spec": {"containers": [{"name": "kube-multus", "image": "multus-rs"}]}}}});
+    let own_pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kube-multus-ds-x1", "namespace": "kube-system", "labels": {"name": "multus"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "kube-multus-ds",
+                                          "uid": DS_UID, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"nodeName": "node1", "containers": [{"name": "kube-multus", "image": "multus-rs"}]}});
+    thick.mock.store().create(ds).expect("seed the DaemonSet");
+    thick.mock.store().create(own_pod).expect("seed the daemon's pod");
+    thick.install_plugins(&[], &["fake-cni"]);
+    let primary = json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
+        "fake": {"recordDir": thick.path("calls").to_string_lossy()}});
+    thick.write_primary("10-primary.conf", &primary);
+    thick.daemon_env = vec![
+        ("MULTUS_POD_NAME".into(), "kube-multus-ds-x1".into()),
+        ("MULTUS_POD_NAMESPACE".into(), "kube-system".into()),
+    ];
+    thick.start_daemon();
+    wait_for_log(&thick, "following DaemonSet kube-system/kube-multus-ds");
+    thick
+}
+
+fn wait_for_log(thick: &Thick, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !thick.daemon_log().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "no {text:?} in the log:\n{}", thick.daemon_log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn delete_daemonset(thick: &Thick, propagation: kube_mock::Propagation) {
+    let options = kube_mock::DeleteOptions { propagation_policy: Some(propagation), ..Default::default() };
+    thick.mock.store().delete_kind_with("apps/v1", "DaemonSet", "kube-system", "kube-multus-ds", &options).unwrap();
+}
+
+/// `kubectl delete ds` / a Helm uninstall / an operator: the DaemonSet goes first (Background
+/// propagation), then its pods are stopped. The daemon's rights are all still there, so before
+/// the owner evidence the file was kept and every later pod ADD waited 60 s and failed.
+#[test]
+fn deleting_only_the_daemonset_removes_the_config() {
+    let mut thick = start_owned();
+    delete_daemonset(&thick, kube_mock::Propagation::Background);
+    thick.stop_daemon();
+    assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("its DaemonSet kube-system/kube-multus-ds is gone"), "{}", thick.daemon_log());
+}
+
+/// `kubectl delete ds --cascade=foreground`: the DaemonSet stays with a deletionTimestamp
+/// while its pods are stopped.
+#[test]
+fn a_foreground_deletion_of_the_daemonset_removes_the_config() {
+    let mut thick = start_owned();
+    thick.mock.set_kubelet_delete_after(None); // the pod stays terminating: the DaemonSet waits
+    delete_daemonset(&thick, kube_mock::Propagation::Foreground);
+    thick.stop_daemon();
+    assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("is being deleted"), "{}", thick.daemon_log());
+}
+
+/// A rolling update or a deleted pod: the DaemonSet stays and brings a daemon back.
+#[test]
+fn deleting_the_pod_but_not_the_daemonset_keeps_the_config() {
+    let mut thick = start_owned();
+    thick.mock.store().delete_kind("v1", "Pod", "kube-system", "kube-multus-ds-x1").unwrap();
+    thick.stop_daemon();
+    assert!(thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("its DaemonSet kube-system/kube-multus-ds exists"), "{}", thick.daemon_log());
+}
+
+/// The DaemonSet is deleted, then the API server becomes unreachable before the daemon is
+/// stopped: what the watch saw decides. Before, an unreachable API server always meant "keep".
+#[test]
+fn an_api_server_down_at_stop_still_sees_the_daemonset_gone() {
+    let mut thick = start_owned();
+    delete_daemonset(&thick, kube_mock::Propagation::Background);
+    wait_for_log(&thick, "will remove 00-multus.conf when it is stopped");
+    thick.api_down();
+    thick.stop_daemon();
+    assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("going by what its watch saw last"), "{}", thick.daemon_log());
+}
+
+/// A Helm-style uninstall that deletes the ServiceAccount first: its token gets 401.
+#[test]
+fn a_deleted_service_account_removes_the_config() {
+    let mut thick = start_owned();
+    thick.mock.store().delete_kind("v1", "ServiceAccount", "kube-system", "multus").unwrap();
+    thick.stop_daemon();
+    assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("the API server refuses the daemon (401"), "{}", thick.daemon_log());
+}
+
+/// `kubectl delete -f` of the manifest removes the CRD (and with it every NAD) first.
+#[test]
+fn a_deleted_crd_removes_the_config() {
+    let mut thick = start_owned();
+    thick
+        .mock
+        .store()
+        .delete_kind(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "network-attachment-definitions.k8s.cni.cncf.io",
+        )
+        .unwrap();
+    thick.stop_daemon();
+    assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
+    assert!(thick.daemon_log().contains("the API server refuses the daemon (404"), "{}", thick.daemon_log());
+}

@@ -147,6 +147,8 @@ pub struct Thick {
     pub mock: MockApiServer,
     pub cleanup: Cleanup,
     pub daemon_config: Value,
+    /// Extra environment for the daemon process (e.g. its pod's identity).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Thick {
@@ -192,7 +194,7 @@ impl Thick {
             "socketDir": p("run"),
             "daemonSocketDir": p("run"),
         });
-        Self { dir, mock, cleanup: Cleanup::default(), daemon_config }
+        Self { dir, mock, cleanup: Cleanup::default(), daemon_config, daemon_env: Vec::new() }
     }
 
     /// Write the primary config into the autoconfig directory.
@@ -228,6 +230,7 @@ impl Thick {
             .env("MULTUS_SERVICEACCOUNT_DIR", self.path("sa"))
             .env("MULTUS_NODE_NAME", "node1")
             .env_remove("KUBECONFIG")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -179,6 +179,30 @@ impl<E: Exec> CniRuntime<E> {
         Ok(())
     }
 
+    /// After a DEL of `list` failed while the container's network namespace is gone, release
+    /// what lives outside the namespace: DEL to each plugin's IPAM plugin (`ipam.type`, with the
+    /// plugin's config as its stdin and the same environment, as plugins call IPAM themselves),
+    /// then the cache entry. Not libcni: it covers plugins whose DEL gives up before their IPAM
+    /// DEL when the namespace or the interface is gone (containernetworking-plugins 1.1's
+    /// host-device), which would leak the lease forever since nothing retries that DEL.
+    /// Returns how many IPAM plugins were called; the first IPAM failure is returned and the
+    /// cache entry then stays.
+    pub async fn release_ipam_of_list(&self, list: &NetConfList, rt: &RuntimeConf) -> Result<usize, RuntimeError> {
+        let mut released = 0;
+        for plugin in list.plugins.iter().rev() {
+            let Some(ipam_type) = plugin.raw().get("ipam").and_then(|i| i.get("type")).and_then(Value::as_str) else {
+                continue;
+            };
+            let Ok(ipam) = PluginConf::from_value(serde_json::json!({"type": ipam_type})) else { continue };
+            let path = self.find(&ipam, Command::Del)?;
+            let conf = build_plugin_config(&list.name, &list.cni_version, plugin, None, rt);
+            self.run(&path, Command::Del, rt, &conf).await.map_err(|e| RuntimeError::plugin(&ipam, Command::Del, e))?;
+            released += 1;
+        }
+        self.remove_cache_entry(&list.name, rt);
+        Ok(released)
+    }
+
     /// DEL a single-plugin config.
     pub async fn del_network(&self, conf: &PluginConf, rt: &RuntimeConf) -> Result<(), RuntimeError> {
         self.del_network_list(&NetConfList::from_single(conf.clone()), rt).await

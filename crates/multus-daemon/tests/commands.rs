@@ -39,6 +39,8 @@ impl Node {
         config.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
         let fake = FakeNode::new(DaemonConfig::from_bytes(config.to_string().as_bytes()).unwrap());
         fake.cluster.add_nad(nad("kube-system", "cluster-net", "bridge"));
+        // The pod's namespace exists while the pod lives (tests remove it to model a lost one).
+        fake.netns.add_netns(NETNS);
         let handler = Handler::new(fake.daemon.clone());
         Self { fake, handler, dir }
     }
@@ -357,6 +359,27 @@ async fn del_edge_cases() {
     );
     assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
     assert!(!node.cache("c1").exists());
+}
+
+/// With the pod's namespace gone, a delegate whose DEL fails is released outside it instead
+/// (its IPAM, its result cache), and the DEL succeeds (issue 21: host-device and sbr fail their
+/// DEL once the namespace is gone, before releasing their IPAM).
+#[tokio::test]
+async fn a_failed_del_with_the_netns_gone_releases_the_delegates_ipam() {
+    let node = Node::new(json!({"retryDeleteOnError": true}));
+    node.fake.cluster.add_pod(pod("p", Some("net-a")));
+    let mut with_ipam = nad("default", "net-a", "host-device");
+    with_ipam.config =
+        json!({"cniVersion": "1.0.0", "type": "host-device", "ipam": {"type": "host-local"}}).to_string();
+    node.fake.cluster.add_nad(with_ipam);
+    assert_eq!(node.add("c1", "p").await.status, 200);
+    node.fake.exec.clear_calls();
+    node.fake.exec.on("host-device", Command::Del, PluginReply::error(cni::CniError::new(11, "netns gone")));
+    node.fake.netns.remove_netns(NETNS);
+    let reply = node.del("c1", "p").await;
+    assert_eq!(reply.status, 200, "{}", body(&reply));
+    assert_eq!(node.calls(), vec![pair("host-device", "DEL"), pair("host-local", "DEL"), pair("bridge", "DEL")]);
+    assert_no_leftovers(&node, "c1");
 }
 
 #[tokio::test]
@@ -802,6 +825,7 @@ mod reconcile {
         for cid in ["c1", "c2", "c3"] {
             assert_eq!(node.add(cid, "p").await.status, 200);
         }
+        node.fake.netns.remove_netns(NETNS);
         let limited = Settings { max_per_pass: 2, ..settings(Mode::On) };
         let report = reconcile_once(&node.fake.daemon, limited, &stdin()).await;
         assert_eq!((report.reclaimed.len(), report.deferred), (2, 1));

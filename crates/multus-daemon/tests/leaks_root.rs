@@ -237,3 +237,47 @@ fn gc_with_valid_attachments_reaches_every_network() {
     let dels: Vec<&str> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.container_id.as_str()).collect();
     assert_eq!(dels, vec![p2.container_id.as_str()], "p2's gc-net attachment was deleted");
 }
+
+/// The runtime lost the sandbox's namespace before its DEL (node crash, a runtime that tears
+/// the netns down first): Debian's host-device fails its DEL when the namespace is gone, before
+/// its IPAM DEL, so its lease and result cache stayed behind although the cluster network's DEL
+/// worked. Now the daemon releases the delegate's IPAM itself and every cache goes.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
+    require(root_skip_reason());
+    let uid = "21000000-0000-0000-0000-000000000003";
+    let mut thick = Thick::new(vec![]);
+    let (cluster_bridge, _) = bridges(&mut thick);
+    let device = unique("lkd");
+    let out = ip(&["link", "add", &device, "type", "veth", "peer", "name", &format!("{device}p")]);
+    assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
+    thick.cleanup.links.extend([device.clone(), format!("{device}p")]);
+    let hostdev_nad = json!({"cniVersion": "1.0.0", "name": "hostdev-net", "type": "host-device", "device": device,
+        "ipam": ipam(&thick, "10.227.0.0/24")});
+    for obj in [nad("default", "hostdev-net", &hostdev_nad), pod("default", "p", uid, Some("hostdev-net"))] {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&["bridge", "host-local", "host-device"], &[]);
+    thick.write_primary(
+        "10-cluster.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
+            {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
+             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+    );
+    thick.start_daemon();
+    let sandbox = thick.sandbox("default", "p", uid);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    assert_eq!(leases(&thick).len(), 2);
+
+    // The namespace goes first (the veth pair goes with it).
+    let out = ip(&["netns", "del", &sandbox.netns]);
+    assert!(out.status.success());
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert!(leases(&thick).is_empty(), "leases left: {:?}\n{}", leases(&thick), thick.daemon_log());
+    assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left");
+    assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
+    assert!(thick.daemon_log().contains("released its IPAM (1 plugin(s))"), "{}", thick.daemon_log());
+}

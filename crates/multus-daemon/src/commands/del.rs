@@ -11,7 +11,7 @@ use super::{exec_del, plan_context, remove_device_info_file, resolve_settings, r
 use crate::daemon::Daemon;
 use crate::error::{CommandError, DelFailure};
 use crate::request::CniRequest;
-use crate::seams::PodLookup;
+use crate::seams::{NetnsPresence, PodLookup};
 use multus::cache::{self, DelSource};
 use multus::config::NetConf;
 use multus::delegate::Delegate;
@@ -70,6 +70,8 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
     let runtime_config = runtime_config(conf);
     let ctx = plan_context(d, req, &args, &uid, runtime_config.as_ref());
     let rt = d.runtime(conf);
+    // Decided once: a namespace that is gone stays gone.
+    let netns_gone = req.netns.is_empty() || d.netns().presence(&req.netns) == NetnsPresence::Absent;
     let mut failures = Vec::new();
     for (i, delegate) in delegates.iter().enumerate().rev() {
         let inv = match plan::plan_invocation(delegate, i, &ctx, Operation::Del) {
@@ -79,7 +81,10 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
                 continue;
             }
         };
-        if let Err(e) = exec_del(d, &rt, delegate, &runtime_conf(req, &inv)).await {
+        let rt_conf = runtime_conf(req, &inv);
+        if let Err(e) = exec_del(d, &rt, delegate, &rt_conf).await
+            && !(netns_gone && released_outside_the_netns(&rt, delegate, &rt_conf, &e).await)
+        {
             failures.push(failure(delegate, e.to_string()));
         }
         if let Some(path) = &inv.device_info_file {
@@ -94,6 +99,35 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
         tracing::error!(container = %req.container_id, "cannot remove the delegate cache: {e}");
     }
     if failures.is_empty() { Ok(()) } else { Err(CommandError::Del(failures)) }
+}
+
+/// A delegate's DEL failed and the pod's network namespace is gone, so nothing the delegate
+/// made inside it is left: release what lives outside (its IPAM leases, its result cache) as
+/// its DEL would have. Some plugins (host-device, sbr of containernetworking-plugins 1.1) fail
+/// their DEL once the namespace or interface is gone, before releasing their IPAM; without
+/// this the lease and the caches would stay, since the runtime never repeats a DEL the shim
+/// answered. True when the delegate is now fully deleted.
+async fn released_outside_the_netns(
+    rt: &super::Runtime,
+    delegate: &Delegate,
+    conf: &cni::runtime::RuntimeConf,
+    error: &cni::runtime::RuntimeError,
+) -> bool {
+    let list = delegate.config().to_list();
+    match rt.release_ipam_of_list(&list, conf).await {
+        Ok(ipam) => {
+            tracing::warn!(
+                network = %delegate.network_name(),
+                "DEL failed with the pod's network namespace gone ({error}); released its IPAM ({ipam} plugin(s)) and \
+                 caches instead: nothing of it is left in the namespace"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(network = %delegate.network_name(), "DEL failed ({error}), and so did its IPAM release: {e}");
+            false
+        }
+    }
 }
 
 fn failure(delegate: &Delegate, cause: String) -> DelFailure {

@@ -2,13 +2,20 @@
 //!
 //! A runtime that lost a sandbox (node crash, a DEL dropped while no daemon listened, a daemon
 //! killed mid-ADD) never sends the DEL that would release its interfaces, IP leases and caches.
-//! The reconciler finds them: a delegate cache `<cniDir>/<containerID>` whose network namespace
-//! (recorded in libcni's result caches) no longer exists. It runs that attachment's DEL from the
-//! cache, exactly as the runtime's DEL would, under the sandbox lock.
+//! The reconciler finds them: a delegate cache `<cniDir>/<containerID>`
+//! - whose network namespace (recorded in libcni's result caches) no longer exists, or
+//! - whose pod (recorded in the ADD's `CNI_ARGS`) the API server no longer has — or has
+//!   under another UID, a new pod of the same name — seen so on a live GET, and still so at
+//!   least `podGoneConfirmSeconds` after it was first seen (a mirror pod of a static pod may be
+//!   missing for a moment; a pod's own sandbox is gone long before that).
+//!
+//! It runs that attachment's DEL from the cache, exactly as the runtime's DEL would, under the
+//! sandbox lock.
 //!
 //! Safe by construction:
 //! - an attachment whose namespace still exists, or whose namespace is unknown or cannot be
-//!   checked, is never touched;
+//!   checked, is never touched unless the API server says its pod is gone; an API server that
+//!   cannot be asked reclaims nothing;
 //! - an attachment the runtime's last GC listed as valid is never touched;
 //! - every decision is logged and counted (`multus_reconcile_attachments_total{action}`);
 //! - `orphanReconcile: {"mode": "dry-run"}` only reports; `"off"` disables it;
@@ -20,7 +27,7 @@
 use crate::commands::{self, del};
 use crate::daemon::Daemon;
 use crate::request::{CniRequest, Endpoint, PodIdentity};
-use crate::seams::NetnsPresence;
+use crate::seams::{NetnsPresence, PodLookup};
 use cni::Command;
 use cni::runtime::CacheEntry;
 use multus::config::DaemonConfig;
@@ -53,11 +60,19 @@ pub struct Settings {
     /// `maxPerPass`: orphans deleted per pass at most (default 32), so that a node with many
     /// leftovers does not run a burst of DELs; the rest wait for the next pass.
     pub max_per_pass: usize,
+    /// `podGoneConfirmSeconds`: how long an attachment's pod must stay gone, from the first
+    /// pass that saw it gone, before the attachment is reclaimed (default 60 s; 0: at once).
+    pub pod_gone_confirm: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { mode: Mode::On, interval: Duration::from_secs(300), max_per_pass: 32 }
+        Self {
+            mode: Mode::On,
+            interval: Duration::from_secs(300),
+            max_per_pass: 32,
+            pod_gone_confirm: Duration::from_secs(60),
+        }
     }
 }
 
@@ -87,6 +102,10 @@ impl Settings {
                     let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| bad("maxPerPass must be > 0"))?;
                     settings.max_per_pass = usize::try_from(n).unwrap_or(usize::MAX);
                 }
+                "podGoneConfirmSeconds" => {
+                    let secs = v.as_u64().ok_or_else(|| bad("podGoneConfirmSeconds must be a number >= 0"))?;
+                    settings.pod_gone_confirm = Duration::from_secs(secs);
+                }
                 other => return Err(bad(&format!("unknown key {other:?}"))),
             }
         }
@@ -112,6 +131,10 @@ pub struct Attachment {
 pub enum Verdict {
     /// Its namespace is gone: DEL it.
     Orphan,
+    /// Its pod is gone from the API server, confirmed: DEL it.
+    PodGone,
+    /// Its pod is gone from the API server, not yet for `podGoneConfirmSeconds`.
+    PodGonePending,
     /// Its namespace exists: it is alive.
     Alive,
     /// No namespace recorded, or it cannot be checked: leave it.
@@ -124,6 +147,8 @@ impl Verdict {
     fn label(self) -> &'static str {
         match self {
             Self::Orphan => "orphan",
+            Self::PodGone => "pod_gone",
+            Self::PodGonePending => "pod_gone_pending",
             Self::Alive => "alive",
             Self::Unknown => "unknown",
             Self::ProtectedByGc => "protected_by_gc",
@@ -197,9 +222,49 @@ pub struct PassReport {
     pub deferred: usize,
 }
 
+/// Attachments whose pod was seen gone, with when that was first seen (kept across passes).
+#[derive(Debug, Default)]
+pub struct PodsSeenGone(BTreeMap<String, std::time::Instant>);
+
+impl PodsSeenGone {
+    /// How many attachments wait for their pod's absence to be confirmed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// None waits.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Whether the API server still has the attachment's pod: `None` when it cannot tell (no pod
+/// identity, API server unreachable or slow).
+async fn pod_is_gone(d: &Daemon, attachment: &Attachment) -> Option<bool> {
+    let get = |key: &str| attachment.cni_args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let (namespace, name) = (get("K8S_POD_NAMESPACE")?, get("K8S_POD_NAME")?);
+    if namespace.is_empty() || name.is_empty() {
+        return None;
+    }
+    let uid = get("K8S_POD_UID").filter(|u| !u.is_empty());
+    match tokio::time::timeout(Duration::from_secs(5), d.cluster().lookup_pod(namespace, name)).await {
+        Ok(Ok(PodLookup::NotFound)) => Some(true),
+        // Another pod of the same name (a StatefulSet's next pod) is not this attachment's; a
+        // static pod's mirror has a UID of its own.
+        Ok(Ok(PodLookup::Found(pod))) => Some(uid.is_some_and(|u| u != pod.uid) && !pod.is_static()),
+        _ => None,
+    }
+}
+
 /// One pass over every delegate cache. `stdin` is what a runtime would send the shim (the
-/// node's `00-multus.conf`); the daemon config is merged over it as for a request.
+/// node's `00-multus.conf`); the daemon config is merged over it as for a request. Pods seen
+/// gone are remembered only for this pass (see [`reconcile_pass`]).
 pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> PassReport {
+    reconcile_pass(d, settings, stdin, &mut PodsSeenGone::default()).await
+}
+
+/// [`reconcile_once`], remembering in `seen_gone` which pods were seen gone and since when.
+pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_gone: &mut PodsSeenGone) -> PassReport {
     let mut report = PassReport::default();
     if settings.mode == Mode::Off {
         return report;
@@ -224,15 +289,37 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
         }
     };
     let gc_valid = d.gc_valid_containers();
+    seen_gone.0.retain(|cid, _| found.iter().any(|a| &a.container_id == cid));
     for attachment in found {
         let presence =
             if attachment.netns.is_empty() { NetnsPresence::Unknown } else { d.netns().presence(&attachment.netns) };
-        let verdict = judge(&attachment, presence, gc_valid.as_ref());
+        let mut verdict = judge(&attachment, presence, gc_valid.as_ref());
+        if matches!(verdict, Verdict::Alive | Verdict::Unknown) {
+            match pod_is_gone(d, &attachment).await {
+                Some(true) => {
+                    let first =
+                        *seen_gone.0.entry(attachment.container_id.clone()).or_insert_with(std::time::Instant::now);
+                    verdict = if first.elapsed() >= settings.pod_gone_confirm {
+                        Verdict::PodGone
+                    } else {
+                        Verdict::PodGonePending
+                    };
+                }
+                Some(false) => {
+                    seen_gone.0.remove(&attachment.container_id);
+                }
+                None => {}
+            }
+        }
         let count = |action: &str| d.metrics.reconcile.with_label_values(&[action]).inc();
-        if verdict != Verdict::Orphan {
+        if !matches!(verdict, Verdict::Orphan | Verdict::PodGone) {
             count(verdict.label());
             continue;
         }
+        let why = match verdict {
+            Verdict::PodGone => "its pod is gone from the API server",
+            _ => "its network namespace is gone",
+        };
         if report.reclaimed.len() + report.failed.len() >= settings.max_per_pass {
             report.deferred += 1;
             count("deferred");
@@ -240,7 +327,7 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
         }
         if settings.mode == Mode::DryRun {
             tracing::warn!(container = %attachment.container_id, netns = %attachment.netns,
-                "orphan attachment (its network namespace is gone); dry-run: not deleting");
+                "orphan attachment ({why}); dry-run: not deleting");
             count("would_delete");
             report.reclaimed.push(attachment.container_id);
             continue;
@@ -255,8 +342,9 @@ pub async fn reconcile_once(d: &Daemon, settings: Settings, stdin: &[u8]) -> Pas
         match del::run(d, &request, &conf).await {
             Ok(()) => {
                 tracing::warn!(container = %request.container_id, netns = %attachment.netns,
-                    "deleted an orphan attachment (its network namespace is gone)");
+                    "deleted an orphan attachment ({why})");
                 count("deleted");
+                seen_gone.0.remove(&request.container_id);
                 report.reclaimed.push(request.container_id);
             }
             Err(e) => {
@@ -331,9 +419,10 @@ pub async fn run_periodically(
         tracing::info!("orphan reconcile is off");
         return;
     }
+    let mut seen_gone = PodsSeenGone::default();
     loop {
         let stdin = runtime_stdin(&d.config);
-        let report = reconcile_once(&d, settings, &stdin).await;
+        let report = reconcile_pass(&d, settings, &stdin, &mut seen_gone).await;
         if report != PassReport::default() {
             tracing::info!("orphan reconcile pass: {report:?}");
         }

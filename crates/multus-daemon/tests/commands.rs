@@ -818,6 +818,51 @@ mod reconcile {
         assert!(node.cache("keep").exists() && node.cache("noresult").exists());
     }
 
+    /// Issue 21: the API server no longer has the pod (its DEL was lost while the namespace
+    /// lingers): reclaimed once the absence is confirmed, never while the API server cannot
+    /// say, and a new pod of the same name does not protect the old one's attachment.
+    #[tokio::test]
+    async fn an_attachment_whose_pod_is_gone_is_deleted_once_confirmed() {
+        use multus_daemon::reconcile::{PodsSeenGone, reconcile_pass};
+        let node = Node::new(json!({}));
+        node.fake.cluster.add_pod(pod("p", Some("net-a")));
+        node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+        assert_eq!(node.add("c1", "p").await.status, 200);
+        node.fake.exec.clear_calls();
+        let confirm = Settings { pod_gone_confirm: std::time::Duration::from_millis(300), ..settings(Mode::On) };
+        let mut seen = PodsSeenGone::default();
+
+        // An API server that cannot answer proves nothing.
+        node.fake.cluster.remove_pod("default", "p");
+        node.fake.cluster.fail_lookups(Some(ClusterError::PodLookup("connection refused".into())));
+        let report = reconcile_pass(&node.fake.daemon, confirm, &stdin(), &mut seen).await;
+        assert!(report.reclaimed.is_empty() && seen.is_empty(), "{report:?}");
+
+        // Gone: first seen, then confirmed on a later pass.
+        node.fake.cluster.fail_lookups(None);
+        let report = reconcile_pass(&node.fake.daemon, confirm, &stdin(), &mut seen).await;
+        assert!(report.reclaimed.is_empty(), "not before the confirmation: {report:?}");
+        assert_eq!(seen.len(), 1);
+        assert!(node.calls().is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        let report = reconcile_pass(&node.fake.daemon, confirm, &stdin(), &mut seen).await;
+        assert_eq!(report.reclaimed, vec!["c1"]);
+        assert_eq!(node.calls(), vec![pair("macvlan", "DEL"), pair("bridge", "DEL")]);
+        assert_no_leftovers(&node, "c1");
+        assert!(seen.is_empty());
+
+        // A pod of the same name with another UID: the attachment was the old pod's.
+        node.fake.cluster.add_pod(pod("p", Some("net-a")));
+        assert_eq!(node.add("c2", "p").await.status, 200);
+        let mut replaced = pod("p", Some("net-a"));
+        replaced.uid = "another-uid".into();
+        node.fake.cluster.add_pod(replaced);
+        let now = Settings { pod_gone_confirm: std::time::Duration::ZERO, ..settings(Mode::On) };
+        let report = reconcile_pass(&node.fake.daemon, now, &stdin(), &mut seen).await;
+        assert_eq!(report.reclaimed, vec!["c2"]);
+        assert_no_leftovers(&node, "c2");
+    }
+
     #[tokio::test]
     async fn a_pass_deletes_at_most_max_per_pass() {
         let node = Node::new(json!({}));

@@ -281,3 +281,59 @@ fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
     assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
     assert!(thick.daemon_log().contains("released its IPAM (1 plugin(s))"), "{}", thick.daemon_log());
 }
+
+/// The pod is deleted from the API server but its DEL never comes (a kubelet that lost the
+/// sandbox, a runtime restarted mid-teardown) and its namespace lingers: the reconciler asks
+/// the API server, confirms the absence and deletes the attachment. While the API server is
+/// down nothing is reclaimed. Before, only a gone namespace made an orphan: links, leases and
+/// caches stayed for as long as the namespace did.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn an_attachment_whose_pod_is_gone_from_the_api_is_reclaimed() {
+    require(root_skip_reason());
+    let uid = "21000000-0000-0000-0000-000000000004";
+    let mut thick = Thick::new(vec![]);
+    let (cluster_bridge, nad_bridge) = bridges(&mut thick);
+    let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
+        "ipam": ipam(&thick, "10.224.0.0/24")});
+    for obj in [nad("default", "bridge-net", &bridge_nad), pod("default", "p", uid, Some("bridge-net"))] {
+        thick.mock.store().create(obj).expect("seed");
+    }
+    thick.install_plugins(&["bridge", "host-local"], &[]);
+    thick.write_primary(
+        "10-cluster.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
+            {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
+             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+    );
+    thick.daemon_config["orphanReconcile"] = json!({"intervalSeconds": 1, "podGoneConfirmSeconds": 1});
+    thick.start_daemon();
+    let sandbox = thick.sandbox("default", "p", uid);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    assert_eq!(leases(&thick).len(), 2);
+
+    // The API server goes away: a pod it cannot vouch for is not reclaimed.
+    thick.api_down();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(leases(&thick).len(), 2, "nothing reclaimed without the API server\n{}", thick.daemon_log());
+    thick.api_up();
+
+    thick.mock.store().remove_kind("v1", "Pod", "default", "p").expect("the pod is gone");
+    let cache_file = thick.path("cni").join(&sandbox.container_id);
+    eventually(
+        Duration::from_secs(30),
+        || thick.pod_addresses(&sandbox).is_empty() && leases(&thick).is_empty() && !cache_file.exists(),
+        || {
+            format!(
+                "not reclaimed: links {:?}, leases {:?}, cache {}\n{}",
+                thick.pod_addresses(&sandbox),
+                leases(&thick),
+                cache_file.exists(),
+                thick.daemon_log()
+            )
+        },
+    );
+    assert!(thick.daemon_log().contains("deleted an orphan attachment (its pod is gone from the API server)"));
+    assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
+}

@@ -82,6 +82,44 @@ pub struct FakeOptions {
     pub status_code: Option<u32>,
     /// The STATUS failure's `msg` (default [`DEFAULT_STATUS_MSG`]).
     pub status_msg: Option<String>,
+
+    /// Start a background child (before the sleep) that outlives the plugin: it sleeps, then
+    /// writes a marker file (a stand-in for an IPAM plugin allocating a lease late).
+    pub spawn: Option<SpawnOptions>,
+    /// Start a background child that keeps the plugin's stdout open for a while after the
+    /// plugin answered and exited (a plugin whose helper inherited its stdout).
+    pub hold_stdout: Option<HoldStdoutOptions>,
+}
+
+/// `"spawn"`: a background child started on the listed commands, before the sleep.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpawnOptions {
+    /// The commands that start the child.
+    pub on: Vec<String>,
+    /// The child calls `setsid()` first: a session and process group of its own, out of reach
+    /// of a `killpg` of the plugin's group.
+    #[serde(default)]
+    pub setsid: bool,
+    /// How long the child sleeps before it writes the marker and exits.
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// The marker file the child writes after its sleep (parent directories are created).
+    /// `{containerId}`, `{ifname}`, `{command}` and `{pid}` (the plugin's pid) are replaced.
+    pub touch: Option<String>,
+}
+
+/// `"holdStdout"`: a child that inherits the plugin's stdout and keeps it open for `ms`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HoldStdoutOptions {
+    /// The commands that start the child.
+    pub on: Vec<String>,
+    /// How long the child keeps stdout open (then it exits).
+    pub ms: u64,
+    /// The child calls `setsid()` first (see [`SpawnOptions::setsid`]).
+    #[serde(default)]
+    pub setsid: bool,
 }
 
 /// `failCode` when unset: 100, the first code the spec leaves to plugins.
@@ -159,6 +197,16 @@ impl FakeOptions {
         self.sleep_ms > 0 && self.sleep_on.as_deref().is_none_or(|l| names(l, command))
     }
 
+    /// The background child to start on `command`, if any.
+    pub fn spawn_for(&self, command: &str) -> Option<&SpawnOptions> {
+        self.spawn.as_ref().filter(|s| names(&s.on, command))
+    }
+
+    /// The stdout-holding child to start on `command`, if any.
+    pub fn hold_stdout_for(&self, command: &str) -> Option<&HoldStdoutOptions> {
+        self.hold_stdout.as_ref().filter(|h| names(&h.on, command))
+    }
+
     /// The signal to die by on `command`, if any.
     pub fn signal_for(&self, command: &str) -> Option<nix::sys::signal::Signal> {
         if !names(&self.signal_on, command) {
@@ -229,6 +277,22 @@ mod tests {
         }
         assert_eq!(parse_signal("SEGV"), Some(Signal::SIGSEGV));
         assert_eq!(parse_signal("bogus"), None);
+    }
+
+    #[test]
+    fn background_children_parse() {
+        let config = json!({"fake": {"spawn": {"on": ["ADD"], "setsid": true, "sleepMs": 30, "touch": "/m/{containerId}"},
+                                     "holdStdout": {"on": ["*"], "ms": 50}}});
+        let (o, err) = FakeOptions::load(Some(&config), &env(&[]));
+        assert!(err.is_none(), "{err:?}");
+        let s = o.spawn_for("ADD").unwrap();
+        assert!(s.setsid && s.sleep_ms == 30 && s.touch.as_deref() == Some("/m/{containerId}"));
+        assert!(o.spawn_for("DEL").is_none());
+        assert_eq!(o.hold_stdout_for("CHECK").map(|h| (h.ms, h.setsid)), Some((50, false)));
+        let (_, err) = FakeOptions::load(Some(&json!({"fake": {"spawn": {"on": ["ADD"], "sleep": 1}}})), &env(&[]));
+        assert!(err.is_some_and(|e| e.details.contains("sleep")), "unknown keys inside spawn are refused");
+        let (_, err) = FakeOptions::load(Some(&json!({"fake": {"holdStdout": {"on": ["ADD"]}}})), &env(&[]));
+        assert!(err.is_some(), "holdStdout needs ms");
     }
 
     #[test]

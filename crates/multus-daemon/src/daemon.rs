@@ -31,12 +31,22 @@ impl Seams {
     /// The production seams for `config`: real plugin processes with the configured timeout,
     /// the node's namespaces, and the given cluster and device sources.
     /// With `chrootDir`, every delegate runs with its root changed to it (in the child, between
-    /// fork and exec; the daemon's own root never changes).
+    /// fork and exec; the daemon's own root never changes). At most `delegateConcurrency`
+    /// plugins run at once ([`crate::admission`]).
     pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>, devices: Arc<dyn Devices>) -> Self {
         let mut exec = RawExec::with_timeout(delegate_timeout(config));
         if !config.chroot_dir.is_empty() {
             exec = exec.with_chroot_dir(&config.chroot_dir);
         }
+        // Delegates share the daemon's memory limit: only so many run at once (main checked
+        // the key at start).
+        let limit = crate::admission::own_memory_limit();
+        let slots = crate::admission::slots(config, limit).unwrap_or(crate::admission::MAX_AUTO_SLOTS);
+        tracing::info!(
+            "delegate processes at once: {slots} (memory limit: {})",
+            limit.map_or("none".to_string(), |l| format!("{} MiB", l >> 20))
+        );
+        let exec = crate::admission::Admitted::new(exec, slots);
         Self { exec: Arc::new(exec), cluster, netns: Arc::new(crate::netns::HostNetns), devices }
     }
 }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 // perNodeCertificate: the client-certificate manager (see kube::build_client_for).
+pub mod admission;
 pub mod certs;
 pub(crate) mod commands;
 pub mod confgen;

@@ -110,6 +110,9 @@ async fn run(flags: Flags) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(1, &e),
     };
+    if let Err(e) = multus_daemon::admission::slots(&config, None) {
+        return fail(1, &e);
+    }
     // Nothing writes yet: temporary files of a previous run's interrupted writes can go.
     reconcile::remove_stale_temp_files(&config);
     let connection_limit = match config.connection_limit() {

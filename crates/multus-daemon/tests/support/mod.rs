@@ -149,6 +149,9 @@ pub struct Thick {
     pub daemon_config: Value,
     /// Extra environment for the daemon process (e.g. its pod's identity).
     pub daemon_env: Vec<(String, String)>,
+    /// A cgroup directory the daemon is moved into right after it starts (its `cgroup.procs`);
+    /// the delegates it runs inherit it, as in a container.
+    pub daemon_cgroup: Option<PathBuf>,
 }
 
 impl Thick {
@@ -194,7 +197,7 @@ impl Thick {
             "socketDir": p("run"),
             "daemonSocketDir": p("run"),
         });
-        Self { dir, mock, cleanup: Cleanup::default(), daemon_config, daemon_env: Vec::new() }
+        Self { dir, mock, cleanup: Cleanup::default(), daemon_config, daemon_env: Vec::new(), daemon_cgroup: None }
     }
 
     /// Write the primary config into the autoconfig directory.
@@ -222,7 +225,11 @@ impl Thick {
         std::fs::write(&config_path, serde_json::to_vec_pretty(&self.daemon_config).unwrap()).unwrap();
         let addr = self.mock.addr();
         let log = std::fs::File::create(self.path("log/daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_multus-daemon"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_multus-daemon"));
+        if let Some(cgroup) = &self.daemon_cgroup {
+            join_cgroup_at_exec(&mut command, cgroup);
+        }
+        let child = command
             .arg("-config")
             .arg(&config_path)
             .env("KUBERNETES_SERVICE_HOST", addr.ip().to_string())
@@ -405,4 +412,16 @@ pub fn nad(namespace: &str, name: &str, config: &Value) -> Value {
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"config": config.to_string()}
     })
+}
+
+/// Make `command`'s process join `cgroup` between fork and exec, so it starts inside it (and
+/// reads its limits there).
+#[allow(unsafe_code)]
+fn join_cgroup_at_exec(command: &mut Command, cgroup: &Path) {
+    use std::os::unix::process::CommandExt;
+    let procs = std::fs::OpenOptions::new().write(true).open(cgroup.join("cgroup.procs")).expect("cgroup.procs");
+    // SAFETY: only write(2) on a descriptor opened before the fork; no allocation.
+    unsafe {
+        command.pre_exec(move || nix::unistd::write(&procs, b"0").map(drop).map_err(std::io::Error::from));
+    }
 }

@@ -1,0 +1,208 @@
+//! The daemon under the DaemonSet's memory limit (issue 22): the limit read from the shipped
+//! manifest, the daemon in a memory cgroup of that size and every delegate it runs inside the
+//! same cgroup (as in the DaemonSet's container), then a 200-way ADD storm with Debian's bridge
+//! and host-local, and the big-NAD cases (40 NADs of 1 MB selected by pods, then deleted). No
+//! OOM kill, no failed ADD or DEL; the cgroup's peak is printed. cgroup v1 (`memory.limit_in_bytes`,
+//! `memory.max_usage_in_bytes`, `memory.oom_control`) or v2 (`memory.max`, `memory.peak`,
+//! `memory.events`). Needs root: #[ignore]d, run by CI with --include-ignored.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// The daemon container's memory limit in the shipped manifest (`limits:` → `memory:` after
+/// `- name: kube-multus`).
+fn manifest_limit() -> u64 {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/multus-daemonset-thick-plugin.yml");
+    let text = std::fs::read_to_string(&manifest).expect("the manifest");
+    let container = text.split("- name: kube-multus\n").nth(1).expect("the daemon container");
+    let limits = container.split("limits:").nth(1).expect("its limits");
+    let memory = limits.lines().find_map(|l| l.trim().strip_prefix("memory:")).expect("a memory limit").trim();
+    let mi: u64 = memory.strip_suffix("Mi").and_then(|n| n.parse().ok()).expect("a limit in Mi");
+    mi << 20
+}
+
+/// A memory cgroup made for the test, removed on drop (after the processes in it are gone).
+struct MemoryCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl MemoryCgroup {
+    /// Why it cannot be made here, or the cgroup.
+    fn create(limit: u64) -> Result<Self, String> {
+        let name = unique("multus-memtest-");
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        if v1.join("memory.limit_in_bytes").exists() {
+            let dir = v1.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let cg = Self { dir, v2: false };
+            std::fs::write(cg.dir.join("memory.limit_in_bytes"), limit.to_string())
+                .map_err(|e| format!("cannot set the limit: {e}"))?;
+            return Ok(cg);
+        }
+        let root = Path::new("/sys/fs/cgroup");
+        let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
+            let dir = root.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let cg = Self { dir, v2: true };
+            std::fs::write(cg.dir.join("memory.max"), limit.to_string())
+                .map_err(|e| format!("cannot set the limit: {e}"))?;
+            let _ = std::fs::write(cg.dir.join("memory.swap.max"), "0");
+            return Ok(cg);
+        }
+        Err("needs a writable memory cgroup (v1 memory controller or v2 with memory)".into())
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    fn keyed(&self, file: &str, key: &str) -> u64 {
+        self.read(file).lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    }
+
+    /// The most the cgroup (daemon and delegates) ever used, in bytes.
+    fn peak(&self) -> u64 {
+        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        self.read(file).trim().parse().unwrap_or(0)
+    }
+
+    fn oom_kills(&self) -> u64 {
+        if self.v2 { self.keyed("memory.events", "oom_kill ") } else { self.keyed("memory.oom_control", "oom_kill ") }
+    }
+
+    fn procs(&self) -> usize {
+        self.read("cgroup.procs").lines().count()
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.procs() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn ipam(thick: &Thick, subnet: &str) -> Value {
+    json!({"type": "host-local", "subnet": subnet, "dataDir": thick.path("ipam").to_string_lossy()})
+}
+
+fn leases(thick: &Thick) -> usize {
+    let is_lease = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().parse::<std::net::IpAddr>().is_ok());
+    thick.files_under("ipam").iter().filter(|p| is_lease(p)).count()
+}
+
+fn skip() -> Option<String> {
+    root_skip_reason()
+}
+
+/// Run `op` for every sandbox at once (one thread each), as a kubelet starting a node's pods.
+fn storm(thick: &Thick, command: &str, sandboxes: &[PodSandbox]) -> Vec<ShimRun> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = sandboxes.iter().map(|p| s.spawn(move || thick.shim(command, p))).collect();
+        runs.into_iter().map(|r| r.join().expect("shim thread")).collect()
+    })
+}
+
+#[test]
+#[ignore = "needs root (memory cgroup, network namespaces), iproute2 and /usr/lib/cni"]
+fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
+    require(skip());
+    let limit = manifest_limit();
+    let cgroup = match MemoryCgroup::create(limit) {
+        Ok(c) => c,
+        Err(why) => {
+            require(Some(why));
+            unreachable!()
+        }
+    };
+    let mut thick = Thick::new(vec![]);
+    let bridge = unique("mmb");
+    thick.cleanup.links.push(bridge.clone());
+    thick.install_plugins(&["bridge", "host-local"], &["fake-cni"]);
+    thick.write_primary(
+        "10-cluster.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "mem-cluster-net", "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+             "ipam": ipam(&thick, "10.230.0.0/16")}]}),
+    );
+    thick.daemon_config["logLevel"] = json!("error");
+    thick.daemon_cgroup = Some(cgroup.dir.clone());
+    thick.start_daemon();
+
+    // 1. A 200-way ADD storm (a node rebooting with its pods), then as many DELs.
+    const PODS: usize = 200;
+    let mut sandboxes = Vec::with_capacity(PODS);
+    for i in 0..PODS {
+        let (name, uid) = (format!("storm-{i}"), format!("22000000-0000-0000-0000-{i:012}"));
+        thick.mock.store().create(pod("default", &name, &uid, None)).expect("seed");
+        sandboxes.push(thick.sandbox("default", &name, &uid));
+    }
+    let started = Instant::now();
+    let adds = storm(&thick, "ADD", &sandboxes);
+    let add_time = started.elapsed();
+    let failed: Vec<_> = adds.iter().filter(|r| r.code != 0).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {PODS} ADDs failed (OOM kills: {}), first: {:?}\n{}",
+        failed.len(),
+        cgroup.oom_kills(),
+        failed[0],
+        thick.daemon_log()
+    );
+    assert_eq!(leases(&thick), PODS);
+    let dels = storm(&thick, "DEL", &sandboxes);
+    assert!(dels.iter().all(|r| r.code == 0));
+    assert_eq!(leases(&thick), 0, "every lease released");
+    let storm_peak = cgroup.peak();
+    assert_eq!(cgroup.oom_kills(), 0, "OOM kill in the storm (peak {} MiB)", storm_peak >> 20);
+
+    // 2. Big NADs: 40 of 1 MB in one namespace, 20 pods selecting two each, then all deleted.
+    let pad = "x".repeat(1_000_000);
+    for i in 0..40 {
+        let config = json!({"cniVersion": "1.0.0", "name": format!("big-{i}"), "type": "fake-cni",
+            "fake": {"subnet": "10.231.0.0/16"}, "x-padding": pad});
+        thick.mock.store().create(nad("tenant", &format!("big-{i}"), &config)).expect("a 1 MB NAD");
+    }
+    let mut big_pods = Vec::new();
+    for i in 0..20 {
+        let (name, uid) = (format!("big-{i}"), format!("22000000-0000-0000-0001-{i:012}"));
+        let selection = format!("big-{},big-{}", 2 * i, 2 * i + 1);
+        thick.mock.store().create(pod("tenant", &name, &uid, Some(&selection))).expect("seed");
+        big_pods.push(thick.sandbox("tenant", &name, &uid));
+    }
+    let adds = storm(&thick, "ADD", &big_pods);
+    let failed: Vec<_> = adds.iter().filter(|r| r.code != 0).collect();
+    assert!(failed.is_empty(), "{} big-NAD ADDs failed, first: {:?}", failed.len(), failed.first());
+    assert!(storm(&thick, "DEL", &big_pods).iter().all(|r| r.code == 0));
+    for i in 0..40 {
+        thick
+            .mock
+            .store()
+            .delete_kind("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "tenant", &format!("big-{i}"))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = cgroup.peak();
+    assert_eq!(cgroup.oom_kills(), 0, "OOM kill with the big NADs (peak {} MiB)", peak >> 20);
+    assert!(thick.ready(), "the daemon is alive and ready:\n{}", thick.daemon_log());
+    eprintln!(
+        "memory limit {} MiB: peak {:.1} MiB in the {PODS}-way storm ({:?} for the ADDs), {:.1} MiB overall with the big NADs; 0 OOM kills",
+        limit >> 20,
+        storm_peak as f64 / 1048576.0,
+        add_time,
+        peak as f64 / 1048576.0
+    );
+    thick.stop_daemon();
+    drop(thick);
+    drop(cgroup);
+}

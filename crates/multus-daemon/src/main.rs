@@ -17,7 +17,7 @@ use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::metrics::Metrics;
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, devices, handler, kube, logging, reconcile, uninstall};
+use multus_daemon::{confgen, devices, handler, kube, logging, memory, reconcile, uninstall};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         println!("{}", flags::version_line());
         return ExitCode::SUCCESS;
     }
+    // Large blocks in their own mappings, free heap returned: memory taken by a burst goes back
+    // to the system (memory.rs). Before any other thread allocates.
+    memory::configure_allocator();
     // Delegates are forked from one long-lived thread, so their parent-death signal fires only
     // when the daemon itself dies (started here, before any thread enters a pod namespace).
     if let Err(e) = cni::exec::start_spawner() {
@@ -157,7 +160,8 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("enablePprof has no effect without metricsPort");
     }
 
-    // Ready once the caches know the node's pods and the NADs (or after the Go daemon's waits).
+    // Ready once the pod cache knows the node's pods and the NAD watch has started (one list of
+    // one item: no NAD is read) — or after the Go daemon's waits.
     if !kube.pods.wait_synced(CACHE_SYNC_WAIT).await {
         tracing::warn!("pod cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
@@ -165,6 +169,7 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("NAD cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
     health.set_ready(true);
+    tokio::spawn(memory::trim_when_idle(metrics.clone(), shutdown_rx.clone()));
     // Orphans are judged against a synced pod cache, and only after the node serves requests.
     let reconciler = tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_settings, shutdown_rx.clone()));
     tracing::info!("ready after {:?}", started.elapsed());

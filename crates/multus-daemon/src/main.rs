@@ -142,6 +142,15 @@ async fn run(flags: Flags) -> ExitCode {
         Err(e) => return fail(3, &format!("failed to listen on {}: {e}", socket_dir.display())),
     };
     tracing::info!("listening on {}", socket_path.display());
+    // A predecessor killed with SIGKILL took its delegates with it, not what they had started
+    // (an IPAM call, say): kill that before serving (the bound socket proves it is gone).
+    let scope = multus_daemon::daemon::delegate_scope(&config);
+    let leftovers = tokio::task::block_in_place(|| cni::exec::RawExec::new().with_scope(&scope).reap_leftovers());
+    if !leftovers.killed.is_empty() || !leftovers.survivors.is_empty() {
+        tracing::warn!("delegate processes left by a previous instance: {leftovers}");
+    } else if leftovers.cgroups_removed > 0 {
+        tracing::info!("delegate cgroups left by a previous instance: {leftovers}");
+    }
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let api = Arc::new(handler::Handler::new(daemon.clone()));

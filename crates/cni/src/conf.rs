@@ -193,7 +193,7 @@ impl NetConfList {
     }
 
     /// [`Self::from_bytes`] of an already decoded object.
-    pub fn from_map(raw: Map<String, Value>) -> Result<Self, ConfError> {
+    pub fn from_map(mut raw: Map<String, Value>) -> Result<Self, ConfError> {
         let name = str_field(&raw, "name")?.ok_or(ConfError::MissingName)?.to_string();
         let mut cni_version = str_field(&raw, "cniVersion")?.unwrap_or("").to_string();
         if let Some(Value::Array(versions)) = raw.get("cniVersions") {
@@ -214,22 +214,28 @@ impl NetConfList {
         let disable_check = bool_field(&raw, "disableCheck")?;
         let disable_gc = bool_field(&raw, "disableGC")?;
         let load_only_inlined_plugins = bool_field(&raw, "loadOnlyInlinedPlugins")?;
-        let plugins = match raw.get("plugins") {
+        let plugins = match raw.get_mut("plugins") {
             None | Some(Value::Null) => {
                 if load_only_inlined_plugins {
                     return Err(ConfError::MissingPlugins);
                 }
                 Vec::new()
             }
-            Some(Value::Array(items)) => {
+            Some(value) if value.is_array() => {
+                let items = match std::mem::take(value) {
+                    Value::Array(items) => items,
+                    _ => Vec::new(),
+                };
                 if items.is_empty() {
                     return Err(ConfError::NoPlugins);
                 }
+                // The plugin objects move into `plugins`; `raw` keeps a null in their place (so
+                // `to_value` writes them where they were), not a second copy.
                 items
-                    .iter()
+                    .into_iter()
                     .enumerate()
                     .map(|(index, item)| {
-                        PluginConf::from_value(item.clone())
+                        PluginConf::from_value(item)
                             .map_err(|e| ConfError::InvalidPlugin { index, reason: e.to_string() })
                     })
                     .collect::<Result<Vec<_>, _>>()?
@@ -248,7 +254,8 @@ impl NetConfList {
         let mut raw = Map::new();
         raw.insert("cniVersion".into(), Value::String(cni_version.clone()));
         raw.insert("name".into(), Value::String(name.clone()));
-        raw.insert("plugins".into(), Value::Array(vec![conf.to_value()]));
+        // A placeholder: `to_value` writes the plugins here (no second copy of them).
+        raw.insert("plugins".into(), Value::Null);
         Self {
             raw,
             name,
@@ -260,7 +267,8 @@ impl NetConfList {
         }
     }
 
-    /// Top-level keys as loaded (unknown keys included).
+    /// Top-level keys as loaded (unknown keys included); the inline plugin objects are in
+    /// [`NetConfList::plugins`] (`plugins` holds a null placeholder here).
     pub fn raw(&self) -> &Map<String, Value> {
         &self.raw
     }

@@ -7,13 +7,22 @@
 //!   A spawn failing with `ETXTBSY` (a binary being replaced) is retried, each attempt a fresh
 //!   process; when every attempt fails that way the run fails (the Go daemon's chroot executor
 //!   reports success with empty output instead).
-//! - Plugin processes never outlive their purpose. Each is the leader of its own process group:
-//!   a timeout, or a request dropped before its plugin finished, kills the whole group (SIGKILL)
-//!   — the plugin and anything it forked — and reaps the plugin. Each gets
-//!   `PR_SET_PDEATHSIG(SIGKILL)`, so it dies when the daemon dies instead of finishing an ADD
-//!   nobody will clean up. Because that signal follows the *thread* that forked the process,
-//!   every plugin is forked by one dedicated thread that lives as long as the process (see
-//!   [`start_spawner`]); the thread a caller runs on does not matter.
+//! - Plugin processes never outlive their purpose, nor does anything they start. Every run is
+//!   an *invocation* contained on its own ([`contain`](self#containment)): a cgroup v2 (or v1
+//!   freezer) per invocation that the plugin joins before `exec`, so `setsid` or a double fork
+//!   cannot escape it. A timeout, or a request dropped before its plugin finished, kills the
+//!   whole invocation and reaps the plugin; when the plugin exits, whatever it left running is
+//!   killed (with a warning), and output pipes held open by such leftovers are given
+//!   [`EXIT_GRACE`] and then taken as they are, so the plugin's result is not lost. Each plugin
+//!   also leads its own process group and gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies when the
+//!   daemon dies instead of finishing an ADD nobody will clean up; what it had started stays in
+//!   its cgroup until the next daemon instance calls [`RawExec::reap_leftovers`]. Because the
+//!   parent-death signal follows the *thread* that forked the process, every plugin is forked
+//!   by one dedicated thread that lives as long as the process (see [`start_spawner`]); the
+//!   thread a caller runs on does not matter.
+//! - A plugin's stderr, and its stdout where an error message echoes it, are kept to their
+//!   first and last 2 KiB with a `[… N bytes cut …]` marker ([`cut_middle`]): a plugin writing
+//!   gigabytes does not make megabytes of error text and log.
 //! - `chrootDir`: [`RawExec::with_chroot_dir`] runs plugins with their root changed (in the
 //!   child, never in the daemon) and their working directory set to the new `/`;
 //!   [`validate_chroot_dir`] checks the directory up front. Lookup rules: [`chroot`](self#chroot).
@@ -29,18 +38,35 @@
 //! (Go fails later, at exec). Other differences from Go, on purpose: the working directory is
 //! the new root (Go leaves it outside, so shell plugins fail in `getcwd`, upstream #1308), and
 //! `ETXTBSY` is retried with a fresh process each time.
+//!
+//! # Containment
+//!
+//! One container per plugin invocation, the best available of: a cgroup v2 under the daemon's
+//! own cgroup (the plugin is created inside it with `clone3(CLONE_INTO_CGROUP)`: moving a
+//! process into a cgroup costs an RCU grace period, milliseconds, per start), a cgroup in the
+//! v1 freezer hierarchy, or (no writable cgroup) the process group plus child subreaper and a
+//! `/proc` walk. What each guarantees: [`Containment`]. Each
+//! executor works in a *scope* ([`RawExec::with_scope`], `<own cgroup>/multus-delegates-<scope>/`)
+//! so that parallel daemons never touch each other's plugins; a daemon calls
+//! [`RawExec::reap_leftovers`] at start to kill what a killed predecessor's plugins had
+//! started.
 
 mod child;
 mod chroot;
+mod clone;
+mod contain;
 mod error;
+mod output;
 mod raw;
 mod spawner;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use chroot::{ChrootError, validate_chroot_dir};
+pub use contain::{ContainedProcess, Containment, INVOCATION_ENV, Leftovers, sanitize_scope};
 pub use error::{ExecError, go_quote, signal_name};
-pub use raw::{MAX_PLUGIN_STDERR, MAX_PLUGIN_STDOUT, RawExec, TEXT_BUSY_RETRIES};
+pub use output::{KEPT_HEAD, KEPT_TAIL, cut_middle, cut_middle_str};
+pub use raw::{EXIT_GRACE, MAX_PLUGIN_STDERR, MAX_PLUGIN_STDOUT, RawExec, TEXT_BUSY_RETRIES};
 pub use spawner::{THREAD_NAME as SPAWNER_THREAD_NAME, start_spawner};
 
 use crate::error::CniError;
@@ -145,6 +171,9 @@ impl From<std::process::ExitStatus> for ProcessExit {
 ///
 /// Like Go's `json.Unmarshal` into `types.Error`, any JSON object is an error object: missing
 /// `code`/`msg` read as 0/"" (a plugin printing `{}` fails with code 0 and no message).
+///
+/// Texts that end up in the error are cut to their first and last 2 KiB ([`cut_middle`]):
+/// stderr, stdout that is not an error object, and an error object's `msg` and `details`.
 pub fn interpret_output(
     plugin: &Path,
     exit: ProcessExit,
@@ -158,12 +187,15 @@ pub fn interpret_output(
             return Err(ExecError::Signaled {
                 plugin: plugin.to_path_buf(),
                 signal,
-                stderr: String::from_utf8_lossy(stderr).into_owned(),
+                stderr: String::from_utf8_lossy(&cut_middle(stderr)).into_owned(),
             });
         }
     };
     if stdout.is_empty() {
-        return Err(ExecError::NoErrorOutput { status, stderr: String::from_utf8_lossy(stderr).into_owned() });
+        return Err(ExecError::NoErrorOutput {
+            status,
+            stderr: String::from_utf8_lossy(&cut_middle(stderr)).into_owned(),
+        });
     }
     #[derive(serde::Deserialize)]
     struct Wire {
@@ -175,10 +207,14 @@ pub fn interpret_output(
         details: String,
     }
     match serde_json::from_slice::<Wire>(&stdout) {
-        Ok(w) => Err(ExecError::Plugin(CniError::with_details(w.code, w.msg, w.details))),
+        Ok(w) => Err(ExecError::Plugin(CniError::with_details(
+            w.code,
+            cut_middle_str(&w.msg).into_owned(),
+            cut_middle_str(&w.details).into_owned(),
+        ))),
         Err(e) => Err(ExecError::BadErrorOutput {
             status,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stdout: String::from_utf8_lossy(&cut_middle(&stdout)).into_owned(),
             reason: e.to_string(),
         }),
     }

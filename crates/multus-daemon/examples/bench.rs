@@ -44,12 +44,14 @@ struct Args {
     concurrency: usize,
     storms: Vec<usize>,
     out: Option<PathBuf>,
+    /// `--only memory`: just the memory-bounded section.
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
     let mut bins = PathBuf::from("target/release");
-    let (mut shim, mut daemon, mut out, mut compare_shim) = (None, None, None, None);
+    let (mut shim, mut daemon, mut out, mut compare_shim, mut only) = (None, None, None, None, None);
     let (mut iterations, mut pods, mut cycles, mut concurrency) = (30, 160, 1000, 8);
     let mut storms = vec![64, 200];
     let num = |v: Option<String>, d: usize| v.and_then(|n| n.parse().ok()).unwrap_or(d);
@@ -67,6 +69,7 @@ fn parse_args() -> Args {
                 storms = args.next().unwrap_or_default().split(',').filter_map(|n| n.trim().parse().ok()).collect()
             }
             "--out" => out = args.next().map(PathBuf::from),
+            "--only" => only = args.next(),
             // cargo bench passes --bench; ignore unknown flags.
             _ => {}
         }
@@ -77,7 +80,19 @@ fn parse_args() -> Args {
     let shim = shim.map(abs).unwrap_or_else(|| bins.join("multus-shim"));
     let daemon = daemon.map(abs).unwrap_or_else(|| bins.join("multus-daemon"));
     let compare_shim = compare_shim.map(abs);
-    Args { bins, shim, compare_shim, daemon, iterations: iterations.max(1), pods, cycles, concurrency, storms, out }
+    Args {
+        bins,
+        shim,
+        compare_shim,
+        daemon,
+        iterations: iterations.max(1),
+        pods,
+        cycles,
+        concurrency,
+        storms,
+        out,
+        only,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,7 +299,7 @@ const SHAPES: [(&str, usize); 3] = [("plain", 0), ("nad2", 2), ("nad4", 4)];
 
 struct Node {
     dir: tempfile::TempDir,
-    _mock: MockApiServer,
+    mock: MockApiServer,
     daemon: Child,
     pid: u32,
     ready_ms: f64,
@@ -466,6 +481,22 @@ fn free_port() -> u16 {
 /// bridge/host-local cluster network and four macvlan/host-local NADs on `master`.
 /// `tag` keeps the bridges and subnets of two nodes apart; `extra` goes into the daemon config.
 fn start_node(args: &Args, cleanup: &Cleanup, tag: u8, master: &str, pods_per_shape: usize, extra: Value) -> Node {
+    start_node_with(args, cleanup, tag, master, pods_per_shape, extra, Vec::new(), None)
+}
+
+/// [`start_node`] with more objects in the API server and, when given, a latency on every
+/// API request but watches (what a real API server's round trip costs).
+#[allow(clippy::too_many_arguments)]
+fn start_node_with(
+    args: &Args,
+    cleanup: &Cleanup,
+    tag: u8,
+    master: &str,
+    pods_per_shape: usize,
+    extra: Value,
+    extra_seed: Vec<Value>,
+    latency: Option<Duration>,
+) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     for d in ["net.d", "cni", "run", "bin", "ipam"] {
         std::fs::create_dir_all(dir.path().join(d)).unwrap();
@@ -486,6 +517,7 @@ fn start_node(args: &Args, cleanup: &Cleanup, tag: u8, master: &str, pods_per_sh
         let networks = (n > 0).then(|| (1..=n).map(|k| format!("mv-{k}")).collect::<Vec<_>>().join(","));
         seed.extend((0..pods_per_shape).map(|i| pod(&Node::pod_name(shape, i), networks.as_deref())));
     }
+    seed.extend(extra_seed);
     let mock = MockApiServer::start_blocking(MockConfig {
         seed,
         tls: true,
@@ -493,6 +525,11 @@ fn start_node(args: &Args, cleanup: &Cleanup, tag: u8, master: &str, pods_per_sh
         ..Default::default()
     })
     .expect("kube-mock");
+    if let Some(delay) = latency {
+        for verb in ["get", "list", "create", "update", "patch", "delete"] {
+            mock.faults().add_latency(kube_mock::RequestMatcher::verb(verb), delay).expect("latency fault");
+        }
+    }
     mock.write_in_cluster_dir(&dir.path().join("sa")).unwrap();
     for p in ["bridge", "host-local", "macvlan"] {
         let _ = std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), dir.path().join("bin").join(p));
@@ -539,7 +576,7 @@ fn start_node(args: &Args, cleanup: &Cleanup, tag: u8, master: &str, pods_per_sh
         std::thread::sleep(Duration::from_micros(500));
     }
     let stdin = std::fs::read(&conf_file).expect("00-multus.conf");
-    Node { dir, _mock: mock, daemon, pid, ready_ms, metrics_port, stdin, primary, nads }
+    Node { dir, mock, daemon, pid, ready_ms, metrics_port, stdin, primary, nads }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -836,6 +873,168 @@ fn parallel_delegates(args: &Args, seq: &Node, par: &Node, cleanup: &Cleanup) ->
 }
 
 // ---------------------------------------------------------------------------------------------
+// Memory bounded by what the node uses, not by what the cluster holds
+
+/// A macvlan NAD of about `bytes` bytes of config text in `namespace` (padded with an unused key).
+fn sized_nad(namespace: &str, name: &str, master: &str, bytes: usize) -> Value {
+    let mut config = json!({"cniVersion": "1.0.0", "name": name, "type": "macvlan", "master": master,
+        "ipam": {"type": "host-local", "subnet": "10.199.0.0/16"}, "padding": ""});
+    let pad = bytes.saturating_sub(config.to_string().len());
+    config["padding"] = json!("x".repeat(pad));
+    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+           "metadata": {"name": name, "namespace": namespace}, "spec": {"config": config.to_string()}})
+}
+
+/// The API requests the daemon sent since the journal was last cleared (watches excluded),
+/// by kind: reads, the network-status write, events, anything else.
+fn api_requests(node: &Node) -> Value {
+    let entries = node.mock.journal();
+    let (mut reads, mut status, mut events, mut other) = (0, 0, 0, 0);
+    for e in &entries {
+        let query = e.query.as_deref().unwrap_or("");
+        if query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1") {
+            continue;
+        }
+        if e.path.contains("/events") {
+            events += 1;
+        } else if e.path.ends_with("/status") {
+            status += 1;
+        } else if e.method == "GET" {
+            reads += 1;
+        } else {
+            other += 1;
+        }
+    }
+    json!({"total": reads + status + events + other, "reads": reads, "status_writes": status, "events": events, "other": other,
+           "paths": entries.iter().filter(|e| !e.query.as_deref().unwrap_or("").contains("watch=")).map(|e| format!("{} {}", e.method, e.path)).collect::<Vec<_>>()})
+}
+
+/// One command through the shim, then the API requests it caused (events are sent off the
+/// request path: counted after they had time to go out).
+fn requests_of(node: &Node, shim: &Path, cmd: &str, cid: &str, netns: &str, pod: &str) -> Value {
+    node.mock.clear_journal();
+    let (code, out) = shim_run(shim, &node.env(cmd, cid, netns, pod), &node.stdin);
+    assert_eq!(code, 0, "{cmd} failed: {out}");
+    std::thread::sleep(Duration::from_millis(500));
+    api_requests(node)
+}
+
+/// RSS and ready time of a daemon on a node with 110 pods, against an API server that also
+/// holds 10,000 small NADs of other tenants, or 40 NADs of 1 MB (then deleted); the API
+/// requests of a pod's ADD and DEL. Every API request but watches costs `latency`.
+fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
+    let latency = Some(Duration::from_millis(2));
+    // 3 shapes × 37 pods = 111 pods on the node.
+    let pods = 37;
+    let settle = |node: &Node| {
+        std::thread::sleep(Duration::from_secs(2));
+        json!({"ready_ms": round(node.ready_ms), "rss_kib": rss_kib(node.pid), "hwm_kib": proc_status_kib(node.pid, "VmHWM:")})
+    };
+    let mut out = serde_json::Map::new();
+
+    eprintln!("bench: memory: no other NADs; API requests per ADD and DEL");
+    let node = start_node_with(args, cleanup, 3, master, pods, json!({}), Vec::new(), latency);
+    out.insert("no_nads".into(), settle(&node));
+    let ns = cleanup.netns_many("r", 1);
+    let mut requests = serde_json::Map::new();
+    for (label, pod) in [("nad2", Node::pod_name("nad2", 0)), ("plain", Node::pod_name("plain", 0))] {
+        let (first, second) = (cid("rq"), cid("rq"));
+        requests.insert(format!("{label}_first_add"), requests_of(&node, &args.shim, "ADD", &first, &ns[0], &pod));
+        requests.insert(format!("{label}_first_del"), requests_of(&node, &args.shim, "DEL", &first, &ns[0], &pod));
+        requests.insert(format!("{label}_next_add"), requests_of(&node, &args.shim, "ADD", &second, &ns[0], &pod));
+        requests.insert(format!("{label}_next_del"), requests_of(&node, &args.shim, "DEL", &second, &ns[0], &pod));
+    }
+    cleanup.drop_netns(&ns);
+    out.insert("requests".into(), Value::Object(requests));
+    drop(node);
+
+    eprintln!("bench: memory: 10,000 NADs of 1 KB in 1,000 namespaces");
+    let many: Vec<Value> =
+        (0..10_000).map(|i| sized_nad(&format!("tenant-{}", i % 1000), &format!("net-{i}"), master, 1024)).collect();
+    let node = start_node_with(args, cleanup, 3, master, pods, json!({}), many, latency);
+    out.insert("nads_10k_1kb".into(), settle(&node));
+    drop(node);
+
+    eprintln!("bench: memory: 40 NADs of 1 MB in one namespace, then deleted");
+    let big: Vec<Value> = (0..40).map(|i| sized_nad("tenant-big", &format!("big-{i}"), master, 1 << 20)).collect();
+    let node = start_node_with(args, cleanup, 3, master, pods, json!({}), big, latency);
+    out.insert("nads_40_1mb".into(), settle(&node));
+    for i in 0..40 {
+        let _ = node.mock.store().delete_kind(
+            "k8s.cni.cncf.io/v1",
+            "NetworkAttachmentDefinition",
+            "tenant-big",
+            &format!("big-{i}"),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    out.insert(
+        "nads_40_1mb_deleted".into(),
+        json!({"rss_kib": rss_kib(node.pid), "hwm_kib": proc_status_kib(node.pid, "VmHWM:")}),
+    );
+    drop(node);
+    Value::Object(out)
+}
+
+/// The memory-bounded section's rows.
+fn memory_rows(m: &Value, rows: &mut Vec<Value>) {
+    let rss = |p: &str| mb(f(m, &format!("{p}/rss_kib")) as u64);
+    let peak = |p: &str| mb(f(m, &format!("{p}/hwm_kib")) as u64);
+    let na = || "—".to_string();
+    rows.push(row(
+        "daemon RSS after start, 110 pods, no other NADs",
+        na(),
+        format!("{} (peak {})", rss("/no_nads"), peak("/no_nads")),
+        na(),
+        "≤ 20 MB",
+    ));
+    rows.push(row(
+        "daemon RSS after start, + 10,000 NADs of 1 KB in 1,000 namespaces",
+        na(),
+        format!("{} (peak {})", rss("/nads_10k_1kb"), peak("/nads_10k_1kb")),
+        na(),
+        "≤ 20 MB",
+    ));
+    rows.push(row(
+        "daemon ready, 10,000 NADs in the cluster",
+        na(),
+        format!("{:.0} ms", f(m, "/nads_10k_1kb/ready_ms")),
+        na(),
+        "≤ 1 s",
+    ));
+    rows.push(row(
+        "daemon RSS after start, + 40 NADs of 1 MB in one namespace",
+        na(),
+        format!("{} (peak {})", rss("/nads_40_1mb"), peak("/nads_40_1mb")),
+        na(),
+        "≤ 20 MB",
+    ));
+    rows.push(row("daemon RSS after deleting the 40 NADs of 1 MB", na(), rss("/nads_40_1mb_deleted"), na(), "≤ 20 MB"));
+    for (key, label) in [
+        ("nad2_first_add", "ADD, +2 NADs, first use on the node"),
+        ("nad2_next_add", "ADD, +2 NADs, again"),
+        ("nad2_first_del", "DEL, +2 NADs"),
+        ("plain_first_add", "ADD, cluster network only"),
+        ("plain_first_del", "DEL, cluster network only"),
+    ] {
+        let r = &m["requests"][key];
+        rows.push(row(
+            &format!("API requests: {label}"),
+            na(),
+            format!(
+                "{} ({} reads, {} status writes, {} events)",
+                f(r, "/total"),
+                f(r, "/reads"),
+                f(r, "/status_writes"),
+                f(r, "/events")
+            ),
+            na(),
+            "no more than before",
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 fn row(measure: &str, bare: String, multus: String, ratio: String, target: &str) -> Value {
@@ -848,6 +1047,11 @@ fn f(v: &Value, p: &str) -> f64 {
 
 fn table(r: &Value) -> Vec<Value> {
     let mut rows = Vec::new();
+    if r["sequential"].is_null() && !r["memory_bounded"].is_null() {
+        // `--only memory`
+        memory_rows(&r["memory_bounded"], &mut rows);
+        return rows;
+    }
     for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
         let s = &r["sequential"][shape];
         rows.push(row(
@@ -933,6 +1137,9 @@ fn table(r: &Value) -> Vec<Value> {
         "≤ 2 ms",
     ));
     rows.push(row("shim peak RSS", "—".into(), mb(f(r, "/shim/peak_rss_kib") as u64), "—".into(), "≤ 3 MB"));
+    if !r["memory_bounded"].is_null() {
+        memory_rows(&r["memory_bounded"], &mut rows);
+    }
     for shape in ["nad2", "nad4"] {
         let p = &r["parallel_delegates"][shape];
         if p.is_null() {
@@ -976,6 +1183,10 @@ fn main() {
     cleanup.links.lock().unwrap().push(master.clone());
     assert!(ip(&["link", "set", &master, "up"]) && ip(&["link", "set", &peer, "up"]));
     let pods_per_shape = args.storms.iter().copied().max().unwrap_or(0).max(args.concurrency).max(1);
+    if args.only.as_deref() == Some("memory") {
+        report.insert("memory_bounded".into(), memory_bounded(&args, &cleanup, &master));
+        return finish(&args, report, started);
+    }
 
     let node = start_node(&args, &cleanup, 0, &master, pods_per_shape, json!({}));
     std::thread::sleep(Duration::from_secs(1));
@@ -1028,6 +1239,8 @@ fn main() {
     let par = start_node(&args, &cleanup, 2, &master, 1, json!({"parallelDelegates": true}));
     report.insert("parallel_delegates".into(), parallel_delegates(&args, &seq, &par, &cleanup));
     drop((seq, par));
+
+    report.insert("memory_bounded".into(), memory_bounded(&args, &cleanup, &master));
     finish(&args, report, started);
 }
 

@@ -34,7 +34,7 @@ impl Seams {
     /// fork and exec; the daemon's own root never changes). At most `delegateConcurrency`
     /// plugins run at once ([`crate::admission`]).
     pub fn production(config: &DaemonConfig, cluster: Arc<dyn Cluster>, devices: Arc<dyn Devices>) -> Self {
-        let mut exec = RawExec::with_timeout(delegate_timeout(config));
+        let mut exec = RawExec::with_timeout(delegate_timeout(config)).with_scope(&delegate_scope(config));
         if !config.chroot_dir.is_empty() {
             exec = exec.with_chroot_dir(&config.chroot_dir);
         }
@@ -59,6 +59,13 @@ pub fn delegate_timeout(config: &DaemonConfig) -> Duration {
         .and_then(Value::as_u64)
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_DELEGATE_TIMEOUT)
+}
+
+/// The scope of the daemon's delegate invocations (`cni::exec::RawExec::with_scope`: cgroups
+/// under `<own cgroup>/multus-delegates-<scope>/`): its socket path, so that daemons on other
+/// sockets (parallel tests on one machine) never touch each other's delegates.
+pub fn delegate_scope(config: &DaemonConfig) -> String {
+    config.socket_path().display().to_string()
 }
 
 /// `parallelDelegates` (a multus-rs key, default false as Go): run a pod's delegates at the

@@ -1,12 +1,21 @@
-//! The daemon's view of Kubernetes: a client (in-cluster or kubeconfig), node-scoped watch
-//! caches of pods and NetworkAttachmentDefinitions, the live pod lookup used on a cache miss,
-//! the one network-status write per ADD, and events sent off the request path.
+//! The daemon's view of Kubernetes: a client (in-cluster or kubeconfig) whose responses are
+//! bounded ([`crate::kube_limits`]), a node-scoped watch cache of pods, the NADs this node uses
+//! ([`crate::nad_cache`], filled and kept right by [`crate::kube_nads`]), the live pod lookup
+//! used on a cache miss, the one network-status write per ADD, and events sent off the request
+//! path.
+//!
+//! Memory does not depend on what the cluster holds: the pod cache has this node's pods,
+//! reduced to what Multus reads (a pod whose annotations exceed the API server's own 256 KiB
+//! limit is kept as "too large", without them); the NAD cache has a byte budget.
 
-use crate::seams::{BoxFuture, Cluster, ClusterError, PodEvent, PodLookup};
+use crate::kube_limits::{POD_LIST_PAGE_SIZE, ResponseLimit};
+use crate::kube_nads::NadSource;
+use crate::nad_cache::{Key as NadKey, NadAnswer, NadCache};
+use crate::seams::{BoxFuture, Cluster, ClusterError, NadAnswers, PodEvent, PodLookup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use multus::model::{Nad, NadLookup, PodInfo};
@@ -66,7 +75,7 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Cli
     // client-go's defaults in the Go daemon: 1 minute per request.
     config.read_timeout = Some(Duration::from_secs(60));
     config.connect_timeout = Some(Duration::from_secs(10));
-    kube::Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
+    crate::kube_limits::client(config).map_err(|e| ClientError::Build(e.to_string()))
 }
 
 // --- perNodeCertificate hook (the logic lives in crate::certs) ---
@@ -213,7 +222,11 @@ async fn run_watch<K, T>(
                     buf.insert(k, v);
                 }
             }
-            Ok(Event::InitDone) => cache.replace_all(buffer.take().unwrap_or_default()),
+            Ok(Event::InitDone) => {
+                cache.replace_all(buffer.take().unwrap_or_default());
+                // A relist's pages are garbage now: give them back once the daemon is idle.
+                crate::memory::note_activity();
+            }
             Ok(Event::Apply(obj)) => {
                 if let Some((k, v)) = convert(&obj) {
                     cache.put(k, v);
@@ -236,15 +249,62 @@ struct Watched {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// The most annotation bytes (keys and values) a pod may have: the API server's own limit
+/// (`TotalAnnotationSizeLimitB`), so only an API server that does not enforce it sends more.
+pub const MAX_POD_ANNOTATION_BYTES: usize = 256 << 10;
+
+/// The most a live pod GET reads: a pod is at most about 1.5 MB in etcd.
+const POD_RESPONSE_LIMIT: usize = 4 << 20;
+
+/// A pod in the watch cache: what Multus reads of it, or, when its annotations exceed
+/// [`MAX_POD_ANNOTATION_BYTES`], its identity without them (its ADD fails, never parses them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedPod {
+    /// The pod (annotations emptied when refused).
+    pub info: PodInfo,
+    /// The size of the annotations when they were refused.
+    pub refused_annotation_bytes: Option<usize>,
+}
+
+impl CachedPod {
+    /// Reduce a Pod, refusing annotations over the limit.
+    pub fn from_pod(pod: &Pod) -> Option<(Key, CachedPod)> {
+        let bytes: usize = pod.metadata.annotations.iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
+        let (key, mut info) = pod_info_with(pod, bytes <= MAX_POD_ANNOTATION_BYTES)?;
+        let refused = (bytes > MAX_POD_ANNOTATION_BYTES).then_some(bytes);
+        if refused.is_some() {
+            info.annotations.clear();
+        }
+        Some((key, CachedPod { info, refused_annotation_bytes: refused }))
+    }
+
+    /// The pod, or the refusal.
+    fn lookup(self) -> Result<PodLookup, ClusterError> {
+        match self.refused_annotation_bytes {
+            None => Ok(PodLookup::Found(self.info)),
+            Some(bytes) => Err(ClusterError::PodTooLarge {
+                namespace: self.info.namespace,
+                name: self.info.name,
+                bytes,
+                limit: MAX_POD_ANNOTATION_BYTES,
+            }),
+        }
+    }
+}
+
 /// Reduce a Pod to what Multus reads.
 pub fn pod_info(pod: &Pod) -> Option<(Key, PodInfo)> {
+    pod_info_with(pod, true)
+}
+
+fn pod_info_with(pod: &Pod, with_annotations: bool) -> Option<(Key, PodInfo)> {
     let meta = &pod.metadata;
     let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
     let info = PodInfo {
         namespace: ns.clone(),
         name: name.clone(),
         uid: meta.uid.clone().unwrap_or_default(),
-        annotations: meta.annotations.clone().unwrap_or_default(),
+        annotations: if with_annotations { meta.annotations.clone().unwrap_or_default() } else { Default::default() },
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
         resource_version: meta.resource_version.clone().unwrap_or_default(),
         claim_status: claim_status(pod),
@@ -266,64 +326,59 @@ fn claim_status(pod: &Pod) -> serde_json::Value {
     if out.is_empty() { serde_json::Value::Null } else { serde_json::Value::Object(out) }
 }
 
-fn nad_info(obj: &DynamicObject) -> Option<(Key, Nad)> {
-    let meta = &obj.metadata;
-    let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
-    let config = obj.data.get("spec").and_then(|s| s.get("config")).and_then(|c| c.as_str()).unwrap_or("").to_string();
-    let nad = Nad {
-        namespace: ns.clone(),
-        name: name.clone(),
-        config,
-        annotations: meta.annotations.clone().unwrap_or_default(),
-    };
-    Some(((ns, name), nad))
-}
-
 /// Everything the request handlers need from Kubernetes.
 pub struct KubeContext {
     client: kube::Client,
     /// This node's pods (all pods when no node name is known).
-    pub pods: Arc<Cache<PodInfo>>,
-    /// Every NetworkAttachmentDefinition in the cluster.
-    pub nads: Arc<Cache<Nad>>,
+    pub pods: Arc<Cache<CachedPod>>,
+    /// The NetworkAttachmentDefinitions this node uses (see [`crate::nad_cache`]).
+    pub nads: Arc<NadCache>,
+    nad_source: NadSource,
     events: mpsc::Sender<PodEvent>,
 }
 
 impl KubeContext {
-    /// Start the watch caches (pods restricted to `node_name` when given) and the event sender.
+    /// Start the pod watch cache (restricted to `node_name` when given), the NAD cache's watch
+    /// and the event sender.
     pub fn start(client: kube::Client, node_name: Option<&str>, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
         let pods = Cache::new();
-        let nads = Cache::new();
-        let mut pod_config = watcher::Config::default();
+        let nad_source = NadSource::start(client.clone(), crate::nad_cache::DEFAULT_BUDGET_BYTES, metrics.clone());
+        let mut pod_config = watcher::Config::default().page_size(POD_LIST_PAGE_SIZE);
         if let Some(node) = node_name.filter(|n| !n.is_empty()) {
             pod_config = pod_config.fields(&format!("spec.nodeName={node}"));
         }
         let watched = |resource| Watched { resource, metrics: metrics.clone() };
-        tokio::spawn(run_watch(Api::<Pod>::all(client.clone()), pod_config, pods.clone(), pod_info, watched("pods")));
         tokio::spawn(run_watch(
-            Api::<DynamicObject>::all_with(client.clone(), &nad_resource()),
-            watcher::Config::default(),
-            nads.clone(),
-            nad_info,
-            watched("network-attachment-definitions"),
+            Api::<Pod>::all(client.clone()),
+            pod_config,
+            pods.clone(),
+            CachedPod::from_pod,
+            watched("pods"),
         ));
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(send_events(client.clone(), rx, metrics));
-        Arc::new(Self { client, pods, nads, events: tx })
+        Arc::new(Self { client, pods, nads: nad_source.cache.clone(), nad_source, events: tx })
+    }
+
+    /// What is known about each NAD of `keys` (see [`NadSource::answers`]).
+    pub async fn nad_answers(&self, keys: &[NadKey]) -> NadAnswers {
+        self.nad_source.answers(keys).await
     }
 
     /// Look a pod up: the watch cache first; on a miss one live GET (a pod created a moment
     /// ago may not have reached the cache); if the API cannot answer, keep polling the cache
     /// (50 ms steps for 2.5 s, the Go daemon's window) before giving up.
+    ///
+    /// A pod whose annotations exceed [`MAX_POD_ANNOTATION_BYTES`] is an error
+    /// ([`ClusterError::PodTooLarge`]); its annotations were never kept.
     pub async fn lookup_pod(&self, namespace: &str, name: &str) -> Result<PodLookup, ClusterError> {
         if let Some(p) = self.pods.get(namespace, name) {
-            return Ok(PodLookup::Found(p));
+            return p.lookup();
         }
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let live = tokio::time::timeout(Duration::from_secs(2), api.get_opt(name)).await;
+        let live = tokio::time::timeout(Duration::from_secs(2), self.get_pod(namespace, name)).await;
         let api_error = match live {
             Ok(Ok(Some(pod))) => {
-                return Ok(pod_info(&pod).map(|(_, p)| PodLookup::Found(p)).unwrap_or(PodLookup::NotFound));
+                return CachedPod::from_pod(&pod).map(|(_, p)| p.lookup()).unwrap_or(Ok(PodLookup::NotFound));
             }
             Ok(Ok(None)) => return Ok(PodLookup::NotFound),
             Ok(Err(e)) => e.to_string(),
@@ -333,10 +388,23 @@ impl KubeContext {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if let Some(p) = self.pods.get(namespace, name) {
-                return Ok(PodLookup::Found(p));
+                return p.lookup();
             }
         }
         Err(ClusterError::PodLookup(api_error))
+    }
+
+    /// One live pod GET, its answer limited to [`POD_RESPONSE_LIMIT`] bytes.
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, kube::Error> {
+        let mut request = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+            .get(name, &Default::default())
+            .map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert(ResponseLimit(POD_RESPONSE_LIMIT));
+        match self.client.request::<Pod>(request).await {
+            Ok(pod) => Ok(Some(pod)),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Write the network-status annotation with one merge PATCH of `pods/<name>/status`.
@@ -416,9 +484,21 @@ impl KubeContext {
     }
 }
 
+/// Synchronous lookups (STATUS, GC, the DEL recompute): the NAD cache, with a GET on a miss
+/// while the calling thread waits. ADD fetches its NADs beforehand ([`Cluster::nad_answers`]).
 impl NadLookup for KubeContext {
     fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
-        self.nads.get(namespace, name)
+        match self.nad_source.answer_now(&(namespace.to_string(), name.to_string())) {
+            NadAnswer::Found(nad) => Some(Nad::clone(&nad)),
+            _ => None,
+        }
+    }
+
+    fn missing_reason(&self, namespace: &str, name: &str) -> Option<String> {
+        match self.nads.peek(&(namespace.to_string(), name.to_string())) {
+            Some(answer @ NadAnswer::TooLarge { .. }) => answer.reason(name),
+            _ => None,
+        }
     }
 }
 
@@ -428,7 +508,11 @@ impl Cluster for KubeContext {
     }
 
     fn cached_pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {
-        self.pods.get(namespace, name)
+        self.pods.get(namespace, name).map(|p| p.info)
+    }
+
+    fn nad_answers<'a>(&'a self, keys: &'a [NadKey]) -> BoxFuture<'a, NadAnswers> {
+        Box::pin(KubeContext::nad_answers(self, keys))
     }
 
     fn write_network_status<'a>(&'a self, pod: &'a PodInfo, value: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {

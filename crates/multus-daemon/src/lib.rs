@@ -8,7 +8,9 @@
 //!
 //! - [`flags`]: Go-style command line (`-config`, `-version`)
 //! - [`logging`]: `logLevel`/`logFile`/`logToStderr`/`logOptions` mapped onto tracing
-//! - [`kube`]: the production cluster: client, node-scoped pod and NAD watch caches
+//! - [`kube`]: the production cluster: client, node-scoped pod watch cache; [`nad_cache`] and
+//!   [`kube_nads`]: the NADs this node uses; [`kube_limits`]: bounded API responses;
+//!   [`memory`]: giving memory back after bursts
 //! - [`netns`]: the production netns seam (dedicated threads); `routes`: rtnetlink edits
 //! - [`confgen`]: writing and maintaining `00-multus.conf`; [`uninstall`]: restart or uninstall
 //! - [`reconcile`]: reclaiming attachments whose sandbox is gone
@@ -29,8 +31,12 @@ pub(crate) mod error;
 pub mod flags;
 pub mod handler;
 pub mod kube;
+pub mod kube_limits;
+pub mod kube_nads;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
+pub mod nad_cache;
 pub mod netns;
 pub mod reconcile;
 pub mod request;

@@ -17,7 +17,7 @@ use multus_daemon::daemon::{Daemon, Seams};
 use multus_daemon::flags::{self, Flags};
 use multus_daemon::metrics::Metrics;
 use multus_daemon::server::{self, Health};
-use multus_daemon::{confgen, devices, handler, kube, logging, reconcile, uninstall};
+use multus_daemon::{confgen, devices, handler, kube, logging, memory, reconcile, uninstall};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         println!("{}", flags::version_line());
         return ExitCode::SUCCESS;
     }
+    // Large blocks in their own mappings, free heap returned: memory taken by a burst goes back
+    // to the system (memory.rs). Before any other thread allocates.
+    memory::configure_allocator();
     // Delegates are forked from one long-lived thread, so their parent-death signal fires only
     // when the daemon itself dies (started here, before any thread enters a pod namespace).
     if let Err(e) = cni::exec::start_spawner() {
@@ -144,6 +147,15 @@ async fn run(flags: Flags) -> ExitCode {
         Err(e) => return fail(3, &format!("failed to listen on {}: {e}", socket_dir.display())),
     };
     tracing::info!("listening on {}", socket_path.display());
+    // A predecessor killed with SIGKILL took its delegates with it, not what they had started
+    // (an IPAM call, say): kill that before serving (the bound socket proves it is gone).
+    let scope = multus_daemon::daemon::delegate_scope(&config);
+    let leftovers = tokio::task::block_in_place(|| cni::exec::RawExec::new().with_scope(&scope).reap_leftovers());
+    if !leftovers.killed.is_empty() || !leftovers.survivors.is_empty() {
+        tracing::warn!("delegate processes left by a previous instance: {leftovers}");
+    } else if leftovers.cgroups_removed > 0 {
+        tracing::info!("delegate cgroups left by a previous instance: {leftovers}");
+    }
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let api = Arc::new(handler::Handler::new(daemon.clone()));
@@ -162,7 +174,8 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("enablePprof has no effect without metricsPort");
     }
 
-    // Ready once the caches know the node's pods and the NADs (or after the Go daemon's waits).
+    // Ready once the pod cache knows the node's pods and the NAD watch has started (one list of
+    // one item: no NAD is read) — or after the Go daemon's waits.
     if !kube.pods.wait_synced(CACHE_SYNC_WAIT).await {
         tracing::warn!("pod cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
@@ -170,6 +183,7 @@ async fn run(flags: Flags) -> ExitCode {
         tracing::warn!("NAD cache not synced after {CACHE_SYNC_WAIT:?}; serving anyway");
     }
     health.set_ready(true);
+    tokio::spawn(memory::trim_when_idle(metrics.clone(), shutdown_rx.clone()));
     // Orphans are judged against a synced pod cache, and only after the node serves requests.
     let reconciler = tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_settings, shutdown_rx.clone()));
     tracing::info!("ready after {:?}", started.elapsed());

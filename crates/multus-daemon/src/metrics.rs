@@ -37,6 +37,13 @@ pub struct Metrics {
     pub watch_cache_objects: IntGaugeVec,
     /// Full relists of a watch cache (start-up, after a 410 or a broken watch).
     pub watch_relists: IntCounterVec,
+    /// NAD lookups by result: `hit` (answered by the node's NAD cache) or `miss` (one GET).
+    pub nad_cache_lookups: IntCounterVec,
+    /// Bytes the node's NAD cache holds (config text and bookkeeping), never above its budget.
+    pub nad_cache_bytes: IntGauge,
+    /// Reads from the API server besides the watches, by kind and outcome (`success`,
+    /// `not_found`, `too_large`, `failure`).
+    pub api_reads: IntCounterVec,
     /// ADD rollbacks by outcome (`clean`, `incomplete`).
     pub rollbacks: IntCounterVec,
     /// DELs by source (`cache`, `recomputed`) and DELs that found nothing to delete (`nothing`).
@@ -74,6 +81,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         registry.register(Box::new(watch_cache_objects.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let nad_cache_bytes = IntGauge::new(
+            "multus_nad_cache_bytes",
+            "Bytes held by the node's NAD cache (config text and bookkeeping).",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        registry.register(Box::new(nad_cache_bytes.clone())).unwrap_or_else(|e| panic!("{e}"));
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
@@ -122,6 +135,19 @@ impl Metrics {
                 "multus_watch_relists_total",
                 "Full lists of a watch cache (start-up, expired or broken watches).",
                 &["resource"],
+            ),
+            nad_cache_lookups: counter(
+                &registry,
+                "multus_nad_cache_lookups_total",
+                "NAD lookups by result: hit (the node's NAD cache answered) or miss (fetched from the API server).",
+                &["result"],
+            ),
+            nad_cache_bytes,
+            api_reads: counter(
+                &registry,
+                "multus_apiserver_reads_total",
+                "Reads from the Kubernetes API server besides the watches, by kind and outcome.",
+                &["kind", "outcome"],
             ),
             rollbacks: counter(
                 &registry,

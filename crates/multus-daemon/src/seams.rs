@@ -6,8 +6,10 @@
 //! [`crate::devices::NodeDevices`];
 //! test doubles: `crate::testing` (feature `testing`, and this crate's tests).
 
-use multus::model::{NadLookup, PodInfo};
+use crate::nad_cache::{Key as NadKey, NadAnswer};
+use multus::model::{Nad, NadLookup, PodInfo};
 pub use multus::resolve::DeviceLookupError;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -47,9 +49,64 @@ pub enum ClusterError {
         /// The UID the API server returned under that name.
         actual: String,
     },
+    /// The pod's annotations exceed the API server's own limit: refused without reading them.
+    #[error(
+        "pod {namespace}/{name} has {} of annotations, more than the {} an API server allows: refused, its networks are not read",
+        crate::nad_cache::human_bytes(*bytes),
+        crate::nad_cache::human_bytes(*limit)
+    )]
+    PodTooLarge {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        name: String,
+        /// Its annotations' size (keys and values).
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The daemon runs without a Kubernetes client (tests, standalone use).
     #[error("no Kubernetes client configured")]
     NotConfigured,
+}
+
+/// What is known about each NAD a request asked for.
+pub type NadAnswers = BTreeMap<NadKey, NadAnswer>;
+
+/// The NADs one request resolves against: the answers fetched for it beforehand
+/// ([`Cluster::nad_answers`]), and the cluster's own synchronous lookup for any other.
+pub struct NadView<'a> {
+    answers: NadAnswers,
+    cluster: &'a dyn Cluster,
+}
+
+impl<'a> NadView<'a> {
+    /// The view of `answers` over `cluster`.
+    pub fn new(answers: NadAnswers, cluster: &'a dyn Cluster) -> Self {
+        Self { answers, cluster }
+    }
+
+    fn answer(&self, namespace: &str, name: &str) -> Option<&NadAnswer> {
+        self.answers.get(&(namespace.to_string(), name.to_string()))
+    }
+}
+
+impl NadLookup for NadView<'_> {
+    fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+        match self.answer(namespace, name) {
+            Some(NadAnswer::Found(nad)) => Some(Nad::clone(nad)),
+            Some(_) => None,
+            None => self.cluster.get_nad(namespace, name),
+        }
+    }
+
+    fn missing_reason(&self, namespace: &str, name: &str) -> Option<String> {
+        match self.answer(namespace, name) {
+            Some(answer @ (NadAnswer::TooLarge { .. } | NadAnswer::Unavailable(_))) => answer.reason(name),
+            Some(_) => None,
+            None => self.cluster.missing_reason(namespace, name),
+        }
+    }
 }
 
 /// An event to record on a pod.
@@ -85,6 +142,23 @@ pub trait Cluster: NadLookup + Send + Sync {
 
     /// Queue an event; never blocks the request.
     fn emit(&self, event: PodEvent);
+
+    /// What is known about each NAD of `keys`, for a request to resolve against
+    /// ([`NadView`]): the production cluster answers from its node's NAD cache and fetches the
+    /// misses (at the same time, one GET each). By default, from [`NadLookup::get_nad`].
+    fn nad_answers<'a>(&'a self, keys: &'a [NadKey]) -> BoxFuture<'a, NadAnswers> {
+        let answers = keys
+            .iter()
+            .map(|k| {
+                let answer = match self.get_nad(&k.0, &k.1) {
+                    Some(nad) => NadAnswer::Found(std::sync::Arc::new(nad)),
+                    None => NadAnswer::NotFound,
+                };
+                (k.clone(), answer)
+            })
+            .collect();
+        Box::pin(async move { answers })
+    }
 }
 
 /// No cluster: every lookup fails with [`ClusterError::NotConfigured`], there are no NADs.

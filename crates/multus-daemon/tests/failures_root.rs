@@ -189,11 +189,21 @@ fn pod_not_found_answers_the_placeholder_result() {
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
     require(skip());
-    let mut thick =
-        start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
-    // ADD with the API server down: the pod and NAD come from the watch caches, the delegates
-    // run, the status write fails, and everything is rolled back.
+    let mut thick = start(|t| {
+        vec![
+            nad("default", "good", &fake(t, "good", json!({}))),
+            nad("default", "unused", &fake(t, "unused", json!({}))),
+            pod("default", "p", UID, Some("good")),
+            pod("default", "q", UID, Some("unused")),
+        ]
+    });
+    // The node uses the NAD once (it is fetched and cached).
     let sandbox = thick.sandbox("default", "p", UID);
+    assert_eq!(thick.shim("ADD", &sandbox).code, 0);
+    assert_eq!(thick.shim("DEL", &sandbox).code, 0);
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+    // ADD with the API server down: the pod and NAD come from the node's caches, the delegates
+    // run, the status write fails, and everything is rolled back.
     thick.api_down();
     let add = thick.shim("ADD", &sandbox);
     assert_eq!(add.code, 1, "{add:?}");
@@ -209,9 +219,23 @@ fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
     );
     assert_no_leftovers(&thick, &sandbox);
 
+    // A NAD this node never used cannot be fetched: the ADD fails before any delegate runs
+    // (the watch caches of the Go daemon would run them, then fail at the status write).
+    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+    let other = thick.sandbox("default", "q", UID);
+    let add = thick.shim("ADD", &other);
+    assert_eq!(add.code, 1, "{add:?}");
+    let msg = add.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("cannot find a network-attachment-definition (unused) in namespace (default): networkattachmentdefinition.k8s.cni.cncf.io \"unused\": failed to get it from the API server"),
+        "{msg}"
+    );
+    assert!(calls(&thick).is_empty(), "no delegate may run: {:?}", calls(&thick));
+    assert_no_leftovers(&thick, &other);
+
     // With the API server back, ADD works; then DEL with the API server down again.
     thick.api_up();
-    std::fs::remove_file(thick.path("calls/calls.jsonl")).unwrap();
+    let _ = std::fs::remove_file(thick.path("calls/calls.jsonl"));
     let add = thick.shim("ADD", &sandbox);
     assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
     thick.api_down();

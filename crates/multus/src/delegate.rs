@@ -93,8 +93,13 @@ impl Delegate {
     /// bytes are parsed (libcni `ConfListFromBytes` / `ConfFromBytes`).
     pub fn from_bytes(bytes: Vec<u8>, is_conflist: bool) -> Result<Self, DelegateError> {
         let config = parse_config(&bytes, is_conflist)?;
+        Ok(Self::from_parts(bytes, config))
+    }
+
+    /// A delegate of `bytes` whose parsed form is `config` (already decoded: not parsed again).
+    fn from_parts(bytes: Vec<u8>, config: DelegateConfig) -> Self {
         let name = config.name().to_string();
-        Ok(Self {
+        Self {
             bytes,
             config,
             name,
@@ -110,7 +115,7 @@ impl Delegate {
             default_route: None,
             filter_v4_gateway: false,
             filter_v6_gateway: false,
-        })
+        }
     }
 
     /// The exact config bytes the delegate runs with.
@@ -170,6 +175,19 @@ fn parse_config(bytes: &[u8], is_conflist: bool) -> Result<DelegateConfig, Deleg
             .map_err(|e| DelegateError::Invalid(format!("error converting the raw bytes into a conflist: {e}")))
     } else {
         PluginConf::from_bytes(bytes)
+            .map(DelegateConfig::Single)
+            .map_err(|e| DelegateError::Invalid(format!("error in converting the raw bytes to conf: {e}")))
+    }
+}
+
+/// [`parse_config`] of an already decoded object.
+fn config_of_map(map: Map<String, Value>, is_conflist: bool) -> Result<DelegateConfig, DelegateError> {
+    if is_conflist {
+        NetConfList::from_map(map)
+            .map(DelegateConfig::List)
+            .map_err(|e| DelegateError::Invalid(format!("error converting the raw bytes into a conflist: {e}")))
+    } else {
+        PluginConf::from_map(map)
             .map(DelegateConfig::Single)
             .map_err(|e| DelegateError::Invalid(format!("error in converting the raw bytes to conf: {e}")))
     }
@@ -255,7 +273,8 @@ pub fn load_delegate(
     }
 
     let final_bytes = if modified { to_bytes(&map) } else { bytes.to_vec() };
-    let mut delegate = Delegate::from_bytes(final_bytes, is_conflist)?;
+    // The decoded object becomes the delegate's parsed config: the bytes are not parsed again.
+    let mut delegate = Delegate::from_parts(final_bytes, config_of_map(map, is_conflist)?);
     if !device_id.is_empty() {
         delegate.device_id = device_id.to_string();
         delegate.resource_name = resource_name.to_string();

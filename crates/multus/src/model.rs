@@ -73,10 +73,19 @@ impl Nad {
     }
 }
 
-/// Where the planner gets NetworkAttachmentDefinitions from (the daemon: its watch cache).
+/// Where the planner gets NetworkAttachmentDefinitions from (the daemon: the NADs its node
+/// uses, fetched before planning).
 pub trait NadLookup {
-    /// The NAD `namespace/name`, if it exists.
+    /// The NAD `namespace/name`, if it exists (and can be used).
     fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad>;
+
+    /// Why [`NadLookup::get_nad`] has no NAD `namespace/name` when the reason is not simply that
+    /// it does not exist: the text that follows `cannot find a network-attachment-definition
+    /// (<name>) in namespace (<namespace>): ` (e.g. the NAD is too large, or the API server
+    /// could not be asked). `None`: not found.
+    fn missing_reason(&self, _namespace: &str, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 impl NadLookup for BTreeMap<(String, String), Nad> {

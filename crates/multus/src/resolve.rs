@@ -273,9 +273,12 @@ impl<'a> Resolver<'a> {
     /// `getKubernetesDelegate`. Messages start with `getKubernetesDelegate:` or come from loading.
     fn kubernetes_delegate(&mut self, el: &NetworkSelectionElement) -> Result<Delegate, String> {
         let Some(nad) = self.nads.get_nad(&el.namespace, &el.name) else {
+            let reason = self
+                .nads
+                .missing_reason(&el.namespace, &el.name)
+                .unwrap_or_else(|| format!("networkattachmentdefinition.k8s.cni.cncf.io \"{}\" not found", el.name));
             let msg = format!(
-                "cannot find a network-attachment-definition ({name}) in namespace ({ns}): \
-                 networkattachmentdefinition.k8s.cni.cncf.io \"{name}\" not found",
+                "cannot find a network-attachment-definition ({name}) in namespace ({ns}): {reason}",
                 name = el.name,
                 ns = el.namespace
             );
@@ -519,6 +522,48 @@ impl<'a> Resolver<'a> {
     fn finish(self, delegates: Vec<Delegate>) -> Resolved {
         Resolved { delegates, warnings: self.warnings }
     }
+}
+
+/// The NADs (`(namespace, name)`) a resolution of the pod may look up, in the order it looks
+/// them up: the cluster network and `defaultNetworks` given by name (in `multusNamespace`), the
+/// default-network annotation and the selection annotation's elements (up to the first that
+/// namespace isolation refuses). The daemon fetches the ones its node has not cached before
+/// resolving, so that resolution itself stays synchronous and pure. An annotation that does not
+/// parse names nothing (resolution reports it).
+pub fn nad_keys(settings: &ResolveSettings, pod: Option<&PodInfo>) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let by_name = |value: &str| (!value.contains('/')).then(|| (settings.multus_namespace.clone(), value.to_string()));
+    if !settings.cluster_network.is_empty() {
+        keys.extend(by_name(&settings.cluster_network));
+        if let Some(pod) = pod
+            && !settings.system_namespaces.contains(&pod.namespace)
+        {
+            keys.extend(settings.default_networks.iter().filter_map(|v| by_name(v)));
+        }
+    }
+    let Some(pod) = pod else { return keys };
+    if let Some(annotation) = pod.annotation(DEFAULT_NETWORK_ANNOTATION)
+        && let Ok(el) = parse_default_network(annotation, &settings.multus_namespace)
+    {
+        keys.push((el.namespace, el.name));
+    }
+    let annotation = pod.annotation(NETWORKS_ANNOTATION).unwrap_or("");
+    if !annotation.is_empty()
+        && let Ok(elements) = parse_network_selection(annotation, &pod.namespace)
+    {
+        for el in elements {
+            if settings.namespace_isolation
+                && check_namespace_isolation(&pod.namespace, std::slice::from_ref(&el), &settings.global_namespaces)
+                    .is_err()
+            {
+                break;
+            }
+            if !keys.iter().any(|(ns, n)| *ns == el.namespace && *n == el.name) {
+                keys.push((el.namespace, el.name));
+            }
+        }
+    }
+    keys
 }
 
 /// ADD (§5.3 steps 4–6): cluster/default networks (or static delegates), pod annotations,
@@ -890,6 +935,65 @@ mod tests {
     }
 
     #[test]
+    fn nad_keys_name_every_nad_resolution_may_need() {
+        let settings = ResolveSettings {
+            cluster_network: "k8s-pod-network".into(),
+            default_networks: vec!["extra".into(), "/etc/cni/net.d/x.conf".into()],
+            ..Default::default()
+        };
+        let p = pod(
+            "default",
+            &[(NETWORKS_ANNOTATION, "a, other/b@net9, a"), (DEFAULT_NETWORK_ANNOTATION, "kube-system/primary")],
+        );
+        let k = |ns: &str, n: &str| (ns.to_string(), n.to_string());
+        assert_eq!(
+            nad_keys(&settings, Some(&p)),
+            vec![
+                k("kube-system", "k8s-pod-network"),
+                k("kube-system", "extra"),
+                k("kube-system", "primary"),
+                k("default", "a"),
+                k("other", "b")
+            ]
+        );
+        // No default networks in a system namespace; a path names no NAD; no pod, no annotations.
+        let sys = pod("kube-system", &[(NETWORKS_ANNOTATION, "x")]);
+        assert_eq!(nad_keys(&settings, Some(&sys)), vec![k("kube-system", "k8s-pod-network"), k("kube-system", "x")]);
+        let (_dir, file_settings) = setup();
+        assert!(nad_keys(&file_settings, None).is_empty());
+        // Namespace isolation stops at the first element it refuses, as resolution does.
+        let isolated = ResolveSettings { namespace_isolation: true, ..file_settings };
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "a,other/b,c")]);
+        assert_eq!(nad_keys(&isolated, Some(&p)), vec![k("default", "a")]);
+    }
+
+    #[test]
+    fn a_missing_nad_can_say_why() {
+        struct Refusing;
+        impl NadLookup for Refusing {
+            fn get_nad(&self, _: &str, _: &str) -> Option<Nad> {
+                None
+            }
+            fn missing_reason(&self, _: &str, name: &str) -> Option<String> {
+                Some(format!("{name} is too large"))
+            }
+        }
+        let (_dir, settings) = setup();
+        let p = pod("default", &[(NETWORKS_ANNOTATION, "big")]);
+        let e = resolve_add_delegates(&settings, Some(&who()), Some(&p), &Refusing, &mut NoDevices).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "cannot find a network-attachment-definition (big) in namespace (default): big is too large"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.warnings()[0].message,
+            "cannot find a network-attachment-definition (big) in namespace (default): big is too large"
+        );
+    }
+
+    #[test]
     fn namespace_isolation() {
         // §12.4 item 54
         let (_d, mut s) = setup();
@@ -1176,6 +1280,50 @@ mod proptests {
             let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let _ = resolve_add_delegates(&settings, None, Some(&pod), &nads, &mut devices);
             let _ = resolve_del_delegates(&settings, None, &pod, &nads, &mut devices);
+        }
+
+        /// The daemon fetches `nad_keys` before resolving: resolution never asks for another.
+        #[test]
+        fn resolution_looks_up_only_the_keys_named_beforehand(
+            nets in "(([a-z]{1,3}/)?[a-z]{1,3}(@n[0-9])?,){0,4}|\\[(\\{\"name\":\"[a-z]{1,3}\"(,\"namespace\":\"[a-z]{1,3}\")?\\},?){0,3}\\]",
+            default_net in proptest::option::of("([a-z]{1,2}/)?[a-z]{1,3}"),
+            cluster in "[a-z]{1,3}|/no/such/path",
+            defaults in proptest::collection::vec("[a-z]{1,2}", 0..3),
+            pod_ns in "default|kube-system|[a-z]{1,3}",
+            isolation: bool,
+            present in proptest::collection::vec(("[a-z]{1,3}", "[a-z]{1,3}"), 0..6),
+        ) {
+            let mut nads: BTreeMap<(String, String), Nad> = BTreeMap::new();
+            for (ns, name) in present.iter().chain([("kube-system".to_string(), cluster.clone())].iter()) {
+                nads.insert((ns.clone(), name.clone()), Nad { namespace: ns.clone(), name: name.clone(),
+                    config: r#"{"cniVersion":"1.0.0","type":"bridge"}"#.into(), ..Default::default() });
+            }
+            let mut annotations = BTreeMap::new();
+            annotations.insert(NETWORKS_ANNOTATION.to_string(), nets);
+            if let Some(d) = default_net {
+                annotations.insert(DEFAULT_NETWORK_ANNOTATION.to_string(), d);
+            }
+            let pod = PodInfo { namespace: pod_ns, name: "p".into(), annotations, ..Default::default() };
+            let settings = ResolveSettings {
+                cluster_network: cluster,
+                default_networks: defaults,
+                namespace_isolation: isolation,
+                ..Default::default()
+            };
+            struct Recording<'a>(&'a BTreeMap<(String, String), Nad>, std::cell::RefCell<Vec<(String, String)>>);
+            impl NadLookup for Recording<'_> {
+                fn get_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+                    self.1.borrow_mut().push((namespace.to_string(), name.to_string()));
+                    self.0.get_nad(namespace, name)
+                }
+            }
+            let keys = nad_keys(&settings, Some(&pod));
+            let recording = Recording(&nads, Default::default());
+            let _ = resolve_add_delegates(&settings, None, Some(&pod), &recording, &mut NoDevices);
+            let _ = resolve_del_delegates(&settings, None, &pod, &recording, &mut NoDevices);
+            for asked in recording.1.borrow().iter() {
+                prop_assert!(keys.contains(asked), "{asked:?} was looked up but not in {keys:?}");
+            }
         }
     }
 }

@@ -225,8 +225,22 @@ fn parse_json_form(annotation: &str) -> Result<Vec<NetworkSelectionElement>, Sel
             if let Some(Value::Object(b)) = obj.get_mut("bandwidth") {
                 *b = normalize_object(std::mem::take(b), BANDWIDTH_FIELDS);
             }
-            serde_json::from_value::<NetworkSelectionElement>(Value::Object(obj))
-                .map_err(|e| fail(format!("element {i}: {e}")))
+            // `cni-args` moves into the element as it is: deserialising it again would hold a
+            // second copy of what may be most of a 256 KiB annotation.
+            let cni_args = match obj.shift_remove("cni-args") {
+                None => None,
+                Some(Value::Object(args)) => Some(args),
+                Some(other) => {
+                    let e = serde_json::from_value::<Map<String, Value>>(other)
+                        .err()
+                        .map_or_else(String::new, |e| e.to_string());
+                    return Err(fail(format!("element {i}: {e}")));
+                }
+            };
+            let mut element = serde_json::from_value::<NetworkSelectionElement>(Value::Object(obj))
+                .map_err(|e| fail(format!("element {i}: {e}")))?;
+            element.cni_args = cni_args;
+            Ok(element)
         })
         .collect()
 }

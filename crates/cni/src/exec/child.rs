@@ -1,7 +1,13 @@
 //! What a plugin process does between `fork` and `exec`, in the child.
 //!
+//! - It is in its invocation's cgroup before it runs a line of the plugin, so that everything
+//!   it will ever start is in that cgroup and nothing escapes a kill, `setsid` and double
+//!   forks included (see `contain.rs`): created there (`clone3(CLONE_INTO_CGROUP)`, see
+//!   `clone.rs`), or — cgroup v1, older kernels — moving itself in first thing by writing `0`
+//!   to the cgroup's `cgroup.procs` (opened by the parent before the fork).
 //! - Its own process group (`setpgid(0, 0)`, through `process_group(0)`), so a timeout or a
-//!   cancelled request can kill the plugin *and everything it forked* with one `killpg`.
+//!   cancelled request can also kill the plugin's group with one `killpg` (the whole
+//!   containment when no cgroup can be used).
 //! - `PR_SET_PDEATHSIG(SIGKILL)`, so a plugin never outlives a killed daemon and finishes an ADD
 //!   after the runtime's DEL. The signal fires when the *thread* that forked the child exits,
 //!   which is why every plugin is forked by the spawner thread ([`super::spawner`]), which lives
@@ -11,16 +17,18 @@
 //!   directory outside the new root (shell plugins then fail in `getcwd`, upstream #1308); this
 //!   is a deliberate difference.
 //!
-//! Not covered: the processes a plugin forks are not the daemon's children, so the parent-death
-//! signal does not reach them when the daemon dies; a timeout or a cancellation does, through
-//! the process group.
+//! The parent-death signal reaches only the plugin itself, not what it forked: those stay in
+//! the invocation's cgroup, which the next daemon instance empties
+//! ([`RawExec::reap_leftovers`](super::RawExec::reap_leftovers)).
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Pid, chdir, chroot, getppid};
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Everything the child needs, prepared in the parent (the child must not allocate: another
 /// thread may have held the allocator's lock at the moment of `fork`).
@@ -30,21 +38,28 @@ pub(crate) struct ChildSetup {
     parent: Pid,
     /// The new root, if any.
     root: Option<CString>,
+    /// The invocation cgroup's `cgroup.procs`, opened (close-on-exec) before the fork. Shared,
+    /// so it stays open until the command is dropped after the spawn.
+    cgroup_procs: Option<Arc<OwnedFd>>,
 }
 
 impl ChildSetup {
-    pub(crate) fn new(chroot_dir: Option<&Path>) -> io::Result<Self> {
+    pub(crate) fn new(chroot_dir: Option<&Path>, cgroup_procs: Option<Arc<OwnedFd>>) -> io::Result<Self> {
         let root = chroot_dir
             .map(|dir| CString::new(dir.as_os_str().as_bytes()))
             .transpose()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the chroot directory contains a NUL byte"))?;
-        Ok(Self { parent: Pid::this(), root })
+        Ok(Self { parent: Pid::this(), root, cgroup_procs })
     }
 
     /// Runs in the child, after `fork` and before `exec`: async-signal-safe system calls only
-    /// (`prctl`, `getppid`, `chroot`, `chdir`), no allocation. An error aborts the start; the
-    /// parent's spawn then fails with that `errno`.
+    /// (`write`, `prctl`, `getppid`, `chroot`, `chdir`), no allocation. An error aborts the
+    /// start; the parent's spawn then fails with that `errno`.
     pub(crate) fn apply(&self) -> io::Result<()> {
+        if let Some(procs) = &self.cgroup_procs {
+            // "0": the writing process. Before anything else, so nothing escapes the cgroup.
+            nix::unistd::write(&**procs, b"0")?;
+        }
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
         if getppid() != self.parent {
             // The daemon died between fork and prctl: the signal will never come.

@@ -51,7 +51,8 @@ pub enum ExecError {
         /// The failed pipe or wait operation.
         source: Arc<io::Error>,
     },
-    /// The run took longer than its timeout; the plugin's process group was killed.
+    /// The run took longer than its timeout; the plugin and everything it started (its
+    /// invocation's cgroup) were killed.
     #[error("plugin {} timed out after {after:?} and was killed", plugin.display())]
     Timeout {
         /// The binary.

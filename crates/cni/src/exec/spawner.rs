@@ -16,7 +16,10 @@
 //!   thread serialising the forks is not a bottleneck; waiting for plugins happens on the
 //!   caller's runtime as before.
 //!
-//! The spawned [`tokio::process::Child`] is registered with the caller's runtime (the job
+//! Two ways of starting, both here: `clone3` straight into the invocation's cgroup (cgroup v2,
+//! [`super::clone`]: the caller registers the pidfd and pipes with its runtime), or
+//! `tokio::process::Command` (the child moves itself into its cgroup, if any, before `exec`);
+//! the spawned [`tokio::process::Child`] is registered with the caller's runtime (the job
 //! carries its handle), so reading, waiting and killing work exactly as if the caller had
 //! spawned it.
 //!
@@ -34,10 +37,16 @@ use std::sync::{Mutex, PoisonError, mpsc};
 /// The spawner thread's name (visible in `/proc/<pid>/task/*/comm`).
 pub const THREAD_NAME: &str = "cni-spawner";
 
-struct Job {
-    command: tokio::process::Command,
-    runtime: tokio::runtime::Handle,
-    reply: tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>,
+/// What to start, and where to send the result.
+enum Job {
+    /// Through `tokio::process::Command` (registered with the caller's runtime).
+    Command {
+        command: Box<tokio::process::Command>,
+        runtime: tokio::runtime::Handle,
+        reply: tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>,
+    },
+    /// Through `clone3` into a cgroup ([`super::clone`]); the caller registers the result.
+    Clone { prepared: super::clone::Prepared, reply: tokio::sync::oneshot::Sender<io::Result<super::clone::RawChild>> },
 }
 
 /// The job queue. Never emptied once set: the thread's loop ends only when every sender is gone.
@@ -70,19 +79,33 @@ fn gone() -> io::Error {
 pub(crate) async fn spawn(command: tokio::process::Command) -> io::Result<tokio::process::Child> {
     let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
-    sender()?.send(Job { command, runtime, reply }).map_err(|_| gone())?;
+    sender()?.send(Job::Command { command: Box::new(command), runtime, reply }).map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?
+}
+
+/// Start a prepared plugin with `clone3` on the spawner thread.
+pub(crate) async fn spawn_clone(prepared: super::clone::Prepared) -> io::Result<super::clone::RawChild> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    sender()?.send(Job::Clone { prepared, reply }).map_err(|_| gone())?;
     answer.await.map_err(|_| gone())?
 }
 
 fn serve(jobs: &mpsc::Receiver<Job>) {
     align_network_namespace();
-    while let Ok(Job { mut command, runtime, reply }) = jobs.recv() {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            let _context = runtime.enter();
-            if let Err(Ok(child)) = reply.send(command.spawn()) {
-                // The request was cancelled while its plugin was being started.
-                super::raw::kill_process_group(&child);
-                drop(child);
+    while let Ok(job) = jobs.recv() {
+        let _ = catch_unwind(AssertUnwindSafe(|| match job {
+            Job::Command { mut command, runtime, reply } => {
+                let _context = runtime.enter();
+                if let Err(Ok(child)) = reply.send(command.spawn()) {
+                    // The request was cancelled while its plugin was being started.
+                    super::raw::kill_process_group(&child);
+                    drop(child);
+                }
+            }
+            Job::Clone { prepared, reply } => {
+                if let Err(Ok(child)) = reply.send(super::clone::spawn(&prepared)) {
+                    child.abandon();
+                }
             }
         }));
     }

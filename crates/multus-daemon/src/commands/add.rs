@@ -21,7 +21,7 @@ use super::{
 use crate::daemon::Daemon;
 use crate::error::CommandError;
 use crate::request::{CniRequest, PodIdentity};
-use crate::seams::{PodEvent, PodLookup};
+use crate::seams::{ClusterError, PodEvent, PodLookup};
 use cni::exec::ExecError;
 use cni::{CniResult, Version};
 use multus::config::NetConf;
@@ -59,7 +59,12 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
             tracing::warn!(pod = %who, "pod not found; answering with a placeholder result");
             return placeholder_result(conf, req, &who);
         }
-        Err(e) => return Err(CommandError::cluster(&who, &e)),
+        Err(e) => {
+            if let ClusterError::PodTooLarge { .. } = &e {
+                refused_pod_event(d, pod_id, &e);
+            }
+            return Err(CommandError::cluster(&who, &e));
+        }
     };
     check_uid(pod_id, &pod, &who)?;
     // A static pod's mirror has its own UID: the runtime's is the one delegates must see.
@@ -98,6 +103,18 @@ fn runs_in_parallel(plan: &AddPlan) -> bool {
     let mut names: Vec<&str> = plan.invocations.iter().map(|i| i.ifname.as_str()).collect();
     names.sort_unstable();
     names.len() > 1 && names.windows(2).all(|w| w[0] != w[1])
+}
+
+/// A Warning event on a pod refused for its size (the ADD fails; the runtime retries until the
+/// pod is fixed or deleted).
+fn refused_pod_event(d: &Daemon, pod_id: &PodIdentity, e: &ClusterError) {
+    let pod = d.cluster().cached_pod(&pod_id.namespace, &pod_id.name).unwrap_or_else(|| PodInfo {
+        namespace: pod_id.namespace.clone(),
+        name: pod_id.name.clone(),
+        uid: pod_id.uid.clone().unwrap_or_default(),
+        ..Default::default()
+    });
+    d.cluster().emit(PodEvent { pod, warning: true, reason: "PodTooLarge".into(), message: e.to_string() });
 }
 
 /// ADD needs the pod's namespace and name.
@@ -162,8 +179,9 @@ async fn make_plan(
 ) -> Result<AddPlan, CommandError> {
     let resolve_as = PodRef::new(&who.namespace, &who.name, uid);
     let settings = resolve_settings(conf);
+    let nads = super::nads_for(d, &settings, Some(pod)).await;
     let resolved = resolve_with_devices(d, pod, |devices| {
-        resolve::resolve_add_delegates(&settings, Some(&resolve_as), Some(pod), d.cluster(), devices)
+        resolve::resolve_add_delegates(&settings, Some(&resolve_as), Some(pod), &nads, devices)
     })
     .await
     .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;

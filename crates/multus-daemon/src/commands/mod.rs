@@ -62,6 +62,8 @@ impl Outcome {
 
 /// Run one request's command.
 pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> {
+    // Whatever the command allocates is given back once the daemon is idle again.
+    crate::memory::note_activity();
     if req.endpoint == Endpoint::Delegate {
         return delegate::run(d, req).await;
     }
@@ -191,6 +193,20 @@ pub(crate) async fn check_interface_free(
         }
         Err(e) => Err(CommandError::delegate_netns(who, net, "DelegateAdd: ", &e)),
     }
+}
+
+/// The NADs a resolution for `pod` will look up, answered before it runs: from the node's NAD
+/// cache, the misses fetched from the API server (at the same time, one GET each) — so that
+/// the resolution itself stays synchronous and pure, and a NAD already used on this node costs
+/// no round trip.
+pub(crate) async fn nads_for<'a>(
+    d: &'a Daemon,
+    settings: &ResolveSettings,
+    pod: Option<&PodInfo>,
+) -> crate::seams::NadView<'a> {
+    let keys = multus::resolve::nad_keys(settings, pod);
+    let answers = if keys.is_empty() { Default::default() } else { d.cluster().nad_answers(&keys).await };
+    crate::seams::NadView::new(answers, d.cluster())
 }
 
 /// Run a resolution, looking the pod's devices up only when a network asks for one (the

@@ -117,7 +117,11 @@ fn storm(thick: &Thick, command: &str, sandboxes: &[PodSandbox]) -> Vec<ShimRun>
 #[ignore = "needs root (memory cgroup, network namespaces), iproute2 and /usr/lib/cni"]
 fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     require(skip());
-    let limit = manifest_limit();
+    // MULTUS_MEMTEST_LIMIT_MIB: another limit, to measure (e.g. a large one shows the peaks).
+    let limit = std::env::var("MULTUS_MEMTEST_LIMIT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or_else(manifest_limit, |mi| mi << 20);
     let cgroup = match MemoryCgroup::create(limit) {
         Ok(c) => c,
         Err(why) => {
@@ -193,6 +197,10 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let peak = cgroup.peak();
+    let daemon_pid = thick.cleanup.children.last().map(|c| c.id()).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap_or_default();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or("").to_string();
+    eprintln!("daemon {} {} (after the big NADs were deleted)", field("VmHWM:"), field("VmRSS:"));
     assert_eq!(cgroup.oom_kills(), 0, "OOM kill with the big NADs (peak {} MiB)", peak >> 20);
     assert!(thick.ready(), "the daemon is alive and ready:\n{}", thick.daemon_log());
     eprintln!(

@@ -15,13 +15,17 @@
 //! - shim exec time and peak RSS;
 //! - the fixed per-pod cost broken down: shim process, readiness round trip, socket + parse,
 //!   daemon work besides the delegates, the delegates, the status write;
-//! - `parallelDelegates`: ADD of pods with +2 and +4 NADs, sequential vs parallel daemon.
+//! - `parallelDelegates`: ADD of pods with +2 and +4 NADs, sequential vs parallel daemon;
+//! - memory bounded by design (`--only memory` runs just this): daemon RSS and ready time on a
+//!   node of 110 pods whose API server also holds 10,000 NADs of 1 KB in 1,000 namespaces, or 40
+//!   NADs of 1 MB (a pod using four of them, then all deleted); the API requests of a pod's ADD and
+//!   DEL; RSS after a storm once idle. Every API request but watches costs 2 ms.
 //!
 //! Arguments: `--bins DIR` (fake-cni), `--shim PATH`, `--daemon PATH`, `--iterations N`
 //! (sequential rounds), `--pods N` (throughput pods per side), `--cycles N` (RSS growth),
 //! `--concurrency N`, `--storms 64,200`, `--compare-shim PATH` (a second shim against the same
 //! daemon, interleaved), `--out FILE` (JSON report; its `table` is what `cargo xtask bench`
-//! prints).
+//! prints), `--only memory`.
 
 use kube_mock::{MockApiServer, MockConfig};
 use serde_json::{Value, json};
@@ -722,10 +726,15 @@ fn storm(args: &Args, node: &Node, cleanup: &Cleanup, n: usize) -> Value {
     // DEL always exits 0 (as Go's shim): a DEL that failed leaves its delegate cache behind.
     let cni_dir = node.dir.path().join("cni");
     let del_left = cids.iter().filter(|c| multus::cache::cache_path(&cni_dir, c).exists()).count();
+    let right_after = rss_kib(node.pid);
+    // What the burst took should go back once the daemon is idle.
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_after = rss_kib(node.pid);
     cleanup.drop_netns(&ns);
     json!({"pods": n, "add_errors": add_err, "del_errors": del_err_exit + del_left, "add_s": round(add_s), "del_s": round(del_s),
            "add_pods_per_s": round(n as f64 / add_s), "first_errors": add_first,
-           "daemon_peak_rss_kib": peak.load(Ordering::SeqCst), "daemon_hwm_kib": proc_status_kib(node.pid, "VmHWM:")})
+           "daemon_peak_rss_kib": peak.load(Ordering::SeqCst), "daemon_hwm_kib": proc_status_kib(node.pid, "VmHWM:"),
+           "daemon_rss_right_after_kib": right_after, "daemon_rss_idle_after_kib": idle_after})
 }
 
 /// RSS before and after `cycles` sequential ADD/DEL cycles of a cluster-network-only pod.
@@ -877,8 +886,8 @@ fn parallel_delegates(args: &Args, seq: &Node, par: &Node, cleanup: &Cleanup) ->
 
 /// A macvlan NAD of about `bytes` bytes of config text in `namespace` (padded with an unused key).
 fn sized_nad(namespace: &str, name: &str, master: &str, bytes: usize) -> Value {
-    let mut config = json!({"cniVersion": "1.0.0", "name": name, "type": "macvlan", "master": master,
-        "ipam": {"type": "host-local", "subnet": "10.199.0.0/16"}, "padding": ""});
+    let mut config = json!({"cniVersion": "1.0.0", "name": name, "type": "macvlan", "master": master, "mode": "bridge",
+        "ipam": {}, "padding": ""});
     let pad = bytes.saturating_sub(config.to_string().len());
     config["padding"] = json!("x".repeat(pad));
     json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
@@ -946,6 +955,8 @@ fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
     }
     cleanup.drop_netns(&ns);
     out.insert("requests".into(), Value::Object(requests));
+    eprintln!("bench: memory: a {pods}-way storm, then idle");
+    out.insert("storm".into(), storm(args, &node, cleanup, pods));
     drop(node);
 
     eprintln!("bench: memory: 10,000 NADs of 1 KB in 1,000 namespaces");
@@ -956,9 +967,22 @@ fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
     drop(node);
 
     eprintln!("bench: memory: 40 NADs of 1 MB in one namespace, then deleted");
-    let big: Vec<Value> = (0..40).map(|i| sized_nad("tenant-big", &format!("big-{i}"), master, 1 << 20)).collect();
+    let mut big: Vec<Value> = (0..40).map(|i| sized_nad("tenant-big", &format!("big-{i}"), master, 1 << 20)).collect();
+    // A pod that uses four of them.
+    big.push(pod("big-user", Some("tenant-big/big-0,tenant-big/big-1,tenant-big/big-2,tenant-big/big-3")));
     let node = start_node_with(args, cleanup, 3, master, pods, json!({}), big, latency);
     out.insert("nads_40_1mb".into(), settle(&node));
+    let ns = cleanup.netns_many("u", 1);
+    let before = rss_kib(node.pid);
+    let used = node.multus_pod(&args.shim, &cid("big"), &ns[0], "big-user");
+    let right_after = rss_kib(node.pid);
+    std::thread::sleep(Duration::from_secs(3));
+    cleanup.drop_netns(&ns);
+    out.insert(
+        "pod_using_4_big_nads".into(),
+        json!({"ok": used.is_ok(), "error": used.err(), "rss_before_kib": before, "rss_right_after_kib": right_after,
+               "rss_idle_after_kib": rss_kib(node.pid), "hwm_kib": proc_status_kib(node.pid, "VmHWM:")}),
+    );
     for i in 0..40 {
         let _ = node.mock.store().delete_kind(
             "k8s.cni.cncf.io/v1",
@@ -1009,7 +1033,36 @@ fn memory_rows(m: &Value, rows: &mut Vec<Value>) {
         na(),
         "≤ 20 MB",
     ));
+    let u = &m["pod_using_4_big_nads"];
+    rows.push(row(
+        "ADD+DEL of a pod using 4 of the 1 MB NADs",
+        na(),
+        format!(
+            "{}; RSS {} before, {} right after, {} 3 s later (peak {})",
+            if u["ok"].as_bool() == Some(true) { "ok".to_string() } else { format!("failed: {}", u["error"]) },
+            mb(f(u, "/rss_before_kib") as u64),
+            mb(f(u, "/rss_right_after_kib") as u64),
+            mb(f(u, "/rss_idle_after_kib") as u64),
+            mb(f(u, "/hwm_kib") as u64)
+        ),
+        na(),
+        "≤ 20 MB",
+    ));
     rows.push(row("daemon RSS after deleting the 40 NADs of 1 MB", na(), rss("/nads_40_1mb_deleted"), na(), "≤ 20 MB"));
+    let s = &m["storm"];
+    rows.push(row(
+        &format!("{}-way storm on that node (ADD then DEL), then idle", f(s, "/pods")),
+        na(),
+        format!(
+            "{} errors; RSS peak {}, {} right after, {} 3 s later",
+            f(s, "/add_errors") + f(s, "/del_errors"),
+            mb(f(s, "/daemon_peak_rss_kib") as u64),
+            mb(f(s, "/daemon_rss_right_after_kib") as u64),
+            mb(f(s, "/daemon_rss_idle_after_kib") as u64)
+        ),
+        na(),
+        "≤ 20 MB",
+    ));
     for (key, label) in [
         ("nad2_first_add", "ADD, +2 NADs, first use on the node"),
         ("nad2_next_add", "ADD, +2 NADs, again"),
@@ -1095,9 +1148,10 @@ fn table(r: &Value) -> Vec<Value> {
                 &format!("{}-way storm (ADD then DEL)", f(s, "/pods")),
                 "—".into(),
                 format!(
-                    "{} errors, daemon peak {}, ADDs in {:.1} s",
+                    "{} errors, daemon peak {}, {} 3 s later, ADDs in {:.1} s",
                     f(s, "/add_errors") + f(s, "/del_errors"),
                     mb(f(s, "/daemon_peak_rss_kib") as u64),
+                    mb(f(s, "/daemon_rss_idle_after_kib") as u64),
                     f(s, "/add_s")
                 ),
                 "—".into(),

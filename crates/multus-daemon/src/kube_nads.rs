@@ -17,6 +17,7 @@ use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use multus::model::{Nad, RESOURCE_NAME_ANNOTATION};
+use multus::resolve::MAX_POD_NAD_CONFIG_BYTES;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,10 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest answer to one NAD GET that is read: the config, plus room for a
 /// `last-applied-configuration` annotation holding it again (escaped).
 pub const NAD_RESPONSE_LIMIT: usize = 3 * MAX_NAD_BYTES;
+
+/// NAD GETs in flight at once, over every request: each holds up to [`NAD_RESPONSE_LIMIT`]
+/// (twice, while kube-rs parses it).
+pub const FETCHES_AT_ONCE: usize = 4;
 
 /// The watch asks the server to end it after this long; it is started again at once.
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -185,6 +190,13 @@ pub fn is_valid_key(key: &Key) -> bool {
 
 type Flight = Shared<BoxFuture<'static, NadAnswer>>;
 
+fn found_bytes(answer: &NadAnswer) -> usize {
+    match answer {
+        NadAnswer::Found(nad) => nad_bytes(nad),
+        _ => 0,
+    }
+}
+
 /// The NAD cache with its watch and its GETs. Clones share everything.
 #[derive(Clone)]
 pub struct NadSource {
@@ -192,6 +204,7 @@ pub struct NadSource {
     /// The node's NAD cache.
     pub cache: Arc<NadCache>,
     inflight: Arc<Mutex<HashMap<Key, Flight>>>,
+    permits: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -205,16 +218,25 @@ impl NadSource {
 
     /// Without the watch (tests drive the cache themselves).
     pub fn new(client: kube::Client, budget: usize, metrics: Arc<Metrics>) -> Self {
-        Self { client, cache: Arc::new(NadCache::new(budget)), inflight: Default::default(), metrics }
+        Self {
+            client,
+            cache: Arc::new(NadCache::new(budget)),
+            inflight: Default::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(FETCHES_AT_ONCE)),
+            metrics,
+        }
     }
 
-    /// What is known about each NAD of `keys`: hits from the cache, misses fetched at the same
-    /// time (one GET per key, shared with other requests waiting for it).
+    /// What is known about each NAD of `keys`: hits from the cache, misses fetched
+    /// [`FETCHES_AT_ONCE`] at a time (one GET per key, shared with other requests waiting for
+    /// it). Once the NADs found for the request exceed what one pod may use
+    /// ([`MAX_POD_NAD_CONFIG_BYTES`]), the rest are not fetched.
     pub async fn answers(&self, keys: &[Key]) -> BTreeMap<Key, NadAnswer> {
         let mut out = BTreeMap::new();
-        let mut flights = Vec::new();
+        let mut misses = Vec::new();
+        let mut found = 0usize;
         for key in keys {
-            if out.contains_key(key) || flights.iter().any(|(k, _)| k == key) {
+            if out.contains_key(key) || misses.contains(key) {
                 continue;
             }
             if !is_valid_key(key) {
@@ -224,17 +246,33 @@ impl NadSource {
             match self.cache.lookup(key) {
                 Some(answer) => {
                     self.metrics.nad_cache_lookups.with_label_values(&["hit"]).inc();
+                    found += found_bytes(&answer);
                     out.insert(key.clone(), answer);
                 }
                 None => {
                     self.metrics.nad_cache_lookups.with_label_values(&["miss"]).inc();
-                    flights.push((key.clone(), self.flight(key)));
+                    misses.push(key.clone());
                 }
             }
         }
-        let keys: Vec<Key> = flights.iter().map(|(k, _)| k.clone()).collect();
-        let answers = futures::future::join_all(flights.into_iter().map(|(_, f)| f)).await;
-        out.extend(keys.into_iter().zip(answers));
+        for wave in misses.chunks(FETCHES_AT_ONCE) {
+            let (skipped, fetched): (Vec<&Key>, Vec<&Key>) =
+                wave.iter().partition(|_| found > MAX_POD_NAD_CONFIG_BYTES);
+            for key in skipped {
+                out.insert(
+                    key.clone(),
+                    NadAnswer::Unavailable(format!(
+                        "not fetched: the pod's other networks already use more than the {} of NAD config one pod may use",
+                        crate::nad_cache::human_bytes(MAX_POD_NAD_CONFIG_BYTES)
+                    )),
+                );
+            }
+            let answers = futures::future::join_all(fetched.iter().map(|k| self.flight(k))).await;
+            for (key, answer) in fetched.into_iter().zip(answers) {
+                found += found_bytes(&answer);
+                out.insert(key.clone(), answer);
+            }
+        }
         out
     }
 
@@ -289,6 +327,8 @@ impl NadSource {
 
     /// One GET: the answer and the object's resourceVersion.
     async fn fetch(&self, (namespace, name): &Key) -> (NadAnswer, String) {
+        // The semaphore is never closed; without a permit the GET goes ahead anyway.
+        let _permit = self.permits.acquire().await.ok();
         let request = kube::core::Request::new(format!(
             "/apis/k8s.cni.cncf.io/v1/namespaces/{namespace}/network-attachment-definitions"
         ))

@@ -211,3 +211,18 @@ async fn the_nads_of_the_rest_of_the_cluster_cost_nothing() {
     );
     assert!(Node::config_of(&node.answer("tenant-7", "net-7").await).contains("\"tag\":\"t\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pod_cannot_make_the_daemon_fetch_more_than_its_share() {
+    let seed: Vec<Value> = (0..12).map(|i| nad("ns1", &format!("big-{i}"), &config("b", 1 << 20))).collect();
+    let node = start(seed).await;
+    let keys: Vec<(String, String)> = (0..12).map(|i| key("ns1", &format!("big-{i}"))).collect();
+    let answers = node.kube.nad_answers(&keys).await;
+    let found = answers.values().filter(|a| matches!(a, NadAnswer::Found(_))).count();
+    let skipped: Vec<&NadAnswer> = answers.values().filter(|a| matches!(a, NadAnswer::Unavailable(_))).collect();
+    assert_eq!((found, skipped.len()), (4, 8), "{answers:?}");
+    let why = skipped[0].reason("big-9").unwrap();
+    assert!(why.contains("not fetched") && why.contains("4.0 MiB"), "{why}");
+    let gets = node.mock.journal().iter().filter(|e| e.method == "GET" && e.path.contains("/big-")).count();
+    assert_eq!(gets, 4, "only the first wave was fetched");
+}

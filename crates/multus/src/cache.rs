@@ -240,8 +240,22 @@ fn entry_of(d: &Delegate) -> CacheEntry {
 
 /// The cache file content for `delegates`.
 pub fn serialize_delegates(delegates: &[Delegate]) -> Vec<u8> {
-    let entries: Vec<CacheEntry> = delegates.iter().map(entry_of).collect();
-    serde_json::to_vec(&entries).unwrap_or_default()
+    // One entry at a time into a buffer sized up front: a delegate's config is in the file as
+    // base64 (4/3 of it), and neither every entry's base64 at once nor a buffer grown by doubling
+    // is held besides the output (the same bytes as serialising the whole list).
+    let estimate: usize = delegates.iter().map(|d| d.bytes().len() / 3 * 4 + 1024).sum();
+    let mut out = Vec::with_capacity(estimate + 2);
+    out.push(b'[');
+    for (i, d) in delegates.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if serde_json::to_writer(&mut out, &entry_of(d)).is_err() {
+            return Vec::new();
+        }
+    }
+    out.push(b']');
+    out
 }
 
 /// Write the cache atomically (0600 in a 0700 directory, as libcni's result cache). Returns the

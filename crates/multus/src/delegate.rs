@@ -49,6 +49,18 @@ pub enum DelegateError {
     /// The config would be refused by libcni when executed.
     #[error("{0}")]
     Invalid(String),
+    /// With its `cni-args` injected the config would be larger than the bytes left for it.
+    #[error(
+        "LoadDelegateNetConf: the delegate config would be {needed} bytes, more than the {left} bytes left of the {limit} bytes the networks of one pod may use together"
+    )]
+    TooLarge {
+        /// The size the config would have (at least).
+        needed: usize,
+        /// What was left of the budget.
+        left: usize,
+        /// The whole budget.
+        limit: usize,
+    },
 }
 
 /// The parsed config of a delegate: a single plugin or a conflist.
@@ -219,6 +231,32 @@ pub fn load_delegate(
     device_id: &str,
     resource_name: &str,
 ) -> Result<Delegate, DelegateError> {
+    load_delegate_within(bytes, element, device_id, resource_name, Budget { left: usize::MAX, limit: usize::MAX })
+}
+
+/// Bytes of delegate config a resolution may still produce (see [`load_delegate_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// What is left.
+    pub left: usize,
+    /// The whole budget (for the error text).
+    pub limit: usize,
+}
+
+/// [`load_delegate`], refusing a config that would exceed `budget.left` bytes once the
+/// element's `cni-args` are injected — checked before injecting them into every plugin of a
+/// conflist, so that a small annotation cannot make a huge config.
+pub fn load_delegate_within(
+    bytes: &[u8],
+    element: Option<&NetworkSelectionElement>,
+    device_id: &str,
+    resource_name: &str,
+    budget: Budget,
+) -> Result<Delegate, DelegateError> {
+    let too_large = |needed: usize| DelegateError::TooLarge { needed, left: budget.left, limit: budget.limit };
+    if bytes.len() > budget.left {
+        return Err(too_large(bytes.len()));
+    }
     let mut map = object_of(bytes)?;
     let plugin_type = match map.get("type") {
         None | Some(Value::Null) => "",
@@ -264,6 +302,15 @@ pub fn load_delegate(
         modified = true;
     }
     if let Some(cni_args) = element.and_then(|e| e.cni_args.as_ref()) {
+        if budget.left != usize::MAX {
+            let targets =
+                if is_conflist { map.get("plugins").and_then(Value::as_array).map_or(0, Vec::len) } else { 1 };
+            let args_len = serde_json::to_vec(cni_args).map_or(0, |v| v.len());
+            let needed = bytes.len().saturating_add(targets.saturating_mul(args_len));
+            if needed > budget.left {
+                return Err(too_large(needed));
+            }
+        }
         if is_conflist {
             for_each_plugin(&mut map, "addCNIArgsInConfList()", |plugin| inject_cni_args(plugin, cni_args))?;
         } else {
@@ -273,6 +320,9 @@ pub fn load_delegate(
     }
 
     let final_bytes = if modified { to_bytes(&map) } else { bytes.to_vec() };
+    if final_bytes.len() > budget.left {
+        return Err(too_large(final_bytes.len()));
+    }
     // The decoded object becomes the delegate's parsed config: the bytes are not parsed again.
     let mut delegate = Delegate::from_parts(final_bytes, config_of_map(map, is_conflist)?);
     if !device_id.is_empty() {

@@ -30,8 +30,8 @@
 
 use crate::default_route::apply_gateway_check;
 use crate::delegate::{
-    Delegate, conf_files, config_from_dir, config_from_nad, load_conflist_file, load_delegate,
-    load_delegate_from_conflist,
+    Budget, Delegate, conf_files, config_from_dir, config_from_nad, load_conflist_file, load_delegate,
+    load_delegate_from_conflist, load_delegate_within,
 };
 use crate::error::{ErrorKind, MultusError, PodRef, Warning};
 use crate::model::{DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NadLookup, NetworkSelectionElement, PodInfo};
@@ -40,6 +40,13 @@ use cni::conf::NetConfList;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The most bytes of delegate config the NetworkAttachmentDefinitions of one pod may produce
+/// together (their configs with the selection's `cni-args` injected). The API server stores a NAD
+/// of up to about 1.5 MB and a pod may name up to 128 networks — a NAD repeatedly, or a conflist
+/// that gets the `cni-args` in every plugin — so without a limit one pod could make the daemon
+/// hold hundreds of MB. Real pods use a few KB.
+pub const MAX_POD_NAD_CONFIG_BYTES: usize = 4 << 20;
 
 /// The parts of the Multus config that resolution reads (the daemon fills it from its NetConf).
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +238,8 @@ struct Resolver<'a> {
     nads: &'a dyn NadLookup,
     devices: DeviceAllocator<'a>,
     warnings: Vec<Warning>,
+    /// Bytes of NAD-based delegate config still allowed ([`MAX_POD_NAD_CONFIG_BYTES`]).
+    nad_bytes_left: usize,
 }
 
 /// Go's `os.Stat` error text.
@@ -258,6 +267,7 @@ impl<'a> Resolver<'a> {
             nads,
             devices: DeviceAllocator { source: devices, ids: BTreeMap::new(), used: BTreeMap::new() },
             warnings: Vec::new(),
+            nad_bytes_left: MAX_POD_NAD_CONFIG_BYTES,
         }
     }
 
@@ -305,8 +315,13 @@ impl<'a> Resolver<'a> {
                 ));
             }
         }
-        let result = config_from_nad(&nad.name, &nad.config, &self.settings.conf_dir)
-            .and_then(|bytes| load_delegate(&bytes, Some(el), &device_id, &resource_name).map_err(|e| e.to_string()));
+        let budget = Budget { left: self.nad_bytes_left, limit: MAX_POD_NAD_CONFIG_BYTES };
+        let result = config_from_nad(&nad.name, &nad.config, &self.settings.conf_dir).and_then(|bytes| {
+            load_delegate_within(&bytes, Some(el), &device_id, &resource_name, budget).map_err(|e| e.to_string())
+        });
+        if let Ok(d) = &result {
+            self.nad_bytes_left = self.nad_bytes_left.saturating_sub(d.bytes().len());
+        }
         if result.is_err() && !device_id.is_empty() {
             self.devices.release(&resource_name, &device_id);
         }
@@ -965,6 +980,30 @@ mod tests {
         let isolated = ResolveSettings { namespace_isolation: true, ..file_settings };
         let p = pod("default", &[(NETWORKS_ANNOTATION, "a,other/b,c")]);
         assert_eq!(nad_keys(&isolated, Some(&p)), vec![k("default", "a")]);
+    }
+
+    #[test]
+    fn the_networks_of_one_pod_have_a_size_limit() {
+        let (_dir, settings) = setup();
+        let big = format!(r#"{{"cniVersion":"1.0.0","type":"macvlan","pad":"{}"}}"#, "x".repeat(1 << 20));
+        let plugins: Vec<String> = (0..1000).map(|_| r#"{"type":"tuning"}"#.to_string()).collect();
+        let many = format!(r#"{{"cniVersion":"1.0.0","plugins":[{}]}}"#, plugins.join(","));
+        let n = nads(&[("default", "big", &big), ("default", "many", &many)]);
+        // Three uses of a 1 MiB NAD fit, five do not.
+        let ok = pod("default", &[(NETWORKS_ANNOTATION, "big,big,big")]);
+        assert_eq!(
+            resolve_add_delegates(&settings, Some(&who()), Some(&ok), &n, &mut NoDevices).unwrap().delegates.len(),
+            4
+        );
+        let over = pod("default", &[(NETWORKS_ANNOTATION, "big,big,big,big,big")]);
+        let e = resolve_add_delegates(&settings, Some(&who()), Some(&over), &n, &mut NoDevices).unwrap_err();
+        assert!(e.to_string().contains("the networks of one pod may use together"), "{e}");
+        // cni-args that every one of 1000 plugins would get are refused before they are copied.
+        let args = json!({"blob": "y".repeat(10_000)});
+        let annotation = json!([{"name": "many", "cni-args": args}]).to_string();
+        let p = pod("default", &[(NETWORKS_ANNOTATION, annotation.as_str())]);
+        let e = resolve_add_delegates(&settings, Some(&who()), Some(&p), &n, &mut NoDevices).unwrap_err();
+        assert!(e.to_string().contains("the delegate config would be 100"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //!   64 (50 MiB → 6); 64 without a limit;
 //! - a number: that many.
 //!
+//! A plugin given a big config takes more than one slot: it parses its stdin, so it costs
+//! 4 MiB plus 4 bytes per byte of stdin (a 1 MB NAD config: 8 MiB, two slots), and never more
+//! than all of them (it then runs alone).
+//!
 //! A plugin holds its slot until it exits, or for [`HOLD_AT_MOST`] at most: a plugin still running
 //! after that is waiting (a hung DHCP request, a slow IPAM server), not allocating, and it must
 //! not stop every other pod's networking until `delegateTimeoutSeconds`. Requests beyond the
@@ -122,8 +126,15 @@ fn smallest_limit_up(dir: &Path, file: &str, read: &impl Fn(&Path) -> Option<Str
 /// An executor that starts a plugin only with a slot (module docs).
 pub struct Admitted<E> {
     inner: E,
-    slots: Arc<Semaphore>,
+    /// KiB of plugin memory: `slots × 4 MiB`.
+    budget: Arc<Semaphore>,
+    total_kib: usize,
     hold_at_most: Duration,
+}
+
+/// What a plugin with `stdin_len` bytes of stdin costs, in KiB (module docs).
+fn cost_kib(stdin_len: usize) -> usize {
+    (PER_DELEGATE_BYTES as usize).saturating_add(stdin_len.saturating_mul(4)).div_ceil(1024)
 }
 
 impl<E> Admitted<E> {
@@ -134,19 +145,21 @@ impl<E> Admitted<E> {
 
     /// As [`Admitted::new`], a plugin keeping its slot for at most `hold_at_most` (tests).
     pub fn with_hold(inner: E, slots: usize, hold_at_most: Duration) -> Self {
-        Self { inner, slots: Arc::new(Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS))), hold_at_most }
+        let total_kib = slots.clamp(1, 1 << 16) * cost_kib(0);
+        Self { inner, budget: Arc::new(Semaphore::new(total_kib)), total_kib, hold_at_most }
     }
 
-    /// Slots free now.
+    /// Slots free now (of plugins with a small config).
     pub fn available(&self) -> usize {
-        self.slots.available_permits()
+        self.budget.available_permits() / cost_kib(0)
     }
 }
 
 impl<E: Exec> Exec for Admitted<E> {
     fn exec<'a>(&'a self, req: PluginRequest<'a>) -> ExecFuture<'a> {
         Box::pin(async move {
-            let slot = self.slots.clone().acquire_owned().await.ok();
+            let kib = cost_kib(req.stdin.len()).min(self.total_kib);
+            let slot = self.budget.clone().acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)).await.ok();
             let run = self.inner.exec(req);
             tokio::pin!(run);
             tokio::select! {
@@ -252,6 +265,19 @@ mod tests {
             r.await.unwrap().unwrap();
         }
         assert_eq!(admitted.inner.most.load(SeqCst), 3);
+
+        // A plugin with a 1 MB config takes two slots.
+        assert!(cost_kib(1_000_000) > cost_kib(0) && cost_kib(1_000_000) <= 2 * cost_kib(0));
+        let big = Arc::new(Admitted::new(sleeper(Duration::from_millis(200)), 3));
+        let stdin = vec![b' '; 1_000_000];
+        let one = {
+            let b = big.clone();
+            let stdin = stdin.clone();
+            tokio::spawn(async move { b.exec(PluginRequest::new(Path::new("/x"), vec![], &stdin)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(big.available(), 1);
+        one.await.unwrap().unwrap();
 
         // Two hung plugins do not hold the only two slots for longer than the hold.
         let hung = Arc::new(Admitted::with_hold(sleeper(Duration::from_secs(3)), 2, Duration::from_millis(100)));

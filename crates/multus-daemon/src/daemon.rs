@@ -97,7 +97,21 @@ pub struct Daemon {
     /// ocicni uses a RW lock): the daemon holds that too, so its own reclaiming (orphan
     /// reconciler, undone ADDs) never meets a GC half-way.
     gc_gate: Arc<tokio::sync::RwLock<()>>,
+    /// KiB of delegate config that requests carrying a lot of it may hold at once
+    /// ([`Daemon::admit_config_bytes`]).
+    config_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// A request carrying at least this much delegate config (its pod's NADs for ADD, its delegate
+/// cache for DEL) shares [`CONFIG_BUDGET_BYTES`] with the others that do; smaller ones (nearly
+/// every real one: a NAD is well under 1 KiB) never wait.
+pub const CONFIG_GATE_BYTES: usize = 64 << 10;
+
+/// How much delegate config big requests hold at once. A request copies its configs about five
+/// times on its way to the plugins (the delegates, the delegate cache, each plugin's stdin, the
+/// result cache), so 2 MiB of configs in flight is about 10 MiB of the daemon's memory, however
+/// many pods select 1 MB NADs at once (measured before: 20 such pods took the daemon to 192 MiB).
+pub const CONFIG_BUDGET_BYTES: usize = 2 << 20;
 
 impl Daemon {
     /// A daemon acting through `seams`; the process's own `CNI_PATH` and `CNI_ARGS` are read once.
@@ -126,6 +140,7 @@ impl Daemon {
             sandbox_locks: Mutex::default(),
             gc_valid: Mutex::default(),
             gc_gate: Arc::default(),
+            config_budget: Arc::new(tokio::sync::Semaphore::new(CONFIG_BUDGET_BYTES >> 10)),
         }
     }
 
@@ -194,6 +209,29 @@ impl Daemon {
     /// Held by a GC: waits for the commands running now, and holds new ones until it is done.
     pub async fn exclusive_gc_gate(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
         self.gc_gate.clone().write_owned().await
+    }
+
+    /// Wait for room to handle a request carrying `bytes` of delegate config (see
+    /// [`CONFIG_GATE_BYTES`]); the room is held until the permit is dropped. `None`: too small
+    /// to wait. A request larger than the whole budget runs alone.
+    pub async fn admit_config_bytes(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if bytes < CONFIG_GATE_BYTES {
+            return None;
+        }
+        self.config_budget.clone().acquire_many_owned(Self::config_kib(bytes)).await.ok()
+    }
+
+    /// [`Daemon::admit_config_bytes`] without waiting: `Err(())` when the request must wait
+    /// (the caller then lets go of its configs first, so waiting requests hold none).
+    pub fn try_admit_config_bytes(&self, bytes: usize) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+        if bytes < CONFIG_GATE_BYTES {
+            return Ok(None);
+        }
+        self.config_budget.clone().try_acquire_many_owned(Self::config_kib(bytes)).map(Some).map_err(drop)
+    }
+
+    fn config_kib(bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(1024).min(CONFIG_BUDGET_BYTES >> 10)).unwrap_or(u32::MAX)
     }
 
     /// Serialise operations on one container ID.

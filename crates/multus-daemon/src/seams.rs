@@ -89,6 +89,11 @@ impl<'a> NadView<'a> {
     fn answer(&self, namespace: &str, name: &str) -> Option<&NadAnswer> {
         self.answers.get(&(namespace.to_string(), name.to_string()))
     }
+
+    /// Bytes of config text of the NADs found, what a request copies into its delegates.
+    pub fn config_bytes(&self) -> usize {
+        self.answers.values().map(|a| if let NadAnswer::Found(nad) = a { nad.config.len() } else { 0 }).sum()
+    }
 }
 
 impl NadLookup for NadView<'_> {

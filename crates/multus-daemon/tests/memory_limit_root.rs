@@ -77,6 +77,11 @@ impl MemoryCgroup {
         if self.v2 { self.keyed("memory.events", "oom_kill ") } else { self.keyed("memory.oom_control", "oom_kill ") }
     }
 
+    /// Anonymous memory now (what cannot be reclaimed without swap; page cache is).
+    fn anon(&self) -> u64 {
+        if self.v2 { self.keyed("memory.stat", "anon ") } else { self.keyed("memory.stat", "total_rss ") }
+    }
+
     fn procs(&self) -> usize {
         self.read("cgroup.procs").lines().count()
     }
@@ -90,6 +95,16 @@ impl Drop for MemoryCgroup {
         }
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// The daemon's peak and current RSS.
+fn daemon_memory(thick: &Thick) -> String {
+    let pid = thick.cleanup.children.last().map(|c| c.id()).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    format!("{}, {}, {}, {}", field("VmHWM:"), field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
 fn ipam(thick: &Thick, subnet: &str) -> Value {
@@ -140,8 +155,27 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
              "ipam": ipam(&thick, "10.230.0.0/16")}]}),
     );
     thick.daemon_config["logLevel"] = json!("error");
+    if let Ok(l) = std::env::var("MULTUS_MEMTEST_CONNECTION_LIMIT") {
+        thick.daemon_config["connectionLimit"] = json!(l.parse::<u64>().unwrap());
+    }
     thick.daemon_cgroup = Some(cgroup.dir.clone());
     thick.start_daemon();
+    eprintln!("daemon at start: {}", daemon_memory(&thick));
+    // The cgroup's peak includes page cache, which the kernel reclaims at the limit; sample the
+    // anonymous memory (daemon and delegates) for the figure that matters.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let anon_peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let (sampling, anon_peak, cg) =
+            (sampling.clone(), anon_peak.clone(), MemoryCgroup { dir: cgroup.dir.clone(), v2: cgroup.v2 });
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                anon_peak.fetch_max(cg.anon(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::mem::forget(cg); // the test's own MemoryCgroup removes the directory
+        })
+    };
 
     // 1. A 200-way ADD storm (a node rebooting with its pods), then as many DELs.
     const PODS: usize = 200;
@@ -168,6 +202,8 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     assert!(dels.iter().all(|r| r.code == 0));
     assert_eq!(leases(&thick), 0, "every lease released");
     let storm_peak = cgroup.peak();
+    let storm_anon = anon_peak.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("daemon after the storm: {}", daemon_memory(&thick));
     assert_eq!(cgroup.oom_kills(), 0, "OOM kill in the storm (peak {} MiB)", storm_peak >> 20);
 
     // 2. Big NADs: 40 of 1 MB in one namespace, 20 pods selecting two each, then all deleted.
@@ -187,6 +223,7 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     let adds = storm(&thick, "ADD", &big_pods);
     let failed: Vec<_> = adds.iter().filter(|r| r.code != 0).collect();
     assert!(failed.is_empty(), "{} big-NAD ADDs failed, first: {:?}", failed.len(), failed.first());
+    eprintln!("daemon after the big-NAD ADDs: {}", daemon_memory(&thick));
     assert!(storm(&thick, "DEL", &big_pods).iter().all(|r| r.code == 0));
     for i in 0..40 {
         thick
@@ -197,18 +234,20 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let peak = cgroup.peak();
-    let daemon_pid = thick.cleanup.children.last().map(|c| c.id()).unwrap_or_default();
-    let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap_or_default();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or("").to_string();
-    eprintln!("daemon {} {} (after the big NADs were deleted)", field("VmHWM:"), field("VmRSS:"));
+    eprintln!("daemon after the big NADs were deleted: {}", daemon_memory(&thick));
     assert_eq!(cgroup.oom_kills(), 0, "OOM kill with the big NADs (peak {} MiB)", peak >> 20);
     assert!(thick.ready(), "the daemon is alive and ready:\n{}", thick.daemon_log());
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let mib = |b: u64| b as f64 / 1048576.0;
     eprintln!(
-        "memory limit {} MiB: peak {:.1} MiB in the {PODS}-way storm ({:?} for the ADDs), {:.1} MiB overall with the big NADs; 0 OOM kills",
+        "memory limit {} MiB: {PODS}-way storm ({add_time:?} for the ADDs): anonymous peak {:.1} MiB, cgroup peak \
+         {:.1} MiB with page cache; with the big NADs: anonymous peak {:.1} MiB, cgroup peak {:.1} MiB; 0 OOM kills",
         limit >> 20,
-        storm_peak as f64 / 1048576.0,
-        add_time,
-        peak as f64 / 1048576.0
+        mib(storm_anon),
+        mib(storm_peak),
+        mib(anon_peak.load(std::sync::atomic::Ordering::Relaxed)),
+        mib(peak)
     );
     thick.stop_daemon();
     drop(thick);

@@ -70,7 +70,22 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
     // A static pod's mirror has its own UID: the runtime's is the one delegates must see.
     let uid = if pod.is_static() { pod_id.uid.clone().unwrap_or_default() } else { pod.uid.clone() };
 
-    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who).await?;
+    let settings = resolve_settings(conf);
+    let mut nads = super::nads_for(d, &settings, Some(&pod)).await;
+    // Before the configs are copied into delegates, pods with big NADs take turns; one that
+    // must wait lets go of its NADs meanwhile and looks them up again (from the cache, mostly).
+    let weight = nads.config_bytes();
+    let _config_room = match d.try_admit_config_bytes(weight) {
+        Ok(room) => room,
+        Err(()) => {
+            drop(nads);
+            let room = d.admit_config_bytes(weight).await;
+            nads = super::nads_for(d, &settings, Some(&pod)).await;
+            room
+        }
+    };
+    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who, &settings, &nads).await?;
+    drop(nads);
     let cni_dir = PathBuf::from(&conf.cni_dir);
     // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
     // survive this one's failure so that its DEL still finds everything.
@@ -168,6 +183,7 @@ fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), Co
 }
 
 /// Resolve the delegates and plan every invocation. Nothing has changed yet when this fails.
+#[allow(clippy::too_many_arguments)]
 async fn make_plan(
     d: &Daemon,
     req: &CniRequest,
@@ -176,12 +192,12 @@ async fn make_plan(
     args: &multus::k8s_args::K8sArgs,
     uid: &str,
     who: &PodRef,
+    settings: &multus::resolve::ResolveSettings,
+    nads: &crate::seams::NadView<'_>,
 ) -> Result<AddPlan, CommandError> {
     let resolve_as = PodRef::new(&who.namespace, &who.name, uid);
-    let settings = resolve_settings(conf);
-    let nads = super::nads_for(d, &settings, Some(pod)).await;
     let resolved = resolve_with_devices(d, pod, |devices| {
-        resolve::resolve_add_delegates(&settings, Some(&resolve_as), Some(pod), &nads, devices)
+        resolve::resolve_add_delegates(settings, Some(&resolve_as), Some(pod), nads, devices)
     })
     .await
     .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;

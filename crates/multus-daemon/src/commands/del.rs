@@ -28,6 +28,9 @@ const POD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), CommandError> {
     let cni_dir = PathBuf::from(&conf.cni_dir);
     let args = req.load_args_or_default();
+    // A delegate cache of big configs is read, decoded and copied per delegate: take turns.
+    let cache_bytes = std::fs::metadata(cache::cache_path(&cni_dir, &req.container_id)).map_or(0, |m| m.len());
+    let _config_room = d.admit_config_bytes(usize::try_from(cache_bytes).unwrap_or(usize::MAX)).await;
     let read = cache::read_cache(&cni_dir, &req.container_id);
     // The pod is only needed to recompute the delegates when there is no cache.
     let pod = match &read {

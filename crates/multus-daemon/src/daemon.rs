@@ -113,6 +113,15 @@ pub const CONFIG_GATE_BYTES: usize = 64 << 10;
 /// many pods select 1 MB NADs at once (measured before: 20 such pods took the daemon to 192 MiB).
 pub const CONFIG_BUDGET_BYTES: usize = 2 << 20;
 
+/// The answer of [`Daemon::try_admit_config_bytes`].
+#[derive(Debug)]
+pub enum ConfigRoom {
+    /// Go on, holding this (`None`: a request too small to need room).
+    Granted(Option<tokio::sync::OwnedSemaphorePermit>),
+    /// No room now.
+    MustWait,
+}
+
 impl Daemon {
     /// A daemon acting through `seams`; the process's own `CNI_PATH` and `CNI_ARGS` are read once.
     pub fn new(config: DaemonConfig, seams: Seams) -> Self {
@@ -221,13 +230,17 @@ impl Daemon {
         self.config_budget.clone().acquire_many_owned(Self::config_kib(bytes)).await.ok()
     }
 
-    /// [`Daemon::admit_config_bytes`] without waiting: `Err(())` when the request must wait
-    /// (the caller then lets go of its configs first, so waiting requests hold none).
-    pub fn try_admit_config_bytes(&self, bytes: usize) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    /// [`Daemon::admit_config_bytes`] without waiting: [`ConfigRoom::MustWait`] when the
+    /// request must wait (the caller then lets go of its configs first, so waiting requests
+    /// hold none).
+    pub fn try_admit_config_bytes(&self, bytes: usize) -> ConfigRoom {
         if bytes < CONFIG_GATE_BYTES {
-            return Ok(None);
+            return ConfigRoom::Granted(None);
         }
-        self.config_budget.clone().try_acquire_many_owned(Self::config_kib(bytes)).map(Some).map_err(drop)
+        match self.config_budget.clone().try_acquire_many_owned(Self::config_kib(bytes)) {
+            Ok(permit) => ConfigRoom::Granted(Some(permit)),
+            Err(_) => ConfigRoom::MustWait,
+        }
     }
 
     fn config_kib(bytes: usize) -> u32 {

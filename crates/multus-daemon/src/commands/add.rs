@@ -76,8 +76,8 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
     // must wait lets go of its NADs meanwhile and looks them up again (from the cache, mostly).
     let weight = nads.config_bytes();
     let _config_room = match d.try_admit_config_bytes(weight) {
-        Ok(room) => room,
-        Err(()) => {
+        crate::daemon::ConfigRoom::Granted(room) => room,
+        crate::daemon::ConfigRoom::MustWait => {
             drop(nads);
             let room = d.admit_config_bytes(weight).await;
             nads = super::nads_for(d, &settings, Some(&pod)).await;

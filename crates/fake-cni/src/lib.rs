@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod options;
 pub mod plugin;
 pub mod record;
@@ -108,8 +109,8 @@ impl Read for FailedRead {
     }
 }
 
-/// Run the fake for one invocation: record, then stderr noise, sleep, signal, garbage/empty
-/// output, or the normal skel dispatch. Returns the exit status (unless a signal kills the
+/// Run the fake for one invocation: record, then stderr noise, background children, sleep,
+/// signal, garbage/empty output, or the normal skel dispatch. Returns the exit status (unless a signal kills the
 /// process first).
 pub fn run(inv: &Invocation, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
     let config: Option<Value> = inv.stdin.as_ref().ok().and_then(|b| serde_json::from_slice(b).ok());
@@ -130,6 +131,21 @@ pub fn run(inv: &Invocation, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     if let Some(noise) = &options.stderr {
         let _ = writeln!(stderr, "{noise}");
         let _ = stderr.flush();
+    }
+    let children = [
+        options.spawn_for(&command).map(|s| (child::spawn_plan(s, &inv.env, inv.pid), false)),
+        options.hold_stdout_for(&command).map(|h| (child::hold_plan(h, &inv.env, inv.pid), true)),
+    ];
+    for (plan, hold_stdout) in children.into_iter().flatten() {
+        if let Err(e) = child::start(&plan, hold_stdout) {
+            let err = cni::CniError::with_details(
+                cni::error::code::INTERNAL,
+                "fake-cni: cannot start the background child",
+                e.to_string(),
+            );
+            let _ = stdout.write_all(err.to_json_pretty().as_bytes());
+            return 1;
+        }
     }
     if options.sleeps_on(&command) {
         std::thread::sleep(std::time::Duration::from_millis(options.sleep_ms));

@@ -428,3 +428,98 @@ fn without_a_command_it_prints_the_banner() {
         .stdout("")
         .stderr(predicate::str::contains("CNI protocol versions supported: 0.1.0, 0.2.0"));
 }
+
+/// The plugin, in a process group of its own, with `fake` as its config; its pid and output.
+fn run_in_own_group(command: &str, fake: Value) -> (u32, std::process::Child) {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(BIN)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", "ctr-1")
+        .env("CNI_NETNS", NETNS)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/opt/cni/bin")
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(conf("1.0.0", fake).as_bytes()).unwrap();
+    (child.id(), child)
+}
+
+fn wait_for_file(dir: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<PathBuf> =
+            std::fs::read_dir(dir).map(|rd| rd.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+        if let Some(f) = files.first() {
+            let text = std::fs::read_to_string(f).unwrap();
+            if text.ends_with('\n') {
+                let mut v: Value = serde_json::from_str(&text).unwrap();
+                v["file"] = json!(f.file_name().unwrap().to_string_lossy());
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "no marker in {}", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn spawn_leaves_a_child_that_writes_its_marker_later() {
+    for setsid in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let markers = tmp.path().join("markers");
+        let touch = format!("{}/{{containerId}}-{{command}}-{{pid}}", markers.display());
+        let (pid, child) = run_in_own_group(
+            "ADD",
+            json!({"spawn": {"on": ["ADD"], "setsid": setsid, "sleepMs": 400, "touch": touch}}),
+        );
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["interfaces"][0]["name"], "eth0", "the plugin answers as usual");
+        assert!(!markers.exists() || std::fs::read_dir(&markers).unwrap().count() == 0, "the marker comes later");
+        let marker = wait_for_file(&markers);
+        assert_eq!(marker["file"], format!("ctr-1-ADD-{pid}"));
+        assert_eq!(marker["by"]["containerId"], "ctr-1");
+        assert_eq!(marker["by"]["pluginPid"], pid);
+        if setsid {
+            assert_eq!(marker["sid"], marker["pid"], "a session of its own: {marker}");
+            assert_eq!(marker["pgid"], marker["pid"], "{marker}");
+        } else {
+            assert_eq!(marker["pgid"], pid, "in the plugin's process group: {marker}");
+        }
+    }
+}
+
+#[test]
+fn spawn_only_on_the_listed_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let markers = tmp.path().join("markers");
+    let touch = format!("{}/{{containerId}}", markers.display());
+    let (_, child) = run_in_own_group("DEL", json!({"spawn": {"on": ["ADD"], "touch": touch}}));
+    assert!(child.wait_with_output().unwrap().status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!markers.exists());
+}
+
+#[test]
+fn hold_stdout_keeps_the_pipe_open_after_the_plugin_exits() {
+    use std::io::Read;
+    let (_, mut child) = run_in_own_group("ADD", json!({"holdStdout": {"on": ["ADD"], "ms": 1200}}));
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let exited = started.elapsed();
+    assert!(status.success());
+    let mut stdout = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    let eof = started.elapsed();
+    assert!(exited < Duration::from_millis(1000), "the plugin itself exits at once: {exited:?}");
+    assert!(eof >= Duration::from_millis(1100), "EOF only when the child is done: {eof:?}");
+    let result: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(result["cniVersion"], "1.0.0", "a valid result: {result}");
+}

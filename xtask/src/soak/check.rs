@@ -161,3 +161,142 @@ pub fn healthz(node: &Node) -> Result<(), String> {
         Err(e) => Err(format!("/healthz: {e}")),
     }
 }
+
+/// A process of the run: started from its bin dir, or carrying its marker variable (every
+/// delegate the daemon runs, and whatever a delegate starts, inherits the daemon's environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoakProcess {
+    pub pid: i32,
+    /// Start time (clock ticks since boot): with the pid, names the process across scans.
+    pub start: u64,
+    pub ppid: i32,
+    pub cmdline: String,
+    /// Its `CNI_CONTAINERID`, if it has one: the sandbox it works for.
+    pub container: Option<String>,
+}
+
+impl std::fmt::Display for SoakProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} (ppid {}) `{}`", self.pid, self.ppid, self.cmdline)?;
+        if let Some(c) = &self.container {
+            write!(f, " CNI_CONTAINERID={}", short(c))?;
+        }
+        Ok(())
+    }
+}
+
+/// The first 12 characters of a container ID.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Every live (not zombie) process whose environment holds `MULTUS_SOAK_RUN=<marker>` or whose
+/// `argv[0]` is in `bin_dir`, but those in `exclude` (the daemon).
+pub fn soak_processes(marker: &str, bin_dir: &Path, exclude: &[i32]) -> Vec<SoakProcess> {
+    let wanted = format!("{}={marker}", super::node::MARKER_VAR);
+    let bin_prefix = format!("{}/", bin_dir.display());
+    let mut out = Vec::new();
+    let me = std::process::id() as i32;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid == me || exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid … starttime(22nd field)
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+            continue;
+        }
+        let ppid = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let start = fields.get(19).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let cmdline: Vec<String> = std::fs::read(e.path().join("cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        let marked = vars.contains(&wanted.as_bytes());
+        let from_bin = cmdline.first().is_some_and(|a| a.starts_with(&bin_prefix));
+        if !marked && !from_bin {
+            continue;
+        }
+        let container = vars
+            .iter()
+            .find_map(|v| v.strip_prefix(b"CNI_CONTAINERID="))
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .filter(|c| !c.is_empty());
+        out.push(SoakProcess { pid, start, ppid, cmdline: cmdline.join(" "), container });
+    }
+    out
+}
+
+/// The run's processes working for `container`.
+pub fn processes_of(node: &Node, container: &str) -> Vec<SoakProcess> {
+    let exclude: Vec<i32> = node.daemon_pid().into_iter().collect();
+    soak_processes(&node.marker, &node.bin_dir, &exclude)
+        .into_iter()
+        .filter(|p| p.container.as_deref() == Some(container))
+        .collect()
+}
+
+/// The run's processes of `container` that are still there after up to `grace` (a process
+/// being killed and reaped may show for a moment).
+pub fn processes_left(node: &Node, container: &str, grace: std::time::Duration) -> Vec<SoakProcess> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let left = processes_of(node, container);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Marker files the `grandchild` delegates' children wrote for `container`.
+pub fn markers_of(node: &Node, container: &str) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(&node.markers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(container))
+        .collect()
+}
+
+/// `GET /healthz` on the daemon's socket: the status, and how long the answer took.
+pub fn timed_healthz(node: &Node, timeout: std::time::Duration) -> (Result<u16, String>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let r = multus_api::client::request(&node.env.socket(), "GET", multus_api::path::HEALTHZ, b"", Some(timeout))
+        .map(|r| r.status)
+        .map_err(|e| e.to_string());
+    (r, started.elapsed())
+}
+
+/// Open `n` connections to the daemon's socket, each with a `/cni` request whose head is sent
+/// and whose body never completes: each holds one of the daemon's connection places until it
+/// is dropped (the body timeout is 10 s). The connections made (fewer when a connect failed).
+pub fn hold_connections(socket: &Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    // Enough descriptors for the flood, whatever the shell's soft limit.
+    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let want = (n as u64 + 512).min(hard);
+        if soft < want {
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
+    let head = "POST /cni HTTP/1.1\r\nHost: dummy\r\nUser-Agent: multus-soak\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else { break };
+        let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+        if s.write_all(head.as_bytes()).is_err() {
+            break;
+        }
+        out.push(s);
+    }
+    out
+}

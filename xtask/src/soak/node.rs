@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::plan::{BRIDGE_NAD, CRASH_NAD, ERROR_NAD, FAKE_NAD, Fault, GARBAGE_NAD, HANG_NAD, MACVLAN_NAD, SLOW_NAD};
+use super::check;
+use super::plan::{
+    BRIDGE_NAD, CRASH_NAD, ERROR_NAD, FAKE_NAD, Fault, GARBAGE_NAD, HANG_NAD, MACVLAN_NAD, SLOW_NAD, SLOWER_NAD,
+    SPAWN_HANG_NAD, SPAWN_HANG_SETSID_NAD, SPAWN_SLOW_NAD, SPAWN_SLOW_SETSID_NAD, STDOUT_NAD,
+};
 use crate::fixtures;
 use crate::harness::{self, LocalEnv, ShimOutput, tail};
 use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
@@ -21,6 +25,18 @@ pub const DELEGATE_TIMEOUT_SECS: u64 = 2;
 pub const RECONCILE_INTERVAL_SECS: u64 = 2;
 /// Size of the tmpfs mounted as cniDir.
 const CACHE_TMPFS: &str = "size=16m";
+/// Set in the daemon's environment, so every delegate it runs and everything those start carry
+/// it (`MULTUS_SOAK_RUN=<run id>`): how the soak finds the processes of its run.
+pub const MARKER_VAR: &str = "MULTUS_SOAK_RUN";
+/// How long the children of the `grandchild` NADs sleep before writing their marker: after a
+/// delegate timeout (2 s) or a daemon restart and the runtime's DEL.
+pub const GRANDCHILD_HANG_SLEEP_MS: u64 = 3500;
+pub const GRANDCHILD_KILL_SLEEP_MS: u64 = 5000;
+/// How long the child of the `stdout-holder` NAD keeps the delegate's stdout open.
+pub const STDOUT_HOLD_MS: u64 = 6000;
+/// The daemon's DaemonSet and the namespace of its pod (the manifest's).
+pub const DS_NAMESPACE: &str = "kube-system";
+pub const DS_NAME: &str = "kube-multus-ds";
 
 /// One sandbox as the runtime knows it.
 #[derive(Clone, Debug)]
@@ -46,12 +62,22 @@ pub struct Node {
     /// Prefix of every network namespace the soak makes.
     pub netns_prefix: String,
     filler: PathBuf,
+    /// `MULTUS_SOAK_RUN=<value>` in the daemon's environment ([`MARKER_VAR`]).
+    pub marker: String,
+    /// Where the children of the `grandchild` NADs write their markers.
+    pub markers_dir: PathBuf,
+    /// The daemon's own pod (`kube-system/<name>`, controlled by the DaemonSet).
+    pub own_pod: String,
+    /// DaemonSet installs so far (each reinstall names the daemon's pod anew).
+    installs: u32,
+    /// Length of the daemon log when the running daemon was started.
+    log_offset: u64,
 }
 
 impl Node {
     /// Make the run directory, links, tmpfs cniDir, kube-mock with the namespace and NADs, the
     /// configs, and start the daemon.
-    pub fn start() -> Result<Self> {
+    pub fn start(daemon_bin: Option<&Path>) -> Result<Self> {
         let fixture = fixtures::fixtures_dir().join("e2e");
         let mut env = LocalEnv::new("soak", &fixture, NAMESPACE, true)?;
         let netns_prefix = format!("msoak{}-", env.id);
@@ -75,6 +101,9 @@ impl Node {
         // daemon restart executes.
         let snapshot = env.run.join("soak-bins");
         std::fs::create_dir_all(&snapshot)?;
+        if let Some(daemon) = daemon_bin {
+            env.bins.daemon = daemon.to_path_buf();
+        }
         for bin in [&mut env.bins.daemon, &mut env.bins.shim, &mut env.bins.kube_mock, &mut env.bins.fake_cni] {
             let copy = snapshot.join(bin.file_name().context("binary name")?);
             std::fs::copy(&*bin, &copy).with_context(|| format!("copying {}", bin.display()))?;
@@ -98,8 +127,35 @@ impl Node {
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
 
         let filler = env.run.join("cni").join(".soak-filler");
-        let mut node = Self { env, daemon: None, restarts: 0, bin_dir, netns_prefix, filler };
+        let marker = format!("{}-{}", env.id, uuid::Uuid::new_v4().simple());
+        let markers_dir = env.run.join("soak-markers");
+        std::fs::create_dir_all(&markers_dir)?;
+        {
+            // Whatever the run's delegates left running goes at the end (by PID, found by the
+            // marker in their environment), also on failure and Ctrl-C.
+            let (marker, bin_dir) = (marker.clone(), bin_dir.clone());
+            let _ = defer("kill the processes the run's delegates left", move || {
+                for p in check::soak_processes(&marker, &bin_dir, &[]) {
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            });
+        }
+        let mut node = Self {
+            env,
+            daemon: None,
+            restarts: 0,
+            bin_dir,
+            netns_prefix,
+            filler,
+            marker,
+            markers_dir,
+            own_pod: String::new(),
+            installs: 0,
+            log_offset: 0,
+        };
         node.create_objects()?;
+        node.install_daemonset()?;
         node.start_daemon()?;
         Ok(node)
     }
@@ -126,11 +182,38 @@ impl Node {
             ),
             (FAKE_NAD, fake(FAKE_NAD, json!({"subnet": "10.77.0.0/16"}))),
             (SLOW_NAD, fake(SLOW_NAD, json!({"subnet": "10.78.0.0/16", "sleepMs": 300, "sleepOn": ["ADD", "DEL"]}))),
+            (SLOWER_NAD, fake(SLOWER_NAD, json!({"subnet": "10.79.0.0/16", "sleepMs": 1500, "sleepOn": ["ADD"]}))),
+            (
+                STDOUT_NAD,
+                fake(
+                    STDOUT_NAD,
+                    json!({"subnet": "10.80.0.0/16", "holdStdout": {"on": ["ADD"], "ms": STDOUT_HOLD_MS}}),
+                ),
+            ),
             (CRASH_NAD, fake(CRASH_NAD, json!({"signalOn": ["ADD"], "signal": "KILL"}))),
             (HANG_NAD, fake(HANG_NAD, json!({"sleepMs": (DELEGATE_TIMEOUT_SECS + 8) * 1000, "sleepOn": ["ADD"]}))),
             (GARBAGE_NAD, fake(GARBAGE_NAD, json!({"garbageOn": ["ADD"]}))),
             (ERROR_NAD, fake(ERROR_NAD, json!({"failOn": ["ADD"], "failMsg": "soak: injected delegate error"}))),
         ];
+        let touch = format!("{}/{{containerId}}-{{ifname}}-{{pid}}", self.markers_dir.display());
+        let spawn = |name: &str, setsid: bool, child_ms: u64, delegate_ms: u64| {
+            (
+                name.to_string(),
+                fake(
+                    name,
+                    json!({"subnet": "10.81.0.0/16", "sleepMs": delegate_ms, "sleepOn": ["ADD"],
+                           "spawn": {"on": ["ADD"], "setsid": setsid, "sleepMs": child_ms, "touch": touch}}),
+                ),
+            )
+        };
+        let hang_ms = (DELEGATE_TIMEOUT_SECS + 8) * 1000;
+        let spawning = [
+            spawn(SPAWN_HANG_NAD, false, GRANDCHILD_HANG_SLEEP_MS, hang_ms),
+            spawn(SPAWN_HANG_SETSID_NAD, true, GRANDCHILD_HANG_SLEEP_MS, hang_ms),
+            spawn(SPAWN_SLOW_NAD, false, GRANDCHILD_KILL_SLEEP_MS, 1500),
+            spawn(SPAWN_SLOW_SETSID_NAD, true, GRANDCHILD_KILL_SLEEP_MS, 1500),
+        ];
+        let nads = nads.into_iter().map(|(n, c)| (n.to_string(), c)).chain(spawning);
         for (name, config) in nads {
             self.admin(
                 "POST",
@@ -142,16 +225,77 @@ impl Node {
         Ok(())
     }
 
+    /// Multus "installed": the DaemonSet `kube-system/kube-multus-ds` and the daemon's own pod,
+    /// controlled by it (as the manifest runs it; the daemon follows that DaemonSet to tell an
+    /// uninstall from a restart). Each install names the pod anew.
+    pub fn install_daemonset(&mut self) -> Result<()> {
+        let ds = self.admin(
+            "POST",
+            "/objects",
+            &json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": DS_NAME, "namespace": DS_NAMESPACE},
+                    "spec": {"selector": {"matchLabels": {"name": "multus"}},
+                             "template": {"metadata": {"labels": {"name": "multus"}},
+                                          "spec": {"containers": [{"name": "kube-multus", "image": "multus-rs"}]}}}}),
+        )?;
+        let uid = ds["metadata"]["uid"].as_str().context("the created DaemonSet has no uid")?.to_string();
+        self.installs += 1;
+        let pod = format!("{DS_NAME}-soak{}", self.installs);
+        self.admin(
+            "POST",
+            "/objects",
+            &json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": pod, "namespace": DS_NAMESPACE, "labels": {"name": "multus"},
+                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": DS_NAME,
+                                                      "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+                    "spec": {"nodeName": harness::NODE, "containers": [{"name": "kube-multus", "image": "multus-rs"}]}}),
+        )?;
+        self.own_pod = pod;
+        Ok(())
+    }
+
+    /// `kubectl delete ds kube-multus-ds` (Background propagation: the DaemonSet goes at once,
+    /// its pods right after).
+    pub fn delete_daemonset(&self) -> Result<()> {
+        self.admin(
+            "DELETE",
+            "/objects",
+            &json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "namespace": DS_NAMESPACE, "name": DS_NAME,
+                    "propagationPolicy": "Background"}),
+        )?;
+        Ok(())
+    }
+
+    /// The daemon's program, arguments and environment (beyond the soak's own), as the
+    /// DaemonSet's pod runs it.
+    fn daemon_invocation(&self) -> (String, Vec<String>, Vec<(String, String)>) {
+        let args = vec![
+            "-config".to_string(),
+            self.env.run.join("daemon-config.json").display().to_string(),
+            "--kubeconfig".to_string(),
+            self.env.kubeconfig.display().to_string(),
+        ];
+        let env = [
+            ("MULTUS_NODE_NAME", harness::NODE.to_string()),
+            ("MULTUS_POD_NAME", self.own_pod.clone()),
+            ("MULTUS_POD_NAMESPACE", DS_NAMESPACE.to_string()),
+            (MARKER_VAR, self.marker.clone()),
+            // The uninstall decision's lines and each request's end (with its container, which
+            // tells when a disconnected ADD was undone) are info; the rest stays quiet.
+            ("RUST_LOG", "warn,multus_daemon::uninstall=info,multus_daemon::handler=info".to_string()),
+        ];
+        (self.env.bins.daemon.display().to_string(), args, env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    fn daemon_cmd(&self) -> Cmd {
+        let (program, args, env) = self.daemon_invocation();
+        env.into_iter().fold(Cmd::new(program).args(args), |c, (k, v)| c.env(k, v))
+    }
+
     /// Start the daemon and wait until it is ready.
     pub fn start_daemon(&mut self) -> Result<()> {
-        let cmd = Cmd::new(self.env.bins.daemon.display().to_string())
-            .arg("-config")
-            .arg(self.env.run.join("daemon-config.json").display().to_string())
-            .arg("--kubeconfig")
-            .arg(self.env.kubeconfig.display().to_string())
-            .env("MULTUS_NODE_NAME", harness::NODE)
-            .env("RUST_LOG", "warn");
-        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.env.daemon_log())?;
+        self.log_offset = std::fs::metadata(self.env.daemon_log()).map(|m| m.len()).unwrap_or(0);
+        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &self.daemon_cmd(), &self.env.daemon_log())?;
         std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
         // Not LocalEnv::wait_daemon: a daemon that exits at once must fail the start at once
         // (the retry then comes while the shim still re-sends its DEL), not after 60 s.
@@ -179,6 +323,74 @@ impl Node {
                 Err(e)
             }
         }
+    }
+
+    /// Where in the daemon log the running daemon's lines begin.
+    pub fn log_offset(&self) -> u64 {
+        self.log_offset
+    }
+
+    /// The daemon log's length now (for [`log_since`]).
+    pub fn daemon_log_len(&self) -> u64 {
+        std::fs::metadata(self.env.daemon_log()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Wait (at most `timeout`) until the daemon logged `text` after `offset`.
+    pub fn wait_daemon_log(&self, offset: u64, text: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if log_since(&self.env.daemon_log(), offset).contains(text) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM to the daemon (by PID), as the kubelet stops its pod; wait for it to exit (40 s,
+    /// then SIGKILL). How long it took; `Err` when it had to be killed.
+    pub fn terminate_daemon(&mut self) -> Result<Duration, String> {
+        let Some((proc, guard)) = self.daemon.take() else { return Ok(Duration::ZERO) };
+        guard.dismiss();
+        let started = std::time::Instant::now();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(proc.pid), nix::sys::signal::Signal::SIGTERM);
+        while started.elapsed() < Duration::from_secs(40) {
+            if !proc.running() {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proc.kill();
+        Err(format!("the daemon did not exit within 40 s of SIGTERM (killed): {}", tail(&self.env.daemon_log(), 3)))
+    }
+
+    /// Start a second daemon with the same config and environment while the first one runs,
+    /// and wait (at most `timeout`) for it to exit. Its exit code (`None`: it was still
+    /// running and was killed) and what it printed.
+    pub fn second_daemon(&self, n: u64, timeout: Duration) -> Result<(Option<i32>, String, Duration)> {
+        use std::os::unix::process::CommandExt;
+        let log = self.env.run.join(format!("logs/second-daemon-{n}.log"));
+        let out = std::fs::File::create(&log)?;
+        let (program, args, env) = self.daemon_invocation();
+        let mut c = std::process::Command::new(program);
+        c.args(args).envs(env).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).process_group(0);
+        let started = std::time::Instant::now();
+        let mut child = c.spawn().context("starting the second daemon")?;
+        let code = loop {
+            if let Some(status) = child.try_wait()? {
+                break status.code();
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = started.elapsed();
+        Ok((code, std::fs::read_to_string(&log).unwrap_or_default(), elapsed))
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
@@ -231,13 +443,22 @@ impl Node {
         bail!("the daemon does not start: {}", problems.join("\n"))
     }
 
+    /// The `CNI_ARGS` of a sandbox, with `pod_name` as its pod's name.
+    pub fn cni_args(sb: &Sandbox, pod_name: &[u8]) -> Vec<u8> {
+        let mut args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={NAMESPACE};K8S_POD_NAME=").into_bytes();
+        args.extend_from_slice(pod_name);
+        args.extend_from_slice(
+            format!(";K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}", sb.container_id, sb.uid).as_bytes(),
+        );
+        args
+    }
+
     /// A command line for the shim exactly as a runtime runs it.
     pub fn shim_command(&self, command: &str, sb: &Sandbox) -> Result<(std::process::Command, String)> {
+        use std::os::unix::ffi::OsStrExt;
         let conf = self.env.multus_conf()?;
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={NAMESPACE};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
-            sb.pod, sb.container_id, sb.uid
-        );
+        let args = Self::cni_args(sb, sb.pod.as_bytes());
+        let args = std::ffi::OsStr::from_bytes(&args);
         let mut c = std::process::Command::new(&self.env.bins.shim);
         c.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -259,6 +480,37 @@ impl Node {
     pub fn shim(&self, command: &str, sb: &Sandbox) -> Result<ShimOutput> {
         let (c, conf) = self.shim_command(command, sb)?;
         run_shim(c, conf)
+    }
+
+    /// The runtime's CNI GC (libcni: `CNI_COMMAND=GC` and `CNI_PATH` only; the config as CNI
+    /// 1.1.0 with `cni.dev/valid-attachments` naming `valid`, interface eth0).
+    pub fn shim_gc(&self, valid: &[&Sandbox]) -> Result<ShimOutput> {
+        let mut stdin: Value = serde_json::from_str(&self.env.multus_conf()?).context("00-multus.conf is not JSON")?;
+        stdin["cniVersion"] = json!("1.1.0");
+        stdin["cni.dev/valid-attachments"] =
+            valid.iter().map(|sb| json!({"containerID": sb.container_id, "ifname": "eth0"})).collect();
+        let mut c = std::process::Command::new(&self.env.bins.shim);
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", "GC")
+            .env("CNI_PATH", self.bin_dir.display().to_string())
+            .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
+            .env("MULTUS_SHIM_READY_WAIT_MS", "60000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_shim(c, stdin.to_string())
+    }
+
+    /// The pod's `network-status` annotation, if it has one (`Ok(None)` also when the pod is gone).
+    pub fn network_status(&self, sb: &Sandbox) -> Result<Option<String>> {
+        let pods =
+            self.admin("GET", &format!("/objects?apiVersion=v1&kind=Pod&namespace={NAMESPACE}"), &Value::Null)?;
+        let items = pods.as_array().or_else(|| pods["items"].as_array()).cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .find(|p| p["metadata"]["name"] == sb.pod.as_str() && p["metadata"]["uid"] == sb.uid.as_str())
+            .and_then(|p| p["metadata"]["annotations"][harness::NETWORK_STATUS].as_str().map(str::to_string)))
     }
 
     /// Create the pod object (on node1, selecting `networks`) and the sandbox's namespace.
@@ -394,6 +646,18 @@ impl Node {
         }
         serde_json::from_str(&text).with_context(|| format!("kube-mock {method} {path}: not JSON"))
     }
+}
+
+/// What `path` holds after its first `offset` bytes (lossily decoded).
+pub fn log_since(path: &Path, offset: u64) -> String {
+    use std::io::Seek;
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    if f.seek(std::io::SeekFrom::Start(offset)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Run a prepared shim command with `conf` on stdin.

@@ -103,6 +103,38 @@ pub enum Fault {
     CacheReadOnly,
     /// The daemon's cniDir is full.
     CacheFull,
+    /// The shim is killed (SIGKILL) `after_ms` into an ADD through `slower-net`; the runtime
+    /// then sends DEL (`send_del`) or forgets the sandbox. The daemon must undo the ADD.
+    ClientDisconnect { after_ms: u64, send_del: bool },
+    /// A delegate starts a child (`setsid` or not) that writes a marker later, then the
+    /// delegate hangs past the timeout or the daemon is killed (`via`).
+    Grandchild { setsid: bool, via: Via },
+    /// A delegate answers and exits, but its child holds its stdout open past the timeout.
+    StdoutHolder,
+    /// The DEL's `CNI_ARGS` carries invalid UTF-8 (in an extra key, or in the pod name).
+    NonUtf8Del { in_pod_name: bool },
+    /// Slow ADDs in flight (`extra` more pods besides this one) while a second daemon starts
+    /// with the same config: it must refuse, the first keeps its socket and answers probes.
+    SaturationTakeover { extra: u32 },
+    /// The runtime's CNI GC lists the sandboxes of these slots (always this op's) as valid:
+    /// every other sandbox is deleted by the daemon and forgotten by the runtime.
+    Gc { listed: Vec<usize> },
+    /// Before the operation: the DaemonSet is deleted (or not: `delete` false) and the daemon
+    /// gets SIGTERM; 00-multus.conf must be removed (kept), then Multus is reinstalled.
+    DaemonsetDelete { delete: bool },
+    /// As [`Fault::DaemonsetDelete`] with every API request delayed `millis` (past the
+    /// daemon's 3 s decision window) at the SIGTERM.
+    SlowApiAtStop { delete: bool, millis: u64 },
+}
+
+/// How the delegate of a [`Fault::Grandchild`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// It sleeps past the delegate timeout (the daemon kills its process group).
+    Timeout,
+    /// `kill -9` of the daemon once the child runs (the delegate dies by its parent-death signal).
+    KillDaemon,
 }
 
 /// The NADs (fake-cni) behind the delegate faults.
@@ -112,6 +144,17 @@ pub const GARBAGE_NAD: &str = "fault-garbage";
 pub const ERROR_NAD: &str = "fault-error";
 /// A fake-cni delegate that takes 300 ms on ADD and DEL: a daemon kill lands mid-operation.
 pub const SLOW_NAD: &str = "slow-net";
+/// A fake-cni delegate that takes 1.5 s on ADD (under the 2 s delegate timeout): client
+/// disconnects and the takeover attempt land while ADDs are in flight.
+pub const SLOWER_NAD: &str = "slower-net";
+/// fake-cni answering ADD while a child holds its stdout open for 6 s.
+pub const STDOUT_NAD: &str = "fault-stdout";
+/// fake-cni leaving a child on ADD, then hanging past the timeout: plain child, setsid child.
+pub const SPAWN_HANG_NAD: &str = "fault-spawn-hang";
+pub const SPAWN_HANG_SETSID_NAD: &str = "fault-spawn-hang-setsid";
+/// fake-cni leaving a child on ADD, then taking 1.5 s (the daemon is killed meanwhile).
+pub const SPAWN_SLOW_NAD: &str = "fault-spawn-slow";
+pub const SPAWN_SLOW_SETSID_NAD: &str = "fault-spawn-slow-setsid";
 /// A second bridge with host-local.
 pub const BRIDGE_NAD: &str = "bridge-net";
 /// macvlan with host-local.
@@ -145,7 +188,34 @@ impl Fault {
             Fault::KillDaemon { .. } => "kill-daemon",
             Fault::CacheReadOnly => "cache-read-only",
             Fault::CacheFull => "cache-full",
+            Fault::ClientDisconnect { .. } => "client-disconnect",
+            Fault::Grandchild { .. } => "grandchild",
+            Fault::StdoutHolder => "stdout-holder",
+            Fault::NonUtf8Del { .. } => "non-utf8-del",
+            Fault::SaturationTakeover { .. } => "saturation-takeover",
+            Fault::Gc { .. } => "gc",
+            Fault::DaemonsetDelete { .. } => "daemonset-delete",
+            Fault::SlowApiAtStop { .. } => "slow-api-at-stop",
         }
+    }
+
+    /// May the operation fail under this fault? The faults of issue 21 that the daemon now
+    /// handles (a busy daemon, GC, an uninstall, a helper holding stdout) excuse nothing.
+    pub fn excuses_failure(&self) -> bool {
+        !matches!(
+            self,
+            Fault::StdoutHolder
+                | Fault::SaturationTakeover { .. }
+                | Fault::Gc { .. }
+                | Fault::DaemonsetDelete { .. }
+                | Fault::SlowApiAtStop { .. }
+                | Fault::NonUtf8Del { .. }
+        )
+    }
+
+    /// Is the daemon killed (`kill -9`) during the operation? (It cannot roll back then.)
+    pub fn kills_daemon(&self) -> bool {
+        matches!(self, Fault::KillDaemon { .. } | Fault::Grandchild { via: Via::KillDaemon, .. })
     }
 
     /// The NAD that carries a delegate fault.
@@ -155,8 +225,26 @@ impl Fault {
             Fault::DelegateHang => Some(HANG_NAD),
             Fault::DelegateGarbage => Some(GARBAGE_NAD),
             Fault::DelegateError => Some(ERROR_NAD),
+            Fault::Grandchild { setsid: false, via: Via::Timeout } => Some(SPAWN_HANG_NAD),
+            Fault::Grandchild { setsid: true, via: Via::Timeout } => Some(SPAWN_HANG_SETSID_NAD),
+            Fault::Grandchild { setsid: false, via: Via::KillDaemon } => Some(SPAWN_SLOW_NAD),
+            Fault::Grandchild { setsid: true, via: Via::KillDaemon } => Some(SPAWN_SLOW_SETSID_NAD),
             _ => None,
         }
+    }
+
+    /// The NAD the pod gets besides its selection (at a random position) for this fault.
+    pub fn extra_nad(&self) -> Option<&'static str> {
+        match self {
+            Fault::StdoutHolder => Some(STDOUT_NAD),
+            Fault::ClientDisconnect { .. } | Fault::SaturationTakeover { .. } => Some(SLOWER_NAD),
+            _ => self.delegate_nad(),
+        }
+    }
+
+    /// Faults carried out on the node before the operation, which then runs as usual.
+    pub fn before_operation(&self) -> bool {
+        matches!(self, Fault::DaemonsetDelete { .. } | Fault::SlowApiAtStop { .. } | Fault::Gc { .. })
     }
 
     /// Faults after which a DEL may leave files that a second DEL (fault cleared) removes: the
@@ -180,6 +268,94 @@ enum FaultKind {
     Kill,
     ReadOnly,
     Full,
+    Disconnect,
+    Grandchild,
+    StdoutHolder,
+    NonUtf8,
+    Takeover,
+    Gc,
+    DsDelete,
+    SlowStop,
+}
+
+impl FaultKind {
+    /// The name [`Fault::kind`] gives it.
+    fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "delegate-crash",
+            FaultKind::Hang => "delegate-hang",
+            FaultKind::Garbage => "delegate-garbage",
+            FaultKind::Error => "delegate-error",
+            FaultKind::Down => "api-down",
+            FaultKind::Slow => "api-slow",
+            FaultKind::Err500 => "api-500",
+            FaultKind::Drop => "watch-drop",
+            FaultKind::Expire => "watch-410",
+            FaultKind::Kill => "kill-daemon",
+            FaultKind::ReadOnly => "cache-read-only",
+            FaultKind::Full => "cache-full",
+            FaultKind::Disconnect => "client-disconnect",
+            FaultKind::Grandchild => "grandchild",
+            FaultKind::StdoutHolder => "stdout-holder",
+            FaultKind::NonUtf8 => "non-utf8-del",
+            FaultKind::Takeover => "saturation-takeover",
+            FaultKind::Gc => "gc",
+            FaultKind::DsDelete => "daemonset-delete",
+            FaultKind::SlowStop => "slow-api-at-stop",
+        }
+    }
+}
+
+/// The fault kinds before issue 21.
+pub const CLASSIC_KINDS: &[&str] = &[
+    "delegate-crash",
+    "delegate-hang",
+    "delegate-garbage",
+    "delegate-error",
+    "api-down",
+    "api-slow",
+    "api-500",
+    "watch-drop",
+    "watch-410",
+    "kill-daemon",
+    "cache-read-only",
+    "cache-full",
+];
+/// The leak paths of issue 21.
+pub const ISSUE21_KINDS: &[&str] = &[
+    "client-disconnect",
+    "grandchild",
+    "stdout-holder",
+    "non-utf8-del",
+    "saturation-takeover",
+    "gc",
+    "daemonset-delete",
+    "slow-api-at-stop",
+];
+
+/// `--faults`: comma-separated kinds, or `all`, `classic` (the kinds before issue 21),
+/// `issue21`, `none`. The kinds named, sorted.
+pub fn parse_fault_kinds(s: &str) -> Result<Vec<String>, String> {
+    let mut out = std::collections::BTreeSet::new();
+    for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word {
+            "all" => out.extend(CLASSIC_KINDS.iter().chain(ISSUE21_KINDS).map(|k| k.to_string())),
+            "classic" => out.extend(CLASSIC_KINDS.iter().map(|k| k.to_string())),
+            "issue21" => out.extend(ISSUE21_KINDS.iter().map(|k| k.to_string())),
+            "none" => {}
+            k if CLASSIC_KINDS.contains(&k) || ISSUE21_KINDS.contains(&k) => {
+                out.insert(k.to_string());
+            }
+            k => {
+                return Err(format!(
+                    "unknown fault kind {k:?} (all, classic, issue21, none, or: {}, {})",
+                    CLASSIC_KINDS.join(", "),
+                    ISSUE21_KINDS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 const ADD_FAULTS: &[(FaultKind, u32)] = &[
@@ -195,6 +371,12 @@ const ADD_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::Kill, 4),
     (FaultKind::ReadOnly, 2),
     (FaultKind::Full, 2),
+    (FaultKind::Disconnect, 3),
+    (FaultKind::Grandchild, 3),
+    (FaultKind::StdoutHolder, 2),
+    (FaultKind::Takeover, 1),
+    (FaultKind::DsDelete, 1),
+    (FaultKind::SlowStop, 1),
 ];
 const DELEGATE_FAULTS: &[(FaultKind, u32)] =
     &[(FaultKind::Crash, 1), (FaultKind::Hang, 1), (FaultKind::Garbage, 1), (FaultKind::Error, 1)];
@@ -205,6 +387,9 @@ const CHECK_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::Drop, 1),
     (FaultKind::Expire, 1),
     (FaultKind::ReadOnly, 1),
+    (FaultKind::Gc, 2),
+    (FaultKind::DsDelete, 1),
+    (FaultKind::SlowStop, 1),
 ];
 const DEL_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::Down, 2),
@@ -215,6 +400,9 @@ const DEL_FAULTS: &[(FaultKind, u32)] = &[
     (FaultKind::Kill, 4),
     (FaultKind::ReadOnly, 2),
     (FaultKind::Full, 2),
+    (FaultKind::NonUtf8, 3),
+    (FaultKind::DsDelete, 1),
+    (FaultKind::SlowStop, 1),
 ];
 
 /// One step of the sequence.
@@ -255,17 +443,35 @@ impl std::fmt::Display for Op {
 const BURST_RATE: f64 = 0.1;
 
 /// Makes the sequence. A slot counts as occupied from its ADD to its DEL whatever the ADD's
-/// outcome, which is what keeps the sequence independent of the daemon's answers.
+/// outcome, which is what keeps the sequence independent of the daemon's answers. Two faults
+/// end a sandbox without a DEL op, decided here too: a client disconnect (the runtime gives the
+/// sandbox up) and GC (the sandboxes it does not list are gone).
 pub struct Planner {
     rng: Rng,
     occupied: Vec<bool>,
     fault_rate: f64,
     index: u64,
+    /// The fault kinds that may be drawn (`--faults`).
+    enabled: Vec<String>,
 }
 
 impl Planner {
+    /// A planner drawing from every fault kind.
+    #[cfg(test)]
     pub fn new(seed: u64, slots: usize, fault_rate: f64) -> Self {
-        Self { rng: Rng::new(seed), occupied: vec![false; slots.max(1)], fault_rate, index: 0 }
+        Self::with_faults(seed, slots, fault_rate, &parse_fault_kinds("all").unwrap_or_default())
+    }
+
+    /// A planner drawing only from the `enabled` kinds (an operation whose table holds none of
+    /// them runs without a fault).
+    pub fn with_faults(seed: u64, slots: usize, fault_rate: f64, enabled: &[String]) -> Self {
+        Self {
+            rng: Rng::new(seed),
+            occupied: vec![false; slots.max(1)],
+            fault_rate,
+            index: 0,
+            enabled: enabled.to_vec(),
+        }
     }
 
     pub fn next_op(&mut self) -> Op {
@@ -312,29 +518,37 @@ impl Planner {
                 op.slot = *self.rng.pick(&free);
                 op.networks = self.rng.pick(NETWORK_SETS).iter().map(|s| s.to_string()).collect();
                 if faulty {
-                    let fault = self.fault(if in_burst { DELEGATE_FAULTS } else { ADD_FAULTS });
-                    if let Some(nad) = fault.delegate_nad() {
+                    let fault = self.fault(if in_burst { DELEGATE_FAULTS } else { ADD_FAULTS }, &busy, op.slot);
+                    if let Some(nad) = fault.as_ref().and_then(Fault::extra_nad) {
                         let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
                         op.networks.insert(at, nad.to_string());
                     }
-                    if matches!(fault, Fault::KillDaemon { .. }) && self.rng.chance(0.7) {
+                    if matches!(fault, Some(Fault::KillDaemon { .. })) && self.rng.chance(0.7) {
                         let at = self.rng.below(op.networks.len() as u64 + 1) as usize;
                         op.networks.insert(at, SLOW_NAD.to_string());
                     }
-                    op.fault = Some(fault);
+                    op.fault = fault;
                 }
-                self.occupied[op.slot] = true;
+                // A disconnected ADD is given up by the runtime within its step.
+                self.occupied[op.slot] = !matches!(op.fault, Some(Fault::ClientDisconnect { .. }));
             }
             Command::Check => {
                 op.slot = *self.rng.pick(&busy);
                 if faulty && !in_burst {
-                    op.fault = Some(self.fault(CHECK_FAULTS));
+                    op.fault = self.fault(CHECK_FAULTS, &busy, op.slot);
+                }
+                if let Some(Fault::Gc { listed }) = &op.fault {
+                    for s in &busy {
+                        if !listed.contains(s) {
+                            self.occupied[*s] = false;
+                        }
+                    }
                 }
             }
             Command::Del => {
                 op.slot = *self.rng.pick(&busy);
                 if faulty && !in_burst {
-                    op.fault = Some(self.fault(DEL_FAULTS));
+                    op.fault = self.fault(DEL_FAULTS, &busy, op.slot);
                 }
                 self.occupied[op.slot] = false;
             }
@@ -343,8 +557,16 @@ impl Planner {
         Some(op)
     }
 
-    fn fault(&mut self, table: &[(FaultKind, u32)]) -> Fault {
-        match self.rng.weighted(table) {
+    /// A fault of `table`'s enabled kinds (`None` when it has none), as likely as its weight.
+    /// `busy` and `slot`: the occupied slots and the operation's (for GC's list).
+    fn fault(&mut self, table: &[(FaultKind, u32)], busy: &[usize], slot: usize) -> Option<Fault> {
+        let table: Vec<(FaultKind, u32)> =
+            table.iter().copied().filter(|(k, _)| self.enabled.iter().any(|e| e == k.name())).collect();
+        if table.is_empty() {
+            return None;
+        }
+        let kind = self.rng.weighted(&table);
+        let fault = match kind {
             FaultKind::Crash => Fault::DelegateCrash,
             FaultKind::Hang => Fault::DelegateHang,
             FaultKind::Garbage => Fault::DelegateGarbage,
@@ -357,7 +579,31 @@ impl Planner {
             FaultKind::Kill => Fault::KillDaemon { after_ms: self.rng.between(0, 200) },
             FaultKind::ReadOnly => Fault::CacheReadOnly,
             FaultKind::Full => Fault::CacheFull,
-        }
+            FaultKind::Disconnect => {
+                Fault::ClientDisconnect { after_ms: self.rng.between(200, 1500), send_del: self.rng.chance(0.5) }
+            }
+            FaultKind::Grandchild => Fault::Grandchild {
+                setsid: self.rng.chance(0.5),
+                via: if self.rng.chance(0.5) { Via::Timeout } else { Via::KillDaemon },
+            },
+            FaultKind::StdoutHolder => Fault::StdoutHolder,
+            FaultKind::NonUtf8 => Fault::NonUtf8Del { in_pod_name: self.rng.chance(0.5) },
+            FaultKind::Takeover => Fault::SaturationTakeover { extra: self.rng.between(3, 5) as u32 },
+            FaultKind::Gc => {
+                let mut listed: Vec<usize> =
+                    busy.iter().copied().filter(|&s| s == slot || self.rng.chance(0.5)).collect();
+                if !listed.contains(&slot) {
+                    listed.push(slot);
+                }
+                listed.sort_unstable();
+                Fault::Gc { listed }
+            }
+            FaultKind::DsDelete => Fault::DaemonsetDelete { delete: self.rng.chance(0.6) },
+            FaultKind::SlowStop => {
+                Fault::SlowApiAtStop { delete: self.rng.chance(0.5), millis: self.rng.between(3500, 4500) }
+            }
+        };
+        Some(fault)
     }
 }
 
@@ -367,7 +613,14 @@ pub struct ReplayFile {
     pub seed: u64,
     pub pods: usize,
     pub fault_rate: f64,
+    /// The kinds `--faults` enabled (absent in files of older runs: the classic ones).
+    #[serde(default = "classic_kinds")]
+    pub faults: Vec<String>,
     pub ops: Vec<Op>,
+}
+
+fn classic_kinds() -> Vec<String> {
+    CLASSIC_KINDS.iter().map(|k| k.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -394,7 +647,7 @@ mod tests {
         let mut occupied = [false; 5];
         let mut faults = std::collections::BTreeSet::new();
         let mut bursts = 0;
-        let ops = (0..5000).map(|_| p.next_op()).flat_map(|op| {
+        let ops = (0..8000).map(|_| p.next_op()).flat_map(|op| {
             if op.command == Command::Burst {
                 bursts += 1;
                 let slots: std::collections::BTreeSet<usize> = op.parallel.iter().map(|o| o.slot).collect();
@@ -409,9 +662,18 @@ mod tests {
             match op.command {
                 Command::Add => {
                     assert!(!occupied[op.slot], "{op}");
-                    occupied[op.slot] = true;
+                    occupied[op.slot] = !matches!(op.fault, Some(Fault::ClientDisconnect { .. }));
                 }
-                Command::Check => assert!(occupied[op.slot], "{op}"),
+                Command::Check => {
+                    assert!(occupied[op.slot], "{op}");
+                    if let Some(Fault::Gc { listed }) = &op.fault {
+                        assert!(listed.contains(&op.slot), "{op}");
+                        assert!(listed.iter().all(|s| occupied[*s]), "GC lists live sandboxes only: {op}");
+                        for (s, o) in occupied.iter_mut().enumerate() {
+                            *o &= listed.contains(&s);
+                        }
+                    }
+                }
                 Command::Burst => panic!("nested burst {op}"),
                 Command::Del => {
                     assert!(occupied[op.slot], "{op}");
@@ -420,21 +682,41 @@ mod tests {
             }
             if let Some(f) = &op.fault {
                 faults.insert(f.kind());
-                if let Some(nad) = f.delegate_nad() {
+                if let Some(nad) = f.extra_nad() {
                     assert!(op.networks.iter().any(|n| n == nad), "{op}");
                 }
             }
         }
-        assert_eq!(faults.len(), 12, "every fault kind is drawn: {faults:?}");
+        assert_eq!(faults.len(), CLASSIC_KINDS.len() + ISSUE21_KINDS.len(), "every fault kind is drawn: {faults:?}");
         assert!(bursts > 100, "{bursts} bursts");
+    }
+
+    #[test]
+    fn only_enabled_kinds_are_drawn() {
+        let classic = parse_fault_kinds("classic").unwrap();
+        let mut p = Planner::with_faults(9, 6, 0.8, &classic);
+        let kinds: std::collections::BTreeSet<&str> = (0..3000)
+            .map(|_| p.next_op())
+            .flat_map(|op| if op.command == Command::Burst { op.parallel } else { vec![op] })
+            .filter_map(|op| op.fault.map(|f| f.kind()))
+            .collect();
+        assert_eq!(kinds.len(), CLASSIC_KINDS.len(), "{kinds:?}");
+        assert!(kinds.iter().all(|k| CLASSIC_KINDS.contains(k)));
+        assert_eq!(parse_fault_kinds("gc, grandchild,gc").unwrap(), ["gc", "grandchild"]);
+        assert_eq!(parse_fault_kinds("all").unwrap().len(), 20);
+        assert!(parse_fault_kinds("none").unwrap().is_empty());
+        assert!(parse_fault_kinds("gcc").is_err());
     }
 
     #[test]
     fn ops_round_trip_through_the_replay_file() {
         let mut p = Planner::new(3, 4, 1.0);
         let ops: Vec<Op> = (0..200).map(|_| p.next_op()).collect();
-        let file = ReplayFile { seed: 3, pods: 4, fault_rate: 1.0, ops: ops.clone() };
+        let file = ReplayFile { seed: 3, pods: 4, fault_rate: 1.0, faults: vec!["gc".into()], ops: ops.clone() };
         let back: ReplayFile = serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
         assert_eq!(back.ops, ops);
+        assert_eq!(back.faults, ["gc"]);
+        let old: ReplayFile = serde_json::from_str(r#"{"seed":1,"pods":2,"fault_rate":0.3,"ops":[]}"#).unwrap();
+        assert_eq!(old.faults.len(), CLASSIC_KINDS.len(), "files of older runs: the classic kinds");
     }
 }

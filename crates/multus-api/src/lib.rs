@@ -127,36 +127,41 @@ impl Request {
         Ok(Self { env, config: stdin, interface_attributes: None })
     }
 
-    /// As [`Request::from_os_env`], but a forwarded value that is not UTF-8 is sent with each
-    /// invalid sequence replaced by U+FFFD (what Go's `json.Marshal` sends for the Go shim), and
-    /// its name is returned so the shim can say so. Only for DEL: a DEL that never reaches the
-    /// daemon leaks the pod's interfaces and leases, while the daemon deletes from its cache by
-    /// container ID, whatever `CNI_ARGS` holds. A variable whose *name* is not UTF-8 is dropped
-    /// (no variable the daemon reads has such a name).
-    pub fn from_os_env_lossy<I>(vars: I, stdin: Vec<u8>) -> (Self, Vec<String>)
+    /// As [`Request::from_os_env`], for DEL, which must reach the daemon whatever the bytes: a
+    /// DEL that never reaches it leaks the pod's interfaces and leases, and the daemon deletes
+    /// from its cache by container ID. A `CNI_ARGS` that is not UTF-8 is sent with each invalid
+    /// sequence replaced by U+FFFD (what Go's `json.Marshal` sends for the Go shim: its values
+    /// only name the pod); any other forwarded variable that is not UTF-8 is left out rather
+    /// than sent mangled (a made-up netns path or container ID must not be acted on). Returns
+    /// the request and the names replaced or left out, for the shim to say so.
+    pub fn from_os_env_for_del<I>(vars: I, stdin: Vec<u8>) -> (Self, Vec<String>)
     where
         I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     {
         use std::os::unix::ffi::OsStrExt;
         let mut env = BTreeMap::new();
-        let mut replaced = Vec::new();
+        let mut not_utf8 = Vec::new();
         for (name, value) in vars {
-            let Some(key) = name.to_str().filter(|n| is_forwarded(n.as_bytes())) else {
-                if is_forwarded(name.as_bytes()) {
-                    replaced.push(name.to_string_lossy().into_owned());
-                }
+            if !is_forwarded(name.as_bytes()) {
+                continue;
+            }
+            let Some(key) = name.to_str() else {
+                not_utf8.push(name.to_string_lossy().into_owned());
                 continue;
             };
-            let value = match value.to_str() {
-                Some(v) => v.to_string(),
-                None => {
-                    replaced.push(key.to_string());
-                    value.to_string_lossy().into_owned()
+            match value.to_str() {
+                Some(v) => {
+                    env.insert(key.to_string(), v.to_string());
                 }
-            };
-            env.insert(key.to_string(), value);
+                None => {
+                    not_utf8.push(key.to_string());
+                    if key == "CNI_ARGS" {
+                        env.insert(key.to_string(), value.to_string_lossy().into_owned());
+                    }
+                }
+            }
         }
-        (Self { env, config: stdin, interface_attributes: None }, replaced)
+        (Self { env, config: stdin, interface_attributes: None }, not_utf8)
     }
 
     /// Build the request a shim sends: the forwarded variables (those set) and stdin.
@@ -310,14 +315,15 @@ mod tests {
     }
 
     #[test]
-    fn lossy_os_env_replaces_what_is_not_utf8_and_names_it() {
+    fn a_del_replaces_bad_bytes_in_cni_args_and_leaves_other_bad_variables_out() {
         use std::ffi::OsString;
         use std::os::unix::ffi::OsStringExt;
         let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
-        let (r, replaced) = Request::from_os_env_lossy(
+        let (r, not_utf8) = Request::from_os_env_for_del(
             [
                 (raw(b"CNI_COMMAND"), raw(b"DEL")),
                 (raw(b"CNI_ARGS"), raw(b"K8S_POD_NAME=p\xff;K8S_POD_NAMESPACE=default")),
+                (raw(b"CNI_NETNS"), raw(b"/var/run/netns/\xfe")),
                 (raw(b"CNI_\xffX"), raw(b"v")),
                 (raw(b"HOME"), raw(b"/root/\xff")),
             ],
@@ -325,8 +331,9 @@ mod tests {
         );
         assert_eq!(r.env_var("CNI_ARGS"), Some("K8S_POD_NAME=p\u{fffd};K8S_POD_NAMESPACE=default"));
         assert_eq!(r.env_var("CNI_COMMAND"), Some("DEL"));
-        assert_eq!(replaced, vec!["CNI_ARGS".to_string(), "CNI_\u{fffd}X".to_string()]);
-        assert_eq!(r.env.len(), 2, "HOME is not forwarded, the bad name is dropped");
+        assert_eq!(r.env_var("CNI_NETNS"), None, "not sent made up");
+        assert_eq!(not_utf8, vec!["CNI_ARGS".to_string(), "CNI_NETNS".into(), "CNI_\u{fffd}X".into()]);
+        assert_eq!(r.env.len(), 2, "HOME is not forwarded");
     }
 
     /// Found by the `api_request` fuzz target: without correctly rounded float parsing a

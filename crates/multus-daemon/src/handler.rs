@@ -166,15 +166,44 @@ async fn undo_abandoned_add(daemon: &Daemon, add: &CniRequest) {
         tracing::error!("undoing the abandoned ADD failed (the runtime's DEL will retry): {e}");
         return;
     }
-    let Some(id) = add.pod.as_ref() else { return };
-    let Some(pod) = daemon.cluster().cached_pod(&id.namespace, &id.name) else { return };
-    if id.uid.as_deref().is_some_and(|uid| !uid.is_empty() && uid != pod.uid) {
-        return; // another pod of that name now: its status is not ours to touch
+    match clear_status_of_undone_add(daemon, add).await {
+        Ok(()) => tracing::info!("the abandoned ADD was undone"),
+        Err(e) => tracing::warn!("the abandoned ADD was undone, but its network-status stays: {e}"),
     }
-    if let Err(e) = daemon.cluster().clear_network_status(&pod).await {
-        tracing::warn!("the abandoned ADD was undone, but its network-status stays: {e}");
+}
+
+/// How long an undone ADD keeps trying to remove its network-status while the API server
+/// cannot be reached (it holds the sandbox: a retried ADD of it waits meanwhile).
+const STATUS_CLEAR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Remove the network-status of the undone ADD's pod, retrying while the API server cannot
+/// answer (the pod cache may be reconnecting: the pod is looked up live then).
+async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result<(), String> {
+    use crate::seams::PodLookup;
+    let Some(id) = add.pod.as_ref() else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + STATUS_CLEAR_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        let attempt = match daemon.cluster().lookup_pod(&id.namespace, &id.name).await {
+            Ok(PodLookup::NotFound) => return Ok(()),
+            Ok(PodLookup::Found(pod)) => {
+                if id.uid.as_deref().is_some_and(|uid| !uid.is_empty() && uid != pod.uid) && !pod.is_static() {
+                    return Ok(()); // another pod of that name now: its status is not ours to touch
+                }
+                daemon.cluster().clear_network_status(&pod).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() + pause > deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!("removing the undone ADD's network-status: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(4));
+            }
+        }
     }
-    tracing::info!("the abandoned ADD was undone");
 }
 
 impl crate::server::Api for Handler {

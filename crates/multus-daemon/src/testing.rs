@@ -29,6 +29,9 @@ struct ClusterState {
     events: Vec<PodEvent>,
 }
 
+/// What [`FakeCluster::status_writes`] records for a removed network-status annotation.
+pub const REMOVED_STATUS: &str = "<removed>";
+
 /// A cluster held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct FakeCluster {
@@ -113,6 +116,11 @@ impl Cluster for FakeCluster {
             }
         };
         Box::pin(async move { outcome })
+    }
+
+    /// Recorded as a status write of [`REMOVED_STATUS`].
+    fn clear_network_status<'a>(&'a self, pod: &'a PodInfo) -> BoxFuture<'a, Result<(), ClusterError>> {
+        self.write_network_status(pod, REMOVED_STATUS)
     }
 
     fn cached_pod(&self, namespace: &str, name: &str) -> Option<PodInfo> {

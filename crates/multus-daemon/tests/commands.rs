@@ -623,10 +623,23 @@ async fn an_add_whose_caller_went_away_is_undone() {
     );
     let abandoned = tokio::time::timeout(std::time::Duration::from_millis(20), node.add("c1", "p")).await;
     assert!(abandoned.is_err(), "the caller timed out");
+    // The API server is away while the ADD finishes and is undone (soak finding: the status
+    // removal was skipped when the pod cache was reconnecting).
+    node.fake.cluster.fail_lookups(Some(ClusterError::PodLookup("connection refused".into())));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    node.fake.cluster.fail_lookups(None);
     // A DEL of the same sandbox waits for the ADD (sandbox lock), which undoes itself first.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while node.calls() != vec![pair("bridge", "ADD"), pair("bridge", "DEL")] {
         assert!(std::time::Instant::now() < deadline, "not undone: {:?}", node.calls());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The network-status it wrote goes too, also when the API server answers only later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.fake.cluster.status_writes().last().map(|(_, v)| v.as_str())
+        != Some(multus_daemon::testing::REMOVED_STATUS)
+    {
+        assert!(std::time::Instant::now() < deadline, "status not removed: {:?}", node.fake.cluster.status_writes());
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_no_leftovers(&node, "c1");

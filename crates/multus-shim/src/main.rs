@@ -21,9 +21,10 @@
 //!   cannot be reached (restarting, socket not yet there) the DEL is re-sent every 100 ms for
 //!   up to the readiness wait, since a DEL that is dropped leaks the pod's IPs and interfaces;
 //! - a forwarded variable (`CNI_*`) that is not UTF-8 is a clear error (code 4), not a panic;
-//!   except on DEL, which is sent with the invalid bytes replaced (U+FFFD, as Go's JSON encoder
-//!   does) and a log line: the daemon deletes from its cache by container ID, and a DEL that
-//!   never reaches it leaks the pod's interfaces and leases;
+//!   except on DEL, which is sent anyway with a log line (`CNI_ARGS` with the invalid bytes
+//!   replaced by U+FFFD, as Go's JSON encoder does; another such variable left out rather than
+//!   made up): the daemon deletes from its cache by container ID, and a DEL that never reaches
+//!   it leaks the pod's interfaces and leases;
 //! - the `/cni` call is bounded by [`cni_timeout`].
 //!
 //! DEL always exits 0, as the Go shim does: runtimes retry failed DELs forever, and a DEL the
@@ -145,11 +146,12 @@ impl Shim {
     /// with a log line for DEL, see the crate docs) and stdin.
     fn request_body(req: &Request, settings: &ShimSettings) -> Result<Vec<u8>, CniError> {
         if req.command() == cni::Command::Del {
-            let (request, replaced) = multus_api::Request::from_os_env_lossy(std::env::vars_os(), req.stdin.clone());
-            if !replaced.is_empty() {
+            let (request, not_utf8) = multus_api::Request::from_os_env_for_del(std::env::vars_os(), req.stdin.clone());
+            if !not_utf8.is_empty() {
                 settings.log.error(&format!(
-                    "CmdDel (shim): {} not valid UTF-8; sending the DEL with the invalid bytes replaced",
-                    replaced.join(", ")
+                    "CmdDel (shim): {} not valid UTF-8; sending the DEL anyway (CNI_ARGS with the invalid bytes \
+                     replaced, other such variables left out): the daemon deletes from its cache by container ID",
+                    not_utf8.join(", ")
                 ));
             }
             return Ok(request.to_json());

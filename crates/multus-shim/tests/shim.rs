@@ -416,12 +416,23 @@ fn forwarded_variables_that_are_not_utf8_are_a_clear_error() {
     assert_eq!(err["msg"], "CmdAdd (shim): environment variable CNI_ARGS is not valid UTF-8");
     assert!(!text(&out.stdout).contains("panicked") && !text(&out.stderr).contains("panicked"));
 
+    // A DEL is sent anyway (issue 21: a DEL that never reaches the daemon leaks the pod): bad
+    // bytes in CNI_ARGS replaced, a netns path that is not UTF-8 left out, not made up.
     let mut del = env.command("DEL");
     del.env("CNI_NETNS", OsString::from_vec(b"/var/run/netns/\xfe".to_vec()));
+    del.env("CNI_ARGS", &bad_args);
     let out = env.run(del);
     assert!(out.status.success(), "DEL exits 0: {}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("environment variable CNI_NETNS is not valid UTF-8"), "{}", text(&out.stderr));
-    assert!(daemon.cni_requests().is_empty(), "nothing made up was sent");
+    assert!(
+        text(&out.stderr).contains("CNI_ARGS, CNI_NETNS not valid UTF-8; sending the DEL anyway"),
+        "{}",
+        text(&out.stderr)
+    );
+    let sent = daemon.cni_requests();
+    assert_eq!(sent.len(), 1, "only the DEL reached the daemon");
+    assert_eq!(sent[0]["env"]["CNI_COMMAND"], "DEL");
+    assert_eq!(sent[0]["env"]["CNI_ARGS"], "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-\u{fffd}");
+    assert!(sent[0]["env"].get("CNI_NETNS").is_none(), "not sent made up");
 }
 
 #[test]

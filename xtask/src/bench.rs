@@ -41,7 +41,7 @@ pub struct BenchArgs {
     /// Also run `cargo bench -p kube-mock`.
     #[arg(long)]
     pub kube_mock: bool,
-    /// Run one section only (`memory`: memory bounded by design).
+    /// Run one section only: `memory` (memory bounded by design), `storms` or `throughput`.
     #[arg(long)]
     pub only: Option<String>,
     /// Where the JSON report goes.

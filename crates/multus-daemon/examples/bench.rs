@@ -25,7 +25,7 @@
 //! (sequential rounds), `--pods N` (throughput pods per side), `--cycles N` (RSS growth),
 //! `--concurrency N`, `--storms 64,200`, `--compare-shim PATH` (a second shim against the same
 //! daemon, interleaved), `--out FILE` (JSON report; its `table` is what `cargo xtask bench`
-//! prints), `--only memory`.
+//! prints), `--only memory|storms|throughput` (one section, e.g. to compare builds).
 
 use kube_mock::{MockApiServer, MockConfig};
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ struct Args {
     concurrency: usize,
     storms: Vec<usize>,
     out: Option<PathBuf>,
-    /// `--only memory`: just the memory-bounded section.
+    /// `--only memory|storms|throughput`: just that section.
     only: Option<String>,
 }
 
@@ -1098,11 +1098,37 @@ fn f(v: &Value, p: &str) -> f64 {
     v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
 
+/// The throughput rows (both shapes).
+fn throughput_rows(r: &Value, rows: &mut Vec<Value>) {
+    for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
+        let t = &r["throughput"][shape];
+        rows.push(row(
+            &format!("{}-way throughput, {label}", f(t, "/concurrency")),
+            format!("{:.1} pods/s", f(t, "/bare_pods_per_s")),
+            format!("{:.1} pods/s", f(t, "/multus_pods_per_s")),
+            format!("{:.2}×", f(t, "/ratio")),
+            "≥ 0.9×",
+        ));
+        rows.push(row(
+            &format!("CPU per pod at {}-way, {label}", f(t, "/concurrency")),
+            format!("{:.1} ms", f(t, "/cpu_per_pod_bare/total_ms")),
+            format!("{:.1} ms", f(t, "/cpu_per_pod_multus/total_ms")),
+            format!("{:.2}×", f(t, "/cpu_per_pod_multus/total_ms") / f(t, "/cpu_per_pod_bare/total_ms")),
+            "—",
+        ));
+    }
+}
+
 fn table(r: &Value) -> Vec<Value> {
     let mut rows = Vec::new();
     if r["sequential"].is_null() && !r["memory_bounded"].is_null() {
         // `--only memory`
         memory_rows(&r["memory_bounded"], &mut rows);
+        return rows;
+    }
+    if r["sequential"].is_null() && !r["throughput"].is_null() {
+        // `--only throughput`
+        throughput_rows(r, &mut rows);
         return rows;
     }
     for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
@@ -1125,23 +1151,7 @@ fn table(r: &Value) -> Vec<Value> {
             "—",
         ));
     }
-    for (shape, label) in [("plain", "cluster network only"), ("nad2", "+2 NADs")] {
-        let t = &r["throughput"][shape];
-        rows.push(row(
-            &format!("{}-way throughput, {label}", f(t, "/concurrency")),
-            format!("{:.1} pods/s", f(t, "/bare_pods_per_s")),
-            format!("{:.1} pods/s", f(t, "/multus_pods_per_s")),
-            format!("{:.2}×", f(t, "/ratio")),
-            "≥ 0.9×",
-        ));
-        rows.push(row(
-            &format!("CPU per pod at {}-way, {label}", f(t, "/concurrency")),
-            format!("{:.1} ms", f(t, "/cpu_per_pod_bare/total_ms")),
-            format!("{:.1} ms", f(t, "/cpu_per_pod_multus/total_ms")),
-            format!("{:.2}×", f(t, "/cpu_per_pod_multus/total_ms") / f(t, "/cpu_per_pod_bare/total_ms")),
-            "—",
-        ));
-    }
+    throughput_rows(r, &mut rows);
     if let Some(storms) = r["storms"].as_array() {
         for s in storms {
             rows.push(row(
@@ -1239,6 +1249,22 @@ fn main() {
     let pods_per_shape = args.storms.iter().copied().max().unwrap_or(0).max(args.concurrency).max(1);
     if args.only.as_deref() == Some("memory") {
         report.insert("memory_bounded".into(), memory_bounded(&args, &cleanup, &master));
+        return finish(&args, report, started);
+    }
+    if args.only.as_deref() == Some("storms") {
+        let node = start_node(&args, &cleanup, 0, &master, pods_per_shape, json!({}));
+        let storms: Vec<Value> = args.storms.iter().map(|&n| storm(&args, &node, &cleanup, n)).collect();
+        report.insert("storms".into(), Value::Array(storms));
+        return finish(&args, report, started);
+    }
+    if args.only.as_deref() == Some("throughput") {
+        let node = start_node(&args, &cleanup, 0, &master, pods_per_shape, json!({}));
+        let mut throughput_report = serde_json::Map::new();
+        for (shape, nads) in [("plain", 0), ("nad2", 2)] {
+            eprintln!("bench: {}-way throughput, {shape} ({} pods each side)", args.concurrency, args.pods);
+            throughput_report.insert(shape.into(), throughput(&args, &node, &cleanup, shape, nads));
+        }
+        report.insert("throughput".into(), Value::Object(throughput_report));
         return finish(&args, report, started);
     }
 

@@ -238,21 +238,36 @@ impl PodsSeenGone {
     }
 }
 
-/// Whether the API server still has the attachment's pod: `None` when it cannot tell (no pod
-/// identity, API server unreachable or slow).
-async fn pod_is_gone(d: &Daemon, attachment: &Attachment) -> Option<bool> {
+/// What the API server says of an attachment's pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodAnswer {
+    /// Gone (or replaced by another pod of the same name).
+    Gone,
+    /// Still there.
+    Present,
+    /// The cache names no pod: nothing to ask.
+    NoIdentity,
+    /// The API server did not answer (unreachable, erroring or slower than 5 s).
+    NoAnswer,
+}
+
+/// Whether the API server still has the attachment's pod.
+async fn pod_answer(d: &Daemon, attachment: &Attachment) -> PodAnswer {
     let get = |key: &str| attachment.cni_args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let (namespace, name) = (get("K8S_POD_NAMESPACE")?, get("K8S_POD_NAME")?);
+    let (Some(namespace), Some(name)) = (get("K8S_POD_NAMESPACE"), get("K8S_POD_NAME")) else {
+        return PodAnswer::NoIdentity;
+    };
     if namespace.is_empty() || name.is_empty() {
-        return None;
+        return PodAnswer::NoIdentity;
     }
     let uid = get("K8S_POD_UID").filter(|u| !u.is_empty());
     match tokio::time::timeout(Duration::from_secs(5), d.cluster().lookup_pod(namespace, name)).await {
-        Ok(Ok(PodLookup::NotFound)) => Some(true),
+        Ok(Ok(PodLookup::NotFound)) => PodAnswer::Gone,
         // Another pod of the same name (a StatefulSet's next pod) is not this attachment's; a
         // static pod's mirror has a UID of its own.
-        Ok(Ok(PodLookup::Found(pod))) => Some(uid.is_some_and(|u| u != pod.uid) && !pod.is_static()),
-        _ => None,
+        Ok(Ok(PodLookup::Found(pod))) if uid.is_some_and(|u| u != pod.uid) && !pod.is_static() => PodAnswer::Gone,
+        Ok(Ok(PodLookup::Found(_))) => PodAnswer::Present,
+        _ => PodAnswer::NoAnswer,
     }
 }
 
@@ -290,13 +305,28 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
     };
     let gc_valid = d.gc_valid_containers();
     seen_gone.0.retain(|cid, _| found.iter().any(|a| &a.container_id == cid));
-    for attachment in found {
-        let presence =
-            if attachment.netns.is_empty() { NetnsPresence::Unknown } else { d.netns().presence(&attachment.netns) };
-        let mut verdict = judge(&attachment, presence, gc_valid.as_ref());
-        if matches!(verdict, Verdict::Alive | Verdict::Unknown) {
-            match pod_is_gone(d, &attachment).await {
-                Some(true) => {
+    // Judge every attachment by its namespace first, and reclaim those orphans before any pod
+    // is looked up: with the API server down, each lookup may cost its full timeout, and a
+    // vanished namespace needs no API server to prove.
+    let mut judged: Vec<(Attachment, Verdict)> = found
+        .into_iter()
+        .map(|attachment| {
+            let presence = if attachment.netns.is_empty() {
+                NetnsPresence::Unknown
+            } else {
+                d.netns().presence(&attachment.netns)
+            };
+            let verdict = judge(&attachment, presence, gc_valid.as_ref());
+            (attachment, verdict)
+        })
+        .collect();
+    judged.sort_by_key(|(_, verdict)| *verdict != Verdict::Orphan);
+    // Once the API server leaves one question unanswered, the pass asks no more.
+    let mut api_answers = true;
+    for (attachment, mut verdict) in judged {
+        if api_answers && matches!(verdict, Verdict::Alive | Verdict::Unknown) {
+            match pod_answer(d, &attachment).await {
+                PodAnswer::Gone => {
                     let first =
                         *seen_gone.0.entry(attachment.container_id.clone()).or_insert_with(std::time::Instant::now);
                     verdict = if first.elapsed() >= settings.pod_gone_confirm {
@@ -305,10 +335,14 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
                         Verdict::PodGonePending
                     };
                 }
-                Some(false) => {
+                PodAnswer::Present => {
                     seen_gone.0.remove(&attachment.container_id);
                 }
-                None => {}
+                PodAnswer::NoIdentity => {}
+                PodAnswer::NoAnswer => {
+                    tracing::debug!("orphan reconcile: the API server did not answer; no more pod lookups this pass");
+                    api_answers = false;
+                }
             }
         }
         let count = |action: &str| d.metrics.reconcile.with_label_values(&[action]).inc();

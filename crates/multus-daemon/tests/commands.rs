@@ -876,6 +876,34 @@ mod reconcile {
         assert_no_leftovers(&node, "c2");
     }
 
+    /// Found by the soak (cache-read-only under API faults): with the API server silent, every
+    /// live attachment's pod lookup cost its 5 s timeout, so a pass over many sandboxes held
+    /// the orphans (and the GC gate) for minutes. Namespace orphans go first; after one
+    /// unanswered lookup the pass asks no more.
+    #[tokio::test]
+    async fn a_silent_api_server_costs_one_lookup_per_pass_and_namespace_orphans_go_first() {
+        let node = Node::new(json!({}));
+        for i in 0..5 {
+            let (cid, name, netns) = (format!("c{i}"), format!("p{i}"), format!("/var/run/netns/pod{i}"));
+            node.fake.cluster.add_pod(pod(&name, None));
+            node.fake.netns.add_netns(&netns);
+            assert_eq!(node.cni("ADD", &cid, &name, &[("CNI_NETNS", &netns)]).await.status, 200);
+        }
+        node.fake.netns.remove_netns("/var/run/netns/pod3");
+        node.fake.cluster.fail_lookups(Some(ClusterError::PodLookup("connection refused".into())));
+        let before = node.fake.cluster.lookups().len();
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::On), &stdin()).await;
+        assert_eq!(report.reclaimed, vec!["c3"], "the namespace orphan needs no API server");
+        assert!(!node.cache("c3").exists());
+        assert!(!node.result_caches().iter().any(|r| r.contains("-c3-")), "{:?}", node.result_caches());
+        let asked: Vec<_> =
+            node.fake.cluster.lookups()[before..].iter().filter(|(_, name)| name != "p3").cloned().collect();
+        assert_eq!(asked.len(), 1, "one unanswered question ends the pod questions: {asked:?}");
+        for cid in ["c0", "c1", "c2", "c4"] {
+            assert!(node.cache(cid).exists(), "{cid}: an unanswered question deletes nothing");
+        }
+    }
+
     #[tokio::test]
     async fn a_pass_deletes_at_most_max_per_pass() {
         let node = Node::new(json!({}));

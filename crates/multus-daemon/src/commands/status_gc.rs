@@ -19,6 +19,8 @@
 //! delegate cache, or a cached delegate without a result cache) is not sent GC: its plugin
 //! would release what the daemon cannot prove gone. GC holds the daemon's GC gate, so no ADD,
 //! DEL or CHECK runs meanwhile (CNI: GC is exclusive).
+//!
+//! A stale attachment whose delegate DEL fails does not fail the GC (see [`reportable`]).
 
 use super::{del, resolve_settings};
 use crate::daemon::Daemon;
@@ -101,7 +103,7 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
     networks.remove(&cluster.name);
     // The cluster network: the runtime's list names its attachments directly.
     if let Err(e) = super::observed(d, cni::Command::Gc, &delegate, rt.gc_network_list(&cluster, Some(&valid))).await {
-        errors.push(e.to_string());
+        errors.extend(reportable(d, &cluster.name, e));
     }
     for (name, list) in networks {
         if let Some(why) = unnameable.covers(&name) {
@@ -114,10 +116,33 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
             .map(|e| ValidAttachment::new(&e.container_id, &e.ifname))
             .collect();
         if let Err(e) = rt.gc_network_list(&list, Some(&still_valid)).await {
-            errors.push(format!("network {name:?}: {e}"));
+            errors.extend(reportable(d, &name, e).into_iter().map(|e| format!("network {name:?}: {e}")));
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(CommandError::Gc(errors.join("; "))) }
+}
+
+/// The part of a network's GC failure the runtime is told about. A stale attachment whose
+/// delegate DEL fails is logged and counted (`gc_failed`) but does not fail the GC, as a
+/// delegate's failing DEL does not fail Multus's DEL (quirk Q11): its result cache stays, so
+/// the next GC tries again, and one broken plugin does not turn every GC on the node into an
+/// error. Failures of the GC verb itself, and of finding a plugin, are reported.
+fn reportable(d: &Daemon, network: &str, error: cni::runtime::RuntimeError) -> Vec<String> {
+    use cni::runtime::RuntimeError;
+    let errors = match error {
+        RuntimeError::Multiple(errors) => errors,
+        other => vec![other],
+    };
+    let mut reported = Vec::new();
+    for error in errors {
+        if let RuntimeError::StaleAttachment { .. } = error {
+            d.metrics.reconcile.with_label_values(&["gc_failed"]).inc();
+            tracing::warn!(network, "GC: {error} (kept; the next GC tries again)");
+        } else {
+            reported.push(error.to_string());
+        }
+    }
+    reported
 }
 
 /// Networks whose valid attachments the daemon cannot all name (module docs).

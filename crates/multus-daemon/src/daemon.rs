@@ -204,6 +204,14 @@ impl Daemon {
         *self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()) = Some(valid);
     }
 
+    /// The runtime DELeted `container_id`: its listing in the last GC no longer protects what
+    /// a DEL could not remove (a read-only `cniDir`) from the orphan reconciler.
+    pub fn withdraw_gc_valid_container(&self, container_id: &str) {
+        if let Some(valid) = self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            valid.remove(container_id);
+        }
+    }
+
     /// The container IDs of the runtime's last GC valid-attachment list, if a GC came.
     pub fn gc_valid_containers(&self) -> Option<std::collections::BTreeSet<String>> {
         self.gc_valid.lock().unwrap_or_else(|p| p.into_inner()).clone()

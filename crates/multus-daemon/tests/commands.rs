@@ -876,6 +876,44 @@ mod reconcile {
         assert_no_leftovers(&node, "c2");
     }
 
+    /// Found by the soak (cache-read-only, seed 20261210 #936): a GC listed the sandbox as
+    /// valid, then the runtime's DEL could not remove its caches (read-only `cniDir`), and the
+    /// stale GC listing kept the reconciler off it after its namespace was gone. A DEL
+    /// withdraws the listing.
+    #[tokio::test]
+    async fn a_dels_leftovers_are_not_protected_by_an_earlier_gc_listing() {
+        let node = Node::new(json!({}));
+        node.fake.cluster.add_pod(pod("p", Some("net-a")));
+        node.fake.cluster.add_nad(nad("default", "net-a", "macvlan"));
+        assert_eq!(node.add("c1", "p").await.status, 200);
+        let gc_stdin = json!({
+            "cniVersion": "1.1.0", "name": "multus-cni-network", "type": "multus-shim",
+            "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}],
+        });
+        let gc = multus_api::Request::from_env([("CNI_COMMAND", "GC")], gc_stdin.to_string().into_bytes());
+        assert_eq!(node.handler.cni(gc.to_json(), Caller::detached()).await.status, 200);
+
+        // What a read-only cniDir leaves: the DEL ran its delegates, the files stay.
+        let saved = tempfile::tempdir().unwrap();
+        let copy = |from: &std::path::Path, to: &std::path::Path| {
+            std::fs::create_dir_all(to.join("results")).unwrap();
+            std::fs::copy(from.join("c1"), to.join("c1")).unwrap();
+            for name in std::fs::read_dir(from.join("results")).unwrap() {
+                let name = name.unwrap().file_name();
+                std::fs::copy(from.join("results").join(&name), to.join("results").join(&name)).unwrap();
+            }
+        };
+        copy(&node.cni_dir(), saved.path());
+        assert_eq!(node.del("c1", "p").await.status, 200);
+        copy(saved.path(), &node.cni_dir());
+        node.fake.netns.remove_netns(NETNS);
+        node.fake.exec.clear_calls();
+
+        let report = reconcile_once(&node.fake.daemon, settings(Mode::On), &stdin()).await;
+        assert_eq!(report.reclaimed, vec!["c1"], "{report:?}");
+        assert_no_leftovers(&node, "c1");
+    }
+
     /// Found by the soak (cache-read-only under API faults): with the API server silent, every
     /// live attachment's pod lookup cost its 5 s timeout, so a pass over many sandboxes held
     /// the orphans (and the GC gate) for minutes. Namespace orphans go first; after one

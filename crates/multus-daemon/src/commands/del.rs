@@ -27,6 +27,7 @@ const POD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), CommandError> {
     let cni_dir = PathBuf::from(&conf.cni_dir);
+    d.withdraw_gc_valid_container(&req.container_id);
     let args = req.load_args_or_default();
     // A delegate cache of big configs is read, decoded and copied per delegate: take turns.
     let cache_bytes = std::fs::metadata(cache::cache_path(&cni_dir, &req.container_id)).map_or(0, |m| m.len());

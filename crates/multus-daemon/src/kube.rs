@@ -237,7 +237,11 @@ async fn run_watch<K, T>(
                     cache.remove(&k);
                 }
             }
-            Err(e) => tracing::warn!("{} watch error (will retry): {e}", watched.resource),
+            Err(e) => {
+                tracing::warn!("{} watch error (will retry): {e}", watched.resource);
+                // A list or watch cut for its size frees what it had read: give it back too.
+                crate::memory::note_activity();
+            }
         }
         size.set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
     }

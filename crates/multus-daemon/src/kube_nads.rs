@@ -422,6 +422,7 @@ impl NadSource {
                     Err(e) => {
                         tracing::warn!("NetworkAttachmentDefinition list failed (will retry): {e}");
                         self.cache.disconnected();
+                        crate::memory::note_activity();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue;
@@ -440,6 +441,7 @@ impl NadSource {
                 Some(e) => {
                     tracing::warn!("NetworkAttachmentDefinition watch error (will retry): {e}");
                     self.cache.disconnected();
+                    crate::memory::note_activity();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }

@@ -17,20 +17,6 @@ fn bridges(thick: &mut Thick) -> (String, String) {
     names
 }
 
-fn ipam(thick: &Thick, subnet: &str) -> Value {
-    json!({"type": "host-local", "subnet": subnet, "dataDir": thick.path("ipam").to_string_lossy()})
-}
-
-/// Lease files host-local keeps (one per reserved address).
-fn leases(thick: &Thick) -> Vec<String> {
-    thick
-        .files_under("ipam")
-        .into_iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-        .collect()
-}
-
 /// A daemon whose cluster network is a real bridge + host-local, with NAD `bridge-net` (a
 /// second real bridge) and NAD `slow-net` (fake-cni that takes `slow_ms` to ADD), and pod
 /// `default/p` selecting both.
@@ -38,7 +24,7 @@ fn start_slow(slow_ms: u64, uid: &str) -> Thick {
     let mut thick = Thick::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
-        "ipam": ipam(&thick, "10.224.0.0/24")});
+        "ipam": thick.ipam("10.224.0.0/24")});
     let slow_nad = json!({"cniVersion": "1.0.0", "name": "slow-net", "type": "fake-cni",
         "fake": {"sleepMs": slow_ms, "sleepOn": ["ADD"], "subnet": "10.226.0.0/24",
                  "recordDir": thick.path("calls").to_string_lossy()}});
@@ -54,7 +40,7 @@ fn start_slow(slow_ms: u64, uid: &str) -> Thick {
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
             {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+             "ipam": thick.ipam("10.223.0.0/24")}]}),
     );
     thick.start_daemon();
     thick
@@ -101,7 +87,7 @@ fn an_add_whose_shim_was_killed_is_undone() {
         Duration::from_secs(20),
         || {
             thick.pod_addresses(&sandbox).is_empty()
-                && leases(&thick).is_empty()
+                && thick.leases().is_empty()
                 && !cache_file.exists()
                 && thick.files_under("cni/results").is_empty()
         },
@@ -109,7 +95,7 @@ fn an_add_whose_shim_was_killed_is_undone() {
             format!(
                 "abandoned ADD not undone: links {:?}, leases {:?}, cache {}, results {:?}\n{}",
                 thick.pod_addresses(&sandbox),
-                leases(&thick),
+                thick.leases(),
                 cache_file.exists(),
                 thick.files_under("cni/results"),
                 thick.daemon_log()
@@ -133,7 +119,7 @@ fn an_add_whose_shim_was_killed_is_undone() {
     assert_eq!(names, ["eth0", "net1"], "fake-cni (net2) creates no link");
     let del = thick.shim("DEL", &sandbox);
     assert_eq!(del.code, 0, "{del:?}");
-    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
 }
 
 /// A DEL whose `CNI_ARGS` is not UTF-8 (a runtime passing a pod name's raw bytes): the shim
@@ -149,7 +135,7 @@ fn a_del_whose_cni_args_is_not_utf8_still_deletes_everything() {
     let sandbox = thick.sandbox("default", "p", uid);
     let add = thick.shim("ADD", &sandbox);
     assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
-    assert_eq!(leases(&thick).len(), 2);
+    assert_eq!(thick.leases().len(), 2);
     let cache_file = thick.path("cni").join(&sandbox.container_id);
     assert!(cache_file.exists());
 
@@ -160,7 +146,7 @@ fn a_del_whose_cni_args_is_not_utf8_still_deletes_everything() {
     let out = del.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));
-    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
     assert!(!cache_file.exists(), "delegate cache left");
     assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
 }
@@ -178,7 +164,7 @@ fn gc_with_valid_attachments_reaches_every_network() {
     let mut thick = Thick::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
-        "ipam": ipam(&thick, "10.224.0.0/24")});
+        "ipam": thick.ipam("10.224.0.0/24")});
     let gc_nad = json!({"cniVersion": "1.1.0", "name": "gc-net", "type": "fake-cni",
         "fake": {"subnet": "10.226.0.0/24", "recordDir": thick.path("calls").to_string_lossy()}});
     let uids = ["21000000-0000-0000-0000-000000000011", "21000000-0000-0000-0000-000000000012"];
@@ -195,7 +181,7 @@ fn gc_with_valid_attachments_reaches_every_network() {
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
             {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+             "ipam": thick.ipam("10.223.0.0/24")}]}),
     );
     thick.start_daemon();
     let p1 = thick.sandbox("default", "p1", uids[0]);
@@ -204,7 +190,7 @@ fn gc_with_valid_attachments_reaches_every_network() {
         let add = thick.shim("ADD", p);
         assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
     }
-    assert_eq!(leases(&thick).len(), 4);
+    assert_eq!(thick.leases().len(), 4);
 
     // The runtime's GC (CNI 1.1): only p1 is still a sandbox.
     let mut stdin: Value = serde_json::from_slice(&std::fs::read(thick.multus_conf()).unwrap()).unwrap();
@@ -224,7 +210,7 @@ fn gc_with_valid_attachments_reaches_every_network() {
     let mut p1_links: Vec<String> = thick.pod_addresses(&p1).into_iter().map(|(n, _)| n).collect();
     p1_links.sort();
     assert_eq!(p1_links, ["eth0", "net1"], "p1 is untouched");
-    assert_eq!(leases(&thick).len(), 2, "p1's two leases stay, p2's go: {:?}", leases(&thick));
+    assert_eq!(thick.leases().len(), 2, "p1's two leases stay, p2's go: {:?}", thick.leases());
 
     let calls = fake_cni::read_calls(thick.path("calls"));
     let gcs: Vec<_> = calls.iter().filter(|c| c.command == "GC").collect();
@@ -254,7 +240,7 @@ fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
     assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
     thick.cleanup.links.extend([device.clone(), format!("{device}p")]);
     let hostdev_nad = json!({"cniVersion": "1.0.0", "name": "hostdev-net", "type": "host-device", "device": device,
-        "ipam": ipam(&thick, "10.227.0.0/24")});
+        "ipam": thick.ipam("10.227.0.0/24")});
     for obj in [nad("default", "hostdev-net", &hostdev_nad), pod("default", "p", uid, Some("hostdev-net"))] {
         thick.mock.store().create(obj).expect("seed");
     }
@@ -263,20 +249,20 @@ fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
             {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+             "ipam": thick.ipam("10.223.0.0/24")}]}),
     );
     thick.start_daemon();
     let sandbox = thick.sandbox("default", "p", uid);
     let add = thick.shim("ADD", &sandbox);
     assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
-    assert_eq!(leases(&thick).len(), 2);
+    assert_eq!(thick.leases().len(), 2);
 
     // The namespace goes first (the veth pair goes with it).
     let out = ip(&["netns", "del", &sandbox.netns]);
     assert!(out.status.success());
     let del = thick.shim("DEL", &sandbox);
     assert_eq!(del.code, 0, "{del:?}");
-    assert!(leases(&thick).is_empty(), "leases left: {:?}\n{}", leases(&thick), thick.daemon_log());
+    assert!(thick.leases().is_empty(), "leases left: {:?}\n{}", thick.leases(), thick.daemon_log());
     assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left");
     assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
     assert!(thick.daemon_log().contains("released its IPAM (1 plugin(s))"), "{}", thick.daemon_log());
@@ -295,7 +281,7 @@ fn an_attachment_whose_pod_is_gone_from_the_api_is_reclaimed() {
     let mut thick = Thick::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
-        "ipam": ipam(&thick, "10.224.0.0/24")});
+        "ipam": thick.ipam("10.224.0.0/24")});
     for obj in [nad("default", "bridge-net", &bridge_nad), pod("default", "p", uid, Some("bridge-net"))] {
         thick.mock.store().create(obj).expect("seed");
     }
@@ -304,31 +290,31 @@ fn an_attachment_whose_pod_is_gone_from_the_api_is_reclaimed() {
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
             {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+             "ipam": thick.ipam("10.223.0.0/24")}]}),
     );
     thick.daemon_config["orphanReconcile"] = json!({"intervalSeconds": 1, "podGoneConfirmSeconds": 1});
     thick.start_daemon();
     let sandbox = thick.sandbox("default", "p", uid);
     let add = thick.shim("ADD", &sandbox);
     assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
-    assert_eq!(leases(&thick).len(), 2);
+    assert_eq!(thick.leases().len(), 2);
 
     // The API server goes away: a pod it cannot vouch for is not reclaimed.
     thick.api_down();
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(leases(&thick).len(), 2, "nothing reclaimed without the API server\n{}", thick.daemon_log());
+    assert_eq!(thick.leases().len(), 2, "nothing reclaimed without the API server\n{}", thick.daemon_log());
     thick.api_up();
 
     thick.mock.store().remove_kind("v1", "Pod", "default", "p").expect("the pod is gone");
     let cache_file = thick.path("cni").join(&sandbox.container_id);
     eventually(
         Duration::from_secs(30),
-        || thick.pod_addresses(&sandbox).is_empty() && leases(&thick).is_empty() && !cache_file.exists(),
+        || thick.pod_addresses(&sandbox).is_empty() && thick.leases().is_empty() && !cache_file.exists(),
         || {
             format!(
                 "not reclaimed: links {:?}, leases {:?}, cache {}\n{}",
                 thick.pod_addresses(&sandbox),
-                leases(&thick),
+                thick.leases(),
                 cache_file.exists(),
                 thick.daemon_log()
             )
@@ -354,7 +340,7 @@ fn start_with_fake_nad(fake: Value, uid: &str, tweak: impl FnOnce(&mut Thick)) -
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "leak-cluster-net", "plugins": [
             {"type": "bridge", "bridge": cluster_bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.223.0.0/24")}]}),
+             "ipam": thick.ipam("10.223.0.0/24")}]}),
     );
     tweak(&mut thick);
     thick.start_daemon();
@@ -401,7 +387,7 @@ fn a_delegate_timeout_kills_grandchildren_that_left_its_process_group() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!marker.exists(), "the setsid'd grandchild outlived the delegate and wrote its lease");
     assert!(children_of(&sandbox).is_empty(), "grandchildren still running");
-    assert!(leases(&thick).is_empty(), "the rollback released the cluster lease: {:?}", leases(&thick));
+    assert!(thick.leases().is_empty(), "the rollback released the cluster lease: {:?}", thick.leases());
 }
 
 /// `kill -9` of the daemon mid-ADD: the delegate dies with it (parent-death signal), but a
@@ -435,7 +421,7 @@ fn a_restarted_daemon_kills_what_its_killed_predecessors_delegates_left() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(!marker.exists(), "a grandchild of the killed daemon's delegate wrote its lease after the DEL");
     assert!(children_of(&sandbox).is_empty(), "grandchildren still running");
-    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
 }
 
 /// A delegate that answers and exits at once but leaves a child holding its stdout for 60 s.
@@ -457,5 +443,5 @@ fn a_delegate_whose_child_holds_its_stdout_still_answers_at_once() {
     assert!(children_of(&sandbox).is_empty(), "the stdout holder outlived its delegate");
     let del = thick.shim("DEL", &sandbox);
     assert_eq!(del.code, 0, "{del:?}");
-    assert!(leases(&thick).is_empty());
+    assert!(thick.leases().is_empty());
 }

@@ -8,7 +8,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
@@ -107,15 +107,6 @@ fn daemon_memory(thick: &Thick) -> String {
     format!("{}, {}, {}, {}", field("VmHWM:"), field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
-fn ipam(thick: &Thick, subnet: &str) -> Value {
-    json!({"type": "host-local", "subnet": subnet, "dataDir": thick.path("ipam").to_string_lossy()})
-}
-
-fn leases(thick: &Thick) -> usize {
-    let is_lease = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().parse::<std::net::IpAddr>().is_ok());
-    thick.files_under("ipam").iter().filter(|p| is_lease(p)).count()
-}
-
 fn skip() -> Option<String> {
     root_skip_reason()
 }
@@ -152,7 +143,7 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "mem-cluster-net", "plugins": [
             {"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
-             "ipam": ipam(&thick, "10.230.0.0/16")}]}),
+             "ipam": thick.ipam("10.230.0.0/16")}]}),
     );
     thick.daemon_config["logLevel"] = json!("error");
     if let Ok(l) = std::env::var("MULTUS_MEMTEST_CONNECTION_LIMIT") {
@@ -197,10 +188,10 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
         failed[0],
         thick.daemon_log()
     );
-    assert_eq!(leases(&thick), PODS);
+    assert_eq!(thick.leases().len(), PODS);
     let dels = storm(&thick, "DEL", &sandboxes);
     assert!(dels.iter().all(|r| r.code == 0));
-    assert_eq!(leases(&thick), 0, "every lease released");
+    assert_eq!(thick.leases().len(), 0, "every lease released");
     let storm_peak = cgroup.peak();
     let storm_anon = anon_peak.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("daemon after the storm: {}", daemon_memory(&thick));

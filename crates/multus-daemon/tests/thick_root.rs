@@ -25,15 +25,11 @@ fn setup(thick: &mut Thick) -> Net {
     net
 }
 
-fn ipam(thick: &Thick, subnet: &str) -> Value {
-    json!({"type": "host-local", "subnet": subnet, "dataDir": thick.path("ipam").to_string_lossy()})
-}
-
 fn seed_for(thick: &Thick, net: &Net, pod_ns: &str, pod_name: &str, uid: &str) -> Vec<Value> {
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": net.nad_bridge,
-        "ipam": ipam(thick, "10.214.0.0/24")});
+        "ipam": thick.ipam("10.214.0.0/24")});
     let macvlan_nad = json!({"cniVersion": "1.0.0", "name": "macvlan-net", "type": "macvlan",
-        "master": net.macvlan_master, "mode": "bridge", "ipam": ipam(thick, "10.215.0.0/24")});
+        "master": net.macvlan_master, "mode": "bridge", "ipam": thick.ipam("10.215.0.0/24")});
     vec![
         nad("default", "bridge-net", &bridge_nad),
         nad("default", "macvlan-net", &macvlan_nad),
@@ -47,16 +43,6 @@ fn primary(thick: &Thick, net: &Net) -> Value {
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.0.0/24", "gateway": "10.213.0.1"}]],
                   "routes": [{"dst": "0.0.0.0/0"}], "dataDir": thick.path("ipam").to_string_lossy()}}
     ]})
-}
-
-/// Lease files host-local keeps (one per reserved address).
-fn leases(thick: &Thick) -> Vec<String> {
-    thick
-        .files_under("ipam")
-        .into_iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-        .collect()
 }
 
 #[test]
@@ -118,7 +104,7 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
     let cache: Value = serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
     assert_eq!(cache.as_array().unwrap().len(), 3);
     assert_eq!(thick.files_under("cni/results").len(), 3);
-    assert_eq!(leases(&thick).len(), 3);
+    assert_eq!(thick.leases().len(), 3);
 
     let check = thick.shim("CHECK", &sandbox);
     assert_eq!(check.code, 0, "CHECK failed: {check:?}\n{}", thick.daemon_log());
@@ -133,12 +119,12 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
     after.sort();
     assert_eq!(after, addrs, "the first attachment is untouched");
     assert!(cache_file.exists(), "the first ADD's delegate cache survives");
-    assert_eq!(leases(&thick).len(), 3);
+    assert_eq!(thick.leases().len(), 3);
 
     let del = thick.shim("DEL", &sandbox);
     assert_eq!(del.code, 0, "{del:?}");
     assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));
-    assert!(leases(&thick).is_empty(), "leases left: {:?}", leases(&thick));
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
     assert!(!cache_file.exists(), "delegate cache left");
     assert!(thick.files_under("cni/results").is_empty(), "result caches left");
     assert!(thick.daemon_log().lines().all(|l| !l.contains("errors:")), "{}", thick.daemon_log());
@@ -199,7 +185,7 @@ fn default_route_moves_to_the_requested_network() {
     assert_eq!(thick.shim("CHECK", &sandbox).code, 0, "{}", thick.daemon_log());
     assert_eq!(thick.shim("DEL", &sandbox).code, 0);
     assert!(thick.pod_addresses(&sandbox).is_empty());
-    assert!(leases(&thick).is_empty());
+    assert!(thick.leases().is_empty());
 }
 
 /// A sandbox lost while the daemon was down (kill -9, then the runtime removed the namespace and
@@ -224,7 +210,7 @@ fn a_restarted_daemon_reclaims_attachments_whose_sandbox_is_gone() {
     let alive = thick.sandbox("default", "alive", uid);
     assert_eq!(thick.shim("ADD", &lost).code, 0, "{}", thick.daemon_log());
     assert_eq!(thick.shim("ADD", &alive).code, 0, "{}", thick.daemon_log());
-    assert_eq!(leases(&thick).len(), 4);
+    assert_eq!(thick.leases().len(), 4);
 
     // kill -9 (by PID), then the runtime loses the sandbox without a DEL.
     let daemon = thick.cleanup.children.last_mut().expect("daemon process");
@@ -240,15 +226,15 @@ fn a_restarted_daemon_reclaims_attachments_whose_sandbox_is_gone() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(
-        leases(&thick).len(),
+        thick.leases().len(),
         1,
         "only the live pod's lease is left: {:?}\n{}",
-        leases(&thick),
+        thick.leases(),
         thick.daemon_log()
     );
     assert!(thick.path("cni").join(&alive.container_id).exists(), "the live pod is untouched");
     assert_eq!(thick.pod_addresses(&alive).len(), 1);
     assert!(thick.daemon_log().contains("deleted an orphan attachment"), "{}", thick.daemon_log());
     assert_eq!(thick.shim("DEL", &alive).code, 0);
-    assert!(leases(&thick).is_empty());
+    assert!(thick.leases().is_empty());
 }

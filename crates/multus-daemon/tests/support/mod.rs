@@ -391,6 +391,20 @@ impl Thick {
         walk(&self.path(rel), &mut out);
         out
     }
+
+    /// A host-local IPAM section for `subnet` keeping its leases under this test's `ipam/`.
+    pub fn ipam(&self, subnet: &str) -> Value {
+        json!({"type": "host-local", "subnet": subnet, "dataDir": self.path("ipam").to_string_lossy()})
+    }
+
+    /// The addresses host-local holds under `ipam/` (one lease file per reserved address).
+    pub fn leases(&self) -> Vec<String> {
+        self.files_under("ipam")
+            .into_iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    }
 }
 
 pub fn pod(namespace: &str, name: &str, uid: &str, networks: Option<&str>) -> Value {

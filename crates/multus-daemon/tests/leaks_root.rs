@@ -368,6 +368,17 @@ fn children_of(sandbox: &PodSandbox) -> Vec<u32> {
         .collect()
 }
 
+/// fake-cni whose ADD takes `add_ms` after starting a `setsid` grandchild that "allocates a
+/// lease" `late_ms` later: it writes the returned marker (in the returned directory, kept alive
+/// by the caller).
+fn late_lease_fake(add_ms: u64, late_ms: u64) -> (tempfile::TempDir, std::path::PathBuf, serde_json::Value) {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("late-lease");
+    let fake = json!({"sleepMs": add_ms, "sleepOn": ["ADD"],
+        "spawn": {"on": ["ADD"], "setsid": true, "sleepMs": late_ms, "touch": marker.to_string_lossy()}});
+    (marker_dir, marker, fake)
+}
+
 /// A delegate times out while a grandchild it started with `setsid` is still to "allocate a
 /// lease" (write a marker) 2 s later. Before, the timeout killed the delegate's process group
 /// only: the setsid'd grandchild wrote its lease after the ADD had failed and been rolled back.
@@ -376,10 +387,7 @@ fn children_of(sandbox: &PodSandbox) -> Vec<u32> {
 fn a_delegate_timeout_kills_grandchildren_that_left_its_process_group() {
     require(root_skip_reason());
     let uid = "21000000-0000-0000-0000-000000000005";
-    let marker_dir = tempfile::tempdir().unwrap();
-    let marker = marker_dir.path().join("late-lease");
-    let fake = json!({"sleepMs": 5000, "sleepOn": ["ADD"],
-        "spawn": {"on": ["ADD"], "setsid": true, "sleepMs": 2000, "touch": marker.to_string_lossy()}});
+    let (_marker_dir, marker, fake) = late_lease_fake(5000, 2000);
     let mut thick = start_with_fake_nad(fake, uid, |t| t.daemon_config["delegateTimeoutSeconds"] = json!(1));
     let sandbox = thick.sandbox("default", "p", uid);
     let add = thick.shim("ADD", &sandbox);
@@ -399,10 +407,7 @@ fn a_delegate_timeout_kills_grandchildren_that_left_its_process_group() {
 fn a_restarted_daemon_kills_what_its_killed_predecessors_delegates_left() {
     require(root_skip_reason());
     let uid = "21000000-0000-0000-0000-000000000006";
-    let marker_dir = tempfile::tempdir().unwrap();
-    let marker = marker_dir.path().join("late-lease");
-    let fake = json!({"sleepMs": 10000, "sleepOn": ["ADD"],
-        "spawn": {"on": ["ADD"], "setsid": true, "sleepMs": 3000, "touch": marker.to_string_lossy()}});
+    let (_marker_dir, marker, fake) = late_lease_fake(10000, 3000);
     let mut thick = start_with_fake_nad(fake, uid, |_| {});
     let sandbox = thick.sandbox("default", "p", uid);
     let stdin = std::fs::read(thick.multus_conf()).unwrap();

@@ -459,14 +459,21 @@ impl Node {
         let conf = self.env.multus_conf()?;
         let args = Self::cni_args(sb, sb.pod.as_bytes());
         let args = std::ffi::OsStr::from_bytes(&args);
+        let mut c = self.runtime_command(command);
+        c.env("CNI_CONTAINERID", &sb.container_id)
+            .env("CNI_NETNS", sb.netns_path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_ARGS", args);
+        Ok((c, conf))
+    }
+
+    /// The shim as a runtime starts it: a clean environment with `CNI_COMMAND` and `CNI_PATH`,
+    /// bounded waits, piped stdio.
+    fn runtime_command(&self, command: &str) -> std::process::Command {
         let mut c = std::process::Command::new(&self.env.bins.shim);
         c.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", &sb.container_id)
-            .env("CNI_NETNS", sb.netns_path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args)
             .env("CNI_PATH", self.bin_dir.display().to_string())
             // Bounded so that a wedged daemon shows up as a failed step, not a stuck soak.
             .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
@@ -474,7 +481,7 @@ impl Node {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Ok((c, conf))
+        c
     }
 
     pub fn shim(&self, command: &str, sb: &Sandbox) -> Result<ShimOutput> {
@@ -489,17 +496,7 @@ impl Node {
         stdin["cniVersion"] = json!("1.1.0");
         stdin["cni.dev/valid-attachments"] =
             valid.iter().map(|sb| json!({"containerID": sb.container_id, "ifname": "eth0"})).collect();
-        let mut c = std::process::Command::new(&self.env.bins.shim);
-        c.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", "GC")
-            .env("CNI_PATH", self.bin_dir.display().to_string())
-            .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
-            .env("MULTUS_SHIM_READY_WAIT_MS", "60000")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        run_shim(c, stdin.to_string())
+        run_shim(self.runtime_command("GC"), stdin.to_string())
     }
 
     /// The pod's `network-status` annotation, if it has one (`Ok(None)` also when the pod is gone).

@@ -1,5 +1,5 @@
 //! The daemon's view of Kubernetes: a client (in-cluster or kubeconfig) whose responses are
-//! bounded ([`crate::kube_limits`]), a node-scoped watch cache of pods, the NADs this node uses
+//! bounded ([`multus_node::limits`]), a node-scoped watch cache of pods, the NADs this node uses
 //! ([`crate::nad_cache`], filled and kept right by [`crate::kube_nads`]), the live pod lookup
 //! used on a cache miss, the one network-status write per ADD, and events sent off the request
 //! path.
@@ -8,74 +8,36 @@
 //! reduced to what Multus reads (a pod whose annotations exceed the API server's own 256 KiB
 //! limit is kept as "too large", without them); the NAD cache has a byte budget.
 
-use crate::kube_limits::{POD_LIST_PAGE_SIZE, ResponseLimit};
 use crate::kube_nads::NadSource;
 use crate::nad_cache::{Key as NadKey, NadAnswer, NadCache};
 use crate::seams::{BoxFuture, Cluster, ClusterError, NadAnswers, PodEvent, PodLookup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use multus::model::{Nad, NadLookup, PodInfo};
+use multus_node::limits::{POD_LIST_PAGE_SIZE, ResponseLimit};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+pub use multus_node::client::{SERVICE_ACCOUNT_DIR, build_client};
+use multus_node::objects::pod_info_with;
+pub use multus_node::objects::{nad_resource, pod_info};
+
 /// Why no Kubernetes client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The `-kubeconfig` file could not be read or turned into a client config.
-    #[error("reading kubeconfig {path}: {reason}")]
-    Kubeconfig {
-        /// The kubeconfig path.
-        path: String,
-        /// What was wrong with it.
-        reason: String,
-    },
-    /// No `-kubeconfig`, and the in-cluster environment or service-account files are missing.
-    #[error("failed to create in-cluster kube client: {0}")]
-    InCluster(String),
-    /// The config was read but the client (TLS, URL) could not be built from it.
-    #[error("building the kube client: {0}")]
-    Build(String),
+    /// From a kubeconfig or in-cluster: see [`multus_node::client::ClientError`].
+    #[error(transparent)]
+    Client(#[from] multus_node::client::ClientError),
     /// perNodeCertificate hook: see [`crate::certs`].
     #[error(transparent)]
     PerNodeCertificate(#[from] crate::certs::CertError),
-}
-
-/// Where a pod's service-account token and CA are mounted.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// Build a client: from `kubeconfig` when given, else in-cluster from
-/// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` and the service-account files
-/// (`MULTUS_SERVICEACCOUNT_DIR` overrides their directory, for tests).
-pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, ClientError> {
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let bad = |e: &dyn std::fmt::Display| ClientError::Kubeconfig {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            };
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(&e))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| bad(&e))?
-        }
-        None => in_cluster_config().map_err(ClientError::InCluster)?,
-    };
-    // A plain-http API server (development) needs no trust store: without this, building the
-    // client would load the system's root certificates (~20 ms at startup) for nothing.
-    if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
-        config.root_cert = Some(Vec::new());
-    }
-    // client-go's defaults in the Go daemon: 1 minute per request.
-    config.read_timeout = Some(Duration::from_secs(60));
-    config.connect_timeout = Some(Duration::from_secs(10));
-    crate::kube_limits::client(config).map_err(|e| ClientError::Build(e.to_string()))
 }
 
 // --- perNodeCertificate hook (the logic lives in crate::certs) ---
@@ -92,47 +54,10 @@ pub async fn build_client_for(
             let cert_config = crate::certs::CertManagerConfig::from_settings(settings, node.as_deref())?;
             Ok(crate::certs::CertManager::start(cert_config).await?.detach())
         }
-        None => build_client(kubeconfig).await,
+        None => Ok(build_client(kubeconfig).await?),
     }
 }
 // --- end of perNodeCertificate hook ---
-
-fn in_cluster_config() -> Result<kube::Config, String> {
-    let host =
-        std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| "KUBERNETES_SERVICE_HOST is not set".to_string())?;
-    let port =
-        std::env::var("KUBERNETES_SERVICE_PORT").map_err(|_| "KUBERNETES_SERVICE_PORT is not set".to_string())?;
-    let dir =
-        std::env::var("MULTUS_SERVICEACCOUNT_DIR").map(PathBuf::from).unwrap_or_else(|_| SERVICE_ACCOUNT_DIR.into());
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
-    let url: http::Uri =
-        format!("https://{host}:{port}").parse().map_err(|e| format!("service host/port do not form a URL: {e}"))?;
-    let ca_path = dir.join("ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
-    use rustls_pki_types::pem::PemObject as _;
-    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&ca)
-        .map(|c| c.map(|c| c.to_vec()))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("parsing {}: {e}", ca_path.display()))?;
-    let mut config = kube::Config::new(url);
-    config.root_cert = Some(certs);
-    config.auth_info.token_file = Some(dir.join("token").to_string_lossy().into_owned());
-    if let Ok(ns) = std::fs::read_to_string(dir.join("namespace")) {
-        config.default_namespace = ns.trim().to_string();
-    }
-    Ok(config)
-}
-
-/// The NetworkAttachmentDefinition resource.
-pub fn nad_resource() -> ApiResource {
-    ApiResource {
-        group: "k8s.cni.cncf.io".into(),
-        version: "v1".into(),
-        api_version: "k8s.cni.cncf.io/v1".into(),
-        kind: "NetworkAttachmentDefinition".into(),
-        plural: "network-attachment-definitions".into(),
-    }
-}
 
 type Key = (String, String);
 
@@ -294,40 +219,6 @@ impl CachedPod {
             }),
         }
     }
-}
-
-/// Reduce a Pod to what Multus reads.
-pub fn pod_info(pod: &Pod) -> Option<(Key, PodInfo)> {
-    pod_info_with(pod, true)
-}
-
-fn pod_info_with(pod: &Pod, with_annotations: bool) -> Option<(Key, PodInfo)> {
-    let meta = &pod.metadata;
-    let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
-    let info = PodInfo {
-        namespace: ns.clone(),
-        name: name.clone(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        annotations: if with_annotations { meta.annotations.clone().unwrap_or_default() } else { Default::default() },
-        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        claim_status: claim_status(pod),
-    };
-    Some(((ns, name), info))
-}
-
-/// `status.resourceClaimStatuses` and `status.extendedResourceClaimStatus`, for the DRA
-/// device lookup (`Null` without claims, the common case: nothing kept per pod).
-fn claim_status(pod: &Pod) -> serde_json::Value {
-    let Some(status) = pod.status.as_ref() else { return serde_json::Value::Null };
-    let mut out = serde_json::Map::new();
-    if let Some(claims) = status.resource_claim_statuses.as_ref().filter(|c| !c.is_empty()) {
-        out.insert("resourceClaimStatuses".into(), serde_json::to_value(claims).unwrap_or_default());
-    }
-    if let Some(extended) = &status.extended_resource_claim_status {
-        out.insert("extendedResourceClaimStatus".into(), serde_json::to_value(extended).unwrap_or_default());
-    }
-    if out.is_empty() { serde_json::Value::Null } else { serde_json::Value::Object(out) }
 }
 
 /// Everything the request handlers need from Kubernetes.

@@ -10,7 +10,6 @@
 //!   the misses are fetched with one GET each, at the same time, and one GET per key however
 //!   many requests wait for it. A NAD larger than [`MAX_NAD_BYTES`] is refused, never parsed.
 
-use crate::kube_limits::{ResponseLimit, ResponseTooLarge};
 use crate::metrics::Metrics;
 use crate::nad_cache::{Change, Key, MAX_NAD_BYTES, NadAnswer, NadCache, nad_bytes};
 use futures::StreamExt;
@@ -18,6 +17,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use multus::model::{Nad, RESOURCE_NAME_ANNOTATION};
 use multus::resolve::MAX_POD_NAD_CONFIG_BYTES;
+use multus_node::limits::{ResponseLimit, ResponseTooLarge};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@
 //! - [`flags`]: Go-style command line (`-config`, `-version`)
 //! - [`logging`]: `logLevel`/`logFile`/`logToStderr`/`logOptions` mapped onto tracing
 //! - [`kube`]: the production cluster: client, node-scoped pod watch cache; [`nad_cache`] and
-//!   [`kube_nads`]: the NADs this node uses; [`kube_limits`]: bounded API responses;
+//!   [`kube_nads`]: the NADs this node uses; [`multus_node::limits`]: bounded API responses;
 //!   [`memory`]: giving memory back after bursts
 //! - [`netns`]: the production netns seam (dedicated threads); `routes`: rtnetlink edits
 //! - [`confgen`]: writing and maintaining `00-multus.conf`; [`uninstall`]: restart or uninstall
@@ -31,7 +31,6 @@ pub(crate) mod error;
 pub mod flags;
 pub mod handler;
 pub mod kube;
-pub mod kube_limits;
 pub mod kube_nads;
 pub mod logging;
 pub mod memory;

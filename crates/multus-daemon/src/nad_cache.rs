@@ -84,16 +84,7 @@ impl NadAnswer {
     }
 }
 
-/// `1.5 MiB`, `512 KiB`, `12 B`.
-pub fn human_bytes(n: usize) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} B")
-    }
-}
+pub use multus_node::human_bytes;
 
 /// The size a found NAD is measured by: its config text and its kept annotations.
 pub fn nad_bytes(nad: &Nad) -> usize {

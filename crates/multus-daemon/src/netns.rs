@@ -11,26 +11,14 @@ use crate::seams::{BoxFuture, Netns, NetnsError, NetnsPresence};
 use nix::sched::{CloneFlags, setns};
 use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 
 /// The node's network namespaces, entered on dedicated threads.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostNetns;
 
-/// Open `path` as a namespace file: non-blocking (a FIFO or device must not hang the caller)
-/// and on nsfs (a regular file or directory is refused before `setns` sees it).
+/// Open `path` as a namespace file (see [`multus_node::netns::open`]).
 pub fn open_netns(path: &str) -> Result<File, NetnsError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| NetnsError::Open { path: path.to_string(), reason: e.to_string() })?;
-    let fs = nix::sys::statfs::fstatfs(&file)
-        .map_err(|e| NetnsError::Open { path: path.to_string(), reason: e.to_string() })?;
-    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
-        return Err(NetnsError::NotANamespace { path: path.to_string() });
-    }
-    Ok(file)
+    Ok(multus_node::netns::open(path)?)
 }
 
 /// Run `f` on a new thread inside the network namespace at `netns_path`.
@@ -59,11 +47,7 @@ where
 
 impl Netns for HostNetns {
     fn presence(&self, netns: &str) -> NetnsPresence {
-        match open_netns(netns) {
-            Ok(_) => NetnsPresence::Present,
-            Err(NetnsError::Open { .. }) if !std::path::Path::new(netns).exists() => NetnsPresence::Absent,
-            Err(_) => NetnsPresence::Unknown,
-        }
+        multus_node::netns::presence(netns)
     }
 
     fn link_exists<'a>(&'a self, netns: &'a str, ifname: &'a str) -> BoxFuture<'a, Result<bool, NetnsError>> {
@@ -100,24 +84,6 @@ impl Netns for HostNetns {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fifo_or_a_regular_file_is_refused_without_blocking() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let e = open_netns(fifo.to_str().unwrap()).unwrap_err();
-        assert!(matches!(e, NetnsError::NotANamespace { .. }), "{e}");
-        let file = dir.path().join("file");
-        std::fs::write(&file, "x").unwrap();
-        assert!(matches!(open_netns(file.to_str().unwrap()), Err(NetnsError::NotANamespace { .. })));
-        assert!(matches!(open_netns("/nonexistent/netns"), Err(NetnsError::Open { .. })));
-    }
-
-    #[test]
-    fn the_own_namespace_file_is_accepted() {
-        open_netns("/proc/self/ns/net").unwrap();
-    }
 
     #[tokio::test]
     async fn link_checks_in_the_own_namespace() {

@@ -222,14 +222,9 @@ impl Devices for NoDeviceSource {
 /// A failure inside a pod's network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetnsError {
-    /// The namespace file could not be opened or its filesystem checked (e.g. it is gone).
-    #[error("failed to open netns {path:?}: {reason}")]
-    Open {
-        /// The netns path the runtime gave.
-        path: String,
-        /// The OS error.
-        reason: String,
-    },
+    /// The namespace file could not be opened, or is not a network namespace.
+    #[error(transparent)]
+    Open(#[from] multus_node::netns::OpenError),
     /// `setns` into the namespace failed.
     #[error("failed to enter netns {path:?}: {reason}")]
     Enter {
@@ -237,12 +232,6 @@ pub enum NetnsError {
         path: String,
         /// The OS error.
         reason: String,
-    },
-    /// The path is not on nsfs: refused before `setns` would act on an arbitrary file.
-    #[error("{path:?} is not a network namespace")]
-    NotANamespace {
-        /// The netns path the runtime gave.
-        path: String,
     },
     /// The worker thread could not be spawned or ended without an answer.
     #[error("netns worker thread failed: {0}")]
@@ -252,16 +241,7 @@ pub enum NetnsError {
     Route(String),
 }
 
-/// Whether a network namespace (a path a runtime gave) still exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetnsPresence {
-    /// The path opens as a network namespace.
-    Present,
-    /// The path does not exist.
-    Absent,
-    /// It could not be checked (permissions, not a namespace file…): treat as alive.
-    Unknown,
-}
+pub use multus_node::netns::NetnsPresence;
 
 /// Work inside a pod's network namespace.
 pub trait Netns: Send + Sync {

@@ -202,7 +202,10 @@ impl FakeNetns {
 
     fn open(&self, netns: &str) -> Result<(), NetnsError> {
         if self.state().unopenable.contains(netns) {
-            return Err(NetnsError::Open { path: netns.to_string(), reason: "No such file or directory".into() });
+            return Err(NetnsError::Open(multus_node::netns::OpenError::Open {
+                path: netns.to_string(),
+                reason: "No such file or directory".into(),
+            }));
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! nobody will delete.
 //!
 //! The attachments and the "network namespace gone" verdict come from the daemon's own orphan
-//! reconciler ([`multus_daemon::reconcile::attachments`], [`multus_daemon::reconcile::judge`],
-//! the daemon's namespace check [`multus_daemon::netns::HostNetns`]): what this lists as orphaned
+//! reconciler ([`multus_node::attachments::attachments`], [`multus_node::attachments::judge`],
+//! the daemon's namespace check [`multus_node::netns::presence`]): what this lists as orphaned
 //! by namespace is what the reconciler deletes (unless `orphanReconcile` is off or the runtime's
 //! last GC listed the container). A pod that is gone from the API server is reported too, when
 //! one is reachable; the reconciler does not act on that alone, because a runtime still owns the
@@ -11,8 +11,8 @@
 
 use cni::runtime::{CacheEntry, CniRuntime};
 use multus::cache::{CacheRead, read_cache};
-use multus_daemon::reconcile::{self, Verdict};
-use multus_daemon::seams::{Netns, NetnsPresence};
+use multus_node::attachments::{self as reconcile, Verdict};
+use multus_node::netns::NetnsPresence;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -188,7 +188,6 @@ pub fn scan(cni_dir: &Path, now: SystemTime) -> std::io::Result<AttachmentReport
     for r in &results {
         by_container.entry(r.container_id.as_str()).or_default().push(r);
     }
-    let netns = multus_daemon::netns::HostNetns;
     let mut attachments = Vec::new();
     for a in &found {
         let mut recorded: Vec<&CacheEntry> = by_container.get(a.container_id.as_str()).cloned().unwrap_or_default();
@@ -213,7 +212,7 @@ pub fn scan(cni_dir: &Path, now: SystemTime) -> std::io::Result<AttachmentReport
             CacheRead::Missing => (Vec::new(), Some("removed while reading".to_string())),
             CacheRead::Unreadable(e) | CacheRead::Invalid(e) => (Vec::new(), Some(e)),
         };
-        let presence = if a.netns.is_empty() { NetnsPresence::Unknown } else { netns.presence(&a.netns) };
+        let presence = if a.netns.is_empty() { NetnsPresence::Unknown } else { multus_node::netns::presence(&a.netns) };
         let netns_state = match (a.netns.is_empty(), presence) {
             (true, _) => NetnsState::NotRecorded,
             (false, NetnsPresence::Present) => NetnsState::Present,

@@ -1,5 +1,5 @@
 //! The API server: a client built like the daemon builds its own
-//! ([`multus_daemon::kube::build_client`]), and the reads the commands need.
+//! ([`multus_node::client::build_client`]), and the reads the commands need.
 
 use crate::objects::{NadSet, nad_from_value};
 use k8s_openapi::api::core::v1::Pod;
@@ -28,14 +28,14 @@ pub fn kubeconfig_source(explicit: Option<&Path>) -> Option<Option<PathBuf>> {
 /// A client, or `None` when no credentials are configured.
 pub async fn client(explicit: Option<&Path>) -> anyhow::Result<Option<kube::Client>> {
     let Some(source) = kubeconfig_source(explicit) else { return Ok(None) };
-    Ok(Some(multus_daemon::kube::build_client(source.as_deref()).await?))
+    Ok(Some(multus_node::client::build_client(source.as_deref()).await?))
 }
 
 /// A pod as the daemon sees it, `None` when it does not exist.
 pub async fn get_pod(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Option<PodInfo>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod = api.get_opt(name).await?;
-    Ok(pod.and_then(|p| multus_daemon::kube::pod_info(&p)).map(|(_, info)| info))
+    Ok(pod.and_then(|p| multus_node::objects::pod_info(&p)).map(|(_, info)| info))
 }
 
 /// Pods of a namespace (all namespaces with `None`).
@@ -45,12 +45,12 @@ pub async fn list_pods(client: &kube::Client, namespace: Option<&str>) -> anyhow
         None => Api::all(client.clone()),
     };
     let pods = api.list(&ListParams::default()).await?;
-    Ok(pods.items.iter().filter_map(multus_daemon::kube::pod_info).map(|(_, info)| info).collect())
+    Ok(pods.items.iter().filter_map(multus_node::objects::pod_info).map(|(_, info)| info).collect())
 }
 
 /// NetworkAttachmentDefinitions of a namespace (all namespaces with `None`).
 pub async fn list_nads(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<NadSet> {
-    let resource = multus_daemon::kube::nad_resource();
+    let resource = multus_node::objects::nad_resource();
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),

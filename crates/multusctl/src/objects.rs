@@ -1,5 +1,5 @@
 //! Kubernetes objects from YAML/JSON files, reduced to what Multus reads — with the daemon's own
-//! conversion for pods ([`multus_daemon::kube::pod_info`]), so a pod read from a file is seen
+//! conversion for pods ([`multus_node::objects::pod_info`]), so a pod read from a file is seen
 //! exactly as the daemon's watch cache sees it.
 
 use k8s_openapi::api::core::v1::Pod;
@@ -123,7 +123,7 @@ pub fn pod_from_value(value: &Value) -> Result<PodInfo, String> {
         meta.insert("namespace".into(), Value::String("default".into()));
     }
     let pod: Pod = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    multus_daemon::kube::pod_info(&pod).map(|(_, info)| info).ok_or_else(|| "the pod has no name".to_string())
+    multus_node::objects::pod_info(&pod).map(|(_, info)| info).ok_or_else(|| "the pod has no name".to_string())
 }
 
 /// A NetworkAttachmentDefinition object as the daemon sees it: `spec.config` (empty when

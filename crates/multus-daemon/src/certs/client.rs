@@ -254,7 +254,7 @@ pub(super) fn certificate_client(
     let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let service = tower::ServiceBuilder::new()
-        .layer(crate::kube_limits::ResponseLimitLayer::default())
+        .layer(multus_node::limits::ResponseLimitLayer::default())
         .layer(config.base_uri_layer())
         .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
         .map_err(tower::BoxError::from)

@@ -184,7 +184,7 @@ pub(super) async fn bootstrap_attempt(
     bootstrap: kube::Config,
     wait: Duration,
 ) -> Result<ClientCertificate, RotationError> {
-    let client = crate::kube_limits::client(bootstrap).map_err(|e| RotationError::Client(e.to_string()))?;
+    let client = multus_node::limits::client(bootstrap).map_err(|e| RotationError::Client(e.to_string()))?;
     let certificate = request_certificate(client, config, wait).await?;
     store.save(&certificate).map_err(|source| RotationError::Store { path: store.current_path(), source })?;
     Ok(certificate)

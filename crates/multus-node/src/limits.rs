@@ -41,7 +41,7 @@ pub struct ResponseLimit(pub usize);
 
 /// A response body (or a watch event) went over its limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} is larger than {} (multus-rs refuses it)", crate::nad_cache::human_bytes(*.limit))]
+#[error("{what} is larger than {} (multus-rs refuses it)", crate::human_bytes(*.limit))]
 pub struct ResponseTooLarge {
     /// `the API server's response` or `a watch event`.
     pub what: &'static str,

@@ -7,9 +7,9 @@
 //!   PER_NODE_CERTIFICATE_KEYS}` and `multus::generate::GENERATOR_KEYS` (each checked against
 //!   its parser by a unit test in `multus`);
 //! - the daemon's own keys: `raw.get("…")` and `const …KEY: &str = "…"` in
-//!   `crates/multus-daemon/src` (non-test code);
+//!   `crates/multus-daemon/src` and `crates/multus-node/src` (non-test code);
 //! - flags: `multus_daemon::flags::{help_text, CONFIG_FLAGS, NOT_FOR_THICK}`;
-//! - environment variables: `env::var("…")`/`var_os("…")` in the daemon's sources;
+//! - environment variables: `env::var("…")`/`var_os("…")` in those sources;
 //! - annotations: `multus::model`'s constants; selection fields: the serde names of
 //!   `NetworkSelectionElement`; metrics: the `multus_*` names in the daemon's `metrics.rs`.
 
@@ -68,8 +68,12 @@ fn captures(pattern: &str, texts: &[(PathBuf, String)]) -> BTreeSet<String> {
     texts.iter().flat_map(|(_, t)| re.captures_iter(t).map(|c| c[1].to_string()).collect::<Vec<_>>()).collect()
 }
 
+/// The daemon's sources, with what it shares with multusctl (`multus-node`: the kube client's
+/// environment).
 fn daemon_sources() -> Vec<(PathBuf, String)> {
-    sources(&repo().join("crates/multus-daemon/src"))
+    let mut texts = sources(&repo().join("crates/multus-daemon/src"));
+    texts.extend(sources(&repo().join("crates/multus-node/src")));
+    texts
 }
 
 fn set(items: impl IntoIterator<Item = impl Into<String>>) -> BTreeSet<String> {

@@ -1,76 +1,25 @@
-//! Seed objects from YAML or JSON files and directories.
-//!
-//! Accepted shapes: single objects, multi-document YAML, JSON arrays, `kind: List` (or any
-//! `…List` with `items`), and maps of arrays such as `{"pods": [...], "nads": [...]}`.
+//! Seed objects from YAML or JSON files and directories ([`kube_objects`]: single objects,
+//! multi-document YAML, JSON arrays, `kind: List`, maps of arrays such as
+//! `{"pods": [...], "nads": [...]}`), in the order a store can take them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::error::Error;
 
 /// Objects from a file, or from every `.yaml`, `.yml` and `.json` file in a directory
-/// (sorted by name, not recursive into hidden entries).
+/// (sorted by name, not recursive into hidden entries): see [`kube_objects`].
 pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
-    let read_err = |source| Error::SeedRead { path: path.to_path_buf(), source };
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(read_err)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-                !hidden && (p.is_dir() || matches!(ext, "yaml" | "yml" | "json"))
-            })
-            .collect();
-        files.sort();
-        let mut objects = Vec::new();
-        for file in files {
-            objects.extend(load_path(&file)?);
-        }
-        return Ok(objects);
-    }
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
-    parse_text(&text).map_err(|message| Error::SeedParse { path: path.to_path_buf(), message })
+    let loaded = kube_objects::load_path(path).map_err(|e| match e {
+        kube_objects::LoadError::Read { path, source } => Error::SeedRead { path, source },
+        kube_objects::LoadError::Parse { path, source } => Error::SeedParse { path, message: source.to_string() },
+    })?;
+    Ok(loaded.into_iter().map(|l| l.object).collect())
 }
 
 /// Objects from YAML or JSON text.
-pub fn parse_text(text: &str) -> Result<Vec<Value>, String> {
-    let trimmed = text.trim_start();
-    let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        vec![serde_json::from_str(text).map_err(|e| e.to_string())?]
-    } else {
-        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?
-    };
-    let mut objects = Vec::new();
-    for document in documents {
-        flatten(document, &mut objects);
-    }
-    Ok(objects)
-}
-
-fn flatten(value: Value, out: &mut Vec<Value>) {
-    match value {
-        Value::Null => {}
-        Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
-        Value::Object(mut map) => {
-            let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"));
-            if is_list && let Some(items) = map.remove("items") {
-                flatten(items, out);
-            } else if map.contains_key("kind") {
-                out.push(Value::Object(map));
-            } else {
-                // A fixture map of arrays: {"pods": [...], "nads": [...]}.
-                for (_, v) in map {
-                    if v.is_array() {
-                        flatten(v, out);
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-}
+pub use kube_objects::parse_text;
 
 /// Seeding order: namespaces and CRDs first so the objects that need them can be stored.
 pub fn order_for_seeding(objects: &mut [Value]) {

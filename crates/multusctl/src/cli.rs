@@ -10,7 +10,7 @@ use crate::attachments::{self, AttachmentReport};
 use crate::explain::{ExplainRequest, Explanation, explain};
 use crate::lint::{Finding, LintOptions, LintReport, lint};
 use crate::node::{NodeConfig, NodeOptions};
-use crate::objects::{self, NAD_KIND, NadSet, load_paths};
+use crate::objects::{self, NAD_KIND, NadSet, ObjectView, load_paths};
 use crate::{cluster, render};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};

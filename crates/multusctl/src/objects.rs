@@ -6,33 +6,33 @@ use k8s_openapi::api::core::v1::Pod;
 use multus::model::{Nad, PodInfo};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Why objects could not be loaded.
+/// Why objects could not be loaded or read as what they claim to be.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("parsing {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    Load(#[from] kube_objects::LoadError),
     #[error("{what} in {path} is not a valid {kind}: {message}")]
     Invalid { path: PathBuf, what: String, kind: &'static str, message: String },
 }
 
-/// One object and the file it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
-    pub path: PathBuf,
-    pub object: Value,
+pub use kube_objects::Loaded;
+
+/// What `multusctl` reads of a loaded object.
+pub trait ObjectView {
+    /// The object's `kind`.
+    fn kind(&self) -> &str;
+    /// `namespace/name` (namespace `default` when absent, as `kubectl apply` would create it).
+    fn display_name(&self) -> String;
 }
 
-impl Loaded {
-    pub fn kind(&self) -> &str {
+impl ObjectView for Loaded {
+    fn kind(&self) -> &str {
         self.object.get("kind").and_then(Value::as_str).unwrap_or("")
     }
 
-    /// `namespace/name` (namespace `default` when absent, as `kubectl apply` would create it).
-    pub fn display_name(&self) -> String {
+    fn display_name(&self) -> String {
         let (ns, name) = namespace_and_name(&self.object);
         format!("{ns}/{name}")
     }
@@ -45,69 +45,9 @@ fn namespace_and_name(object: &Value) -> (String, String) {
     (if ns.is_empty() { "default".to_string() } else { ns }, field("name"))
 }
 
-/// Objects of a file, or of every `.yaml`, `.yml` and `.json` file of a directory (sorted,
-/// hidden entries skipped). Multi-document YAML, JSON arrays and `kind: List` are flattened.
-pub fn load_path(path: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let read_err = |source| LoadError::Read { path: path.to_path_buf(), source };
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(read_err)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-                !hidden && (p.is_dir() || matches!(ext, "yaml" | "yml" | "json"))
-            })
-            .collect();
-        files.sort();
-        let mut out = Vec::new();
-        for file in files {
-            out.extend(load_path(&file)?);
-        }
-        return Ok(out);
-    }
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
-    let objects = parse_text(&text).map_err(|message| LoadError::Parse { path: path.to_path_buf(), message })?;
-    Ok(objects.into_iter().map(|object| Loaded { path: path.to_path_buf(), object }).collect())
-}
-
-/// Every object of several paths, in order.
+/// Every object of several paths, in order (see [`kube_objects::load_paths`]).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
-    let mut out = Vec::new();
-    for p in paths {
-        out.extend(load_path(p)?);
-    }
-    Ok(out)
-}
-
-/// Objects from YAML or JSON text.
-pub fn parse_text(text: &str) -> Result<Vec<Value>, String> {
-    let trimmed = text.trim_start();
-    let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        vec![serde_json::from_str(text).map_err(|e| e.to_string())?]
-    } else {
-        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?
-    };
-    let mut out = Vec::new();
-    for document in documents {
-        flatten(document, &mut out);
-    }
-    Ok(out)
-}
-
-fn flatten(value: Value, out: &mut Vec<Value>) {
-    match value {
-        Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
-        Value::Object(mut map) => {
-            let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"));
-            if is_list && let Some(items) = map.remove("items") {
-                flatten(items, out);
-            } else if map.contains_key("kind") {
-                out.push(Value::Object(map));
-            }
-        }
-        _ => {}
-    }
+    Ok(kube_objects::load_paths(paths)?)
 }
 
 /// The kind of a NetworkAttachmentDefinition.
@@ -198,8 +138,11 @@ items:
     kind: NetworkAttachmentDefinition
     metadata: {name: b}
 "#;
-        let objects: Vec<Loaded> =
-            parse_text(text).unwrap().into_iter().map(|object| Loaded { path: "x".into(), object }).collect();
+        let objects: Vec<Loaded> = kube_objects::parse_text(text)
+            .unwrap()
+            .into_iter()
+            .map(|object| Loaded { path: "x".into(), object })
+            .collect();
         let (pods, nads) = pods_and_nads(&objects).unwrap();
         assert_eq!(pods.len(), 1);
         assert_eq!((pods[0].namespace.as_str(), pods[0].node_name.as_str()), ("default", "node1"));
@@ -220,6 +163,6 @@ items:
             e,
             "x/n in f.yaml is not a valid NetworkAttachmentDefinition: spec.config must be a string (of JSON), got 1"
         );
-        assert!(parse_text("{").is_err());
+        assert!(kube_objects::parse_text("{").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! the invocation cgroups under it (blocking file-system calls: callers keep them off the
 //! async runtime's workers where they can wait).
 
-use super::ContainedProcess;
+use super::kill::ContainedProcess;
 use super::procfs::{self, PidFd, Reap};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -144,10 +144,6 @@ pub(crate) struct Cgroups {
     pub(crate) scope_dir: PathBuf,
 }
 
-/// How long a kill waits for the cgroup to empty before giving up (a process stuck in an
-/// uninterruptible sleep, say on a hung NFS mount, cannot die before it wakes).
-pub(crate) const KILL_PATIENCE: Duration = Duration::from_secs(10);
-
 fn write_file(path: &Path, text: &str) -> io::Result<()> {
     OpenOptions::new().write(true).open(path)?.write_all(text.as_bytes())
 }
@@ -189,7 +185,7 @@ impl Cgroups {
             Err(e) => return Err(e),
         }
         let tried = if clone_into {
-            open_dir(&dir).and_then(|fd| super::super::clone::probe(&fd))
+            open_dir(&dir).and_then(|fd| super::super::clone3::probe(&fd))
         } else {
             OpenOptions::new().write(true).open(dir.join("cgroup.procs")).and_then(|f| join_in_child(&f))
         };

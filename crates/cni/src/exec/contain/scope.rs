@@ -195,7 +195,7 @@ impl Scope {
             if c.rank() > self.limit.rank() {
                 continue;
             }
-            let opened = cgroup::own_dir(kind).and_then(|own| {
+            let opened = cgroup::own_dir(kind).map_err(|e| e.to_string()).and_then(|own| {
                 cgroup::Cgroups::open(kind, &own, &self.dir_name).map_err(|e| format!("{}: {e}", own.display()))
             });
             match opened {

@@ -19,17 +19,21 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use rcgen::{CertificateSigningRequestParams, ExtendedKeyUsagePurpose, KeyUsagePurpose};
-use rustls::pki_types::CertificateSigningRequestDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
-use x509_parser::prelude::FromDer;
 
 use crate::auth::UserInfo;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
 use crate::store::{EventType, Store, WatchStart};
 use crate::tls::CertificateAuthority;
+#[cfg(test)]
+use approver::is_dns1123_subdomain;
+use approver::{cert_approver_applies, cert_approver_verdict};
+use request::{request_der, request_subject};
+
+mod approver;
+mod request;
 
 /// The API group of CertificateSigningRequests.
 pub const GROUP: &str = "certificates.k8s.io";
@@ -153,27 +157,6 @@ fn true_condition<'a>(csr: &'a Value, kind: &str) -> Option<&'a Value> {
 
 fn has_condition(csr: &Value, kind: &str) -> bool {
     csr["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == kind))
-}
-
-/// The DER of `spec.request` (base64 of a PEM `CERTIFICATE REQUEST`), or why not.
-fn request_der(csr: &Value) -> Result<CertificateSigningRequestDer<'static>, String> {
-    let encoded = csr["spec"]["request"].as_str().filter(|r| !r.is_empty()).ok_or("Required value")?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("Invalid value: not base64: {e}"))?;
-    CertificateSigningRequestDer::from_pem_slice(&pem)
-        .map_err(|_| format!("Invalid value: \"<{} bytes>\": PEM block type must be CERTIFICATE REQUEST", pem.len()))
-}
-
-/// Subject CN and O entries of a certificate request, after checking its signature.
-fn request_subject(der: &CertificateSigningRequestDer<'_>) -> Result<(String, Vec<String>), String> {
-    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-        .map_err(|e| format!("x509: malformed certificate request: {e}"))?;
-    request.verify_signature().map_err(|e| format!("x509: invalid certificate request signature: {e}"))?;
-    let subject = &request.certification_request_info.subject;
-    let cn = subject.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string();
-    let orgs = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
-    Ok((cn, orgs))
 }
 
 /// The API server's checks and defaults for a new request, made by `user`.
@@ -367,71 +350,6 @@ pub fn decide(store: &Store, name: &str, approve: bool, reason: &str, message: &
     })
 }
 
-/// Multus' cert-approver only looks at requests for its own subjects.
-fn cert_approver_applies(csr: &Value) -> bool {
-    csr["spec"]["signerName"] == KUBE_APISERVER_CLIENT_SIGNER
-        && request_der(csr)
-            .ok()
-            .and_then(|der| request_subject(&der).ok())
-            .is_some_and(|(cn, _)| cn.starts_with("system:multus"))
-}
-
-/// A DNS-1123 subdomain, as Kubernetes validates node names.
-fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Multus' cert-approver rules: `Ok` approves, `Err` is the denial message.
-fn cert_approver_verdict(csr: &Value) -> Result<(), String> {
-    let name = csr["metadata"]["name"].as_str().unwrap_or_default();
-    let der = request_der(csr).map_err(|e| format!("failed to PEM-parse the CSR block in .spec.request: {e}"))?;
-    let (cn, orgs) = request_subject(&der).map_err(|e| format!("failed to parse the CSR bytes: {e}"))?;
-    let username = csr["spec"]["username"].as_str().unwrap_or_default();
-    let (prefix, node) = username
-        .rsplit_once(':')
-        .filter(|(_, n)| !n.is_empty())
-        .ok_or_else(|| format!("failed to parse the username: {username}"))?;
-    if prefix != "system:node" && prefix != "system:multus" {
-        return Err(format!("CSR {name:?} was created by an unexpected user: {username:?}"));
-    }
-    if !is_dns1123_subdomain(node) {
-        return Err(format!("extracted node name {node:?} is not a valid DNS subdomain"));
-    }
-    let mut usages: Vec<&str> =
-        csr["spec"]["usages"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    usages.sort_unstable();
-    usages.dedup();
-    if usages != ["client auth", "digital signature"] {
-        return Err(format!("CSR {name:?} was created with unexpected usages: {usages:?}"));
-    }
-    let groups: Vec<&str> =
-        csr["spec"]["groups"].as_array().map(|g| g.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    if !groups.iter().all(|g| ["system:nodes", "system:multus", crate::auth::AUTHENTICATED_GROUP].contains(g)) {
-        return Err(format!("CSR {name:?} was created by a user with unexpected groups: {groups:?}"));
-    }
-    let expected_cn = format!("system:multus:{node}");
-    if cn != expected_cn {
-        return Err(format!("expected the CSR's commonName to be {expected_cn:?}, but it is {cn:?}"));
-    }
-    if orgs != ["system:multus"] {
-        return Err(format!("expected the CSR's organization to be [system:multus], but it is {orgs:?}"));
-    }
-    match csr["spec"]["expirationSeconds"].as_i64() {
-        None => Err(format!("CSR {name:?} was created without specifying the expirationSeconds")),
-        Some(s) if s > CERT_APPROVER_MAX_SECONDS => {
-            Err(format!("CSR {name:?} was created with invalid expirationSeconds value: {s}"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
 /// Why the signer will not sign: (condition reason, message).
 type SignFailure = (&'static str, String);
 
@@ -453,7 +371,7 @@ fn sign(ca: &CertificateAuthority, settings: &CsrSettings, csr: &Value) -> Resul
     if extended.is_empty() {
         return Err(validation("missing required usage for client certificate: client auth".into()));
     }
-    let der = request_der(csr).map_err(validation)?;
+    let der = request_der(csr).map_err(|e| validation(e.to_string()))?;
     let request =
         CertificateSigningRequestParams::from_der(&der).map_err(|e| validation(format!("unable to parse csr: {e}")))?;
     let ttl = match csr["spec"]["expirationSeconds"].as_u64() {
@@ -493,7 +411,7 @@ impl CsrController {
                 CsrApproval::MultusCertApprover if cert_approver_applies(&csr) => {
                     Some(match cert_approver_verdict(&csr) {
                         Ok(()) => (true, "AutoApproved", format!("Auto-approved CSR {name:?}")),
-                        Err(message) => (false, "CSRDenied", message),
+                        Err(denial) => (false, "CSRDenied", denial.to_string()),
                     })
                 }
                 CsrApproval::MultusCertApprover => None,

@@ -25,12 +25,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A seed file is not YAML or JSON objects.
-    #[error("cannot parse seed file {path}: {message}")]
+    #[error("cannot parse seed file {path}: {source}")]
     SeedParse {
         /// The file.
         path: PathBuf,
         /// The parser's complaint.
-        message: String,
+        source: crate::seed::ParseError,
     },
     /// A seed object was refused by the store.
     #[error("cannot store seed object {object}: {source}")]

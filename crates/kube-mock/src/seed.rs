@@ -31,16 +31,27 @@ pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
         return Ok(objects);
     }
     let text = std::fs::read_to_string(path).map_err(read_err)?;
-    parse_text(&text).map_err(|message| Error::SeedParse { path: path.to_path_buf(), message })
+    parse_text(&text).map_err(|source| Error::SeedParse { path: path.to_path_buf(), source })
+}
+
+/// Why seed text is not YAML or JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Text that starts like JSON but is not.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Text that is not YAML (boxed: the parser's error is large).
+    #[error(transparent)]
+    Yaml(Box<serde_saphyr::Error>),
 }
 
 /// Objects from YAML or JSON text.
-pub fn parse_text(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_text(text: &str) -> Result<Vec<Value>, ParseError> {
     let trimmed = text.trim_start();
     let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        vec![serde_json::from_str(text).map_err(|e| e.to_string())?]
+        vec![serde_json::from_str(text)?]
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?
+        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Yaml(Box::new(e)))?
     };
     let mut objects = Vec::new();
     for document in documents {

@@ -330,7 +330,7 @@ impl Store {
             ));
         }
         if def.kind == "CustomResourceDefinition" {
-            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause))?;
+            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, &name, &cause.to_string()))?;
             if let Some(m) = object["metadata"].as_object_mut() {
                 m.remove("deletionTimestamp");
             }
@@ -447,7 +447,7 @@ impl Store {
             }
         }
         if def.kind == "CustomResourceDefinition" {
-            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause))?;
+            validate_crd(&object).map_err(|cause| ApiError::invalid(&gvr, &def.kind, name, &cause.to_string()))?;
             mark_crd_established(&mut object);
         }
         lifecycle::check_new_finalizers(&gvr, &def.kind, name, &current, &object)?;

@@ -30,7 +30,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The parser's complaint.
-        source: crate::seed::ParseError,
+        source: SeedParseError,
     },
     /// A seed object was refused by the store.
     #[error("cannot store seed object {object}: {source}")]
@@ -52,4 +52,15 @@ pub enum Error {
     /// The async runtime could not be built.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// Why seed text is not YAML or JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedParseError {
+    /// Text that starts like JSON but is not.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Text that is not YAML (boxed: the parser's error is large).
+    #[error(transparent)]
+    Yaml(Box<serde_saphyr::Error>),
 }

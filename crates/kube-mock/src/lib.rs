@@ -59,7 +59,7 @@ use serde_json::Value;
 
 pub use auth::UserInfo;
 pub use csr::{CsrApproval, CsrSettings};
-pub use error::Error;
+pub use error::{Error, SeedParseError};
 pub use faults::{FaultRule, Faults, JournalEntry, RequestCounts, RequestMatcher};
 pub use resources::{Gvr, ResourceDef};
 pub use server::DenyRule;

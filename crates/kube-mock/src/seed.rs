@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{Error, SeedParseError};
 
 /// Objects from a file, or from every `.yaml`, `.yml` and `.json` file in a directory
 /// (sorted by name, not recursive into hidden entries).
@@ -34,24 +34,13 @@ pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
     parse_text(&text).map_err(|source| Error::SeedParse { path: path.to_path_buf(), source })
 }
 
-/// Why seed text is not YAML or JSON.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    /// Text that starts like JSON but is not.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// Text that is not YAML (boxed: the parser's error is large).
-    #[error(transparent)]
-    Yaml(Box<serde_saphyr::Error>),
-}
-
 /// Objects from YAML or JSON text.
-pub fn parse_text(text: &str) -> Result<Vec<Value>, ParseError> {
+pub fn parse_text(text: &str) -> Result<Vec<Value>, SeedParseError> {
     let trimmed = text.trim_start();
     let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         vec![serde_json::from_str(text)?]
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Yaml(Box::new(e)))?
+        serde_saphyr::from_multiple(text).map_err(|e| SeedParseError::Yaml(Box::new(e)))?
     };
     let mut objects = Vec::new();
     for document in documents {

@@ -28,7 +28,7 @@ use std::fmt;
 ///    (an unprivileged daemon): the plugin leads its own process group; the daemon becomes a
 ///    child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned descendants are re-parented to
 ///    it instead of to init and stay in its process tree; each plugin's environment carries
-///    [`INVOCATION_ENV`]` = <scope dir>/<id>`. At a kill, the daemon's process tree is walked
+///    [`INVOCATION_ENV`](super::INVOCATION_ENV)` = <scope dir>/<id>`. At a kill, the daemon's process tree is walked
 ///    (`/proc/<pid>/task/*/children`) and a process belongs to the invocation when its
 ///    parent chain leads to the plugin, or it carries the invocation's tag, or it is still
 ///    in the plugin's process group. **Guarantee (best effort):** the plugin and everything

@@ -51,11 +51,14 @@
 //! [`RawExec::reap_leftovers`] at start to kill what a killed predecessor's plugins had
 //! started.
 
+mod background;
 mod child;
 mod chroot;
 mod clone;
+mod clone3;
 mod contain;
 mod error;
+mod group;
 mod output;
 mod raw;
 mod spawner;

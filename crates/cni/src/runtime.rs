@@ -24,8 +24,8 @@ mod gojson;
 mod request;
 
 pub use cache::{
-    AtomicWrite, CACHE_KIND_V1, CacheEntry, CacheFile, TEMP_MARKER, remove_stale_temp_files, write_atomic,
-    write_atomic_with,
+    AtomicWrite, CACHE_KIND_V1, CacheEntry, CacheFile, CachePathError, TEMP_MARKER, remove_stale_temp_files,
+    write_atomic, write_atomic_with,
 };
 
 pub use error::RuntimeError;
@@ -221,9 +221,7 @@ impl<E: Exec> CniRuntime<E> {
         if list.disable_check {
             return Ok(());
         }
-        let cached = self
-            .read_cached_result(&list.name, version, rt)
-            .map_err(|reason| RuntimeError::CachedResult { network: list.name.clone(), reason })?;
+        let cached = self.read_cached_result(&list.name, version, rt)?;
         let prev_value = cached.as_ref().map(CniResult::to_value);
         for plugin in &list.plugins {
             let path = self.find(plugin, Command::Check)?;
@@ -344,7 +342,7 @@ impl<E: Exec> CniRuntime<E> {
     // ---- result cache ----------------------------------------------------------------------
 
     /// Path of an attachment's cache file.
-    pub fn cache_file_path(&self, net_name: &str, rt: &RuntimeConf) -> Result<PathBuf, String> {
+    pub fn cache_file_path(&self, net_name: &str, rt: &RuntimeConf) -> Result<PathBuf, CachePathError> {
         cache::cache_file_path(&self.cache_dir, net_name, &rt.container_id, &rt.ifname)
     }
 
@@ -362,7 +360,7 @@ impl<E: Exec> CniRuntime<E> {
 
     /// Read the cache file: `Ok(None)` when there is none (read errors count as none, as in
     /// libcni).
-    pub fn read_cache_file(&self, net_name: &str, rt: &RuntimeConf) -> Result<Option<CacheFile>, String> {
+    pub fn read_cache_file(&self, net_name: &str, rt: &RuntimeConf) -> Result<Option<CacheFile>, CachePathError> {
         let path = self.cache_file_path(net_name, rt)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(CacheEntry::parse(&bytes))),
@@ -374,7 +372,7 @@ impl<E: Exec> CniRuntime<E> {
     /// the result, included). `Ok(None)` when nothing is cached.
     pub fn get_cached_result(&self, net_name: &str, rt: &RuntimeConf) -> Result<Option<CniResult>, RuntimeError> {
         let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
-        let Some(file) = self.read_cache_file(net_name, rt).map_err(cached_err)? else {
+        let Some(file) = self.read_cache_file(net_name, rt).map_err(|e| cached_err(e.to_string()))? else {
             return Ok(None);
         };
         let parsed = match file {
@@ -390,17 +388,13 @@ impl<E: Exec> CniRuntime<E> {
         net_name: &str,
         version: Version,
         rt: &RuntimeConf,
-    ) -> Result<Option<CniResult>, String> {
-        let result = self.get_cached_result(net_name, rt).map_err(|e| match e {
-            RuntimeError::CachedResult { reason, .. } => reason,
-            other => other.to_string(),
-        })?;
-        match result {
+    ) -> Result<Option<CniResult>, RuntimeError> {
+        match self.get_cached_result(net_name, rt)? {
             None => Ok(None),
-            Some(r) => r
-                .convert_to(version)
-                .map(Some)
-                .map_err(|e| format!("failed to convert cached result to config version \"{version}\": {e}")),
+            Some(r) => r.convert_to(version).map(Some).map_err(|e| RuntimeError::CachedResult {
+                network: net_name.to_string(),
+                reason: format!("failed to convert cached result to config version \"{version}\": {e}"),
+            }),
         }
     }
 
@@ -412,7 +406,7 @@ impl<E: Exec> CniRuntime<E> {
         rt: &RuntimeConf,
     ) -> Result<Option<(Vec<u8>, RuntimeConf)>, RuntimeError> {
         let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
-        match self.read_cache_file(net_name, rt).map_err(cached_err)? {
+        match self.read_cache_file(net_name, rt).map_err(|e| cached_err(e.to_string()))? {
             None => Ok(None),
             Some(CacheFile::Legacy(_)) => {
                 Err(cached_err(format!("read cached network {net_name:?} config has wrong kind")))
@@ -478,8 +472,8 @@ impl<E: Exec> CniRuntime<E> {
         edit: impl FnOnce(&mut Value),
     ) -> Result<bool, RuntimeError> {
         let cached_err = |reason: String| RuntimeError::CachedResult { network: net_name.to_string(), reason };
-        let path = self.cache_file_path(net_name, rt).map_err(cached_err)?;
-        let bytes = match self.read_cache_file(net_name, rt).map_err(cached_err)? {
+        let path = self.cache_file_path(net_name, rt).map_err(|e| cached_err(e.to_string()))?;
+        let bytes = match self.read_cache_file(net_name, rt).map_err(|e| cached_err(e.to_string()))? {
             None => return Ok(false),
             Some(CacheFile::V1(mut entry)) => {
                 let mut result = entry.result.take().unwrap_or(Value::Null);

@@ -1,5 +1,7 @@
 //! [`CniRuntime`] driving Debian's reference plugins (`/usr/lib/cni`): bridge + host-local, then a
-//! bridge + tuning chain. Needs root; skips with a message otherwise.
+//! bridge + tuning chain. Needs root and Debian's containernetworking-plugins:
+//! `#[ignore]`d, run by CI as root with `--include-ignored`, where a missing plugin fails the test;
+//! a machine that cannot create network namespaces skips it ([`test_skip::require`]).
 //!
 //! Isolation: plugins run in the runtime's own network namespace, which for a test process is
 //! the host's. So that nothing touches the host, every test creates two fresh namespaces — a
@@ -105,29 +107,20 @@ impl Env {
     }
 }
 
-/// Set everything up, or say why not.
+/// Set everything up (`None`: this machine cannot create network namespaces, a skip).
 fn setup(plugins: &[&str]) -> Option<Env> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
-        return None;
-    }
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (network namespaces); run it as root");
     for p in plugins.iter().chain(["host-local"].iter()) {
-        if !Path::new(PLUGIN_DIR).join(p).is_file() {
-            eprintln!("skipping: {PLUGIN_DIR}/{p} not installed");
-            return None;
-        }
+        assert!(
+            Path::new(PLUGIN_DIR).join(p).is_file(),
+            "this test needs {PLUGIN_DIR}/{p} (Debian's containernetworking-plugins)"
+        );
     }
-    let host = match Netns::create("h") {
-        Ok(n) => n,
+    let namespaces = Netns::create("h").and_then(|host| Ok((host, Netns::create("c")?)));
+    let (host, ctr) = match namespaces {
+        Ok(both) => both,
         Err(e) => {
-            eprintln!("skipping: {e}");
-            return None;
-        }
-    };
-    let ctr = match Netns::create("c") {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("skipping: {e}");
+            test_skip::require(false, &e);
             return None;
         }
     };
@@ -158,6 +151,7 @@ fn bridge_plugin(env: &Env, subnet: &str) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs root and containernetworking-plugins"]
 async fn bridge_and_host_local_add_check_del() {
     let Some(env) = setup(&["bridge"]) else { return };
     let network = format!("rtnet-{}", env.host.name);
@@ -195,6 +189,7 @@ async fn bridge_and_host_local_add_check_del() {
 }
 
 #[tokio::test]
+#[ignore = "needs root and containernetworking-plugins"]
 async fn bridge_and_tuning_chain_with_mac_capability() {
     let Some(env) = setup(&["bridge", "tuning"]) else { return };
     let network = format!("rtchain-{}", env.host.name);

@@ -21,7 +21,7 @@ use std::time::Duration;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde::Deserialize;
 
-use crate::resolver::PodDevicesQuery;
+use crate::query::PodDevicesQuery;
 use crate::{DeviceMap, DraError, append_ids};
 
 /// Overall timeout of one pod's DRA lookup.

@@ -26,13 +26,14 @@ pub mod devinfo;
 pub mod dra;
 mod error;
 pub mod kubelet;
+mod query;
 mod resolver;
 
 pub use error::{DeviceError, DraError};
-pub use resolver::{
-    ContainerExtendedResourceRequest, DeviceResolver, PodDevicesQuery, PodExtendedResourceClaimStatus,
-    PodResourceClaimStatus,
+pub use query::{
+    ContainerExtendedResourceRequest, PodDevicesQuery, PodExtendedResourceClaimStatus, PodResourceClaimStatus,
 };
+pub use resolver::DeviceResolver;
 
 /// Device IDs per resource name (`intel.com/sriov_netdevice` → `["0000:af:06.0", …]`).
 pub type DeviceMap = std::collections::BTreeMap<String, Vec<String>>;

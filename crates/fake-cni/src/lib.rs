@@ -28,8 +28,8 @@ pub struct Invocation {
     pub env: HashMap<String, String>,
     /// `argv[0]` as the binary was called.
     pub argv0: String,
-    /// stdin, or the error reading it.
-    pub stdin: Result<Vec<u8>, String>,
+    /// stdin, or the error reading it (shared: an invocation is cloned).
+    pub stdin: Result<Vec<u8>, std::sync::Arc<std::io::Error>>,
     /// The process ID.
     pub pid: u32,
     /// When it started, in milliseconds since the Unix epoch.
@@ -56,7 +56,7 @@ impl Invocation {
             Ok(Vec::new())
         } else {
             let mut buf = Vec::new();
-            std::io::stdin().lock().read_to_end(&mut buf).map(|_| buf).map_err(|e| e.to_string())
+            std::io::stdin().lock().read_to_end(&mut buf).map(|_| buf).map_err(std::sync::Arc::new)
         };
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -101,11 +101,11 @@ impl Invocation {
 }
 
 /// A reader that fails the way the real stdin did.
-struct FailedRead(String);
+struct FailedRead(std::sync::Arc<std::io::Error>);
 
 impl Read for FailedRead {
     fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::other(self.0.clone()))
+        Err(std::io::Error::other(self.0.to_string()))
     }
 }
 

@@ -144,26 +144,45 @@ fn offset_of(net: &IpNet, ip: IpAddr) -> Option<u128> {
     })
 }
 
+/// Why a subnet has no address to give.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    /// Fewer than four addresses: nothing besides the network and broadcast addresses.
+    #[error("subnet {0} is too small")]
+    TooSmall(IpNet),
+    /// The only usable address is the gateway's.
+    #[error("subnet {0} has no address left besides the gateway")]
+    OnlyTheGateway(IpNet),
+    /// The address could not take the subnet's prefix length.
+    #[error(transparent)]
+    Prefix(#[from] ipnet::PrefixLenError),
+}
+
 /// An address of `subnet` chosen from the attachment: never the network address, the last
 /// address (broadcast) or `gateway`. Only the low 64 host bits are used.
-pub fn address_for(subnet: &IpNet, gateway: Option<IpAddr>, container_id: &str, ifname: &str) -> Result<IpNet, String> {
+pub fn address_for(
+    subnet: &IpNet,
+    gateway: Option<IpAddr>,
+    container_id: &str,
+    ifname: &str,
+) -> Result<IpNet, AddressError> {
     let net = subnet.trunc();
     let bits = host_bits(&net).min(64);
     let size: u128 = 1u128 << bits;
     if size < 4 {
-        return Err(format!("subnet {net} is too small"));
+        return Err(AddressError::TooSmall(net));
     }
     // Candidates are offsets 1 ..= size-2, minus the gateway's.
     let gw_offset = gateway.and_then(|gw| offset_of(&net, gw)).filter(|o| (1..size - 1).contains(o));
     let count = size - 2 - u128::from(gw_offset.is_some());
     if count == 0 {
-        return Err(format!("subnet {net} has no address left besides the gateway"));
+        return Err(AddressError::OnlyTheGateway(net));
     }
     let mut offset = 1 + u128::from(fnv1a(&["ip", container_id, ifname])) % count;
     if gw_offset.is_some_and(|g| offset >= g) {
         offset += 1;
     }
-    IpNet::new(nth_host(&net, offset), net.prefix_len()).map_err(|e| e.to_string())
+    Ok(IpNet::new(nth_host(&net, offset), net.prefix_len())?)
 }
 
 /// The automatic result: one interface `ifname` in `netns`, one address from the subnet,
@@ -179,7 +198,7 @@ pub fn auto_result(opts: &FakeOptions, container_id: &str, ifname: &str, netns: 
         Some(s) => Some(s.parse::<IpAddr>().map_err(|_| bad(format!("gateway {s:?} is not an IP address")))?),
         None => Some(nth_host(&subnet, 1)),
     };
-    let address = address_for(&subnet, gateway, container_id, ifname).map_err(bad)?;
+    let address = address_for(&subnet, gateway, container_id, ifname).map_err(|e| bad(e.to_string()))?;
     let mut r = CniResult::empty(Version::V1_1_0);
     r.interfaces.push(Interface {
         name: ifname.to_string(),

@@ -28,8 +28,10 @@ use serde_json::{Value, json};
 
 use crate::csr::CsrApproval;
 use crate::faults::{FaultRule, RequestMatcher};
+use crate::listener::{start_listening, stop_listening};
 use crate::request::parse_query;
-use crate::server::{Body, DenyRule, Shared, error_response, json_response};
+use crate::response::{Body, error_response, json_response};
+use crate::shared::{DenyRule, Shared};
 use crate::status::ApiError;
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -149,9 +151,9 @@ async fn run(
             // Answer first: stopping closes this very connection.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                crate::server::stop_listening(&shared);
+                stop_listening(&shared);
                 tokio::time::sleep(pause).await;
-                if let Err(err) = crate::server::start_listening(&shared, None) {
+                if let Err(err) = start_listening(&shared, None) {
                     tracing::error!(%err, "cannot listen again after an admin stop");
                 }
             });

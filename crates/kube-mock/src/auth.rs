@@ -164,17 +164,17 @@ impl ServiceAccountTokens {
     /// The user of `token`: None when it is not a service-account token issued here;
     /// `Some(Err(reason))` when it was but is no longer valid (expired, ServiceAccount deleted
     /// or replaced), which is a 401.
-    pub fn authenticate(&self, store: &Store, token: &str) -> Option<Result<UserInfo, String>> {
+    pub fn authenticate(&self, store: &Store, token: &str) -> Option<Result<UserInfo, CredentialError>> {
         let bound = self.lock().get(token).cloned()?;
         if bound.expires.is_some_and(|e| e <= SystemTime::now()) {
-            return Some(Err("service account token has expired".into()));
+            return Some(Err(CredentialError::TokenExpired));
         }
         let Some(account) = store.get(&service_accounts(), &bound.namespace, &bound.name) else {
-            return Some(Err(format!("service account {}/{} has been deleted", bound.namespace, bound.name)));
+            return Some(Err(CredentialError::ServiceAccountDeleted { namespace: bound.namespace, name: bound.name }));
         };
         let uid = account["metadata"]["uid"].as_str().unwrap_or_default();
         if uid != bound.uid {
-            return Some(Err(format!("service account UID ({uid}) does not match claim ({})", bound.uid)));
+            return Some(Err(CredentialError::UidMismatch { uid: uid.to_string(), claim: bound.uid }));
         }
         Some(Ok(UserInfo::service_account(&bound.namespace, &bound.name)))
     }
@@ -202,6 +202,52 @@ fn bootstrap_token_id(token: &str) -> Option<&str> {
     (valid(id, 6) && valid(secret, 16)).then_some(id)
 }
 
+/// Why a presented credential is refused (a 401), worded as the real server (and Go's x509
+/// package) words it.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The service-account token's lifetime is over.
+    #[error("service account token has expired")]
+    TokenExpired,
+    /// The token's ServiceAccount is gone.
+    #[error("service account {namespace}/{name} has been deleted")]
+    ServiceAccountDeleted {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The token's ServiceAccount was replaced by another of the same name.
+    #[error("service account UID ({uid}) does not match claim ({claim})")]
+    UidMismatch {
+        /// The uid of the ServiceAccount now stored.
+        uid: String,
+        /// The uid the token was bound to.
+        claim: String,
+    },
+    /// An empty certificate chain.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate is outside its validity period.
+    #[error("x509: certificate has expired or is not yet valid")]
+    CertificateExpired,
+    /// The certificate was not issued by the mock's CA.
+    #[error("x509: certificate signed by unknown authority")]
+    UnknownAuthority,
+    /// Issued by a CA with our CA's name, but not ours.
+    #[error("x509: certificate signed by unknown authority (the signature does not verify)")]
+    BadSignature,
+    /// Refused by the verifier for another reason.
+    #[error("x509: {0}")]
+    Rejected(rustls::Error),
+    /// The certificate does not parse.
+    #[error("x509: cannot parse the certificate: {0}")]
+    Unparsable(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The certificate's subject has no common name (the user name).
+    #[error("x509: the certificate has no common name")]
+    NoCommonName,
+}
+
 /// Requests client certificates at the handshake (optional, so clients without one still
 /// connect) and checks them against the mock's CA when a request arrives.
 #[derive(Debug)]
@@ -224,9 +270,9 @@ impl ClientCertificates {
     /// The user a presented chain (end entity first) stands for, checked now: signed by the
     /// CA, within its validity, usable for client auth. The error is the reason, worded as
     /// Go's x509 package words it.
-    pub fn authenticate(&self, chain: &[CertificateDer<'_>]) -> Result<UserInfo, String> {
+    pub fn authenticate(&self, chain: &[CertificateDer<'_>]) -> Result<UserInfo, CredentialError> {
         let Some((end_entity, intermediates)) = chain.split_first() else {
-            return Err("no client certificate".into());
+            return Err(CredentialError::NoCertificate);
         };
         self.webpki.verify_client_cert(end_entity, intermediates, UnixTime::now()).map_err(|err| match err {
             rustls::Error::InvalidCertificate(
@@ -234,30 +280,26 @@ impl ClientCertificates {
                 | CertificateError::ExpiredContext { .. }
                 | CertificateError::NotValidYet
                 | CertificateError::NotValidYetContext { .. },
-            ) => "x509: certificate has expired or is not yet valid".to_string(),
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-                "x509: certificate signed by unknown authority".to_string()
-            }
+            ) => CredentialError::CertificateExpired,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => CredentialError::UnknownAuthority,
             // Another CA with the same name as ours.
-            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
-                "x509: certificate signed by unknown authority (the signature does not verify)".to_string()
-            }
-            other => format!("x509: {other}"),
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => CredentialError::BadSignature,
+            other => CredentialError::Rejected(other),
         })?;
         user_of_certificate(end_entity)
     }
 }
 
 /// User CN, groups O (plus `system:authenticated`).
-fn user_of_certificate(der: &CertificateDer<'_>) -> Result<UserInfo, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("x509: cannot parse the certificate: {e}"))?;
+fn user_of_certificate(der: &CertificateDer<'_>) -> Result<UserInfo, CredentialError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(CredentialError::Unparsable)?;
     let subject = cert.subject();
     let username = subject
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
         .filter(|cn| !cn.is_empty())
-        .ok_or("x509: the certificate has no common name")?
+        .ok_or(CredentialError::NoCommonName)?
         .to_string();
     let mut groups: Vec<String> =
         subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
@@ -349,7 +391,7 @@ mod tests {
         assert!(tokens.authenticate(&store, &token).unwrap().is_err());
         // The same name again is another ServiceAccount: the old token stays invalid.
         store.create(sa).unwrap();
-        assert!(tokens.authenticate(&store, &token).unwrap().unwrap_err().contains("does not match"));
+        assert!(tokens.authenticate(&store, &token).unwrap().unwrap_err().to_string().contains("does not match"));
         let (expired, _) = tokens.issue(&store, "ns", "sa", Some(Duration::ZERO)).unwrap();
         assert!(tokens.authenticate(&store, &expired).unwrap().is_err());
     }
@@ -369,7 +411,7 @@ mod tests {
 
         let expired = ca.issue_client_certificate("system:multus:n", None, now - 2 * hour, now - hour).unwrap();
         assert_eq!(
-            check.authenticate(&[der(&expired.certificate_pem)]).unwrap_err(),
+            check.authenticate(&[der(&expired.certificate_pem)]).unwrap_err().to_string(),
             "x509: certificate has expired or is not yet valid"
         );
 
@@ -379,6 +421,7 @@ mod tests {
             check
                 .authenticate(&[der(&foreign.certificate_pem)])
                 .unwrap_err()
+                .to_string()
                 .starts_with("x509: certificate signed by unknown authority")
         );
         assert!(check.authenticate(&[]).is_err());

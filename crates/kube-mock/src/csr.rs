@@ -19,17 +19,21 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use rcgen::{CertificateSigningRequestParams, ExtendedKeyUsagePurpose, KeyUsagePurpose};
-use rustls::pki_types::CertificateSigningRequestDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
-use x509_parser::prelude::FromDer;
 
 use crate::auth::UserInfo;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
 use crate::store::{EventType, Store, WatchStart};
 use crate::tls::CertificateAuthority;
+#[cfg(test)]
+use approver::is_dns1123_subdomain;
+use approver::{cert_approver_applies, cert_approver_verdict};
+use request::{request_der, request_subject};
+
+mod approver;
+mod request;
 
 /// The API group of CertificateSigningRequests.
 pub const GROUP: &str = "certificates.k8s.io";
@@ -153,27 +157,6 @@ fn true_condition<'a>(csr: &'a Value, kind: &str) -> Option<&'a Value> {
 
 fn has_condition(csr: &Value, kind: &str) -> bool {
     csr["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == kind))
-}
-
-/// The DER of `spec.request` (base64 of a PEM `CERTIFICATE REQUEST`), or why not.
-fn request_der(csr: &Value) -> Result<CertificateSigningRequestDer<'static>, String> {
-    let encoded = csr["spec"]["request"].as_str().filter(|r| !r.is_empty()).ok_or("Required value")?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("Invalid value: not base64: {e}"))?;
-    CertificateSigningRequestDer::from_pem_slice(&pem)
-        .map_err(|_| format!("Invalid value: \"<{} bytes>\": PEM block type must be CERTIFICATE REQUEST", pem.len()))
-}
-
-/// Subject CN and O entries of a certificate request, after checking its signature.
-fn request_subject(der: &CertificateSigningRequestDer<'_>) -> Result<(String, Vec<String>), String> {
-    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-        .map_err(|e| format!("x509: malformed certificate request: {e}"))?;
-    request.verify_signature().map_err(|e| format!("x509: invalid certificate request signature: {e}"))?;
-    let subject = &request.certification_request_info.subject;
-    let cn = subject.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string();
-    let orgs = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
-    Ok((cn, orgs))
 }
 
 /// The API server's checks and defaults for a new request, made by `user`.
@@ -367,71 +350,6 @@ pub fn decide(store: &Store, name: &str, approve: bool, reason: &str, message: &
     })
 }
 
-/// Multus' cert-approver only looks at requests for its own subjects.
-fn cert_approver_applies(csr: &Value) -> bool {
-    csr["spec"]["signerName"] == KUBE_APISERVER_CLIENT_SIGNER
-        && request_der(csr)
-            .ok()
-            .and_then(|der| request_subject(&der).ok())
-            .is_some_and(|(cn, _)| cn.starts_with("system:multus"))
-}
-
-/// A DNS-1123 subdomain, as Kubernetes validates node names.
-fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Multus' cert-approver rules: `Ok` approves, `Err` is the denial message.
-fn cert_approver_verdict(csr: &Value) -> Result<(), String> {
-    let name = csr["metadata"]["name"].as_str().unwrap_or_default();
-    let der = request_der(csr).map_err(|e| format!("failed to PEM-parse the CSR block in .spec.request: {e}"))?;
-    let (cn, orgs) = request_subject(&der).map_err(|e| format!("failed to parse the CSR bytes: {e}"))?;
-    let username = csr["spec"]["username"].as_str().unwrap_or_default();
-    let (prefix, node) = username
-        .rsplit_once(':')
-        .filter(|(_, n)| !n.is_empty())
-        .ok_or_else(|| format!("failed to parse the username: {username}"))?;
-    if prefix != "system:node" && prefix != "system:multus" {
-        return Err(format!("CSR {name:?} was created by an unexpected user: {username:?}"));
-    }
-    if !is_dns1123_subdomain(node) {
-        return Err(format!("extracted node name {node:?} is not a valid DNS subdomain"));
-    }
-    let mut usages: Vec<&str> =
-        csr["spec"]["usages"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    usages.sort_unstable();
-    usages.dedup();
-    if usages != ["client auth", "digital signature"] {
-        return Err(format!("CSR {name:?} was created with unexpected usages: {usages:?}"));
-    }
-    let groups: Vec<&str> =
-        csr["spec"]["groups"].as_array().map(|g| g.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    if !groups.iter().all(|g| ["system:nodes", "system:multus", crate::auth::AUTHENTICATED_GROUP].contains(g)) {
-        return Err(format!("CSR {name:?} was created by a user with unexpected groups: {groups:?}"));
-    }
-    let expected_cn = format!("system:multus:{node}");
-    if cn != expected_cn {
-        return Err(format!("expected the CSR's commonName to be {expected_cn:?}, but it is {cn:?}"));
-    }
-    if orgs != ["system:multus"] {
-        return Err(format!("expected the CSR's organization to be [system:multus], but it is {orgs:?}"));
-    }
-    match csr["spec"]["expirationSeconds"].as_i64() {
-        None => Err(format!("CSR {name:?} was created without specifying the expirationSeconds")),
-        Some(s) if s > CERT_APPROVER_MAX_SECONDS => {
-            Err(format!("CSR {name:?} was created with invalid expirationSeconds value: {s}"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
 /// Why the signer will not sign: (condition reason, message).
 type SignFailure = (&'static str, String);
 
@@ -453,7 +371,7 @@ fn sign(ca: &CertificateAuthority, settings: &CsrSettings, csr: &Value) -> Resul
     if extended.is_empty() {
         return Err(validation("missing required usage for client certificate: client auth".into()));
     }
-    let der = request_der(csr).map_err(validation)?;
+    let der = request_der(csr).map_err(|e| validation(e.to_string()))?;
     let request =
         CertificateSigningRequestParams::from_der(&der).map_err(|e| validation(format!("unable to parse csr: {e}")))?;
     let ttl = match csr["spec"]["expirationSeconds"].as_u64() {
@@ -493,7 +411,7 @@ impl CsrController {
                 CsrApproval::MultusCertApprover if cert_approver_applies(&csr) => {
                     Some(match cert_approver_verdict(&csr) {
                         Ok(()) => (true, "AutoApproved", format!("Auto-approved CSR {name:?}")),
-                        Err(message) => (false, "CSRDenied", message),
+                        Err(denial) => (false, "CSRDenied", denial.to_string()),
                     })
                 }
                 CsrApproval::MultusCertApprover => None,
@@ -582,240 +500,4 @@ impl CsrController {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::Registry;
-    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
-
-    fn request_pem(cn: &str, org: Option<&str>) -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        if let Some(org) = org {
-            params.distinguished_name.push(DnType::OrganizationName, org);
-        }
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.serialize_request(&key).unwrap().pem().unwrap()
-    }
-
-    fn csr(name: &str, cn: &str, org: Option<&str>, usages: &[&str], expiration: Option<i64>) -> Value {
-        let mut csr = json!({
-            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-            "metadata": {"name": name},
-            "spec": {"request": base64::engine::general_purpose::STANDARD.encode(request_pem(cn, org)),
-                     "signerName": KUBE_APISERVER_CLIENT_SIGNER, "usages": usages}
-        });
-        if let Some(seconds) = expiration {
-            csr["spec"]["expirationSeconds"] = json!(seconds);
-        }
-        csr
-    }
-
-    fn node_user(node: &str) -> UserInfo {
-        UserInfo {
-            username: format!("system:node:{node}"),
-            groups: vec!["system:nodes".into(), "system:authenticated".into()],
-        }
-    }
-
-    const MULTUS_USAGES: &[&str] = &["digital signature", "client auth"];
-
-    #[test]
-    fn create_checks_the_request_and_records_the_requester() {
-        let mut good = csr("a", "system:multus:node1", Some("system:multus"), MULTUS_USAGES, Some(600));
-        good["spec"]["username"] = json!("someone-else");
-        good["status"] = json!({"certificate": "Zm9v"});
-        admit_create(&mut good, &node_user("node1"), 600).unwrap();
-        assert_eq!(good["spec"]["username"], "system:node:node1");
-        assert_eq!(good["spec"]["groups"], json!(["system:nodes", "system:authenticated"]));
-        assert!(good.get("status").is_none());
-
-        let user = node_user("node1");
-        let mut short = csr("b", "x", None, MULTUS_USAGES, Some(599));
-        let err = admit_create(&mut short, &user, 600).unwrap_err();
-        assert_eq!(err.code, 422);
-        assert!(err.message.contains("spec.expirationSeconds"), "{}", err.message);
-        assert!(admit_create(&mut csr("b", "x", None, MULTUS_USAGES, Some(60)), &user, 30).is_ok());
-
-        let mut garbage = csr("c", "x", None, MULTUS_USAGES, None);
-        garbage["spec"]["request"] = json!(base64::engine::general_purpose::STANDARD.encode("not pem"));
-        assert!(
-            admit_create(&mut garbage, &user, 600)
-                .unwrap_err()
-                .message
-                .contains("PEM block type must be CERTIFICATE REQUEST")
-        );
-        let mut no_signer = csr("d", "x", None, MULTUS_USAGES, None);
-        no_signer["spec"]["signerName"] = json!("");
-        assert!(
-            admit_create(&mut no_signer, &user, 600).unwrap_err().message.contains("spec.signerName: Required value")
-        );
-        let mut bad_usage = csr("e", "x", None, &["client auth", "flying"], None);
-        assert!(
-            admit_create(&mut bad_usage, &user, 600).unwrap_err().message.contains("spec.usages[1]: Unsupported value")
-        );
-        let mut no_usage = csr("f", "x", None, &[], None);
-        assert!(admit_create(&mut no_usage, &user, 600).unwrap_err().message.contains("spec.usages: Required value"));
-    }
-
-    #[test]
-    fn subresources_guard_the_decision_and_the_certificate() {
-        let mut current = csr("a", "system:multus:n", Some("system:multus"), MULTUS_USAGES, Some(600));
-        current["metadata"]["resourceVersion"] = json!("5");
-        // Main resource: spec and status cannot change.
-        let mut incoming = current.clone();
-        incoming["spec"]["signerName"] = json!("other");
-        incoming["status"] = json!({"certificate": "eA=="});
-        incoming["metadata"]["labels"] = json!({"x": "1"});
-        let next = merge_update(None, &current, incoming).unwrap();
-        assert_eq!(next["spec"]["signerName"], KUBE_APISERVER_CLIENT_SIGNER);
-        assert!(next.get("status").is_none());
-        assert_eq!(next["metadata"]["labels"]["x"], "1");
-
-        // Approval: conditions only, defaults filled in.
-        let mut approval = current.clone();
-        approval["status"] = json!({"conditions": [{"type": "Approved", "reason": "R"}], "certificate": "eA=="});
-        let approved = merge_update(Some("approval"), &current, approval).unwrap();
-        assert_eq!(approved["status"]["conditions"][0]["status"], "True");
-        assert!(approved["status"]["conditions"][0]["lastUpdateTime"].is_string());
-        assert!(approved["status"].get("certificate").is_none());
-
-        let mut both = current.clone();
-        both["status"] = json!({"conditions": [{"type": "Approved"}, {"type": "Denied"}]});
-        assert_eq!(merge_update(Some("approval"), &current, both).unwrap_err().code, 422);
-        let removal = current.clone();
-        assert_eq!(merge_update(Some("approval"), &approved, removal).unwrap_err().code, 422);
-
-        // Status: the certificate needs approval and is then fixed; the decision stays.
-        let mut issue = current.clone();
-        issue["status"] = json!({"certificate": "eA=="});
-        assert_eq!(merge_update(Some("status"), &current, issue.clone()).unwrap_err().code, 422);
-        let issued = merge_update(Some("status"), &approved, issue).unwrap();
-        assert_eq!(issued["status"]["certificate"], "eA==");
-        assert_eq!(issued["status"]["conditions"][0]["type"], "Approved");
-        let mut change = issued.clone();
-        change["status"]["certificate"] = json!("eQ==");
-        assert_eq!(merge_update(Some("status"), &issued, change).unwrap_err().code, 422);
-    }
-
-    #[test]
-    fn cert_approver_rules() {
-        let mut ok = csr("csr-1", "system:multus:node1", Some("system:multus"), MULTUS_USAGES, Some(600));
-        admit_create(&mut ok, &node_user("node1"), 600).unwrap();
-        assert!(cert_approver_applies(&ok));
-        assert_eq!(cert_approver_verdict(&ok), Ok(()));
-
-        let check = |mut c: Value, user: UserInfo| {
-            admit_create(&mut c, &user, 600).unwrap();
-            cert_approver_verdict(&c).unwrap_err()
-        };
-        let wrong_user = UserInfo { username: "system:bootstrap:abcdef".into(), groups: vec![] };
-        assert!(check(ok.clone(), wrong_user).contains("unexpected user"));
-        let other_node = csr("c", "system:multus:node2", Some("system:multus"), MULTUS_USAGES, Some(600));
-        assert!(check(other_node, node_user("node1")).contains("commonName"));
-        let usages = csr("c", "system:multus:node1", Some("system:multus"), &["client auth"], Some(600));
-        assert!(check(usages, node_user("node1")).contains("unexpected usages"));
-        let org = csr("c", "system:multus:node1", Some("system:nodes"), MULTUS_USAGES, Some(600));
-        assert!(check(org, node_user("node1")).contains("organization"));
-        let forever = csr("c", "system:multus:node1", Some("system:multus"), MULTUS_USAGES, None);
-        assert!(check(forever, node_user("node1")).contains("without specifying the expirationSeconds"));
-        let groups = UserInfo { username: "system:multus:node1".into(), groups: vec!["system:masters".into()] };
-        assert!(check(ok.clone(), groups).contains("unexpected groups"));
-        let bad_node = UserInfo { username: "system:node:Node_1".into(), groups: vec![] };
-        assert!(check(ok, bad_node).contains("not a valid DNS subdomain"));
-
-        let kubelet = csr("k", "system:node:node1", Some("system:nodes"), MULTUS_USAGES, Some(600));
-        assert!(!cert_approver_applies(&kubelet));
-        assert!(is_dns1123_subdomain("node-1.example.com"));
-        assert!(!is_dns1123_subdomain("-node"));
-    }
-
-    fn controller(approval: CsrApproval, settings: CsrSettings) -> CsrController {
-        CsrController {
-            store: Store::new(Registry::with_builtins(), 100),
-            ca: Arc::new(CertificateAuthority::generate().unwrap()),
-            settings,
-            approval: Arc::new(RwLock::new(approval)),
-            resync: Arc::new(Notify::new()),
-        }
-    }
-
-    fn create(c: &CsrController, mut object: Value, user: &UserInfo) {
-        admit_create(&mut object, user, 600).unwrap();
-        let def = csr_def(&c.store).unwrap();
-        c.store.create_in(&def, "", object).unwrap();
-    }
-
-    fn issued_validity(csr: &Value) -> (i64, i64) {
-        let pem =
-            base64::engine::general_purpose::STANDARD.decode(csr["status"]["certificate"].as_str().unwrap()).unwrap();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
-        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
-        (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp())
-    }
-
-    #[test]
-    fn approver_and_signer() {
-        let settings = CsrSettings { backdate: Duration::from_secs(300), ..Default::default() };
-        let c = controller(CsrApproval::MultusCertApprover, settings);
-        let gvr = csr_gvr();
-        create(
-            &c,
-            csr("good", "system:multus:node1", Some("system:multus"), MULTUS_USAGES, Some(600)),
-            &node_user("node1"),
-        );
-        c.reconcile("good");
-        let good = c.store.get(&gvr, "", "good").unwrap();
-        assert_eq!(true_condition(&good, "Approved").unwrap()["reason"], "AutoApproved");
-        let (not_before, not_after) = issued_validity(&good);
-        // Short-lived: notBefore backdated 5 minutes, notAfter not.
-        assert_eq!(not_after - not_before, 900);
-
-        create(&c, csr("bad", "system:multus:node1", Some("system:multus"), MULTUS_USAGES, None), &node_user("node1"));
-        c.reconcile("bad");
-        let bad = c.store.get(&gvr, "", "bad").unwrap();
-        assert_eq!(true_condition(&bad, "Denied").unwrap()["reason"], "CSRDenied");
-        assert!(bad["status"].get("certificate").is_none());
-
-        // Not the cert-approver's business: stays pending until someone decides.
-        create(
-            &c,
-            csr("kubelet", "system:node:node1", Some("system:nodes"), MULTUS_USAGES, Some(3600)),
-            &node_user("node1"),
-        );
-        c.reconcile("kubelet");
-        assert!(c.store.get(&gvr, "", "kubelet").unwrap()["status"]["conditions"].is_null());
-        decide(&c.store, "kubelet", true, "Manual", "ok").unwrap();
-        assert_eq!(decide(&c.store, "kubelet", false, "Manual", "no").unwrap_err().code, 409);
-        c.reconcile("kubelet");
-        let (not_before, not_after) = issued_validity(&c.store.get(&gvr, "", "kubelet").unwrap());
-        assert_eq!(not_after - not_before, 3900);
-
-        // A server-auth usage makes the signer fail the request.
-        create(
-            &c,
-            csr("server", "system:multus:node1", Some("system:multus"), &["server auth"], Some(600)),
-            &node_user("node1"),
-        );
-        decide(&c.store, "server", true, "Manual", "ok").unwrap();
-        c.reconcile("server");
-        let server = c.store.get(&gvr, "", "server").unwrap();
-        assert_eq!(true_condition(&server, "Failed").unwrap()["reason"], "SignerValidationFailure");
-        assert!(server["status"].get("certificate").is_none());
-    }
-
-    #[test]
-    fn approve_all_and_unbackdated_short_certificates() {
-        let settings = CsrSettings { backdate: Duration::ZERO, min_expiration_seconds: 10, ..Default::default() };
-        let c = controller(CsrApproval::ApproveAll, settings);
-        let user = UserInfo::anonymous();
-        let mut object = csr("x", "anything", None, &["client auth"], Some(30));
-        admit_create(&mut object, &user, 10).unwrap();
-        c.store.create_in(&csr_def(&c.store).unwrap(), "", object).unwrap();
-        c.reconcile("x");
-        let (not_before, not_after) = issued_validity(&c.store.get(&csr_gvr(), "", "x").unwrap());
-        assert_eq!(not_after - not_before, 30);
-        assert_eq!("multus-cert-approver".parse::<CsrApproval>().unwrap(), CsrApproval::MultusCertApprover);
-        assert!("sometimes".parse::<CsrApproval>().is_err());
-    }
-}
+mod tests;

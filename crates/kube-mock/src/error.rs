@@ -25,12 +25,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A seed file is not YAML or JSON objects.
-    #[error("cannot parse seed file {path}: {message}")]
+    #[error("cannot parse seed file {path}: {source}")]
     SeedParse {
         /// The file.
         path: PathBuf,
         /// The parser's complaint.
-        message: String,
+        source: SeedParseError,
     },
     /// A seed object was refused by the store.
     #[error("cannot store seed object {object}: {source}")]
@@ -53,3 +53,6 @@ pub enum Error {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }
+
+/// Why seed text is not YAML or JSON.
+pub use kube_objects::ParseError as SeedParseError;

@@ -32,14 +32,17 @@ pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+mod listener;
 pub mod patch;
 pub mod protobuf;
 pub mod rbac;
 pub mod request;
 pub mod resources;
+mod response;
 pub mod seed;
 pub mod selector;
 pub mod server;
+mod shared;
 pub mod status;
 pub mod store;
 pub mod tls;
@@ -56,7 +59,7 @@ use serde_json::Value;
 
 pub use auth::UserInfo;
 pub use csr::{CsrApproval, CsrSettings};
-pub use error::Error;
+pub use error::{Error, SeedParseError};
 pub use faults::{FaultRule, Faults, JournalEntry, RequestCounts, RequestMatcher};
 pub use resources::{Gvr, ResourceDef};
 pub use server::DenyRule;
@@ -64,7 +67,7 @@ pub use status::ApiError;
 pub use store::{DeleteOptions, Deletion, Propagation, Store};
 pub use tls::{CertificateAuthority, IssuedCertificate};
 
-use server::Shared;
+use shared::Shared;
 
 /// How to run a mock API server.
 #[derive(Debug, Clone)]
@@ -227,6 +230,7 @@ impl MockApiServer {
             csr_approval: Arc::new(RwLock::new(cfg.csr.approval)),
             csr_resync: Arc::new(tokio::sync::Notify::new()),
             runtime,
+            serve_connection: server::connection,
             listening: std::sync::Mutex::new(None),
         });
         let controller = csr::CsrController {
@@ -237,7 +241,7 @@ impl MockApiServer {
             resync: shared.csr_resync.clone(),
         };
         let csr_controller = shared.runtime.spawn(controller.run());
-        server::start_listening(&shared, Some(listener)).map_err(|source| Error::Listen { addr, source })?;
+        listener::start_listening(&shared, Some(listener)).map_err(|source| Error::Listen { addr, source })?;
         tracing::info!(%addr, tls = cfg.tls, "kube-mock listening");
         Ok(Self { shared, ca_pem, csr_controller, own_runtime })
     }
@@ -431,8 +435,8 @@ impl MockApiServer {
 
     /// The API server goes down: the port is closed and open connections are dropped.
     pub async fn stop_listening(&self) {
-        if server::stop_listening(&self.shared) {
-            tokio::time::sleep(server::STOP_SETTLE).await;
+        if listener::stop_listening(&self.shared) {
+            tokio::time::sleep(listener::STOP_SETTLE).await;
         }
     }
 
@@ -446,7 +450,7 @@ impl MockApiServer {
 
     /// The API server comes back on the same port.
     pub async fn try_resume_listening(&self) -> io::Result<()> {
-        server::start_listening(&self.shared, None)
+        listener::start_listening(&self.shared, None)
     }
 
     /// Stop serving: the port is closed and open connections are dropped.
@@ -484,7 +488,7 @@ pub(crate) fn kubeconfig_document(url: &str, ca_pem: Option<&str>, user: &str) -
 
 impl Drop for MockApiServer {
     fn drop(&mut self) {
-        server::stop_listening(&self.shared);
+        listener::stop_listening(&self.shared);
         self.csr_controller.abort();
         if let Some(runtime) = self.own_runtime.take() {
             // Never blocks, so dropping inside an async context is fine too.

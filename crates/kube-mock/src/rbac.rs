@@ -77,7 +77,7 @@ pub fn authorize(store: &Store, attributes: &Attributes<'_>) -> Result<(), ApiEr
     let reason = match errors.len() {
         0 => None,
         1 => Some(format!("RBAC: {}", errors[0])),
-        _ => Some(format!("RBAC: [{}]", errors.join(", "))),
+        _ => Some(format!("RBAC: [{}]", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))),
     };
     Err(forbidden(attributes, reason.as_deref()))
 }
@@ -141,13 +141,24 @@ fn binds(binding: &Value, user: &UserInfo, binding_namespace: &str) -> bool {
     })
 }
 
+/// Why a binding's role has no rules to offer (worded as the real authorizer words it).
+#[derive(Debug, thiserror::Error)]
+enum RoleRefError {
+    /// The role (`resource`: `role` or `clusterrole`) does not exist.
+    #[error("{resource}.rbac.authorization.k8s.io \"{name}\" not found")]
+    NotFound { resource: &'static str, name: String },
+    /// A `roleRef.kind` other than ClusterRole, or Role in a RoleBinding.
+    #[error("unsupported roleRef kind {0:?}")]
+    UnsupportedKind(String),
+}
+
 /// The rules of the role a binding refers to, or why there are none.
 fn role_rules(
     store: &Store,
     cluster_roles: &[Value],
     binding: &Value,
     binding_namespace: &str,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, RoleRefError> {
     let role_ref = &binding["roleRef"];
     let name = role_ref["name"].as_str().unwrap_or_default();
     match role_ref["kind"].as_str().unwrap_or_default() {
@@ -155,16 +166,16 @@ fn role_rules(
             let role = cluster_roles
                 .iter()
                 .find(|r| r["metadata"]["name"] == name)
-                .ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io \"{name}\" not found"))?;
+                .ok_or_else(|| RoleRefError::NotFound { resource: "clusterrole", name: name.to_string() })?;
             Ok(cluster_role_rules(cluster_roles, role))
         }
         "Role" if !binding_namespace.is_empty() => {
             let role = store
                 .get_kind(RBAC_VERSION, "Role", binding_namespace, name)
-                .ok_or_else(|| format!("role.rbac.authorization.k8s.io \"{name}\" not found"))?;
+                .ok_or_else(|| RoleRefError::NotFound { resource: "role", name: name.to_string() })?;
             Ok(rules_of(&role))
         }
-        other => Err(format!("unsupported roleRef kind {other:?}")),
+        other => Err(RoleRefError::UnsupportedKind(other.to_string())),
     }
 }
 

@@ -291,8 +291,16 @@ pub fn resources_from_crd(crd: &Value) -> Vec<ResourceDef> {
         .collect()
 }
 
-/// Checks the parts of a CRD that are needed to serve it; returns a message for a 422.
-pub fn validate_crd(crd: &Value) -> Result<(), String> {
+/// What a CRD lacks to be served: one `field: reason` per problem (the message of a 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .causes.join(", "))]
+pub struct InvalidCrd {
+    /// `field: reason`, in the order the fields are checked.
+    pub causes: Vec<String>,
+}
+
+/// Checks the parts of a CRD that are needed to serve it.
+pub fn validate_crd(crd: &Value) -> Result<(), InvalidCrd> {
     let spec = &crd["spec"];
     let mut missing = Vec::new();
     for (path, value) in [
@@ -313,7 +321,7 @@ pub fn validate_crd(crd: &Value) -> Result<(), String> {
     {
         missing.push(format!("metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"));
     }
-    if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
+    if missing.is_empty() { Ok(()) } else { Err(InvalidCrd { causes: missing }) }
 }
 
 /// Thread-safe, cloneable registry of served resources.
@@ -472,6 +480,6 @@ mod tests {
     #[test]
     fn crd_validation_reports_missing_fields() {
         let err = validate_crd(&json!({"metadata": {"name": "x"}, "spec": {}})).unwrap_err();
-        assert!(err.contains("spec.group"), "{err}");
+        assert!(err.to_string().contains("spec.group"), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use crate::error::Error;
 pub fn load_path(path: &Path) -> Result<Vec<Value>, Error> {
     let loaded = kube_objects::load_path(path).map_err(|e| match e {
         kube_objects::LoadError::Read { path, source } => Error::SeedRead { path, source },
-        kube_objects::LoadError::Parse { path, source } => Error::SeedParse { path, message: source.to_string() },
+        kube_objects::LoadError::Parse { path, source } => Error::SeedParse { path, source },
     })?;
     Ok(loaded.into_iter().map(|l| l.object).collect())
 }

@@ -1,174 +1,33 @@
 //! The HTTP(S) server: connection handling, authentication, faults, routing and responses.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::api::{Reply, RequestContext, body_for_journal, execute_as};
-use crate::auth::{ClientCertificates, ServiceAccountTokens, UserInfo};
+use crate::auth::UserInfo;
 use crate::discovery;
-use crate::faults::{Faults, Journal, JournalEntry, RequestCounter, RequestFacts};
+use crate::faults::{JournalEntry, RequestFacts};
 use crate::request::{ResourceRequest, Route, Verb, route};
+use crate::response::{error_response, json_response};
+use crate::shared::Shared;
 use crate::status::ApiError;
-use crate::store::Store;
+use futures::future::BoxFuture;
 
-/// Response body type of every handler.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub use crate::response::Body;
+pub use crate::shared::DenyRule;
 
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
-/// A `VERB:RESOURCE` rule answered with 403 Forbidden; `*` matches anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenyRule {
-    /// Verb to deny (`get`, `patch`, …), or `*`.
-    pub verb: String,
-    /// Resource to deny it on (`pods`, `pods/status`, …), or `*`.
-    pub resource: String,
-}
-
-impl std::str::FromStr for DenyRule {
-    type Err = crate::error::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            Some((verb, resource)) if !verb.is_empty() && !resource.is_empty() => {
-                Ok(Self { verb: verb.to_lowercase(), resource: resource.to_string() })
-            }
-            _ => Err(crate::error::Error::InvalidDenyRule(s.to_string())),
-        }
-    }
-}
-
-impl DenyRule {
-    fn denies(&self, verb: &str, resource: &str) -> bool {
-        (self.verb == "*" || self.verb == verb) && (self.resource == "*" || self.resource == resource)
-    }
-}
-
-/// State shared by every connection.
-pub(crate) struct Shared {
-    pub store: Store,
-    pub faults: Arc<Faults>,
-    pub journal: Journal,
-    /// Requests counted per verb, resource, user and status since the last reset.
-    pub counters: RequestCounter,
-    /// Service-account tokens (the configured one and those issued by TokenRequests).
-    pub sa_tokens: Arc<ServiceAccountTokens>,
-    /// Evaluate the stored RBAC objects for service-account users.
-    pub enforce_rbac: std::sync::atomic::AtomicBool,
-    pub token: Option<String>,
-    pub deny: std::sync::RwLock<Vec<DenyRule>>,
-    pub admin_prefix: String,
-    pub bookmark_interval: Duration,
-    pub addr: SocketAddr,
-    pub tls: Option<TlsAcceptor>,
-    /// Checks client certificates (TLS mode).
-    pub client_certificates: Option<Arc<ClientCertificates>>,
-    /// Smallest `expirationSeconds` of a new CertificateSigningRequest.
-    pub csr_min_expiration_seconds: i64,
-    /// Signs the serving certificate, client certificates and approved CSRs.
-    pub ca: Arc<crate::tls::CertificateAuthority>,
-    /// Who approves CSRs (changeable at runtime), and the poke that makes the controller look
-    /// at pending ones again.
-    pub csr_approval: Arc<std::sync::RwLock<crate::csr::CsrApproval>>,
-    pub csr_resync: Arc<tokio::sync::Notify>,
-    pub runtime: tokio::runtime::Handle,
-    /// Stops the current accept loop and its connections; None while not listening.
-    pub listening: std::sync::Mutex<Option<watch::Sender<bool>>>,
-}
-
-pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
-    let mut response = json_response(err.code, &err.to_status());
-    if let Some(seconds) = err.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
-}
-
-/// Binds the configured address and starts accepting connections.
-pub(crate) fn start_listening(shared: &Arc<Shared>, bound: Option<std::net::TcpListener>) -> std::io::Result<()> {
-    let mut listening = shared.listening.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if listening.is_some() {
-        return Ok(());
-    }
-    // std's bind sets SO_REUSEADDR, so the same port can be bound again right after a stop.
-    let std_listener = match bound {
-        Some(listener) => listener,
-        None => std::net::TcpListener::bind(shared.addr)?,
-    };
-    std_listener.set_nonblocking(true)?;
-    let listener = {
-        let _guard = shared.runtime.enter();
-        TcpListener::from_std(std_listener)?
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    shared.runtime.spawn(accept_loop(listener, shared.clone(), stop_rx));
-    *listening = Some(stop_tx);
-    Ok(())
-}
-
-/// Closes the listening socket and every open connection. Returns whether it was listening.
-pub(crate) fn stop_listening(shared: &Arc<Shared>) -> bool {
-    let stop = shared.listening.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-    match stop {
-        Some(stop) => {
-            let _ = stop.send(true);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Time for the accept loop to drop its socket after a stop.
-pub(crate) const STOP_SETTLE: Duration = Duration::from_millis(20);
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let mut stop = stop.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = serve_connection(stream, shared) => {}
-                        _ = stop.changed() => tracing::debug!(%peer, "connection closed by stop_listening"),
-                    }
-                });
-            }
-        }
-    }
-}
 
 /// The client certificate chain presented on a connection (end entity first).
 type PeerCertificates = Option<Arc<[CertificateDer<'static>]>>;
@@ -185,6 +44,11 @@ fn service(
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
     })
+}
+
+/// Serves one accepted connection ([`Shared::serve_connection`]).
+pub(crate) fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) -> BoxFuture<'static, ()> {
+    Box::pin(serve_connection(stream, shared))
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {

@@ -21,36 +21,17 @@
 //! the clone: no allocation, no lock (another thread may have held one at the clone).
 
 use super::ProcessExit;
+use super::background;
 use super::child::ChildSetup;
+use super::clone3::{clone_args, clone3, own};
 use super::contain::procfs::PidFd;
-use super::contain::{Chore, in_background};
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
-
-/// `CLONE_INTO_CGROUP` (not in the libc crate).
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// `struct clone_args`, version 2 (with `cgroup`, Linux ≥ 5.7).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
 
 /// A plugin start, prepared by the caller (everything the child needs, allocated up front).
 pub(crate) struct Prepared {
@@ -104,7 +85,7 @@ impl RawChild {
     pub(crate) fn abandon(self) {
         let fd = PidFd::from(self.pidfd);
         fd.kill();
-        in_background(Chore::Reap(fd));
+        background::run(move || fd.reap_blocking());
     }
 }
 
@@ -121,45 +102,6 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     }
     let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
     Ok(own(raw))
-}
-
-#[allow(unsafe_code)]
-fn own(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// `clone3` with `args`: the child's view is `Ok(0)`.
-#[allow(unsafe_code)]
-fn clone3(args: &mut CloneArgs) -> io::Result<i32> {
-    // SAFETY: clone3 without CLONE_VM duplicates the process like fork; `args` is a valid
-    // clone_args of the size passed.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::from_mut(args), size_of::<CloneArgs>()) };
-    if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid as i32) }
-}
-
-fn clone_args(cgroup: &OwnedFd, pidfd: &mut RawFd) -> CloneArgs {
-    CloneArgs {
-        flags: CLONE_INTO_CGROUP | libc::CLONE_PIDFD as u64,
-        pidfd: std::ptr::from_mut(pidfd) as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    }
-}
-
-/// Start a child in `cgroup` that exits at once: whether plugins can be started this way.
-#[allow(unsafe_code)]
-pub(crate) fn probe(cgroup: &OwnedFd) -> io::Result<()> {
-    let mut pidfd: RawFd = -1;
-    let mut args = clone_args(cgroup, &mut pidfd);
-    if clone3(&mut args)? == 0 {
-        // SAFETY: in the child: only _exit.
-        unsafe { libc::_exit(0) }
-    }
-    let fd = PidFd::from(own(pidfd));
-    fd.reap_blocking();
-    Ok(())
 }
 
 /// Start the plugin (on the spawner thread: the parent-death signal follows the forking
@@ -311,6 +253,6 @@ impl Drop for PluginChild {
         let Some(fd) = self.pidfd.take() else { return };
         let fd = PidFd::from(fd.into_inner());
         fd.kill();
-        in_background(Chore::Reap(fd));
+        background::run(move || fd.reap_blocking());
     }
 }

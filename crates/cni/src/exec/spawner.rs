@@ -98,7 +98,7 @@ fn serve(jobs: &mpsc::Receiver<Job>) {
                 let _context = runtime.enter();
                 if let Err(Ok(child)) = reply.send(command.spawn()) {
                     // The request was cancelled while its plugin was being started.
-                    super::raw::kill_process_group(&child);
+                    super::group::kill_process_group(&child);
                     drop(child);
                 }
             }

@@ -135,17 +135,44 @@ impl CacheEntry {
     }
 }
 
+/// Why an attachment has no cache file path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CachePathError {
+    /// The network name, container ID or interface name is empty (libcni refuses these too).
+    #[error(
+        "cache file path requires network name ({network:?}), container ID ({container_id:?}), and interface name ({ifname:?})"
+    )]
+    Incomplete {
+        /// The network's name.
+        network: String,
+        /// The container ID.
+        container_id: String,
+        /// The interface name.
+        ifname: String,
+    },
+    /// The name would leave the results directory (or holds a NUL).
+    #[error("invalid cache file name {0:?}")]
+    InvalidName(String),
+}
+
 /// `<cache_dir>/results/<network>-<containerID>-<ifName>`. Like libcni, all three must be
 /// non-empty; we also refuse components that would leave the results directory.
-pub fn cache_file_path(cache_dir: &Path, network: &str, container_id: &str, ifname: &str) -> Result<PathBuf, String> {
+pub fn cache_file_path(
+    cache_dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<PathBuf, CachePathError> {
     if network.is_empty() || container_id.is_empty() || ifname.is_empty() {
-        return Err(format!(
-            "cache file path requires network name ({network:?}), container ID ({container_id:?}), and interface name ({ifname:?})"
-        ));
+        return Err(CachePathError::Incomplete {
+            network: network.to_string(),
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        });
     }
     let name = format!("{network}-{container_id}-{ifname}");
     if name.contains('/') || name.contains('\0') {
-        return Err(format!("invalid cache file name {name:?}"));
+        return Err(CachePathError::InvalidName(name));
     }
     Ok(cache_dir.join("results").join(name))
 }

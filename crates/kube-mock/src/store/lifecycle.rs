@@ -35,187 +35,28 @@
 //! events as against a real cluster, only without the delays, except for the kubelet, whose
 //! delay is a setting ([`Store::set_kubelet_delay`]).
 
-use std::collections::{BTreeMap, VecDeque};
+mod kubelet;
+mod options;
+mod rules;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::{EventType, ObjectName, Store, StoreState, mark_crd_established, meta, now_rfc3339};
 use crate::resources::{Gvr, resources_from_crd};
 use crate::status::ApiError;
+pub(crate) use kubelet::Kubelet;
+pub use options::{CRD_CLEANUP_FINALIZER, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
+use rules::{
+    DEFAULT_POD_GRACE_SECONDS, check_preconditions, crd_gvr, deletion_grace, finalizers, gc_finalizers, has_finalizer,
+    is_crd, is_deleting, is_pod, mark_as_deleting, owner_uids, rfc3339, seconds_from_now, set_finalizers,
+    should_delete_during_update, uid_of,
+};
 
-/// The finalizer of Orphan propagation.
-pub const ORPHAN_FINALIZER: &str = "orphan";
-/// The finalizer of Foreground propagation.
-pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
-/// The finalizer that removes a deleted CRD's custom resources.
-pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
-
-/// The API server's default for pods without `spec.terminationGracePeriodSeconds`.
-const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 /// A bound on the work one change may cause, against reference cycles.
 const MAX_STEPS: usize = 1_000_000;
-
-/// `propagationPolicy` of a DELETE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// Dependents lose their reference to the owner and stay.
-    Orphan,
-    /// The owner goes at once; the garbage collector deletes the dependents afterwards.
-    Background,
-    /// The owner stays (with `foregroundDeletion`) until its blocking dependents are gone.
-    Foreground,
-}
-
-impl Propagation {
-    /// The wire value (`Orphan`, `Background`, `Foreground`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Propagation::Orphan => "Orphan",
-            Propagation::Background => "Background",
-            Propagation::Foreground => "Foreground",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        match value {
-            "Orphan" => Some(Propagation::Orphan),
-            "Background" => Some(Propagation::Background),
-            "Foreground" => Some(Propagation::Foreground),
-            _ => None,
-        }
-    }
-}
-
-/// The options of a DELETE (`meta.k8s.io/v1` `DeleteOptions`, from the body or the query).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeleteOptions {
-    /// `propagationPolicy`.
-    pub propagation_policy: Option<Propagation>,
-    /// `orphanDependents` (deprecated; true means Orphan, false Background).
-    pub orphan_dependents: Option<bool>,
-    /// `gracePeriodSeconds` (pods only; negative means 1).
-    pub grace_period_seconds: Option<i64>,
-    /// `preconditions.uid`.
-    pub precondition_uid: Option<String>,
-    /// `preconditions.resourceVersion`.
-    pub precondition_resource_version: Option<String>,
-}
-
-impl DeleteOptions {
-    /// Options with this propagation policy.
-    pub fn propagation(policy: Propagation) -> Self {
-        Self { propagation_policy: Some(policy), ..Self::default() }
-    }
-
-    /// These options with `gracePeriodSeconds`.
-    pub fn with_grace_period(mut self, seconds: i64) -> Self {
-        self.grace_period_seconds = Some(seconds);
-        self
-    }
-
-    /// These options with a uid precondition.
-    pub fn with_uid(mut self, uid: &str) -> Self {
-        self.precondition_uid = Some(uid.to_string());
-        self
-    }
-
-    /// Reads a `DeleteOptions` JSON body (`null` or `{}` for none). Malformed fields are a 400,
-    /// invalid combinations a 422, as from the real server.
-    pub fn from_json(body: &Value) -> Result<Self, ApiError> {
-        if body.is_null() {
-            return Ok(Self::default());
-        }
-        let Some(map) = body.as_object() else {
-            return Err(ApiError::bad_request("the DeleteOptions body must be a JSON object"));
-        };
-        let field_error = |field: &str, want: &str| {
-            ApiError::bad_request(format!("DeleteOptions.{field}: expected {want}, got {}", map[field]))
-        };
-        let string = |field: &str| match map.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(field_error(field, "a string")),
-        };
-        let policy = string("propagationPolicy")?;
-        let orphan = match map.get("orphanDependents") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(field_error("orphanDependents", "a boolean")),
-        };
-        let grace = match map.get("gracePeriodSeconds") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| field_error("gracePeriodSeconds", "an integer"))?),
-        };
-        if map.get("dryRun").and_then(Value::as_array).is_some_and(|d| !d.is_empty()) {
-            return Err(ApiError::bad_request("dryRun is not supported by kube-mock"));
-        }
-        let preconditions = &body["preconditions"];
-        let precondition = |field: &str| match &preconditions[field] {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            other => Err(ApiError::bad_request(format!(
-                "DeleteOptions.preconditions.{field}: expected a string, got {other}"
-            ))),
-        };
-        Self::validated(policy.as_deref(), orphan, grace, precondition("uid")?, precondition("resourceVersion")?)
-    }
-
-    /// Reads the query parameters of a DELETE without a body.
-    pub fn from_query(query: &BTreeMap<String, String>) -> Result<Self, ApiError> {
-        let policy = query.get("propagationPolicy").filter(|p| !p.is_empty()).map(String::as_str);
-        let orphan = match query.get("orphanDependents").map(String::as_str) {
-            None | Some("") => None,
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            Some(other) => return Err(ApiError::bad_request(format!("invalid orphanDependents {other:?}"))),
-        };
-        let grace = match query.get("gracePeriodSeconds").filter(|g| !g.is_empty()) {
-            None => None,
-            Some(g) => Some(
-                g.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}: not a number")))?,
-            ),
-        };
-        Self::validated(policy, orphan, grace, None, None)
-    }
-
-    fn validated(
-        policy: Option<&str>,
-        orphan: Option<bool>,
-        grace: Option<i64>,
-        uid: Option<String>,
-        resource_version: Option<String>,
-    ) -> Result<Self, ApiError> {
-        let mut errors = Vec::new();
-        if let (Some(_), Some(policy)) = (orphan, policy) {
-            errors.push(format!(
-                "propagationPolicy: Invalid value: \"{policy}\": orphanDependents and deletionPropagation cannot be both set"
-            ));
-        }
-        let propagation = policy.and_then(|p| {
-            let parsed = Propagation::parse(p);
-            if parsed.is_none() {
-                errors.push(format!(
-                    "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-                ));
-            }
-            parsed
-        });
-        if !errors.is_empty() {
-            let causes = if errors.len() == 1 { errors.remove(0) } else { format!("[{}]", errors.join(", ")) };
-            return Err(ApiError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: {causes}")));
-        }
-        Ok(Self {
-            propagation_policy: propagation,
-            orphan_dependents: orphan,
-            grace_period_seconds: grace,
-            precondition_uid: uid,
-            precondition_resource_version: resource_version,
-        })
-    }
-}
 
 /// What a delete did.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,20 +77,6 @@ pub struct Update {
     pub removed: bool,
 }
 
-/// The stand-in kubelet's setting and the runtime its timers run on.
-pub(super) struct Kubelet {
-    /// How long a terminating pod stays before the kubelet deletes it with grace period 0;
-    /// None: never (the pod stays terminating until deleted with `gracePeriodSeconds=0`).
-    delay: Option<Duration>,
-    runtime: Option<tokio::runtime::Handle>,
-}
-
-impl Default for Kubelet {
-    fn default() -> Self {
-        Self { delay: Some(Duration::ZERO), runtime: None }
-    }
-}
-
 /// Follow-up work of a change, in the order the controllers would do it.
 pub(super) enum Work {
     /// An object left the store.
@@ -260,145 +87,6 @@ pub(super) enum Work {
     ForegroundCheck { uid: String },
     /// The CRD called this is being deleted: remove its custom resources.
     CrdCleanup { name: String },
-}
-
-fn crd_gvr() -> Gvr {
-    Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-}
-
-fn is_pod(gvr: &Gvr) -> bool {
-    gvr.group.is_empty() && gvr.resource == "pods"
-}
-
-fn is_crd(gvr: &Gvr) -> bool {
-    gvr.group == "apiextensions.k8s.io" && gvr.resource == "customresourcedefinitions"
-}
-
-fn uid_of(object: &Value) -> String {
-    meta(object, "uid").unwrap_or_default()
-}
-
-fn finalizers(object: &Value) -> Vec<String> {
-    object["metadata"]["finalizers"]
-        .as_array()
-        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn has_finalizer(object: &Value, finalizer: &str) -> bool {
-    object["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == finalizer))
-}
-
-fn set_finalizers(object: &mut Value, list: Vec<String>) {
-    if let Some(metadata) = object["metadata"].as_object_mut() {
-        if list.is_empty() {
-            metadata.remove("finalizers");
-        } else {
-            metadata.insert("finalizers".into(), json!(list));
-        }
-    }
-}
-
-fn is_deleting(object: &Value) -> bool {
-    object["metadata"]["deletionTimestamp"].is_string()
-}
-
-/// `deletionGracePeriodSeconds`, a negative one read as 1 (as the real server does).
-fn deletion_grace(object: &Value) -> Option<i64> {
-    object["metadata"]["deletionGracePeriodSeconds"].as_i64().map(|g| if g < 0 { 1 } else { g })
-}
-
-/// The uids of an object's `ownerReferences`.
-pub(super) fn owner_uids(object: &Value) -> Vec<String> {
-    object["metadata"]["ownerReferences"]
-        .as_array()
-        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn seconds_from_now(seconds: i64) -> String {
-    rfc3339(chrono::Utc::now() + chrono::Duration::seconds(seconds))
-}
-
-/// The finalizers the propagation policy asks for (deletionFinalizersForGarbageCollection):
-/// whether they differ from the object's, and the new list.
-fn gc_finalizers(object: &Value, options: &DeleteOptions) -> (bool, Vec<String>) {
-    let existing = finalizers(object);
-    // Without an explicit policy, the first of the two finalizers on the object decides.
-    let from_finalizers = |wanted: &str| {
-        existing.iter().find(|f| *f == ORPHAN_FINALIZER || *f == FOREGROUND_FINALIZER).is_some_and(|f| f == wanted)
-    };
-    let (orphan, foreground) = match (options.orphan_dependents, options.propagation_policy) {
-        (Some(orphan), _) => (orphan, false),
-        (None, Some(policy)) => (policy == Propagation::Orphan, policy == Propagation::Foreground),
-        (None, None) => (from_finalizers(ORPHAN_FINALIZER), from_finalizers(FOREGROUND_FINALIZER)),
-    };
-    let mut next: Vec<String> =
-        existing.iter().filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER).cloned().collect();
-    if orphan {
-        next.push(ORPHAN_FINALIZER.into());
-    }
-    if foreground {
-        next.push(FOREGROUND_FINALIZER.into());
-    }
-    let mut before = existing.clone();
-    before.sort();
-    before.dedup();
-    let mut after = next.clone();
-    after.sort();
-    after.dedup();
-    (before != after, next)
-}
-
-/// markAsDeleting: `deletionTimestamp` now (unless already earlier), grace period 0.
-fn mark_as_deleting(object: &mut Value) {
-    let now = chrono::Utc::now();
-    let existing = object["metadata"]["deletionTimestamp"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc));
-    if existing.is_none_or(|t| t > now) {
-        object["metadata"]["deletionTimestamp"] = json!(rfc3339(now));
-    }
-    object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-}
-
-/// The precondition checks of `rest.BeforeDelete`, with its messages.
-fn check_preconditions(gvr: &Gvr, object: &Value, options: &DeleteOptions) -> Result<(), ApiError> {
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let name = meta(object, "name").unwrap_or_default();
-    let qualified = if gvr.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", gvr.group) };
-    let conflict = |cause: String| {
-        let mut err =
-            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {cause}"));
-        let mut details = json!({"name": name, "kind": kind});
-        if !gvr.group.is_empty() {
-            details["group"] = json!(gvr.group);
-        }
-        err.details = Some(Box::new(details));
-        err
-    };
-    if let Some(uid) = &options.precondition_uid {
-        let actual = uid_of(object);
-        if *uid != actual {
-            return Err(conflict(format!(
-                "the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
-            )));
-        }
-    }
-    if let Some(rv) = &options.precondition_resource_version {
-        let actual = meta(object, "resourceVersion").unwrap_or_default();
-        if *rv != actual {
-            return Err(conflict(format!(
-                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({actual}). The object might have been modified"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// No finalizer may be added to an object being deleted (422, worded as the real validation).
@@ -429,12 +117,6 @@ pub(super) fn check_new_finalizers(
             listed.join(", ")
         ),
     ))
-}
-
-/// Whether an update must delete instead (shouldDeleteDuringUpdate): no finalizer left on an
-/// object being deleted without a pending grace period.
-fn should_delete_during_update(next: &Value, current: &Value) -> bool {
-    finalizers(next).is_empty() && is_deleting(current) && deletion_grace(current).is_none_or(|g| g == 0)
 }
 
 /// Whether the CRD serving `gvr` (a custom resource) is being deleted.
@@ -493,48 +175,6 @@ impl StoreState {
 }
 
 impl Store {
-    /// What the stand-in kubelet does with a pod that is terminating (deleted with a grace
-    /// period): delete it with grace period 0 after `delay` (`Some(Duration::ZERO)`, the
-    /// default: right after the MODIFIED event that set its `deletionTimestamp`), or never
-    /// (`None`: the pod stays terminating until something deletes it with
-    /// `gracePeriodSeconds=0`). Pods already terminating are handled with the new setting.
-    pub fn set_kubelet_delay(&self, delay: Option<Duration>) {
-        self.kubelet_lock().delay = delay;
-        if delay.is_none() {
-            return;
-        }
-        let mut state = self.lock();
-        let pods: Vec<(Gvr, ObjectName)> = state
-            .objects
-            .iter()
-            .filter(|(gvr, _)| is_pod(gvr))
-            .flat_map(|(gvr, pods)| {
-                pods.iter()
-                    .filter(|(_, pod)| is_deleting(pod) && deletion_grace(pod).unwrap_or(0) > 0)
-                    .map(|(key, _)| (gvr.clone(), key.clone()))
-            })
-            .collect();
-        let mut work = VecDeque::new();
-        for (gvr, key) in pods {
-            self.kubelet_terminating(&mut state, &mut work, &gvr, &key);
-        }
-        self.settle(&mut state, work);
-    }
-
-    /// The stand-in kubelet's delay (see [`Store::set_kubelet_delay`]).
-    pub fn kubelet_delay(&self) -> Option<Duration> {
-        self.kubelet_lock().delay
-    }
-
-    /// The runtime the kubelet's timers run on (else the caller's, if any).
-    pub(crate) fn set_runtime(&self, runtime: tokio::runtime::Handle) {
-        self.kubelet_lock().runtime = Some(runtime);
-    }
-
-    fn kubelet_lock(&self) -> std::sync::MutexGuard<'_, Kubelet> {
-        self.inner.kubelet.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The DELETE of one object, under the lock; follow-up work goes to `work`.
     pub(super) fn delete_locked(
         &self,
@@ -901,48 +541,6 @@ impl Store {
             self.remove_finalizer(state, work, &crd_gvr(), &key, CRD_CLEANUP_FINALIZER);
         }
     }
-
-    /// A pod became terminating: the kubelet stops it and deletes it with grace period 0.
-    fn kubelet_terminating(&self, state: &mut StoreState, work: &mut VecDeque<Work>, gvr: &Gvr, key: &ObjectName) {
-        let Some(pod) = state.object(gvr, key) else { return };
-        let uid = uid_of(&pod);
-        match self.kubelet_delay() {
-            None => {}
-            Some(delay) if delay.is_zero() => self.kubelet_finish_locked(state, work, gvr, key, &uid),
-            Some(delay) => {
-                let runtime =
-                    self.kubelet_lock().runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok());
-                let Some(runtime) = runtime else {
-                    tracing::warn!(pod = %key.1, "no runtime for the kubelet's timer: the pod stays terminating");
-                    return;
-                };
-                let store = self.clone();
-                let (gvr, key) = (gvr.clone(), key.clone());
-                runtime.spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let mut state = store.lock();
-                    let mut work = VecDeque::new();
-                    store.kubelet_finish_locked(&mut state, &mut work, &gvr, &key, &uid);
-                    store.settle(&mut state, work);
-                });
-            }
-        }
-    }
-
-    /// The kubelet's final DELETE: grace period 0, preconditioned on the pod's uid.
-    fn kubelet_finish_locked(
-        &self,
-        state: &mut StoreState,
-        work: &mut VecDeque<Work>,
-        gvr: &Gvr,
-        key: &ObjectName,
-        uid: &str,
-    ) {
-        let options = DeleteOptions::default().with_grace_period(0).with_uid(uid);
-        if let Err(err) = self.delete_locked(state, work, gvr, key, &options) {
-            tracing::debug!(%err, pod = %key.1, "kubelet: pod already gone");
-        }
-    }
 }
 
 /// Every version's resource of a CRD object (served or not: objects are stored per version).
@@ -966,208 +564,4 @@ fn crd_version_gvrs(crd: &Value) -> Vec<Gvr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::Registry;
-
-    fn store() -> Store {
-        Store::new(Registry::with_builtins(), 1000)
-    }
-
-    fn ds(name: &str) -> Value {
-        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": "default"},
-               "spec": {"selector": {"matchLabels": {"app": name}}}})
-    }
-
-    fn owned_pod(name: &str, owner: &Value, block: bool) -> Value {
-        json!({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": "default", "ownerReferences": [{
-                   "apiVersion": "apps/v1", "kind": "DaemonSet", "name": owner["metadata"]["name"],
-                   "uid": owner["metadata"]["uid"], "controller": true, "blockOwnerDeletion": block}]},
-               "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}]}})
-    }
-
-    fn pods(s: &Store) -> Vec<Value> {
-        s.list_kind("v1", "Pod", Some("default"))
-    }
-
-    #[test]
-    fn options_parse_and_validate() {
-        let o = DeleteOptions::from_json(&json!({"propagationPolicy": "Foreground", "gracePeriodSeconds": 5,
-                                                 "preconditions": {"uid": "u", "resourceVersion": "7"}}))
-        .unwrap();
-        assert_eq!(o.propagation_policy, Some(Propagation::Foreground));
-        assert_eq!((o.grace_period_seconds, o.precondition_uid.as_deref()), (Some(5), Some("u")));
-        let bad = DeleteOptions::from_json(&json!({"propagationPolicy": "Bogus"})).unwrap_err();
-        assert_eq!(bad.code, 422);
-        assert!(bad.message.contains("Unsupported value: \"Bogus\""), "{}", bad.message);
-        let both = DeleteOptions::from_json(&json!({"propagationPolicy": "Orphan", "orphanDependents": true}));
-        assert_eq!(both.unwrap_err().code, 422);
-        assert_eq!(DeleteOptions::from_json(&json!({"gracePeriodSeconds": "x"})).unwrap_err().code, 400);
-        assert_eq!(DeleteOptions::from_json(&json!([])).unwrap_err().code, 400);
-        let mut query = BTreeMap::new();
-        query.insert("propagationPolicy".to_string(), "Orphan".to_string());
-        query.insert("gracePeriodSeconds".to_string(), "0".to_string());
-        let q = DeleteOptions::from_query(&query).unwrap();
-        assert_eq!((q.propagation_policy, q.grace_period_seconds), (Some(Propagation::Orphan), Some(0)));
-    }
-
-    #[test]
-    fn finalizers_hold_an_object_until_the_last_one_goes() {
-        let s = store();
-        s.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "c", "namespace": "default", "finalizers": ["example.com/a"]}}))
-            .unwrap();
-        let deletion = s.delete_kind_with("v1", "ConfigMap", "default", "c", &DeleteOptions::default()).unwrap();
-        assert!(!deletion.removed);
-        assert!(deletion.object["metadata"]["deletionTimestamp"].is_string());
-        assert_eq!(deletion.object["metadata"]["deletionGracePeriodSeconds"], 0);
-        let mut current = s.get_kind("v1", "ConfigMap", "default", "c").unwrap();
-        current["metadata"]["finalizers"] = json!(["example.com/a", "example.com/b"]);
-        let err = s.update(current.clone()).unwrap_err();
-        assert_eq!(err.code, 422);
-        assert!(err.message.contains("no new finalizers can be added"), "{}", err.message);
-        current["metadata"]["finalizers"] = json!([]);
-        s.update(current).unwrap();
-        assert!(s.get_kind("v1", "ConfigMap", "default", "c").is_none());
-    }
-
-    #[test]
-    fn preconditions_conflict() {
-        let s = store();
-        s.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}}))
-            .unwrap();
-        let err = s.delete_kind_with("v1", "ConfigMap", "default", "c", &DeleteOptions::default().with_uid("nope"));
-        let err = err.unwrap_err();
-        assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-        assert!(
-            err.message
-                .starts_with("Operation cannot be fulfilled on ConfigMap \"c\": the UID in the precondition (nope)")
-        );
-        let rv = DeleteOptions { precondition_resource_version: Some("1".into()), ..Default::default() };
-        assert_eq!(s.delete_kind_with("v1", "ConfigMap", "default", "c", &rv).unwrap_err().code, 409);
-    }
-
-    #[test]
-    fn pods_terminate_gracefully_and_the_kubelet_finishes_them() {
-        let s = store();
-        s.set_kubelet_delay(None);
-        let mut pod = owned_pod("p", &json!({"metadata": {"name": "x", "uid": "none"}}), false);
-        pod["metadata"].as_object_mut().unwrap().remove("ownerReferences");
-        pod["spec"]["terminationGracePeriodSeconds"] = json!(12);
-        s.create(pod).unwrap();
-        let deletion = s.delete_kind("v1", "Pod", "default", "p").unwrap();
-        assert_eq!(deletion["metadata"]["deletionGracePeriodSeconds"], 12);
-        assert!(s.get_kind("v1", "Pod", "default", "p").is_some());
-        // A longer grace period changes nothing; a shorter one shortens it.
-        let again = s.delete_kind_with("v1", "Pod", "default", "p", &DeleteOptions::default().with_grace_period(60));
-        assert_eq!(again.unwrap().object["metadata"]["deletionGracePeriodSeconds"], 12);
-        let shorter = s.delete_kind_with("v1", "Pod", "default", "p", &DeleteOptions::default().with_grace_period(3));
-        assert_eq!(shorter.unwrap().object["metadata"]["deletionGracePeriodSeconds"], 3);
-        // The kubelet finishes terminating pods as soon as it is told to act.
-        s.set_kubelet_delay(Some(Duration::ZERO));
-        assert!(s.get_kind("v1", "Pod", "default", "p").is_none());
-        // Unscheduled pods go at once.
-        s.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "u", "namespace": "default"}}))
-            .unwrap();
-        s.set_kubelet_delay(None);
-        let deletion = s.delete_kind_with("v1", "Pod", "default", "u", &DeleteOptions::default()).unwrap();
-        assert!(deletion.removed);
-    }
-
-    #[test]
-    fn background_foreground_and_orphan_propagation() {
-        let s = store();
-        let history_start = s.resource_version();
-        // Background: the DaemonSet goes at once, its pods after it.
-        let owner = s.create(ds("bg")).unwrap();
-        s.create(owned_pod("bg-1", &owner, true)).unwrap();
-        s.create(owned_pod("bg-2", &owner, true)).unwrap();
-        let deletion = s.delete_kind("apps/v1", "DaemonSet", "default", "bg").unwrap();
-        assert!(deletion["metadata"]["deletionTimestamp"].is_null());
-        assert!(s.get_kind("apps/v1", "DaemonSet", "default", "bg").is_none());
-        assert!(pods(&s).is_empty());
-        let gvr = Gvr::new("", "v1", "pods");
-        let events = s.subscribe(&gvr, None, super::super::WatchStart::After(history_start)).unwrap().replay;
-        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        // Each pod: ADDED, then MODIFIED (deletionTimestamp), MODIFIED (grace 0, the kubelet), DELETED.
-        assert_eq!(kinds.iter().filter(|k| **k == "DELETED").count(), 2, "{kinds:?}");
-        assert!(kinds.contains(&"MODIFIED"));
-
-        // Foreground with a kubelet that never finishes: the owner waits for its pods.
-        s.set_kubelet_delay(None);
-        let owner = s.create(ds("fg")).unwrap();
-        s.create(owned_pod("fg-1", &owner, true)).unwrap();
-        let foreground = DeleteOptions::propagation(Propagation::Foreground);
-        let deletion = s.delete_kind_with("apps/v1", "DaemonSet", "default", "fg", &foreground).unwrap();
-        assert!(!deletion.removed);
-        assert_eq!(deletion.object["metadata"]["finalizers"], json!([FOREGROUND_FINALIZER]));
-        let waiting = s.get_kind("apps/v1", "DaemonSet", "default", "fg").unwrap();
-        assert!(waiting["metadata"]["deletionTimestamp"].is_string());
-        let pod = s.get_kind("v1", "Pod", "default", "fg-1").unwrap();
-        assert!(pod["metadata"]["deletionTimestamp"].is_string());
-        // The pod goes: so does its owner.
-        s.set_kubelet_delay(Some(Duration::ZERO));
-        assert!(s.get_kind("v1", "Pod", "default", "fg-1").is_none());
-        assert!(s.get_kind("apps/v1", "DaemonSet", "default", "fg").is_none());
-
-        // Orphan: the pods stay without their reference.
-        let owner = s.create(ds("or")).unwrap();
-        s.create(owned_pod("or-1", &owner, true)).unwrap();
-        let orphan = DeleteOptions::propagation(Propagation::Orphan);
-        let deletion = s.delete_kind_with("apps/v1", "DaemonSet", "default", "or", &orphan).unwrap();
-        assert!(!deletion.removed, "the orphan finalizer is set first");
-        assert!(s.get_kind("apps/v1", "DaemonSet", "default", "or").is_none());
-        let pod = s.get_kind("v1", "Pod", "default", "or-1").unwrap();
-        assert!(pod["metadata"]["ownerReferences"].is_null() && pod["metadata"]["deletionTimestamp"].is_null());
-    }
-
-    #[test]
-    fn a_dependent_with_another_live_owner_only_loses_the_reference() {
-        let s = store();
-        let a = s.create(ds("a")).unwrap();
-        let b = s.create(ds("b")).unwrap();
-        let mut pod = owned_pod("shared", &a, false);
-        let second = owned_pod("x", &b, false)["metadata"]["ownerReferences"][0].clone();
-        pod["metadata"]["ownerReferences"].as_array_mut().unwrap().push(second);
-        s.create(pod).unwrap();
-        s.delete_kind("apps/v1", "DaemonSet", "default", "a").unwrap();
-        let pod = s.get_kind("v1", "Pod", "default", "shared").unwrap();
-        assert_eq!(pod["metadata"]["ownerReferences"].as_array().unwrap().len(), 1);
-        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], b["metadata"]["uid"]);
-        s.delete_kind("apps/v1", "DaemonSet", "default", "b").unwrap();
-        assert!(s.get_kind("v1", "Pod", "default", "shared").is_none());
-    }
-
-    #[test]
-    fn crd_deletion_waits_for_custom_resources_with_finalizers() {
-        let s = store();
-        let nad = |name: &str, finalizers: Value| {
-            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-                   "metadata": {"name": name, "namespace": "default", "finalizers": finalizers}})
-        };
-        s.create(nad("plain", json!([]))).unwrap();
-        s.create(nad("held", json!(["example.com/hold"]))).unwrap();
-        let crd = "network-attachment-definitions.k8s.cni.cncf.io";
-        let deletion = s.delete_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd).unwrap();
-        assert!(deletion["metadata"]["finalizers"].as_array().unwrap().contains(&json!(CRD_CLEANUP_FINALIZER)));
-        let terminating = s.get_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd).unwrap();
-        assert!(terminating["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Terminating"));
-        assert!(s.get_kind("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "default", "plain").is_none());
-        let def = s.registry().find("k8s.cni.cncf.io", "v1", "network-attachment-definitions").unwrap();
-        assert_eq!(s.create(nad("new", json!([]))).unwrap_err().code, 405);
-        // The held one goes when its finalizer is removed; then the CRD goes.
-        s.modify(&def, "default", "held", |current| {
-            let mut next = current.clone();
-            next["metadata"]["finalizers"] = json!([]);
-            Ok(next)
-        })
-        .unwrap();
-        assert!(s.get_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd).is_none());
-        assert!(s.registry().find("k8s.cni.cncf.io", "v1", "network-attachment-definitions").is_none());
-        // Created again: served again, empty.
-        s.create(crate::resources::network_attachment_definition_crd()).unwrap();
-        assert!(s.list_kind("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", None).is_empty());
-        s.create(nad("fresh", json!([]))).unwrap();
-    }
-}
+mod tests;

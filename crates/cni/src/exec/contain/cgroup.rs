@@ -2,7 +2,7 @@
 //! the invocation cgroups under it (blocking file-system calls: callers keep them off the
 //! async runtime's workers where they can wait).
 
-use super::ContainedProcess;
+use super::kill::ContainedProcess;
 use super::procfs::{self, PidFd, Reap};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -96,16 +96,39 @@ fn inside(root: &str, path: &str) -> Option<String> {
     rest.strip_prefix('/').map(str::to_string)
 }
 
+/// Why this process has no cgroup of a kind to put plugins under.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OwnDirError {
+    /// `/proc/self/cgroup` names no cgroup of the kind.
+    #[error("this process is in no {0} hierarchy")]
+    NoHierarchy(&'static str),
+    /// The own cgroup is above the root of this cgroup namespace.
+    #[error("own {what} cgroup {own:?} lies outside this cgroup namespace")]
+    OutsideNamespace { what: &'static str, own: String },
+    /// No hierarchy of the kind is mounted.
+    #[error("no {0} mount")]
+    NoMount(&'static str),
+    /// The own cgroup is in no writable mount of the kind.
+    #[error("own {what} cgroup {own} is not inside a writable {what} mount")]
+    NotWritable { what: &'static str, own: String },
+    /// `/proc/self/mountinfo` or `/proc/self/cgroup` could not be read.
+    #[error("{path}: {source}")]
+    Read { path: &'static str, source: io::Error },
+    /// The path found is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+}
+
 /// The directory of this process's own cgroup of `kind`, from the texts of
 /// `/proc/self/mountinfo` and `/proc/self/cgroup`; `Err` says why there is none.
-fn own_dir_from(kind: Kind, mountinfo: &str, proc_cgroup: &str) -> Result<PathBuf, String> {
+fn own_dir_from(kind: Kind, mountinfo: &str, proc_cgroup: &str) -> Result<PathBuf, OwnDirError> {
     let what = match kind {
         Kind::V2 => "cgroup2",
         Kind::V1Freezer => "cgroup v1 freezer",
     };
-    let own = own_path(kind, proc_cgroup).ok_or_else(|| format!("this process is in no {what} hierarchy"))?;
+    let own = own_path(kind, proc_cgroup).ok_or(OwnDirError::NoHierarchy(what))?;
     if own.contains("/..") || !own.starts_with('/') {
-        return Err(format!("own {what} cgroup {own:?} lies outside this cgroup namespace"));
+        return Err(OwnDirError::OutsideNamespace { what, own });
     }
     let mut mounts: Vec<Mount> = parse_mountinfo(mountinfo)
         .into_iter()
@@ -115,20 +138,20 @@ fn own_dir_from(kind: Kind, mountinfo: &str, proc_cgroup: &str) -> Result<PathBu
         })
         .collect();
     if mounts.is_empty() {
-        return Err(format!("no {what} mount"));
+        return Err(OwnDirError::NoMount(what));
     }
     // The usual places first.
     mounts.sort_by_key(|m| !m.point.starts_with("/sys/fs/cgroup"));
     let writable = |m: &Mount| !m.mount_opts.split(',').any(|o| o == "ro");
     let found = mounts.iter().filter(|m| writable(m)).find_map(|m| Some(m.point.join(inside(&m.root, &own)?)));
-    found.ok_or_else(|| format!("own {what} cgroup {own} is not inside a writable {what} mount"))
+    found.ok_or(OwnDirError::NotWritable { what, own })
 }
 
 /// The directory of this process's own cgroup of `kind`.
-pub(crate) fn own_dir(kind: Kind) -> Result<PathBuf, String> {
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
+pub(crate) fn own_dir(kind: Kind) -> Result<PathBuf, OwnDirError> {
+    let read = |path: &'static str| std::fs::read_to_string(path).map_err(|source| OwnDirError::Read { path, source });
     let dir = own_dir_from(kind, &read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)?;
-    if dir.is_dir() { Ok(dir) } else { Err(format!("{} is not a directory", dir.display())) }
+    if dir.is_dir() { Ok(dir) } else { Err(OwnDirError::NotADirectory(dir)) }
 }
 
 /// The cgroups of one scope: `<own cgroup>/<scope dir>/<invocation>`.
@@ -143,10 +166,6 @@ pub(crate) struct Cgroups {
     /// `<own cgroup>/<scope dir>`.
     pub(crate) scope_dir: PathBuf,
 }
-
-/// How long a kill waits for the cgroup to empty before giving up (a process stuck in an
-/// uninterruptible sleep, say on a hung NFS mount, cannot die before it wakes).
-pub(crate) const KILL_PATIENCE: Duration = Duration::from_secs(10);
 
 fn write_file(path: &Path, text: &str) -> io::Result<()> {
     OpenOptions::new().write(true).open(path)?.write_all(text.as_bytes())
@@ -189,7 +208,7 @@ impl Cgroups {
             Err(e) => return Err(e),
         }
         let tried = if clone_into {
-            open_dir(&dir).and_then(|fd| super::super::clone::probe(&fd))
+            open_dir(&dir).and_then(|fd| super::super::clone3::probe(&fd))
         } else {
             OpenOptions::new().write(true).open(dir.join("cgroup.procs")).and_then(|f| join_in_child(&f))
         };
@@ -443,10 +462,12 @@ mod tests {
     #[test]
     fn refuses_what_cannot_be_used() {
         let ro = "2 1 0:2 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n";
-        assert!(own_dir_from(Kind::V2, ro, "0::/\n").unwrap_err().contains("writable"));
-        assert!(own_dir_from(Kind::V2, HYBRID, "6:freezer:/\n").unwrap_err().contains("no cgroup2 hierarchy"));
-        assert!(own_dir_from(Kind::V2, "", "0::/\n").unwrap_err().contains("no cgroup2 mount"));
-        assert!(own_dir_from(Kind::V2, HYBRID, "0::/../../x\n").unwrap_err().contains("outside"));
+        assert!(own_dir_from(Kind::V2, ro, "0::/\n").unwrap_err().to_string().contains("writable"));
+        assert!(
+            own_dir_from(Kind::V2, HYBRID, "6:freezer:/\n").unwrap_err().to_string().contains("no cgroup2 hierarchy")
+        );
+        assert!(own_dir_from(Kind::V2, "", "0::/\n").unwrap_err().to_string().contains("no cgroup2 mount"));
+        assert!(own_dir_from(Kind::V2, HYBRID, "0::/../../x\n").unwrap_err().to_string().contains("outside"));
         assert!(own_dir_from(Kind::V1Freezer, HYBRID, "0::/\n").is_err());
     }
 

@@ -3,6 +3,8 @@
 //! Pure functions; the runner feeds them observations.
 
 use crate::model::{ExitExpect, Expect};
+use crate::normalize::result_for_compare;
+pub use crate::stdout_json::{StdoutJsonError, single_json};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -65,41 +67,41 @@ pub struct ErrorObject {
     pub details: Option<String>,
 }
 
-/// Parse stdout as exactly one JSON value (nothing but whitespace around it).
-pub fn single_json(stdout: &str) -> Result<Value, String> {
-    let mut stream = serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
-    let first = match stream.next() {
-        None => return Err("stdout is empty".into()),
-        Some(Err(e)) => return Err(format!("stdout is not JSON: {e}")),
-        Some(Ok(v)) => v,
-    };
-    match stream.next() {
-        None => Ok(first),
-        Some(_) => Err("stdout holds more than one JSON value".into()),
-    }
+/// Why stdout is not a well-formed CNI error object (cni.md §5.5).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ErrorObjectProblem {
+    #[error(transparent)]
+    Stdout(#[from] StdoutJsonError),
+    #[error("stdout is JSON but not an object")]
+    NotAnObject,
+    #[error("error object `{field}` is not {want}: {got}")]
+    WrongType { field: &'static str, want: &'static str, got: Value },
+    #[error("error object has no `{0}`")]
+    Missing(&'static str),
 }
 
 /// cni.md §5.5: a failure prints exactly one error object with integer `code`, string `msg`,
 /// optional string `details`.
-pub fn parse_error_object(stdout: &str) -> Result<ErrorObject, String> {
+pub fn parse_error_object(stdout: &str) -> Result<ErrorObject, ErrorObjectProblem> {
+    let wrong = |field, want, got: &Value| ErrorObjectProblem::WrongType { field, want, got: got.clone() };
     let v = single_json(stdout)?;
     let Value::Object(m) = &v else {
-        return Err("stdout is JSON but not an object".into());
+        return Err(ErrorObjectProblem::NotAnObject);
     };
     let code = match m.get("code") {
         Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or_default(),
-        Some(other) => return Err(format!("error object `code` is not an unsigned integer: {other}")),
-        None => return Err("error object has no `code`".into()),
+        Some(other) => return Err(wrong("code", "an unsigned integer", other)),
+        None => return Err(ErrorObjectProblem::Missing("code")),
     };
     let msg = match m.get("msg") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("error object `msg` is not a string: {other}")),
-        None => return Err("error object has no `msg`".into()),
+        Some(other) => return Err(wrong("msg", "a string", other)),
+        None => return Err(ErrorObjectProblem::Missing("msg")),
     };
     let details = match m.get("details") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(format!("error object `details` is not a string: {other}")),
+        Some(other) => return Err(wrong("details", "a string", other)),
     };
     Ok(ErrorObject { code, msg, details })
 }
@@ -185,8 +187,7 @@ pub fn judge(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>) -> Verdict 
                     p.push(format!("result has no interface named {name:?}"));
                 }
                 if let Some(prev) = ctx.equals {
-                    let (a, b) =
-                        (crate::normalize::result_for_compare(&result), crate::normalize::result_for_compare(prev));
+                    let (a, b) = (result_for_compare(&result), result_for_compare(prev));
                     if a != b {
                         p.push(format!("§5.26: result differs from prevResult: got {a}, prevResult {b}"));
                     }

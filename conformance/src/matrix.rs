@@ -2,10 +2,11 @@
 //! that can run here, fake-cni, the harness's runtime, multus-rs), rendered as one table —
 //! Markdown, HTML and JSON — of case × implementation with the outcome and its reason.
 
+use crate::embedded;
 use crate::model::{Case, Strength};
 use crate::report::{CaseResult, Counts, Outcome, Report, TargetInfo, xml};
+use crate::runner::Runner;
 use crate::target::{Target, cargo_bin_dir, runtime_target};
-use crate::{Runner, embedded};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -250,10 +250,10 @@ pub struct Step {
     /// Invoke the target with this `CNI_COMMAND` (any string, e.g. `FOO`).
     #[serde(default)]
     pub cni: Option<String>,
-    /// A Rust-coded check (see `checks::KNOWN`).
+    /// A Rust-coded check (see `vocabulary::KNOWN_CHECKS`).
     #[serde(default)]
     pub check: Option<String>,
-    /// An action on the environment (see `checks::ACTIONS`).
+    /// An action on the environment (see `vocabulary::KNOWN_ACTIONS`).
     #[serde(default)]
     pub action: Option<String>,
     /// Arguments of a check or action.
@@ -455,12 +455,12 @@ pub fn validate_case(c: &Case) -> Result<(), String> {
             return Err(format!("step {i}: exactly one of cni, check, action"));
         }
         if let Some(name) = &s.check
-            && !crate::checks::KNOWN_CHECKS.contains(&name.as_str())
+            && !crate::vocabulary::KNOWN_CHECKS.contains(&name.as_str())
         {
             return Err(format!("step {i}: unknown check {name:?}"));
         }
         if let Some(name) = &s.action
-            && !crate::checks::KNOWN_ACTIONS.contains(&name.as_str())
+            && !crate::vocabulary::KNOWN_ACTIONS.contains(&name.as_str())
         {
             return Err(format!("step {i}: unknown action {name:?}"));
         }

@@ -66,16 +66,13 @@ impl ThickCheck<'_> {
             (None, false) => StepOutcome::Ok,
             (None, true) => fail(format!("pod has no annotation {key}")),
             (Some(v), false) => fail(format!("pod has annotation {key}: {v}")),
-            (Some(v), true) => match self.network_status(&v) {
-                Ok(()) => StepOutcome::Ok,
-                Err(why) => fail(why),
-            },
+            (Some(v), true) => self.network_status(&v),
         }
     }
 
     /// The network-status entries against `names`, `interfaces`, `device_info`,
     /// `default_first`, `ips`.
-    fn network_status(&self, v: &str) -> Result<(), String> {
+    fn network_status(&self, v: &str) -> StepOutcome {
         let parsed: Value = serde_json::from_str(v).unwrap_or(Value::Null);
         let field = |f: &str| -> Vec<String> {
             parsed
@@ -89,44 +86,47 @@ impl ThickCheck<'_> {
         if let Some(names) = self.with("names").and_then(|x| x.as_array().cloned()) {
             let (got, want) = (field("name"), rendered(names));
             if got != want {
-                return Err(format!("network-status names {got:?}, expected {want:?}"));
+                return fail(format!("network-status names {got:?}, expected {want:?}"));
             }
         }
         if let Some(ifs) = self.with("interfaces").and_then(|x| x.as_array().cloned()) {
             let (got, want) = (field("interface"), rendered(ifs));
             if got != want {
-                return Err(format!("network-status interfaces {got:?}, expected {want:?}"));
+                return fail(format!("network-status interfaces {got:?}, expected {want:?}"));
             }
         }
         if let Some(Value::Object(want)) = self.with("device_info") {
             for (iface, want) in want {
-                self.device_info_entry(&parsed, v, &iface, &want)?;
+                let entry = self.device_info_entry(&parsed, v, &iface, &want);
+                if entry != StepOutcome::Ok {
+                    return entry;
+                }
             }
         }
         if self.with("default_first").and_then(|v| v.as_bool()) == Some(true)
             && parsed.pointer("/0/default").and_then(Value::as_bool) != Some(true)
         {
-            return Err(format!("first network-status entry is not marked default: {v}"));
+            return fail(format!("first network-status entry is not marked default: {v}"));
         }
         if self.with("ips").and_then(|v| v.as_bool()) == Some(true)
             && !parsed.as_array().is_some_and(|a| {
                 a.iter().all(|e| e.get("ips").and_then(Value::as_array).is_some_and(|i| !i.is_empty()))
             })
         {
-            return Err(format!("a network-status entry has no ips: {v}"));
+            return fail(format!("a network-status entry has no ips: {v}"));
         }
-        Ok(())
+        StepOutcome::Ok
     }
 
     /// The `device-info` of interface `iface`'s entry: a value, `$present` or `$absent`.
-    fn device_info_entry(&self, parsed: &Value, v: &str, iface: &str, want: &Value) -> Result<(), String> {
+    fn device_info_entry(&self, parsed: &Value, v: &str, iface: &str, want: &Value) -> StepOutcome {
         let iface = self.r.render(self.env, iface);
         let want = self.r.render_json(self.env, want);
         let entry = parsed
             .as_array()
             .and_then(|a| a.iter().find(|e| e.get("interface").and_then(Value::as_str) == Some(iface.as_str())));
         let Some(entry) = entry else {
-            return Err(format!("network-status has no entry for {iface}: {v}"));
+            return fail(format!("network-status has no entry for {iface}: {v}"));
         };
         let got = entry.get("device-info").filter(|g| !g.is_null());
         let ok = match want.as_str() {
@@ -135,9 +135,9 @@ impl ThickCheck<'_> {
             _ => got == Some(&want),
         };
         if ok {
-            Ok(())
+            StepOutcome::Ok
         } else {
-            Err(format!(
+            fail(format!(
                 "network-status device-info of {iface} is {}, expected {want}",
                 got.map_or_else(|| "absent".to_string(), Value::to_string)
             ))

@@ -7,6 +7,7 @@ use crate::driver::TargetDriver;
 use crate::driver::plugin::PluginDriver;
 use crate::driver::runtime::RuntimeDriver;
 use crate::driver::thick::driver::ThickDriver;
+use crate::driver::thick::node::NodeError;
 use crate::driver::unavailable::Unavailable;
 use crate::model::{Applies, Case, assertion_labels};
 use crate::report::{CaseResult, Outcome, Report, TargetInfo};
@@ -15,6 +16,15 @@ use crate::steps;
 use crate::target::{Kind, Target};
 use crate::versions::Versions;
 use std::time::Instant;
+
+/// Why a target's driver did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Runtime(#[from] std::io::Error),
+}
 
 pub struct Runner {
     session: Session,
@@ -26,7 +36,7 @@ pub struct Runner {
 }
 
 /// The driver of the target's kind (the null one when it cannot run here).
-fn driver_for(target: &Target, unavailable: &Option<String>) -> anyhow::Result<Box<dyn TargetDriver>> {
+fn driver_for(target: &Target, unavailable: &Option<String>) -> Result<Box<dyn TargetDriver>, StartError> {
     Ok(match (unavailable, target.kind) {
         (Some(why), _) => Box::new(Unavailable { why: why.clone() }),
         (None, Kind::Plugin) => Box::new(PluginDriver::new(target)),
@@ -37,7 +47,7 @@ fn driver_for(target: &Target, unavailable: &Option<String>) -> anyhow::Result<B
 
 impl Runner {
     /// Prepare a target: start its driver (a thick node), probe VERSION.
-    pub fn new(target: Target) -> anyhow::Result<Runner> {
+    pub fn new(target: Target) -> Result<Runner, StartError> {
         let unavailable = applicability::availability(&target);
         let driver = driver_for(&target, &unavailable)?;
         let mut target = target;

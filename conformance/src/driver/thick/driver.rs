@@ -3,7 +3,7 @@
 
 use super::checks::ThickCheck;
 use super::devices::{DP_DEVINFO_DIR, script_devices};
-use super::node::ThickNode;
+use super::node::{NodeError, ThickNode};
 use super::objects::{Namespaces, case_objects, kubectl, plain_pod};
 use crate::case_env::{CaseEnv, StepOutcome};
 use crate::driver::{CaseNetwork, Offers, TargetDriver};
@@ -28,7 +28,7 @@ pub struct ThickDriver {
 }
 
 impl ThickDriver {
-    pub fn start(target: &Target) -> anyhow::Result<ThickDriver> {
+    pub fn start(target: &Target) -> Result<ThickDriver, NodeError> {
         Ok(ThickDriver {
             node: ThickNode::start(target)?,
             namespaces: Namespaces::default(),

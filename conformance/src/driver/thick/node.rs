@@ -4,8 +4,8 @@
 //! interface is small — `start`, the shim's binary, config and variables, `stop_daemon` /
 //! `start_daemon`, drop — so that a shared test-node crate can replace it.
 
-use super::readiness::wait_ready;
-use crate::sys::{self, Netns, Proc};
+use super::readiness::{NotReady, wait_ready};
+use crate::sys::{self, Netns, Proc, SysError};
 use crate::target::{Target, cargo_bin_dir};
 use crate::template::{merge_patch, render_str, render_value};
 use crate::thick_spec::ThickSpec;
@@ -15,6 +15,29 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Why the node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("cluster_network bridge needs root and {0}/bridge")]
+    BridgeImpossible(String),
+    #[error("thick target without api_server needs kubeconfig")]
+    NoKubeconfig,
+    #[error("starting {what}: {source}")]
+    Start { what: String, source: std::io::Error },
+    #[error("{what} did not print `listening on {expected}` (got {line:?})")]
+    NoAnnouncement { what: &'static str, expected: &'static str, line: String },
+    #[error("empty daemon command")]
+    EmptyDaemonCommand,
+    #[error("{why}; log: {log}")]
+    NotReady { why: NotReady, log: String },
+}
 
 /// A running thick node.
 pub struct ThickNode {
@@ -39,14 +62,14 @@ pub struct ThickNode {
     pub ready_endpoint: Option<&'static str>,
 }
 
-fn dir(p: &Path, sub: &str) -> anyhow::Result<PathBuf> {
+fn dir(p: &Path, sub: &str) -> Result<PathBuf, NodeError> {
     let d = p.join(sub);
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
 
 /// The node's directories and files under its temp dir, as template variables.
-fn layout(spec: &ThickSpec, t: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+fn layout(spec: &ThickSpec, t: &Path) -> Result<BTreeMap<String, String>, NodeError> {
     let mut vars = BTreeMap::new();
     vars.insert("bin".to_string(), cargo_bin_dir().display().to_string());
     vars.insert("tmp".to_string(), t.display().to_string());
@@ -91,7 +114,7 @@ struct ClusterNetwork {
 
 /// fake-cni (records calls) and, when root, bridge + host-local in a scratch host netns;
 /// writes `10-cluster.conflist`.
-fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> anyhow::Result<ClusterNetwork> {
+fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> Result<ClusterNetwork, NodeError> {
     let bindir = PathBuf::from(&vars["bindir"]);
     let fake = PathBuf::from(render(vars, &spec.fake_cni));
     let fake = fake.exists().then(|| {
@@ -102,7 +125,9 @@ fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> any
     let bridge_possible = sys::is_root() && plugins.join("bridge").exists();
     let bridge = match spec.cluster_network.as_str() {
         "bridge" => {
-            anyhow::ensure!(bridge_possible, "cluster_network bridge needs root and {}/bridge", plugins.display());
+            if !bridge_possible {
+                return Err(NodeError::BridgeImpossible(plugins.display().to_string()));
+            }
             true
         }
         "fake" => false,
@@ -130,14 +155,14 @@ fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> any
 
 /// Spawn a helper that announces itself on its first stdout line (`listening on …`); the
 /// rest of its stdout is drained so that it never blocks on a full pipe.
-fn spawn_announcing(cmd: &mut Command, name: &str, what: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
+fn spawn_announcing(cmd: &mut Command, name: &str, what: &str, log: &Path) -> Result<(Proc, String), NodeError> {
     let log = std::fs::File::create(log)?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("starting {what}: {e}"))?;
+        .map_err(|source| NodeError::Start { what: what.to_string(), source })?;
     let out = child.stdout.take();
     let proc = Proc { name: name.into(), child };
     let mut line = String::new();
@@ -153,7 +178,7 @@ fn spawn_announcing(cmd: &mut Command, name: &str, what: &str, log: &Path) -> an
 }
 
 impl ThickNode {
-    pub fn start(target: &Target) -> anyhow::Result<ThickNode> {
+    pub fn start(target: &Target) -> Result<ThickNode, NodeError> {
         let spec = target.thick.clone().unwrap_or_else(ThickSpec::multus_rs);
         let tmp = tempfile::Builder::new().prefix("cniconf-thick-").tempdir()?;
         let mut vars = layout(&spec, tmp.path())?;
@@ -188,10 +213,9 @@ impl ThickNode {
         render(&self.vars, s)
     }
 
-    fn start_api(&mut self) -> anyhow::Result<()> {
+    fn start_api(&mut self) -> Result<(), NodeError> {
         if self.spec.api_server.is_empty() {
-            anyhow::ensure!(self.spec.kubeconfig.is_some(), "thick target without api_server needs kubeconfig");
-            return Ok(());
+            return if self.spec.kubeconfig.is_some() { Ok(()) } else { Err(NodeError::NoKubeconfig) };
         }
         let mut argv: Vec<String> = self.spec.api_server.iter().map(|a| self.r(a)).collect();
         if self.spec.in_cluster {
@@ -205,7 +229,7 @@ impl ThickNode {
             spawn_announcing(&mut cmd, "api-server", &argv[0], &self.tmp.path().join("api-server.log"))?;
         let Some(url) = line.trim().strip_prefix("listening on ").map(str::to_string) else {
             proc.stop();
-            anyhow::bail!("API server did not print `listening on <url>` (got {line:?})");
+            return Err(NodeError::NoAnnouncement { what: "API server", expected: "<url>", line });
         };
         let hostport = url.split("://").nth(1).unwrap_or("").trim_end_matches('/').to_string();
         let (host, port) = hostport.rsplit_once(':').unwrap_or((&hostport, "443"));
@@ -217,7 +241,7 @@ impl ThickNode {
     }
 
     /// Start the fake kubelet (if the spec names one that exists) with an empty script.
-    fn start_kubelet(&mut self) -> anyhow::Result<()> {
+    fn start_kubelet(&mut self) -> Result<(), NodeError> {
         let Some(bin) = self.spec.fake_kubelet.as_ref().map(|b| PathBuf::from(self.r(b))) else { return Ok(()) };
         if !bin.is_file() {
             return Ok(());
@@ -233,7 +257,7 @@ impl ThickNode {
             spawn_announcing(&mut cmd, "fake-kubelet", &what, &self.tmp.path().join("fake-kubelet.log"))?;
         if !line.starts_with("listening on ") {
             proc.stop();
-            anyhow::bail!("fake-kubelet did not print `listening on <socket>` (got {line:?})");
+            return Err(NodeError::NoAnnouncement { what: "fake-kubelet", expected: "<socket>", line });
         }
         self.vars.insert("kubelet_dir".into(), kubelet_dir.display().to_string());
         self.vars.insert("kubelet_socket".into(), socket.display().to_string());
@@ -247,7 +271,7 @@ impl ThickNode {
         self.kubelet.is_some()
     }
 
-    fn write_daemon_config(&mut self) -> anyhow::Result<()> {
+    fn write_daemon_config(&mut self) -> Result<(), NodeError> {
         let mut conf = json!({
             "cniVersion": "1.1.0",
             "logLevel": "debug",
@@ -272,7 +296,7 @@ impl ThickNode {
     }
 
     /// The overlay may move the socket or the directories: follow the effective config.
-    fn follow_effective_config(&mut self, conf: &Value) -> anyhow::Result<()> {
+    fn follow_effective_config(&mut self, conf: &Value) -> Result<(), NodeError> {
         let cluster = Path::new(&self.vars["netd"]).join("10-cluster.conflist");
         for (var, key) in [("socket_dir", "socketDir"), ("netd", "cniConfigDir"), ("cni_dir", "cniDir")] {
             if let Some(v) = conf.get(key).and_then(Value::as_str) {
@@ -287,9 +311,11 @@ impl ThickNode {
         Ok(())
     }
 
-    pub fn start_daemon(&mut self) -> anyhow::Result<()> {
+    pub fn start_daemon(&mut self) -> Result<(), NodeError> {
         let argv: Vec<String> = self.spec.daemon.iter().map(|a| self.r(a)).collect();
-        anyhow::ensure!(!argv.is_empty(), "empty daemon command");
+        if argv.is_empty() {
+            return Err(NodeError::EmptyDaemonCommand);
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("daemon.log"))?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
@@ -304,14 +330,14 @@ impl ThickNode {
         for (k, v) in &self.spec.daemon_env {
             cmd.env(k, self.r(v));
         }
-        let child = cmd.spawn().map_err(|e| anyhow::anyhow!("starting {}: {e}", argv[0]))?;
+        let child = cmd.spawn().map_err(|source| NodeError::Start { what: argv[0].clone(), source })?;
         let mut proc = Proc { name: "daemon".into(), child };
         let deadline = Instant::now() + Duration::from_secs(self.spec.ready_timeout);
         match wait_ready(&self.socket(), deadline, &mut || proc.running()) {
             Ok(endpoint) => self.ready_endpoint = Some(endpoint),
             Err(why) => {
                 proc.stop();
-                anyhow::bail!("{why}; log: {}", self.daemon_log_tail());
+                return Err(NodeError::NotReady { why, log: self.daemon_log_tail() });
             }
         }
         self.daemon = Some(proc);

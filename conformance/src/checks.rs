@@ -259,6 +259,28 @@ fn distinct_addresses(step: &Step, env: &CaseEnv) -> StepOutcome {
     StepOutcome::Ok
 }
 
+/// The recorded calls of the attachment's container (or, for GC and STATUS, of none) that
+/// match the step's `command`, `network` and `match` {JSON pointer: value}.
+fn matching_calls<'a>(r: &Scope<'_>, step: &Step, env: &CaseEnv, cid: &str, all: &'a [Value]) -> Vec<&'a Value> {
+    let ws = |k: &str| step.with.get(k).and_then(Value::as_str).map(|s| r.render(env, s));
+    let command = ws("command");
+    let filters: Vec<(String, Value)> = step
+        .with
+        .get("match")
+        .and_then(|m| m.as_object().cloned())
+        .map(|m| m.into_iter().map(|(k, v)| (k, r.render_json(env, &v))).collect())
+        .unwrap_or_default();
+    all.iter()
+        .filter(|c| {
+            let id = c.get("containerId").and_then(Value::as_str);
+            id == Some(cid) || (id == Some("") && command.as_deref().is_some_and(|x| x == "GC" || x == "STATUS"))
+        })
+        .filter(|c| command.as_ref().is_none_or(|x| c.get("command").and_then(Value::as_str) == Some(x)))
+        .filter(|c| ws("network").is_none_or(|x| c.get("name").and_then(Value::as_str) == Some(&x)))
+        .filter(|c| filters.iter().all(|(p, v)| pointer_matches(c, p, v)))
+        .collect()
+}
+
 /// fake-cni recorded calls of the attachment's container match the step's `with`.
 fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     let w = |k: &str| step.with.get(k).cloned();
@@ -268,21 +290,7 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
         return StepOutcome::Skip("target records no calls".into());
     };
     let all = recorded_calls(Path::new(&dir));
-    let command = ws("command");
-    let filters: Vec<(String, Value)> = w("match")
-        .and_then(|m| m.as_object().cloned())
-        .map(|m| m.into_iter().map(|(k, v)| (k, r.render_json(env, &v))).collect())
-        .unwrap_or_default();
-    let calls: Vec<&Value> = all
-        .iter()
-        .filter(|c| {
-            let cid = c.get("containerId").and_then(Value::as_str);
-            cid == Some(&att.cid) || (cid == Some("") && command.as_deref().is_some_and(|x| x == "GC" || x == "STATUS"))
-        })
-        .filter(|c| command.as_ref().is_none_or(|x| c.get("command").and_then(Value::as_str) == Some(x)))
-        .filter(|c| ws("network").is_none_or(|x| c.get("name").and_then(Value::as_str) == Some(&x)))
-        .filter(|c| filters.iter().all(|(p, v)| pointer_matches(c, p, v)))
-        .collect();
+    let calls = matching_calls(r, step, env, &att.cid, &all);
     let seen = || -> Vec<String> {
         all.iter().filter(|c| c.get("containerId").and_then(Value::as_str) == Some(&att.cid)).map(short_call).collect()
     };

@@ -8,6 +8,7 @@
 
 use crate::model::Applies;
 pub use crate::template::{merge_patch, render_str, render_value};
+use crate::thick_spec::ThickSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -90,7 +91,7 @@ pub struct Target {
     pub notes: BTreeMap<String, String>,
     /// Thick targets: the shim, the daemon and the API server.
     #[serde(default)]
-    pub thick: Option<crate::thick_spec::ThickSpec>,
+    pub thick: Option<ThickSpec>,
     /// Where this target came from.
     #[serde(skip)]
     pub spec: String,
@@ -284,7 +285,7 @@ impl Target {
     /// Parse a `--target` argument.
     pub fn from_spec(spec: &str) -> anyhow::Result<Target> {
         let mut t = if spec == "thick" {
-            Target { kind: Kind::Thick, thick: Some(crate::thick_spec::ThickSpec::multus_rs()), ..Target::default() }
+            Target { kind: Kind::Thick, thick: Some(ThickSpec::multus_rs()), ..Target::default() }
         } else if spec == "runtime" {
             runtime_target()
         } else if let Some(path) = spec.strip_prefix("plugin:") {
@@ -303,7 +304,7 @@ impl Target {
             let mut t = Self::from_file(Path::new(file))?;
             t.kind = Kind::Thick;
             if t.thick.is_none() {
-                t.thick = Some(crate::thick_spec::ThickSpec::multus_rs());
+                t.thick = Some(ThickSpec::multus_rs());
             }
             t
         } else if let Some(file) = spec.strip_prefix("conflist:") {
@@ -342,39 +343,45 @@ impl Target {
     /// Fill defaults: template by plugin name, tags, CNI_PATH.
     pub fn complete(&mut self) -> anyhow::Result<()> {
         match self.kind {
-            Kind::Thick => {
-                let th = self.thick.get_or_insert_with(crate::thick_spec::ThickSpec::multus_rs);
-                if self.name.is_none() {
-                    self.name = Some(th.name.clone());
-                }
-                if self.tags.is_empty() {
-                    self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick, Applies::Network];
-                }
-                if th.name == "multus-rs" {
-                    for (k, v) in crate::notes::multus_rs() {
-                        self.notes.entry(k).or_insert(v);
-                    }
-                }
-                return Ok(());
-            }
-            Kind::Conflist => {
-                if self.name.is_none() {
-                    let net = self.config.as_ref().and_then(|c| c.get("name")).and_then(Value::as_str);
-                    self.name = Some(net.map_or_else(|| "conflist".to_string(), |n| format!("conflist {n}")));
-                }
-                if self.tags.is_empty() {
-                    self.tags = vec![Applies::Network, Applies::Runtime];
-                    if self.config.is_some() {
-                        self.tags.insert(0, Applies::Any);
-                    }
-                }
-                if self.cni_path.is_empty() {
-                    self.cni_path = vec![PathBuf::from("/usr/lib/cni"), cargo_bin_dir()];
-                }
-                return Ok(());
-            }
-            Kind::Plugin => {}
+            Kind::Thick => self.complete_thick(),
+            Kind::Conflist => self.complete_conflist(),
+            Kind::Plugin => return self.complete_plugin(),
         }
+        Ok(())
+    }
+
+    fn complete_thick(&mut self) {
+        let th = self.thick.get_or_insert_with(ThickSpec::multus_rs);
+        if self.name.is_none() {
+            self.name = Some(th.name.clone());
+        }
+        if self.tags.is_empty() {
+            self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick, Applies::Network];
+        }
+        if th.name == "multus-rs" {
+            for (k, v) in crate::notes::multus_rs() {
+                self.notes.entry(k).or_insert(v);
+            }
+        }
+    }
+
+    fn complete_conflist(&mut self) {
+        if self.name.is_none() {
+            let net = self.config.as_ref().and_then(|c| c.get("name")).and_then(Value::as_str);
+            self.name = Some(net.map_or_else(|| "conflist".to_string(), |n| format!("conflist {n}")));
+        }
+        if self.tags.is_empty() {
+            self.tags = vec![Applies::Network, Applies::Runtime];
+            if self.config.is_some() {
+                self.tags.insert(0, Applies::Any);
+            }
+        }
+        if self.cni_path.is_empty() {
+            self.cni_path = vec![PathBuf::from("/usr/lib/cni"), cargo_bin_dir()];
+        }
+    }
+
+    fn complete_plugin(&mut self) -> anyhow::Result<()> {
         let plugin = self.plugin.clone().ok_or_else(|| anyhow::anyhow!("plugin target without `plugin`"))?;
         let type_name = plugin.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if self.name.is_none() {
@@ -386,30 +393,7 @@ impl Target {
                     "no built-in config template for plugin {type_name:?}: give a target file with `config:` and `tags:`"
                 );
             };
-            if self.config.is_none() {
-                self.config = b.config;
-                if self.ipam_dir.is_none() {
-                    self.ipam_dir = b.ipam_dir;
-                }
-                if self.host_setup.is_empty() {
-                    self.host_setup = b.host_setup;
-                }
-                if self.attachment_setup.is_empty() {
-                    self.attachment_setup = b.attachment_setup;
-                }
-                if self.prev_plugins.is_empty() {
-                    self.prev_plugins = b.prev_plugins;
-                }
-                if self.ifname.is_none() {
-                    self.ifname = b.ifname;
-                }
-                if self.link_kinds.is_empty() {
-                    self.link_kinds = b.link_kinds;
-                }
-            }
-            if self.tags.is_empty() {
-                self.tags = b.tags;
-            }
+            self.take_builtin(b);
         }
         if self.cni_path.is_empty()
             && let Some(dir) = plugin.parent()
@@ -420,6 +404,34 @@ impl Target {
             self.notes.entry(k).or_insert(v);
         }
         Ok(())
+    }
+
+    /// The built-in target's template and scaffolding where this one gives none.
+    fn take_builtin(&mut self, b: Target) {
+        if self.config.is_none() {
+            self.config = b.config;
+            if self.ipam_dir.is_none() {
+                self.ipam_dir = b.ipam_dir;
+            }
+            if self.host_setup.is_empty() {
+                self.host_setup = b.host_setup;
+            }
+            if self.attachment_setup.is_empty() {
+                self.attachment_setup = b.attachment_setup;
+            }
+            if self.prev_plugins.is_empty() {
+                self.prev_plugins = b.prev_plugins;
+            }
+            if self.ifname.is_none() {
+                self.ifname = b.ifname;
+            }
+            if self.link_kinds.is_empty() {
+                self.link_kinds = b.link_kinds;
+            }
+        }
+        if self.tags.is_empty() {
+            self.tags = b.tags;
+        }
     }
 
     /// Whether cases of this family apply. Every plugin and thick target takes `any` cases; a

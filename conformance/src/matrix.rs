@@ -41,7 +41,7 @@ pub enum NoTarget {
     #[error("targets/{0} is not embedded")]
     NotEmbedded(&'static str),
     #[error(transparent)]
-    Target(#[from] anyhow::Error),
+    Target(#[from] crate::target::TargetError),
 }
 
 /// One column: a name and how to build its target (or why it cannot run here at all).

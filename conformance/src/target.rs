@@ -28,6 +28,25 @@ pub enum Kind {
     Thick,
 }
 
+/// Why a target could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "unknown target {0:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml>, runtime, conflist:<file.yaml> or a target file"
+    )]
+    UnknownSpec(String),
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{path}: {inner}")]
+    InFile { path: String, inner: Box<TargetError> },
+    #[error("plugin target without `plugin`")]
+    NoPlugin,
+    #[error("no built-in config template for plugin {0:?}: give a target file with `config:` and `tags:`")]
+    NoTemplate(String),
+}
+
 /// A target description (a YAML file, or built from a shorthand).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -283,7 +302,7 @@ pub fn runtime_target() -> Target {
 
 impl Target {
     /// Parse a `--target` argument.
-    pub fn from_spec(spec: &str) -> anyhow::Result<Target> {
+    pub fn from_spec(spec: &str) -> Result<Target, TargetError> {
         let mut t = if spec == "thick" {
             Target { kind: Kind::Thick, thick: Some(ThickSpec::multus_rs()), ..Target::default() }
         } else if spec == "runtime" {
@@ -314,9 +333,7 @@ impl Target {
         } else if Path::new(spec).is_file() || crate::embedded::target_file(spec).is_some() {
             Self::from_file(Path::new(spec))?
         } else {
-            anyhow::bail!(
-                "unknown target {spec:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml>, runtime, conflist:<file.yaml> or a target file"
-            );
+            return Err(TargetError::UnknownSpec(spec.to_string()));
         };
         t.spec = spec.to_string();
         t.complete()?;
@@ -325,23 +342,23 @@ impl Target {
 
     /// A target file; a name that is not a file but one of the shipped `targets/*.yaml`
     /// (`fake-cni.yaml`, `targets/go-multus-thick.yaml`) reads the embedded copy.
-    pub fn from_file(path: &Path) -> anyhow::Result<Target> {
+    pub fn from_file(path: &Path) -> Result<Target, TargetError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => match crate::embedded::target_file(&path.to_string_lossy()) {
                 Some(t) if !path.exists() => t.to_string(),
-                _ => anyhow::bail!("{}: {e}", path.display()),
+                _ => return Err(TargetError::Read { path: path.display().to_string(), reason: e.to_string() }),
             },
         };
-        Self::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::from_yaml(&text).map_err(|e| TargetError::InFile { path: path.display().to_string(), inner: Box::new(e) })
     }
 
-    pub fn from_yaml(text: &str) -> anyhow::Result<Target> {
-        Ok(serde_saphyr::from_str(text)?)
+    pub fn from_yaml(text: &str) -> Result<Target, TargetError> {
+        serde_saphyr::from_str(text).map_err(|e| TargetError::Yaml(e.to_string()))
     }
 
     /// Fill defaults: template by plugin name, tags, CNI_PATH.
-    pub fn complete(&mut self) -> anyhow::Result<()> {
+    pub fn complete(&mut self) -> Result<(), TargetError> {
         match self.kind {
             Kind::Thick => self.complete_thick(),
             Kind::Conflist => self.complete_conflist(),
@@ -381,17 +398,15 @@ impl Target {
         }
     }
 
-    fn complete_plugin(&mut self) -> anyhow::Result<()> {
-        let plugin = self.plugin.clone().ok_or_else(|| anyhow::anyhow!("plugin target without `plugin`"))?;
+    fn complete_plugin(&mut self) -> Result<(), TargetError> {
+        let plugin = self.plugin.clone().ok_or(TargetError::NoPlugin)?;
         let type_name = plugin.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if self.name.is_none() {
             self.name = Some(type_name.clone());
         }
         if self.config.is_none() || self.tags.is_empty() {
             let Some(b) = builtin(&type_name) else {
-                anyhow::bail!(
-                    "no built-in config template for plugin {type_name:?}: give a target file with `config:` and `tags:`"
-                );
+                return Err(TargetError::NoTemplate(type_name));
             };
             self.take_builtin(b);
         }

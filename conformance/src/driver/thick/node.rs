@@ -29,8 +29,8 @@ pub enum NodeError {
     BridgeImpossible(String),
     #[error("thick target without api_server needs kubeconfig")]
     NoKubeconfig,
-    #[error("starting {what}: {source}")]
-    Start { what: String, source: std::io::Error },
+    #[error("starting {what}: {error}")]
+    Start { what: String, error: std::io::Error },
     #[error("{what} did not print `listening on {expected}` (got {line:?})")]
     NoAnnouncement { what: &'static str, expected: &'static str, line: String },
     #[error("empty daemon command")]
@@ -162,7 +162,7 @@ fn spawn_announcing(cmd: &mut Command, name: &str, what: &str, log: &Path) -> Re
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .map_err(|source| NodeError::Start { what: what.to_string(), source })?;
+        .map_err(|error| NodeError::Start { what: what.to_string(), error })?;
     let out = child.stdout.take();
     let proc = Proc { name: name.into(), child };
     let mut line = String::new();
@@ -330,7 +330,7 @@ impl ThickNode {
         for (k, v) in &self.spec.daemon_env {
             cmd.env(k, self.r(v));
         }
-        let child = cmd.spawn().map_err(|source| NodeError::Start { what: argv[0].clone(), source })?;
+        let child = cmd.spawn().map_err(|error| NodeError::Start { what: argv[0].clone(), error })?;
         let mut proc = Proc { name: "daemon".into(), child };
         let deadline = Instant::now() + Duration::from_secs(self.spec.ready_timeout);
         match wait_ready(&self.socket(), deadline, &mut || proc.running()) {

@@ -172,6 +172,12 @@ pub enum StepOutcome {
     Unsupported(String),
 }
 
+impl StepOutcome {
+    pub fn fail(why: impl Into<String>) -> StepOutcome {
+        StepOutcome::Fail(why.into())
+    }
+}
+
 impl CaseEnv {
     /// `CNI_PATH` as directories: the case's wrappers first, then (`lookup_order`: the
     /// harness's runtime) two directories that both hold a `fake-path` plugin, so that lookup

@@ -10,7 +10,6 @@ use crate::session::Session;
 use crate::sys::{self, Netns};
 use crate::target::Kind;
 use serde_json::{Value, json};
-use std::path::Path;
 
 /// Everything a case needs before its first step.
 pub fn setup(s: &mut Session, case: &Case) -> Result<CaseEnv, CaseSetupError> {
@@ -45,14 +44,19 @@ fn scratch_host(s: &Session, env: &mut CaseEnv) -> Result<(), CaseSetupError> {
     let bin = env.tmp.path().join("bin");
     std::fs::create_dir_all(&bin)?;
     if s.target.kind == Kind::Plugin {
-        write_wrapper(&bin, &s.target.type_name(), &s.target.plugin.clone().unwrap_or_default(), &host.name)?;
+        sys::write_netns_wrapper(
+            &bin,
+            &s.target.type_name(),
+            &s.target.plugin.clone().unwrap_or_default(),
+            &host.name,
+        )?;
     }
     // Chained targets: the plugins before it run in the same scratch host netns.
     for p in &s.target.prev_plugins {
         if let Some(t) = p.get("type").and_then(Value::as_str)
             && let Some(real) = s.target.cni_path.iter().map(|d| d.join(t)).find(|p| p.is_file())
         {
-            write_wrapper(&bin, t, &real, &host.name)?;
+            sys::write_netns_wrapper(&bin, t, &real, &host.name)?;
         }
     }
     env.host = Some(host);
@@ -61,14 +65,6 @@ fn scratch_host(s: &Session, env: &mut CaseEnv) -> Result<(), CaseSetupError> {
         host_ip(s, env, args)?;
     }
     Ok(())
-}
-
-/// A script named `name` in `bin` that runs `real` inside the netns `host`.
-fn write_wrapper(bin: &Path, name: &str, real: &Path, host: &str) -> std::io::Result<()> {
-    let wrapper = bin.join(name);
-    std::fs::write(&wrapper, format!("#!/bin/sh\nexec ip netns exec {host} {} \"$@\"\n", real.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Create an attachment (and, the first time, run the target's `attachment_setup` in the

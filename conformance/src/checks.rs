@@ -30,10 +30,6 @@ impl From<StepOutcome> for Checked {
     }
 }
 
-fn fail(s: impl Into<String>) -> StepOutcome {
-    StepOutcome::Fail(s.into())
-}
-
 fn with_str(step: &Step, k: &str) -> Option<String> {
     step.with.get(k).and_then(|v| v.as_str().map(String::from))
 }
@@ -59,7 +55,7 @@ pub fn run(r: &Scope<'_>, name: &str, step: &Step, env: &CaseEnv) -> Checked {
         {
             return check_global(r, name, step, env);
         }
-        None => return fail(format!("unknown attachment {att_name}")).into(),
+        None => return StepOutcome::fail(format!("unknown attachment {att_name}")).into(),
     };
     match name {
         "interface-matches-result" => interface_matches_result(r, step, env, att).into(),
@@ -80,7 +76,7 @@ fn interface_matches_result(r: &Scope<'_>, step: &Step, env: &CaseEnv, att: &Att
     let ifname = ifname_of(r, step, env, att);
     let Some(ns) = ns else { return StepOutcome::Skip("needs a real netns".into()) };
     let Some(res) = with_str(step, "result").and_then(|n| env.saved.get(&n).cloned()) else {
-        return fail("no saved result");
+        return StepOutcome::fail("no saved result");
     };
     let res = convert(&res, Some("1.0.0"));
     let ifaces = res.get("interfaces").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -88,23 +84,23 @@ fn interface_matches_result(r: &Scope<'_>, step: &Step, env: &CaseEnv, att: &Att
         i.get("name").and_then(Value::as_str) == Some(&ifname)
             && i.get("sandbox").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
     }) else {
-        return fail(format!("§5.23: result lists no sandbox interface {ifname:?}"));
+        return StepOutcome::fail(format!("§5.23: result lists no sandbox interface {ifname:?}"));
     };
     let sandbox = itf.get("sandbox").and_then(Value::as_str).unwrap_or_default();
     if sandbox != att.netns_path {
-        return fail(format!("§5.23: result sandbox {sandbox:?} is not CNI_NETNS {:?}", att.netns_path));
+        return StepOutcome::fail(format!("§5.23: result sandbox {sandbox:?} is not CNI_NETNS {:?}", att.netns_path));
     }
     let all = match links(&ns) {
         Ok(l) => l,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return StepOutcome::fail(e.to_string()),
     };
     let Some(link) = all.iter().find(|l| l.get("ifname").and_then(Value::as_str) == Some(&ifname)) else {
-        return fail(format!("§5.23: no interface {ifname:?} in the netns"));
+        return StepOutcome::fail(format!("§5.23: no interface {ifname:?} in the netns"));
     };
     if let Some(mac) = itf.get("mac").and_then(Value::as_str)
         && !link.get("address").and_then(Value::as_str).is_some_and(|a| a.eq_ignore_ascii_case(mac))
     {
-        return fail(format!("§5.23: MAC {mac} in result, {:?} on the link", link.get("address")));
+        return StepOutcome::fail(format!("§5.23: MAC {mac} in result, {:?} on the link", link.get("address")));
     }
     let have: Vec<String> = link
         .get("addr_info")
@@ -122,7 +118,7 @@ fn interface_matches_result(r: &Scope<'_>, step: &Step, env: &CaseEnv, att: &Att
         let addr = ip.get("address").and_then(Value::as_str).unwrap_or_default();
         let norm = addr.parse::<ipnet::IpNet>().map(|n| format!("{}/{}", n.addr(), n.prefix_len())).unwrap_or_default();
         if !have.contains(&norm) {
-            return fail(format!("§5.23: address {addr} of the result is not on {ifname} (has {have:?})"));
+            return StepOutcome::fail(format!("§5.23: address {addr} of the result is not on {ifname} (has {have:?})"));
         }
     }
     StepOutcome::Ok
@@ -138,17 +134,17 @@ fn no_interface(r: &Scope<'_>, step: &Step, env: &CaseEnv, att: &Attachment) -> 
     }
     match links(&ns) {
         Ok(l) if l.iter().any(|x| x.get("ifname").and_then(Value::as_str) == Some(&ifname)) => {
-            fail(format!("interface {ifname} still exists in the netns"))
+            StepOutcome::fail(format!("interface {ifname} still exists in the netns"))
         }
         Ok(_) => StepOutcome::Ok,
-        Err(e) => fail(e.to_string()),
+        Err(e) => StepOutcome::fail(e.to_string()),
     }
 }
 
 /// The IPAM directory holds the reservations of the saved result `with.result`.
 fn ipam_holds(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     let Some(res) = with_str(step, "result").and_then(|n| env.saved.get(&n).cloned()) else {
-        return fail("no saved result");
+        return StepOutcome::fail("no saved result");
     };
     let dir = match ipam_dir(r, env) {
         Ok(d) => d,
@@ -157,7 +153,7 @@ fn ipam_holds(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     let held = reservations(Path::new(&dir));
     for ip in addresses(&res) {
         if !held.contains(&ip) {
-            return fail(format!("address {ip} is not reserved in {dir} (reserved: {held:?})"));
+            return StepOutcome::fail(format!("address {ip} is not reserved in {dir} (reserved: {held:?})"));
         }
     }
     StepOutcome::Ok
@@ -225,7 +221,7 @@ fn no_host_veth(r: &Scope<'_>, env: &CaseEnv, host: &str) -> StepOutcome {
             return StepOutcome::Ok;
         }
         if std::time::Instant::now() > deadline {
-            return fail(format!("host-side veth(s) left behind: {left:?}"));
+            return StepOutcome::fail(format!("host-side veth(s) left behind: {left:?}"));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -238,7 +234,11 @@ fn ipam_released(r: &Scope<'_>, env: &CaseEnv) -> StepOutcome {
         Err(o) => return o,
     };
     let held = reservations(Path::new(&dir));
-    if held.is_empty() { StepOutcome::Ok } else { fail(format!("IPAM reservations left in {dir}: {held:?}")) }
+    if held.is_empty() {
+        StepOutcome::Ok
+    } else {
+        StepOutcome::fail(format!("IPAM reservations left in {dir}: {held:?}"))
+    }
 }
 
 /// §5.29: saved results `p0..p<count-1>` have pairwise distinct addresses.
@@ -247,11 +247,11 @@ fn distinct_addresses(step: &Step, env: &CaseEnv) -> StepOutcome {
     let mut seen = Vec::new();
     for i in 0..count {
         let Some(res) = env.saved.get(&format!("p{i}")) else {
-            return fail(format!("no result saved for p{i}"));
+            return StepOutcome::fail(format!("no result saved for p{i}"));
         };
         for a in addresses(res) {
             if seen.contains(&a) {
-                return fail(format!("§5.29: address {a} handed out twice"));
+                return StepOutcome::fail(format!("§5.29: address {a} handed out twice"));
             }
             seen.push(a);
         }
@@ -285,7 +285,7 @@ fn matching_calls<'a>(r: &Scope<'_>, step: &Step, env: &CaseEnv, cid: &str, all:
 fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     let w = |k: &str| step.with.get(k).cloned();
     let ws = |k: &str| step.with.get(k).and_then(Value::as_str).map(|s| r.render(env, s));
-    let Some(att) = env.attachments.get(&step.attachment) else { return fail("no attachment") };
+    let Some(att) = env.attachments.get(&step.attachment) else { return StepOutcome::fail("no attachment") };
     let Some(dir) = r.var(env, "records").and_then(|v| v.as_str().map(String::from)) else {
         return StepOutcome::Skip("target records no calls".into());
     };
@@ -297,7 +297,7 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     if let Some(n) = w("count").and_then(|v| v.as_u64())
         && calls.len() as u64 != n
     {
-        return fail(format!(
+        return StepOutcome::fail(format!(
             "expected {n} matching call(s), saw {} (all calls of this container: {:?})",
             calls.len(),
             seen()
@@ -306,14 +306,14 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     if let Some(ifname) = ws("ifname")
         && let Some(c) = calls.iter().find(|c| c.get("ifname").and_then(Value::as_str) != Some(&ifname))
     {
-        return fail(format!("plugin got CNI_IFNAME {:?}, expected {ifname:?}", c.get("ifname")));
+        return StepOutcome::fail(format!("plugin got CNI_IFNAME {:?}, expected {ifname:?}", c.get("ifname")));
     }
     for needle in step.with.get("args_contains").and_then(Value::as_array).cloned().unwrap_or_default() {
         let needle = r.render(env, needle.as_str().unwrap_or_default());
         if let Some(c) =
             calls.iter().find(|c| !c.get("args").and_then(Value::as_str).unwrap_or_default().contains(&needle))
         {
-            return fail(format!("CNI_ARGS {:?} lacks {needle:?}", c.get("args")));
+            return StepOutcome::fail(format!("CNI_ARGS {:?} lacks {needle:?}", c.get("args")));
         }
     }
     if let Some(rc) = w("runtime_config") {
@@ -323,13 +323,13 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
             let mut merged = got.clone();
             merge_patch(&mut merged, &rc);
             if merged != got {
-                return fail(format!("runtimeConfig {got} does not contain {rc}"));
+                return StepOutcome::fail(format!("runtimeConfig {got} does not contain {rc}"));
             }
         }
     }
     if let Some(Value::Object(expect)) = w("expect") {
         if calls.is_empty() {
-            return fail(format!(
+            return StepOutcome::fail(format!(
                 "no matching call to hold {} (calls of this container: {:?})",
                 Value::Object(expect),
                 seen()
@@ -338,7 +338,7 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
         for (pointer, want) in expect {
             let want = r.render_json(env, &want);
             if let Some(c) = calls.iter().find(|c| !pointer_matches(c, &pointer, &want)) {
-                return fail(format!(
+                return StepOutcome::fail(format!(
                     "{}: {pointer} is {}, expected {want}",
                     short_call(c),
                     c.pointer(&pointer).map_or_else(|| "absent".to_string(), Value::to_string)
@@ -350,7 +350,7 @@ fn delegate_calls(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
         let key = ws("order_key").unwrap_or_else(|| "/stdin/x-plugin".into());
         let got: Vec<Value> = calls.iter().map(|c| c.pointer(&key).cloned().unwrap_or(Value::Null)).collect();
         if got != order {
-            return fail(format!("calls in order {got:?} ({key}), expected {order:?}"));
+            return StepOutcome::fail(format!("calls in order {got:?} ({key}), expected {order:?}"));
         }
     }
     StepOutcome::Ok
@@ -371,8 +371,8 @@ fn result_cache(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
     let want = step.with.get("exists").and_then(Value::as_bool).unwrap_or(true);
     match (std::fs::read(&path), want) {
         (Err(_), false) => StepOutcome::Ok,
-        (Err(e), true) => fail(format!("§5.59: no result cache {}: {e}", path.display())),
-        (Ok(_), false) => fail(format!("§5.59: result cache {} is still there", path.display())),
+        (Err(e), true) => StepOutcome::fail(format!("§5.59: no result cache {}: {e}", path.display())),
+        (Ok(_), false) => StepOutcome::fail(format!("§5.59: result cache {} is still there", path.display())),
         (Ok(bytes), true) => {
             let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let mut problems = Vec::new();
@@ -392,7 +392,7 @@ fn result_cache(r: &Scope<'_>, step: &Step, env: &CaseEnv) -> StepOutcome {
             if problems.is_empty() {
                 StepOutcome::Ok
             } else {
-                fail(format!("§5.59: {}: {}", path.display(), problems.join("; ")))
+                StepOutcome::fail(format!("§5.59: {}: {}", path.display(), problems.join("; ")))
             }
         }
     }

@@ -12,12 +12,8 @@ use crate::session::Session;
 use serde_json::Value;
 use std::time::Duration;
 
-fn fail(s: impl Into<String>) -> StepOutcome {
-    StepOutcome::Fail(s.into())
-}
-
 fn problems_outcome(problems: Vec<String>) -> StepOutcome {
-    if problems.is_empty() { StepOutcome::Ok } else { fail(format!("§5.29: {}", problems.join(" | "))) }
+    if problems.is_empty() { StepOutcome::Ok } else { StepOutcome::fail(format!("§5.29: {}", problems.join(" | "))) }
 }
 
 pub fn run(s: &Session, case: &Case, step: &Step, env: &mut CaseEnv) -> StepOutcome {
@@ -25,13 +21,13 @@ pub fn run(s: &Session, case: &Case, step: &Step, env: &mut CaseEnv) -> StepOutc
     let command = step.with.get("command").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| "ADD".into());
     for i in 0..count {
         if let Err(e) = ensure_attachment(s, env, &format!("p{i}")) {
-            return fail(e.to_string());
+            return StepOutcome::fail(e.to_string());
         }
     }
     if command == "ADD" {
         for i in 0..count {
             if let Err(e) = s.driver.ensure_pod(env, &format!("p{i}")) {
-                return fail(e.to_string());
+                return StepOutcome::fail(e.to_string());
             }
         }
     }
@@ -39,7 +35,7 @@ pub fn run(s: &Session, case: &Case, step: &Step, env: &mut CaseEnv) -> StepOutc
     for i in 0..count {
         let mut job: Step = match serde_json::from_value(serde_json::json!({})) {
             Ok(s) => s,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return StepOutcome::fail(e.to_string()),
         };
         job.cni = Some(command.clone());
         job.attachment = format!("p{i}");
@@ -66,7 +62,7 @@ fn concurrently(s: &Session, case: &Case, command: &str, jobs: Vec<Step>, env: &
     for job in jobs {
         let mut inv = r.invocation(case, &job, env);
         if let Err(e) = s.driver.before_add(&r, &job, &mut inv, env) {
-            return fail(format!("the chain before the target (prev_plugins) failed: {e}"));
+            return StepOutcome::fail(format!("the chain before the target (prev_plugins) failed: {e}"));
         }
         prepared.push((inv, job));
     }

@@ -169,6 +169,15 @@ impl Drop for Netns {
     }
 }
 
+/// A script named `name` in `dir` that runs `real` inside the netns `netns` (`ip netns exec`),
+/// so that what a plugin creates on its host side lands there and not on the real host.
+pub fn write_netns_wrapper(dir: &Path, name: &str, real: &Path, netns: &str) -> std::io::Result<()> {
+    let wrapper = dir.join(name);
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec ip netns exec {netns} {} \"$@\"\n", real.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+}
+
 /// Whether the kernel can create links of `kind` (`veth`, `macvlan`, `ipvlan`, `vlan`,
 /// `vrf`, `dummy`, `bridge`, `tuntap`, …): tried once in a scratch netns, remembered.
 pub fn link_kind_supported(kind: &str) -> Result<(), SysError> {

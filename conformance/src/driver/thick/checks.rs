@@ -12,10 +12,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn fail(s: impl Into<String>) -> StepOutcome {
-    StepOutcome::Fail(s.into())
-}
-
 /// What a thick check may look at.
 pub struct ThickCheck<'a> {
     pub node: &'a ThickNode,
@@ -42,7 +38,7 @@ impl ThickCheck<'_> {
     pub fn run(&self, name: &str) -> StepOutcome {
         let att = self.env.attachments.get(&self.step.attachment);
         match (name, att) {
-            ("annotation" | "cache-file" | "device-info-file", None) => fail("no attachment"),
+            ("annotation" | "cache-file" | "device-info-file", None) => StepOutcome::fail("no attachment"),
             ("annotation", Some(att)) => self.annotation(att),
             ("cache-file", Some(att)) => self.cache_file(att),
             ("device-info-file", Some(att)) => self.device_info_file(att),
@@ -58,14 +54,14 @@ impl ThickCheck<'_> {
         let key = self.with_str("key").unwrap_or_else(|| "k8s.v1.cni.cncf.io/network-status".into());
         let pod = match kubectl(self.node, &["get", "pod", "-n", &self.env.id, &att.pod, "-o", "json"], None) {
             Ok(s) => serde_json::from_str::<Value>(&s).unwrap_or(Value::Null),
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return StepOutcome::fail(e.to_string()),
         };
         let val =
             pod.pointer("/metadata/annotations").and_then(|a| a.get(&key)).and_then(Value::as_str).map(String::from);
         match (val, self.wants_existence()) {
             (None, false) => StepOutcome::Ok,
-            (None, true) => fail(format!("pod has no annotation {key}")),
-            (Some(v), false) => fail(format!("pod has annotation {key}: {v}")),
+            (None, true) => StepOutcome::fail(format!("pod has no annotation {key}")),
+            (Some(v), false) => StepOutcome::fail(format!("pod has annotation {key}: {v}")),
             (Some(v), true) => self.network_status(&v),
         }
     }
@@ -86,13 +82,13 @@ impl ThickCheck<'_> {
         if let Some(names) = self.with("names").and_then(|x| x.as_array().cloned()) {
             let (got, want) = (field("name"), rendered(names));
             if got != want {
-                return fail(format!("network-status names {got:?}, expected {want:?}"));
+                return StepOutcome::fail(format!("network-status names {got:?}, expected {want:?}"));
             }
         }
         if let Some(ifs) = self.with("interfaces").and_then(|x| x.as_array().cloned()) {
             let (got, want) = (field("interface"), rendered(ifs));
             if got != want {
-                return fail(format!("network-status interfaces {got:?}, expected {want:?}"));
+                return StepOutcome::fail(format!("network-status interfaces {got:?}, expected {want:?}"));
             }
         }
         if let Some(Value::Object(want)) = self.with("device_info") {
@@ -106,14 +102,14 @@ impl ThickCheck<'_> {
         if self.with("default_first").and_then(|v| v.as_bool()) == Some(true)
             && parsed.pointer("/0/default").and_then(Value::as_bool) != Some(true)
         {
-            return fail(format!("first network-status entry is not marked default: {v}"));
+            return StepOutcome::fail(format!("first network-status entry is not marked default: {v}"));
         }
         if self.with("ips").and_then(|v| v.as_bool()) == Some(true)
             && !parsed.as_array().is_some_and(|a| {
                 a.iter().all(|e| e.get("ips").and_then(Value::as_array).is_some_and(|i| !i.is_empty()))
             })
         {
-            return fail(format!("a network-status entry has no ips: {v}"));
+            return StepOutcome::fail(format!("a network-status entry has no ips: {v}"));
         }
         StepOutcome::Ok
     }
@@ -126,7 +122,7 @@ impl ThickCheck<'_> {
             .as_array()
             .and_then(|a| a.iter().find(|e| e.get("interface").and_then(Value::as_str) == Some(iface.as_str())));
         let Some(entry) = entry else {
-            return fail(format!("network-status has no entry for {iface}: {v}"));
+            return StepOutcome::fail(format!("network-status has no entry for {iface}: {v}"));
         };
         let got = entry.get("device-info").filter(|g| !g.is_null());
         let ok = match want.as_str() {
@@ -137,7 +133,7 @@ impl ThickCheck<'_> {
         if ok {
             StepOutcome::Ok
         } else {
-            fail(format!(
+            StepOutcome::fail(format!(
                 "network-status device-info of {iface} is {}, expected {want}",
                 got.map_or_else(|| "absent".to_string(), Value::to_string)
             ))
@@ -150,7 +146,7 @@ impl ThickCheck<'_> {
         let want = self.wants_existence();
         match (p.exists(), want) {
             (true, true) | (false, false) => StepOutcome::Ok,
-            (got, _) => fail(format!("delegate cache {} exists={got}, expected {want}", p.display())),
+            (got, _) => StepOutcome::fail(format!("delegate cache {} exists={got}, expected {want}", p.display())),
         }
     }
 
@@ -167,18 +163,20 @@ impl ThickCheck<'_> {
             .find_map(|c| c.pointer("/stdin/runtimeConfig/CNIDeviceInfoFile").and_then(Value::as_str))
             .map(String::from);
         let Some(file) = file else {
-            return fail("no recorded ADD carries runtimeConfig.CNIDeviceInfoFile (declare the capability)");
+            return StepOutcome::fail(
+                "no recorded ADD carries runtimeConfig.CNIDeviceInfoFile (declare the capability)",
+            );
         };
         let want = self.wants_existence();
         let exists = Path::new(&file).exists();
         if exists != want {
-            return fail(format!("device-info file {file} exists={exists}, expected {want}"));
+            return StepOutcome::fail(format!("device-info file {file} exists={exists}, expected {want}"));
         }
         if let (true, Some(id)) = (exists, self.with_str("pci_address")) {
             let content: Value =
                 std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
             if content.pointer("/pci/pci-address").and_then(Value::as_str) != Some(id.as_str()) {
-                return fail(format!("device-info file {file} holds {content}, expected PCI {id}"));
+                return StepOutcome::fail(format!("device-info file {file} holds {content}, expected PCI {id}"));
             }
         }
         StepOutcome::Ok
@@ -188,14 +186,14 @@ impl ThickCheck<'_> {
     fn multus_conf(&self) -> StepOutcome {
         let p = Path::new(&self.node.vars["netd"]).join("00-multus.conf");
         let Ok(text) = std::fs::read_to_string(&p) else {
-            return fail(format!("{} not written", p.display()));
+            return StepOutcome::fail(format!("{} not written", p.display()));
         };
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
-            return fail(format!("00-multus.conf is not JSON: {text}"));
+            return StepOutcome::fail(format!("00-multus.conf is not JSON: {text}"));
         };
         for (k, want) in &self.step.with {
             if v.get(k) != Some(want) {
-                return fail(format!("00-multus.conf {k} = {:?}, expected {want}", v.get(k)));
+                return StepOutcome::fail(format!("00-multus.conf {k} = {:?}, expected {want}", v.get(k)));
             }
         }
         StepOutcome::Ok
@@ -215,7 +213,7 @@ impl ThickCheck<'_> {
                 return StepOutcome::Ok;
             }
             if Instant::now() > deadline {
-                return fail(format!("host-side veth(s) left behind: {new:?}"));
+                return StepOutcome::fail(format!("host-side veth(s) left behind: {new:?}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -97,14 +97,6 @@ fn render(vars: &BTreeMap<String, String>, s: &str) -> String {
     render_str(s, &|k| vars.get(k).map(|v| Value::String(v.clone())))
 }
 
-/// A script in `bindir` named `name` running `real` inside the netns `host`.
-fn netns_wrapper(bindir: &Path, name: &str, real: &Path, host: &str) -> std::io::Result<()> {
-    let w = bindir.join(name);
-    std::fs::write(&w, format!("#!/bin/sh\nexec ip netns exec {host} {} \"$@\"\n", real.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
-}
-
 /// The cluster network's delegates.
 struct ClusterNetwork {
     fake: Option<PathBuf>,
@@ -137,7 +129,7 @@ fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> Res
     let cluster = if bridge {
         let h = Netns::create(&sys::unique("cch"))?;
         for p in ["bridge", "host-local"] {
-            netns_wrapper(&bindir, p, &plugins.join(p), &h.name)?;
+            sys::write_netns_wrapper(&bindir, p, &plugins.join(p), &h.name)?;
         }
         vars.insert("host_netns".into(), h.name.clone());
         host = Some(h);

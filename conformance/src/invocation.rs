@@ -223,3 +223,6 @@ pub fn convert(v: &Value, version: Option<&str>) -> Value {
         Err(_) => v.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

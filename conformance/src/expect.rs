@@ -3,6 +3,8 @@
 //! Pure functions; the runner feeds them observations.
 
 use crate::model::{ExitExpect, Expect};
+use crate::normalize::result_for_compare;
+pub use crate::stdout_json::{StdoutJsonError, single_json};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -65,41 +67,41 @@ pub struct ErrorObject {
     pub details: Option<String>,
 }
 
-/// Parse stdout as exactly one JSON value (nothing but whitespace around it).
-pub fn single_json(stdout: &str) -> Result<Value, String> {
-    let mut stream = serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
-    let first = match stream.next() {
-        None => return Err("stdout is empty".into()),
-        Some(Err(e)) => return Err(format!("stdout is not JSON: {e}")),
-        Some(Ok(v)) => v,
-    };
-    match stream.next() {
-        None => Ok(first),
-        Some(_) => Err("stdout holds more than one JSON value".into()),
-    }
+/// Why stdout is not a well-formed CNI error object (cni.md §5.5).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ErrorObjectProblem {
+    #[error(transparent)]
+    Stdout(#[from] StdoutJsonError),
+    #[error("stdout is JSON but not an object")]
+    NotAnObject,
+    #[error("error object `{field}` is not {want}: {got}")]
+    WrongType { field: &'static str, want: &'static str, got: Value },
+    #[error("error object has no `{0}`")]
+    Missing(&'static str),
 }
 
 /// cni.md §5.5: a failure prints exactly one error object with integer `code`, string `msg`,
 /// optional string `details`.
-pub fn parse_error_object(stdout: &str) -> Result<ErrorObject, String> {
+pub fn parse_error_object(stdout: &str) -> Result<ErrorObject, ErrorObjectProblem> {
+    let wrong = |field, want, got: &Value| ErrorObjectProblem::WrongType { field, want, got: got.clone() };
     let v = single_json(stdout)?;
     let Value::Object(m) = &v else {
-        return Err("stdout is JSON but not an object".into());
+        return Err(ErrorObjectProblem::NotAnObject);
     };
     let code = match m.get("code") {
         Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or_default(),
-        Some(other) => return Err(format!("error object `code` is not an unsigned integer: {other}")),
-        None => return Err("error object has no `code`".into()),
+        Some(other) => return Err(wrong("code", "an unsigned integer", other)),
+        None => return Err(ErrorObjectProblem::Missing("code")),
     };
     let msg = match m.get("msg") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("error object `msg` is not a string: {other}")),
-        None => return Err("error object has no `msg`".into()),
+        Some(other) => return Err(wrong("msg", "a string", other)),
+        None => return Err(ErrorObjectProblem::Missing("msg")),
     };
     let details = match m.get("details") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(format!("error object `details` is not a string: {other}")),
+        Some(other) => return Err(wrong("details", "a string", other)),
     };
     Ok(ErrorObject { code, msg, details })
 }
@@ -107,35 +109,38 @@ pub fn parse_error_object(stdout: &str) -> Result<ErrorObject, String> {
 /// Judge one invocation.
 pub fn judge(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>) -> Verdict {
     let mut v = Verdict::default();
-    let p = &mut v.problems;
     if obs.timed_out {
-        p.push(format!("timed out after {} ms (killed)", obs.duration_ms));
+        v.problems.push(format!("timed out after {} ms (killed)", obs.duration_ms));
         return v;
     }
     if let Some(sig) = obs.signal {
-        p.push(format!("killed by signal {sig}"));
+        v.problems.push(format!("killed by signal {sig}"));
         return v;
     }
     if let Some(limit) = expect.within
         && obs.duration_ms > limit * 1000
     {
-        p.push(format!("took {} ms, more than {limit} s", obs.duration_ms));
+        v.problems.push(format!("took {} ms, more than {limit} s", obs.duration_ms));
     }
-    let ok = obs.succeeded();
+    if obs.succeeded() {
+        judge_success(expect, obs, ctx, &mut v);
+    } else {
+        judge_failure(expect, obs, ctx, &mut v);
+    }
+    v
+}
 
-    // Implicit protocol checks on every invocation.
-    if !ok {
-        match parse_error_object(&obs.stdout) {
-            Ok(e) => v.error = Some(e),
-            Err(e) => p.push(format!("§5.5: failed (exit {:?}) without a well-formed error object: {e}", obs.exit)),
+/// A failed invocation: one well-formed error object (§5.5), "verb unsupported" where the
+/// step allows it (§5.13), the expected exit, codes and message.
+fn judge_failure(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>, v: &mut Verdict) {
+    match parse_error_object(&obs.stdout) {
+        Ok(e) => v.error = Some(e),
+        Err(e) => {
+            v.problems.push(format!("§5.5: failed (exit {:?}) without a well-formed error object: {e}", obs.exit))
         }
-    } else if matches!(ctx.command, "DEL" | "CHECK" | "GC" | "STATUS") && !obs.stdout.trim().is_empty() {
-        p.push(format!("§5.6: successful {} printed to stdout", ctx.command));
     }
-
     // Unsupported verbs (cni.md §5.13): a pre-1.1 plugin answers 3 or 4.
-    if !ok
-        && let Some(e) = &v.error
+    if let Some(e) = &v.error
         && expect.unsupported_codes.contains(&e.code)
         && ctx.supported.is_some_and(|s| !s.iter().any(|x| x == "1.1.0"))
     {
@@ -143,32 +148,35 @@ pub fn judge(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>) -> Verdict 
             "verb {} unsupported: a pre-1.1.0 plugin answered code {} ({:?}) instead of 1",
             ctx.command, e.code, e.msg
         ));
-        return v;
+        return;
     }
-
-    match expect.exit {
-        ExitExpect::Success if !ok => {
-            let what = v.error.as_ref().map(|e| format!(": code {} {:?}", e.code, e.msg)).unwrap_or_default();
-            p.push(format!("expected success, got exit {:?}{what}", obs.exit));
-        }
-        ExitExpect::Failure if ok => p.push("expected a failure (non-zero exit), got exit 0".into()),
-        _ => {}
+    if expect.exit == ExitExpect::Success {
+        let what = v.error.as_ref().map(|e| format!(": code {} {:?}", e.code, e.msg)).unwrap_or_default();
+        v.problems.push(format!("expected success, got exit {:?}{what}", obs.exit));
     }
-    if !ok && let Some(e) = &v.error {
+    if let Some(e) = &v.error {
         if !expect.code.is_empty() && !expect.code.contains(&e.code) {
-            p.push(format!("expected error code {}, got {} ({:?})", codes(&expect.code), e.code, e.msg));
+            v.problems.push(format!("expected error code {}, got {} ({:?})", codes(&expect.code), e.code, e.msg));
         }
         let text = format!("{} {}", e.msg, e.details.clone().unwrap_or_default()).to_lowercase();
         for needle in &expect.msg_contains {
             if !text.contains(&needle.to_lowercase()) {
-                p.push(format!("error message {:?} does not mention {needle:?}", e.msg));
+                v.problems.push(format!("error message {:?} does not mention {needle:?}", e.msg));
             }
         }
     }
-    if !ok {
-        return v;
-    }
+}
 
+/// A successful invocation: silent where the verb must be (§5.6), the expected exit, a
+/// version object for VERSION, an ADD result for ADD.
+fn judge_success(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>, v: &mut Verdict) {
+    let p = &mut v.problems;
+    if matches!(ctx.command, "DEL" | "CHECK" | "GC" | "STATUS") && !obs.stdout.trim().is_empty() {
+        p.push(format!("§5.6: successful {} printed to stdout", ctx.command));
+    }
+    if expect.exit == ExitExpect::Failure {
+        p.push("expected a failure (non-zero exit), got exit 0".into());
+    }
     if ctx.command == "VERSION" && expect.version_info {
         p.extend(check_version_info(&obs.stdout, ctx.config_version, ctx.supported));
     }
@@ -176,29 +184,35 @@ pub fn judge(expect: &Expect, obs: &Observation, ctx: &JudgeCtx<'_>) -> Verdict 
         match single_json(&obs.stdout) {
             Err(e) => p.push(format!("§5.20: ADD succeeded but {e}")),
             Ok(result) => {
-                if let Some(version) = ctx.config_version {
-                    p.extend(validate_result(&result, version));
-                }
-                if let Some(name) = ctx.interface
-                    && !result_interfaces(&result).iter().any(|i| i.get("name").and_then(Value::as_str) == Some(name))
-                {
-                    p.push(format!("result has no interface named {name:?}"));
-                }
-                if let Some(prev) = ctx.equals {
-                    let (a, b) =
-                        (crate::normalize::result_for_compare(&result), crate::normalize::result_for_compare(prev));
-                    if a != b {
-                        p.push(format!("§5.26: result differs from prevResult: got {a}, prevResult {b}"));
-                    }
-                }
-                if let Some(prev) = ctx.contains {
-                    p.extend(contains_result(&result, prev));
-                }
+                p.extend(judge_result(&result, ctx));
                 v.result = Some(result);
             }
         }
     }
-    v
+}
+
+/// An ADD result: valid for the config version, with the expected interface, equal to or
+/// keeping what the step names.
+fn judge_result(result: &Value, ctx: &JudgeCtx<'_>) -> Vec<String> {
+    let mut p = Vec::new();
+    if let Some(version) = ctx.config_version {
+        p.extend(validate_result(result, version));
+    }
+    if let Some(name) = ctx.interface
+        && !result_interfaces(result).iter().any(|i| i.get("name").and_then(Value::as_str) == Some(name))
+    {
+        p.push(format!("result has no interface named {name:?}"));
+    }
+    if let Some(prev) = ctx.equals {
+        let (a, b) = (result_for_compare(result), result_for_compare(prev));
+        if a != b {
+            p.push(format!("§5.26: result differs from prevResult: got {a}, prevResult {b}"));
+        }
+    }
+    if let Some(prev) = ctx.contains {
+        p.extend(contains_result(result, prev));
+    }
+    p
 }
 
 fn codes(c: &[u64]) -> String {
@@ -344,25 +358,7 @@ pub fn validate_result(r: &Value, version: &str) -> Vec<String> {
     };
     check_dns(m.get("dns"), &mut p);
     if ver < cni::Version::V0_3_0 {
-        for k in ["interfaces", "ips"] {
-            if m.contains_key(k) {
-                p.push(format!("§5.21: a {version} result must use ip4/ip6, not `{k}`"));
-            }
-        }
-        if !m.contains_key("ip4") && !m.contains_key("ip6") {
-            p.push(format!("§5.21: a {version} result has neither ip4 nor ip6"));
-        }
-        for fam in ["ip4", "ip6"] {
-            if let Some(x) = m.get(fam) {
-                let Some(o) = x.as_object() else {
-                    p.push(format!("§5.21: {fam} is not an object"));
-                    continue;
-                };
-                check_str(o, "ip", true, fam, is_cidr, &mut p);
-                check_str(o, "gateway", false, fam, is_ip, &mut p);
-                check_routes(o.get("routes"), fam, false, &mut p);
-            }
-        }
+        check_legacy_result(m, version, &mut p);
         return p;
     }
     for k in ["ip4", "ip6"] {
@@ -371,6 +367,37 @@ pub fn validate_result(r: &Value, version: &str) -> Vec<String> {
         }
     }
     let v11 = ver >= cni::Version::V1_1_0;
+    let interfaces = check_interfaces(m, v11, &mut p);
+    check_ips(m, &ver, interfaces, &mut p);
+    check_routes(m.get("routes"), "result", v11, &mut p);
+    p
+}
+
+/// A result before 0.3.0: `ip4` / `ip6` objects, no `interfaces` or `ips`.
+fn check_legacy_result(m: &Map<String, Value>, version: &str, p: &mut Vec<String>) {
+    for k in ["interfaces", "ips"] {
+        if m.contains_key(k) {
+            p.push(format!("§5.21: a {version} result must use ip4/ip6, not `{k}`"));
+        }
+    }
+    if !m.contains_key("ip4") && !m.contains_key("ip6") {
+        p.push(format!("§5.21: a {version} result has neither ip4 nor ip6"));
+    }
+    for fam in ["ip4", "ip6"] {
+        if let Some(x) = m.get(fam) {
+            let Some(o) = x.as_object() else {
+                p.push(format!("§5.21: {fam} is not an object"));
+                continue;
+            };
+            check_str(o, "ip", true, fam, is_cidr, p);
+            check_str(o, "gateway", false, fam, is_ip, p);
+            check_routes(o.get("routes"), fam, false, p);
+        }
+    }
+}
+
+/// The result's `interfaces` (1.1.0 adds `mtu`, `socketPath`, `pciID`); how many there are.
+fn check_interfaces(m: &Map<String, Value>, v11: bool, p: &mut Vec<String>) -> usize {
     let ifaces = match m.get("interfaces") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
@@ -385,56 +412,55 @@ pub fn validate_result(r: &Value, version: &str) -> Vec<String> {
             continue;
         };
         let w = format!("interfaces[{i}]");
-        check_str(o, "name", true, &w, |s| !s.is_empty(), &mut p);
-        check_str(o, "mac", false, &w, |_| true, &mut p);
-        check_str(o, "sandbox", false, &w, |_| true, &mut p);
+        check_str(o, "name", true, &w, |s| !s.is_empty(), p);
+        check_str(o, "mac", false, &w, |_| true, p);
+        check_str(o, "sandbox", false, &w, |_| true, p);
         if v11 {
-            check_uint(o, "mtu", &w, &mut p);
-            check_str(o, "socketPath", false, &w, |_| true, &mut p);
-            check_str(o, "pciID", false, &w, |_| true, &mut p);
+            check_uint(o, "mtu", &w, p);
+            check_str(o, "socketPath", false, &w, |_| true, p);
+            check_str(o, "pciID", false, &w, |_| true, p);
         }
     }
-    match m.get("ips") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) => {
-            for (i, ip) in a.iter().enumerate() {
-                let Some(o) = ip.as_object() else {
-                    p.push(format!("§5.21: ips[{i}] is not an object"));
-                    continue;
-                };
-                let w = format!("ips[{i}]");
-                check_str(o, "address", true, &w, is_cidr, &mut p);
-                check_str(o, "gateway", false, &w, is_ip, &mut p);
-                if ver < cni::Version::V1_0_0 {
-                    let fam =
-                        o.get("address").and_then(Value::as_str).and_then(|a| a.parse::<IpNet>().ok()).map(
-                            |n| match n {
-                                IpNet::V4(_) => "4",
-                                IpNet::V6(_) => "6",
-                            },
-                        );
-                    match o.get("version").and_then(Value::as_str) {
-                        Some(v) if Some(v) == fam || fam.is_none() => {}
-                        Some(v) => p.push(format!("§5.21: {w}.version {v:?} does not match the address family")),
-                        None => p.push(format!("§5.21: {w} lacks `version` (required before 1.0.0)")),
-                    }
-                }
-                match o.get("interface") {
-                    None | Some(Value::Null) => {}
-                    Some(x) => match x.as_u64() {
-                        Some(n) if (n as usize) < ifaces.len() => {}
-                        _ => p.push(format!(
-                            "§5.22: {w}.interface {x} is not a valid index into {} interfaces",
-                            ifaces.len()
-                        )),
-                    },
-                }
+    ifaces.len()
+}
+
+/// The result's `ips`: addresses, gateways, `version` before 1.0.0, `interface` indexes (§5.22).
+fn check_ips(m: &Map<String, Value>, ver: &cni::Version, interfaces: usize, p: &mut Vec<String>) {
+    let a = match m.get("ips") {
+        None | Some(Value::Null) => return,
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            p.push("§5.21: ips is not an array".into());
+            return;
+        }
+    };
+    for (i, ip) in a.iter().enumerate() {
+        let Some(o) = ip.as_object() else {
+            p.push(format!("§5.21: ips[{i}] is not an object"));
+            continue;
+        };
+        let w = format!("ips[{i}]");
+        check_str(o, "address", true, &w, is_cidr, p);
+        check_str(o, "gateway", false, &w, is_ip, p);
+        if *ver < cni::Version::V1_0_0 {
+            let fam = o.get("address").and_then(Value::as_str).and_then(|a| a.parse::<IpNet>().ok()).map(|n| match n {
+                IpNet::V4(_) => "4",
+                IpNet::V6(_) => "6",
+            });
+            match o.get("version").and_then(Value::as_str) {
+                Some(v) if Some(v) == fam || fam.is_none() => {}
+                Some(v) => p.push(format!("§5.21: {w}.version {v:?} does not match the address family")),
+                None => p.push(format!("§5.21: {w} lacks `version` (required before 1.0.0)")),
             }
         }
-        Some(_) => p.push("§5.21: ips is not an array".into()),
+        match o.get("interface") {
+            None | Some(Value::Null) => {}
+            Some(x) => match x.as_u64() {
+                Some(n) if (n as usize) < interfaces => {}
+                _ => p.push(format!("§5.22: {w}.interface {x} is not a valid index into {interfaces} interfaces")),
+            },
+        }
     }
-    check_routes(m.get("routes"), "result", v11, &mut p);
-    p
 }
 
 /// cni.md §5.27: every interface, IP and route of `prev` is still in `result`.

@@ -2,10 +2,11 @@
 //! that can run here, fake-cni, the harness's runtime, multus-rs), rendered as one table —
 //! Markdown, HTML and JSON — of case × implementation with the outcome and its reason.
 
+use crate::embedded;
 use crate::model::{Case, Strength};
 use crate::report::{CaseResult, Counts, Outcome, Report, TargetInfo, xml};
+use crate::runner::Runner;
 use crate::target::{Target, cargo_bin_dir, runtime_target};
-use crate::{Runner, embedded};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,10 +35,19 @@ pub const REFERENCE_PLUGINS: &[&str] = &[
     "vrf",
 ];
 
+/// Why a column has no target.
+#[derive(Debug, thiserror::Error)]
+pub enum NoTarget {
+    #[error("targets/{0} is not embedded")]
+    NotEmbedded(&'static str),
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
+}
+
 /// One column: a name and how to build its target (or why it cannot run here at all).
 pub struct Implementation {
     pub name: String,
-    pub target: Result<Target, String>,
+    pub target: Result<Target, NoTarget>,
     /// A reason every case is skipped although the target could be built.
     pub skip_all: Option<String>,
 }
@@ -53,30 +63,30 @@ pub fn default_implementations(plugins_dir: &Path, thick: bool) -> Vec<Implement
         });
         out.push(Implementation {
             name: name.to_string(),
-            target: Target::from_spec(&spec).map_err(|e| e.to_string()),
+            target: Target::from_spec(&spec).map_err(NoTarget::from),
             skip_all,
         });
     }
     let fake = cargo_bin_dir().join("fake-cni");
     let fake_target = embedded::target_file("fake-cni.yaml")
-        .ok_or_else(|| "targets/fake-cni.yaml is not embedded".to_string())
-        .and_then(|text| Target::from_yaml(text).map_err(|e| e.to_string()))
+        .ok_or(NoTarget::NotEmbedded("fake-cni.yaml"))
+        .and_then(|text| Ok(Target::from_yaml(text)?))
         .and_then(|mut t| {
             t.kind = crate::target::Kind::Plugin;
             t.plugin = Some(fake.clone());
             t.spec = format!("plugin:{},targets/fake-cni.yaml", fake.display());
-            t.complete().map_err(|e| e.to_string())?;
+            t.complete()?;
             Ok(t)
         });
     out.push(Implementation { name: "fake-cni".into(), target: fake_target, skip_all: None });
     let mut runtime = runtime_target();
     runtime.spec = "runtime".into();
-    let completed = runtime.complete().map(|()| runtime).map_err(|e| e.to_string());
+    let completed = runtime.complete().map(|()| runtime).map_err(NoTarget::from);
     out.push(Implementation { name: "runtime".into(), target: completed, skip_all: None });
     if thick {
         out.push(Implementation {
             name: "multus-rs".into(),
-            target: Target::from_spec("thick").map_err(|e| e.to_string()),
+            target: Target::from_spec("thick").map_err(NoTarget::from),
             skip_all: None,
         });
     }

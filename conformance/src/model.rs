@@ -250,10 +250,10 @@ pub struct Step {
     /// Invoke the target with this `CNI_COMMAND` (any string, e.g. `FOO`).
     #[serde(default)]
     pub cni: Option<String>,
-    /// A Rust-coded check (see `checks::KNOWN`).
+    /// A Rust-coded check (see `vocabulary::KNOWN_CHECKS`).
     #[serde(default)]
     pub check: Option<String>,
-    /// An action on the environment (see `checks::ACTIONS`).
+    /// An action on the environment (see `vocabulary::KNOWN_ACTIONS`).
     #[serde(default)]
     pub action: Option<String>,
     /// Arguments of a check or action.
@@ -372,9 +372,41 @@ pub enum LoadError {
     Io { path: PathBuf, msg: String },
     #[error("{path}: {msg}")]
     Parse { path: PathBuf, msg: String },
-    #[error("{path}: case {id}: {msg}")]
-    Invalid { path: PathBuf, id: String, msg: String },
+    #[error("{path}: case {id}: {problem}")]
+    Invalid { path: PathBuf, id: String, problem: CaseProblem },
 }
+
+/// What makes a case invalid beyond its YAML schema.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CaseProblem {
+    #[error("unknown group {0:?} (known: {known})", known = GROUPS.join(", "))]
+    UnknownGroup(String),
+    #[error("id must be non-empty [a-zA-Z0-9.-]")]
+    BadId,
+    #[error("no steps")]
+    NoSteps,
+    #[error("duplicate case id")]
+    DuplicateId,
+    #[error("step {0}: exactly one of cni, check, action")]
+    StepKinds(usize),
+    #[error("step {step}: unknown check {name:?}")]
+    UnknownCheck { step: usize, name: String },
+    #[error("step {step}: unknown action {name:?}")]
+    UnknownAction { step: usize, name: String },
+    #[error("step {step}: refers to result {name:?} not saved by an earlier step")]
+    UnsavedResult { step: usize, name: String },
+    #[error("step {0}: error codes given but exit is success")]
+    CodesOnSuccess(usize),
+    #[error("step {step}: {source}")]
+    Version { step: usize, source: BadVersion },
+    #[error("assertion {0} is neither 1..=60 nor a T<§12 item>/Q<§13 quirk> reference")]
+    BadAssertion(Value),
+}
+
+/// A version word that is neither `default`, `unsupported`, `none` nor a CNI version.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad version {0:?}")]
+pub struct BadVersion(pub String);
 
 /// The default scenario directory (next to this crate's manifest).
 pub fn default_scenario_dir() -> PathBuf {
@@ -389,7 +421,11 @@ pub fn parse_case_file(text: &str, path: &Path, group: &str) -> Result<Vec<Case>
     for c in &mut cases {
         c.group = file.group.clone().unwrap_or_else(|| group.to_string());
         c.source = path.to_path_buf();
-        validate_case(c).map_err(|msg| LoadError::Invalid { path: path.to_path_buf(), id: c.id.clone(), msg })?;
+        validate_case(c).map_err(|problem| LoadError::Invalid {
+            path: path.to_path_buf(),
+            id: c.id.clone(),
+            problem,
+        })?;
     }
     Ok(cases)
 }
@@ -429,7 +465,7 @@ pub fn load_texts(files: impl IntoIterator<Item = (String, PathBuf, String)>) ->
             return Err(LoadError::Invalid {
                 path: c.source.clone(),
                 id: c.id.clone(),
-                msg: "duplicate case id".into(),
+                problem: CaseProblem::DuplicateId,
             });
         }
     }
@@ -438,50 +474,50 @@ pub fn load_texts(files: impl IntoIterator<Item = (String, PathBuf, String)>) ->
 
 /// Structural checks a YAML schema cannot express: one kind per step, known check and action
 /// names, known groups, expectation consistency.
-pub fn validate_case(c: &Case) -> Result<(), String> {
+pub fn validate_case(c: &Case) -> Result<(), CaseProblem> {
     if !GROUPS.contains(&c.group.as_str()) {
-        return Err(format!("unknown group {:?} (known: {})", c.group, GROUPS.join(", ")));
+        return Err(CaseProblem::UnknownGroup(c.group.clone()));
     }
     if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.') {
-        return Err("id must be non-empty [a-zA-Z0-9.-]".into());
+        return Err(CaseProblem::BadId);
     }
     if c.steps.is_empty() {
-        return Err("no steps".into());
+        return Err(CaseProblem::NoSteps);
     }
     let mut saved = std::collections::BTreeSet::new();
     for (i, s) in c.steps.iter().enumerate() {
         let kinds = [s.cni.is_some(), s.check.is_some(), s.action.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(format!("step {i}: exactly one of cni, check, action"));
+            return Err(CaseProblem::StepKinds(i));
         }
         if let Some(name) = &s.check
-            && !crate::checks::KNOWN_CHECKS.contains(&name.as_str())
+            && !crate::vocabulary::KNOWN_CHECKS.contains(&name.as_str())
         {
-            return Err(format!("step {i}: unknown check {name:?}"));
+            return Err(CaseProblem::UnknownCheck { step: i, name: name.clone() });
         }
         if let Some(name) = &s.action
-            && !crate::checks::KNOWN_ACTIONS.contains(&name.as_str())
+            && !crate::vocabulary::KNOWN_ACTIONS.contains(&name.as_str())
         {
-            return Err(format!("step {i}: unknown action {name:?}"));
+            return Err(CaseProblem::UnknownAction { step: i, name: name.clone() });
         }
         for r in [&s.prev_result, &s.expect.equals, &s.expect.contains].into_iter().flatten() {
             if r != "$prev" && !saved.contains(r) {
-                return Err(format!("step {i}: refers to result {r:?} not saved by an earlier step"));
+                return Err(CaseProblem::UnsavedResult { step: i, name: r.to_string() });
             }
         }
         if let Some(r) = s.with.get("result").and_then(Value::as_str)
             && !saved.contains(r)
         {
-            return Err(format!("step {i}: refers to result {r:?} not saved by an earlier step"));
+            return Err(CaseProblem::UnsavedResult { step: i, name: r.to_string() });
         }
         if let Some(name) = &s.save_as {
             saved.insert(name.clone());
         }
         if s.expect.exit == ExitExpect::Success && !s.expect.code.is_empty() {
-            return Err(format!("step {i}: error codes given but exit is success"));
+            return Err(CaseProblem::CodesOnSuccess(i));
         }
         if let Some(v) = s.version.as_ref().or(c.version.as_ref()) {
-            check_version_word(v).map_err(|e| format!("step {i}: {e}"))?;
+            check_version_word(v).map_err(|source| CaseProblem::Version { step: i, source })?;
         }
     }
     for a in &c.assertions {
@@ -491,18 +527,18 @@ pub fn validate_case(c: &Case) -> Result<(), String> {
             _ => false,
         };
         if !ok {
-            return Err(format!("assertion {a} is neither 1..=60 nor a T<§12 item>/Q<§13 quirk> reference"));
+            return Err(CaseProblem::BadAssertion(a.clone()));
         }
     }
     Ok(())
 }
 
 /// Version words a case may use.
-pub fn check_version_word(v: &str) -> Result<(), String> {
+pub fn check_version_word(v: &str) -> Result<(), BadVersion> {
     match v {
         "default" | "unsupported" | "none" => Ok(()),
         _ if cni::Version::parse(v).is_ok() => Ok(()),
-        _ => Err(format!("bad version {v:?}")),
+        _ => Err(BadVersion(v.to_string())),
     }
 }
 

@@ -98,7 +98,7 @@ pub fn stdout(s: &str, ph: &Placeholders) -> Value {
     if s.trim().is_empty() {
         return Value::Null;
     }
-    match crate::expect::single_json(s) {
+    match crate::stdout_json::single_json(s) {
         Ok(v) => value(&v, ph),
         Err(_) => Value::String(text(s.trim(), ph)),
     }

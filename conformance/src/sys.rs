@@ -102,13 +102,32 @@ pub fn run_process(
     }
 }
 
+/// Why a helper command (`ip …`) did not do its job. Cloneable: link-type probes are
+/// remembered with their outcome.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SysError {
+    #[error("{program}: {reason}")]
+    Start { program: String, reason: String },
+    #[error("{program} {args}: {stderr}")]
+    Failed { program: String, args: String, stderr: String },
+    #[error("ip -j output: {0}")]
+    IpJson(String),
+}
+
 /// Run a helper command (`ip …`), returning stdout or an error with stderr.
-pub fn cmd(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+pub fn cmd(program: &str, args: &[&str]) -> Result<String, SysError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| SysError::Start { program: program.to_string(), reason: e.to_string() })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(SysError::Failed {
+            program: program.to_string(),
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -120,7 +139,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    pub fn create(name: &str) -> Result<Netns, String> {
+    pub fn create(name: &str) -> Result<Netns, SysError> {
         cmd("ip", &["netns", "add", name])?;
         let _ = cmd("ip", &["-n", name, "link", "set", "lo", "up"]);
         Ok(Netns { name: name.to_string(), deleted: false })
@@ -129,7 +148,7 @@ impl Netns {
         format!("/run/netns/{}", self.name)
     }
     /// Delete now (the path stops existing); drop does nothing afterwards.
-    pub fn delete(&mut self) -> Result<(), String> {
+    pub fn delete(&mut self) -> Result<(), SysError> {
         if self.deleted {
             return Ok(());
         }
@@ -150,10 +169,19 @@ impl Drop for Netns {
     }
 }
 
+/// A script named `name` in `dir` that runs `real` inside the netns `netns` (`ip netns exec`),
+/// so that what a plugin creates on its host side lands there and not on the real host.
+pub fn write_netns_wrapper(dir: &Path, name: &str, real: &Path, netns: &str) -> std::io::Result<()> {
+    let wrapper = dir.join(name);
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec ip netns exec {netns} {} \"$@\"\n", real.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+}
+
 /// Whether the kernel can create links of `kind` (`veth`, `macvlan`, `ipvlan`, `vlan`,
 /// `vrf`, `dummy`, `bridge`, `tuntap`, …): tried once in a scratch netns, remembered.
-pub fn link_kind_supported(kind: &str) -> Result<(), String> {
-    static SEEN: std::sync::Mutex<Vec<(String, Result<(), String>)>> = std::sync::Mutex::new(Vec::new());
+pub fn link_kind_supported(kind: &str) -> Result<(), SysError> {
+    static SEEN: std::sync::Mutex<Vec<(String, Result<(), SysError>)>> = std::sync::Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, r)) = seen.iter().find(|(k, _)| k == kind) {
         return r.clone();
@@ -163,7 +191,7 @@ pub fn link_kind_supported(kind: &str) -> Result<(), String> {
     r
 }
 
-fn probe_link_kind(kind: &str) -> Result<(), String> {
+fn probe_link_kind(kind: &str) -> Result<(), SysError> {
     let ns = Netns::create(&unique("cck"))?;
     let n = ns.name.as_str();
     let add = |args: &[&str]| {
@@ -200,14 +228,14 @@ pub fn veths(ns: &str) -> Vec<String> {
 }
 
 /// `ip -j [-d] -n <ns> <args>` parsed.
-pub fn ip_json(netns: &str, args: &[&str]) -> Result<Value, String> {
+pub fn ip_json(netns: &str, args: &[&str]) -> Result<Value, SysError> {
     let mut a = vec!["-j", "-d", "-n", netns];
     a.extend_from_slice(args);
     let out = cmd("ip", &a)?;
     if out.trim().is_empty() {
         return Ok(Value::Array(vec![]));
     }
-    serde_json::from_str(&out).map_err(|e| format!("ip -j output: {e}"))
+    serde_json::from_str(&out).map_err(|e| SysError::IpJson(e.to_string()))
 }
 
 /// A child process stopped by its PID (SIGTERM, then SIGKILL) on drop.

@@ -7,6 +7,8 @@
 //! - `thick:<file>` / `<file>`: a target file (see README.md, and `targets/*.yaml`).
 
 use crate::model::Applies;
+pub use crate::template::{merge_patch, render_str, render_value};
+use crate::thick_spec::ThickSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -24,6 +26,25 @@ pub enum Kind {
     Conflist,
     /// A thick plugin: a shim talking to a daemon, with an API server.
     Thick,
+}
+
+/// Why a target could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "unknown target {0:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml>, runtime, conflist:<file.yaml> or a target file"
+    )]
+    UnknownSpec(String),
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{path}: {inner}")]
+    InFile { path: String, inner: Box<TargetError> },
+    #[error("plugin target without `plugin`")]
+    NoPlugin,
+    #[error("no built-in config template for plugin {0:?}: give a target file with `config:` and `tags:`")]
+    NoTemplate(String),
 }
 
 /// A target description (a YAML file, or built from a shorthand).
@@ -89,7 +110,7 @@ pub struct Target {
     pub notes: BTreeMap<String, String>,
     /// Thick targets: the shim, the daemon and the API server.
     #[serde(default)]
-    pub thick: Option<crate::thick::ThickSpec>,
+    pub thick: Option<ThickSpec>,
     /// Where this target came from.
     #[serde(skip)]
     pub spec: String,
@@ -281,9 +302,9 @@ pub fn runtime_target() -> Target {
 
 impl Target {
     /// Parse a `--target` argument.
-    pub fn from_spec(spec: &str) -> anyhow::Result<Target> {
+    pub fn from_spec(spec: &str) -> Result<Target, TargetError> {
         let mut t = if spec == "thick" {
-            Target { kind: Kind::Thick, thick: Some(crate::thick::ThickSpec::multus_rs()), ..Target::default() }
+            Target { kind: Kind::Thick, thick: Some(ThickSpec::multus_rs()), ..Target::default() }
         } else if spec == "runtime" {
             runtime_target()
         } else if let Some(path) = spec.strip_prefix("plugin:") {
@@ -302,7 +323,7 @@ impl Target {
             let mut t = Self::from_file(Path::new(file))?;
             t.kind = Kind::Thick;
             if t.thick.is_none() {
-                t.thick = Some(crate::thick::ThickSpec::multus_rs());
+                t.thick = Some(ThickSpec::multus_rs());
             }
             t
         } else if let Some(file) = spec.strip_prefix("conflist:") {
@@ -312,9 +333,7 @@ impl Target {
         } else if Path::new(spec).is_file() || crate::embedded::target_file(spec).is_some() {
             Self::from_file(Path::new(spec))?
         } else {
-            anyhow::bail!(
-                "unknown target {spec:?}: use plugin:<path>[,<file.yaml>], thick, thick:<file.yaml>, runtime, conflist:<file.yaml> or a target file"
-            );
+            return Err(TargetError::UnknownSpec(spec.to_string()));
         };
         t.spec = spec.to_string();
         t.complete()?;
@@ -323,92 +342,73 @@ impl Target {
 
     /// A target file; a name that is not a file but one of the shipped `targets/*.yaml`
     /// (`fake-cni.yaml`, `targets/go-multus-thick.yaml`) reads the embedded copy.
-    pub fn from_file(path: &Path) -> anyhow::Result<Target> {
+    pub fn from_file(path: &Path) -> Result<Target, TargetError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => match crate::embedded::target_file(&path.to_string_lossy()) {
                 Some(t) if !path.exists() => t.to_string(),
-                _ => anyhow::bail!("{}: {e}", path.display()),
+                _ => return Err(TargetError::Read { path: path.display().to_string(), reason: e.to_string() }),
             },
         };
-        Self::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::from_yaml(&text).map_err(|e| TargetError::InFile { path: path.display().to_string(), inner: Box::new(e) })
     }
 
-    pub fn from_yaml(text: &str) -> anyhow::Result<Target> {
-        Ok(serde_saphyr::from_str(text)?)
+    pub fn from_yaml(text: &str) -> Result<Target, TargetError> {
+        serde_saphyr::from_str(text).map_err(|e| TargetError::Yaml(e.to_string()))
     }
 
     /// Fill defaults: template by plugin name, tags, CNI_PATH.
-    pub fn complete(&mut self) -> anyhow::Result<()> {
+    pub fn complete(&mut self) -> Result<(), TargetError> {
         match self.kind {
-            Kind::Thick => {
-                let th = self.thick.get_or_insert_with(crate::thick::ThickSpec::multus_rs);
-                if self.name.is_none() {
-                    self.name = Some(th.name.clone());
-                }
-                if self.tags.is_empty() {
-                    self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick, Applies::Network];
-                }
-                if th.name == "multus-rs" {
-                    for (k, v) in crate::notes::multus_rs() {
-                        self.notes.entry(k).or_insert(v);
-                    }
-                }
-                return Ok(());
-            }
-            Kind::Conflist => {
-                if self.name.is_none() {
-                    let net = self.config.as_ref().and_then(|c| c.get("name")).and_then(Value::as_str);
-                    self.name = Some(net.map_or_else(|| "conflist".to_string(), |n| format!("conflist {n}")));
-                }
-                if self.tags.is_empty() {
-                    self.tags = vec![Applies::Network, Applies::Runtime];
-                    if self.config.is_some() {
-                        self.tags.insert(0, Applies::Any);
-                    }
-                }
-                if self.cni_path.is_empty() {
-                    self.cni_path = vec![PathBuf::from("/usr/lib/cni"), cargo_bin_dir()];
-                }
-                return Ok(());
-            }
-            Kind::Plugin => {}
+            Kind::Thick => self.complete_thick(),
+            Kind::Conflist => self.complete_conflist(),
+            Kind::Plugin => return self.complete_plugin(),
         }
-        let plugin = self.plugin.clone().ok_or_else(|| anyhow::anyhow!("plugin target without `plugin`"))?;
+        Ok(())
+    }
+
+    fn complete_thick(&mut self) {
+        let th = self.thick.get_or_insert_with(ThickSpec::multus_rs);
+        if self.name.is_none() {
+            self.name = Some(th.name.clone());
+        }
+        if self.tags.is_empty() {
+            self.tags = vec![Applies::Any, Applies::Meta, Applies::Thick, Applies::Network];
+        }
+        if th.name == "multus-rs" {
+            for (k, v) in crate::notes::multus_rs() {
+                self.notes.entry(k).or_insert(v);
+            }
+        }
+    }
+
+    fn complete_conflist(&mut self) {
+        if self.name.is_none() {
+            let net = self.config.as_ref().and_then(|c| c.get("name")).and_then(Value::as_str);
+            self.name = Some(net.map_or_else(|| "conflist".to_string(), |n| format!("conflist {n}")));
+        }
+        if self.tags.is_empty() {
+            self.tags = vec![Applies::Network, Applies::Runtime];
+            if self.config.is_some() {
+                self.tags.insert(0, Applies::Any);
+            }
+        }
+        if self.cni_path.is_empty() {
+            self.cni_path = vec![PathBuf::from("/usr/lib/cni"), cargo_bin_dir()];
+        }
+    }
+
+    fn complete_plugin(&mut self) -> Result<(), TargetError> {
+        let plugin = self.plugin.clone().ok_or(TargetError::NoPlugin)?;
         let type_name = plugin.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if self.name.is_none() {
             self.name = Some(type_name.clone());
         }
         if self.config.is_none() || self.tags.is_empty() {
             let Some(b) = builtin(&type_name) else {
-                anyhow::bail!(
-                    "no built-in config template for plugin {type_name:?}: give a target file with `config:` and `tags:`"
-                );
+                return Err(TargetError::NoTemplate(type_name));
             };
-            if self.config.is_none() {
-                self.config = b.config;
-                if self.ipam_dir.is_none() {
-                    self.ipam_dir = b.ipam_dir;
-                }
-                if self.host_setup.is_empty() {
-                    self.host_setup = b.host_setup;
-                }
-                if self.attachment_setup.is_empty() {
-                    self.attachment_setup = b.attachment_setup;
-                }
-                if self.prev_plugins.is_empty() {
-                    self.prev_plugins = b.prev_plugins;
-                }
-                if self.ifname.is_none() {
-                    self.ifname = b.ifname;
-                }
-                if self.link_kinds.is_empty() {
-                    self.link_kinds = b.link_kinds;
-                }
-            }
-            if self.tags.is_empty() {
-                self.tags = b.tags;
-            }
+            self.take_builtin(b);
         }
         if self.cni_path.is_empty()
             && let Some(dir) = plugin.parent()
@@ -419,6 +419,34 @@ impl Target {
             self.notes.entry(k).or_insert(v);
         }
         Ok(())
+    }
+
+    /// The built-in target's template and scaffolding where this one gives none.
+    fn take_builtin(&mut self, b: Target) {
+        if self.config.is_none() {
+            self.config = b.config;
+            if self.ipam_dir.is_none() {
+                self.ipam_dir = b.ipam_dir;
+            }
+            if self.host_setup.is_empty() {
+                self.host_setup = b.host_setup;
+            }
+            if self.attachment_setup.is_empty() {
+                self.attachment_setup = b.attachment_setup;
+            }
+            if self.prev_plugins.is_empty() {
+                self.prev_plugins = b.prev_plugins;
+            }
+            if self.ifname.is_none() {
+                self.ifname = b.ifname;
+            }
+            if self.link_kinds.is_empty() {
+                self.link_kinds = b.link_kinds;
+            }
+        }
+        if self.tags.is_empty() {
+            self.tags = b.tags;
+        }
     }
 
     /// Whether cases of this family apply. Every plugin and thick target takes `any` cases; a
@@ -437,97 +465,9 @@ impl Target {
     }
 }
 
-/// Render `{{var}}` placeholders in every string of a JSON value. A string that is exactly one
-/// placeholder whose variable holds non-string JSON becomes that JSON.
-pub fn render_value(v: &Value, vars: &dyn Fn(&str) -> Option<Value>) -> Value {
-    match v {
-        Value::String(s) => {
-            let t = s.trim();
-            if t.starts_with("{{")
-                && t.ends_with("}}")
-                && t[2..t.len() - 2].chars().all(|c| c != '{' && c != '}')
-                && let Some(val) = vars(t[2..t.len() - 2].trim())
-                && !val.is_string()
-            {
-                return val;
-            }
-            Value::String(render_str(s, vars))
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_value(x, vars)).collect()),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, x)| (render_str(k, vars), render_value(x, vars))).collect())
-        }
-        other => other.clone(),
-    }
-}
-
-/// Render `{{var}}` placeholders in a string; unknown variables are left as they are.
-pub fn render_str(s: &str, vars: &dyn Fn(&str) -> Option<Value>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = after[..end].trim();
-        match vars(name) {
-            Some(Value::String(x)) => out.push_str(&x),
-            Some(other) => out.push_str(&other.to_string()),
-            None => {
-                out.push_str("{{");
-                out.push_str(&after[..end]);
-                out.push_str("}}");
-            }
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    let Some(t) = target.as_object_mut() else { return };
-    for (k, v) in p {
-        if v.is_null() {
-            t.remove(k);
-        } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rendering() {
-        let vars = |k: &str| match k {
-            "version" => Some(json!("1.0.0")),
-            "prev" => Some(json!({"a": 1})),
-            _ => None,
-        };
-        let v = json!({"cniVersion": "{{version}}", "p": "{{ prev }}", "x": "a-{{version}}-{{nope}}"});
-        assert_eq!(render_value(&v, &vars), json!({"cniVersion": "1.0.0", "p": {"a": 1}, "x": "a-1.0.0-{{nope}}"}));
-    }
-
-    #[test]
-    fn patching() {
-        let mut v = json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(&mut v, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
-        assert_eq!(v, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
-    }
 
     #[test]
     fn shorthands() {

@@ -117,9 +117,9 @@ fn daemon_never_ready_or_dead_is_reported() {
     let sock = dir.path().join("multus.sock");
     let _standin = StandIn::serve(&sock, Flavour::NeverReady);
     let err = thick::wait_ready(&sock, deadline(200), &mut || true).unwrap_err();
-    assert!(err.contains("/readyz answered 503"), "{err}");
+    assert!(err.to_string().contains("/readyz answered 503"), "{err}");
     let err = thick::wait_ready(&sock, deadline(20_000), &mut || false).unwrap_err();
-    assert!(err.contains("exited"), "{err}");
+    assert!(err.to_string().contains("exited"), "{err}");
 }
 
 /// A thick target whose "daemon" is `sleep` and whose socket is served by the stand-in: the
@@ -234,7 +234,7 @@ fn go_template_needs_only_its_two_paths() {
 
     let target = Target::from_spec(&format!("thick:{}", file.display())).unwrap();
     let mut runner = Runner::new(target).expect("the harness drives the Go template against a daemon without /readyz");
-    assert_eq!(runner.thick.as_ref().and_then(|t| t.ready_endpoint), Some(HEALTHZ));
+    assert_eq!(runner.ready_endpoint(), Some(HEALTHZ));
     let cases: Vec<_> = model::load_dir(&model::default_scenario_dir())
         .unwrap()
         .into_iter()

@@ -17,7 +17,8 @@ pub const PODS: [&str; 3] = ["multi", "static-ip", "plain"];
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Skip `cargo build --release` (use the binaries already in target/release).
+    /// Skip the build (use the binaries already in target/demo, or in the directory of
+    /// `MULTUS_XTASK_PROFILE`'s profile).
     #[arg(long)]
     pub no_build: bool,
     /// Use fake-cni delegates even when the real plugins could run.
@@ -30,6 +31,9 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    // The `demo` profile (Cargo.toml): unoptimised, no debug info, one build of everything the
+    // demo runs, so a fresh machine shows its first pod in minutes, not after an LTO build.
+    harness::use_default_profile("demo");
     if !args.no_install && !args.fake {
         crate::test::install_packages()?;
     }
@@ -52,12 +56,10 @@ fn demo(args: &DemoArgs) -> Result<()> {
     };
     if !args.no_build {
         step(format!(
-            "building multus-daemon, multus-shim, kube-mock, fake-cni ({} profile)",
+            "building multus-daemon, multus-shim, kube-mock, fake-cni, fake-kubelet, multusctl ({} profile)",
             crate::harness::profile()
         ));
-        Bins::build_cmd().run()?;
-        step("building fake-kubelet, multusctl");
-        devices::build_cmd().run()?;
+        Bins::build_cmd().args(devices::BUILT_PACKAGES.iter().flat_map(|p| ["-p", p])).run()?;
     }
     let fixture = fixtures::fixtures_dir().join("demo");
     let mut env = LocalEnv::new("demo", &fixture, NAMESPACE, real)?;

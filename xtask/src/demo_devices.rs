@@ -45,17 +45,8 @@ pub struct DeviceDemo {
 }
 
 /// fake-kubelet and multusctl, built with the same profile as the other binaries.
-pub fn build_cmd() -> Cmd {
-    crate::util::cargo_cmd().args([
-        "build",
-        "--profile",
-        crate::harness::profile().as_str(),
-        "-p",
-        "fake-kubelet",
-        "-p",
-        "multusctl",
-    ])
-}
+/// The packages the device demo runs besides the node's (built in the same cargo invocation).
+pub const BUILT_PACKAGES: [&str; 2] = ["fake-kubelet", "multusctl"];
 
 fn bin(env: &LocalEnv, name: &str) -> PathBuf {
     env.bins.daemon.parent().map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name))

@@ -32,11 +32,23 @@ pub fn real_delegates_available() -> Result<(), String> {
     Ok(())
 }
 
-/// The cargo profile of the binaries the demo and the local e2e run: `release`, or what
+/// The profile a command builds with when `MULTUS_XTASK_PROFILE` names none: `release`, unless
+/// the command chose another at its start ([`use_default_profile`]).
+static DEFAULT_PROFILE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Make `profile` the default of this xtask run (the demo's: `demo`). Called once, first.
+pub fn use_default_profile(profile: &'static str) {
+    let _ = DEFAULT_PROFILE.set(profile);
+}
+
+/// The cargo profile of the binaries the demo and the local e2e run: what
 /// `MULTUS_XTASK_PROFILE` names (CI uses `dev` to reuse the test build instead of a second,
-/// optimised one).
+/// optimised one), else the command's default (`release`; the demo's `demo`).
 pub fn profile() -> String {
-    std::env::var("MULTUS_XTASK_PROFILE").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "release".into())
+    std::env::var("MULTUS_XTASK_PROFILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PROFILE.get().copied().unwrap_or("release").to_string())
 }
 
 /// The binaries the local node runs.

@@ -2,11 +2,9 @@
 //! (`promtool check metrics`, Debian package `prometheus`): the format a real consumer reads.
 //! #[ignore]d where promtool is missing; CI installs it and runs this with --include-ignored.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use support::*;
+use test_node::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -23,10 +21,14 @@ fn scrape(port: u16) -> Option<String> {
 #[test]
 #[ignore = "needs promtool (Debian: prometheus) and the workspace binaries"]
 fn promtool_accepts_the_scrape() {
-    require(missing_bins());
+    if !require(missing_bins()) {
+        return;
+    }
     let promtool = Command::new("promtool").arg("--version").output();
-    require(promtool.is_err().then(|| "needs promtool (apt-get install prometheus)".to_string()));
-    let mut thick = Thick::new(vec![pod("default", "p", "u-1", None)]);
+    if !require(promtool.is_err().then(|| "needs promtool (apt-get install prometheus)".to_string())) {
+        return;
+    }
+    let mut thick = Node::new(vec![pod("default", "p", "u-1", None)]);
     thick.install_plugins(&[], &["fake-cni"]);
     thick.write_primary(
         "10-fake.conf",

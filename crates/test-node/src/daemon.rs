@@ -1,0 +1,87 @@
+//! multus-daemon as a real process: started with a config file, its stderr in a log file,
+//! ready once it serves `/readyz` and has written its `00-multus.conf`, stopped by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cleanup::stop_child;
+
+/// Does the daemon behind `socket` answer `/readyz` with 200?
+pub fn ready(socket: &Path) -> bool {
+    multus_api::client::post(socket, "/readyz", b"null", Some(Duration::from_secs(2)))
+        .map(|r| r.status == 200)
+        .unwrap_or(false)
+}
+
+/// A running multus-daemon, stopped (SIGTERM, then SIGKILL after 5 s) on drop.
+pub struct DaemonProcess {
+    /// Always `Some` until [`DaemonProcess::into_child`] takes it.
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// `bin -config <config>`; the caller adds arguments and environment to the command.
+    pub fn command(bin: &Path, config: &Path) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("-config").arg(config);
+        c
+    }
+
+    /// Start `command` with stdout discarded and stderr appended to `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = command.stdout(Stdio::null()).stderr(file).spawn()?;
+        Ok(Self { child: Some(child), log: log.to_path_buf() })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait up to `timeout` until `socket` answers `/readyz` and `conf` exists; the log when
+    /// the daemon exits or does not get there.
+    pub fn wait_ready(&mut self, socket: &Path, conf: &Path, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if conf.exists() && ready(socket) {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!("multus-daemon exited early with {status}:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("multus-daemon did not become ready:\n{}", self.log()))
+    }
+
+    /// SIGTERM by PID and wait (SIGKILL after `grace`).
+    pub fn stop(mut self, grace: Duration) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, grace);
+        }
+    }
+
+    /// The process, no longer stopped on drop (for tests that signal it themselves).
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("the daemon's process")
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            stop_child(child, Duration::from_secs(5));
+        }
+    }
+}

@@ -49,12 +49,12 @@ impl DaemonProcess {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Wait up to `timeout` until `socket` answers `/readyz` and `conf` exists; the log when
-    /// the daemon exits or does not get there.
-    pub fn wait_ready(&mut self, socket: &Path, conf: &Path, timeout: Duration) -> Result<(), String> {
+    /// Wait up to `timeout` until `socket` answers `/readyz` and `conf` (when given) exists;
+    /// the log when the daemon exits or does not get there.
+    pub fn wait_ready(&mut self, socket: &Path, conf: Option<&Path>, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if conf.exists() && ready(socket) {
+            if conf.is_none_or(Path::exists) && ready(socket) {
                 return Ok(());
             }
             if let Some(status) = self.exited() {
@@ -63,6 +63,18 @@ impl DaemonProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(format!("multus-daemon did not become ready:\n{}", self.log()))
+    }
+
+    /// Wait up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGTERM by PID and wait (SIGKILL after `grace`).

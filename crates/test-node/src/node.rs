@@ -149,7 +149,7 @@ impl Node {
         let log = self.path("log/daemon.log");
         let _ = std::fs::remove_file(&log);
         let mut daemon = DaemonProcess::spawn(command, &log).expect("start multus-daemon");
-        let waited = daemon.wait_ready(&self.socket(), &self.multus_conf(), Duration::from_secs(30));
+        let waited = daemon.wait_ready(&self.socket(), Some(&self.multus_conf()), Duration::from_secs(30));
         self.daemon = Some(daemon);
         if let Err(e) = waited {
             panic!("{e}");

@@ -711,8 +711,8 @@ mod tests {
     /// A node made from Debian's plugins: the plugins and their loader and libc are inside.
     #[test]
     fn a_node_with_debians_plugins() {
-        if !Path::new(SYSTEM_CNI_DIR).join("bridge").exists() || !crate::util::have("ldd") {
-            eprintln!("skipped: {SYSTEM_CNI_DIR}/bridge or ldd is missing");
+        let missing = !Path::new(SYSTEM_CNI_DIR).join("bridge").exists() || !crate::util::have("ldd");
+        if !test_node::require(missing.then(|| format!("needs {SYSTEM_CNI_DIR}/bridge and ldd"))) {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@ pub struct DaemonProcess {
     /// Always `Some` until [`DaemonProcess::into_child`] takes it.
     child: Option<Child>,
     log: PathBuf,
+    started: Instant,
 }
 
 impl DaemonProcess {
@@ -32,8 +33,9 @@ impl DaemonProcess {
     /// Start `command` with stdout discarded and stderr appended to `log`.
     pub fn spawn(mut command: Command, log: &Path) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let started = Instant::now();
         let child = command.stdout(Stdio::null()).stderr(file).spawn()?;
-        Ok(Self { child: Some(child), log: log.to_path_buf() })
+        Ok(Self { child: Some(child), log: log.to_path_buf(), started })
     }
 
     pub fn pid(&self) -> u32 {
@@ -52,15 +54,31 @@ impl DaemonProcess {
     /// Wait up to `timeout` until `socket` answers `/readyz` and `conf` (when given) exists;
     /// the log when the daemon exits or does not get there.
     pub fn wait_ready(&mut self, socket: &Path, conf: Option<&Path>, timeout: Duration) -> Result<(), String> {
+        self.wait_ready_every(socket, conf, timeout, Duration::from_millis(50)).map(drop)
+    }
+
+    /// [`DaemonProcess::wait_ready`] polling every `poll`; the time from the start until
+    /// `/readyz` first answered (as precise as `poll`, for benchmarks).
+    pub fn wait_ready_every(
+        &mut self,
+        socket: &Path,
+        conf: Option<&Path>,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
+        let mut ready_after = None;
         while Instant::now() < deadline {
-            if conf.is_none_or(Path::exists) && ready(socket) {
-                return Ok(());
+            if ready(socket) {
+                let after = *ready_after.get_or_insert_with(|| self.started.elapsed());
+                if conf.is_none_or(Path::exists) {
+                    return Ok(after);
+                }
             }
             if let Some(status) = self.exited() {
                 return Err(format!("multus-daemon exited early with {status}:\n{}", self.log()));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(poll);
         }
         Err(format!("multus-daemon did not become ready:\n{}", self.log()))
     }

@@ -9,6 +9,8 @@
 //! Everything a node creates (processes, namespaces, links, directories) goes when it drops.
 
 pub mod bins;
+#[cfg(feature = "in-process-api")]
+pub mod builder;
 pub mod cleanup;
 pub mod daemon;
 pub mod kubelet;
@@ -20,6 +22,8 @@ pub mod shim;
 pub mod skip;
 
 pub use bins::{bin, missing_bins};
+#[cfg(feature = "in-process-api")]
+pub use builder::NodeBuilder;
 pub use cleanup::{Cleanup, stop_child};
 pub use daemon::{DaemonProcess, ready};
 pub use kubelet::FakeKubelet;

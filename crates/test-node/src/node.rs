@@ -2,10 +2,7 @@
 //! directory tree, delegates, an optional fake kubelet, and multus-daemon as a real process
 //! (in-cluster mode) — everything removed again on drop.
 
-mod builder;
 mod files;
-
-pub use builder::NodeBuilder;
 
 use kube_mock::{MockApiServer, MockConfig};
 use serde_json::{Value, json};
@@ -44,6 +41,11 @@ pub struct Node {
     /// delegates it runs inherit it, as in a container.
     pub daemon_cgroup: Option<PathBuf>,
     pub caller: Caller,
+    /// The multus-daemon and multus-shim binaries (default: beside the running program).
+    pub daemon_bin: Option<PathBuf>,
+    pub shim_bin: Option<PathBuf>,
+    /// How long the last daemon start took until `/readyz` first answered.
+    pub ready_after: Duration,
     daemon: Option<DaemonProcess>,
     kubelet: Option<FakeKubelet>,
 }
@@ -57,10 +59,6 @@ impl Drop for Node {
 }
 
 impl Node {
-    pub fn builder() -> NodeBuilder {
-        NodeBuilder::default()
-    }
-
     /// A node whose API server is seeded with `seed` (the daemon not started yet).
     pub fn new(seed: Vec<Value>) -> Self {
         Self::with_deny(seed, &[])
@@ -103,6 +101,9 @@ impl Node {
             daemon_env: Vec::new(),
             daemon_cgroup: None,
             caller: Caller::default(),
+            daemon_bin: None,
+            shim_bin: None,
+            ready_after: Duration::ZERO,
             daemon: None,
             kubelet: None,
         }
@@ -131,10 +132,16 @@ impl Node {
 
     /// Start the daemon in in-cluster mode and wait for `00-multus.conf` and the socket.
     pub fn start_daemon(&mut self) {
+        self.start_daemon_polling(Duration::from_millis(50));
+    }
+
+    /// [`Node::start_daemon`] checking readiness every `poll` (a benchmark's ready time).
+    pub fn start_daemon_polling(&mut self, poll: Duration) {
         let config_path = self.path("daemon-config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&self.daemon_config).unwrap()).unwrap();
         let addr = self.mock.addr();
-        let mut command = DaemonProcess::command(&bin("multus-daemon").expect("multus-daemon binary"), &config_path);
+        let daemon_bin = self.daemon_bin.clone().or_else(|| bin("multus-daemon")).expect("multus-daemon binary");
+        let mut command = DaemonProcess::command(&daemon_bin, &config_path);
         if let Some(cgroup) = &self.daemon_cgroup {
             files::join_cgroup_at_exec(&mut command, cgroup);
         }
@@ -149,11 +156,9 @@ impl Node {
         let log = self.path("log/daemon.log");
         let _ = std::fs::remove_file(&log);
         let mut daemon = DaemonProcess::spawn(command, &log).expect("start multus-daemon");
-        let waited = daemon.wait_ready(&self.socket(), Some(&self.multus_conf()), Duration::from_secs(30));
+        let waited = daemon.wait_ready_every(&self.socket(), Some(&self.multus_conf()), Duration::from_secs(30), poll);
         self.daemon = Some(daemon);
-        if let Err(e) = waited {
-            panic!("{e}");
-        }
+        self.ready_after = waited.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Stop the daemon (SIGTERM by PID) and wait for it.
@@ -219,7 +224,7 @@ impl Node {
 
     pub fn shim_with(&self, command: &str, pod: &PodSandbox, stdin: &[u8], extra_env: &[(&str, &str)]) -> ShimRun {
         let call = extra_env.iter().fold(self.shim_call(command, pod).stdin(stdin), |c, (k, v)| c.env(k, v));
-        call.run(&shim_bin()).expect("run multus-shim")
+        call.run(&self.shim_path()).expect("run multus-shim")
     }
 
     /// Start the shim as [`Node::shim_with`] does and return it running (stdin written and
@@ -232,7 +237,7 @@ impl Node {
         extra_env: &[(&str, &std::ffi::OsStr)],
     ) -> Child {
         let call = extra_env.iter().fold(self.shim_call(command, pod).stdin(stdin), |c, (k, v)| c.env(k, v));
-        call.spawn(&shim_bin()).expect("spawn multus-shim")
+        call.spawn(&self.shim_path()).expect("spawn multus-shim")
     }
 
     /// Interfaces in the pod's namespace (name → IPv4 CIDRs), loopback excluded.
@@ -273,12 +278,13 @@ impl Node {
         files::install_plugins(&self.path("bin"), real, fakes);
     }
 
+    /// The shim this node's pods are run with.
+    pub fn shim_path(&self) -> PathBuf {
+        self.shim_bin.clone().or_else(|| bin("multus-shim")).expect("multus-shim binary")
+    }
+
     /// The directory of this node, for callers that keep their own files in it.
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
-}
-
-fn shim_bin() -> PathBuf {
-    bin("multus-shim").expect("multus-shim binary")
 }

@@ -1,8 +1,9 @@
-//! A node described step by step, then built (and, if asked, started).
+//! A node described step by step, then built (and, if asked, started):
+//! `NodeBuilder::default().seed(..).fake_delegates(..).started().build()`.
 
 use serde_json::Value;
 
-use super::Node;
+use crate::node::Node;
 
 /// What a [`Node`] is made of. Everything is optional: the default is an empty API server,
 /// no delegates, no kubelet, the daemon not started.

@@ -5,8 +5,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
+use test_node::{ShimCall, ShimRun};
 
 use crate::fixtures::{self, Vars};
 use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
@@ -98,6 +98,12 @@ pub struct ShimOutput {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<ShimRun> for ShimOutput {
+    fn from(run: ShimRun) -> Self {
+        Self { success: run.success(), stdout: run.stdout, stderr: run.stderr }
+    }
 }
 
 impl ShimOutput {
@@ -513,35 +519,13 @@ impl LocalEnv {
             self.bins.shim.parent().map(|p| p.display().to_string()).unwrap_or_default(),
             self.var("BIN_DIR")
         );
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
-            pod.namespace, pod.name, pod.container_id, pod.uid
-        );
-        let mut child = std::process::Command::new(&self.bins.shim)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", &pod.container_id)
-            .env("CNI_NETNS", &pod.netns_path)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args)
-            .env("CNI_PATH", cni_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting multus-shim")?;
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().context("shim stdin")?;
-            stdin.write_all(conf.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        Ok(ShimOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        let args = test_node::cni_args(&pod.namespace, &pod.name, &pod.container_id, &pod.uid);
+        let call = ShimCall::new(command)
+            .system_path()
+            .attachment(&pod.container_id, &pod.netns_path, "eth0", args)
+            .cni_path(cni_path)
+            .stdin(conf);
+        Ok(call.run(&self.bins.shim).context("starting multus-shim")?.into())
     }
 
     /// Interfaces, addresses and routes inside the pod's namespace.

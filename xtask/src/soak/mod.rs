@@ -349,14 +349,14 @@ impl Runner {
     fn shim(&mut self, command: Command, sb: &Sandbox, fault: Option<&Fault>) -> Result<ShimOutput> {
         match fault {
             Some(Fault::KillDaemon { after_ms }) => {
-                let (c, conf) = self.node.shim_command(command.as_str(), sb)?;
-                let call = std::thread::spawn(move || run_shim(c, conf));
+                let (c, shim) = (self.node.shim_call(command.as_str(), sb)?, self.node.shim_bin());
+                let call = std::thread::spawn(move || run_shim(&c, &shim));
                 std::thread::sleep(Duration::from_millis(*after_ms));
                 self.kill_during(call, "")
             }
             Some(Fault::Grandchild { via: Via::KillDaemon, .. }) => {
-                let (c, conf) = self.node.shim_command(command.as_str(), sb)?;
-                let call = std::thread::spawn(move || run_shim(c, conf));
+                let (c, shim) = (self.node.shim_call(command.as_str(), sb)?, self.node.shim_bin());
+                let call = std::thread::spawn(move || run_shim(&c, &shim));
                 // The kill must come after the delegate started its child (which the delegate's
                 // parent-death signal does not reach).
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -374,7 +374,7 @@ impl Runner {
             }
             Some(Fault::NonUtf8Del { in_pod_name }) => {
                 use std::os::unix::ffi::OsStrExt;
-                let (mut c, conf) = self.node.shim_command(command.as_str(), sb)?;
+                let c = self.node.shim_call(command.as_str(), sb)?;
                 let args = if *in_pod_name {
                     let mut name = sb.pod.clone().into_bytes();
                     name.extend_from_slice(b"\xff\xfe");
@@ -384,8 +384,7 @@ impl Runner {
                     args.extend_from_slice(b";K8S_POD_LABEL=\xff\xfe");
                     args
                 };
-                c.env("CNI_ARGS", std::ffi::OsStr::from_bytes(&args));
-                run_shim(c, conf)
+                run_shim(&c.env("CNI_ARGS", std::ffi::OsStr::from_bytes(&args)), &self.node.shim_bin())
             }
             _ => self.node.shim(command.as_str(), sb),
         }
@@ -776,13 +775,11 @@ impl Runner {
     /// sandbox may be left: links, files, processes, the network-status annotation. The
     /// runtime forgets the sandbox (the planner freed its slot).
     fn client_disconnect(&mut self, op: &Op, sb: Sandbox, after_ms: u64, send_del: bool) -> Result<Vec<String>> {
-        use std::io::Write;
         let mut errs = Vec::new();
         let mark = self.node.daemon_log_len();
-        let (mut c, conf) = self.node.shim_command("ADD", &sb)?;
+        let c = self.node.shim_call("ADD", &sb)?;
         let started = Instant::now();
-        let mut child = c.spawn().context("starting multus-shim")?;
-        child.stdin.take().context("shim stdin")?.write_all(conf.as_bytes())?;
+        let mut child = c.spawn(&self.node.shim_bin()).context("starting multus-shim")?;
         std::thread::sleep(Duration::from_millis(after_ms).saturating_sub(started.elapsed()));
         let answered = child.try_wait()?.is_some();
         if !answered {

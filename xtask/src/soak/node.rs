@@ -17,6 +17,7 @@ use super::plan::{
 use crate::fixtures;
 use crate::harness::{self, LocalEnv, ShimOutput, tail};
 use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
+use test_node::ShimCall;
 
 pub const NAMESPACE: &str = "multus-soak";
 /// The daemon's per-delegate timeout in the soak (the hang fault sleeps past it).
@@ -453,40 +454,33 @@ impl Node {
         args
     }
 
-    /// A command line for the shim exactly as a runtime runs it.
-    pub fn shim_command(&self, command: &str, sb: &Sandbox) -> Result<(std::process::Command, String)> {
+    /// The shim's invocation exactly as a runtime makes it, `00-multus.conf` on stdin.
+    pub fn shim_call(&self, command: &str, sb: &Sandbox) -> Result<ShimCall> {
         use std::os::unix::ffi::OsStrExt;
         let conf = self.env.multus_conf()?;
         let args = Self::cni_args(sb, sb.pod.as_bytes());
         let args = std::ffi::OsStr::from_bytes(&args);
-        let mut c = self.runtime_command(command);
-        c.env("CNI_CONTAINERID", &sb.container_id)
-            .env("CNI_NETNS", sb.netns_path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args);
-        Ok((c, conf))
+        Ok(self.runtime_call(command).attachment(&sb.container_id, &sb.netns_path(), "eth0", args).stdin(conf))
     }
 
     /// The shim as a runtime starts it: a clean environment with `CNI_COMMAND` and `CNI_PATH`,
-    /// bounded waits, piped stdio.
-    fn runtime_command(&self, command: &str) -> std::process::Command {
-        let mut c = std::process::Command::new(&self.env.bins.shim);
-        c.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_PATH", self.bin_dir.display().to_string())
+    /// bounded waits.
+    fn runtime_call(&self, command: &str) -> ShimCall {
+        ShimCall::new(command)
+            .system_path()
+            .cni_path(&self.bin_dir)
             // Bounded so that a wedged daemon shows up as a failed step, not a stuck soak.
             .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
             .env("MULTUS_SHIM_READY_WAIT_MS", "60000")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+    }
+
+    /// The shim binary the runtime runs.
+    pub fn shim_bin(&self) -> PathBuf {
+        self.env.bins.shim.clone()
     }
 
     pub fn shim(&self, command: &str, sb: &Sandbox) -> Result<ShimOutput> {
-        let (c, conf) = self.shim_command(command, sb)?;
-        run_shim(c, conf)
+        run_shim(&self.shim_call(command, sb)?, &self.env.bins.shim)
     }
 
     /// The runtime's CNI GC (libcni: `CNI_COMMAND=GC` and `CNI_PATH` only; the config as CNI
@@ -496,7 +490,7 @@ impl Node {
         stdin["cniVersion"] = json!("1.1.0");
         stdin["cni.dev/valid-attachments"] =
             valid.iter().map(|sb| json!({"containerID": sb.container_id, "ifname": "eth0"})).collect();
-        run_shim(self.runtime_command("GC"), stdin.to_string())
+        run_shim(&self.runtime_call("GC").stdin(stdin.to_string()), &self.env.bins.shim)
     }
 
     /// The pod's `network-status` annotation, if it has one (`Ok(None)` also when the pod is gone).
@@ -657,19 +651,9 @@ pub fn log_since(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Run a prepared shim command with `conf` on stdin.
-pub fn run_shim(mut c: std::process::Command, conf: String) -> Result<ShimOutput> {
-    let mut child = c.spawn().context("starting multus-shim")?;
-    {
-        let mut stdin = child.stdin.take().context("shim stdin")?;
-        stdin.write_all(conf.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    Ok(ShimOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+/// Run a prepared shim invocation.
+pub fn run_shim(call: &ShimCall, shim: &Path) -> Result<ShimOutput> {
+    Ok(call.run(shim).context("starting multus-shim")?.into())
 }
 
 /// One HTTP/1.0 exchange with `base` (`http://host:port`).

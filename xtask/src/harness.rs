@@ -360,13 +360,11 @@ impl LocalEnv {
 
     /// Start kube-mock with `seeds`; remember its URL.
     pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<Proc> {
-        let mut cmd = Cmd::new(self.bins.kube_mock.display().to_string())
-            .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(self.kubeconfig.display().to_string())
-            .args(extra.iter().cloned());
-        for s in seeds {
-            cmd = cmd.arg("--seed").arg(s.display().to_string());
-        }
+        let cmd = Cmd::new(self.bins.kube_mock.display().to_string()).args(test_node::api_binary::kube_mock_args(
+            &self.kubeconfig,
+            seeds,
+            extra,
+        ));
         let (proc, stdout, guard) = Proc::spawn("kube-mock", &cmd, &self.run.join("logs/kube-mock.log"))?;
         let _ = guard; // stays on the cleanup stack
         let (tx, rx) = std::sync::mpsc::channel();
@@ -380,10 +378,7 @@ impl LocalEnv {
             .context("kube-mock did not print its address within 20 s")?
             .context("kube-mock exited before printing its address")?
             .context("reading kube-mock's stdout")?;
-        let url = first
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from kube-mock: {first:?}"))?;
-        self.api = url.trim().to_string();
+        self.api = test_node::api_binary::listening_url(&first).map_err(|e| anyhow::anyhow!("kube-mock: {e}"))?;
         wait_for("kube-mock's kubeconfig", Duration::from_secs(10), || Ok(self.kubeconfig.exists().then_some(())))?;
         Ok(proc)
     }
@@ -444,9 +439,7 @@ impl LocalEnv {
             if !alive() {
                 bail!("multus-daemon exited; last log lines:\n{}", log_tail());
             }
-            let ready = multus_api::client::post(&socket, "/readyz", b"null", Some(Duration::from_secs(2)))
-                .map(|r| r.status == 200)
-                .unwrap_or(false);
+            let ready = test_node::ready(&socket);
             let written = std::fs::metadata(&conf).map(|m| m.len() > 0).unwrap_or(false);
             Ok((ready && written).then_some(()))
         })

@@ -9,7 +9,7 @@ use crate::cleanup::stop_child;
 
 /// Does the daemon behind `socket` answer `/readyz` with 200?
 pub fn ready(socket: &Path) -> bool {
-    multus_api::client::post(socket, "/readyz", b"null", Some(Duration::from_secs(2)))
+    multus_api::client::post(socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(2)))
         .map(|r| r.status == 200)
         .unwrap_or(false)
 }

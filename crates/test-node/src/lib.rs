@@ -8,6 +8,7 @@
 //!
 //! Everything a node creates (processes, namespaces, links, directories) goes when it drops.
 
+pub mod api_binary;
 pub mod bins;
 #[cfg(feature = "in-process-api")]
 pub mod builder;

@@ -99,3 +99,31 @@ impl ShimRun {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("shim stdout is not JSON ({e}): {self:?}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `env` stands in for the shim: it prints the environment it got, and reads no stdin.
+    #[test]
+    fn the_environment_is_exactly_the_calls_and_a_later_value_wins() {
+        let call = ShimCall::new("ADD")
+            .attachment("c1", "/var/run/netns/n1", "eth0", cni_args("ns", "p", "c1", "u1"))
+            .env("CNI_ARGS", "IgnoreUnknown=1")
+            .stdin("{}");
+        let run = call.run(Path::new("/usr/bin/env")).unwrap();
+        assert!(run.success(), "{run:?}");
+        let mut lines: Vec<&str> = run.stdout.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "CNI_ARGS=IgnoreUnknown=1",
+                "CNI_COMMAND=ADD",
+                "CNI_CONTAINERID=c1",
+                "CNI_IFNAME=eth0",
+                "CNI_NETNS=/var/run/netns/n1"
+            ]
+        );
+    }
+}

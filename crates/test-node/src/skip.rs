@@ -12,9 +12,12 @@ pub const SKIPS_ENV: &str = "MULTUS_TEST_SKIPS";
 /// `{"test","reason"}` to the file named by `MULTUS_TEST_SKIPS` (when set) and returns `false`,
 /// so the caller returns at once:
 ///
-/// ```ignore
-/// if !test_node::require(test_node::root_skip_reason()) {
-///     return;
+/// ```no_run
+/// fn a_test() {
+///     if !test_node::require(test_node::root_skip_reason()) {
+///         return;
+///     }
+///     // … what needs root
 /// }
 /// ```
 pub fn require<R: Display>(missing: Option<R>) -> bool {

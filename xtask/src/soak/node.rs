@@ -304,8 +304,7 @@ impl Node {
             if !proc.running() {
                 return Ok(Some(false));
             }
-            let ok = multus_api::client::post(&socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(2)))
-                .is_ok_and(|r| r.status == 200);
+            let ok = test_node::ready(&socket);
             Ok((ok && conf.exists()).then_some(true))
         });
         match ready {

@@ -28,16 +28,17 @@ fn promtool_accepts_the_scrape() {
     if !require(promtool.is_err().then(|| "needs promtool (apt-get install prometheus)".to_string())) {
         return;
     }
-    let mut thick = Node::new(vec![pod("default", "p", "u-1", None)]);
-    thick.install_plugins(&[], &["fake-cni"]);
-    thick.write_primary(
-        "10-fake.conf",
-        &serde_json::json!({"cniVersion": "1.0.0", "name": "fake-net", "type": "fake-cni",
-            "fake": {"recordDir": thick.path("calls").to_string_lossy()}}),
-    );
     let port = free_port();
-    thick.daemon_config["metricsPort"] = serde_json::json!(port);
-    thick.start_daemon();
+    let thick = NodeBuilder::default()
+        .seed([pod("default", "p", "u-1", None)])
+        .fake_delegates(&["fake-cni"])
+        .primary_with("10-fake.conf", |node| {
+            serde_json::json!({"cniVersion": "1.0.0", "name": "fake-net", "type": "fake-cni",
+                "fake": {"recordDir": node.path("calls").to_string_lossy()}})
+        })
+        .config("metricsPort", serde_json::json!(port))
+        .started()
+        .build();
     let text = (0..100)
         .find_map(|_| {
             scrape(port).or_else(|| {

@@ -23,13 +23,9 @@ fn start() -> Option<Node> {
     if !require(missing_bins()) {
         return None;
     }
-    let mut thick = Node::new(vec![]);
-    thick.install_plugins(&[], &["fake-cni"]);
-    let primary = json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
-        "fake": {"recordDir": thick.path("calls").to_string_lossy()}});
-    thick.write_primary("10-primary.conf", &primary);
-    thick.start_daemon();
-    Some(thick)
+    Some(
+        NodeBuilder::default().fake_delegates(&["fake-cni"]).primary_with("10-primary.conf", primary).started().build(),
+    )
 }
 
 #[test]
@@ -88,6 +84,12 @@ const DS_UID: &str = "d5000000-0000-0000-0000-000000000001";
 
 /// The daemon as the manifest runs it: pod `kube-system/kube-multus-ds-x1` controlled by
 /// DaemonSet `kube-system/kube-multus-ds`, its identity passed through the downward API.
+/// fake-cni as the cluster network, recording its calls under the node's `calls/`.
+fn primary(node: &Node) -> serde_json::Value {
+    json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
+        "fake": {"recordDir": node.path("calls").to_string_lossy()}})
+}
+
 fn start_owned() -> Option<Node> {
     if !require(missing_bins()) {
         return None;
@@ -106,9 +108,7 @@ fn start_owned() -> Option<Node> {
     thick.mock.store().create(ds).expect("seed the DaemonSet");
     thick.mock.store().create(own_pod).expect("seed the daemon's pod");
     thick.install_plugins(&[], &["fake-cni"]);
-    let primary = json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
-        "fake": {"recordDir": thick.path("calls").to_string_lossy()}});
-    thick.write_primary("10-primary.conf", &primary);
+    thick.write_primary("10-primary.conf", &primary(&thick));
     thick.daemon_env = vec![
         ("MULTUS_POD_NAME".into(), "kube-multus-ds-x1".into()),
         ("MULTUS_POD_NAMESPACE".into(), "kube-system".into()),

@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use crate::node::Node;
 
+/// The cluster network's config, made once the node's directories exist (it may name them).
+type PrimaryConfig = Box<dyn FnOnce(&Node) -> Value>;
+
 /// What a [`Node`] is made of. Everything is optional: the default is an empty API server,
 /// no delegates, no kubelet, the daemon not started.
 #[derive(Default)]
@@ -13,7 +16,7 @@ pub struct NodeBuilder {
     deny: Vec<String>,
     real: Vec<String>,
     fakes: Vec<String>,
-    primary: Option<(String, Value)>,
+    primary: Option<(String, PrimaryConfig)>,
     kubelet: Option<Vec<String>>,
     config: Vec<(String, Value)>,
     start: bool,
@@ -45,8 +48,14 @@ impl NodeBuilder {
     }
 
     /// The cluster network's config, written as `net.d/<file>`.
-    pub fn primary(mut self, file: &str, config: Value) -> Self {
-        self.primary = Some((file.to_string(), config));
+    pub fn primary(self, file: &str, config: Value) -> Self {
+        self.primary_with(file, move |_| config)
+    }
+
+    /// As [`NodeBuilder::primary`], the config made from the node (e.g. a record directory
+    /// under [`Node::path`]).
+    pub fn primary_with(mut self, file: &str, config: impl FnOnce(&Node) -> Value + 'static) -> Self {
+        self.primary = Some((file.to_string(), Box::new(config)));
         self
     }
 
@@ -76,8 +85,9 @@ impl NodeBuilder {
         if !real.is_empty() || !fakes.is_empty() {
             node.install_plugins(&real, &fakes);
         }
-        if let Some((file, config)) = &self.primary {
-            node.write_primary(file, config);
+        if let Some((file, config)) = self.primary {
+            let config = config(&node);
+            node.write_primary(&file, &config);
         }
         for (key, value) in self.config {
             node.daemon_config[key] = value;

@@ -143,7 +143,7 @@ fn delegates_run_inside_the_chroot_and_real_leases_stay_there() {
         "fake": {"recordDir": "/recorded-inside", "subnet": "10.232.0.0/24"}});
     let seed = vec![nad("default", "marker", &marker), pod("default", "p", UID, Some("marker"))];
     let mut node = ChrootNode::start(primary, seed, &["bridge", "host-local"]);
-    node.thick.cleanup.links.push(bridge.clone());
+    node.thick.cleanup.record_link(&bridge);
     let sandbox = node.sandbox("p");
 
     let add = node.thick.shim("ADD", &sandbox);

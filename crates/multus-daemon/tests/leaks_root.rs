@@ -11,7 +11,8 @@ use test_node::*;
 /// Host-side links the bridge plugin creates, uniquely named, removed at the end.
 fn bridges(thick: &mut Node) -> (String, String) {
     let names = (unique("lkc"), unique("lkn"));
-    thick.cleanup.links.extend([names.0.clone(), names.1.clone()]);
+    thick.cleanup.record_link(&names.0);
+    thick.cleanup.record_link(&names.1);
     names
 }
 
@@ -244,7 +245,8 @@ fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
     let device = unique("lkd");
     let out = ip(&["link", "add", &device, "type", "veth", "peer", "name", &format!("{device}p")]);
     assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
-    thick.cleanup.links.extend([device.clone(), format!("{device}p")]);
+    thick.cleanup.record_link(&device);
+    thick.cleanup.record_link(&format!("{device}p"));
     let hostdev_nad = json!({"cniVersion": "1.0.0", "name": "hostdev-net", "type": "host-device", "device": device,
         "ipam": thick.ipam("10.227.0.0/24")});
     for obj in [nad("default", "hostdev-net", &hostdev_nad), pod("default", "p", uid, Some("hostdev-net"))] {

@@ -137,7 +137,7 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
     };
     let mut thick = Node::new(vec![]);
     let bridge = unique("mmb");
-    thick.cleanup.links.push(bridge.clone());
+    thick.cleanup.record_link(&bridge);
     thick.install_plugins(&["bridge", "host-local"], &["fake-cni"]);
     thick.write_primary(
         "10-cluster.conflist",

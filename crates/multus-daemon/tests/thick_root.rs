@@ -19,7 +19,9 @@ fn setup(thick: &mut Node) -> Net {
     let out = ip(&["link", "add", &net.macvlan_master, "type", "veth", "peer", "name", &peer]);
     assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
     ip(&["link", "set", &net.macvlan_master, "up"]);
-    thick.cleanup.links.extend([net.macvlan_master.clone(), net.cluster_bridge.clone(), net.nad_bridge.clone()]);
+    for link in [&net.macvlan_master, &net.cluster_bridge, &net.nad_bridge] {
+        thick.cleanup.record_link(link);
+    }
     net
 }
 

@@ -203,7 +203,7 @@ impl Node {
     /// Create a pod network namespace (removed on drop).
     pub fn sandbox(&mut self, namespace: &str, name: &str, uid: &str) -> PodSandbox {
         let netns = unique("mrt");
-        self.cleanup.netns.push(netns.clone());
+        self.cleanup.record_netns(&netns);
         PodSandbox::create(namespace, name, uid, netns)
     }
 

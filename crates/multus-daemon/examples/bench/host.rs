@@ -5,7 +5,6 @@ use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Instant;
 use test_node::ShimCall;
 
@@ -20,40 +19,17 @@ pub fn ip(args: &[&str]) -> bool {
 }
 
 /// Namespaces and links made by the bench, removed when dropped (also on a panic).
-#[derive(Default)]
-pub struct Cleanup {
-    pub netns: Mutex<Vec<String>>,
-    pub links: Mutex<Vec<String>>,
+pub use test_node::Cleanup;
+
+/// `n` new network namespaces named after `tag`; their paths.
+pub fn netns_many(cleanup: &Cleanup, tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| cleanup.new_netns(&format!("mb{}{tag}{i}", std::process::id() % 100_000))).collect()
 }
 
-impl Cleanup {
-    pub fn netns(&self, name: String) -> String {
-        assert!(ip(&["netns", "add", &name]), "ip netns add {name}");
-        self.netns.lock().unwrap().push(name.clone());
-        format!("/var/run/netns/{name}")
-    }
-
-    pub fn netns_many(&self, tag: &str, n: usize) -> Vec<String> {
-        (0..n).map(|i| self.netns(format!("mb{}{tag}{i}", std::process::id() % 100_000))).collect()
-    }
-
-    pub fn drop_netns(&self, paths: &[String]) {
-        for p in paths {
-            let name = p.rsplit('/').next().unwrap_or_default().to_string();
-            ip(&["netns", "del", &name]);
-            self.netns.lock().unwrap().retain(|n| *n != name);
-        }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for ns in self.netns.lock().unwrap().iter() {
-            ip(&["netns", "del", ns]);
-        }
-        for l in self.links.lock().unwrap().iter() {
-            ip(&["link", "del", l]);
-        }
+/// Delete the namespaces at `paths` now.
+pub fn drop_netns(cleanup: &Cleanup, paths: &[String]) {
+    for p in paths {
+        cleanup.remove_netns(p.rsplit('/').next().unwrap_or_default());
     }
 }
 

@@ -73,7 +73,7 @@ fn main() {
     // The macvlan NADs' master: a veth end (the dummy module may be missing in a container).
     let peer = format!("{master}p");
     assert!(ip(&["link", "add", &master, "type", "veth", "peer", "name", &peer]), "ip link add {master} type veth");
-    cleanup.links.lock().unwrap().push(master.clone());
+    cleanup.record_link(&master);
     assert!(ip(&["link", "set", &master, "up"]) && ip(&["link", "set", &peer, "up"]));
     let pods_per_shape = args.storms.iter().copied().max().unwrap_or(0).max(args.concurrency).max(1);
     if args.only.as_deref() == Some("memory") {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::args::Args;
-use crate::host::{Cleanup, shim_run};
+use crate::host::{Cleanup, drop_netns, netns_many, shim_run};
 use crate::node::{Bare, Node, histogram_mean_ms};
 use crate::numbers::{Cpu, median, ms, proc_status_kib, round, rss_kib, stats};
 
@@ -26,7 +26,7 @@ pub fn cid(tag: &str) -> String {
 /// Sequential ADD+DEL, bare and through multus, interleaved (alternating which goes first).
 pub fn sequential(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads: usize) -> Value {
     let bare = node.bare(nads);
-    let ns = cleanup.netns_many(&format!("s{shape}"), 2);
+    let ns = netns_many(cleanup, &format!("s{shape}"), 2);
     let pod = Node::pod_name(shape, 0);
     let (mut b_add, mut b_pair, mut m_add, mut m_pair) = (vec![], vec![], vec![], vec![]);
     for i in 0..args.iterations + 3 {
@@ -47,7 +47,7 @@ pub fn sequential(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads
             m_pair.push(m.1);
         }
     }
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     let (ba, bp, ma, mp) = (median(&b_add), median(&b_pair), median(&m_add), median(&m_pair));
     json!({"nads": nads, "bare_add_del": stats(b_pair), "multus_add_del": stats(m_pair), "bare_add": stats(b_add), "multus_add": stats(m_add),
            "add_del_p50_ratio": round(mp / bp), "add_p50_ratio": round(ma / ba), "add_p50_extra_ms": round(ma - ba),
@@ -88,7 +88,7 @@ pub fn concurrent(
 /// Throughput at `concurrency` ways, bare and through multus, two alternating rounds each.
 pub fn throughput(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads: usize) -> Value {
     let c = args.concurrency;
-    let ns = cleanup.netns_many(&format!("t{shape}"), c);
+    let ns = netns_many(cleanup, &format!("t{shape}"), c);
     let per_round = (args.pods / 2).max(c);
     let bares: Vec<Bare> = (0..c).map(|_| node.bare(nads)).collect();
     let (mut b_time, mut m_time, mut b_err, mut m_err) = (0.0, 0.0, 0, 0);
@@ -108,7 +108,7 @@ pub fn throughput(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads
         (m_time, m_err) = (m_time + t, m_err + e);
         first_errors.extend(errs.into_iter().take(2));
     }
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     let pods = (per_round * 2) as f64;
     let (b, m) = (pods / b_time, pods / m_time);
     json!({"nads": nads, "concurrency": c, "pods_per_side": pods, "bare_pods_per_s": round(b), "multus_pods_per_s": round(m),
@@ -118,7 +118,7 @@ pub fn throughput(args: &Args, node: &Node, cleanup: &Cleanup, shape: &str, nads
 
 /// `n` ADDs at once, then `n` DELs at once; errors and the daemon's peak RSS (sampled).
 pub fn storm(args: &Args, node: &Node, cleanup: &Cleanup, n: usize) -> Value {
-    let ns = cleanup.netns_many(&format!("x{n}x"), n);
+    let ns = netns_many(cleanup, &format!("x{n}x"), n);
     let cids: Vec<String> = (0..n).map(|_| cid("storm")).collect();
     let peak = AtomicU64::new(rss_kib(node.pid));
     let done = AtomicBool::new(false);
@@ -161,7 +161,7 @@ pub fn storm(args: &Args, node: &Node, cleanup: &Cleanup, n: usize) -> Value {
     // What the burst took should go back once the daemon is idle.
     std::thread::sleep(Duration::from_secs(3));
     let idle_after = rss_kib(node.pid);
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     json!({"pods": n, "add_errors": add_err, "del_errors": del_err_exit + del_left, "add_s": round(add_s), "del_s": round(del_s),
            "add_pods_per_s": round(n as f64 / add_s), "first_errors": add_first,
            "daemon_peak_rss_kib": peak.load(Ordering::SeqCst), "daemon_hwm_kib": proc_status_kib(node.pid, "VmHWM:"),
@@ -170,7 +170,7 @@ pub fn storm(args: &Args, node: &Node, cleanup: &Cleanup, n: usize) -> Value {
 
 /// RSS before and after `cycles` sequential ADD/DEL cycles of a cluster-network-only pod.
 pub fn growth(args: &Args, node: &Node, cleanup: &Cleanup) -> Value {
-    let ns = cleanup.netns_many("g", 1);
+    let ns = netns_many(cleanup, "g", 1);
     let pod = Node::pod_name("plain", 0);
     let before = rss_kib(node.pid);
     let started = Instant::now();
@@ -182,7 +182,7 @@ pub fn growth(args: &Args, node: &Node, cleanup: &Cleanup) -> Value {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let after = rss_kib(node.pid);
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     let growth = after as i64 - before as i64;
     json!({"cycles": args.cycles, "errors": errors, "rss_before_kib": before, "rss_after_kib": after, "growth_kib": growth,
            "growth_kib_per_1000": round(growth as f64 * 1000.0 / args.cycles.max(1) as f64), "elapsed_s": round(elapsed)})
@@ -195,7 +195,7 @@ pub fn mean(v: &[f64]) -> f64 {
 /// Where the fixed per-pod cost goes (cluster network only, sequential). Means throughout, so
 /// that the bench's timings and the daemon's histograms (sum/count) subtract cleanly.
 pub fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64) -> Value {
-    let ns = cleanup.netns_many("p", 2);
+    let ns = netns_many(cleanup, "p", 2);
     let pod = Node::pod_name("plain", 0);
     let socket = node.socket();
     let bare = node.bare(0);
@@ -217,7 +217,7 @@ pub fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64) -
         bare_del.push(pair - add);
     }
     let after = node.metrics();
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     let hist = |name: &str, filter: &[&str]| histogram_mean_ms(&before, &after, name, filter);
     let command =
         |verb: &str| hist("multus_command_duration_seconds", &["outcome=\"success\"", &format!("command=\"{verb}\"")]);
@@ -253,7 +253,7 @@ pub fn profile(args: &Args, node: &Node, cleanup: &Cleanup, shim_exec_ms: f64) -
 /// `--compare-shim`: ADD+DEL of a cluster-network-only pod through the shim and through the
 /// other shim, interleaved with the bare delegates, against the same daemon.
 pub fn compare_shims(args: &Args, other: &Path, node: &Node, cleanup: &Cleanup) -> Value {
-    let ns = cleanup.netns_many("c", 3);
+    let ns = netns_many(cleanup, "c", 3);
     let pod = Node::pod_name("plain", 0);
     let bare = node.bare(0);
     let (mut a, mut b, mut z) = ((vec![], vec![]), (vec![], vec![]), (vec![], vec![]));
@@ -268,7 +268,7 @@ pub fn compare_shims(args: &Args, other: &Path, node: &Node, cleanup: &Cleanup) 
             }
         }
     }
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     let side = |v: &(Vec<f64>, Vec<f64>)| {
         json!({"add_p50_ms": round(median(&v.0)), "add_mean_ms": round(mean(&v.0)),
                "add_del_p50_ms": round(median(&v.1)), "add_del_mean_ms": round(mean(&v.1))})
@@ -283,7 +283,7 @@ pub fn compare_shims(args: &Args, other: &Path, node: &Node, cleanup: &Cleanup) 
 pub fn parallel_delegates(args: &Args, seq: &Node, par: &Node, cleanup: &Cleanup) -> Value {
     let mut out = serde_json::Map::new();
     for (shape, nads) in [("nad2", 2), ("nad4", 4)] {
-        let ns = cleanup.netns_many(&format!("q{shape}"), 3);
+        let ns = netns_many(cleanup, &format!("q{shape}"), 3);
         let bare = seq.bare(nads);
         let pod = Node::pod_name(shape, 0);
         let (mut s_add, mut p_add, mut s_pair, mut p_pair, mut b_add) = (vec![], vec![], vec![], vec![], vec![]);
@@ -299,7 +299,7 @@ pub fn parallel_delegates(args: &Args, seq: &Node, par: &Node, cleanup: &Cleanup
                 b_add.push(b.0);
             }
         }
-        cleanup.drop_netns(&ns);
+        drop_netns(cleanup, &ns);
         let (sa, pa) = (median(&s_add), median(&p_add));
         out.insert(
             shape.into(),

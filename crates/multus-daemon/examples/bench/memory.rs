@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::args::Args;
-use crate::host::{Cleanup, shim_run};
+use crate::host::{Cleanup, drop_netns, netns_many, shim_run};
 use crate::measure::{cid, storm};
 use crate::node::{Node, pod, start_node_with};
 use crate::numbers::{proc_status_kib, round, rss_kib};
@@ -71,7 +71,7 @@ pub fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
     eprintln!("bench: memory: no other NADs; API requests per ADD and DEL");
     let node = start_node_with(args, cleanup, 3, master, pods, json!({}), Vec::new(), latency);
     out.insert("no_nads".into(), settle(&node));
-    let ns = cleanup.netns_many("r", 1);
+    let ns = netns_many(cleanup, "r", 1);
     let mut requests = serde_json::Map::new();
     for (label, pod) in [("nad2", Node::pod_name("nad2", 0)), ("plain", Node::pod_name("plain", 0))] {
         let (first, second) = (cid("rq"), cid("rq"));
@@ -80,7 +80,7 @@ pub fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
         requests.insert(format!("{label}_next_add"), requests_of(&node, &args.shim, "ADD", &second, &ns[0], &pod));
         requests.insert(format!("{label}_next_del"), requests_of(&node, &args.shim, "DEL", &second, &ns[0], &pod));
     }
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     out.insert("requests".into(), Value::Object(requests));
     eprintln!("bench: memory: a {pods}-way storm, then idle");
     out.insert("storm".into(), storm(args, &node, cleanup, pods));
@@ -99,12 +99,12 @@ pub fn memory_bounded(args: &Args, cleanup: &Cleanup, master: &str) -> Value {
     big.push(pod("big-user", Some("tenant-big/big-0,tenant-big/big-1,tenant-big/big-2,tenant-big/big-3")));
     let node = start_node_with(args, cleanup, 3, master, pods, json!({}), big, latency);
     out.insert("nads_40_1mb".into(), settle(&node));
-    let ns = cleanup.netns_many("u", 1);
+    let ns = netns_many(cleanup, "u", 1);
     let before = rss_kib(node.pid);
     let used = node.multus_pod(&args.shim, &cid("big"), &ns[0], "big-user");
     let right_after = rss_kib(node.pid);
     std::thread::sleep(Duration::from_secs(3));
-    cleanup.drop_netns(&ns);
+    drop_netns(cleanup, &ns);
     out.insert(
         "pod_using_4_big_nads".into(),
         json!({"ok": used.is_ok(), "error": used.err(), "rss_before_kib": before, "rss_right_after_kib": right_after,

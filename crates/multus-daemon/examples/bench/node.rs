@@ -173,18 +173,13 @@ impl Bare {
     }
 }
 
+/// A pod of the bench's namespace (UID `uid-<name>`).
 pub fn pod(name: &str, networks: Option<&str>) -> Value {
-    let mut ann = serde_json::Map::new();
-    if let Some(n) = networks {
-        ann.insert("k8s.v1.cni.cncf.io/networks".into(), json!(n));
-    }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "annotations": ann},
-           "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]}})
+    test_node::pod("default", name, &format!("uid-{name}"), networks)
 }
 
 pub fn nad(name: &str, config: &Value) -> Value {
-    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-           "metadata": {"name": name, "namespace": "default"}, "spec": {"config": config.to_string()}})
+    test_node::nad("default", name, config)
 }
 
 pub fn free_port() -> u16 {
@@ -215,7 +210,7 @@ pub fn start_node_with(
     let ipam = tempfile::tempdir().expect("tempdir");
     let ipam_dir = ipam.path().to_string_lossy().into_owned();
     let bridge = format!("mbb{tag}x{}", std::process::id() % 100_000);
-    cleanup.links.lock().unwrap().push(bridge.clone());
+    cleanup.record_link(&bridge);
     let primary = json!({"cniVersion": "1.0.0", "name": "bench-net", "plugins": [{"type": "bridge", "bridge": bridge,
         "ipam": {"type": "host-local", "subnet": format!("10.{}.0.0/16", 200 + tag), "dataDir": ipam_dir}}]});
     let nads: Vec<Value> = (1..=4)

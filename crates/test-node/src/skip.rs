@@ -78,4 +78,32 @@ mod tests {
     fn the_test_is_named_after_its_thread() {
         assert_eq!(current_test(), "skip::tests::the_test_is_named_after_its_thread");
     }
+
+    /// A skip through the environment, in a child test process (this one's environment stays
+    /// untouched): the line names the test and the reason.
+    #[test]
+    fn a_skip_reaches_the_file_named_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skips");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "skip::tests::child_skips_when_asked", "--nocapture", "--test-threads=1"])
+            .env(SKIPS_ENV, &file)
+            .env("TEST_NODE_CHILD_SKIP", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("SKIPPED: skip::tests::child_skips_when_asked: asked to")
+        );
+        let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+        assert_eq!(line, serde_json::json!({"test": "skip::tests::child_skips_when_asked", "reason": "asked to"}));
+    }
+
+    /// Skips only in the child above; anywhere else it runs (and does nothing).
+    #[test]
+    fn child_skips_when_asked() {
+        let asked = std::env::var_os("TEST_NODE_CHILD_SKIP").is_some();
+        // The test's whole work: nothing beyond the check.
+        let _ran = require(asked.then_some("asked to"));
+    }
 }

@@ -1,7 +1,7 @@
 //! A node on this machine: kube-mock + multus-daemon + multus-shim run as a container runtime
 //! would, with one network namespace per pod. Shared by `demo` and `e2e --local`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -435,15 +435,17 @@ impl LocalEnv {
         let socket = self.socket();
         let conf = self.multus_conf_path();
         let log = self.daemon_log();
-        wait_for("multus-daemon to serve /readyz and write 00-multus.conf", Duration::from_secs(60), || {
-            if !alive() {
-                bail!("multus-daemon exited; last log lines:\n{}", log_tail());
-            }
-            let ready = test_node::ready(&socket);
-            let written = std::fs::metadata(&conf).map(|m| m.len() > 0).unwrap_or(false);
-            Ok((ready && written).then_some(()))
-        })
-        .map_err(|e| e.context(format!("daemon log: {}", log.display())))?;
+        // The container's daemon may take a while to appear: `alive` says when it is gone.
+        test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), alive)
+            .map_err(|e| {
+                match e {
+                    test_node::NotReady::Exited => {
+                        anyhow::anyhow!("multus-daemon exited; last log lines:\n{}", log_tail())
+                    }
+                    e => anyhow::anyhow!("{e}"),
+                }
+                .context(format!("daemon log: {}", log.display()))
+            })?;
         Ok(())
     }
 

@@ -14,6 +14,53 @@ pub fn ready(socket: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a daemon did not get ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Its process exited.
+    Exited,
+    /// Still not ready after this long.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited => write!(f, "multus-daemon exited"),
+            Self::TimedOut(t) => write!(f, "multus-daemon did not serve /readyz and write its config within {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for NotReady {}
+
+/// Wait (polling every `poll`, at most `timeout`) until the daemon behind `socket` answers
+/// `/readyz` and `conf`, when given, is written; stop at once when `alive` says it is gone.
+/// When `/readyz` first answered (a benchmark's ready time).
+pub fn wait_ready(
+    socket: &Path,
+    conf: Option<&Path>,
+    timeout: Duration,
+    poll: Duration,
+    mut alive: impl FnMut() -> bool,
+) -> Result<Instant, NotReady> {
+    let deadline = Instant::now() + timeout;
+    let mut ready_at = None;
+    while Instant::now() < deadline {
+        if ready(socket) {
+            let at = *ready_at.get_or_insert_with(Instant::now);
+            if conf.is_none_or(|c| std::fs::metadata(c).is_ok_and(|m| m.len() > 0)) {
+                return Ok(at);
+            }
+        }
+        if !alive() {
+            return Err(NotReady::Exited);
+        }
+        std::thread::sleep(poll);
+    }
+    Err(NotReady::TimedOut(timeout))
+}
+
 /// A running multus-daemon, stopped (SIGTERM, then SIGKILL after 5 s) on drop.
 pub struct DaemonProcess {
     /// Always `Some` until [`DaemonProcess::into_child`] takes it.
@@ -66,21 +113,15 @@ impl DaemonProcess {
         timeout: Duration,
         poll: Duration,
     ) -> Result<Duration, String> {
-        let deadline = Instant::now() + timeout;
-        let mut ready_after = None;
-        while Instant::now() < deadline {
-            if ready(socket) {
-                let after = *ready_after.get_or_insert_with(|| self.started.elapsed());
-                if conf.is_none_or(Path::exists) {
-                    return Ok(after);
-                }
+        let started = self.started;
+        match wait_ready(socket, conf, timeout, poll, || self.exited().is_none()) {
+            Ok(at) => Ok(at.duration_since(started)),
+            Err(NotReady::Exited) => {
+                let status = self.exited().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!("multus-daemon exited early with {status}:\n{}", self.log()))
             }
-            if let Some(status) = self.exited() {
-                return Err(format!("multus-daemon exited early with {status}:\n{}", self.log()));
-            }
-            std::thread::sleep(poll);
+            Err(NotReady::TimedOut(_)) => Err(format!("multus-daemon did not become ready:\n{}", self.log())),
         }
-        Err(format!("multus-daemon did not become ready:\n{}", self.log()))
     }
 
     /// Wait up to `timeout` for the process to exit by itself.

@@ -26,7 +26,7 @@ pub use bins::{bin, missing_bins};
 #[cfg(feature = "in-process-api")]
 pub use builder::NodeBuilder;
 pub use cleanup::{Cleanup, stop_child};
-pub use daemon::{DaemonProcess, ready};
+pub use daemon::{DaemonProcess, NotReady, ready, wait_ready};
 pub use kubelet::FakeKubelet;
 pub use netns::{PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique};
 #[cfg(feature = "in-process-api")]

@@ -17,7 +17,7 @@ use super::plan::{
 };
 use crate::fixtures;
 use crate::harness::{self, LocalEnv, ShimOutput, tail};
-use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
+use crate::util::{Cmd, Deferred, Proc, defer};
 use test_node::ShimCall;
 
 pub const NAMESPACE: &str = "multus-soak";
@@ -300,26 +300,23 @@ impl Node {
         // Not LocalEnv::wait_daemon: a daemon that exits at once must fail the start at once
         // (the retry then comes while the shim still re-sends its DEL), not after 60 s.
         let (socket, conf) = (self.env.socket(), self.env.multus_conf_path());
-        let ready = wait_for("multus-daemon to serve /readyz", Duration::from_secs(60), || {
-            if !proc.running() {
-                return Ok(Some(false));
-            }
-            let ok = test_node::ready(&socket);
-            Ok((ok && conf.exists()).then_some(true))
-        });
+        let ready =
+            test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), || {
+                proc.running()
+            });
         match ready {
-            Ok(true) => {
+            Ok(_) => {
                 self.daemon = Some((proc, guard));
                 Ok(())
             }
-            Ok(false) => {
+            Err(test_node::NotReady::Exited) => {
                 guard.dismiss();
                 bail!("multus-daemon exited at start: {}", tail(&self.env.daemon_log(), 1))
             }
             Err(e) => {
                 proc.kill();
                 guard.dismiss();
-                Err(e)
+                Err(e.into())
             }
         }
     }

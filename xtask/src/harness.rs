@@ -435,7 +435,7 @@ impl LocalEnv {
         let socket = self.socket();
         let conf = self.multus_conf_path();
         let log = self.daemon_log();
-        // The container's daemon may take a while to appear: `alive` says when it is gone.
+        // `alive`: the daemon's process (or container) still runs; once it is gone, fail at once.
         test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), alive)
             .map_err(|e| {
                 match e {

@@ -1,12 +1,12 @@
 //! A node on this machine: kube-mock + multus-daemon + multus-shim run as a container runtime
 //! would, with one network namespace per pod. Shared by `demo` and `e2e --local`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
+use test_node::{ShimCall, ShimRun};
 
 use crate::fixtures::{self, Vars};
 use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
@@ -110,6 +110,12 @@ pub struct ShimOutput {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<ShimRun> for ShimOutput {
+    fn from(run: ShimRun) -> Self {
+        Self { success: run.success(), stdout: run.stdout, stderr: run.stderr }
+    }
 }
 
 impl ShimOutput {
@@ -366,13 +372,11 @@ impl LocalEnv {
 
     /// Start kube-mock with `seeds`; remember its URL.
     pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<Proc> {
-        let mut cmd = Cmd::new(self.bins.kube_mock.display().to_string())
-            .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(self.kubeconfig.display().to_string())
-            .args(extra.iter().cloned());
-        for s in seeds {
-            cmd = cmd.arg("--seed").arg(s.display().to_string());
-        }
+        let cmd = Cmd::new(self.bins.kube_mock.display().to_string()).args(test_node::api_binary::kube_mock_args(
+            &self.kubeconfig,
+            seeds,
+            extra,
+        ));
         let (proc, stdout, guard) = Proc::spawn("kube-mock", &cmd, &self.run.join("logs/kube-mock.log"))?;
         let _ = guard; // stays on the cleanup stack
         let (tx, rx) = std::sync::mpsc::channel();
@@ -386,10 +390,7 @@ impl LocalEnv {
             .context("kube-mock did not print its address within 20 s")?
             .context("kube-mock exited before printing its address")?
             .context("reading kube-mock's stdout")?;
-        let url = first
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from kube-mock: {first:?}"))?;
-        self.api = url.trim().to_string();
+        self.api = test_node::api_binary::listening_url(&first).map_err(|e| anyhow::anyhow!("kube-mock: {e}"))?;
         wait_for("kube-mock's kubeconfig", Duration::from_secs(10), || Ok(self.kubeconfig.exists().then_some(())))?;
         Ok(proc)
     }
@@ -446,17 +447,17 @@ impl LocalEnv {
         let socket = self.socket();
         let conf = self.multus_conf_path();
         let log = self.daemon_log();
-        wait_for("multus-daemon to serve /readyz and write 00-multus.conf", Duration::from_secs(60), || {
-            if !alive() {
-                bail!("multus-daemon exited; last log lines:\n{}", log_tail());
-            }
-            let ready = multus_api::client::post(&socket, "/readyz", b"null", Some(Duration::from_secs(2)))
-                .map(|r| r.status == 200)
-                .unwrap_or(false);
-            let written = std::fs::metadata(&conf).map(|m| m.len() > 0).unwrap_or(false);
-            Ok((ready && written).then_some(()))
-        })
-        .map_err(|e| e.context(format!("daemon log: {}", log.display())))?;
+        // `alive`: the daemon's process (or container) still runs; once it is gone, fail at once.
+        test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), alive)
+            .map_err(|e| {
+                match e {
+                    test_node::NotReady::Exited => {
+                        anyhow::anyhow!("multus-daemon exited; last log lines:\n{}", log_tail())
+                    }
+                    e => anyhow::anyhow!("{e}"),
+                }
+                .context(format!("daemon log: {}", log.display()))
+            })?;
         Ok(())
     }
 
@@ -525,35 +526,13 @@ impl LocalEnv {
             self.bins.shim.parent().map(|p| p.display().to_string()).unwrap_or_default(),
             self.var("BIN_DIR")
         );
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
-            pod.namespace, pod.name, pod.container_id, pod.uid
-        );
-        let mut child = std::process::Command::new(&self.bins.shim)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", &pod.container_id)
-            .env("CNI_NETNS", &pod.netns_path)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args)
-            .env("CNI_PATH", cni_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting multus-shim")?;
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().context("shim stdin")?;
-            stdin.write_all(conf.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        Ok(ShimOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        let args = test_node::cni_args(&pod.namespace, &pod.name, &pod.container_id, &pod.uid);
+        let call = ShimCall::new(command)
+            .system_path()
+            .attachment(&pod.container_id, &pod.netns_path, "eth0", args)
+            .cni_path(cni_path)
+            .stdin(conf);
+        Ok(call.run(&self.bins.shim).context("starting multus-shim")?.into())
     }
 
     /// Interfaces, addresses and routes inside the pod's namespace.
@@ -603,30 +582,4 @@ pub fn tail(path: &Path, n: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ip_json() {
-        let addr = r#"[{"ifindex":1,"ifname":"lo","operstate":"UNKNOWN","address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
-          {"ifindex":3,"ifname":"net1","operstate":"UP","address":"02:aa:bb:cc:dd:ee","addr_info":[{"family":"inet","local":"10.250.0.10","prefixlen":24,"scope":"global"},{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]}]"#;
-        let v = parse_ip_addr(addr).unwrap();
-        assert_eq!(v[1].addrs, vec!["10.250.0.10/24"]);
-        assert_eq!(v[1].mac, "02:aa:bb:cc:dd:ee");
-        let routes = parse_ip_route(r#"[{"dst":"default","gateway":"10.248.0.1","dev":"eth0","flags":[]},{"dst":"10.248.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.248.0.2","flags":[]}]"#).unwrap();
-        assert_eq!(routes[0].to_string(), "default via 10.248.0.1 dev eth0");
-        assert_eq!(routes[1].to_string(), "10.248.0.0/24 dev eth0");
-    }
-
-    #[test]
-    fn parses_network_status() {
-        let pod = serde_json::json!({"metadata":{"annotations":{NETWORK_STATUS:
-            "[{\n    \"name\": \"cluster\",\n    \"interface\": \"eth0\",\n    \"ips\": [\n        \"10.248.0.2\"\n    ],\n    \"mac\": \"aa\",\n    \"default\": true,\n    \"dns\": {},\n    \"gateway\": [\"10.248.0.1\"]\n},{\n    \"name\": \"ns/macvlan-net\",\n    \"interface\": \"net1\",\n    \"ips\": [\"10.250.0.10\"],\n    \"mac\": \"bb\",\n    \"dns\": {}\n}]"}}});
-        let st = network_status(&pod).unwrap().unwrap();
-        assert_eq!(st.len(), 2);
-        assert!(st[0].default && !st[1].default);
-        assert_eq!(st[1].interface, "net1");
-        assert_eq!(st[0].gateway, vec!["10.248.0.1"]);
-        assert!(network_status(&serde_json::json!({"metadata":{}})).unwrap().is_none());
-    }
-}
+mod tests;

@@ -397,8 +397,7 @@ mod tests {
     /// manifest's names.
     #[test]
     fn kubectl_applies_the_manifest_to_kube_mock() {
-        if !have("kubectl") {
-            eprintln!("skipped: kubectl is not installed");
+        if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
             return;
         }
         let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();

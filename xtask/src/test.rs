@@ -48,9 +48,16 @@ pub fn run(args: TestArgs) -> Result<()> {
         }
         Err(why) => eprintln!("xtask: {why}: the #[ignore]d system tests are reported as skipped"),
     }
-    let totals = cargo_test(&test_args)?;
+    // Tests that could not run here record themselves (test_node::require) in this file:
+    // cargo counts them as passed, this run counts them as skipped.
+    let skips = tempfile::NamedTempFile::new().context("creating the skips file")?;
+    let result = cargo_test(&test_args, skips.path());
+    let totals = result.totals.with_skips(&read_skips(skips.path()));
     // One closing line for the whole run (cargo prints one per test binary).
-    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    println!("{}", totals.summary());
+    if !result.success {
+        bail!("cargo {} failed", test_args.join(" "));
+    }
     if totals.failed > 0 {
         bail!("{} tests failed", totals.failed);
     }
@@ -87,6 +94,46 @@ pub struct Totals {
     pub passed: u64,
     pub failed: u64,
     pub ignored: u64,
+    /// Tests that ran but could not do their work here (test_node::require), and tests left
+    /// out by `--skip`.
+    pub skipped: u64,
+}
+
+impl Totals {
+    /// Move the tests that recorded a skip from passed to skipped.
+    pub fn with_skips(mut self, skips: &[Skip]) -> Self {
+        let n = skips.len() as u64;
+        self.passed = self.passed.saturating_sub(n);
+        self.skipped += n;
+        self
+    }
+
+    pub fn summary(&self) -> String {
+        format!("tests: {} passed, {} failed, {} skipped", self.passed, self.failed, self.ignored + self.skipped)
+    }
+}
+
+/// One line of the skips file: `{"test","reason"}`.
+#[derive(Debug, serde::Deserialize, PartialEq, Eq)]
+pub struct Skip {
+    pub test: String,
+    pub reason: String,
+}
+
+/// The skips recorded in `path` (a line that does not parse still counts: a test skipped).
+pub fn read_skips(path: &Path) -> Vec<Skip> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Skip { test: "?".into(), reason: l.to_string() }))
+        .collect()
+}
+
+/// How many tests `--skip NAME` left out: `NAME` matches as a substring of the test paths
+/// listed by `cargo test -- --list` lines (`path: test`).
+pub fn count_listed(list: &str, names: &[&str]) -> u64 {
+    list.lines().filter_map(|l| l.strip_suffix(": test")).filter(|t| names.iter().any(|n| t.contains(n))).count() as u64
 }
 
 /// Add up a `test result: ok. 3 passed; 0 failed; 1 ignored; …` line.
@@ -105,27 +152,64 @@ pub fn add_result_line(totals: &mut Totals, line: &str) {
     }
 }
 
-/// Run `cargo test …`, passing its output through while adding up the results.
-fn cargo_test(args: &[&str]) -> Result<Totals> {
+/// What one `cargo test` run reported.
+struct TestRun {
+    totals: Totals,
+    success: bool,
+}
+
+/// Run `cargo test …` with `MULTUS_TEST_SKIPS` set to `skips`, passing its output through
+/// while adding up the results; the `--skip`ped tests (listed first) count as skipped.
+fn cargo_test(args: &[&str], skips: &Path) -> TestRun {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut totals = Totals { skipped: skipped_by_name(&cargo, args), ..Totals::default() };
     eprintln!("xtask: cargo {}", args.join(" "));
-    let mut child =
-        Command::new(cargo).args(args).stdout(std::process::Stdio::piped()).spawn().context("running cargo test")?;
-    let mut totals = Totals::default();
+    let child = Command::new(&cargo)
+        .args(args)
+        .env(test_node::skip::SKIPS_ENV, skips)
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: running cargo test: {e}");
+            return TestRun { totals, success: false };
+        }
+    };
     if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let line = line.context("reading cargo test output")?;
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
             println!("{line}");
             add_result_line(&mut totals, &line);
         }
     }
-    let status = child.wait().context("waiting for cargo test")?;
-    if !status.success() {
-        println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed.max(1), totals.ignored);
-        bail!("cargo {} failed", args.join(" "));
+    let success = child.wait().is_ok_and(|s| s.success());
+    if !success {
+        totals.failed = totals.failed.max(1);
     }
-    Ok(totals)
+    TestRun { totals, success }
+}
+
+/// How many tests the `--skip NAME`s of `args` leave out (from `cargo test … -- --list`).
+fn skipped_by_name(cargo: &str, args: &[&str]) -> u64 {
+    let names: Vec<&str> = args.windows(2).filter(|w| w[0] == "--skip").map(|w| w[1]).collect();
+    if names.is_empty() {
+        return 0;
+    }
+    let mut list_args: Vec<&str> = Vec::new();
+    let mut skip_next = false;
+    for a in args {
+        if skip_next {
+            skip_next = false;
+        } else if *a == "--skip" {
+            skip_next = true;
+        } else {
+            list_args.push(a);
+        }
+    }
+    list_args.push("--list");
+    let out = Command::new(cargo).args(&list_args).stderr(std::process::Stdio::inherit()).output();
+    out.map(|o| count_listed(&String::from_utf8_lossy(&o.stdout), &names)).unwrap_or(0)
 }
 
 fn is_root() -> bool {
@@ -195,6 +279,25 @@ mod tests {
         );
         add_result_line(&mut t, "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 5 filtered out");
         add_result_line(&mut t, "running 3 tests");
-        assert_eq!(t, Totals { passed: 5, failed: 1, ignored: 1 });
+        assert_eq!(t, Totals { passed: 5, failed: 1, ignored: 1, skipped: 0 });
+    }
+
+    #[test]
+    fn recorded_skips_move_from_passed_to_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skips");
+        std::fs::write(&file, "{\"test\":\"a\",\"reason\":\"needs root\"}\n{\"test\":\"b\",\"reason\":\"needs ip\"}\n")
+            .unwrap();
+        let skips = read_skips(&file);
+        assert_eq!(skips[1], Skip { test: "b".into(), reason: "needs ip".into() });
+        let t = Totals { passed: 5, failed: 0, ignored: 1, skipped: 1 }.with_skips(&skips);
+        assert_eq!(t.summary(), "tests: 3 passed, 0 failed, 4 skipped");
+        assert!(read_skips(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn skip_names_count_the_listed_tests_they_match() {
+        let list = "tests::builds_the_real_image: test\nother: test\nbuilds_from_source_with_buildx: test\n\n2 tests, 0 benchmarks\n";
+        assert_eq!(count_listed(list, &NOT_RUN_BY_DEFAULT), 2);
     }
 }

@@ -120,7 +120,7 @@ fn setup(plugins: &[&str]) -> Option<Env> {
     let (host, ctr) = match namespaces {
         Ok(both) => both,
         Err(e) => {
-            test_skip::require(false, &e);
+            test_skip::require(Some(&e));
             return None;
         }
     };

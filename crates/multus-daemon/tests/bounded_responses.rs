@@ -7,10 +7,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use test_node::DaemonProcess;
 
 /// Reads one request head: (method, path with query).
 fn read_head(stream: &TcpStream) -> Option<(String, String)> {
@@ -92,17 +92,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // By PID: the child this test started.
-        let _ =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
 fn ready(dir: &Path) -> bool {
     multus_api::client::post(&dir.join("run/multus.sock"), "/readyz", b"null", Some(Duration::from_secs(2)))
         .map(|r| r.status == 200)
@@ -140,25 +129,18 @@ fn endless_answers_are_cut_and_the_daemon_recovers() {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: raw\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: raw\n  context:\n    cluster: raw\n    user: raw\ncurrent-context: raw\nusers:\n- name: raw\n  user:\n    token: t\n"
     );
     std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_multus-daemon"))
-        .arg("-config")
-        .arg(dir.path().join("daemon-config.json"))
-        .arg("-kubeconfig")
-        .arg(dir.path().join("kubeconfig"))
-        .env("MULTUS_NODE_NAME", "node1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start multus-daemon");
-    let mut daemon = Daemon(child);
-    let pid = daemon.0.id();
+    let mut command =
+        DaemonProcess::command(Path::new(env!("CARGO_BIN_EXE_multus-daemon")), &dir.path().join("daemon-config.json"));
+    command.arg("-kubeconfig").arg(dir.path().join("kubeconfig")).env("MULTUS_NODE_NAME", "node1");
+    let mut daemon = DaemonProcess::spawn(command, &dir.path().join("daemon.log")).expect("start multus-daemon");
+    let pid = daemon.pid();
 
     // Four seconds of endless lists and an endless watch line.
     let mut peak = 0;
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
         peak = peak.max(rss_kib(pid, "RssAnon:"));
-        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon died");
+        assert!(daemon.exited().is_none(), "the daemon died");
         std::thread::sleep(Duration::from_millis(20));
     }
     let hwm = rss_kib(pid, "VmHWM:");
@@ -172,7 +154,7 @@ fn endless_answers_are_cut_and_the_daemon_recovers() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready(dir.path()) {
         assert!(Instant::now() < deadline, "the daemon did not recover");
-        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon died");
+        assert!(daemon.exited().is_none(), "the daemon died");
         std::thread::sleep(Duration::from_millis(100));
     }
     // And what the burst took goes back to the system once idle (anonymous memory: this test's

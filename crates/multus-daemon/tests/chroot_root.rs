@@ -10,12 +10,10 @@
 //!
 //! Needs root: #[ignore]d, run by CI with --include-ignored.
 
-mod support;
-
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
+use test_node::*;
 
 const UID: &str = "c4c4c4c4-0000-0000-0000-000000000001";
 
@@ -85,7 +83,7 @@ fn skip() -> Option<String> {
 }
 
 struct ChrootNode {
-    thick: Thick,
+    thick: Node,
     root: PathBuf,
     binds: Binds,
 }
@@ -93,7 +91,7 @@ struct ChrootNode {
 impl ChrootNode {
     /// A daemon with `chrootDir` = `<tmp>/root`, plugins in `<tmp>/bin` in both views.
     fn start(primary: Value, seed: Vec<Value>, plugins: &[&str]) -> Self {
-        let mut thick = Thick::new(seed);
+        let mut thick = Node::new(seed);
         let root = thick.path("root");
         let mut binds = Binds::default();
         binds.bind(Path::new("/proc"), &root.join("proc"));
@@ -133,7 +131,9 @@ impl Drop for ChrootNode {
 #[test]
 #[ignore = "needs root (chroot, mount --bind, network namespaces) and /usr/lib/cni"]
 fn delegates_run_inside_the_chroot_and_real_leases_stay_there() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let bridge = unique("mcr");
     let primary = json!({"cniVersion": "1.0.0", "name": "chroot-net", "plugins": [
         {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
@@ -143,7 +143,7 @@ fn delegates_run_inside_the_chroot_and_real_leases_stay_there() {
         "fake": {"recordDir": "/recorded-inside", "subnet": "10.232.0.0/24"}});
     let seed = vec![nad("default", "marker", &marker), pod("default", "p", UID, Some("marker"))];
     let mut node = ChrootNode::start(primary, seed, &["bridge", "host-local"]);
-    node.thick.cleanup.links.push(bridge.clone());
+    node.thick.cleanup.record_link(&bridge);
     let sandbox = node.sandbox("p");
 
     let add = node.thick.shim("ADD", &sandbox);
@@ -178,7 +178,9 @@ fn delegates_run_inside_the_chroot_and_real_leases_stay_there() {
 #[test]
 #[ignore = "needs root (chroot, mount --bind, network namespaces) and /usr/lib/cni"]
 fn a_plugin_missing_inside_the_chroot_fails_with_libcnis_text_and_leaves_nothing() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let primary = json!({"cniVersion": "1.0.0", "name": "chroot-net", "plugins": [
         {"type": "fake-cni", "fake": {"recordDir": "/recorded-inside", "subnet": "10.233.0.0/24"}}]});
     // `bridge` is linked in the daemon's view but not copied into the root.
@@ -204,8 +206,10 @@ fn a_plugin_missing_inside_the_chroot_fails_with_libcnis_text_and_leaves_nothing
 #[test]
 #[ignore = "needs root"]
 fn an_unusable_chroot_dir_stops_the_daemon_at_start() {
-    require(skip());
-    let mut thick = Thick::new(vec![]);
+    if !require(skip()) {
+        return;
+    }
+    let mut thick = Node::new(vec![]);
     thick.daemon_config["chrootDir"] = json!(thick.path("no-such-root"));
     let config = thick.path("daemon-config.json");
     std::fs::write(&config, serde_json::to_vec(&thick.daemon_config).unwrap()).unwrap();
@@ -213,5 +217,4 @@ fn an_unusable_chroot_dir_stops_the_daemon_at_start() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("chrootDir") && stderr.contains("no-such-root"), "{stderr}");
-    thick.cleanup.children.clear();
 }

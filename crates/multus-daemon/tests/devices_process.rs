@@ -6,13 +6,10 @@
 //! also play the device plugin and write its device-info files under
 //! `/var/run/k8s.cni.cncf.io/devinfo/dp` (with resource names of this test only, removed again).
 
-mod support;
-
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use support::*;
+use std::process::Command;
+use test_node::*;
 
 const DP_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
 
@@ -65,35 +62,20 @@ fn resource_nad(namespace: &str, name: &str, resource: &str, records: &Path) -> 
 
 /// A node with fake-cni as the cluster network and as `sriov`, fake-kubelet started with
 /// `kubelet_args`, and the daemon pointed at it.
-fn node(seed: Vec<Value>, kubelet_args: &[String]) -> Thick {
-    let mut thick = Thick::new(seed);
+fn node(seed: Vec<Value>, kubelet_args: &[String]) -> Node {
+    let mut thick = Node::new(seed);
     thick.install_plugins(&[], &["fake-cni", "sriov"]);
     thick.write_primary(
         "10-cluster.conflist",
         &json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [
             {"type": "fake-cni", "fake": {"recordDir": thick.path("records"), "subnet": "10.217.0.0/24"}}]}),
     );
-    let socket = thick.path("kubelet/kubelet.sock");
-    let mut child = Command::new(bin("fake-kubelet").expect("fake-kubelet binary"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(kubelet_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start fake-kubelet");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    thick.cleanup.children.push(child);
-    assert!(first.starts_with("listening on unix://"), "fake-kubelet said {first:?}");
-    thick.daemon_config["kubeletPodResourcesSocket"] = json!(socket);
+    thick.start_fake_kubelet(kubelet_args);
     thick.start_daemon();
-    // The daemon stops first (it is the last child): no request sees the kubelet vanish.
-    thick.cleanup.children.reverse();
     thick
 }
 
-fn status_entries(thick: &Thick, pod: &PodSandbox) -> Vec<Value> {
+fn status_entries(thick: &Node, pod: &PodSandbox) -> Vec<Value> {
     let obj = thick.pod_object(&pod.namespace, &pod.name);
     let text = obj["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].as_str().unwrap_or("[]").to_string();
     serde_json::from_str(&text).expect("network-status is JSON")
@@ -102,7 +84,9 @@ fn status_entries(thick: &Thick, pod: &PodSandbox) -> Vec<Value> {
 #[test]
 #[ignore = "needs root (network namespaces, /var/run/k8s.cni.cncf.io) and the multus-shim, fake-cni and fake-kubelet binaries"]
 fn device_ids_reach_the_delegates_and_the_status_annotation_and_del_removes_their_files() {
-    require(prerequisites());
+    if !require(prerequisites()) {
+        return;
+    }
     let resource = format!("test.example/{}", unique("vf"));
     let (vf0, vf1) = ("0000:af:06.0", "0000:af:06.1");
     let mut dp = DeviceInfoFiles::default();
@@ -167,7 +151,9 @@ fn device_ids_reach_the_delegates_and_the_status_annotation_and_del_removes_thei
 #[test]
 #[ignore = "needs root (network namespaces, /var/run/k8s.cni.cncf.io) and the multus-shim, fake-cni and fake-kubelet binaries"]
 fn a_failing_kubelet_fails_the_add_before_any_selected_delegate_runs() {
-    require(prerequisites());
+    if !require(prerequisites()) {
+        return;
+    }
     let uid = "0d1e2f30-0000-4000-8000-00000000d002";
     let records_dir = tempfile::tempdir().unwrap();
     let records = records_dir.path();

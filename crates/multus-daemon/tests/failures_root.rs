@@ -3,10 +3,8 @@
 //! exact outcome and that nothing is left behind: no delegate cache, no result cache, and every
 //! delegate that was added got its DEL. Needs root (the daemon enters the pod's netns).
 
-mod support;
-
 use serde_json::{Value, json};
-use support::*;
+use test_node::*;
 
 fn skip() -> Option<String> {
     if !is_root() {
@@ -16,7 +14,7 @@ fn skip() -> Option<String> {
 }
 
 /// A fake delegate config recording into `<tmp>/calls`.
-fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
+fn fake(thick: &Node, name: &str, extra: Value) -> Value {
     let mut fake = json!({"recordDir": thick.path("calls").to_string_lossy(), "subnet": "10.77.0.0/24"});
     if let (Some(f), Some(e)) = (fake.as_object_mut(), extra.as_object()) {
         f.extend(e.clone());
@@ -25,7 +23,7 @@ fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
 }
 
 /// (command, network name, ifname) of every recorded delegate call, in order.
-fn calls(thick: &Thick) -> Vec<(String, String, String)> {
+fn calls(thick: &Node) -> Vec<(String, String, String)> {
     fake_cni::read_calls(thick.path("calls"))
         .into_iter()
         .filter(|c| c.command != "VERSION")
@@ -38,12 +36,12 @@ fn call(cmd: &str, net: &str, ifname: &str) -> (String, String, String) {
 }
 
 /// A daemon whose cluster network is a fake delegate, with `seed` in the API server.
-fn start(seed: impl FnOnce(&Thick) -> Vec<Value>) -> Thick {
+fn start(seed: impl FnOnce(&Node) -> Vec<Value>) -> Node {
     start_with_deny(seed, &[])
 }
 
-fn start_with_deny(seed: impl FnOnce(&Thick) -> Vec<Value>, deny: &[&str]) -> Thick {
-    let mut thick = Thick::with_deny(vec![], deny);
+fn start_with_deny(seed: impl FnOnce(&Node) -> Vec<Value>, deny: &[&str]) -> Node {
+    let mut thick = Node::with_deny(vec![], deny);
     for obj in seed(&thick) {
         thick.mock.store().create(obj).expect("seed");
     }
@@ -54,7 +52,7 @@ fn start_with_deny(seed: impl FnOnce(&Thick) -> Vec<Value>, deny: &[&str]) -> Th
     thick
 }
 
-fn assert_no_leftovers(thick: &Thick, sandbox: &PodSandbox) {
+fn assert_no_leftovers(thick: &Node, sandbox: &PodSandbox) {
     assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left behind");
     assert!(thick.files_under("cni/results").is_empty(), "result caches left: {:?}", thick.files_under("cni/results"));
 }
@@ -64,7 +62,9 @@ const UID: &str = "22222222-2222-2222-2222-222222222222";
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn missing_nad_fails_before_any_delegate_runs() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![pod("default", "p", UID, Some("no-such-nad"))]);
     let sandbox = thick.sandbox("default", "p", UID);
     let add = thick.shim("ADD", &sandbox);
@@ -93,7 +93,9 @@ fn missing_nad_fails_before_any_delegate_runs() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn failing_delegate_rolls_back_every_delegate_including_itself() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|t| {
         vec![
             nad("default", "good", &fake(t, "good", json!({}))),
@@ -130,7 +132,9 @@ fn failing_delegate_rolls_back_every_delegate_including_itself() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn missing_plugin_binary_fails_and_rolls_back() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| {
         vec![
             nad(
@@ -152,7 +156,9 @@ fn missing_plugin_binary_fails_and_rolls_back() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn uid_mismatch_fails_the_add() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", "33333333-0000-0000-0000-000000000000");
     let add = thick.shim("ADD", &sandbox);
@@ -171,7 +177,9 @@ fn uid_mismatch_fails_the_add() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn pod_not_found_answers_the_placeholder_result() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![]);
     let sandbox = thick.sandbox("default", "ghost", UID);
     let add = thick.shim("ADD", &sandbox);
@@ -188,7 +196,9 @@ fn pod_not_found_answers_the_placeholder_result() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|t| {
         vec![
             nad("default", "good", &fake(t, "good", json!({}))),
@@ -249,7 +259,9 @@ fn api_server_down_during_add_rolls_back_and_during_del_still_deletes() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn daemon_not_running_add_fails_in_bounded_time_and_del_exits_zero() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     thick.stop_daemon();
@@ -271,7 +283,9 @@ fn daemon_not_running_add_fails_in_bounded_time_and_del_exits_zero() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn malformed_stdin_and_missing_env_never_reach_the_daemon() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     let bad = thick.shim_with("ADD", &sandbox, b"not json", &[]);
@@ -287,7 +301,9 @@ fn malformed_stdin_and_missing_env_never_reach_the_daemon() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn del_edge_cases() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick =
         start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
     // Never added, pod known: the delegates are recomputed from the pod and each gets a DEL
@@ -335,7 +351,9 @@ fn del_edge_cases() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn go_shim_request_gets_the_go_reply_shape() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick =
         start(|t| vec![nad("default", "good", &fake(t, "good", json!({}))), pod("default", "p", UID, Some("good"))]);
     let mut sandbox = thick.sandbox("default", "p", UID);
@@ -369,7 +387,9 @@ fn go_shim_request_gets_the_go_reply_shape() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn delegate_api_hot_plugs_and_removes_a_network() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|_| vec![pod("default", "p", UID, None)]);
     let sandbox = thick.sandbox("default", "p", UID);
     let socket = thick.path("run/multus.sock");
@@ -412,7 +432,9 @@ fn delegate_api_hot_plugs_and_removes_a_network() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn status_write_falls_back_to_put_without_patch_rights() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start_with_deny(|_| vec![pod("default", "p", UID, None)], &["patch:pods/status"]);
     let sandbox = thick.sandbox("default", "p", UID);
     let add = thick.shim("ADD", &sandbox);

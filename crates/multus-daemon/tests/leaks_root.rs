@@ -4,24 +4,23 @@
 //! be left: no interface in the pod, no host-local lease, no delegate or result cache.
 //! Needs root: the tests are #[ignore]d and CI runs them with --include-ignored.
 
-mod support;
-
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::*;
+use test_node::*;
 
 /// Host-side links the bridge plugin creates, uniquely named, removed at the end.
-fn bridges(thick: &mut Thick) -> (String, String) {
+fn bridges(thick: &mut Node) -> (String, String) {
     let names = (unique("lkc"), unique("lkn"));
-    thick.cleanup.links.extend([names.0.clone(), names.1.clone()]);
+    thick.cleanup.record_link(&names.0);
+    thick.cleanup.record_link(&names.1);
     names
 }
 
 /// A daemon whose cluster network is a real bridge + host-local, with NAD `bridge-net` (a
 /// second real bridge) and NAD `slow-net` (fake-cni that takes `slow_ms` to ADD), and pod
 /// `default/p` selecting both.
-fn start_slow(slow_ms: u64, uid: &str) -> Thick {
-    let mut thick = Thick::new(vec![]);
+fn start_slow(slow_ms: u64, uid: &str) -> Node {
+    let mut thick = Node::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
         "ipam": thick.ipam("10.224.0.0/24")});
@@ -55,7 +54,7 @@ fn eventually(within: Duration, what: impl Fn() -> bool, state: impl Fn() -> Str
     }
 }
 
-fn network_status(thick: &Thick) -> Option<String> {
+fn network_status(thick: &Node) -> Option<String> {
     thick.pod_object("default", "p")["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
         .as_str()
         .map(str::to_string)
@@ -68,7 +67,9 @@ fn network_status(thick: &Thick) -> Option<String> {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn an_add_whose_shim_was_killed_is_undone() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000001";
     let mut thick = start_slow(3000, uid);
     let sandbox = thick.sandbox("default", "p", uid);
@@ -129,7 +130,9 @@ fn an_add_whose_shim_was_killed_is_undone() {
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_del_whose_cni_args_is_not_utf8_still_deletes_everything() {
     use std::os::unix::ffi::OsStrExt;
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000002";
     let mut thick = start_slow(0, uid);
     let sandbox = thick.sandbox("default", "p", uid);
@@ -160,8 +163,10 @@ fn a_del_whose_cni_args_is_not_utf8_still_deletes_everything() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn gc_with_valid_attachments_reaches_every_network() {
-    require(root_skip_reason());
-    let mut thick = Thick::new(vec![]);
+    if !require(root_skip_reason()) {
+        return;
+    }
+    let mut thick = Node::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
         "ipam": thick.ipam("10.224.0.0/24")});
@@ -231,14 +236,17 @@ fn gc_with_valid_attachments_reaches_every_network() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000003";
-    let mut thick = Thick::new(vec![]);
+    let mut thick = Node::new(vec![]);
     let (cluster_bridge, _) = bridges(&mut thick);
     let device = unique("lkd");
     let out = ip(&["link", "add", &device, "type", "veth", "peer", "name", &format!("{device}p")]);
     assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
-    thick.cleanup.links.extend([device.clone(), format!("{device}p")]);
+    thick.cleanup.record_link(&device);
+    thick.cleanup.record_link(&format!("{device}p"));
     let hostdev_nad = json!({"cniVersion": "1.0.0", "name": "hostdev-net", "type": "host-device", "device": device,
         "ipam": thick.ipam("10.227.0.0/24")});
     for obj in [nad("default", "hostdev-net", &hostdev_nad), pod("default", "p", uid, Some("hostdev-net"))] {
@@ -276,9 +284,11 @@ fn a_del_after_the_netns_is_gone_releases_a_failing_delegates_lease() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn an_attachment_whose_pod_is_gone_from_the_api_is_reclaimed() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000004";
-    let mut thick = Thick::new(vec![]);
+    let mut thick = Node::new(vec![]);
     let (cluster_bridge, nad_bridge) = bridges(&mut thick);
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": nad_bridge,
         "ipam": thick.ipam("10.224.0.0/24")});
@@ -326,8 +336,8 @@ fn an_attachment_whose_pod_is_gone_from_the_api_is_reclaimed() {
 
 /// A daemon whose cluster network is a real bridge and whose NAD `odd-net` is fake-cni with
 /// the given `"fake"` options, and pod `default/p` selecting it.
-fn start_with_fake_nad(fake: Value, uid: &str, tweak: impl FnOnce(&mut Thick)) -> Thick {
-    let mut thick = Thick::new(vec![]);
+fn start_with_fake_nad(fake: Value, uid: &str, tweak: impl FnOnce(&mut Node)) -> Node {
+    let mut thick = Node::new(vec![]);
     let (cluster_bridge, _) = bridges(&mut thick);
     let mut fake = fake;
     fake["recordDir"] = json!(thick.path("calls").to_string_lossy());
@@ -385,7 +395,9 @@ fn late_lease_fake(add_ms: u64, late_ms: u64) -> (tempfile::TempDir, std::path::
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_delegate_timeout_kills_grandchildren_that_left_its_process_group() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000005";
     let (_marker_dir, marker, fake) = late_lease_fake(5000, 2000);
     let mut thick = start_with_fake_nad(fake, uid, |t| t.daemon_config["delegateTimeoutSeconds"] = json!(1));
@@ -405,7 +417,9 @@ fn a_delegate_timeout_kills_grandchildren_that_left_its_process_group() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_restarted_daemon_kills_what_its_killed_predecessors_delegates_left() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000006";
     let (_marker_dir, marker, fake) = late_lease_fake(10000, 3000);
     let mut thick = start_with_fake_nad(fake, uid, |_| {});
@@ -414,7 +428,7 @@ fn a_restarted_daemon_kills_what_its_killed_predecessors_delegates_left() {
     let mut shim = thick.spawn_shim("ADD", &sandbox, &stdin, &[]);
     eventually(Duration::from_secs(10), || !children_of(&sandbox).is_empty(), || "no grandchild started".into());
     // kill -9 of the daemon, by PID.
-    let mut daemon = thick.cleanup.children.pop().expect("the daemon");
+    let mut daemon = thick.take_daemon().expect("the daemon");
     daemon.kill().unwrap();
     let _ = daemon.wait();
     let _ = shim.kill();
@@ -435,7 +449,9 @@ fn a_restarted_daemon_kills_what_its_killed_predecessors_delegates_left() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_delegate_whose_child_holds_its_stdout_still_answers_at_once() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "21000000-0000-0000-0000-000000000007";
     let fake = json!({"holdStdout": {"on": ["ADD"], "ms": 60000}});
     let mut thick = start_with_fake_nad(fake, uid, |t| t.daemon_config["delegateTimeoutSeconds"] = json!(20));

@@ -6,12 +6,10 @@
 //! `memory.max_usage_in_bytes`, `memory.oom_control`) or v2 (`memory.max`, `memory.peak`,
 //! `memory.events`). Needs root: #[ignore]d, run by CI with --include-ignored.
 
-mod support;
-
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::*;
+use test_node::*;
 
 /// The daemon container's memory limit in the shipped manifest (`limits:` → `memory:` after
 /// `- name: kube-multus`).
@@ -98,8 +96,8 @@ impl Drop for MemoryCgroup {
 }
 
 /// The daemon's peak and current RSS.
-fn daemon_memory(thick: &Thick) -> String {
-    let pid = thick.cleanup.children.last().map(|c| c.id()).unwrap_or_default();
+fn daemon_memory(thick: &Node) -> String {
+    let pid = thick.daemon_pid().unwrap_or_default();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status.lines().find(|l| l.starts_with(name)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ")
@@ -112,7 +110,7 @@ fn skip() -> Option<String> {
 }
 
 /// Run `op` for every sandbox at once (one thread each), as a kubelet starting a node's pods.
-fn storm(thick: &Thick, command: &str, sandboxes: &[PodSandbox]) -> Vec<ShimRun> {
+fn storm(thick: &Node, command: &str, sandboxes: &[PodSandbox]) -> Vec<ShimRun> {
     std::thread::scope(|s| {
         let runs: Vec<_> = sandboxes.iter().map(|p| s.spawn(move || thick.shim(command, p))).collect();
         runs.into_iter().map(|r| r.join().expect("shim thread")).collect()
@@ -122,7 +120,9 @@ fn storm(thick: &Thick, command: &str, sandboxes: &[PodSandbox]) -> Vec<ShimRun>
 #[test]
 #[ignore = "needs root (memory cgroup, network namespaces), iproute2 and /usr/lib/cni"]
 fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     // MULTUS_MEMTEST_LIMIT_MIB: another limit, to measure (e.g. a large one shows the peaks).
     let limit = std::env::var("MULTUS_MEMTEST_LIMIT_MIB")
         .ok()
@@ -132,12 +132,12 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
         Ok(c) => c,
         Err(why) => {
             require(Some(why));
-            unreachable!()
+            return;
         }
     };
-    let mut thick = Thick::new(vec![]);
+    let mut thick = Node::new(vec![]);
     let bridge = unique("mmb");
-    thick.cleanup.links.push(bridge.clone());
+    thick.cleanup.record_link(&bridge);
     thick.install_plugins(&["bridge", "host-local"], &["fake-cni"]);
     thick.write_primary(
         "10-cluster.conflist",

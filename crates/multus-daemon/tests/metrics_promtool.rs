@@ -2,11 +2,9 @@
 //! (`promtool check metrics`, Debian package `prometheus`): the format a real consumer reads.
 //! #[ignore]d where promtool is missing; CI installs it and runs this with --include-ignored.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use support::*;
+use test_node::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -23,19 +21,24 @@ fn scrape(port: u16) -> Option<String> {
 #[test]
 #[ignore = "needs promtool (Debian: prometheus) and the workspace binaries"]
 fn promtool_accepts_the_scrape() {
-    require(missing_bins());
+    if !require(missing_bins()) {
+        return;
+    }
     let promtool = Command::new("promtool").arg("--version").output();
-    require(promtool.is_err().then(|| "needs promtool (apt-get install prometheus)".to_string()));
-    let mut thick = Thick::new(vec![pod("default", "p", "u-1", None)]);
-    thick.install_plugins(&[], &["fake-cni"]);
-    thick.write_primary(
-        "10-fake.conf",
-        &serde_json::json!({"cniVersion": "1.0.0", "name": "fake-net", "type": "fake-cni",
-            "fake": {"recordDir": thick.path("calls").to_string_lossy()}}),
-    );
+    if !require(promtool.is_err().then(|| "needs promtool (apt-get install prometheus)".to_string())) {
+        return;
+    }
     let port = free_port();
-    thick.daemon_config["metricsPort"] = serde_json::json!(port);
-    thick.start_daemon();
+    let thick = NodeBuilder::default()
+        .seed([pod("default", "p", "u-1", None)])
+        .fake_delegates(&["fake-cni"])
+        .primary_with("10-fake.conf", |node| {
+            serde_json::json!({"cniVersion": "1.0.0", "name": "fake-net", "type": "fake-cni",
+                "fake": {"recordDir": node.path("calls").to_string_lossy()}})
+        })
+        .config("metricsPort", serde_json::json!(port))
+        .started()
+        .build();
     let text = (0..100)
         .find_map(|_| {
             scrape(port).or_else(|| {

@@ -5,11 +5,9 @@
 //! with a clear error and a Warning event; a big but legal `cni-args` reaches the delegate.
 //! Needs root (the daemon enters the pod's netns).
 
-mod support;
-
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::*;
+use test_node::*;
 
 fn skip() -> Option<String> {
     if !is_root() {
@@ -18,7 +16,7 @@ fn skip() -> Option<String> {
     missing_bins()
 }
 
-fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
+fn fake(thick: &Node, name: &str, extra: Value) -> Value {
     let mut config = json!({"cniVersion": "1.0.0", "name": name, "type": "fake-cni",
         "fake": {"recordDir": thick.path("calls").to_string_lossy(), "subnet": "10.78.0.0/24"}});
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
@@ -27,8 +25,8 @@ fn fake(thick: &Thick, name: &str, extra: Value) -> Value {
     config
 }
 
-fn start(seed: impl FnOnce(&Thick) -> Vec<Value>) -> Thick {
-    let mut thick = Thick::new(vec![]);
+fn start(seed: impl FnOnce(&Node) -> Vec<Value>) -> Node {
+    let mut thick = Node::new(vec![]);
     for obj in seed(&thick) {
         thick.mock.store().create(obj).expect("seed");
     }
@@ -40,13 +38,13 @@ fn start(seed: impl FnOnce(&Thick) -> Vec<Value>) -> Thick {
 }
 
 /// GETs of one NAD the API server saw.
-fn nad_gets(thick: &Thick, name: &str) -> usize {
+fn nad_gets(thick: &Node, name: &str) -> usize {
     let path = format!("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/{name}");
     thick.mock.journal().iter().filter(|e| e.method == "GET" && e.path == path).count()
 }
 
 /// The config the delegate named `net` got on stdin at its last ADD.
-fn last_add_stdin(thick: &Thick, net: &str) -> Value {
+fn last_add_stdin(thick: &Node, net: &str) -> Value {
     fake_cni::read_calls(thick.path("calls"))
         .into_iter()
         .rfind(|c| c.command == "ADD" && c.name == net)
@@ -54,7 +52,7 @@ fn last_add_stdin(thick: &Thick, net: &str) -> Value {
         .unwrap_or_else(|| panic!("no ADD of {net}"))
 }
 
-fn wait_for_event(thick: &Thick, reason: &str) -> Value {
+fn wait_for_event(thick: &Node, reason: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let events = thick.mock.store().list_kind("v1", "Event", Some("default"));
@@ -71,7 +69,9 @@ const UID: &str = "33333333-3333-3333-3333-333333333333";
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn a_nad_is_fetched_on_first_use_then_served_from_the_cache_and_kept_right() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|t| {
         vec![nad("default", "net-a", &fake(t, "net-a", json!({"tag": "v1"}))), pod("default", "p", UID, Some("net-a"))]
     });
@@ -123,7 +123,9 @@ fn a_nad_is_fetched_on_first_use_then_served_from_the_cache_and_kept_right() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn a_nad_over_the_size_limit_is_refused_with_a_clear_error() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let mut thick = start(|t| {
         vec![
             nad("default", "huge", &fake(t, "huge", json!({"pad": "x".repeat(2 << 20)}))),
@@ -144,7 +146,9 @@ fn a_nad_over_the_size_limit_is_refused_with_a_clear_error() {
 #[test]
 #[ignore = "needs root (network namespaces) and the workspace binaries"]
 fn a_pod_whose_annotations_exceed_the_api_limit_is_refused_and_a_big_legal_one_works() {
-    require(skip());
+    if !require(skip()) {
+        return;
+    }
     let big_args: serde_json::Map<String, Value> =
         (0..2500).map(|i| (format!("key-{i:05}"), json!(format!("value-{i:060}")))).collect();
     let legal = json!([{"name": "net-a", "cni-args": big_args}]).to_string();

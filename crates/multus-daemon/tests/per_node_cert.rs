@@ -7,8 +7,8 @@
 //! settings are incomplete. Waits are bounded; nothing asserts on speed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,6 +19,7 @@ use multus_daemon::certs::{
     CURRENT_FILE, CertError, CertManager, CertManagerConfig, ClientCertificate, RotationError, Timing,
 };
 use serde_json::{Value, json};
+use test_node::DaemonProcess;
 use x509_parser::prelude::FromDer;
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
@@ -302,25 +303,6 @@ async fn the_bootstrap_kubeconfig_is_read_again_after_an_unknown_authority() {
 // ---------------------------------------------------------------------------------------------
 // the daemon binary
 
-/// The daemon process, stopped by PID on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A daemon config in `dir` (auto mode, one primary network) with `per_node` as
 /// `perNodeCertificate`.
 fn write_daemon_config(dir: &Path, per_node: Value) -> PathBuf {
@@ -357,9 +339,7 @@ fn daemon_command(config: &Path, node: Option<&str>) -> Command {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")
         .env_remove("KUBECONFIG")
-        .env_remove("MULTUS_NODE_NAME")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("MULTUS_NODE_NAME");
     if let Some(node) = node {
         command.env("MULTUS_NODE_NAME", node);
     }
@@ -367,22 +347,11 @@ fn daemon_command(config: &Path, node: Option<&str>) -> Command {
 }
 
 /// Runs the daemon until it exits (bounded): exit code and stderr.
-fn run_to_exit(mut command: Command) -> (i32, String) {
-    let child = command.spawn().expect("multus-daemon starts");
-    let mut daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = daemon.0.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = daemon.0.stderr.take() {
-                use std::io::Read as _;
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        assert!(Instant::now() < deadline, "multus-daemon did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn run_to_exit(command: Command) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = DaemonProcess::spawn(command, &dir.path().join("stderr")).expect("multus-daemon starts");
+    let status = daemon.wait_exit(Duration::from_secs(30)).expect("multus-daemon did not stop");
+    (status.code().unwrap_or(-1), daemon.log())
 }
 
 #[test]
@@ -433,31 +402,11 @@ fn the_daemon_serves_with_its_per_node_certificate() {
         dir.path(),
         json!({"enabled": true, "bootstrapKubeconfig": bootstrap, "certDir": certs, "certDuration": "10m"}),
     );
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let mut command = daemon_command(&config, Some(NODE));
-    command.stderr(log);
-    let mut daemon = Daemon(command.spawn().expect("multus-daemon starts"));
-    let socket = dir.path().join("run/multus.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = multus_api::client::post(&socket, "/readyz", b"null", Some(Duration::from_secs(2)))
-            .is_ok_and(|r| r.status == 200);
-        if ready {
-            break;
-        }
-        if let Ok(Some(status)) = daemon.0.try_wait() {
-            panic!(
-                "multus-daemon exited with {status}:\n{}",
-                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "multus-daemon did not become ready:\n{}",
-            std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut daemon = DaemonProcess::spawn(daemon_command(&config, Some(NODE)), &dir.path().join("daemon.log"))
+        .expect("multus-daemon starts");
+    daemon
+        .wait_ready(&dir.path().join("run/multus.sock"), None, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(certs.join(CURRENT_FILE).exists());
     let csrs = server.csrs();
     assert_eq!(csrs.len(), 1);

@@ -3,10 +3,8 @@
 //! macvlan and host-local plugins, and a real network namespace per pod. Needs root: the
 //! tests are #[ignore]d and CI runs them with --include-ignored.
 
-mod support;
-
 use serde_json::{Value, json};
-use support::*;
+use test_node::*;
 
 /// Host-side links the test creates or makes the bridge plugin create, all uniquely named.
 struct Net {
@@ -15,17 +13,19 @@ struct Net {
     macvlan_master: String,
 }
 
-fn setup(thick: &mut Thick) -> Net {
+fn setup(thick: &mut Node) -> Net {
     let net = Net { cluster_bridge: unique("mcb"), nad_bridge: unique("mnb"), macvlan_master: unique("mvm") };
     let peer = format!("{}p", net.macvlan_master);
     let out = ip(&["link", "add", &net.macvlan_master, "type", "veth", "peer", "name", &peer]);
     assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
     ip(&["link", "set", &net.macvlan_master, "up"]);
-    thick.cleanup.links.extend([net.macvlan_master.clone(), net.cluster_bridge.clone(), net.nad_bridge.clone()]);
+    for link in [&net.macvlan_master, &net.cluster_bridge, &net.nad_bridge] {
+        thick.cleanup.record_link(link);
+    }
     net
 }
 
-fn seed_for(thick: &Thick, net: &Net, pod_ns: &str, pod_name: &str, uid: &str) -> Vec<Value> {
+fn seed_for(thick: &Node, net: &Net, pod_ns: &str, pod_name: &str, uid: &str) -> Vec<Value> {
     let bridge_nad = json!({"cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": net.nad_bridge,
         "ipam": thick.ipam("10.214.0.0/24")});
     let macvlan_nad = json!({"cniVersion": "1.0.0", "name": "macvlan-net", "type": "macvlan",
@@ -37,7 +37,7 @@ fn seed_for(thick: &Thick, net: &Net, pod_ns: &str, pod_name: &str, uid: &str) -
     ]
 }
 
-fn primary(thick: &Thick, net: &Net) -> Value {
+fn primary(thick: &Node, net: &Net) -> Value {
     json!({"cniVersion": "1.0.0", "name": "test-cluster-net", "plugins": [
         {"type": "bridge", "bridge": net.cluster_bridge, "isGateway": false, "ipMasq": false,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.0.0/24", "gateway": "10.213.0.1"}]],
@@ -48,10 +48,12 @@ fn primary(thick: &Thick, net: &Net) -> Value {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "11111111-1111-1111-1111-111111111111";
-    // The seed needs the link names, which need a Thick; create it with the seed afterwards.
-    let mut thick = Thick::new(vec![]);
+    // The seed needs the link names, which need a Node; create it with the seed afterwards.
+    let mut thick = Node::new(vec![]);
     let net = setup(&mut thick);
     for obj in seed_for(&thick, &net, "default", "pod1", uid) {
         thick.mock.store().create(obj).expect("seed");
@@ -139,9 +141,11 @@ fn pod_with_two_nads_gets_three_interfaces_and_del_removes_everything() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn default_route_moves_to_the_requested_network() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "44444444-4444-4444-4444-444444444444";
-    let mut thick = Thick::new(vec![]);
+    let mut thick = Node::new(vec![]);
     let net = setup(&mut thick);
     let mut seed = seed_for(&thick, &net, "default", "other", "x");
     seed.pop();
@@ -194,9 +198,11 @@ fn default_route_moves_to_the_requested_network() {
 #[test]
 #[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
 fn a_restarted_daemon_reclaims_attachments_whose_sandbox_is_gone() {
-    require(root_skip_reason());
+    if !require(root_skip_reason()) {
+        return;
+    }
     let uid = "33333333-3333-3333-3333-333333333333";
-    let mut thick = Thick::new(vec![]);
+    let mut thick = Node::new(vec![]);
     let net = setup(&mut thick);
     for obj in seed_for(&thick, &net, "default", "lost", uid) {
         thick.mock.store().create(obj).expect("seed");
@@ -213,10 +219,9 @@ fn a_restarted_daemon_reclaims_attachments_whose_sandbox_is_gone() {
     assert_eq!(thick.leases().len(), 4);
 
     // kill -9 (by PID), then the runtime loses the sandbox without a DEL.
-    let daemon = thick.cleanup.children.last_mut().expect("daemon process");
+    let mut daemon = thick.take_daemon().expect("daemon process");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    thick.cleanup.children.pop();
     ip(&["netns", "del", &lost.netns]);
 
     thick.start_daemon();

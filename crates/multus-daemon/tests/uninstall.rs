@@ -3,14 +3,12 @@
 //! the cluster (its API rights are gone), after which the node's runtime uses the primary
 //! configuration directly. No root needed: fake-cni is the primary and records its calls.
 
-mod support;
-
 use serde_json::json;
-use support::*;
+use test_node::*;
 
 /// What a CRI runtime does: the first config of the directory (libcni's order: by name,
 /// extensions .conf, .conflist, .json).
-fn runtime_config(thick: &Thick) -> std::path::PathBuf {
+fn runtime_config(thick: &Node) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(thick.path("net.d"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -20,20 +18,19 @@ fn runtime_config(thick: &Thick) -> std::path::PathBuf {
     files.into_iter().next().expect("a CNI config")
 }
 
-fn start() -> Thick {
-    require(missing_bins());
-    let mut thick = Thick::new(vec![]);
-    thick.install_plugins(&[], &["fake-cni"]);
-    let primary = json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
-        "fake": {"recordDir": thick.path("calls").to_string_lossy()}});
-    thick.write_primary("10-primary.conf", &primary);
-    thick.start_daemon();
-    thick
+/// The node, or `None` (recorded as skipped) without the binaries.
+fn start() -> Option<Node> {
+    if !require(missing_bins()) {
+        return None;
+    }
+    Some(
+        NodeBuilder::default().fake_delegates(&["fake-cni"]).primary_with("10-primary.conf", primary).started().build(),
+    )
 }
 
 #[test]
 fn a_restart_keeps_the_config_and_an_uninstall_removes_it() {
-    let mut thick = start();
+    let Some(mut thick) = start() else { return };
     assert!(thick.multus_conf().exists());
 
     // Restart (rolling update, crash): the API server still knows the daemon.
@@ -75,7 +72,7 @@ fn a_restart_keeps_the_config_and_an_uninstall_removes_it() {
 
 #[test]
 fn cleanup_config_on_exit_always_removes_it() {
-    let mut thick = start();
+    let Some(mut thick) = start() else { return };
     thick.stop_daemon();
     thick.daemon_config["cleanupConfigOnExit"] = json!(true);
     thick.start_daemon();
@@ -87,9 +84,17 @@ const DS_UID: &str = "d5000000-0000-0000-0000-000000000001";
 
 /// The daemon as the manifest runs it: pod `kube-system/kube-multus-ds-x1` controlled by
 /// DaemonSet `kube-system/kube-multus-ds`, its identity passed through the downward API.
-fn start_owned() -> Thick {
-    require(missing_bins());
-    let mut thick = Thick::new(vec![]);
+/// fake-cni as the cluster network, recording its calls under the node's `calls/`.
+fn primary(node: &Node) -> serde_json::Value {
+    json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
+        "fake": {"recordDir": node.path("calls").to_string_lossy()}})
+}
+
+fn start_owned() -> Option<Node> {
+    if !require(missing_bins()) {
+        return None;
+    }
+    let mut thick = Node::new(vec![]);
     let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "kube-multus-ds", "namespace": "kube-system", "uid": DS_UID},
         "spec": {"selector": {"matchLabels": {"name": "multus"}},
@@ -103,19 +108,17 @@ fn start_owned() -> Thick {
     thick.mock.store().create(ds).expect("seed the DaemonSet");
     thick.mock.store().create(own_pod).expect("seed the daemon's pod");
     thick.install_plugins(&[], &["fake-cni"]);
-    let primary = json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
-        "fake": {"recordDir": thick.path("calls").to_string_lossy()}});
-    thick.write_primary("10-primary.conf", &primary);
+    thick.write_primary("10-primary.conf", &primary(&thick));
     thick.daemon_env = vec![
         ("MULTUS_POD_NAME".into(), "kube-multus-ds-x1".into()),
         ("MULTUS_POD_NAMESPACE".into(), "kube-system".into()),
     ];
     thick.start_daemon();
     wait_for_log(&thick, "following DaemonSet kube-system/kube-multus-ds");
-    thick
+    Some(thick)
 }
 
-fn wait_for_log(thick: &Thick, text: &str) {
+fn wait_for_log(thick: &Node, text: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !thick.daemon_log().contains(text) {
         assert!(std::time::Instant::now() < deadline, "no {text:?} in the log:\n{}", thick.daemon_log());
@@ -123,7 +126,7 @@ fn wait_for_log(thick: &Thick, text: &str) {
     }
 }
 
-fn delete_daemonset(thick: &Thick, propagation: kube_mock::Propagation) {
+fn delete_daemonset(thick: &Node, propagation: kube_mock::Propagation) {
     let options = kube_mock::DeleteOptions { propagation_policy: Some(propagation), ..Default::default() };
     thick.mock.store().delete_kind_with("apps/v1", "DaemonSet", "kube-system", "kube-multus-ds", &options).unwrap();
 }
@@ -133,7 +136,7 @@ fn delete_daemonset(thick: &Thick, propagation: kube_mock::Propagation) {
 /// the owner evidence the file was kept and every later pod ADD waited 60 s and failed.
 #[test]
 fn deleting_only_the_daemonset_removes_the_config() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     delete_daemonset(&thick, kube_mock::Propagation::Background);
     thick.stop_daemon();
     assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
@@ -144,7 +147,7 @@ fn deleting_only_the_daemonset_removes_the_config() {
 /// while its pods are stopped.
 #[test]
 fn a_foreground_deletion_of_the_daemonset_removes_the_config() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     thick.mock.set_kubelet_delete_after(None); // the pod stays terminating: the DaemonSet waits
     delete_daemonset(&thick, kube_mock::Propagation::Foreground);
     thick.stop_daemon();
@@ -155,7 +158,7 @@ fn a_foreground_deletion_of_the_daemonset_removes_the_config() {
 /// A rolling update or a deleted pod: the DaemonSet stays and brings a daemon back.
 #[test]
 fn deleting_the_pod_but_not_the_daemonset_keeps_the_config() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     thick.mock.store().delete_kind("v1", "Pod", "kube-system", "kube-multus-ds-x1").unwrap();
     thick.stop_daemon();
     assert!(thick.multus_conf().exists(), "{}", thick.daemon_log());
@@ -166,7 +169,7 @@ fn deleting_the_pod_but_not_the_daemonset_keeps_the_config() {
 /// stopped: what the watch saw decides. Before, an unreachable API server always meant "keep".
 #[test]
 fn an_api_server_down_at_stop_still_sees_the_daemonset_gone() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     delete_daemonset(&thick, kube_mock::Propagation::Background);
     wait_for_log(&thick, "will remove 00-multus.conf when it is stopped");
     thick.api_down();
@@ -178,7 +181,7 @@ fn an_api_server_down_at_stop_still_sees_the_daemonset_gone() {
 /// A Helm-style uninstall that deletes the ServiceAccount first: its token gets 401.
 #[test]
 fn a_deleted_service_account_removes_the_config() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     thick.mock.store().delete_kind("v1", "ServiceAccount", "kube-system", "multus").unwrap();
     thick.stop_daemon();
     assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
@@ -188,7 +191,7 @@ fn a_deleted_service_account_removes_the_config() {
 /// `kubectl delete -f` of the manifest removes the CRD (and with it every NAD) first.
 #[test]
 fn a_deleted_crd_removes_the_config() {
-    let mut thick = start_owned();
+    let Some(mut thick) = start_owned() else { return };
     thick
         .mock
         .store()

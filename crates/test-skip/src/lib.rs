@@ -3,10 +3,12 @@
 //! A test that cannot run here (no root, a missing binary, a kernel without a feature) must not
 //! pass silently. Where the condition is known before the test starts, mark the test
 //! `#[ignore = "needs root"]` instead (CI runs ignored tests as root). Where only the test
-//! itself can tell, it calls [`require`] and returns when that says no:
+//! itself can tell, it calls [`require`] with what is missing (`None`: nothing) and returns
+//! when that says no:
 //!
 //! ```
-//! if !test_skip::require(std::path::Path::new("/bin/sh").exists(), "/bin/sh is missing") {
+//! let missing = (!std::path::Path::new("/bin/sh").exists()).then_some("/bin/sh is missing");
+//! if !test_skip::require(missing) {
 //!     return;
 //! }
 //! ```
@@ -15,30 +17,41 @@
 //! variable [`SKIPS_ENV`] names a file, appended to it as one JSON line
 //! `{"test": "<test>", "reason": "<reason>"}`, so that a test runner counts it as skipped.
 
+use std::fmt::Display;
 use std::io::Write as _;
 use std::path::Path;
 
 /// The environment variable naming the file that skips are appended to (JSON lines).
 pub const SKIPS_ENV: &str = "MULTUS_TEST_SKIPS";
 
-/// `true` when `condition` holds. Otherwise the calling test is recorded as skipped because
-/// `what` (see the [crate documentation](crate)) and `false` is returned: the test returns.
-pub fn require(condition: bool, what: &str) -> bool {
-    if !condition {
-        skip(what);
-    }
-    condition
+/// `true` when nothing is `missing`. Otherwise the calling test is recorded as skipped because
+/// of what is missing (see the [crate documentation](crate)) and `false` is returned: the test
+/// returns at once.
+pub fn require<R: Display>(missing: Option<R>) -> bool {
+    let Some(why) = missing else { return true };
+    record(&current_test(), &why.to_string());
+    false
 }
 
-/// Record the calling test as skipped because of `reason` (the test then returns).
-pub fn skip(reason: &str) {
-    let current = std::thread::current();
-    let test = current.name().unwrap_or("<unnamed test>");
+/// Print and record one skipped test.
+pub fn record(test: &str, reason: &str) {
     eprintln!("SKIPPED: {test}: {reason}");
-    if let Some(path) = std::env::var_os(SKIPS_ENV).filter(|p| !p.is_empty()) {
-        if let Err(e) = append(Path::new(&path), test, reason) {
-            eprintln!("SKIPPED: cannot record the skip in {}: {e}", path.to_string_lossy());
-        }
+    if let Some(path) = std::env::var_os(SKIPS_ENV).filter(|p| !p.is_empty())
+        && let Err(e) = append(Path::new(&path), test, reason)
+    {
+        eprintln!("SKIPPED: cannot record the skip in {}: {e}", path.to_string_lossy());
+    }
+}
+
+/// The running test's name: libtest names each test's thread after it; outside a test, the
+/// program's name.
+fn current_test() -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "unknown".into()),
     }
 }
 
@@ -80,8 +93,39 @@ mod tests {
     }
 
     #[test]
-    fn a_met_condition_records_nothing() {
-        assert!(require(true, "never printed"));
+    fn nothing_missing_runs() {
+        assert!(require(None::<String>));
+    }
+
+    #[test]
+    fn the_test_is_named_after_its_thread() {
+        assert_eq!(current_test(), "tests::the_test_is_named_after_its_thread");
+    }
+
+    /// A skip through the environment, in a child test process (this one's environment stays
+    /// untouched): the line names the test and the reason.
+    #[test]
+    fn a_skip_reaches_the_file_named_by_the_environment() {
+        let path = std::env::temp_dir().join(format!("test-skip-child-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::child_skips_when_asked", "--nocapture", "--test-threads=1"])
+            .env(SKIPS_ENV, &path)
+            .env("TEST_SKIP_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("SKIPPED: tests::child_skips_when_asked: asked to"));
+        assert_eq!(text, "{\"test\":\"tests::child_skips_when_asked\",\"reason\":\"asked to\"}\n");
+    }
+
+    /// Skips only in the child above; anywhere else it runs (and does nothing).
+    #[test]
+    fn child_skips_when_asked() {
+        let asked = std::env::var_os("TEST_SKIP_CHILD").is_some();
+        let _ran = require(asked.then_some("asked to"));
     }
 
     #[test]

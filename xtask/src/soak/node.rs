@@ -4,19 +4,21 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::check;
+use super::host::{delete_netns_with_prefix, http};
+pub use super::host::{log_since, socket_holders, unix_sockets_in};
 use super::plan::{
-    BRIDGE_NAD, CRASH_NAD, ERROR_NAD, FAKE_NAD, Fault, GARBAGE_NAD, HANG_NAD, MACVLAN_NAD, SLOW_NAD, SLOWER_NAD,
+    BRIDGE_NAD, CRASH_NAD, ERROR_NAD, FAKE_NAD, GARBAGE_NAD, HANG_NAD, MACVLAN_NAD, SLOW_NAD, SLOWER_NAD,
     SPAWN_HANG_NAD, SPAWN_HANG_SETSID_NAD, SPAWN_SLOW_NAD, SPAWN_SLOW_SETSID_NAD, STDOUT_NAD,
 };
 use crate::fixtures;
 use crate::harness::{self, LocalEnv, ShimOutput, tail};
-use crate::util::{Cmd, Deferred, Proc, defer, wait_for};
+use crate::util::{Cmd, Deferred, Proc, defer};
+use test_node::ShimCall;
 
 pub const NAMESPACE: &str = "multus-soak";
 /// The daemon's per-delegate timeout in the soak (the hang fault sleeps past it).
@@ -25,9 +27,7 @@ pub const DELEGATE_TIMEOUT_SECS: u64 = 2;
 pub const RECONCILE_INTERVAL_SECS: u64 = 2;
 /// Size of the tmpfs mounted as cniDir.
 const CACHE_TMPFS: &str = "size=16m";
-/// Set in the daemon's environment, so every delegate it runs and everything those start carry
-/// it (`MULTUS_SOAK_RUN=<run id>`): how the soak finds the processes of its run.
-pub const MARKER_VAR: &str = "MULTUS_SOAK_RUN";
+pub use super::procs::MARKER_VAR;
 /// How long the children of the `grandchild` NADs sleep before writing their marker: after a
 /// delegate timeout (2 s) or a daemon restart and the runtime's DEL.
 pub const GRANDCHILD_HANG_SLEEP_MS: u64 = 3500;
@@ -61,7 +61,7 @@ pub struct Node {
     pub bin_dir: PathBuf,
     /// Prefix of every network namespace the soak makes.
     pub netns_prefix: String,
-    filler: PathBuf,
+    pub(super) filler: PathBuf,
     /// `MULTUS_SOAK_RUN=<value>` in the daemon's environment ([`MARKER_VAR`]).
     pub marker: String,
     /// Where the children of the `grandchild` NADs write their markers.
@@ -135,7 +135,7 @@ impl Node {
             // marker in their environment), also on failure and Ctrl-C.
             let (marker, bin_dir) = (marker.clone(), bin_dir.clone());
             let _ = defer("kill the processes the run's delegates left", move || {
-                for p in check::soak_processes(&marker, &bin_dir, &[]) {
+                for p in super::procs::soak_processes(&marker, &bin_dir, &[]) {
                     let _ =
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
                 }
@@ -300,27 +300,23 @@ impl Node {
         // Not LocalEnv::wait_daemon: a daemon that exits at once must fail the start at once
         // (the retry then comes while the shim still re-sends its DEL), not after 60 s.
         let (socket, conf) = (self.env.socket(), self.env.multus_conf_path());
-        let ready = wait_for("multus-daemon to serve /readyz", Duration::from_secs(60), || {
-            if !proc.running() {
-                return Ok(Some(false));
-            }
-            let ok = multus_api::client::post(&socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(2)))
-                .is_ok_and(|r| r.status == 200);
-            Ok((ok && conf.exists()).then_some(true))
-        });
+        let ready =
+            test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), || {
+                proc.running()
+            });
         match ready {
-            Ok(true) => {
+            Ok(_) => {
                 self.daemon = Some((proc, guard));
                 Ok(())
             }
-            Ok(false) => {
+            Err(test_node::NotReady::Exited) => {
                 guard.dismiss();
                 bail!("multus-daemon exited at start: {}", tail(&self.env.daemon_log(), 1))
             }
             Err(e) => {
                 proc.kill();
                 guard.dismiss();
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -453,40 +449,33 @@ impl Node {
         args
     }
 
-    /// A command line for the shim exactly as a runtime runs it.
-    pub fn shim_command(&self, command: &str, sb: &Sandbox) -> Result<(std::process::Command, String)> {
+    /// The shim's invocation exactly as a runtime makes it, `00-multus.conf` on stdin.
+    pub fn shim_call(&self, command: &str, sb: &Sandbox) -> Result<ShimCall> {
         use std::os::unix::ffi::OsStrExt;
         let conf = self.env.multus_conf()?;
         let args = Self::cni_args(sb, sb.pod.as_bytes());
         let args = std::ffi::OsStr::from_bytes(&args);
-        let mut c = self.runtime_command(command);
-        c.env("CNI_CONTAINERID", &sb.container_id)
-            .env("CNI_NETNS", sb.netns_path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args);
-        Ok((c, conf))
+        Ok(self.runtime_call(command).attachment(&sb.container_id, &sb.netns_path(), "eth0", args).stdin(conf))
     }
 
     /// The shim as a runtime starts it: a clean environment with `CNI_COMMAND` and `CNI_PATH`,
-    /// bounded waits, piped stdio.
-    fn runtime_command(&self, command: &str) -> std::process::Command {
-        let mut c = std::process::Command::new(&self.env.bins.shim);
-        c.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_PATH", self.bin_dir.display().to_string())
+    /// bounded waits.
+    fn runtime_call(&self, command: &str) -> ShimCall {
+        ShimCall::new(command)
+            .system_path()
+            .cni_path(&self.bin_dir)
             // Bounded so that a wedged daemon shows up as a failed step, not a stuck soak.
             .env("MULTUS_SHIM_CNI_TIMEOUT_MS", "90000")
             .env("MULTUS_SHIM_READY_WAIT_MS", "60000")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+    }
+
+    /// The shim binary the runtime runs.
+    pub fn shim_bin(&self) -> PathBuf {
+        self.env.bins.shim.clone()
     }
 
     pub fn shim(&self, command: &str, sb: &Sandbox) -> Result<ShimOutput> {
-        let (c, conf) = self.shim_command(command, sb)?;
-        run_shim(c, conf)
+        run_shim(&self.shim_call(command, sb)?, &self.env.bins.shim)
     }
 
     /// The runtime's CNI GC (libcni: `CNI_COMMAND=GC` and `CNI_PATH` only; the config as CNI
@@ -496,7 +485,7 @@ impl Node {
         stdin["cniVersion"] = json!("1.1.0");
         stdin["cni.dev/valid-attachments"] =
             valid.iter().map(|sb| json!({"containerID": sb.container_id, "ifname": "eth0"})).collect();
-        run_shim(self.runtime_command("GC"), stdin.to_string())
+        run_shim(&self.runtime_call("GC").stdin(stdin.to_string()), &self.env.bins.shim)
     }
 
     /// The pod's `network-status` annotation, if it has one (`Ok(None)` also when the pod is gone).
@@ -551,88 +540,6 @@ impl Node {
     // ------------------------------------------------------------------------------------------
     // Faults
 
-    /// Turn the fault on (delegate faults are in the pod's selection already; a daemon kill is
-    /// done by the step).
-    pub fn inject(&self, fault: &Fault) -> Result<()> {
-        match fault {
-            Fault::ApiDown { millis } => {
-                self.admin("POST", "/listening/stop", &json!({"millis": millis}))?;
-                std::thread::sleep(Duration::from_millis(100)); // it stops 50 ms after answering
-            }
-            Fault::ApiSlow { millis } => {
-                self.admin("POST", "/faults", &json!({"type": "latency", "matcher": {}, "millis": millis}))?;
-            }
-            Fault::Api500 { count } => {
-                self.admin(
-                    "POST",
-                    "/faults",
-                    &json!({"type": "fail", "matcher": {}, "remaining": count, "code": 500, "message": "soak: injected"}),
-                )?;
-            }
-            Fault::WatchDrop => {
-                self.admin("POST", "/watches/close", &json!({}))?;
-            }
-            Fault::Watch410 => {
-                self.admin("POST", "/watches/expire", &json!({}))?;
-            }
-            Fault::CacheReadOnly => {
-                Cmd::new("mount")
-                    .args(["-o", "remount,ro"])
-                    .arg(self.env.cni_dir_host.display().to_string())
-                    .output()?;
-            }
-            Fault::CacheFull => self.fill_cache()?,
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Turn the fault off and wait until what it broke is back.
-    pub fn clear(&self, fault: &Fault) -> Result<()> {
-        match fault {
-            Fault::ApiDown { .. } => {
-                wait_for("kube-mock to listen again", Duration::from_secs(20), || {
-                    Ok(self.admin("GET", "/healthz", &Value::Null).ok().map(|_| ()))
-                })?;
-            }
-            Fault::ApiSlow { .. } | Fault::Api500 { .. } => {
-                self.admin("DELETE", "/faults", &Value::Null)?;
-            }
-            Fault::CacheReadOnly => {
-                Cmd::new("mount")
-                    .args(["-o", "remount,rw"])
-                    .arg(self.env.cni_dir_host.display().to_string())
-                    .output()?;
-            }
-            Fault::CacheFull => {
-                std::fs::remove_file(&self.filler).with_context(|| format!("removing {}", self.filler.display()))?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Fill the cniDir tmpfs to the last byte.
-    fn fill_cache(&self) -> Result<()> {
-        let mut f = std::fs::File::create(&self.filler)?;
-        let chunk = vec![0u8; 64 * 1024];
-        for size in [chunk.len(), 4096, 512, 1] {
-            while f.write_all(&chunk[..size]).is_ok() {}
-        }
-        let _ = f.sync_all();
-        // A new file must not fit any more.
-        let probe = self.env.cni_dir_host.join(".soak-probe");
-        let fits = std::fs::write(&probe, b"x").is_ok();
-        let _ = std::fs::remove_file(&probe);
-        if fits {
-            bail!("the cniDir tmpfs still takes new files after filling it");
-        }
-        Ok(())
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // kube-mock's admin API (plain HTTP on loopback; never subject to its faults)
-
     pub fn admin(&self, method: &str, path: &str, body: &Value) -> Result<Value> {
         let (status, text) = http(&self.env.api, method, &format!("/_mock{path}"), body)?;
         if status != 200 && status != 201 {
@@ -645,108 +552,7 @@ impl Node {
     }
 }
 
-/// What `path` holds after its first `offset` bytes (lossily decoded).
-pub fn log_since(path: &Path, offset: u64) -> String {
-    use std::io::Seek;
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
-    if f.seek(std::io::SeekFrom::Start(offset)).is_err() {
-        return String::new();
-    }
-    let mut bytes = Vec::new();
-    let _ = f.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Run a prepared shim command with `conf` on stdin.
-pub fn run_shim(mut c: std::process::Command, conf: String) -> Result<ShimOutput> {
-    let mut child = c.spawn().context("starting multus-shim")?;
-    {
-        let mut stdin = child.stdin.take().context("shim stdin")?;
-        stdin.write_all(conf.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    Ok(ShimOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
-/// One HTTP/1.0 exchange with `base` (`http://host:port`).
-fn http(base: &str, method: &str, path: &str, body: &Value) -> Result<(u16, String)> {
-    let hostport = base.strip_prefix("http://").context("only http:// is supported")?.trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(hostport).with_context(|| format!("connecting to {hostport}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let payload = if body.is_null() { String::new() } else { body.to_string() };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
-    Ok((status, rest.to_string()))
-}
-
-/// `/proc/net/unix` lines of sockets bound in `path`'s directory (diagnostics).
-pub fn unix_sockets_in(path: &Path) -> Vec<String> {
-    let dir = path.parent().map(|d| format!("{}/", d.display())).unwrap_or_default();
-    std::fs::read_to_string("/proc/net/unix")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(7).is_some_and(|p| p.starts_with(&dir)))
-        .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-/// Processes with a descriptor on a unix socket bound in `path`'s directory (the daemon binds
-/// under a temporary name and renames, and `/proc/net/unix` shows the name bound): `pid (comm)`.
-pub fn socket_holders(path: &Path) -> Vec<String> {
-    let dir = path.parent().map(|d| format!("{}/", d.display())).unwrap_or_default();
-    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
-    // Num RefCount Protocol Flags Type St Inode Path
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[7].starts_with(&dir)).then(|| format!("socket:[{}]", f[6]))
-        })
-        .collect();
-    if inodes.is_empty() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let held =
-            std::fs::read_dir(e.path().join("fd")).into_iter().flatten().flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
-            });
-        if held {
-            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            let ppid = std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1).map(str::to_string)))
-                .unwrap_or_default();
-            out.push(format!("{pid} ({}, ppid {ppid})", comm.trim()));
-        }
-    }
-    out
-}
-
-fn delete_netns_with_prefix(prefix: &str) {
-    let Ok(rd) = std::fs::read_dir("/var/run/netns") else { return };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(prefix) {
-            Cmd::new("ip").args(["netns", "del", &name]).run_quiet();
-        }
-    }
+/// Run a prepared shim invocation.
+pub fn run_shim(call: &ShimCall, shim: &Path) -> Result<ShimOutput> {
+    Ok(call.run(shim).context("starting multus-shim")?.into())
 }

@@ -8,6 +8,7 @@ use crate::seams::{ClusterError, NetnsError};
 use crate::server::Reply;
 use cni::CniError;
 use cni::runtime::RuntimeError;
+use multus::config::ConfigError;
 use multus::error::{ErrorKind, MultusError, PodRef};
 use multus_api::ErrorBody;
 
@@ -25,10 +26,10 @@ pub struct DelFailure {
 pub enum CommandError {
     /// The daemon config could not be merged over the request's.
     #[error("{0}")]
-    ConfigMerge(String),
+    ConfigMerge(ConfigError),
     /// The effective config could not be parsed.
     #[error("Multus: error loading netconf: {0}")]
-    NetConf(String),
+    NetConf(ConfigError),
     /// ADD and `/delegate` need a pod namespace and name.
     #[error("required CNI variable missing. pod name: {name}; pod namespace: {namespace}")]
     MissingPod { namespace: String, name: String },

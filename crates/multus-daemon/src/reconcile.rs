@@ -24,11 +24,11 @@
 //!
 //! It runs once at start-up (after the watch caches synced) and then every `intervalSeconds`.
 
-use crate::commands::{self, del};
+use crate::commands::del;
+use crate::commands::effective::effective_config;
 use crate::daemon::Daemon;
-use crate::request::{CniRequest, Endpoint, PodIdentity};
+use crate::request::{CniRequest, RequestError};
 use crate::seams::{NetnsPresence, PodLookup};
-use cni::Command;
 use cni::runtime::CacheEntry;
 use multus::config::DaemonConfig;
 use serde_json::Value;
@@ -284,8 +284,7 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
     if settings.mode == Mode::Off {
         return report;
     }
-    let probe = probe_request(stdin);
-    let conf = match commands::effective_config(d, &probe) {
+    let conf = match effective_config(d, stdin) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("orphan reconcile skipped: {e}");
@@ -366,7 +365,15 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
             report.reclaimed.push(attachment.container_id);
             continue;
         }
-        let request = del_request(&probe, &attachment);
+        let request = match del_request(stdin, &attachment) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(container = %attachment.container_id, "orphan attachment: its cache makes no valid DEL: {e}");
+                count("failed");
+                report.failed.push(attachment.container_id);
+                continue;
+            }
+        };
         let _not_during_gc = d.share_gc_gate().await;
         let _sandbox = d.lock_sandbox(&request.container_id).await;
         // The runtime may have deleted it meanwhile (the lock was free only now).
@@ -391,41 +398,15 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
     report
 }
 
-/// A DEL with no container: what the effective config of a request without one is computed
-/// from. `stdin` is what a runtime would send the shim.
-pub(crate) fn probe_request(stdin: &[u8]) -> CniRequest {
-    CniRequest {
-        endpoint: Endpoint::Cni,
-        command: Command::Del,
-        container_id: String::new(),
-        netns: String::new(),
-        ifname: "eth0".into(),
-        cni_args: String::new(),
-        infra_container_id: String::new(),
-        pod: None,
-        load_args: Ok(Default::default()),
-        config: stdin.to_vec(),
-        interface_attributes: None,
-    }
-}
-
-/// The DEL the runtime would have sent for `attachment`.
-pub(crate) fn del_request(probe: &CniRequest, attachment: &Attachment) -> CniRequest {
-    let cni_args = attachment.cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
-    let pod = multus::k8s_args::parse_server_args(&cni_args).ok().map(|a| PodIdentity {
-        namespace: a.namespace,
-        name: a.name,
-        uid: a.uid,
-    });
-    CniRequest {
-        container_id: attachment.container_id.clone(),
-        netns: attachment.netns.clone(),
-        ifname: attachment.ifname.clone(),
-        load_args: multus::k8s_args::parse_multus_args(&cni_args),
-        cni_args,
-        pod,
-        ..probe.clone()
-    }
+/// The DEL the runtime would have sent for `attachment`, with `stdin` as its config.
+pub(crate) fn del_request(stdin: &[u8], attachment: &Attachment) -> Result<CniRequest, RequestError> {
+    CniRequest::del_from_cache(
+        stdin,
+        &attachment.container_id,
+        &attachment.netns,
+        &attachment.ifname,
+        &attachment.cni_args,
+    )
 }
 
 /// What the node's runtime would send the shim: `00-multus.conf`, or a minimal config when it

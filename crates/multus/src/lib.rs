@@ -5,7 +5,8 @@
 //! - [`config`]: `daemon-config.json` (daemon, generator and per-request views) and the merge of
 //!   the daemon config over the shim's config
 //! - [`generate`]: choosing the primary CNI config and rendering `00-multus.conf`
-//! - [`k8s_args`]: pod identity from `CNI_ARGS`
+//! - [`pod`]: the pod a request is for, read once
+//! - [`k8s_args`]: the two readings of `CNI_ARGS`
 //! - [`selection`]: the network selection and default-network annotations, namespace isolation
 //! - [`model`]: pods, NADs and selection elements
 //! - [`delegate`], [`resolve`]: NADs/files → delegates (cluster network, default networks,
@@ -27,6 +28,7 @@ pub mod generate;
 pub mod k8s_args;
 pub mod model;
 pub mod plan;
+pub mod pod;
 pub mod resolve;
 pub mod selection;
 pub mod status;

@@ -19,6 +19,7 @@
 //!   (rollback included).
 
 use crate::delegate::Delegate;
+use crate::k8s_args::K8sArgs;
 use crate::model::{Bandwidth, PortMapping};
 use cni::result::CniResult;
 use serde_json::{Map, Value, json};
@@ -102,25 +103,29 @@ pub enum Operation {
 }
 
 /// Request-wide inputs of planning.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanContext<'a> {
     /// `CNI_CONTAINERID` of the request.
     pub container_id: &'a str,
     /// `CNI_IFNAME` of the request (the master's interface).
     pub ifname: &'a str,
-    /// From `CNI_ARGS` (§5.2).
-    pub pod_namespace: &'a str,
-    /// `K8S_POD_NAME` from `CNI_ARGS`.
-    pub pod_name: &'a str,
-    /// `K8S_POD_UID` from `CNI_ARGS` (empty when absent).
-    pub pod_uid: &'a str,
-    /// `K8S_POD_INFRA_CONTAINER_ID` from `CNI_ARGS`.
-    pub sandbox_id: &'a str,
+    /// The pod as the delegates see it (§5.2, with the UID the command decided) and the
+    /// sandbox ID: the `K8S_POD_*` keys of every delegate's `CNI_ARGS`.
+    pub args: &'a K8sArgs,
     /// The request's `runtimeConfig`, parsed.
     pub runtime_config: Option<&'a RuntimeConfig>,
     /// The daemon process's own `CNI_ARGS`, if any.
     pub process_cni_args: Option<&'a str>,
 }
+
+impl Default for PlanContext<'_> {
+    fn default() -> Self {
+        Self { container_id: "", ifname: "", args: &NO_ARGS, runtime_config: None, process_cni_args: None }
+    }
+}
+
+/// The pod of a context that names none.
+static NO_ARGS: K8sArgs = K8sArgs::EMPTY;
 
 /// Everything needed to run one delegate.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,10 +199,10 @@ pub fn is_valid_ip_request(s: &str) -> bool {
 fn base_cni_args(ctx: &PlanContext<'_>) -> Vec<(String, String)> {
     let mut args: Vec<(String, String)> = [
         ("IgnoreUnknown", "true"),
-        ("K8S_POD_NAMESPACE", ctx.pod_namespace),
-        ("K8S_POD_NAME", ctx.pod_name),
-        ("K8S_POD_INFRA_CONTAINER_ID", ctx.sandbox_id),
-        ("K8S_POD_UID", ctx.pod_uid),
+        ("K8S_POD_NAMESPACE", ctx.args.pod.namespace.as_str()),
+        ("K8S_POD_NAME", ctx.args.pod.name.as_str()),
+        ("K8S_POD_INFRA_CONTAINER_ID", ctx.args.infra_container_id.as_str()),
+        ("K8S_POD_UID", ctx.args.uid_or_empty()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -371,6 +376,7 @@ mod tests {
     use super::*;
     use crate::delegate::load_delegate;
     use crate::model::NetworkSelectionElement;
+    use crate::pod::PodIdentity;
 
     fn nad(el: Value, conf: &str) -> Delegate {
         let e: NetworkSelectionElement = serde_json::from_value(el).unwrap();
@@ -387,13 +393,15 @@ mod tests {
         PlanContext {
             container_id: "cid",
             ifname: "eth0",
-            pod_namespace: "default",
-            pod_name: "pod1",
-            pod_uid: "uid-1",
-            sandbox_id: "cid",
+            args: pod_args("uid-1", "cid"),
             runtime_config: rc,
             process_cni_args: None,
         }
+    }
+
+    fn pod_args(uid: &str, sandbox_id: &str) -> &'static K8sArgs {
+        let pod = PodIdentity { namespace: "default".into(), name: "pod1".into(), uid: Some(uid.into()) };
+        Box::leak(Box::new(K8sArgs { pod, infra_container_id: sandbox_id.into(), ip: None }))
     }
 
     #[test]
@@ -423,8 +431,7 @@ mod tests {
             "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod1;K8S_POD_INFRA_CONTAINER_ID=cid;K8S_POD_UID=uid-1"
         );
         let mut c = ctx(None);
-        c.pod_uid = "";
-        c.sandbox_id = "";
+        c.args = pod_args("", "");
         c.process_cni_args = Some("K8S_POD_UID=from-env;BLAHBLAH=foo=bar;novalue;K8S_POD_NAME=other;;X=");
         let p = plan_invocation(&d, 0, &c, Operation::Add).unwrap();
         assert_eq!(

@@ -72,9 +72,15 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
     let results = rt.cached_attachments(None).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
     let known =
         crate::reconcile::attachments(cni_dir, &results).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
-    let probe = CniRequest { command: cni::Command::Del, ..req.clone() };
     for attachment in known.iter().filter(|a| !valid_containers.contains(&a.container_id)) {
-        let request = crate::reconcile::del_request(&probe, attachment);
+        let request = match crate::reconcile::del_request(&req.config, attachment) {
+            Ok(r) => r,
+            Err(e) => {
+                d.metrics.reconcile.with_label_values(&["gc_failed"]).inc();
+                errors.push(format!("deleting stale attachment {}: {e}", attachment.container_id));
+                continue;
+            }
+        };
         let _sandbox = d.lock_sandbox(&request.container_id).await;
         if !multus::cache::cache_path(cni_dir, &request.container_id).exists() {
             continue;

@@ -1,7 +1,7 @@
 //! The pod a CNI request is for: one identity, read from `CNI_ARGS` once when the request is
 //! parsed and passed by reference from there on (resolution, planning, error prefixes).
 
-use crate::error::PodRef;
+use std::fmt;
 
 /// The pod a request is for, as `CNI_ARGS` names it (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`,
 /// `K8S_POD_UID`).
@@ -38,6 +38,31 @@ impl PodIdentity {
     /// static pod).
     pub fn with_uid(&self, uid: &str) -> Self {
         Self { uid: Some(uid.to_string()), ..self.clone() }
+    }
+}
+
+/// The pod identity as it appears in error prefixes: the `CNI_ARGS` values
+/// (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`), not the API object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodRef {
+    /// `K8S_POD_NAMESPACE`.
+    pub namespace: String,
+    /// `K8S_POD_NAME`.
+    pub name: String,
+    /// `K8S_POD_UID` (may be empty).
+    pub uid: String,
+}
+
+impl PodRef {
+    /// A pod identity from its three parts.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, uid: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into(), uid: uid.into() }
+    }
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.name, self.uid)
     }
 }
 

@@ -21,10 +21,9 @@
 
 pub(crate) use crate::config::json_kind;
 use crate::model::{Bandwidth, NetworkSelectionElement, PortMapping};
-use cni::conf::{ConfError, NetConfList, PluginConf};
+use cni::conf::{NetConfList, PluginConf};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 
 /// Errors of delegate loading. The texts are the Go reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -423,150 +422,10 @@ fn inject_cni_args(config: &mut Map<String, Value>, cni_args: &Map<String, Value
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Config files (§5.6, §5.10 step 3)
-// ---------------------------------------------------------------------------------------------
-
-/// libcni `ConfFiles`: regular files of `dir` with one of `extensions`, sorted by name. A missing
-/// directory yields an empty list.
-pub fn conf_files(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        if path.is_dir() {
-            continue;
-        }
-        let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
-        if extensions.contains(&ext.as_str()) {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// `NetworkPluginConfsFromFiles`: every `*.conf` in `<dir>/<network_name>/` (sorted) as a plugin.
-pub fn subdirectory_plugins(dir: &Path, network_name: &str) -> Result<Vec<PluginConf>, String> {
-    let plugin_dir = dir.join(network_name);
-    let files = conf_files(&plugin_dir, &[".conf"])
-        .map_err(|e| format!("failed to read plugin config files in {}: {e}", plugin_dir.display()))?;
-    files
-        .iter()
-        .map(|f| {
-            let bytes =
-                std::fs::read(f).map_err(|e| format!("failed to read plugin config file {}: {e}", f.display()))?;
-            PluginConf::from_bytes(&bytes)
-                .map_err(|e| format!("failed to parse plugin config file {}: {e}", f.display()))
-        })
-        .collect()
-}
-
-/// libcni `NetworkConfFromFile` / `ConfListFromFile`: a conflist file with subdirectory loading.
-/// Unless `loadOnlyInlinedPlugins` is set, the list name must be a valid network name and every
-/// `*.conf` of `<dir of file>/<name>/` is appended; an empty result is an error.
-pub fn load_conflist_file(path: &Path) -> Result<NetConfList, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let mut list = NetConfList::from_bytes(&bytes).map_err(|e: ConfError| e.to_string())?;
-    append_subdirectory_plugins(&mut list, path.parent().unwrap_or(Path::new(".")))?;
-    if list.plugins.is_empty() {
-        return Err("no plugin configs found".into());
-    }
-    Ok(list)
-}
-
-/// Append the plugins of `<dir>/<list name>/*.conf` unless the list sets `loadOnlyInlinedPlugins`.
-pub fn append_subdirectory_plugins(list: &mut NetConfList, dir: &Path) -> Result<(), String> {
-    if list.load_only_inlined_plugins {
-        return Ok(());
-    }
-    if !cni::validate::matches_name_pattern(&list.name) {
-        return Err(format!("invalid network name {:?}", list.name));
-    }
-    let extra = subdirectory_plugins(dir, &list.name)?;
-    list.plugins.extend(extra);
-    Ok(())
-}
-
-/// `GetCNIConfigFromFile`: the first file of `dir` (sorted; `.conf`, `.json`, `.conflist`) whose
-/// network name equals `name` (any file when `name` is empty). Returns the file's bytes.
-pub fn config_from_dir(name: &str, dir: &Path) -> Result<Vec<u8>, String> {
-    let files = conf_files(dir, &[".conf", ".json", ".conflist"]).unwrap_or_default();
-    if files.is_empty() {
-        return Err(format!("No networks found in {}", dir.display()));
-    }
-    for file in files {
-        let bytes =
-            std::fs::read(&file).map_err(|e| format!("Error loading CNI config file {}: {e}", file.display()))?;
-        if file.extension().and_then(|e| e.to_str()) == Some("conflist") {
-            let list = NetConfList::from_bytes(&bytes)
-                .map_err(|e| format!("Error loading CNI conflist file {}: {e}", file.display()))?;
-            if list.name == name || name.is_empty() {
-                return Ok(bytes);
-            }
-        } else {
-            let map = match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(m)) => m,
-                Ok(_) => {
-                    return Err(format!(
-                        "Error loading CNI config file {}: error parsing configuration: expected a JSON object",
-                        file.display()
-                    ));
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "Error loading CNI config file {}: error parsing configuration: {e}",
-                        file.display()
-                    ));
-                }
-            };
-            let conf_name = map.get("name").and_then(Value::as_str).unwrap_or("");
-            if conf_name == name || name.is_empty() {
-                if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
-                    return Err(format!(
-                        "Error loading CNI config file {}: no 'type'; perhaps this is a .conflist?",
-                        file.display()
-                    ));
-                }
-                return Ok(bytes);
-            }
-        }
-    }
-    Err(format!("no network available in the name {name} in cni dir {}", dir.display()))
-}
-
-/// `GetCNIConfig` of the NAD client: the NAD's `spec.config` with `name` injected when missing or
-/// empty, or — for an empty spec — the config named like the NAD from `conf_dir`.
-pub fn config_from_nad(nad_name: &str, spec_config: &str, conf_dir: &Path) -> Result<Vec<u8>, String> {
-    if spec_config.is_empty() {
-        return config_from_dir(nad_name, conf_dir);
-    }
-    let mut map = match serde_json::from_str::<Value>(spec_config) {
-        Ok(Value::Object(m)) => m,
-        Ok(other) => {
-            return Err(format!(
-                "failed to unmarshal Spec.Config: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                json_kind(&other)
-            ));
-        }
-        Err(e) => return Err(format!("failed to unmarshal Spec.Config: {e}")),
-    };
-    let has_name = match map.get("name") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    };
-    if has_name {
-        return Ok(spec_config.as_bytes().to_vec());
-    }
-    map.insert("name".into(), Value::String(nad_name.to_string()));
-    Ok(to_bytes(&map))
-}
+pub use crate::conf_files::{
+    ConfFileError, append_subdirectory_plugins, conf_files, config_from_dir, config_from_nad, load_conflist_file,
+    subdirectory_plugins,
+};
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: `daemon-config.json` (daemon, generator and per-request views) and the merge of
 //!   the daemon config over the shim's config
+//! - [`conf_files`]: CNI config files and directories (libcni's loading)
 //! - [`generate`]: choosing the primary CNI config and rendering `00-multus.conf`
 //! - [`pod`]: the pod a request is for, read once
 //! - [`k8s_args`]: the two readings of `CNI_ARGS`
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod conf_files;
 pub mod config;
 pub mod default_route;
 pub mod delegate;

@@ -1,5 +1,6 @@
 use super::*;
 use serde_json::json;
+use std::path::Path;
 
 fn el(v: Value) -> NetworkSelectionElement {
     serde_json::from_value(v).unwrap()
@@ -179,7 +180,10 @@ fn nad_config_name_injection() {
     let raw = r#"{"type":"mynet", "name":"keep"}"#;
     assert_eq!(config_from_nad("mynad", raw, Path::new("/x")).unwrap(), raw.as_bytes());
     assert!(
-        config_from_nad("mynad", "[1]", Path::new("/x")).unwrap_err().starts_with("failed to unmarshal Spec.Config")
+        config_from_nad("mynad", "[1]", Path::new("/x"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("failed to unmarshal Spec.Config")
     );
     assert!(config_from_nad("mynad", "{", Path::new("/x")).is_err());
 }
@@ -193,13 +197,28 @@ fn nad_with_empty_spec_reads_conf_dir() {
     std::fs::write(dir.path().join("ignored.txt"), "junk").unwrap();
     let b = config_from_nad("mynad", "", dir.path()).unwrap();
     assert!(String::from_utf8(b).unwrap().contains(r#""type":"y""#));
-    assert!(config_from_nad("nope", "", dir.path()).unwrap_err().starts_with("no network available in the name nope"));
-    std::fs::write(dir.path().join("05-bad.conf"), "{bad").unwrap();
-    assert!(config_from_nad("mynad", "", dir.path()).unwrap_err().starts_with("Error loading CNI config file"));
-    std::fs::write(dir.path().join("05-bad.conf"), r#"{"name":"mynad"}"#).unwrap();
-    assert!(config_from_nad("mynad", "", dir.path()).unwrap_err().ends_with("no 'type'; perhaps this is a .conflist?"));
     assert!(
-        config_from_nad("mynad", "", Path::new("/nonexistent/dir")).unwrap_err().starts_with("No networks found in")
+        config_from_nad("nope", "", dir.path())
+            .unwrap_err()
+            .to_string()
+            .starts_with("no network available in the name nope")
+    );
+    std::fs::write(dir.path().join("05-bad.conf"), "{bad").unwrap();
+    assert!(
+        config_from_nad("mynad", "", dir.path()).unwrap_err().to_string().starts_with("Error loading CNI config file")
+    );
+    std::fs::write(dir.path().join("05-bad.conf"), r#"{"name":"mynad"}"#).unwrap();
+    assert!(
+        config_from_nad("mynad", "", dir.path())
+            .unwrap_err()
+            .to_string()
+            .ends_with("no 'type'; perhaps this is a .conflist?")
+    );
+    assert!(
+        config_from_nad("mynad", "", Path::new("/nonexistent/dir"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("No networks found in")
     );
 }
 
@@ -239,7 +258,7 @@ fn conflist_file_subdirectory_loading_is_lossless() {
     std::fs::write(&path, r#"{"name":"kindnet"}"#).unwrap();
     assert_eq!(load_conflist_file(&path).unwrap().plugins.len(), 2);
     std::fs::write(&path, r#"{"name":"empty"}"#).unwrap();
-    assert_eq!(load_conflist_file(&path).unwrap_err(), "no plugin configs found");
+    assert_eq!(load_conflist_file(&path).unwrap_err().to_string(), "no plugin configs found");
 }
 
 #[test]

@@ -1,7 +1,12 @@
 use super::*;
+use crate::delegate::config_from_nad;
 use crate::model::Nad;
+use crate::model::NetworkSelectionElement;
 use crate::plan::{Operation, PlanContext, RuntimeConfig, plan_invocation};
 use proptest::prelude::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
 
 const KEYS: &[&str] = &[
     "type",

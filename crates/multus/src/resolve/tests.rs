@@ -1,6 +1,9 @@
 use super::*;
 use crate::model::Nad;
+use serde_json::Value;
 use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 type Nads = BTreeMap<(String, String), Nad>;
 

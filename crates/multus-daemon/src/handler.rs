@@ -136,7 +136,7 @@ async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>, caller: Caller) 
     };
     outcome.unwrap_or_else(|_| {
         // The task ended without an answer: it panicked (a bug); the runtime must see a failure.
-        Err(CommandError::Internal("the command task ended without an answer".into()))
+        Err(CommandError::Internal(crate::error::InternalError::TaskLost))
     })
 }
 

@@ -76,7 +76,7 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
         Command::Status => status_gc::status(d, &conf).await.map(|()| Outcome::Done),
         Command::Gc => status_gc::gc(d, req, &conf).await.map(|()| Outcome::Done),
         // Refused when the request was parsed.
-        Command::Version => Err(CommandError::Internal("unknown cmd type: VERSION".into())),
+        Command::Version => Err(CommandError::Internal(crate::error::InternalError::VersionCommand)),
     }
 }
 

@@ -24,7 +24,7 @@
 
 use super::{del, resolve_settings};
 use crate::daemon::Daemon;
-use crate::error::CommandError;
+use crate::error::{CommandError, GcError};
 use crate::request::CniRequest;
 use cni::conf::{NetConfList, NetworkConfig};
 use cni::runtime::{CacheEntry, ValidAttachment};
@@ -61,7 +61,7 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
             all_cached_attachments(Path::new(&conf.cni_dir)).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
         return super::observed(d, cni::Command::Gc, &delegate, rt.gc_network_list(&cluster, Some(&valid)))
             .await
-            .map_err(|e| CommandError::Gc(e.to_string()));
+            .map_err(|e| CommandError::Gc(GcError::ClusterNetwork(e.to_string())));
     };
     let valid_containers: BTreeSet<String> = valid.iter().map(|a| a.container_id.clone()).collect();
     d.set_gc_valid_containers(valid_containers.clone());
@@ -125,7 +125,7 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
             errors.extend(reportable(d, &name, e).into_iter().map(|e| format!("network {name:?}: {e}")));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(CommandError::Gc(errors.join("; "))) }
+    if errors.is_empty() { Ok(()) } else { Err(CommandError::Gc(GcError::Failures(errors))) }
 }
 
 /// The part of a network's GC failure the runtime is told about. A stale attachment whose
@@ -211,7 +211,7 @@ fn runtime_valid_attachments(conf: &NetConf) -> Result<Option<Vec<ValidAttachmen
     }
     serde_json::from_value(value.clone())
         .map(Some)
-        .map_err(|e| CommandError::Gc(format!("invalid {}: {e}", cni::skel::VALID_ATTACHMENTS_KEY)))
+        .map_err(|e| CommandError::Gc(GcError::InvalidValidAttachments { reason: e.to_string() }))
 }
 
 /// Every `(containerId, ifName)` in `<cniDir>/results`; a missing directory means none.

@@ -237,7 +237,7 @@ impl GeneratorConfig {
             log_file: f.str_or_empty("logFile").map_err(e)?,
             log_level: f.str_or_empty("logLevel").map_err(e)?,
             log_to_stderr: f.bool("logToStderr").map_err(e)?.unwrap_or(false),
-            log_options: f.log_options("logOptions").map_err(e)?,
+            log_options: LogOptions::read(&f, "logOptions").map_err(e)?,
             capabilities: f.capabilities("capabilities").map_err(e)?,
             namespace_isolation: f.bool("namespaceIsolation").map_err(e)?.unwrap_or(false),
             global_namespaces: f.str_or_empty("globalNamespaces").map_err(e)?,

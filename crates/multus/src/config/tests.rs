@@ -1,5 +1,8 @@
 use super::*;
 use serde_json::json;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// `daemon-config.json` of the Go v4.2.4 reference capture.
 pub(crate) const REF_DAEMON_CONFIG: &str = r#"{

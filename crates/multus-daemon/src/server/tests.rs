@@ -1,6 +1,16 @@
-use super::*;
+use super::accept::*;
+use super::api::*;
+use super::limits::*;
+use super::shared::*;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::Semaphore;
 
 struct Echo;
 

@@ -22,7 +22,7 @@
 //! * The file is written atomically (temporary file in the same directory + rename), dir 0700,
 //!   file 0600.
 
-use crate::delegate::{Delegate, DelegateConfig, json_kind};
+use crate::delegate::{Delegate, DelegateConfig, DelegateError, json_kind};
 use crate::model::{Bandwidth, PortMapping};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -53,6 +53,57 @@ pub enum CacheError {
     /// The file is not a valid delegate cache.
     #[error("failed to load netconf: {0}")]
     Invalid(String),
+    /// One entry of the file is not a valid delegate.
+    #[error("failed to load netconf: entry {index}: {cause}")]
+    Entry {
+        /// Its position in the file.
+        index: usize,
+        /// What is wrong with it.
+        cause: EntryError,
+    },
+}
+
+/// Why one cache entry is not a delegate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// A bytes field is not base64.
+    #[error("{what}: {reason}")]
+    Base64 {
+        /// The field.
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A bytes field is not a string.
+    #[error("{what}: expected a base64 string, got {got}")]
+    NotAString {
+        /// The field.
+        what: &'static str,
+        /// The JSON type found.
+        got: &'static str,
+    },
+    /// The legacy conflist or one of its plugins is not a JSON object.
+    #[error("{0}")]
+    Legacy(String),
+    /// The legacy conflist and the housekeeping bytes disagree on the plugins.
+    #[error(
+        "mergeConfListBytes: plugin count differs between legacy and housekeeping bytes: {legacy} != {housekeeping}"
+    )]
+    PluginCount {
+        /// Plugins of the legacy list.
+        legacy: usize,
+        /// Plugins of the housekeeping bytes.
+        housekeeping: usize,
+    },
+    /// No config bytes at all.
+    #[error("no Bytes")]
+    NoBytes,
+    /// The bytes are not a delegate.
+    #[error(transparent)]
+    Delegate(#[from] DelegateError),
+    /// A conflist without plugins (ADD never caches one).
+    #[error("a conflist without plugins")]
+    NoPlugins,
 }
 
 /// One cache entry as stored on disk.
@@ -285,39 +336,36 @@ fn is_conflist_entry(entry: &CacheEntry) -> bool {
     entry.conf_list.get("plugins").and_then(Value::as_array).is_some_and(|p| !p.is_empty())
 }
 
-fn decode_b64(v: &Value, what: &str) -> Result<Vec<u8>, String> {
+fn decode_b64(v: &Value, what: &'static str) -> Result<Vec<u8>, EntryError> {
     match v {
-        Value::String(s) => B64.decode(s).map_err(|e| format!("{what}: {e}")),
-        other => Err(format!("{what}: expected a base64 string, got {}", json_kind(other))),
+        Value::String(s) => B64.decode(s).map_err(|e| EntryError::Base64 { what, reason: e.to_string() }),
+        other => Err(EntryError::NotAString { what, got: json_kind(other) }),
     }
 }
 
 /// Rebuild lossless conflist bytes from a v4.2.x `CNINetworkConfigList` (list bytes + each
 /// plugin's raw bytes), merging the housekeeping keys injected into the lossy `Bytes`.
-fn restore_legacy_conflist(legacy: &Value, housekeeping: &[u8]) -> Result<Option<Vec<u8>>, String> {
+fn restore_legacy_conflist(legacy: &Value, housekeeping: &[u8]) -> Result<Option<Vec<u8>>, EntryError> {
     let plugins = legacy.get("Plugins").and_then(Value::as_array).filter(|p| !p.is_empty());
     let list_bytes = legacy.get("Bytes").filter(|b| !b.is_null());
     let (Some(plugins), Some(list_bytes)) = (plugins, list_bytes) else { return Ok(None) };
     let mut list: Map<String, Value> =
         serde_json::from_slice(&decode_b64(list_bytes, "CNINetworkConfigList.Bytes")?)
-            .map_err(|e| format!("rawConfListBytes: failed to unmarshal conflist bytes: {e}"))?;
+            .map_err(|e| EntryError::Legacy(format!("rawConfListBytes: failed to unmarshal conflist bytes: {e}")))?;
     let mut raw_plugins = Vec::with_capacity(plugins.len());
     for (idx, p) in plugins.iter().enumerate() {
         let b = decode_b64(p.get("Bytes").unwrap_or(&Value::Null), "CNINetworkConfigList.Plugins[].Bytes")?;
         let v: Map<String, Value> = serde_json::from_slice(&b)
-            .map_err(|e| format!("rawConfListBytes: failed to unmarshal plugin #{idx}: {e}"))?;
+            .map_err(|e| EntryError::Legacy(format!("rawConfListBytes: failed to unmarshal plugin #{idx}: {e}")))?;
         raw_plugins.push(v);
     }
     if !housekeeping.is_empty() {
-        let hk: Value = serde_json::from_slice(housekeeping)
-            .map_err(|e| format!("mergeConfListBytes: failed to unmarshal housekeeping bytes: {e}"))?;
+        let hk: Value = serde_json::from_slice(housekeeping).map_err(|e| {
+            EntryError::Legacy(format!("mergeConfListBytes: failed to unmarshal housekeeping bytes: {e}"))
+        })?;
         let hk_plugins = hk.get("plugins").and_then(Value::as_array).cloned().unwrap_or_default();
         if hk_plugins.len() != raw_plugins.len() {
-            return Err(format!(
-                "mergeConfListBytes: plugin count differs between legacy and housekeeping bytes: {} != {}",
-                raw_plugins.len(),
-                hk_plugins.len()
-            ));
+            return Err(EntryError::PluginCount { legacy: raw_plugins.len(), housekeeping: hk_plugins.len() });
         }
         for (raw, hk) in raw_plugins.iter_mut().zip(&hk_plugins) {
             for key in ["deviceID", "pciBusID"] {
@@ -342,26 +390,26 @@ fn restore_legacy_conflist(legacy: &Value, housekeeping: &[u8]) -> Result<Option
     Ok(Some(serde_json::to_vec(&list).unwrap_or_default()))
 }
 
-fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, String> {
+fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, EntryError> {
     let is_conflist = is_conflist_entry(&entry);
     let mut bytes = match &entry.bytes {
-        Some(s) => B64.decode(s).map_err(|e| format!("entry {index}: Bytes: {e}"))?,
+        Some(s) => B64.decode(s).map_err(|e| EntryError::Base64 { what: "Bytes", reason: e.to_string() })?,
         None => Vec::new(),
     };
     if is_conflist
         && let Some(legacy) = &entry.legacy_network_config_list
-        && let Some(restored) = restore_legacy_conflist(legacy, &bytes).map_err(|e| format!("entry {index}: {e}"))?
+        && let Some(restored) = restore_legacy_conflist(legacy, &bytes)?
     {
         bytes = restored;
     }
     if bytes.is_empty() {
-        return Err(format!("entry {index}: no Bytes"));
+        return Err(EntryError::NoBytes);
     }
-    let mut d = Delegate::from_bytes(bytes, is_conflist).map_err(|e| format!("entry {index}: {e}"))?;
+    let mut d = Delegate::from_bytes(bytes, is_conflist)?;
     // ADD never caches such a list (a delegate needs plugins[0].type); one found here was damaged
     // (found by the fuzzer: it would not even be written back as a list).
     if matches!(d.config(), cni::NetworkConfig::List(list) if list.plugins.is_empty()) {
-        return Err(format!("entry {index}: a conflist without plugins"));
+        return Err(EntryError::NoPlugins);
     }
     d.name = entry.name;
     d.ifname_request = entry.ifname_request;
@@ -386,7 +434,11 @@ pub fn parse_cache(bytes: &[u8]) -> Result<Vec<Delegate>, CacheError> {
     if entries.is_empty() {
         return Err(CacheError::Invalid("empty delegate list".into()));
     }
-    entries.into_iter().enumerate().map(|(i, e)| delegate_of(e, i).map_err(CacheError::Invalid)).collect()
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, e)| delegate_of(e, index).map_err(|cause| CacheError::Entry { index, cause }))
+        .collect()
 }
 
 /// Outcome of reading the cache file.

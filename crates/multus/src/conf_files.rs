@@ -1,7 +1,7 @@
 //! CNI config files (§5.6, §5.10 step 3): libcni's directory and conflist loading, and the
 //! config of a NAD whose spec names none.
 
-use crate::config::json_kind;
+use crate::config::fields::json_kind;
 use cni::conf::{NetConfList, PluginConf};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -25,7 +25,7 @@
 mod daemon;
 mod defaults;
 mod error;
-mod fields;
+pub(crate) mod fields;
 mod keys;
 mod log_options;
 mod merge;
@@ -35,7 +35,8 @@ mod shim;
 pub use daemon::{DaemonConfig, PerNodeCertificate};
 pub use defaults::*;
 pub use error::ConfigError;
-pub(crate) use fields::{Fields, json_kind};
+pub use fields::FieldError;
+pub(crate) use fields::Fields;
 pub use keys::*;
 pub use log_options::{EffectiveLogOptions, LogOptions};
 pub use merge::{merge_request_config, merge_request_config_bytes};

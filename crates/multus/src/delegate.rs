@@ -19,7 +19,7 @@
 //!   `args.cni`); the original key order is kept and new keys are appended. Otherwise the input
 //!   bytes are kept verbatim.
 
-pub(crate) use crate::config::json_kind;
+pub(crate) use crate::config::fields::json_kind;
 use crate::model::{Bandwidth, NetworkSelectionElement, PortMapping};
 use cni::conf::{NetConfList, PluginConf};
 use serde_json::{Map, Value};

@@ -221,7 +221,7 @@ impl GeneratorConfig {
     /// Reads the G keys from the config object; wrong types are errors naming the key.
     pub fn from_map(raw: &Map<String, Value>) -> Result<Self, GenerateError> {
         let f = Fields(raw);
-        let e = GenerateError::Config;
+        let e = |e: crate::config::FieldError| GenerateError::Config(e.to_string());
         Ok(Self {
             cni_version: f.str_or_empty("cniVersion").map_err(e)?,
             multus_config_file: f.str_or("multusConfigFile", AUTO_CONFIG).map_err(e)?,

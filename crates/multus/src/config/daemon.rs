@@ -2,7 +2,7 @@
 
 use super::defaults::*;
 use super::error::ConfigError;
-use super::fields::{Fields, object_from_bytes};
+use super::fields::{FieldError, Fields, object_from_bytes};
 use super::log_options::LogOptions;
 use super::merge::merge_request_config;
 use serde_json::{Map, Value};
@@ -23,9 +23,9 @@ pub struct PerNodeCertificate {
 }
 
 impl PerNodeCertificate {
-    pub(crate) fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
+    pub(crate) fn from_map(m: &Map<String, Value>) -> Result<Self, FieldError> {
         let f = Fields(m);
-        let ctx = |e: String| format!("perNodeCertificate: {e}");
+        let ctx = |e: FieldError| e.within("perNodeCertificate");
         Ok(Self {
             enabled: f.bool("enabled").map_err(ctx)?.unwrap_or(false),
             bootstrap_kubeconfig: f.str_or_empty("bootstrapKubeconfig").map_err(ctx)?,
@@ -88,7 +88,7 @@ impl DaemonConfig {
             None => None,
             Some(p) => Some(
                 u16::try_from(p)
-                    .map_err(|_| ConfigError::Daemon(format!("key \"metricsPort\": {p} is not a TCP port")))?,
+                    .map_err(|_| ConfigError::Daemon(FieldError::NotAPort { key: "metricsPort", value: p }))?,
             ),
         };
         let per_node_certificate =

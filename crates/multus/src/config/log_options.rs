@@ -1,6 +1,6 @@
 //! Log rotation settings (`logOptions`), shared by the daemon and the generated config.
 
-use super::fields::Fields;
+use super::fields::{FieldError, Fields};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -38,13 +38,13 @@ pub struct EffectiveLogOptions {
 
 impl LogOptions {
     /// The object at `key` of `f`, if any.
-    pub(crate) fn read(f: &Fields<'_>, key: &str) -> Result<Option<Self>, String> {
+    pub(crate) fn read(f: &Fields<'_>, key: &str) -> Result<Option<Self>, FieldError> {
         f.object(key)?.map(Self::from_map).transpose()
     }
 
-    pub(crate) fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
+    pub(crate) fn from_map(m: &Map<String, Value>) -> Result<Self, FieldError> {
         let f = Fields(m);
-        let ctx = |e: String| format!("logOptions: {e}");
+        let ctx = |e: FieldError| e.within("logOptions");
         Ok(Self {
             max_age: f.int("maxAge").map_err(ctx)?,
             max_size: f.int("maxSize").map_err(ctx)?,

@@ -2,7 +2,7 @@
 
 use super::defaults::*;
 use super::error::ConfigError;
-use super::fields::object_from_bytes;
+use super::fields::{FieldError, object_from_bytes};
 use serde_json::{Map, Value};
 
 /// The effective per-request config (§2.4): every top-level key of the daemon config replaces
@@ -27,7 +27,7 @@ pub fn merge_request_config(
         }
         cni.insert(key.clone(), value.clone());
     }
-    serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(e.to_string()))
+    serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(FieldError::Json(e.to_string())))
 }
 
 /// [`merge_request_config`] with the daemon config as bytes, exactly like the reference: empty
@@ -51,7 +51,7 @@ pub fn merge_request_config_bytes(
         if ignore_readiness {
             cni.shift_remove(READINESS_INDICATOR_KEY);
         }
-        return serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(e.to_string()));
+        return serde_json::to_vec(&cni).map_err(|e| ConfigError::ClientConfig(FieldError::Json(e.to_string())));
     }
     merge_request_config(client, &daemon_raw, ignore_readiness)
 }

@@ -4,6 +4,7 @@ use super::defaults::*;
 use super::error::ConfigError;
 use super::fields::{Fields, object_from_bytes, wrong_type};
 use super::log_options::LogOptions;
+use crate::delegate::DelegateError;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -179,29 +180,21 @@ impl NetConf {
 
 /// The minimal checks of the reference's delegate loading: a non-empty `type`, or a `plugins`
 /// list whose first plugin has a `type`. Messages follow the reference.
-fn check_delegate_shape(delegate: &Map<String, Value>) -> Result<(), String> {
-    const PREFIX: &str = "LoadDelegateNetConf: failed with: LoadDelegateNetConfList:";
+fn check_delegate_shape(delegate: &Map<String, Value>) -> Result<(), DelegateError> {
     match delegate.get("type") {
         Some(Value::String(t)) if !t.is_empty() => return Ok(()),
         None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(v) => {
-            return Err(format!(
-                "LoadDelegateNetConf: error unmarshalling delegate config: {}",
-                wrong_type("type", "a string", v)
-            ));
-        }
+        Some(v) => return Err(DelegateError::Unmarshal(wrong_type("type", "a string", v).to_string())),
     }
     match delegate.get("plugins") {
-        None | Some(Value::Null) => Err(format!("{PREFIX} delegate must have the 'type' or 'plugin' field")),
+        None | Some(Value::Null) => Err(DelegateError::NoTypeOrPlugins),
         Some(Value::Array(plugins)) => {
             let first_type = plugins.first().and_then(|p| p.get("type")).and_then(Value::as_str);
             match first_type {
                 Some(t) if !t.is_empty() => Ok(()),
-                _ => Err(format!("{PREFIX} a plugin delegate must have the 'type' field")),
+                _ => Err(DelegateError::PluginWithoutType),
             }
         }
-        Some(v) => {
-            Err(format!("{PREFIX} error unmarshalling delegate conflist: {}", wrong_type("plugins", "an array", v)))
-        }
+        Some(v) => Err(DelegateError::ConfList(wrong_type("plugins", "an array", v).to_string())),
     }
 }

@@ -161,7 +161,7 @@ const STATUS_CLEAR_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 
 /// Remove the network-status of the undone ADD's pod, retrying while the API server cannot
 /// answer (the pod cache may be reconnecting: the pod is looked up live then).
-async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result<(), String> {
+async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result<(), crate::seams::ClusterError> {
     use crate::seams::PodLookup;
     let Some(id) = add.pod.as_ref() else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + STATUS_CLEAR_PATIENCE;
@@ -173,9 +173,9 @@ async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result
                 if id.uid.as_deref().is_some_and(|uid| !uid.is_empty() && uid != pod.uid) && !pod.is_static() {
                     return Ok(()); // another pod of that name now: its status is not ours to touch
                 }
-                daemon.cluster().clear_network_status(&pod).await.map_err(|e| e.to_string())
+                daemon.cluster().clear_network_status(&pod).await
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         match attempt {
             Ok(()) => return Ok(()),

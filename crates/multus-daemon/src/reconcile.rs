@@ -79,11 +79,10 @@ impl Default for Settings {
 impl Settings {
     /// Read the key; absent → the defaults; malformed → an error naming it (a typo must not
     /// silently turn the reconciler on or off).
-    pub fn from_config(config: &DaemonConfig) -> Result<Self, String> {
+    pub fn from_config(config: &DaemonConfig) -> Result<Self, SettingsError> {
         let mut settings = Self::default();
         let Some(value) = config.raw.get(CONFIG_KEY) else { return Ok(settings) };
-        let bad = |what: &str| format!("{CONFIG_KEY}: {what}");
-        let object = value.as_object().ok_or_else(|| bad("must be an object"))?;
+        let object = value.as_object().ok_or(SettingsError::NotAnObject)?;
         for (key, v) in object {
             match key.as_str() {
                 "mode" => {
@@ -91,26 +90,49 @@ impl Settings {
                         Some("on") => Mode::On,
                         Some("dry-run") => Mode::DryRun,
                         Some("off") => Mode::Off,
-                        _ => return Err(bad("mode must be \"on\", \"dry-run\" or \"off\"")),
+                        _ => return Err(SettingsError::Mode),
                     }
                 }
                 "intervalSeconds" => {
-                    let secs = v.as_u64().filter(|s| *s > 0).ok_or_else(|| bad("intervalSeconds must be > 0"))?;
+                    let secs = v.as_u64().filter(|s| *s > 0).ok_or(SettingsError::Interval)?;
                     settings.interval = Duration::from_secs(secs);
                 }
                 "maxPerPass" => {
-                    let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| bad("maxPerPass must be > 0"))?;
+                    let n = v.as_u64().filter(|n| *n > 0).ok_or(SettingsError::MaxPerPass)?;
                     settings.max_per_pass = usize::try_from(n).unwrap_or(usize::MAX);
                 }
                 "podGoneConfirmSeconds" => {
-                    let secs = v.as_u64().ok_or_else(|| bad("podGoneConfirmSeconds must be a number >= 0"))?;
+                    let secs = v.as_u64().ok_or(SettingsError::PodGoneConfirm)?;
                     settings.pod_gone_confirm = Duration::from_secs(secs);
                 }
-                other => return Err(bad(&format!("unknown key {other:?}"))),
+                other => return Err(SettingsError::UnknownKey(other.to_string())),
             }
         }
         Ok(settings)
     }
+}
+
+/// Why `orphanReconcile` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The value is not an object.
+    #[error("{CONFIG_KEY}: must be an object")]
+    NotAnObject,
+    /// `mode` is not one of the three.
+    #[error("{CONFIG_KEY}: mode must be \"on\", \"dry-run\" or \"off\"")]
+    Mode,
+    /// `intervalSeconds` is not a number > 0.
+    #[error("{CONFIG_KEY}: intervalSeconds must be > 0")]
+    Interval,
+    /// `maxPerPass` is not a number > 0.
+    #[error("{CONFIG_KEY}: maxPerPass must be > 0")]
+    MaxPerPass,
+    /// `podGoneConfirmSeconds` is not a number >= 0.
+    #[error("{CONFIG_KEY}: podGoneConfirmSeconds must be a number >= 0")]
+    PodGoneConfirm,
+    /// A key the reconciler does not know (a typo must not go unnoticed).
+    #[error("{CONFIG_KEY}: unknown key {0:?}")]
+    UnknownKey(String),
 }
 
 /// One attachment the daemon knows of (a delegate cache file).

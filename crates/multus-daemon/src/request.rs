@@ -85,7 +85,7 @@ impl CniRequest {
     /// Validate an already decoded request.
     pub fn from_api(request: multus_api::Request, endpoint: Endpoint) -> Result<Self, RequestError> {
         let env = &request.env;
-        let command = extract_command(env, endpoint).map_err(RequestError::CommandArgs)?;
+        let command = extract_command(env, endpoint)?;
         let needs_pod_context = !matches!(command, Command::Status | Command::Gc);
         // Our DEL is lenient where the Go daemon drops the DEL entirely (quirk 12): a DEL
         // without CNI_NETNS or CNI_ARGS still runs from the cache.
@@ -214,14 +214,14 @@ impl CniRequest {
 }
 
 /// `CNI_COMMAND`: required, and known on this endpoint (GC is not served on `/delegate`).
-fn extract_command(env: &BTreeMap<String, String>, endpoint: Endpoint) -> Result<Command, String> {
+fn extract_command(env: &BTreeMap<String, String>, endpoint: Endpoint) -> Result<Command, RequestError> {
     let text = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
     if text.is_empty() {
-        return Err("unexpected or missing CNI_COMMAND".into());
+        return Err(RequestError::CommandArgs("unexpected or missing CNI_COMMAND".into()));
     }
     match (text.parse::<Command>(), endpoint) {
         (Ok(Command::Version), _) | (Err(_), _) | (Ok(Command::Gc), Endpoint::Delegate) => {
-            Err(format!("unknown cmd type: {text}"))
+            Err(RequestError::CommandArgs(format!("unknown cmd type: {text}")))
         }
         (Ok(c), _) => Ok(c),
     }

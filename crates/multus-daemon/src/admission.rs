@@ -44,7 +44,7 @@ pub const MIN_AUTO_SLOTS: usize = 2;
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 
 /// Slots for `config` under a memory limit of `limit` bytes (`None`: unlimited).
-pub fn slots(config: &DaemonConfig, limit: Option<u64>) -> Result<usize, String> {
+pub fn slots(config: &DaemonConfig, limit: Option<u64>) -> Result<usize, SlotsError> {
     let auto = || match limit {
         None => MAX_AUTO_SLOTS,
         Some(limit) => {
@@ -60,9 +60,14 @@ pub fn slots(config: &DaemonConfig, limit: Option<u64>) -> Result<usize, String>
             .filter(|n| *n > 0)
             .and_then(|n| usize::try_from(n).ok())
             .map(|n| n.min(Semaphore::MAX_PERMITS))
-            .ok_or_else(|| format!("{CONFIG_KEY} must be \"auto\" or a number > 0, not {v}")),
+            .ok_or_else(|| SlotsError(v.clone())),
     }
 }
+
+/// `delegateSlots` is neither `"auto"` nor a number > 0.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{CONFIG_KEY} must be \"auto\" or a number > 0, not {0}")]
+pub struct SlotsError(pub Value);
 
 /// The memory limit of this process's cgroup (the smallest on the way to the root), if any:
 /// cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`.

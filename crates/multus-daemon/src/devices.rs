@@ -2,7 +2,7 @@
 //! DRA claims through the API server, via the `multus-devices` crate; device-info files in the
 //! standard directories.
 
-use crate::seams::{BoxFuture, DeviceLookupError, DeviceMap, Devices};
+use crate::seams::{BoxFuture, DeviceInfoCopyError, DeviceLookupError, DeviceMap, Devices};
 use multus::model::PodInfo;
 use multus_devices::devinfo::DeviceInfoDirs;
 use multus_devices::kubelet::KubeletSource;
@@ -78,7 +78,12 @@ impl Devices for NodeDevices {
         })
     }
 
-    fn copy_device_info(&self, resource_name: &str, device_id: &str, destination: &str) -> Result<(), String> {
-        self.dirs.copy_from_device_plugin(resource_name, device_id, Path::new(destination)).map_err(|e| e.to_string())
+    fn copy_device_info(
+        &self,
+        resource_name: &str,
+        device_id: &str,
+        destination: &str,
+    ) -> Result<(), DeviceInfoCopyError> {
+        Ok(self.dirs.copy_from_device_plugin(resource_name, device_id, Path::new(destination))?)
     }
 }

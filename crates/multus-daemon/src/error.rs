@@ -8,6 +8,7 @@ use crate::seams::{ClusterError, NetnsError};
 use crate::server::Reply;
 use cni::CniError;
 use cni::runtime::RuntimeError;
+use multus::config::ConfigError;
 use multus::error::{ErrorKind, MultusError, PodRef};
 use multus_api::ErrorBody;
 
@@ -25,10 +26,10 @@ pub struct DelFailure {
 pub enum CommandError {
     /// The daemon config could not be merged over the request's.
     #[error("{0}")]
-    ConfigMerge(String),
+    ConfigMerge(ConfigError),
     /// The effective config could not be parsed.
     #[error("Multus: error loading netconf: {0}")]
-    NetConf(String),
+    NetConf(ConfigError),
     /// ADD and `/delegate` need a pod namespace and name.
     #[error("required CNI variable missing. pod name: {name}; pod namespace: {namespace}")]
     MissingPod { namespace: String, name: String },
@@ -51,7 +52,7 @@ pub enum CommandError {
     #[error("{0}")]
     Status(CniError),
     #[error("error in GC command: {0}")]
-    Gc(String),
+    Gc(GcError),
     #[error("error in gather valid attachments: {0}")]
     GcAttachments(String),
     /// STATUS/GC without a cluster network to ask.
@@ -62,9 +63,34 @@ pub enum CommandError {
     PodNotFound { pod: PodRef },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    /// A bug in the daemon (e.g. a command task that ended without answering).
+    /// A bug in the daemon.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(InternalError),
+}
+
+/// Why a GC failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GcError {
+    /// The GC of the cluster network (the runtime sent no valid list) failed.
+    #[error("{0}")]
+    ClusterNetwork(String),
+    /// What failed of the stale attachments' DELs and the networks' GCs, one text each.
+    #[error("{}", .0.join("; "))]
+    Failures(Vec<String>),
+    /// The runtime's valid-attachments list does not parse.
+    #[error("invalid {}: {reason}", cni::skel::VALID_ATTACHMENTS_KEY)]
+    InvalidValidAttachments { reason: String },
+}
+
+/// A bug in the daemon: something that cannot happen did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InternalError {
+    /// VERSION reached a command (the request's parsing refuses it).
+    #[error("unknown cmd type: VERSION")]
+    VersionCommand,
+    /// The command's task ended without an answer (it panicked).
+    #[error("the command task ended without an answer")]
+    TaskLost,
 }
 
 impl CommandError {

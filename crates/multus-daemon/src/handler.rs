@@ -88,24 +88,9 @@ impl Handler {
     }
 }
 
-/// A missing `K8S_POD_UID` is taken from the pod cache, as the Go server does (not for DEL,
-/// which must never depend on the API).
-fn recover_uid(d: &Daemon, mut request: CniRequest) -> Result<CniRequest, RequestError> {
-    if request.command == Command::Del {
-        return Ok(request);
-    }
-    if let Some(pod) = request.pod.as_mut().filter(|p| p.uid.is_none()) {
-        match d.cluster().cached_pod(&pod.namespace, &pod.name) {
-            Some(found) => pod.uid = Some(found.uid),
-            None => {
-                return Err(RequestError::PodArgs(format!(
-                    "missing pod UID; attempted to recover it from the K8s API, but failed: pod {}/{} not found in the cache",
-                    pod.namespace, pod.name
-                )));
-            }
-        }
-    }
-    Ok(request)
+/// A missing `K8S_POD_UID` is taken from the pod cache, as the Go server does.
+fn recover_uid(d: &Daemon, request: CniRequest) -> Result<CniRequest, RequestError> {
+    request.with_recovered_uid(|namespace, name| d.cluster().cached_pod(namespace, name).map(|pod| pod.uid))
 }
 
 /// Run the command in its own task under the sandbox lock (see the module docs).
@@ -151,7 +136,7 @@ async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>, caller: Caller) 
     };
     outcome.unwrap_or_else(|_| {
         // The task ended without an answer: it panicked (a bug); the runtime must see a failure.
-        Err(CommandError::Internal("the command task ended without an answer".into()))
+        Err(CommandError::Internal(crate::error::InternalError::TaskLost))
     })
 }
 
@@ -160,9 +145,7 @@ async fn execute(daemon: Arc<Daemon>, request: Arc<CniRequest>, caller: Caller) 
 /// runtime's retry writes it anew).
 async fn undo_abandoned_add(daemon: &Daemon, add: &CniRequest) {
     tracing::warn!("the caller went away before the ADD's answer; deleting the attachment again");
-    let mut del = add.clone();
-    del.command = Command::Del;
-    if let Err(e) = commands::run(daemon, &del).await {
+    if let Err(e) = commands::run(daemon, &add.as_del()).await {
         tracing::error!("undoing the abandoned ADD failed (the runtime's DEL will retry): {e}");
         return;
     }
@@ -178,7 +161,7 @@ const STATUS_CLEAR_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 
 /// Remove the network-status of the undone ADD's pod, retrying while the API server cannot
 /// answer (the pod cache may be reconnecting: the pod is looked up live then).
-async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result<(), String> {
+async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result<(), crate::seams::ClusterError> {
     use crate::seams::PodLookup;
     let Some(id) = add.pod.as_ref() else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + STATUS_CLEAR_PATIENCE;
@@ -190,9 +173,9 @@ async fn clear_status_of_undone_add(daemon: &Daemon, add: &CniRequest) -> Result
                 if id.uid.as_deref().is_some_and(|uid| !uid.is_empty() && uid != pod.uid) && !pod.is_static() {
                     return Ok(()); // another pod of that name now: its status is not ours to touch
                 }
-                daemon.cluster().clear_network_status(&pod).await.map_err(|e| e.to_string())
+                daemon.cluster().clear_network_status(&pod).await
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         match attempt {
             Ok(()) => return Ok(()),

@@ -111,10 +111,10 @@ async fn run(flags: Flags) -> ExitCode {
     }
     let reconcile_settings = match reconcile::Settings::from_config(&config) {
         Ok(s) => s,
-        Err(e) => return fail(1, &e),
+        Err(e) => return fail(1, &e.to_string()),
     };
     if let Err(e) = multus_daemon::admission::slots(&config, None) {
-        return fail(1, &e);
+        return fail(1, &e.to_string());
     }
     // Nothing writes yet: temporary files of a previous run's interrupted writes can go.
     reconcile::remove_stale_temp_files(&config);

@@ -24,11 +24,11 @@
 //!
 //! It runs once at start-up (after the watch caches synced) and then every `intervalSeconds`.
 
-use crate::commands::{self, del};
+use crate::commands::del;
+use crate::commands::effective::effective_config;
 use crate::daemon::Daemon;
-use crate::request::{CniRequest, Endpoint, PodIdentity};
+use crate::request::{CniRequest, RequestError};
 use crate::seams::{NetnsPresence, PodLookup};
-use cni::Command;
 use multus::config::DaemonConfig;
 pub use multus_node::attachments::{Attachment, Verdict, attachments, judge};
 use serde_json::Value;
@@ -79,11 +79,10 @@ impl Default for Settings {
 impl Settings {
     /// Read the key; absent → the defaults; malformed → an error naming it (a typo must not
     /// silently turn the reconciler on or off).
-    pub fn from_config(config: &DaemonConfig) -> Result<Self, String> {
+    pub fn from_config(config: &DaemonConfig) -> Result<Self, SettingsError> {
         let mut settings = Self::default();
         let Some(value) = config.raw.get(CONFIG_KEY) else { return Ok(settings) };
-        let bad = |what: &str| format!("{CONFIG_KEY}: {what}");
-        let object = value.as_object().ok_or_else(|| bad("must be an object"))?;
+        let object = value.as_object().ok_or(SettingsError::NotAnObject)?;
         for (key, v) in object {
             match key.as_str() {
                 "mode" => {
@@ -91,26 +90,49 @@ impl Settings {
                         Some("on") => Mode::On,
                         Some("dry-run") => Mode::DryRun,
                         Some("off") => Mode::Off,
-                        _ => return Err(bad("mode must be \"on\", \"dry-run\" or \"off\"")),
+                        _ => return Err(SettingsError::Mode),
                     }
                 }
                 "intervalSeconds" => {
-                    let secs = v.as_u64().filter(|s| *s > 0).ok_or_else(|| bad("intervalSeconds must be > 0"))?;
+                    let secs = v.as_u64().filter(|s| *s > 0).ok_or(SettingsError::Interval)?;
                     settings.interval = Duration::from_secs(secs);
                 }
                 "maxPerPass" => {
-                    let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| bad("maxPerPass must be > 0"))?;
+                    let n = v.as_u64().filter(|n| *n > 0).ok_or(SettingsError::MaxPerPass)?;
                     settings.max_per_pass = usize::try_from(n).unwrap_or(usize::MAX);
                 }
                 "podGoneConfirmSeconds" => {
-                    let secs = v.as_u64().ok_or_else(|| bad("podGoneConfirmSeconds must be a number >= 0"))?;
+                    let secs = v.as_u64().ok_or(SettingsError::PodGoneConfirm)?;
                     settings.pod_gone_confirm = Duration::from_secs(secs);
                 }
-                other => return Err(bad(&format!("unknown key {other:?}"))),
+                other => return Err(SettingsError::UnknownKey(other.to_string())),
             }
         }
         Ok(settings)
     }
+}
+
+/// Why `orphanReconcile` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The value is not an object.
+    #[error("{CONFIG_KEY}: must be an object")]
+    NotAnObject,
+    /// `mode` is not one of the three.
+    #[error("{CONFIG_KEY}: mode must be \"on\", \"dry-run\" or \"off\"")]
+    Mode,
+    /// `intervalSeconds` is not a number > 0.
+    #[error("{CONFIG_KEY}: intervalSeconds must be > 0")]
+    Interval,
+    /// `maxPerPass` is not a number > 0.
+    #[error("{CONFIG_KEY}: maxPerPass must be > 0")]
+    MaxPerPass,
+    /// `podGoneConfirmSeconds` is not a number >= 0.
+    #[error("{CONFIG_KEY}: podGoneConfirmSeconds must be a number >= 0")]
+    PodGoneConfirm,
+    /// A key the reconciler does not know (a typo must not go unnoticed).
+    #[error("{CONFIG_KEY}: unknown key {0:?}")]
+    UnknownKey(String),
 }
 
 /// What one pass did.
@@ -186,8 +208,7 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
     if settings.mode == Mode::Off {
         return report;
     }
-    let probe = probe_request(stdin);
-    let conf = match commands::effective_config(d, &probe) {
+    let conf = match effective_config(d, stdin) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("orphan reconcile skipped: {e}");
@@ -268,7 +289,15 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
             report.reclaimed.push(attachment.container_id);
             continue;
         }
-        let request = del_request(&probe, &attachment);
+        let request = match del_request(stdin, &attachment) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(container = %attachment.container_id, "orphan attachment: its cache makes no valid DEL: {e}");
+                count("failed");
+                report.failed.push(attachment.container_id);
+                continue;
+            }
+        };
         let _not_during_gc = d.share_gc_gate().await;
         let _sandbox = d.lock_sandbox(&request.container_id).await;
         // The runtime may have deleted it meanwhile (the lock was free only now).
@@ -293,41 +322,15 @@ pub async fn reconcile_pass(d: &Daemon, settings: Settings, stdin: &[u8], seen_g
     report
 }
 
-/// A DEL with no container: what the effective config of a request without one is computed
-/// from. `stdin` is what a runtime would send the shim.
-pub(crate) fn probe_request(stdin: &[u8]) -> CniRequest {
-    CniRequest {
-        endpoint: Endpoint::Cni,
-        command: Command::Del,
-        container_id: String::new(),
-        netns: String::new(),
-        ifname: "eth0".into(),
-        cni_args: String::new(),
-        infra_container_id: String::new(),
-        pod: None,
-        load_args: Ok(Default::default()),
-        config: stdin.to_vec(),
-        interface_attributes: None,
-    }
-}
-
-/// The DEL the runtime would have sent for `attachment`.
-pub(crate) fn del_request(probe: &CniRequest, attachment: &Attachment) -> CniRequest {
-    let cni_args = attachment.cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
-    let pod = multus::k8s_args::parse_server_args(&cni_args).ok().map(|a| PodIdentity {
-        namespace: a.namespace,
-        name: a.name,
-        uid: a.uid,
-    });
-    CniRequest {
-        container_id: attachment.container_id.clone(),
-        netns: attachment.netns.clone(),
-        ifname: attachment.ifname.clone(),
-        load_args: multus::k8s_args::parse_multus_args(&cni_args),
-        cni_args,
-        pod,
-        ..probe.clone()
-    }
+/// The DEL the runtime would have sent for `attachment`, with `stdin` as its config.
+pub(crate) fn del_request(stdin: &[u8], attachment: &Attachment) -> Result<CniRequest, RequestError> {
+    CniRequest::del_from_cache(
+        stdin,
+        &attachment.container_id,
+        &attachment.netns,
+        &attachment.ifname,
+        &attachment.cni_args,
+    )
 }
 
 /// What the node's runtime would send the shim: `00-multus.conf`, or a minimal config when it

@@ -16,6 +16,7 @@
 use cni::Command;
 use multus::error::PodRef;
 use multus::k8s_args::{self, K8sArgs, K8sArgsError};
+pub use multus::pod::PodIdentity;
 use multus_api::InterfaceAttributes;
 use std::collections::BTreeMap;
 
@@ -26,29 +27,6 @@ pub enum Endpoint {
     Cni,
     /// `/delegate`: one delegate config run for a pod on a client's behalf (hot-plug); no GC.
     Delegate,
-}
-
-/// The pod a request concerns, from `CNI_ARGS` (server rules).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodIdentity {
-    /// `K8S_POD_NAMESPACE`.
-    pub namespace: String,
-    /// `K8S_POD_NAME`.
-    pub name: String,
-    /// `None`: the runtime did not pass `K8S_POD_UID`.
-    pub uid: Option<String>,
-}
-
-impl PodIdentity {
-    /// The `[<ns>/<name>/<uid>]` identity of the reference's error prefixes.
-    pub fn pod_ref(&self) -> PodRef {
-        PodRef::new(&self.namespace, &self.name, self.uid.as_deref().unwrap_or(""))
-    }
-
-    /// Namespace and name are both set (ADD and `/delegate` require it).
-    pub fn is_complete(&self) -> bool {
-        !self.namespace.is_empty() && !self.name.is_empty()
-    }
 }
 
 /// A request that failed extraction; the reply carries the message without the request
@@ -66,8 +44,10 @@ pub enum RequestError {
     PodArgs(String),
 }
 
-/// A decoded, validated request.
+/// A decoded, validated request. Only its constructors make one (each validates), so a command
+/// never runs on values that skipped the checks.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::manual_non_exhaustive, reason = "`#[non_exhaustive]` would still let the rest of the crate build one")]
 pub struct CniRequest {
     /// The endpoint it came in on; it decides which commands are valid.
     pub endpoint: Endpoint,
@@ -81,8 +61,6 @@ pub struct CniRequest {
     pub ifname: String,
     /// `CNI_ARGS` exactly as the runtime passed it.
     pub cni_args: String,
-    /// `K8S_POD_INFRA_CONTAINER_ID` from the request environment (normally absent).
-    pub infra_container_id: String,
     /// The pod, by the server's strict rules. `None` for STATUS/GC on `/cni`, and for a DEL
     /// whose `CNI_ARGS` does not name a pod (it still runs from the delegate cache).
     pub pod: Option<PodIdentity>,
@@ -93,6 +71,8 @@ pub struct CniRequest {
     pub config: Vec<u8>,
     /// `/delegate` only.
     pub interface_attributes: Option<InterfaceAttributes>,
+    /// Keeps struct literals out of other modules.
+    validated: (),
 }
 
 impl CniRequest {
@@ -105,7 +85,7 @@ impl CniRequest {
     /// Validate an already decoded request.
     pub fn from_api(request: multus_api::Request, endpoint: Endpoint) -> Result<Self, RequestError> {
         let env = &request.env;
-        let command = extract_command(env, endpoint).map_err(RequestError::CommandArgs)?;
+        let command = extract_command(env, endpoint)?;
         let needs_pod_context = !matches!(command, Command::Status | Command::Gc);
         // Our DEL is lenient where the Go daemon drops the DEL entirely (quirk 12): a DEL
         // without CNI_NETNS or CNI_ARGS still runs from the cache.
@@ -141,11 +121,64 @@ impl CniRequest {
             ifname,
             load_args: k8s_args::parse_multus_args(&cni_args),
             cni_args,
-            infra_container_id: env.get(k8s_args::K8S_POD_INFRA_CONTAINER_ID).cloned().unwrap_or_default(),
             pod,
             config: request.config,
             interface_attributes: request.interface_attributes,
+            validated: (),
         })
+    }
+
+    /// The DEL a runtime would send for an attachment the daemon recorded (the reconciler's
+    /// and GC's): its container, namespace, master interface and the `CNI_ARGS` libcni cached
+    /// for it, with `stdin` as the config. Validated like a runtime's request.
+    pub fn del_from_cache(
+        stdin: &[u8],
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        cni_args: &[(String, String)],
+    ) -> Result<Self, RequestError> {
+        // The runtime's CNI_ARGS string, as the ADD's were recorded pair by pair.
+        let args = cni_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
+        let env = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", container_id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", ifname),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let env = env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::from_api(multus_api::Request { env, config: stdin.to_vec(), interface_attributes: None }, Endpoint::Cni)
+    }
+
+    /// The DEL of this request's sandbox (undoing an ADD the caller abandoned). A DEL needs
+    /// less than any other command, so what was valid for this one is valid for it.
+    pub fn as_del(&self) -> Self {
+        Self { command: Command::Del, ..self.clone() }
+    }
+
+    /// A request whose `CNI_ARGS` gave no `K8S_POD_UID` takes it from `lookup` (the pod cache),
+    /// as the Go server does; failing that, the request is refused. DEL is left as it is: it
+    /// must never depend on the API.
+    pub fn with_recovered_uid(
+        mut self,
+        lookup: impl FnOnce(&str, &str) -> Option<String>,
+    ) -> Result<Self, RequestError> {
+        if self.command == Command::Del {
+            return Ok(self);
+        }
+        if let Some(pod) = self.pod.as_mut().filter(|p| p.uid.is_none()) {
+            match lookup(&pod.namespace, &pod.name) {
+                Some(uid) => pod.uid = Some(uid),
+                None => {
+                    return Err(RequestError::PodArgs(format!(
+                        "missing pod UID; attempted to recover it from the K8s API, but failed: pod {}/{} not found in the cache",
+                        pod.namespace, pod.name
+                    )));
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// The description the reference prefixes to command errors:
@@ -174,22 +207,21 @@ impl CniRequest {
                     "{} continues without the CNI_ARGS values: {e}",
                     self.command
                 );
-                let pod = self.pod.clone().unwrap_or_default();
-                K8sArgs { namespace: pod.namespace, name: pod.name, uid: pod.uid, ..Default::default() }
+                K8sArgs::of_pod(self.pod.clone().unwrap_or_default())
             }
         }
     }
 }
 
 /// `CNI_COMMAND`: required, and known on this endpoint (GC is not served on `/delegate`).
-fn extract_command(env: &BTreeMap<String, String>, endpoint: Endpoint) -> Result<Command, String> {
+fn extract_command(env: &BTreeMap<String, String>, endpoint: Endpoint) -> Result<Command, RequestError> {
     let text = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
     if text.is_empty() {
-        return Err("unexpected or missing CNI_COMMAND".into());
+        return Err(RequestError::CommandArgs("unexpected or missing CNI_COMMAND".into()));
     }
     match (text.parse::<Command>(), endpoint) {
         (Ok(Command::Version), _) | (Err(_), _) | (Ok(Command::Gc), Endpoint::Delegate) => {
-            Err(format!("unknown cmd type: {text}"))
+            Err(RequestError::CommandArgs(format!("unknown cmd type: {text}")))
         }
         (Ok(c), _) => Ok(c),
     }
@@ -202,7 +234,7 @@ fn extract_pod(command: Command, endpoint: Endpoint, cni_args: &str) -> Result<O
         return Ok(None);
     }
     match k8s_args::parse_server_args(cni_args) {
-        Ok(args) => Ok(Some(PodIdentity { namespace: args.namespace, name: args.name, uid: args.uid })),
+        Ok(pod) => Ok(Some(pod)),
         Err(e) if command == Command::Del => {
             tracing::warn!("DEL without a pod identity in CNI_ARGS ({e}); deleting from the delegate cache only");
             Ok(None)
@@ -331,7 +363,7 @@ mod tests {
         assert!(r.pod.is_some(), "the server reading ignores unknown keys");
         assert!(r.load_args.is_err(), "libcni's reading refuses them without IgnoreUnknown");
         let fallback = r.load_args_or_default();
-        assert_eq!((fallback.namespace.as_str(), fallback.name.as_str()), ("ns", "p"));
+        assert_eq!((fallback.pod.namespace.as_str(), fallback.pod.name.as_str()), ("ns", "p"));
     }
 
     #[test]
@@ -345,6 +377,35 @@ mod tests {
             r.describe(),
             r#"ContainerID:"c1" Netns:"/n" IfName:"eth0" Args:"K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_UID=u" Path:"""#
         );
+    }
+
+    #[test]
+    fn a_del_from_the_cache_reads_the_recorded_args() {
+        let pairs: Vec<(String, String)> =
+            [("IgnoreUnknown", "true"), ("K8S_POD_NAMESPACE", "ns"), ("K8S_POD_NAME", "p")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let d = CniRequest::del_from_cache(b"{}", "c1", "/n", "eth0", &pairs).unwrap();
+        assert_eq!((d.command, d.container_id.as_str(), d.netns.as_str()), (Command::Del, "c1", "/n"));
+        assert_eq!(d.pod, Some(PodIdentity { namespace: "ns".into(), name: "p".into(), uid: None }));
+        assert_eq!(d.cni_args, "IgnoreUnknown=true;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p");
+        assert!(d.load_args.is_ok());
+        assert!(CniRequest::del_from_cache(b"{}", "../x", "", "eth0", &[]).is_err());
+    }
+
+    #[test]
+    fn a_missing_uid_is_recovered_except_for_del() {
+        let env = [("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/n"), ("CNI_ARGS", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")];
+        let with = |command: &'static str| {
+            let mut v = env.to_vec();
+            v.push(("CNI_COMMAND", command));
+            request(&v, Endpoint::Cni).unwrap()
+        };
+        let add = with("ADD").with_recovered_uid(|_, _| Some("u".into())).unwrap();
+        assert_eq!(add.pod.unwrap().uid.as_deref(), Some("u"));
+        assert!(matches!(with("ADD").with_recovered_uid(|_, _| None), Err(RequestError::PodArgs(_))));
+        assert_eq!(with("DEL").with_recovered_uid(|_, _| None).unwrap().pod.unwrap().uid, None);
     }
 
     #[test]

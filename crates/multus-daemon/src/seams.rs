@@ -201,7 +201,23 @@ pub trait Devices: Send + Sync {
 
     /// Copy the device plugin's description of `device_id` to the attachment's
     /// `CNIDeviceInfoFile` (`destination`).
-    fn copy_device_info(&self, resource_name: &str, device_id: &str, destination: &str) -> Result<(), String>;
+    fn copy_device_info(
+        &self,
+        resource_name: &str,
+        device_id: &str,
+        destination: &str,
+    ) -> Result<(), DeviceInfoCopyError>;
+}
+
+/// Why a device's description could not be given to its delegate.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceInfoCopyError {
+    /// The node has no device source.
+    #[error("no device source configured")]
+    NoSource,
+    /// The device plugin's file could not be read, parsed or copied.
+    #[error(transparent)]
+    Copy(#[from] multus_devices::devinfo::DeviceInfoError),
 }
 
 /// No device source: a network with a resource name fails the ADD, as on a node without a
@@ -214,8 +230,8 @@ impl Devices for NoDeviceSource {
         Box::pin(async { Err(DeviceLookupError::client("no device source configured")) })
     }
 
-    fn copy_device_info(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
-        Err("no device source configured".into())
+    fn copy_device_info(&self, _: &str, _: &str, _: &str) -> Result<(), DeviceInfoCopyError> {
+        Err(DeviceInfoCopyError::NoSource)
     }
 }
 

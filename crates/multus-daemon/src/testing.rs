@@ -306,7 +306,12 @@ impl Devices for FakeDevices {
         Box::pin(async move { outcome })
     }
 
-    fn copy_device_info(&self, resource_name: &str, device_id: &str, destination: &str) -> Result<(), String> {
+    fn copy_device_info(
+        &self,
+        resource_name: &str,
+        device_id: &str,
+        destination: &str,
+    ) -> Result<(), crate::seams::DeviceInfoCopyError> {
         self.state().copies.push((resource_name.into(), device_id.into(), destination.into()));
         Ok(())
     }

@@ -16,34 +16,10 @@ use crate::default_route::DefaultRouteError;
 use crate::delegate::DelegateError;
 use crate::k8s_args::K8sArgsError;
 use crate::plan::PlanError;
+pub use crate::pod::PodRef;
 use crate::selection::SelectionError;
 use crate::status::StatusError;
 use std::fmt;
-
-/// The pod identity as it appears in error prefixes: the `CNI_ARGS` values
-/// (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`), not the API object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodRef {
-    /// `K8S_POD_NAMESPACE`.
-    pub namespace: String,
-    /// `K8S_POD_NAME`.
-    pub name: String,
-    /// `K8S_POD_UID` (may be empty).
-    pub uid: String,
-}
-
-impl PodRef {
-    /// A pod identity from its three parts.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>, uid: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into(), uid: uid.into() }
-    }
-}
-
-impl fmt::Display for PodRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.namespace, self.name, self.uid)
-    }
-}
 
 /// A Kubernetes event (or log line) the daemon should emit on behalf of the planner.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //!
 //! The reference reads `CNI_ARGS` twice, with different rules:
 //!
-//! - [`parse_server_args`] / [`server_args_from_env`]: the daemon's request preprocessing
-//!   (§4.3) — strict `K=V` items, whitespace-trimmed, namespace and name required.
+//! - [`parse_server_args`]: the daemon's request preprocessing (§4.3) — strict `K=V` items,
+//!   whitespace-trimmed, namespace and name required; gives the request's [`PodIdentity`].
 //! - [`parse_multus_args`]: inside the Multus ADD/DEL/CHECK (§5.2) — libcni's `LoadArgs` into
 //!   the known keys `IgnoreUnknown`, `IP`, `K8S_POD_NAME`, `K8S_POD_NAMESPACE`,
 //!   `K8S_POD_INFRA_CONTAINER_ID`, `K8S_POD_UID`.
@@ -12,6 +12,7 @@
 //! [`parse_multus_args`] (libcni rejects them as an invalid pair); [`parse_server_args`] keeps
 //! the reference's strictness.
 
+pub use crate::pod::PodIdentity;
 use cni::args::{ArgsError, CniArgs};
 
 /// `CNI_ARGS` key of the pod's namespace.
@@ -31,34 +32,36 @@ pub const IP: &str = "IP";
 pub const KNOWN_KEYS: &[&str] =
     &[IGNORE_UNKNOWN, IP, K8S_POD_NAME, K8S_POD_NAMESPACE, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID];
 
-/// The pod a CNI request is for.
+/// libcni's reading of `CNI_ARGS` (§5.2): the pod, and the other keys Multus knows. What the
+/// delegates' `CNI_ARGS` are made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct K8sArgs {
-    /// `K8S_POD_NAMESPACE`.
-    pub namespace: String,
-    /// `K8S_POD_NAME`.
-    pub name: String,
+    /// `K8S_POD_NAMESPACE`, `K8S_POD_NAME` and `K8S_POD_UID`.
+    pub pod: PodIdentity,
     /// `K8S_POD_INFRA_CONTAINER_ID` (empty when absent).
     pub infra_container_id: String,
-    /// `None`: `K8S_POD_UID` absent; `Some("")`: present but empty.
-    pub uid: Option<String>,
     /// `IP` (validated as an IP address; empty → `None`).
     pub ip: Option<String>,
 }
 
 impl K8sArgs {
+    /// No values; usable in constants.
+    pub const EMPTY: Self = Self { pod: PodIdentity::UNKNOWN, infra_container_id: String::new(), ip: None };
+
+    /// Only the pod (e.g. the server's reading when libcni's failed).
+    pub fn of_pod(pod: PodIdentity) -> Self {
+        Self { pod, ..Self::EMPTY }
+    }
+
     /// The UID, `""` when absent.
     pub fn uid_or_empty(&self) -> &str {
-        self.uid.as_deref().unwrap_or("")
+        self.pod.uid_or_empty()
     }
 }
 
 /// Why `CNI_ARGS` was rejected; the texts are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum K8sArgsError {
-    /// The request has no `CNI_ARGS`.
-    #[error("missing CNI_ARGS")]
-    MissingCniArgs,
     /// An item is not `K=V`.
     #[error("invalid CNI_ARG '{0}'")]
     InvalidArg(String),
@@ -75,10 +78,8 @@ pub enum K8sArgsError {
 
 /// §4.3: split on `;`, each item must split on `=` into exactly two parts (trimmed); the last
 /// occurrence of a key wins. `K8S_POD_NAMESPACE` and `K8S_POD_NAME` are required (values may
-/// be empty); `K8S_POD_UID` is taken as-is when present. `infra_container_id` and `ip` are left
-/// empty (the server reads the infra container ID from the request env, see
-/// [`server_args_from_env`]).
-pub fn parse_server_args(cni_args: &str) -> Result<K8sArgs, K8sArgsError> {
+/// be empty); `K8S_POD_UID` is taken as-is when present.
+pub fn parse_server_args(cni_args: &str) -> Result<PodIdentity, K8sArgsError> {
     let mut namespace = None;
     let mut name = None;
     let mut uid = None;
@@ -95,22 +96,11 @@ pub fn parse_server_args(cni_args: &str) -> Result<K8sArgs, K8sArgsError> {
             _ => {}
         }
     }
-    Ok(K8sArgs {
+    Ok(PodIdentity {
         namespace: namespace.ok_or(K8sArgsError::MissingNamespace)?,
         name: name.ok_or(K8sArgsError::MissingName)?,
-        infra_container_id: String::new(),
         uid,
-        ip: None,
     })
-}
-
-/// §4.3 from a request's env: `CNI_ARGS` must be present ("missing CNI_ARGS"), and
-/// `K8S_POD_INFRA_CONTAINER_ID` is read from the env itself (normally absent → empty).
-pub fn server_args_from_env<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<K8sArgs, K8sArgsError> {
-    let cni_args = get("CNI_ARGS").ok_or(K8sArgsError::MissingCniArgs)?;
-    let mut args = parse_server_args(cni_args)?;
-    args.infra_container_id = get(K8S_POD_INFRA_CONTAINER_ID).unwrap_or("").to_string();
-    Ok(args)
 }
 
 /// §5.2: libcni `LoadArgs` semantics. Unknown keys are an error unless `IgnoreUnknown` is
@@ -142,10 +132,12 @@ pub fn parse_multus_args(cni_args: &str) -> Result<K8sArgs, K8sArgsError> {
     }
     let get = |key: &str| args.get(key).unwrap_or("").to_string();
     Ok(K8sArgs {
-        namespace: get(K8S_POD_NAMESPACE),
-        name: get(K8S_POD_NAME),
+        pod: PodIdentity {
+            namespace: get(K8S_POD_NAMESPACE),
+            name: get(K8S_POD_NAME),
+            uid: args.get(K8S_POD_UID).map(str::to_string),
+        },
         infra_container_id: get(K8S_POD_INFRA_CONTAINER_ID),
-        uid: args.get(K8S_POD_UID).map(str::to_string),
         ip: args.get(IP).filter(|ip| !ip.is_empty()).map(str::to_string),
     })
 }
@@ -153,7 +145,6 @@ pub fn parse_multus_args(cni_args: &str) -> Result<K8sArgs, K8sArgsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const RUNTIME_ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;\
                                 K8S_POD_INFRA_CONTAINER_ID=3f69;K8S_POD_UID=f0bf-cb";
@@ -164,9 +155,6 @@ mod tests {
         assert_eq!(a.namespace, "default");
         assert_eq!(a.name, "web-0");
         assert_eq!(a.uid.as_deref(), Some("f0bf-cb"));
-        // The infra container ID comes from the env, not CNI_ARGS.
-        assert_eq!(a.infra_container_id, "");
-        assert_eq!(a.ip, None);
     }
 
     #[test]
@@ -196,30 +184,13 @@ mod tests {
     }
 
     #[test]
-    fn server_args_env() {
-        let mut env = HashMap::new();
-        let get = |env: &HashMap<&str, &'static str>| {
-            let env = env.clone();
-            server_args_from_env(move |k| env.get(k).copied())
-        };
-        assert_eq!(get(&env), Err(K8sArgsError::MissingCniArgs));
-        env.insert("CNI_ARGS", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p");
-        env.insert(K8S_POD_INFRA_CONTAINER_ID, "sandbox");
-        let a = get(&env).unwrap();
-        assert_eq!(a.infra_container_id, "sandbox");
-        assert_eq!(a.name, "p");
-    }
-
-    #[test]
     fn multus_args() {
         let a = parse_multus_args(RUNTIME_ARGS).unwrap();
         assert_eq!(
             a,
             K8sArgs {
-                namespace: "default".into(),
-                name: "web-0".into(),
+                pod: PodIdentity { namespace: "default".into(), name: "web-0".into(), uid: Some("f0bf-cb".into()) },
                 infra_container_id: "3f69".into(),
-                uid: Some("f0bf-cb".into()),
                 ip: None,
             }
         );
@@ -227,8 +198,8 @@ mod tests {
         assert_eq!(a, K8sArgs::default());
         let a = parse_multus_args("IP=10.0.0.5;K8S_POD_NAME=x;FOO=1;IgnoreUnknown=true").unwrap();
         assert_eq!(a.ip.as_deref(), Some("10.0.0.5"));
-        assert_eq!(a.name, "x");
-        assert_eq!(a.uid, None);
+        assert_eq!(a.pod.name, "x");
+        assert_eq!(a.pod.uid, None);
         assert_eq!(parse_multus_args("IP=").unwrap().ip, None);
     }
 
@@ -277,7 +248,7 @@ mod tests {
                 prop_assert_eq!(&a.name, &name);
                 prop_assert_eq!(&a.uid, &uid);
                 let b = parse_multus_args(&s).unwrap();
-                prop_assert_eq!((b.namespace, b.name, b.uid), (ns, name, uid));
+                prop_assert_eq!((b.pod.namespace, b.pod.name, b.pod.uid), (ns, name, uid));
             }
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! - [`config`]: `daemon-config.json` (daemon, generator and per-request views) and the merge of
 //!   the daemon config over the shim's config
+//! - [`conf_files`]: CNI config files and directories (libcni's loading)
 //! - [`generate`]: choosing the primary CNI config and rendering `00-multus.conf`
-//! - [`k8s_args`]: pod identity from `CNI_ARGS`
+//! - [`pod`]: the pod a request is for, read once
+//! - [`k8s_args`]: the two readings of `CNI_ARGS`
 //! - [`selection`]: the network selection and default-network annotations, namespace isolation
 //! - [`model`]: pods, NADs and selection elements
 //! - [`delegate`], [`resolve`]: NADs/files → delegates (cluster network, default networks,
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod conf_files;
 pub mod config;
 pub mod default_route;
 pub mod delegate;
@@ -27,6 +30,7 @@ pub mod generate;
 pub mod k8s_args;
 pub mod model;
 pub mod plan;
+pub mod pod;
 pub mod resolve;
 pub mod selection;
 pub mod status;

@@ -5,6 +5,7 @@
 // A counting global allocator needs `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
 
+use multus::k8s_args::{K8sArgs, PodIdentity};
 use multus::model::{NETWORKS_ANNOTATION, Nad, PodInfo};
 use multus::plan::{self, Operation, PlanContext};
 use multus::resolve::{NoDevices, ResolveSettings, resolve_add_delegates};
@@ -105,13 +106,15 @@ fn a_big_legal_annotation_is_not_multiplied() {
             let keys = multus::resolve::nad_keys(&settings, Some(&pod));
             assert_eq!(keys.len(), 1);
             let resolved = resolve_add_delegates(&settings, None, Some(&pod), &nads, &mut NoDevices).expect("resolves");
+            let args = K8sArgs {
+                pod: PodIdentity { namespace: "default".into(), name: "p".into(), uid: Some("u".into()) },
+                infra_container_id: "c".into(),
+                ip: None,
+            };
             let ctx = PlanContext {
                 container_id: "c",
                 ifname: "eth0",
-                pod_namespace: "default",
-                pod_name: "p",
-                pod_uid: "u",
-                sandbox_id: "c",
+                args: &args,
                 runtime_config: None,
                 process_cni_args: None,
             };

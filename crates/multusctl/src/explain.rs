@@ -23,6 +23,7 @@ pub use report::{
 
 use crate::node::NodeConfig;
 use multus::error::PodRef;
+use multus::k8s_args::{K8sArgs, PodIdentity};
 use multus::model::{DEFAULT_NETWORK_ANNOTATION, NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, NadLookup, PodInfo};
 use multus::plan::{PlanContext, RuntimeConfig};
 use multus::resolve::{self, DeviceIdSource, DeviceLookupError, ResolveSettings};
@@ -116,13 +117,15 @@ pub fn explain(req: &ExplainRequest<'_>) -> Explanation {
         runtime_config: conf.runtime_config.clone(),
     });
     let who = PodRef::new(&pod.namespace, &pod.name, &pod.uid);
+    let args = K8sArgs {
+        pod: PodIdentity { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: Some(pod.uid.clone()) },
+        infra_container_id: req.container_id.to_string(),
+        ip: None,
+    };
     let ctx = PlanContext {
         container_id: req.container_id,
         ifname: req.ifname,
-        pod_namespace: &pod.namespace,
-        pod_name: &pod.name,
-        pod_uid: &pod.uid,
-        sandbox_id: req.container_id,
+        args: &args,
         runtime_config: runtime_config.as_ref(),
         process_cni_args: None,
     };

@@ -170,7 +170,7 @@ impl Linter<'_> {
         }
         let bytes = match multus::delegate::config_from_nad(&nad.name, &nad.config, &self.conf_dir) {
             Ok(b) => b,
-            Err(e) => return self.add(Severity::Error, &object, "invalid-config", e),
+            Err(e) => return self.add(Severity::Error, &object, "invalid-config", e.to_string()),
         };
         let delegate = match multus::delegate::load_delegate(&bytes, None, "", "") {
             Ok(d) => d,

@@ -33,7 +33,7 @@ pub(super) struct ServerTrust(RwLock<Arc<dyn ServerCertVerifier>>);
 
 impl ServerTrust {
     /// For configs that name their CA; None otherwise (system roots, or verification off).
-    pub(super) fn for_config(config: &kube::Config) -> Result<Option<Self>, String> {
+    pub(super) fn for_config(config: &kube::Config) -> Result<Option<Self>, TrustError> {
         Ok(verifier_for(config)?.map(|v| Self(RwLock::new(v))))
     }
 
@@ -51,16 +51,26 @@ impl ServerTrust {
 }
 
 /// A verifier for the CA certificates a config names.
-pub(super) fn verifier_for(config: &kube::Config) -> Result<Option<Arc<dyn ServerCertVerifier>>, String> {
+pub(super) fn verifier_for(config: &kube::Config) -> Result<Option<Arc<dyn ServerCertVerifier>>, TrustError> {
     let Some(roots) = config.root_cert.as_ref().filter(|_| !config.accept_invalid_certs) else { return Ok(None) };
     let mut store = rustls::RootCertStore::empty();
     for der in roots {
-        store.add(CertificateDer::from(der.clone())).map_err(|e| e.to_string())?;
+        store.add(CertificateDer::from(der.clone()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider).build().map_err(|e| e.to_string())?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider).build()?;
     Ok(Some(verifier))
+}
+
+/// Why the CA certificates of a kubeconfig cannot verify the API server.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TrustError {
+    /// A CA certificate is unusable.
+    #[error(transparent)]
+    Root(#[from] rustls::Error),
+    /// No verifier can be built from them.
+    #[error(transparent)]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
 }
 
 impl ServerCertVerifier for ServerTrust {

@@ -4,14 +4,14 @@ use super::*;
 
 /// A PEM CSR for `common_name`/O `system:multus` and its new ECDSA P-256 key (client-go's
 /// key type).
-pub(super) fn certificate_request(common_name: &str) -> Result<(String, rcgen::KeyPair), String> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+pub(super) fn certificate_request(common_name: &str) -> Result<(String, rcgen::KeyPair), rcgen::Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::OrganizationName, ORGANIZATION);
     params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
-    let request = params.serialize_request(&key).map_err(|e| e.to_string())?;
-    Ok((request.pem().map_err(|e| e.to_string())?, key))
+    let request = params.serialize_request(&key)?;
+    Ok((request.pem()?, key))
 }
 
 /// What the API said about a CSR we wait on.
@@ -48,7 +48,7 @@ pub(super) async fn request_certificate(
     wait: Duration,
 ) -> Result<ClientCertificate, RotationError> {
     let common_name = config.common_name();
-    let (request_pem, key) = certificate_request(&common_name).map_err(RotationError::Create)?;
+    let (request_pem, key) = certificate_request(&common_name).map_err(|e| RotationError::Create(e.to_string()))?;
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta { generate_name: Some("csr-".into()), ..Default::default() },
         spec: CertificateSigningRequestSpec {

@@ -89,7 +89,7 @@ impl CertManager {
             None => first_certificate(&config, &store, bootstrap).await?,
         };
         let resolver = Arc::new(CurrentCertificate(RwLock::new(certificate.certified.clone())));
-        let trust = ServerTrust::for_config(&bootstrap).map_err(CertError::Client)?.map(Arc::new);
+        let trust = ServerTrust::for_config(&bootstrap).map_err(|e| CertError::Client(e.to_string()))?.map(Arc::new);
         let generations = Arc::new(Generations::default());
         let client = certificate_client(&bootstrap, resolver.clone(), trust.clone(), generations.clone())
             .map_err(CertError::Client)?;

@@ -100,7 +100,7 @@ pub enum CertError {
         /// The configured value.
         value: String,
         /// Why it does not parse.
-        reason: String,
+        reason: DurationError,
     },
     /// The bootstrap kubeconfig cannot be read.
     #[error("failed to load bootstrap kubeconfig {path}: {reason}")]
@@ -184,7 +184,7 @@ pub enum RotationError {
         /// The CSR.
         name: String,
         /// What is wrong with the certificate.
-        reason: String,
+        reason: PairError,
     },
     /// The new pair cannot be written to `certDir`.
     #[error("storing the certificate in {path}: {source}")]
@@ -216,7 +216,7 @@ pub(crate) enum StoreError {
         /// The pair's file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: PairError,
     },
 }
 
@@ -226,18 +226,18 @@ pub(crate) enum StoreError {
 /// Parses a Go duration string as `time.ParseDuration` does: decimal numbers with an optional
 /// fraction, each followed by a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), e.g. `10m`,
 /// `1h30m`, `1.5h`, `90s`; a bare `0` is zero. Negative durations are refused.
-pub(crate) fn parse_go_duration(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     let mut rest = input.strip_prefix('+').unwrap_or(input);
     if rest.starts_with('-') {
-        return Err("must not be negative".into());
+        return Err(DurationError::Negative);
     }
     if rest == "0" {
         return Ok(Duration::ZERO);
     }
+    let invalid = || DurationError::Invalid(input.to_string());
     if rest.is_empty() {
-        return Err("invalid duration \"\"".into());
+        return Err(DurationError::Invalid(String::new()));
     }
-    let invalid = || format!("invalid duration {input:?}");
     let mut total_nanos: u128 = 0;
     while !rest.is_empty() {
         let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
@@ -261,8 +261,8 @@ pub(crate) fn parse_go_duration(input: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            "" => return Err(format!("missing unit in duration {input:?}")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
+            "" => return Err(DurationError::MissingUnit(input.to_string())),
+            other => return Err(DurationError::UnknownUnit { unit: other.to_string(), input: input.to_string() }),
         };
         let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| invalid())? };
         let mut part = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
@@ -280,6 +280,31 @@ pub(crate) fn parse_go_duration(input: &str) -> Result<Duration, String> {
         return Err(invalid());
     }
     Ok(Duration::from_nanos(total_nanos as u64))
+}
+
+/// Why a Go duration does not parse (or is refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// A negative duration.
+    #[error("must not be negative")]
+    Negative,
+    /// Not a duration (or out of range).
+    #[error("invalid duration {0:?}")]
+    Invalid(String),
+    /// A number without its unit.
+    #[error("missing unit in duration {0:?}")]
+    MissingUnit(String),
+    /// A unit Go does not know.
+    #[error("unknown unit {unit:?} in duration {input:?}")]
+    UnknownUnit {
+        /// The unit.
+        unit: String,
+        /// The whole duration.
+        input: String,
+    },
+    /// Shorter than a second or longer than about 68 years.
+    #[error("must be between 1s and about 68 years")]
+    OutOfRange,
 }
 
 /// The manager's clock: how long to wait and how often to retry. [`Timing::for_duration`] has
@@ -361,11 +386,13 @@ impl CertManagerConfig {
         let cert_duration = if settings.cert_duration.is_empty() {
             DEFAULT_CERT_DURATION
         } else {
-            let invalid =
-                |reason: String| CertError::InvalidCertDuration { value: settings.cert_duration.clone(), reason };
+            let invalid = |reason: DurationError| CertError::InvalidCertDuration {
+                value: settings.cert_duration.clone(),
+                reason,
+            };
             let duration = parse_go_duration(&settings.cert_duration).map_err(invalid)?;
             if duration < Duration::from_secs(1) || duration.as_secs() > i32::MAX as u64 {
-                return Err(invalid("must be between 1s and about 68 years".into()));
+                return Err(invalid(DurationError::OutOfRange));
             }
             duration
         };
@@ -512,9 +539,12 @@ mod tests {
 
         let other = issued("system:multus:node1", ORGANIZATION, now - hour, now + hour);
         assert!(
-            ClientCertificate::from_pem(&cert.certificate_pem, &other.key_pem).unwrap_err().contains("do not match")
+            ClientCertificate::from_pem(&cert.certificate_pem, &other.key_pem)
+                .unwrap_err()
+                .to_string()
+                .contains("do not match")
         );
-        assert!(ClientCertificate::from_pair_pem("").unwrap_err().contains("failed to find any PEM data"));
+        assert!(ClientCertificate::from_pair_pem("").unwrap_err().to_string().contains("failed to find any PEM data"));
         assert!(ClientCertificate::from_pair_pem(&cert.certificate_pem).is_err());
         let truncated = &cert.pair_pem()[..cert.pair_pem().len() / 2];
         assert!(ClientCertificate::from_pair_pem(truncated).is_err());

@@ -34,18 +34,41 @@ impl std::fmt::Debug for ClientCertificate {
     }
 }
 
+/// Why a certificate and key are not a usable pair.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// The input has no PEM block at all.
+    #[error("failed to find any PEM data")]
+    NoPem,
+    /// A certificate block does not decode.
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    /// There is no certificate block.
+    #[error("failed to find any PEM data in certificate input")]
+    NoCertificate,
+    /// There is no private key block.
+    #[error("no private key: {0}")]
+    NoKey(String),
+    /// The key is not the certificate's.
+    #[error("certificate and key do not match: {0}")]
+    Mismatch(String),
+    /// The certificate is not X.509.
+    #[error("cannot parse the certificate: {0}")]
+    Parse(String),
+}
+
 impl ClientCertificate {
     /// From a certificate chain and a private key (PEM); checks that they belong together.
-    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, String> {
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, PairError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("invalid PEM: {e}"))?;
-        let leaf = chain.first().ok_or("failed to find any PEM data in certificate input")?.clone();
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("no private key: {e}"))?;
+            .map_err(|e| PairError::Pem(e.to_string()))?;
+        let leaf = chain.first().ok_or(PairError::NoCertificate)?.clone();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| PairError::NoKey(e.to_string()))?;
         let provider = rustls::crypto::ring::default_provider();
-        let certified = CertifiedKey::from_der(chain, key, &provider)
-            .map_err(|e| format!("certificate and key do not match: {e}"))?;
-        let (_, parsed) = X509Certificate::from_der(&leaf).map_err(|e| format!("cannot parse the certificate: {e}"))?;
+        let certified =
+            CertifiedKey::from_der(chain, key, &provider).map_err(|e| PairError::Mismatch(e.to_string()))?;
+        let (_, parsed) = X509Certificate::from_der(&leaf).map_err(|e| PairError::Parse(e.to_string()))?;
         let time =
             |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
         let subject = parsed.subject();
@@ -67,9 +90,9 @@ impl ClientCertificate {
     }
 
     /// From a pair file: the certificate blocks and the key block in one PEM file.
-    pub fn from_pair_pem(pair: &str) -> Result<Self, String> {
+    pub fn from_pair_pem(pair: &str) -> Result<Self, PairError> {
         if !pair.contains("-----BEGIN") {
-            return Err("failed to find any PEM data".into());
+            return Err(PairError::NoPem);
         }
         Self::from_pem(pair, pair)
     }

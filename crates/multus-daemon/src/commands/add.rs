@@ -15,7 +15,7 @@
 //!   the first failed delegate in annotation order.
 
 use super::{
-    Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, resolve_with_devices, runtime_conf,
+    Planned, Runtime, emit_warnings, exec_add, exec_del, plan_context, resolve_settings, resolve_with_devices,
     runtime_config,
 };
 use crate::daemon::Daemon;
@@ -27,8 +27,9 @@ use cni::{CniResult, Version};
 use multus::config::NetConf;
 use multus::delegate::Delegate;
 use multus::error::{ErrorKind, MultusError, PodRef};
+use multus::k8s_args::K8sArgs;
 use multus::model::PodInfo;
-use multus::plan::{self, DelegateInvocation, Operation};
+use multus::plan::{self, Operation};
 use multus::{cache, default_route, resolve, status};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,27 @@ const READINESS_WAIT: Duration = Duration::from_secs(45);
 #[derive(Debug, Clone)]
 pub struct AddPlan {
     pub delegates: Vec<Delegate>,
-    pub invocations: Vec<DelegateInvocation>,
+    /// One per delegate, in order.
+    pub runs: Vec<Planned>,
+}
+
+impl AddPlan {
+    /// Each delegate with its invocation.
+    fn steps(&self) -> impl Iterator<Item = (&Delegate, &Planned)> {
+        self.delegates.iter().zip(&self.runs)
+    }
+}
+
+/// What every step of one ADD shares: the daemon, the request, its pod and its runtime.
+struct AddRun<'a> {
+    d: &'a Daemon,
+    rt: Runtime,
+    req: &'a CniRequest,
+    conf: &'a NetConf,
+    /// The pod as the API server has it.
+    pod: &'a PodInfo,
+    /// The pod as the request names it (error prefixes).
+    who: PodRef,
 }
 
 /// ADD. Returns the selected result (§5.16) as JSON in CNI 1.1.0.
@@ -68,7 +89,11 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
     };
     check_uid(pod_id, &pod, &who)?;
     // A static pod's mirror has its own UID: the runtime's is the one delegates must see.
-    let uid = if pod.is_static() { pod_id.uid.clone().unwrap_or_default() } else { pod.uid.clone() };
+    let uid = if pod.is_static() { pod_id.uid_or_empty() } else { pod.uid.as_str() };
+    // The pod as the delegates see it: libcni's reading of CNI_ARGS with that UID.
+    let args = K8sArgs { pod: args.pod.with_uid(uid), ..args };
+    let resolve_as = pod_id.with_uid(uid).pod_ref();
+    let run = AddRun { d, rt: d.runtime(conf), req, conf, pod: &pod, who };
 
     let settings = resolve_settings(conf);
     let mut nads = super::nads_for(d, &settings, Some(&pod)).await;
@@ -84,38 +109,37 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
             room
         }
     };
-    let plan = make_plan(d, req, conf, &pod, &args, &uid, &who, &settings, &nads).await?;
+    let plan = run.make_plan(&resolve_as, &args, &settings, &nads).await?;
     drop(nads);
     let cni_dir = PathBuf::from(&conf.cni_dir);
     // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
     // survive this one's failure so that its DEL still finds everything.
     let previous_cache = std::fs::read(cache::cache_path(&cni_dir, &req.container_id)).ok();
     cache::write_cache(&cni_dir, &req.container_id, &plan.delegates).map_err(|e| {
-        CommandError::multus(&who, ErrorKind::SaveDelegates, format!("error saving the delegates: {e}"))
+        CommandError::multus(&run.who, ErrorKind::SaveDelegates, format!("error saving the delegates: {e}"))
     })?;
 
-    let rt = d.runtime(conf);
     let applied = if crate::daemon::parallel_delegates(&d.config) && runs_in_parallel(&plan) {
-        apply_parallel(d, &rt, req, &plan, &pod, &who).await
+        run.apply_parallel(&plan).await
     } else {
-        apply(d, &rt, req, &plan, &pod, &who).await
+        run.apply(&plan).await
     };
     let failure = match applied {
-        Ok(attachment) => match write_status(d, &pod, &attachment.statuses, &who).await {
-            Ok(()) => return select_result(conf, &plan, &attachment.results, &who),
+        Ok(attachment) => match write_status(d, &pod, &attachment.statuses, &run.who).await {
+            Ok(()) => return select_result(conf, &plan, &attachment.results, &run.who),
             Err(e) => ((0..plan.delegates.len()).collect(), e),
         },
         Err(failure) => failure,
     };
     let (ran, error) = failure;
-    rollback(d, &rt, req, &plan, &ran, &cni_dir, previous_cache.as_deref()).await;
+    run.rollback(&plan, &ran, previous_cache.as_deref()).await;
     Err(error)
 }
 
 /// Delegates run at once only when there are several and their interface names differ (two
 /// with the same name must meet the clash check one after the other).
 fn runs_in_parallel(plan: &AddPlan) -> bool {
-    let mut names: Vec<&str> = plan.invocations.iter().map(|i| i.ifname.as_str()).collect();
+    let mut names: Vec<&str> = plan.runs.iter().map(|r| r.invocation.ifname.as_str()).collect();
     names.sort_unstable();
     names.len() > 1 && names.windows(2).all(|w| w[0] != w[1])
 }
@@ -182,34 +206,6 @@ fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), Co
     }
 }
 
-/// Resolve the delegates and plan every invocation. Nothing has changed yet when this fails.
-#[allow(clippy::too_many_arguments)]
-async fn make_plan(
-    d: &Daemon,
-    req: &CniRequest,
-    conf: &NetConf,
-    pod: &PodInfo,
-    args: &multus::k8s_args::K8sArgs,
-    uid: &str,
-    who: &PodRef,
-    settings: &multus::resolve::ResolveSettings,
-    nads: &crate::seams::NadView<'_>,
-) -> Result<AddPlan, CommandError> {
-    let resolve_as = PodRef::new(&who.namespace, &who.name, uid);
-    let resolved = resolve_with_devices(d, pod, |devices| {
-        resolve::resolve_add_delegates(settings, Some(&resolve_as), Some(pod), nads, devices)
-    })
-    .await
-    .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;
-    emit_warnings(d, pod, &resolved.warnings);
-    let delegates = resolved.delegates;
-    let runtime_config = runtime_config(conf);
-    let ctx = plan_context(d, req, args, uid, runtime_config.as_ref());
-    let invocations = plan::plan_all(&delegates, &ctx, Operation::Add)
-        .map_err(|(i, e)| MultusError::delegate_add(Some(who), delegates[i].network_name(), e))?;
-    Ok(AddPlan { delegates, invocations })
-}
-
 /// What the delegates produced.
 struct Attachment {
     /// One per delegate, in order.
@@ -229,66 +225,6 @@ struct Added {
     event: Option<String>,
 }
 
-/// Run every delegate in order, stopping at the first failure.
-async fn apply(
-    d: &Daemon,
-    rt: &Runtime,
-    req: &CniRequest,
-    plan: &AddPlan,
-    pod: &PodInfo,
-    who: &PodRef,
-) -> Result<Attachment, Failure> {
-    let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
-    for (i, (delegate, inv)) in plan.delegates.iter().zip(&plan.invocations).enumerate() {
-        let added = add_one(d, rt, req, delegate, inv, who).await.map_err(|(ran, e)| {
-            // The failed delegate needs a DEL too when it got as far as running.
-            ((0..i + usize::from(ran)).collect(), e)
-        })?;
-        attachment.record(d, pod, added);
-    }
-    Ok(attachment)
-}
-
-/// Run the delegates at the same time (`parallelDelegates`), then take their outcomes in
-/// annotation order.
-async fn apply_parallel(
-    d: &Daemon,
-    rt: &Runtime,
-    req: &CniRequest,
-    plan: &AddPlan,
-    pod: &PodInfo,
-    who: &PodRef,
-) -> Result<Attachment, Failure> {
-    use futures::StreamExt;
-    // The futures are made first: a stream holding the closure that makes them is not `Send`
-    // for every lifetime, which the request's task needs.
-    let mut runs = Vec::with_capacity(plan.delegates.len());
-    for (delegate, inv) in plan.delegates.iter().zip(&plan.invocations) {
-        runs.push(add_one(d, rt, req, delegate, inv, who));
-    }
-    let outcomes: Vec<_> = futures::stream::iter(runs).buffered(PARALLEL_DELEGATES_MAX).collect().await;
-    let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
-    let (mut ran, mut first_error) = (Vec::new(), None);
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            Ok(added) => {
-                ran.push(i);
-                attachment.record(d, pod, added);
-            }
-            Err((changed, e)) => {
-                if changed {
-                    ran.push(i);
-                }
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        None => Ok(attachment),
-        Some(e) => Err((ran, e)),
-    }
-}
-
 impl Attachment {
     /// Keep a delegate's result and status entries, and announce its interface.
     fn record(&mut self, d: &Daemon, pod: &PodInfo, added: Added) {
@@ -300,57 +236,10 @@ impl Attachment {
     }
 }
 
-/// One delegate's ADD: clash check, device info, the plugin, default route, status entries.
-/// On failure: whether the delegate may have changed something (it then needs a DEL), and the
-/// error.
-async fn add_one(
-    d: &Daemon,
-    rt: &Runtime,
-    req: &CniRequest,
-    delegate: &Delegate,
-    inv: &DelegateInvocation,
-    who: &PodRef,
-) -> Result<Added, (bool, CommandError)> {
-    let net = delegate.network_name();
-    // A delegate stopped by the clash check never ran: nothing of it to roll back.
-    super::check_interface_free(d, req, delegate, &inv.ifname, who).await.map_err(|e| (false, e))?;
-    // From here on this delegate may have changed something: a rollback must DEL it, even
-    // when its ADD fails.
-    copy_device_info(d, delegate, inv);
-    let rconf = runtime_conf(req, inv);
-    let result =
-        exec_add(d, rt, delegate, &rconf).await.map_err(|e| (true, CommandError::delegate_add(who, net, &e)))?;
-    tracing::info!(
-        "Add: {}:{}:{}:{}({}):{} {}",
-        who.namespace,
-        who.name,
-        who.uid,
-        delegate.name,
-        net,
-        inv.ifname,
-        result.to_json()
-    );
-    apply_default_route(d, rt, delegate, &result, req, inv)
-        .await
-        .map_err(|cause| (true, MultusError::delegate_add(Some(who), net, cause).into()))?;
-    let device_info = inv.device_info_file.as_deref().and_then(read_device_info);
-    let statuses = match status::network_statuses(&result, &delegate.name, delegate.is_master, device_info.as_ref()) {
-        Ok(entries) => entries,
-        // The reference logs and goes on: the attachment works, only its annotation entry
-        // is missing.
-        Err(e) => {
-            tracing::warn!(pod = %who, "cannot build the network status of {net}: {e}");
-            Vec::new()
-        }
-    };
-    let event = plan::added_interface_message(&inv.ifname, &result, &delegate.name);
-    Ok(Added { result, statuses, event })
-}
-
 /// Give the delegate the device plugin's description of its device (§5.13). Errors are only
 /// logged, as in the reference: the delegate still gets the device ID.
-fn copy_device_info(d: &Daemon, delegate: &Delegate, inv: &DelegateInvocation) {
-    let Some(path) = inv.device_info_file.as_deref() else { return };
+fn copy_device_info(d: &Daemon, delegate: &Delegate, planned: &Planned) {
+    let Some(path) = planned.invocation.device_info_file.as_deref() else { return };
     if delegate.resource_name.is_empty() || delegate.device_id.is_empty() {
         return;
     }
@@ -406,83 +295,200 @@ fn select_result(
         .map_err(|e| CommandError::multus(who, ErrorKind::Other, e.to_string()))
 }
 
-/// DEL the delegates at the indices `ran` (ascending; last first), ignoring errors; when
-/// everything went away cleanly, remove the delegate cache (or put back the one an earlier ADD
-/// had written).
-pub(crate) async fn rollback(
-    d: &Daemon,
-    rt: &Runtime,
-    req: &CniRequest,
-    plan: &AddPlan,
-    ran: &[usize],
-    cni_dir: &Path,
-    previous_cache: Option<&[u8]>,
-) {
-    let mut clean = true;
-    for (delegate, inv) in ran.iter().rev().filter_map(|&i| plan.delegates.get(i).zip(plan.invocations.get(i))) {
-        match exec_del(d, rt, delegate, &runtime_conf(req, inv)).await {
-            Ok(()) => {}
-            // A plugin that does not exist cannot have left anything behind.
-            Err(e) if matches!(e.exec_error(), Some(ExecError::NotFound { .. })) => {}
-            Err(e) => {
-                clean = false;
-                tracing::error!(container = %req.container_id, "rollback: DEL of {} failed: {e}", delegate.network_name());
+impl AddRun<'_> {
+    /// Resolve the delegates and plan every invocation. Nothing has changed yet when this
+    /// fails. `resolve_as` is the pod with the UID the delegates see.
+    async fn make_plan(
+        &self,
+        resolve_as: &PodRef,
+        args: &K8sArgs,
+        settings: &multus::resolve::ResolveSettings,
+        nads: &crate::seams::NadView<'_>,
+    ) -> Result<AddPlan, CommandError> {
+        let (d, pod) = (self.d, self.pod);
+        let resolved = resolve_with_devices(d, pod, |devices| {
+            resolve::resolve_add_delegates(settings, Some(resolve_as), Some(pod), nads, devices)
+        })
+        .await
+        .inspect_err(|e| emit_warnings(d, pod, e.warnings()))?;
+        emit_warnings(d, pod, &resolved.warnings);
+        let delegates = resolved.delegates;
+        let runtime_config = runtime_config(self.conf);
+        let ctx = plan_context(d, self.req, args, runtime_config.as_ref());
+        let invocations = plan::plan_all(&delegates, &ctx, Operation::Add)
+            .map_err(|(i, e)| MultusError::delegate_add(Some(&self.who), delegates[i].network_name(), e))?;
+        let runs = invocations.into_iter().map(|inv| Planned::new(self.req, inv)).collect();
+        Ok(AddPlan { delegates, runs })
+    }
+
+    /// Run every delegate in order, stopping at the first failure.
+    async fn apply(&self, plan: &AddPlan) -> Result<Attachment, Failure> {
+        let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
+        for (i, (delegate, planned)) in plan.steps().enumerate() {
+            let added = self.add_one(delegate, planned).await.map_err(|(ran, e)| {
+                // The failed delegate needs a DEL too when it got as far as running.
+                ((0..i + usize::from(ran)).collect(), e)
+            })?;
+            attachment.record(self.d, self.pod, added);
+        }
+        Ok(attachment)
+    }
+
+    /// Run the delegates at the same time (`parallelDelegates`), then take their outcomes in
+    /// annotation order.
+    async fn apply_parallel(&self, plan: &AddPlan) -> Result<Attachment, Failure> {
+        use futures::StreamExt;
+        // The futures are made first: a stream holding the closure that makes them is not
+        // `Send` for every lifetime, which the request's task needs.
+        let mut runs = Vec::with_capacity(plan.delegates.len());
+        for (delegate, planned) in plan.steps() {
+            runs.push(self.add_one(delegate, planned));
+        }
+        let outcomes: Vec<_> = futures::stream::iter(runs).buffered(PARALLEL_DELEGATES_MAX).collect().await;
+        let mut attachment = Attachment { results: Vec::with_capacity(plan.delegates.len()), statuses: Vec::new() };
+        let (mut ran, mut first_error) = (Vec::new(), None);
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(added) => {
+                    ran.push(i);
+                    attachment.record(self.d, self.pod, added);
+                }
+                Err((changed, e)) => {
+                    if changed {
+                        ran.push(i);
+                    }
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        if let Some(path) = &inv.device_info_file {
-            super::remove_device_info_file(path);
+        match first_error {
+            None => Ok(attachment),
+            Some(e) => Err((ran, e)),
         }
     }
-    d.metrics.rollbacks.with_label_values(&[if clean { "clean" } else { "incomplete" }]).inc();
-    if !clean {
-        tracing::warn!(
-            container = %req.container_id,
-            "rollback incomplete: keeping the delegate cache so that the runtime's DEL can finish it"
+
+    /// One delegate's ADD: clash check, device info, the plugin, default route, status
+    /// entries. On failure: whether the delegate may have changed something (it then needs a
+    /// DEL), and the error.
+    async fn add_one(&self, delegate: &Delegate, planned: &Planned) -> Result<Added, (bool, CommandError)> {
+        let (d, who, inv) = (self.d, &self.who, &planned.invocation);
+        let net = delegate.network_name();
+        // A delegate stopped by the clash check never ran: nothing of it to roll back.
+        super::check_interface_free(d, self.req, delegate, &inv.ifname, who).await.map_err(|e| (false, e))?;
+        // From here on this delegate may have changed something: a rollback must DEL it, even
+        // when its ADD fails.
+        copy_device_info(d, delegate, planned);
+        let result = exec_add(d, &self.rt, delegate, &planned.runtime_conf)
+            .await
+            .map_err(|e| (true, CommandError::delegate_add(who, net, &e)))?;
+        tracing::info!(
+            "Add: {}:{}:{}:{}({}):{} {}",
+            who.namespace,
+            who.name,
+            who.uid,
+            delegate.name,
+            net,
+            inv.ifname,
+            result.to_json()
         );
-        return;
+        self.apply_default_route(delegate, &result, planned)
+            .await
+            .map_err(|cause| (true, MultusError::delegate_add(Some(who), net, cause).into()))?;
+        let device_info = inv.device_info_file.as_deref().and_then(read_device_info);
+        let statuses = match status::network_statuses(&result, &delegate.name, delegate.is_master, device_info.as_ref())
+        {
+            Ok(entries) => entries,
+            // The reference logs and goes on: the attachment works, only its annotation entry
+            // is missing.
+            Err(e) => {
+                tracing::warn!(pod = %who, "cannot build the network status of {net}: {e}");
+                Vec::new()
+            }
+        };
+        let event = plan::added_interface_message(&inv.ifname, &result, &delegate.name);
+        Ok(Added { result, statuses, event })
     }
-    let outcome = match previous_cache {
-        Some(bytes) => cni::runtime::write_atomic(&cache::cache_path(cni_dir, &req.container_id), bytes),
-        None => cache::remove_cache(cni_dir, &req.container_id),
-    };
-    if let Err(e) = outcome {
-        tracing::error!(container = %req.container_id, "rollback: cannot restore the delegate cache: {e}");
+
+    /// `default-route` handling after a delegate's ADD (§5.15): routes in the pod and the
+    /// delegate's cached result.
+    async fn apply_default_route(
+        &self,
+        delegate: &Delegate,
+        result: &CniResult,
+        planned: &Planned,
+    ) -> Result<(), DefaultRouteFailure> {
+        let (netns, ifname) = (&self.req.netns, &planned.invocation.ifname);
+        let actions = default_route::route_actions(delegate, result);
+        if actions.is_empty() {
+            return Ok(());
+        }
+        if actions.delete_default_v4 || actions.delete_default_v6 {
+            self.d
+                .netns()
+                .delete_default_routes(netns, ifname, actions.delete_default_v4, actions.delete_default_v6)
+                .await
+                .map_err(DefaultRouteFailure::Delete)?;
+        }
+        for gw in &actions.add_gateways {
+            self.d.netns().add_default_route(netns, ifname, *gw).await.map_err(DefaultRouteFailure::Add)?;
+        }
+        let mut edit_error = None;
+        self.rt
+            .update_cached_result(delegate.network_name(), &planned.runtime_conf, |cached: &mut Value| {
+                if let Err(e) = default_route::apply_cache_edits(cached, &actions) {
+                    edit_error = Some(e);
+                }
+            })
+            .map_err(|e| DefaultRouteFailure::CacheEdit(e.to_string()))?;
+        edit_error.map_or(Ok(()), |e| Err(DefaultRouteFailure::CacheEdit(e.to_string())))
+    }
+
+    /// DEL the delegates at the indices `ran` (ascending; last first), ignoring errors; when
+    /// everything went away cleanly, remove the delegate cache (or put back the one an earlier
+    /// ADD had written).
+    async fn rollback(&self, plan: &AddPlan, ran: &[usize], previous_cache: Option<&[u8]>) {
+        let (d, container_id) = (self.d, &self.req.container_id);
+        let mut clean = true;
+        for (delegate, planned) in ran.iter().rev().filter_map(|&i| plan.delegates.get(i).zip(plan.runs.get(i))) {
+            match exec_del(d, &self.rt, delegate, &planned.runtime_conf).await {
+                Ok(()) => {}
+                // A plugin that does not exist cannot have left anything behind.
+                Err(e) if matches!(e.exec_error(), Some(ExecError::NotFound { .. })) => {}
+                Err(e) => {
+                    clean = false;
+                    tracing::error!(container = %container_id, "rollback: DEL of {} failed: {e}", delegate.network_name());
+                }
+            }
+            if let Some(path) = &planned.invocation.device_info_file {
+                super::remove_device_info_file(path);
+            }
+        }
+        d.metrics.rollbacks.with_label_values(&[if clean { "clean" } else { "incomplete" }]).inc();
+        if !clean {
+            tracing::warn!(
+                container = %container_id,
+                "rollback incomplete: keeping the delegate cache so that the runtime's DEL can finish it"
+            );
+            return;
+        }
+        let cni_dir = Path::new(&self.conf.cni_dir);
+        let outcome = match previous_cache {
+            Some(bytes) => cni::runtime::write_atomic(&cache::cache_path(cni_dir, container_id), bytes),
+            None => cache::remove_cache(cni_dir, container_id),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(container = %container_id, "rollback: cannot restore the delegate cache: {e}");
+        }
     }
 }
 
-/// `default-route` handling after a delegate's ADD (§5.15): routes in the pod and the
-/// delegate's cached result.
-async fn apply_default_route(
-    d: &Daemon,
-    rt: &Runtime,
-    delegate: &Delegate,
-    result: &CniResult,
-    req: &CniRequest,
-    inv: &DelegateInvocation,
-) -> Result<(), String> {
-    let actions = default_route::route_actions(delegate, result);
-    if actions.is_empty() {
-        return Ok(());
-    }
-    if actions.delete_default_v4 || actions.delete_default_v6 {
-        d.netns()
-            .delete_default_routes(&req.netns, &inv.ifname, actions.delete_default_v4, actions.delete_default_v6)
-            .await
-            .map_err(|e| format!("error deleting default gateway: {e}"))?;
-    }
-    for gw in &actions.add_gateways {
-        d.netns()
-            .add_default_route(&req.netns, &inv.ifname, *gw)
-            .await
-            .map_err(|e| format!("error setting default gateway: {e}"))?;
-    }
-    let rconf = runtime_conf(req, inv);
-    let mut edit_error = None;
-    rt.update_cached_result(delegate.network_name(), &rconf, |cached: &mut Value| {
-        if let Err(e) = default_route::apply_cache_edits(cached, &actions) {
-            edit_error = Some(e.to_string());
-        }
-    })
-    .map_err(|e| format!("error editing the cached result: {e}"))?;
-    edit_error.map_or(Ok(()), |e| Err(format!("error editing the cached result: {e}")))
+/// Why a delegate's `default-route` could not be applied; the texts are the reference's.
+#[derive(Debug, thiserror::Error)]
+enum DefaultRouteFailure {
+    #[error("error deleting default gateway: {0}")]
+    Delete(crate::seams::NetnsError),
+    #[error("error setting default gateway: {0}")]
+    Add(crate::seams::NetnsError),
+    #[error("error editing the cached result: {0}")]
+    CacheEdit(String),
 }

@@ -5,7 +5,7 @@
 //! container without a cache (never added, or already deleted) fails the CHECK, as the CNI spec
 //! asks of a plugin that has no such attachment.
 
-use super::{exec_check, plan_context, resolve_settings, runtime_conf, runtime_config};
+use super::{Planned, exec_check, plan_context, resolve_settings, runtime_config};
 use crate::daemon::Daemon;
 use crate::error::CommandError;
 use crate::request::CniRequest;
@@ -34,9 +34,8 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
         }
     };
     let args = req.load_args_or_default();
-    let uid = args.uid.clone().unwrap_or_default();
     let runtime_config = runtime_config(conf);
-    let ctx = plan_context(d, req, &args, &uid, runtime_config.as_ref());
+    let ctx = plan_context(d, req, &args, runtime_config.as_ref());
     let rt = d.runtime(conf);
     for (i, delegate) in delegates.iter().enumerate() {
         let failed = |cause: String| CommandError::Check {
@@ -45,7 +44,8 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
             cause,
         };
         let inv = plan::plan_invocation(delegate, i, &ctx, Operation::Check).map_err(|e| failed(e.to_string()))?;
-        exec_check(d, &rt, delegate, &runtime_conf(req, &inv)).await.map_err(|e| failed(e.to_string()))?;
+        let planned = Planned::new(req, inv);
+        exec_check(d, &rt, delegate, &planned.runtime_conf).await.map_err(|e| failed(e.to_string()))?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! Unlike the Go daemon, DEL works without pod context: with the API server down, the pod
 //! gone, or `CNI_ARGS` missing, the delegate cache still says what to delete.
 
-use super::{exec_del, plan_context, remove_device_info_file, resolve_settings, runtime_conf, runtime_config};
+use super::{Planned, exec_del, plan_context, remove_device_info_file, resolve_settings, runtime_config};
 use crate::daemon::Daemon;
 use crate::error::{CommandError, DelFailure};
 use crate::request::CniRequest;
@@ -28,7 +28,6 @@ const POD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), CommandError> {
     let cni_dir = PathBuf::from(&conf.cni_dir);
     d.withdraw_gc_valid_container(&req.container_id);
-    let args = req.load_args_or_default();
     // A delegate cache of big configs is read, decoded and copied per delegate: take turns.
     let cache_bytes = std::fs::metadata(cache::cache_path(&cni_dir, &req.container_id)).map_or(0, |m| m.len());
     let _config_room = d.admit_config_bytes(usize::try_from(cache_bytes).unwrap_or(usize::MAX)).await;
@@ -71,27 +70,30 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Com
             })
         })
         .unwrap_or_default();
+    // The pod as the delegates see it: libcni's reading of CNI_ARGS with that UID.
+    let mut args = req.load_args_or_default();
+    args.pod.uid = Some(uid);
     let runtime_config = runtime_config(conf);
-    let ctx = plan_context(d, req, &args, &uid, runtime_config.as_ref());
+    let ctx = plan_context(d, req, &args, runtime_config.as_ref());
     let rt = d.runtime(conf);
     // Decided once: a namespace that is gone stays gone.
     let netns_gone = req.netns.is_empty() || d.netns().presence(&req.netns) == NetnsPresence::Absent;
     let mut failures = Vec::new();
     for (i, delegate) in delegates.iter().enumerate().rev() {
-        let inv = match plan::plan_invocation(delegate, i, &ctx, Operation::Del) {
-            Ok(inv) => inv,
+        let planned = match plan::plan_invocation(delegate, i, &ctx, Operation::Del) {
+            Ok(inv) => Planned::new(req, inv),
             Err(e) => {
                 failures.push(failure(delegate, e.to_string()));
                 continue;
             }
         };
-        let rt_conf = runtime_conf(req, &inv);
-        if let Err(e) = exec_del(d, &rt, delegate, &rt_conf).await
-            && !(netns_gone && released_outside_the_netns(&rt, delegate, &rt_conf, &e).await)
+        let rt_conf = &planned.runtime_conf;
+        if let Err(e) = exec_del(d, &rt, delegate, rt_conf).await
+            && !(netns_gone && released_outside_the_netns(&rt, delegate, rt_conf, &e).await)
         {
             failures.push(failure(delegate, e.to_string()));
         }
-        if let Some(path) = &inv.device_info_file {
+        if let Some(path) = &planned.invocation.device_info_file {
             remove_device_info_file(path);
         }
     }

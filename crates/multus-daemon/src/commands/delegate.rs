@@ -5,7 +5,7 @@
 //! the daemon config only supplies Multus's own settings (`binDir`, `cniDir`). CHECK works for
 //! conflists too.
 
-use super::{Outcome, exec_add, exec_check, exec_del, plan_context, runtime_conf};
+use super::{Outcome, Planned, exec_add, exec_check, exec_del, plan_context};
 use crate::daemon::Daemon;
 use crate::error::CommandError;
 use crate::request::CniRequest;
@@ -53,8 +53,10 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
         Ok(PodLookup::NotFound) => return Err(CommandError::PodNotFound { pod: who }),
         Err(e) => return Err(CommandError::cluster(&who, &e)),
     };
-    let args = req.load_args_or_default();
-    let ctx = plan_context(d, req, &args, &pod.uid, None);
+    // The pod as the delegates see it: libcni's reading of CNI_ARGS with the API's UID.
+    let mut args = req.load_args_or_default();
+    args.pod.uid = Some(pod.uid.clone());
+    let ctx = plan_context(d, req, &args, None);
     let op = match req.command {
         Command::Add => Operation::Add,
         Command::Del => Operation::Del,
@@ -63,7 +65,7 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
     let net = delegate.network_name().to_string();
     let inv = plan::plan_invocation(&delegate, HOT_PLUG_INDEX, &ctx, op)
         .map_err(|e| MultusError::delegate_add(Some(&who), &net, e))?;
-    let rconf = runtime_conf(req, &inv);
+    let Planned { invocation: inv, runtime_conf: rconf } = Planned::new(req, inv);
     match req.command {
         Command::Add => {
             super::check_interface_free(d, req, &delegate, &inv.ifname, &who).await?;
@@ -93,5 +95,5 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
 fn multus_settings(d: &Daemon) -> Result<NetConf, CommandError> {
     let mut raw = d.config.raw.clone();
     raw.entry("clusterNetwork").or_insert_with(|| Value::String("/delegate-api".into()));
-    NetConf::from_map(raw).map_err(|e| CommandError::NetConf(e.to_string()))
+    NetConf::from_map(raw).map_err(CommandError::NetConf)
 }

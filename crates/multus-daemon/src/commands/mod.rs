@@ -16,6 +16,7 @@ pub mod add;
 pub mod check;
 pub mod del;
 pub mod delegate;
+pub mod effective;
 pub mod status_gc;
 
 use crate::daemon::Daemon;
@@ -67,7 +68,7 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
     if req.endpoint == Endpoint::Delegate {
         return delegate::run(d, req).await;
     }
-    let conf = effective_config(d, req)?;
+    let conf = effective::effective_config(d, &req.config)?;
     match req.command {
         Command::Add => add::run(d, req, &conf).await.map(Outcome::Result),
         Command::Del => del::run(d, req, &conf).await.map(|()| Outcome::Done),
@@ -75,14 +76,8 @@ pub async fn run(d: &Daemon, req: &CniRequest) -> Result<Outcome, CommandError> 
         Command::Status => status_gc::status(d, &conf).await.map(|()| Outcome::Done),
         Command::Gc => status_gc::gc(d, req, &conf).await.map(|()| Outcome::Done),
         // Refused when the request was parsed.
-        Command::Version => Err(CommandError::Internal("unknown cmd type: VERSION".into())),
+        Command::Version => Err(CommandError::Internal(crate::error::InternalError::VersionCommand)),
     }
-}
-
-/// The daemon config merged over the request's (§2.4), parsed.
-pub fn effective_config(d: &Daemon, req: &CniRequest) -> Result<NetConf, CommandError> {
-    let merged = d.config.merge_request_config(&req.config).map_err(|e| CommandError::ConfigMerge(e.to_string()))?;
-    NetConf::from_bytes(&merged).map_err(|e| CommandError::NetConf(e.to_string()))
 }
 
 /// The parts of the effective config that network resolution reads: the one mapping in
@@ -96,34 +91,43 @@ pub(crate) fn runtime_config(conf: &NetConf) -> Option<RuntimeConfig> {
     conf.runtime_config.as_ref().map(RuntimeConfig::from_value)
 }
 
-/// Planning context of a request.
+/// Planning context of a request: `args` is the pod as its delegates see it.
 pub(crate) fn plan_context<'a>(
     d: &'a Daemon,
     req: &'a CniRequest,
     args: &'a K8sArgs,
-    uid: &'a str,
     runtime_config: Option<&'a RuntimeConfig>,
 ) -> PlanContext<'a> {
     PlanContext {
         container_id: &req.container_id,
         ifname: &req.ifname,
-        pod_namespace: &args.namespace,
-        pod_name: &args.name,
-        pod_uid: uid,
-        sandbox_id: &args.infra_container_id,
+        args,
         runtime_config,
         process_cni_args: d.process_cni_args(),
     }
 }
 
-/// libcni's runtime conf of one delegate invocation.
-pub(crate) fn runtime_conf(req: &CniRequest, inv: &DelegateInvocation) -> RuntimeConf {
-    RuntimeConf {
-        container_id: req.container_id.clone(),
-        netns: req.netns.clone(),
-        ifname: inv.ifname.clone(),
-        args: inv.cni_args.clone(),
-        capability_args: inv.capability_args.clone(),
+/// One delegate's invocation and libcni's runtime conf of it, computed once (its ADD, the
+/// cached-result edit of `default-route` and a rollback's DEL all use the same).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Interface name, `CNI_ARGS` and capability args.
+    pub invocation: DelegateInvocation,
+    /// What libcni runs the delegate with.
+    pub runtime_conf: RuntimeConf,
+}
+
+impl Planned {
+    /// The invocation of a delegate for `req`.
+    pub(crate) fn new(req: &CniRequest, invocation: DelegateInvocation) -> Self {
+        let runtime_conf = RuntimeConf {
+            container_id: req.container_id.clone(),
+            netns: req.netns.clone(),
+            ifname: invocation.ifname.clone(),
+            args: invocation.cni_args.clone(),
+            capability_args: invocation.capability_args.clone(),
+        };
+        Self { invocation, runtime_conf }
     }
 }
 

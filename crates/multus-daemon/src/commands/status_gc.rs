@@ -24,7 +24,7 @@
 
 use super::{del, resolve_settings};
 use crate::daemon::Daemon;
-use crate::error::CommandError;
+use crate::error::{CommandError, GcError};
 use crate::request::CniRequest;
 use cni::conf::{NetConfList, NetworkConfig};
 use cni::runtime::{CacheEntry, ValidAttachment};
@@ -61,7 +61,7 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
             all_cached_attachments(Path::new(&conf.cni_dir)).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
         return super::observed(d, cni::Command::Gc, &delegate, rt.gc_network_list(&cluster, Some(&valid)))
             .await
-            .map_err(|e| CommandError::Gc(e.to_string()));
+            .map_err(|e| CommandError::Gc(GcError::ClusterNetwork(e.to_string())));
     };
     let valid_containers: BTreeSet<String> = valid.iter().map(|a| a.container_id.clone()).collect();
     d.set_gc_valid_containers(valid_containers.clone());
@@ -72,9 +72,15 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
     let results = rt.cached_attachments(None).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
     let known =
         crate::reconcile::attachments(cni_dir, &results).map_err(|e| CommandError::GcAttachments(e.to_string()))?;
-    let probe = CniRequest { command: cni::Command::Del, ..req.clone() };
     for attachment in known.iter().filter(|a| !valid_containers.contains(&a.container_id)) {
-        let request = crate::reconcile::del_request(&probe, attachment);
+        let request = match crate::reconcile::del_request(&req.config, attachment) {
+            Ok(r) => r,
+            Err(e) => {
+                d.metrics.reconcile.with_label_values(&["gc_failed"]).inc();
+                errors.push(format!("deleting stale attachment {}: {e}", attachment.container_id));
+                continue;
+            }
+        };
         let _sandbox = d.lock_sandbox(&request.container_id).await;
         if !multus::cache::cache_path(cni_dir, &request.container_id).exists() {
             continue;
@@ -119,7 +125,7 @@ pub async fn gc(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<(), Comm
             errors.extend(reportable(d, &name, e).into_iter().map(|e| format!("network {name:?}: {e}")));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(CommandError::Gc(errors.join("; "))) }
+    if errors.is_empty() { Ok(()) } else { Err(CommandError::Gc(GcError::Failures(errors))) }
 }
 
 /// The part of a network's GC failure the runtime is told about. A stale attachment whose
@@ -205,7 +211,7 @@ fn runtime_valid_attachments(conf: &NetConf) -> Result<Option<Vec<ValidAttachmen
     }
     serde_json::from_value(value.clone())
         .map(Some)
-        .map_err(|e| CommandError::Gc(format!("invalid {}: {e}", cni::skel::VALID_ATTACHMENTS_KEY)))
+        .map_err(|e| CommandError::Gc(GcError::InvalidValidAttachments { reason: e.to_string() }))
 }
 
 /// Every `(containerId, ifName)` in `<cniDir>/results`; a missing directory means none.

@@ -70,14 +70,19 @@ pub(crate) enum Format {
 
 impl Format {
     /// `"text"` / `"json"`, any case; empty means text.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, UnknownFormat> {
         match name.to_ascii_lowercase().as_str() {
             "" | "text" => Ok(Format::Text),
             "json" => Ok(Format::Json),
-            other => Err(format!("{LOG_FORMAT_KEY} {other:?} is neither \"text\" nor \"json\"; using text")),
+            other => Err(UnknownFormat(other.to_string())),
         }
     }
 }
+
+/// A `logFormat` that is neither text nor JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{LOG_FORMAT_KEY} {0:?} is neither \"text\" nor \"json\"; using text")]
+pub(crate) struct UnknownFormat(String);
 
 /// Rotation settings of the log file, with lumberjack's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +141,7 @@ impl Settings {
         let format = match config.raw.get(LOG_FORMAT_KEY) {
             None | Some(Value::Null) => Format::Text,
             Some(Value::String(s)) => Format::parse(s).unwrap_or_else(|e| {
-                problems.push(e);
+                problems.push(e.to_string());
                 Format::Text
             }),
             Some(other) => {

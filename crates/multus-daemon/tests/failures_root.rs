@@ -36,20 +36,18 @@ fn call(cmd: &str, net: &str, ifname: &str) -> (String, String, String) {
 }
 
 /// A daemon whose cluster network is a fake delegate, with `seed` in the API server.
-fn start(seed: impl FnOnce(&Node) -> Vec<Value>) -> Node {
+fn start(seed: impl FnOnce(&Node) -> Vec<Value> + 'static) -> Node {
     start_with_deny(seed, &[])
 }
 
-fn start_with_deny(seed: impl FnOnce(&Node) -> Vec<Value>, deny: &[&str]) -> Node {
-    let mut thick = Node::with_deny(vec![], deny);
-    for obj in seed(&thick) {
-        thick.mock.store().create(obj).expect("seed");
-    }
-    thick.install_plugins(&[], &["fake-cni"]);
-    let cluster = fake(&thick, "cluster-net", json!({}));
-    thick.write_primary("10-cluster.conf", &cluster);
-    thick.start_daemon();
-    thick
+fn start_with_deny(seed: impl FnOnce(&Node) -> Vec<Value> + 'static, deny: &[&str]) -> Node {
+    NodeBuilder::default()
+        .seed_with(seed)
+        .deny(deny)
+        .fake_delegates(&["fake-cni"])
+        .primary_with("10-cluster.conf", |node| fake(node, "cluster-net", json!({})))
+        .started()
+        .build()
 }
 
 fn assert_no_leftovers(thick: &Node, sandbox: &PodSandbox) {

@@ -25,16 +25,13 @@ fn fake(thick: &Node, name: &str, extra: Value) -> Value {
     config
 }
 
-fn start(seed: impl FnOnce(&Node) -> Vec<Value>) -> Node {
-    let mut thick = Node::new(vec![]);
-    for obj in seed(&thick) {
-        thick.mock.store().create(obj).expect("seed");
-    }
-    thick.install_plugins(&[], &["fake-cni"]);
-    let cluster = fake(&thick, "cluster-net", json!({}));
-    thick.write_primary("10-cluster.conf", &cluster);
-    thick.start_daemon();
-    thick
+fn start(seed: impl FnOnce(&Node) -> Vec<Value> + 'static) -> Node {
+    NodeBuilder::default()
+        .seed_with(seed)
+        .fake_delegates(&["fake-cni"])
+        .primary_with("10-cluster.conf", |node| fake(node, "cluster-net", json!({})))
+        .started()
+        .build()
 }
 
 /// GETs of one NAD the API server saw.
@@ -155,7 +152,7 @@ fn a_pod_whose_annotations_exceed_the_api_limit_is_refused_and_a_big_legal_one_w
     assert!(legal.len() > 200_000 && legal.len() < 256 << 10);
     let mut oversized = pod("default", "too-big", UID, Some("net-a"));
     oversized["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(300 << 10));
-    let mut thick = start(|t| {
+    let mut thick = start(move |t| {
         vec![nad("default", "net-a", &fake(t, "net-a", json!({}))), pod("default", "big", UID, Some(&legal)), oversized]
     });
 

@@ -8,11 +8,15 @@ use crate::node::Node;
 /// The cluster network's config, made once the node's directories exist (it may name them).
 type PrimaryConfig = Box<dyn FnOnce(&Node) -> Value>;
 
+/// Objects made once the node's directories exist (a NAD's config may name them).
+type SeedObjects = Box<dyn FnOnce(&Node) -> Vec<Value>>;
+
 /// What a [`Node`] is made of. Everything is optional: the default is an empty API server,
 /// no delegates, no kubelet, the daemon not started.
 #[derive(Default)]
 pub struct NodeBuilder {
     seed: Vec<Value>,
+    seed_with: Vec<SeedObjects>,
     deny: Vec<String>,
     real: Vec<String>,
     fakes: Vec<String>,
@@ -26,6 +30,12 @@ impl NodeBuilder {
     /// Objects the API server starts with.
     pub fn seed(mut self, objects: impl IntoIterator<Item = Value>) -> Self {
         self.seed.extend(objects);
+        self
+    }
+
+    /// As [`NodeBuilder::seed`], the objects made from the node (stored before anything runs).
+    pub fn seed_with(mut self, objects: impl FnOnce(&Node) -> Vec<Value> + 'static) -> Self {
+        self.seed_with.push(Box::new(objects));
         self
     }
 
@@ -80,6 +90,11 @@ impl NodeBuilder {
     pub fn build(self) -> Node {
         let deny: Vec<&str> = self.deny.iter().map(String::as_str).collect();
         let mut node = Node::with_deny(self.seed, &deny);
+        for objects in self.seed_with {
+            for object in objects(&node) {
+                node.mock.store().create(object).expect("seed object");
+            }
+        }
         let real: Vec<&str> = self.real.iter().map(String::as_str).collect();
         let fakes: Vec<&str> = self.fakes.iter().map(String::as_str).collect();
         if !real.is_empty() || !fakes.is_empty() {

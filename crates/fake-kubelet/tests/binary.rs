@@ -1,40 +1,19 @@
 //! The `fake-kubelet` binary as the demo and e2e run it: ready line, script file (re-read while
 //! running) plus flags, all three methods over the real gRPC API, failures, clean stop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use test_node::FakeKubelet;
 
 use multus_devices::kubelet::KubeletSource;
 use multus_devices::podresources::v1::{AllocatableResourcesRequest, GetPodResourcesRequest};
 use multus_devices::{DeviceError, DeviceMap};
 
-/// Stops the child by PID when dropped, so a failing test leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and returns it once it printed its ready line (checked).
-fn start(socket: &Path, args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-kubelet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fake-kubelet starts");
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), format!("listening on unix://{}", socket.display()));
-    running
+/// Starts the binary (through the test node's launcher, which stops it by PID when dropped)
+/// once it printed its ready line.
+fn start(socket: &Path, args: &[&str]) -> FakeKubelet {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    FakeKubelet::start(Path::new(env!("CARGO_BIN_EXE_fake-kubelet")), socket, &args).expect("fake-kubelet starts")
 }
 
 fn ids(map: &DeviceMap, resource: &str) -> Vec<String> {
@@ -130,9 +109,9 @@ fn sigterm_stops_it_and_removes_the_socket() {
     let socket = dir.path().join("kubelet.sock");
     let mut kubelet = start(&socket, &[]);
     assert!(socket.exists());
-    let pid = kubelet.0.id().to_string();
+    let pid = kubelet.process().id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = kubelet.0.wait().unwrap();
+    let status = kubelet.process().wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists());
 }

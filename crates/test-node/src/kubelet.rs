@@ -38,6 +38,11 @@ impl FakeKubelet {
     pub fn socket(&self) -> &Path {
         &self.socket
     }
+
+    /// The process (a test that signals it and waits for its exit).
+    pub fn process(&mut self) -> &mut Child {
+        &mut self.child
+    }
 }
 
 impl Drop for FakeKubelet {

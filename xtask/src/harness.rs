@@ -9,6 +9,7 @@ use std::time::Duration;
 use test_node::{ShimCall, ShimRun};
 
 use crate::fixtures::{self, Vars};
+use crate::util::walk_files as walk;
 use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
 
 /// Debian's containernetworking-plugins.
@@ -559,18 +560,6 @@ impl LocalEnv {
             });
         }
         found
-    }
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, f);
-        } else {
-            f(&p);
-        }
     }
 }
 

@@ -342,6 +342,19 @@ pub fn http_get_json(base: &str, path: &str) -> Result<serde_json::Value> {
     serde_json::from_str(body).with_context(|| format!("GET {path}: body is not JSON"))
 }
 
+/// Call `f` with every file under `dir` (recursive; unreadable directories are passed over).
+pub fn walk_files(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk_files(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use super::plan::{BRIDGE_NAD, MACVLAN_NAD};
 pub use super::procs::{ProcStats, SoakProcess, proc_stats, soak_processes};
 use crate::harness::{self, Iface};
 use crate::util::Cmd;
+use crate::util::walk_files as walk;
 
 /// Interfaces other than `lo` in a namespace.
 pub fn links(netns: &str) -> Result<Vec<Iface>> {
@@ -48,18 +49,6 @@ pub fn state_files(node: &Node) -> Vec<StateFile> {
         });
     }
     out
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, f);
-        } else {
-            f(&p);
-        }
-    }
 }
 
 /// The interfaces a successful ADD gives the sandbox: (name, address prefix).

@@ -66,13 +66,16 @@ pub fn run(args: TestArgs) -> Result<()> {
 
 /// `#[ignore]`d tests that even a fully equipped machine does not run by default (slow or not
 /// tests at all): run them by name.
-const NOT_RUN_BY_DEFAULT: [&str; 3] = [
+const NOT_RUN_BY_DEFAULT: [&str; 5] = [
     // A static release build and a docker image: minutes (`cargo test -p xtask -- --ignored real_image`).
     "builds_the_real_image",
     // The Dockerfile from source: BuildKit, the Rust image and crates.io (tens of minutes).
     "builds_from_source_with_buildx",
     // The stand-in daemon's process entry point, started by its own test.
     "standin_daemon_entry",
+    // Entry points of the helper processes the cni containment and lifetime tests start and kill.
+    "helper_executor",
+    "helper_parent_process",
 ];
 
 /// Whether the system tests can run here: root (network namespaces), `ip`, Debian's plugins.

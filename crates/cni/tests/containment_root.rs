@@ -10,6 +10,7 @@ use support::contain::*;
 
 /// Not a test on its own: the executor process the scenarios kill (see `start_helper`).
 #[test]
+#[ignore = "entry point of the helper executor process, started by the scenarios"]
 fn helper_executor() {
     helper_executor_body();
 }

@@ -157,7 +157,7 @@ pub fn helper_executor_body() {
 /// Start this test binary as a helper executor (its test `helper_executor`) running `plugin`.
 pub fn start_helper(scope: &str, mechanism: Containment, plugin: &Path) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_executor", "--test-threads=1", "--nocapture"])
+        .args(["--exact", "helper_executor", "--include-ignored", "--test-threads=1", "--nocapture"])
         .env(HELPER_SCOPE, scope)
         .env(HELPER_MECHANISM, mechanism_name(mechanism))
         .env(HELPER_PLUGIN, plugin)

@@ -8,6 +8,7 @@
 //!
 //! Everything a node creates (processes, namespaces, links, directories) goes when it drops.
 
+pub mod announce;
 pub mod api_binary;
 pub mod bins;
 #[cfg(feature = "in-process-api")]
@@ -19,9 +20,11 @@ pub mod netns;
 #[cfg(feature = "in-process-api")]
 pub mod node;
 pub mod objects;
+pub mod probe;
 pub mod shim;
 pub mod skip;
 
+pub use announce::spawn_announcing;
 pub use bins::{bin, missing_bins};
 #[cfg(feature = "in-process-api")]
 pub use builder::NodeBuilder;
@@ -32,5 +35,6 @@ pub use netns::{PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique
 #[cfg(feature = "in-process-api")]
 pub use node::{Caller, Node};
 pub use objects::{nad, pod};
+pub use probe::{HEALTHZ, ProbeNotReady, READYZ, http_status, wait_ready_as_shim};
 pub use shim::{ShimCall, ShimRun, cni_args};
 pub use skip::require;

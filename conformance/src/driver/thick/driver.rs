@@ -16,7 +16,8 @@ use crate::target::Target;
 use crate::versions::Versions;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use test_node::ShimCall;
 
 pub struct ThickDriver {
     pub node: ThickNode,
@@ -146,7 +147,13 @@ impl TargetDriver for ThickDriver {
         _env: &CaseEnv,
         timeout: Duration,
     ) -> Observation {
-        sys::run_process(&self.node.shim, &[], &inv.env, &inv.stdin, timeout)
+        // The shim as a runtime starts it: exactly the invocation's environment and stdin.
+        let call = inv.env.iter().fold(ShimCall::default(), |call, (k, v)| call.env(k, v)).stdin(inv.stdin.clone());
+        let start = Instant::now();
+        match call.spawn(&self.node.shim) {
+            Ok(child) => sys::observe(child, &[], start, timeout),
+            Err(e) => sys::not_started(&self.node.shim, &e),
+        }
     }
 
     fn check(&self, r: &Scope<'_>, name: &str, step: &Step, env: &CaseEnv) -> Option<StepOutcome> {

@@ -44,6 +44,16 @@ impl ThickDriver {
         }
     }
 
+    /// The shim as a runtime starts it (exactly `env` and `stdin`), watched to its end.
+    fn run_shim(&self, env: &[(String, String)], stdin: &[u8], timeout: Duration) -> Observation {
+        let call = env.iter().fold(ShimCall::default(), |call, (k, v)| call.env(k, v)).stdin(stdin);
+        let start = Instant::now();
+        match call.spawn(&self.node.shim) {
+            Ok(child) => sys::observe(child, &[], start, timeout),
+            Err(e) => sys::not_started(&self.node.shim, &e),
+        }
+    }
+
     fn delete_pod(&self, step: &Step, env: &CaseEnv) -> StepOutcome {
         let Some(att) = env.attachments.get(&step.attachment) else {
             return StepOutcome::Fail("no attachment".into());
@@ -87,7 +97,8 @@ impl TargetDriver for ThickDriver {
     }
 
     fn probe_versions(&self, target: &Target) -> Versions {
-        Versions::probe(&self.node.shim, target.default_version.as_ref())
+        let obs = self.run_shim(&Versions::probe_env(), &[], Versions::PROBE_TIMEOUT);
+        Versions::from_answer(&obs, target.default_version.as_ref())
     }
 
     fn offers(&self) -> Offers {
@@ -147,13 +158,7 @@ impl TargetDriver for ThickDriver {
         _env: &CaseEnv,
         timeout: Duration,
     ) -> Observation {
-        // The shim as a runtime starts it: exactly the invocation's environment and stdin.
-        let call = inv.env.iter().fold(ShimCall::default(), |call, (k, v)| call.env(k, v)).stdin(inv.stdin.clone());
-        let start = Instant::now();
-        match call.spawn(&self.node.shim) {
-            Ok(child) => sys::observe(child, &[], start, timeout),
-            Err(e) => sys::not_started(&self.node.shim, &e),
-        }
+        self.run_shim(&inv.env, &inv.stdin, timeout)
     }
 
     fn check(&self, r: &Scope<'_>, name: &str, step: &Step, env: &CaseEnv) -> Option<StepOutcome> {

@@ -1,5 +1,5 @@
 //! The I/O edge: running a plugin process with an exact environment, network namespaces that
-//! remove themselves, `ip -j` queries, and child processes stopped by PID.
+//! remove themselves, and `ip -j` queries.
 
 use crate::expect::Observation;
 use serde_json::Value;
@@ -41,16 +41,24 @@ pub fn run_process(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Observation {
-                exit: Some(127),
-                stderr: format!("cni-conformance: cannot start {}: {e}", program.display()),
-                ..Default::default()
-            };
-        }
-    };
+    match cmd.spawn() {
+        Ok(child) => observe(child, stdin, start, timeout),
+        Err(e) => not_started(program, &e),
+    }
+}
+
+/// What a process that could not be started is observed to do.
+pub fn not_started(program: &Path, e: &std::io::Error) -> Observation {
+    Observation {
+        exit: Some(127),
+        stderr: format!("cni-conformance: cannot start {}: {e}", program.display()),
+        ..Default::default()
+    }
+}
+
+/// Watch `child` (started at `start`, stdout and stderr piped) to its end: `stdin` written
+/// if its stdin is still open, killed (SIGKILL) and reaped after `timeout`.
+pub fn observe(mut child: Child, stdin: &[u8], start: Instant, timeout: Duration) -> Observation {
     let input = stdin.to_vec();
     let mut sin = child.stdin.take();
     let writer = std::thread::spawn(move || {
@@ -236,42 +244,4 @@ pub fn ip_json(netns: &str, args: &[&str]) -> Result<Value, SysError> {
         return Ok(Value::Array(vec![]));
     }
     serde_json::from_str(&out).map_err(|e| SysError::IpJson(e.to_string()))
-}
-
-/// A child process stopped by its PID (SIGTERM, then SIGKILL) on drop.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-}
-
-impl Proc {
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-    pub fn stop(&mut self) {
-        if !self.running() {
-            return;
-        }
-        let pid = nix::unistd::Pid::from_raw(self.pid());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if !self.running() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -90,13 +90,10 @@ impl ThickSpec {
             ],
             daemon_env: BTreeMap::new(),
             daemon_config: Value::Null,
-            api_server: vec![
-                "{{bin}}/kube-mock".into(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--kubeconfig-out".into(),
-                "{{kubeconfig}}".into(),
-            ],
+            // kube-mock's binary on a free local port, writing the node's kubeconfig.
+            api_server: std::iter::once("{{bin}}/kube-mock".to_string())
+                .chain(test_node::api_binary::kube_mock_args(std::path::Path::new("{{kubeconfig}}"), &[], &[]))
+                .collect(),
             kubeconfig: None,
             in_cluster: false,
             fake_cni: default_fake(),

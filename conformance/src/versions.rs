@@ -1,6 +1,7 @@
 //! The CNI versions a target speaks: what its VERSION answered (or, for the harness's own
 //! runtime, every version the `cni` crate knows) and the version cases use by default.
 
+use crate::expect::Observation;
 use crate::stdout_json::single_json;
 use crate::sys;
 use serde_json::Value;
@@ -28,11 +29,19 @@ impl Versions {
     /// Ask `binary` for VERSION; the default is `configured` or the highest supported version
     /// the `cni` crate knows.
     pub fn probe(binary: &Path, configured: Option<&String>) -> Versions {
-        let env = vec![
-            ("CNI_COMMAND".to_string(), "VERSION".to_string()),
-            ("PATH".to_string(), sys::PLUGIN_PATH.to_string()),
-        ];
-        let obs = sys::run_process(binary, &[], &env, b"", Duration::from_secs(20));
+        let obs = sys::run_process(binary, &[], &Self::probe_env(), b"", Self::PROBE_TIMEOUT);
+        Self::from_answer(&obs, configured)
+    }
+
+    /// The environment of the VERSION probe (no stdin).
+    pub fn probe_env() -> Vec<(String, String)> {
+        vec![("CNI_COMMAND".to_string(), "VERSION".to_string()), ("PATH".to_string(), sys::PLUGIN_PATH.to_string())]
+    }
+
+    pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// The versions from a plugin's answer to the VERSION probe (see [`Versions::probe`]).
+    pub fn from_answer(obs: &Observation, configured: Option<&String>) -> Versions {
         let mut supported = None;
         if obs.succeeded()
             && let Ok(v) = single_json(&obs.stdout)

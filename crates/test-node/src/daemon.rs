@@ -6,12 +6,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cleanup::stop_child;
+use crate::probe::{READYZ, http_status};
 
 /// Does the daemon behind `socket` answer `/readyz` with 200?
 pub fn ready(socket: &Path) -> bool {
-    multus_api::client::post(socket, multus_api::path::READYZ, b"null", Some(Duration::from_secs(2)))
-        .map(|r| r.status == 200)
-        .unwrap_or(false)
+    http_status(socket, READYZ) == Some(200)
 }
 
 /// Why a daemon did not get ready.
@@ -80,8 +79,21 @@ impl DaemonProcess {
     /// Start `command` with stdout discarded and stderr appended to `log`.
     pub fn spawn(mut command: Command, log: &Path) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        command.stdout(Stdio::null()).stderr(file);
+        Self::start(command, log)
+    }
+
+    /// Start `command` with stdin closed and both stdout and stderr appended to `log` (a
+    /// daemon that is not multus-rs, or a wrapper command, may write either).
+    pub fn spawn_all_output_logged(mut command: Command, log: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        Self::start(command, log)
+    }
+
+    fn start(mut command: Command, log: &Path) -> std::io::Result<Self> {
         let started = Instant::now();
-        let child = command.stdout(Stdio::null()).stderr(file).spawn()?;
+        let child = command.spawn()?;
         Ok(Self { child: Some(child), log: log.to_path_buf(), started })
     }
 

@@ -1,10 +1,10 @@
 //! The fake kubelet (crates/fake-kubelet): the pod-resources gRPC API on a unix socket.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::announce::spawn_announcing;
 use crate::cleanup::stop_child;
 
 /// A running `fake-kubelet`, stopped by PID on drop.
@@ -16,17 +16,19 @@ pub struct FakeKubelet {
 impl FakeKubelet {
     /// Start `bin --socket <socket> <args…>` and wait for its `listening on unix://…` line.
     pub fn start(bin: &Path, socket: &Path, args: &[String]) -> Result<Self, String> {
-        let mut child = Command::new(bin)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start fake-kubelet: {e}"))?;
-        let mut first = String::new();
-        let stdout = child.stdout.take().ok_or("fake-kubelet's stdout")?;
-        let _ = BufReader::new(stdout).read_line(&mut first);
+        Self::start_with_stderr(bin, socket, args, Stdio::null())
+    }
+
+    /// [`FakeKubelet::start`] with its stderr (its log) written to the file `log`.
+    pub fn start_logged(bin: &Path, socket: &Path, args: &[String], log: &Path) -> Result<Self, String> {
+        let file = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        Self::start_with_stderr(bin, socket, args, file.into())
+    }
+
+    fn start_with_stderr(bin: &Path, socket: &Path, args: &[String], stderr: Stdio) -> Result<Self, String> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--socket").arg(socket).args(args);
+        let (child, first) = spawn_announcing(&mut cmd, stderr).map_err(|e| format!("start fake-kubelet: {e}"))?;
         let mut kubelet = Self { child, socket: socket.to_path_buf() };
         if !first.starts_with("listening on unix://") {
             stop_child(&mut kubelet.child, Duration::from_secs(5));

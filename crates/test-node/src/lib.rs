@@ -1,13 +1,18 @@
-//! A Multus node on this machine, for the daemon's tests, the bench example and xtask.
+//! A Multus node on this machine, for the daemon's tests, the bench example, xtask and the
+//! conformance harness's thick target (which uses its pieces without the in-process API).
 //!
 //! - [`Node`]: the API server (kube-mock in this process), a directory tree, delegates (Debian's
 //!   real plugins or fake-cni), an optional fake kubelet, and multus-daemon as a real process.
 //! - [`PodSandbox`]: a unique network namespace for a pod; [`Node::sandbox`] makes one.
 //! - [`ShimCall`]: the one way multus-shim is started — as a container runtime starts it.
 //! - [`require`]: the one way a test says it cannot run here (counted as skipped).
+//! - [`DaemonProcess`], [`FakeKubelet`], [`spawn_announcing`] (kube-mock's binary), [`Cleanup`]:
+//!   the node's processes, started and stopped by PID; [`wait_ready`] (multus-rs) and
+//!   [`wait_ready_as_shim`] (any Multus daemon, `/healthz` for one without `/readyz`).
 //!
 //! Everything a node creates (processes, namespaces, links, directories) goes when it drops.
 
+pub mod announce;
 pub mod api_binary;
 pub mod bins;
 #[cfg(feature = "in-process-api")]
@@ -19,9 +24,11 @@ pub mod netns;
 #[cfg(feature = "in-process-api")]
 pub mod node;
 pub mod objects;
+pub mod probe;
 pub mod shim;
 pub mod skip;
 
+pub use announce::spawn_announcing;
 pub use bins::{bin, missing_bins};
 #[cfg(feature = "in-process-api")]
 pub use builder::NodeBuilder;
@@ -32,5 +39,6 @@ pub use netns::{PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique
 #[cfg(feature = "in-process-api")]
 pub use node::{Caller, Node};
 pub use objects::{nad, pod};
+pub use probe::{HEALTHZ, ProbeNotReady, READYZ, http_status, wait_ready_as_shim};
 pub use shim::{ShimCall, ShimRun, cni_args};
 pub use skip::require;

@@ -16,7 +16,8 @@ use crate::target::Target;
 use crate::versions::Versions;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use test_node::ShimCall;
 
 pub struct ThickDriver {
     pub node: ThickNode,
@@ -40,6 +41,16 @@ impl ThickDriver {
     fn remove_dp_files(&mut self) {
         for f in self.dp_files.drain(..) {
             let _ = std::fs::remove_file(f);
+        }
+    }
+
+    /// The shim as a runtime starts it (exactly `env` and `stdin`), watched to its end.
+    fn run_shim(&self, env: &[(String, String)], stdin: &[u8], timeout: Duration) -> Observation {
+        let call = env.iter().fold(ShimCall::default(), |call, (k, v)| call.env(k, v)).stdin(stdin);
+        let start = Instant::now();
+        match call.spawn(&self.node.shim) {
+            Ok(child) => sys::observe(child, &[], start, timeout),
+            Err(e) => sys::not_started(&self.node.shim, &e),
         }
     }
 
@@ -86,7 +97,8 @@ impl TargetDriver for ThickDriver {
     }
 
     fn probe_versions(&self, target: &Target) -> Versions {
-        Versions::probe(&self.node.shim, target.default_version.as_ref())
+        let obs = self.run_shim(&Versions::probe_env(), &[], Versions::PROBE_TIMEOUT);
+        Versions::from_answer(&obs, target.default_version.as_ref())
     }
 
     fn offers(&self) -> Offers {
@@ -146,7 +158,7 @@ impl TargetDriver for ThickDriver {
         _env: &CaseEnv,
         timeout: Duration,
     ) -> Observation {
-        sys::run_process(&self.node.shim, &[], &inv.env, &inv.stdin, timeout)
+        self.run_shim(&inv.env, &inv.stdin, timeout)
     }
 
     fn check(&self, r: &Scope<'_>, name: &str, step: &Step, env: &CaseEnv) -> Option<StepOutcome> {

@@ -6,7 +6,8 @@
 //! config, so `in_cluster: true` starts `kube-mock --tls --token … --in-cluster-dir …` and
 //! passes `KUBERNETES_SERVICE_HOST`/`PORT`; see README.md for the bind-mount wrapper).
 //!
-//! `node` starts and stops what the shim talks to; `driver` runs cases against it with
+//! `node` starts and stops what the shim talks to (through the shared test-node crate, whose
+//! `probe` is the readiness wait as the shim does it); `driver` runs cases against it with
 //! `objects` (API objects), `devices` (the fake kubelet's script) and `checks`.
 
 pub mod checks;
@@ -14,4 +15,3 @@ pub mod devices;
 pub mod driver;
 pub mod node;
 pub mod objects;
-pub mod readiness;

@@ -2,19 +2,21 @@
 //! (`kube-mock`, started here, or an existing one), an optional fake kubelet, the daemon with
 //! its generated config, the cluster network's delegates, and the shim's config. Its
 //! interface is small — `start`, the shim's binary, config and variables, `stop_daemon` /
-//! `start_daemon`, drop — so that a shared test-node crate can replace it.
+//! `start_daemon`, drop. Its processes are started, probed and stopped by the shared
+//! test-node crate (the one launcher of a test node); what stays here is what a thick target
+//! adds: templated commands, the generated daemon config and the cluster network.
 
-use super::readiness::{NotReady, wait_ready};
-use crate::sys::{self, Netns, Proc, SysError};
+use crate::sys::{self, Netns, SysError};
 use crate::target::{Target, cargo_bin_dir};
 use crate::template::{merge_patch, render_str, render_value};
 use crate::thick_spec::ThickSpec;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use test_node::api_binary::listening_url;
+use test_node::{Cleanup, DaemonProcess, FakeKubelet, ProbeNotReady, spawn_announcing, wait_ready_as_shim};
 
 /// Why the node did not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +33,14 @@ pub enum NodeError {
     NoKubeconfig,
     #[error("starting {what}: {error}")]
     Start { what: String, error: std::io::Error },
-    #[error("{what} did not print `listening on {expected}` (got {line:?})")]
-    NoAnnouncement { what: &'static str, expected: &'static str, line: String },
+    #[error("API server did not print `listening on <url>` (got {line:?})")]
+    NoAnnouncement { line: String },
+    #[error("{0}")]
+    Kubelet(String),
     #[error("empty daemon command")]
     EmptyDaemonCommand,
     #[error("{why}; log: {log}")]
-    NotReady { why: NotReady, log: String },
+    NotReady { why: ProbeNotReady, log: String },
 }
 
 /// A running thick node.
@@ -47,10 +51,11 @@ pub struct ThickNode {
     pub shim_config: Value,
     pub capabilities: Vec<String>,
     pub kubeconfig: PathBuf,
-    api: Option<Proc>,
-    daemon: Option<Proc>,
+    /// The API server's process (when started here), stopped at drop.
+    api: Cleanup,
+    daemon: Option<DaemonProcess>,
     /// The fake kubelet (when the spec names one that exists).
-    kubelet: Option<Proc>,
+    kubelet: Option<FakeKubelet>,
     /// The scratch host netns of a bridge cluster network.
     pub host: Option<Netns>,
     pub fake: Option<PathBuf>,
@@ -145,30 +150,6 @@ fn cluster_network(spec: &ThickSpec, vars: &mut BTreeMap<String, String>) -> Res
     Ok(ClusterNetwork { fake, bridge, host })
 }
 
-/// Spawn a helper that announces itself on its first stdout line (`listening on …`); the
-/// rest of its stdout is drained so that it never blocks on a full pipe.
-fn spawn_announcing(cmd: &mut Command, name: &str, what: &str, log: &Path) -> Result<(Proc, String), NodeError> {
-    let log = std::fs::File::create(log)?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|error| NodeError::Start { what: what.to_string(), error })?;
-    let out = child.stdout.take();
-    let proc = Proc { name: name.into(), child };
-    let mut line = String::new();
-    if let Some(out) = out {
-        let mut reader = BufReader::new(out);
-        reader.read_line(&mut line)?;
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
-    }
-    Ok((proc, line))
-}
-
 impl ThickNode {
     pub fn start(target: &Target) -> Result<ThickNode, NodeError> {
         let spec = target.thick.clone().unwrap_or_else(ThickSpec::multus_rs);
@@ -183,7 +164,7 @@ impl ThickNode {
             shim_config: Value::Null,
             capabilities: Vec::new(),
             kubeconfig,
-            api: None,
+            api: Cleanup::default(),
             daemon: None,
             kubelet: None,
             host: cluster.host,
@@ -217,18 +198,19 @@ impl ThickNode {
         }
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
-        let (mut proc, line) =
-            spawn_announcing(&mut cmd, "api-server", &argv[0], &self.tmp.path().join("api-server.log"))?;
-        let Some(url) = line.trim().strip_prefix("listening on ").map(str::to_string) else {
-            proc.stop();
-            return Err(NodeError::NoAnnouncement { what: "API server", expected: "<url>", line });
+        let log = std::fs::File::create(self.tmp.path().join("api-server.log"))?;
+        let (mut child, line) = spawn_announcing(&mut cmd, log.into())
+            .map_err(|error| NodeError::Start { what: argv[0].clone(), error })?;
+        let Ok(url) = listening_url(line.trim()) else {
+            test_node::stop_child(&mut child, Duration::from_secs(5));
+            return Err(NodeError::NoAnnouncement { line });
         };
         let hostport = url.split("://").nth(1).unwrap_or("").trim_end_matches('/').to_string();
         let (host, port) = hostport.rsplit_once(':').unwrap_or((&hostport, "443"));
         self.vars.insert("api_url".into(), url.clone());
         self.vars.insert("api_host".into(), host.to_string());
         self.vars.insert("api_port".into(), port.to_string());
-        self.api = Some(proc);
+        self.api.children.push(child);
         Ok(())
     }
 
@@ -242,19 +224,13 @@ impl ThickNode {
         let socket = kubelet_dir.join("kubelet.sock");
         let script = self.tmp.path().join("kubelet-script.json");
         std::fs::write(&script, b"{}")?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--socket").arg(&socket).arg("--config").arg(&script);
-        let what = bin.display().to_string();
-        let (mut proc, line) =
-            spawn_announcing(&mut cmd, "fake-kubelet", &what, &self.tmp.path().join("fake-kubelet.log"))?;
-        if !line.starts_with("listening on ") {
-            proc.stop();
-            return Err(NodeError::NoAnnouncement { what: "fake-kubelet", expected: "<socket>", line });
-        }
+        let args = ["--config".to_string(), script.display().to_string()];
+        let log = self.tmp.path().join("fake-kubelet.log");
+        let kubelet = FakeKubelet::start_logged(&bin, &socket, &args, &log).map_err(NodeError::Kubelet)?;
         self.vars.insert("kubelet_dir".into(), kubelet_dir.display().to_string());
         self.vars.insert("kubelet_socket".into(), socket.display().to_string());
         self.vars.insert("kubelet_script".into(), script.display().to_string());
-        self.kubelet = Some(proc);
+        self.kubelet = Some(kubelet);
         Ok(())
     }
 
@@ -308,9 +284,8 @@ impl ThickNode {
         if argv.is_empty() {
             return Err(NodeError::EmptyDaemonCommand);
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("daemon.log"))?;
         let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.args(&argv[1..]);
         if Path::new(&self.spec.plugins_dir).is_dir() {
             cmd.env("CNI_PATH", &self.spec.plugins_dir);
         }
@@ -322,17 +297,17 @@ impl ThickNode {
         for (k, v) in &self.spec.daemon_env {
             cmd.env(k, self.r(v));
         }
-        let child = cmd.spawn().map_err(|error| NodeError::Start { what: argv[0].clone(), error })?;
-        let mut proc = Proc { name: "daemon".into(), child };
+        let mut daemon = DaemonProcess::spawn_all_output_logged(cmd, &self.tmp.path().join("daemon.log"))
+            .map_err(|error| NodeError::Start { what: argv[0].clone(), error })?;
         let deadline = Instant::now() + Duration::from_secs(self.spec.ready_timeout);
-        match wait_ready(&self.socket(), deadline, &mut || proc.running()) {
+        match wait_ready_as_shim(&self.socket(), deadline, &mut || daemon.exited().is_none()) {
             Ok(endpoint) => self.ready_endpoint = Some(endpoint),
             Err(why) => {
-                proc.stop();
+                daemon.stop(Duration::from_secs(5));
                 return Err(NodeError::NotReady { why, log: self.daemon_log_tail() });
             }
         }
-        self.daemon = Some(proc);
+        self.daemon = Some(daemon);
         Ok(())
     }
 
@@ -347,8 +322,8 @@ impl ThickNode {
     }
 
     pub fn stop_daemon(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            d.stop();
+        if let Some(d) = self.daemon.take() {
+            d.stop(Duration::from_secs(5));
         }
     }
 
@@ -396,12 +371,9 @@ impl ThickNode {
 
 impl Drop for ThickNode {
     fn drop(&mut self) {
+        // The daemon first, then the API server and the kubelet it talks to.
         self.stop_daemon();
-        if let Some(mut a) = self.api.take() {
-            a.stop();
-        }
-        if let Some(mut k) = self.kubelet.take() {
-            k.stop();
-        }
+        std::mem::take(&mut self.api);
+        self.kubelet.take();
     }
 }

@@ -10,7 +10,7 @@ use test_node::{ShimCall, ShimRun};
 
 use crate::fixtures::{self, Vars};
 use crate::util::walk_files as walk;
-use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
+use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir};
 
 /// Debian's containernetworking-plugins.
 pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
@@ -371,29 +371,15 @@ impl LocalEnv {
         Ok(())
     }
 
-    /// Start kube-mock with `seeds`; remember its URL.
-    pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<Proc> {
-        let cmd = Cmd::new(self.bins.kube_mock.display().to_string()).args(test_node::api_binary::kube_mock_args(
-            &self.kubeconfig,
-            seeds,
-            extra,
-        ));
-        let (proc, stdout, guard) = Proc::spawn("kube-mock", &cmd, &self.run.join("logs/kube-mock.log"))?;
-        let _ = guard; // stays on the cleanup stack
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {} // drain
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .context("kube-mock did not print its address within 20 s")?
-            .context("kube-mock exited before printing its address")?
-            .context("reading kube-mock's stdout")?;
-        self.api = test_node::api_binary::listening_url(&first).map_err(|e| anyhow::anyhow!("kube-mock: {e}"))?;
-        wait_for("kube-mock's kubeconfig", Duration::from_secs(10), || Ok(self.kubeconfig.exists().then_some(())))?;
-        Ok(proc)
+    /// Start kube-mock's binary with `seeds`; remember its URL; its PID. It stays on the
+    /// cleanup stack (stopped at the end or on Ctrl-C).
+    pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<u32> {
+        let log = self.run.join("logs/kube-mock.log");
+        let mock = test_node::KubeMockProcess::start(&self.bins.kube_mock, &self.kubeconfig, seeds, extra, &log)?;
+        self.api = mock.url().to_string();
+        let pid = mock.pid();
+        let _ = defer(format!("stop kube-mock (pid {pid})"), move || drop(mock));
+        Ok(pid)
     }
 
     /// Write the primary CNI config into the autoconfig dir and the daemon config.

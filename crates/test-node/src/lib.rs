@@ -22,6 +22,7 @@ pub mod objects;
 pub mod shim;
 pub mod skip;
 
+pub use api_binary::{ApiStartError, KubeMockProcess};
 pub use bins::{bin, missing_bins};
 #[cfg(feature = "in-process-api")]
 pub use builder::NodeBuilder;

@@ -3,15 +3,16 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use test_node::{DaemonProcess, ShimCall, ShimRun};
 
+mod daemon;
+pub use daemon::StackedDaemon;
+
 use crate::fixtures::{self, Vars};
 use crate::util::walk_files as walk;
-use crate::util::{Cmd, Deferred, cargo_cmd, defer, have, is_root, target_dir};
+use crate::util::{Cmd, cargo_cmd, defer, have, is_root, target_dir};
 
 /// Debian's containernetworking-plugins.
 pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
@@ -259,8 +260,7 @@ pub struct LocalEnv {
     pub socket_path: PathBuf,
     pub cni_dir_host: PathBuf,
     pub ipam_dir_host: PathBuf,
-    /// Shared with its cleanup action, which stops it at the end or on Ctrl-C.
-    daemon: Option<(Arc<Mutex<Option<DaemonProcess>>>, Deferred)>,
+    daemon: Option<StackedDaemon>,
     daemon_starts: u32,
 }
 
@@ -410,25 +410,12 @@ impl LocalEnv {
     /// `/readyz` and has written `00-multus.conf`.
     pub fn start_daemon(&mut self) -> Result<()> {
         let mut cmd = DaemonProcess::command(&self.bins.daemon, &self.run.join("daemon-config.json"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .env("MULTUS_NODE_NAME", NODE)
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            // Its own process group: a terminal's Ctrl-C reaches only xtask, which stops it.
-            .process_group(0);
-        let daemon = DaemonProcess::spawn(cmd, &self.daemon_log())
-            .with_context(|| format!("starting {}", self.bins.daemon.display()))?;
-        let slot = Arc::new(Mutex::new(Some(daemon)));
-        let guard = {
-            let slot = slot.clone();
-            let pid = lock(&slot).as_ref().map_or(0, DaemonProcess::pid);
-            defer(format!("stop multus-daemon (pid {pid})"), move || drop(lock(&slot).take()))
-        };
-        let alive = || lock(&slot).as_mut().is_some_and(|d| d.exited().is_none());
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).env("MULTUS_NODE_NAME", NODE).env("RUST_LOG", "info");
+        let daemon = StackedDaemon::spawn(cmd, &self.daemon_log())?;
+        let alive = || daemon.running();
         let log = self.daemon_log();
         self.wait_daemon(&alive, &|| tail(&log, 20))?;
-        self.daemon = Some((slot, guard));
+        self.daemon = Some(daemon);
         Ok(())
     }
 
@@ -459,15 +446,12 @@ impl LocalEnv {
 
     /// Stop the daemon: SIGKILL (a crash) when `hard`, else SIGTERM with its 10 s grace.
     pub fn stop_daemon(&mut self, hard: bool) {
-        if let Some((slot, guard)) = self.daemon.take() {
-            if let Some(daemon) = lock(&slot).take() {
-                if hard {
-                    daemon.kill();
-                } else {
-                    daemon.stop(Duration::from_secs(15));
-                }
+        if let Some(daemon) = self.daemon.take() {
+            if hard {
+                daemon.kill();
+            } else {
+                daemon.stop(Duration::from_secs(15));
             }
-            guard.dismiss();
         }
     }
 
@@ -558,11 +542,6 @@ impl LocalEnv {
         }
         found
     }
-}
-
-/// The daemon's slot, even after a panic elsewhere held its lock.
-fn lock(slot: &Mutex<Option<DaemonProcess>>) -> std::sync::MutexGuard<'_, Option<DaemonProcess>> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The last `n` lines of a file.

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use test_node::{DaemonProcess, ShimCall, ShimRun};
+use test_node::{DaemonProcess, PodSandbox, ShimCall, ShimRun};
 
 mod daemon;
 pub use daemon::StackedDaemon;
@@ -483,12 +483,11 @@ impl LocalEnv {
         // The daemon opens the namespace (interface-name checks, default-route edits), so it
         // must exist even with fake delegates; without root there is none to give.
         if self.real || (is_root() && have("ip")) {
-            Cmd::new("ip").args(["netns", "add", &netns]).output()?;
+            PodSandbox::try_create(namespace, name, &uid, container_id.clone(), netns.clone())?;
             let ns = netns.clone();
             let _ = defer(format!("delete netns {netns}"), move || {
                 Cmd::new("ip").args(["netns", "del", &ns]).run_quiet();
             });
-            Cmd::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).output()?;
         }
         Ok(PodRun {
             namespace: namespace.to_string(),

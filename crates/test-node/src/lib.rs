@@ -29,7 +29,7 @@ pub use builder::NodeBuilder;
 pub use cleanup::{Cleanup, stop_child};
 pub use daemon::{DaemonProcess, NotReady, ready, wait_ready};
 pub use kubelet::FakeKubelet;
-pub use netns::{PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique};
+pub use netns::{NetnsError, PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique};
 #[cfg(feature = "in-process-api")]
 pub use node::{Caller, Node};
 pub use objects::{nad, pod};

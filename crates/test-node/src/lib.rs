@@ -3,6 +3,8 @@
 //! - [`Node`]: the API server (kube-mock in this process), a directory tree, delegates (Debian's
 //!   real plugins or fake-cni), an optional fake kubelet, and multus-daemon as a real process.
 //! - [`PodSandbox`]: a unique network namespace for a pod; [`Node::sandbox`] makes one.
+//! - [`KubeMockProcess`], [`DaemonProcess`]: kube-mock's binary and multus-daemon as processes,
+//!   with typed errors, for a node outside the test process (xtask's, which stops them on Ctrl-C).
 //! - [`ShimCall`]: the one way multus-shim is started — as a container runtime starts it.
 //! - [`require`]: the one way a test says it cannot run here (counted as skipped).
 //!

@@ -84,8 +84,8 @@ fn demo(args: &DemoArgs) -> Result<()> {
         devices::DEVICE_POD,
         devices::MISSING_POD
     ));
-    let mock = env.start_mock(&[seed], &[])?;
-    println!("    API server {} (pid {}), kubeconfig {}", env.api, mock.pid, env.kubeconfig.display());
+    let mock_pid = env.start_mock(&[seed], &[])?;
+    println!("    API server {} (pid {mock_pid}), kubeconfig {}", env.api, env.kubeconfig.display());
 
     let config = env.write_configs()?;
     step("starting fake-kubelet (pod-resources v1 gRPC on a unix socket)");

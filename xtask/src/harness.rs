@@ -3,14 +3,16 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use test_node::{ShimCall, ShimRun};
+use test_node::{DaemonProcess, PodSandbox, ShimCall, ShimRun};
+
+mod daemon;
+pub use daemon::StackedDaemon;
 
 use crate::fixtures::{self, Vars};
 use crate::util::walk_files as walk;
-use crate::util::{Cmd, Deferred, Proc, cargo_cmd, defer, have, is_root, target_dir, wait_for};
+use crate::util::{Cmd, cargo_cmd, defer, have, is_root, target_dir};
 
 /// Debian's containernetworking-plugins.
 pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
@@ -258,7 +260,7 @@ pub struct LocalEnv {
     pub socket_path: PathBuf,
     pub cni_dir_host: PathBuf,
     pub ipam_dir_host: PathBuf,
-    daemon: Option<(Proc, Deferred)>,
+    daemon: Option<StackedDaemon>,
     daemon_starts: u32,
 }
 
@@ -371,29 +373,15 @@ impl LocalEnv {
         Ok(())
     }
 
-    /// Start kube-mock with `seeds`; remember its URL.
-    pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<Proc> {
-        let cmd = Cmd::new(self.bins.kube_mock.display().to_string()).args(test_node::api_binary::kube_mock_args(
-            &self.kubeconfig,
-            seeds,
-            extra,
-        ));
-        let (proc, stdout, guard) = Proc::spawn("kube-mock", &cmd, &self.run.join("logs/kube-mock.log"))?;
-        let _ = guard; // stays on the cleanup stack
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {} // drain
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .context("kube-mock did not print its address within 20 s")?
-            .context("kube-mock exited before printing its address")?
-            .context("reading kube-mock's stdout")?;
-        self.api = test_node::api_binary::listening_url(&first).map_err(|e| anyhow::anyhow!("kube-mock: {e}"))?;
-        wait_for("kube-mock's kubeconfig", Duration::from_secs(10), || Ok(self.kubeconfig.exists().then_some(())))?;
-        Ok(proc)
+    /// Start kube-mock's binary with `seeds`; remember its URL; its PID. It stays on the
+    /// cleanup stack (stopped at the end or on Ctrl-C).
+    pub fn start_mock(&mut self, seeds: &[PathBuf], extra: &[String]) -> Result<u32> {
+        let log = self.run.join("logs/kube-mock.log");
+        let mock = test_node::KubeMockProcess::start(&self.bins.kube_mock, &self.kubeconfig, seeds, extra, &log)?;
+        self.api = mock.url().to_string();
+        let pid = mock.pid();
+        let _ = defer(format!("stop kube-mock (pid {pid})"), move || drop(mock));
+        Ok(pid)
     }
 
     /// Write the primary CNI config into the autoconfig dir and the daemon config.
@@ -421,19 +409,13 @@ impl LocalEnv {
     /// Start multus-daemon (kubeconfig mode, `MULTUS_NODE_NAME=node1`) and wait until it serves
     /// `/readyz` and has written `00-multus.conf`.
     pub fn start_daemon(&mut self) -> Result<()> {
-        let cmd = Cmd::new(self.bins.daemon.display().to_string())
-            .arg("-config")
-            .arg(self.run.join("daemon-config.json").display().to_string())
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig.display().to_string())
-            .env("MULTUS_NODE_NAME", NODE)
-            .env("RUST_LOG", "info");
-        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &cmd, &self.daemon_log())?;
-        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
-        let p = proc.clone();
+        let mut cmd = DaemonProcess::command(&self.bins.daemon, &self.run.join("daemon-config.json"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).env("MULTUS_NODE_NAME", NODE).env("RUST_LOG", "info");
+        let daemon = StackedDaemon::spawn(cmd, &self.daemon_log())?;
+        let alive = || daemon.running();
         let log = self.daemon_log();
-        self.wait_daemon(&|| p.running(), &|| tail(&log, 20))?;
-        self.daemon = Some((proc, guard));
+        self.wait_daemon(&alive, &|| tail(&log, 20))?;
+        self.daemon = Some(daemon);
         Ok(())
     }
 
@@ -464,13 +446,12 @@ impl LocalEnv {
 
     /// Stop the daemon: SIGKILL (a crash) when `hard`, else SIGTERM with its 10 s grace.
     pub fn stop_daemon(&mut self, hard: bool) {
-        if let Some((proc, guard)) = self.daemon.take() {
+        if let Some(daemon) = self.daemon.take() {
             if hard {
-                proc.kill();
+                daemon.kill();
             } else {
-                proc.stop(Duration::from_secs(15));
+                daemon.stop(Duration::from_secs(15));
             }
-            guard.dismiss();
         }
     }
 
@@ -502,12 +483,11 @@ impl LocalEnv {
         // The daemon opens the namespace (interface-name checks, default-route edits), so it
         // must exist even with fake delegates; without root there is none to give.
         if self.real || (is_root() && have("ip")) {
-            Cmd::new("ip").args(["netns", "add", &netns]).output()?;
+            PodSandbox::try_create(namespace, name, &uid, container_id.clone(), netns.clone())?;
             let ns = netns.clone();
             let _ = defer(format!("delete netns {netns}"), move || {
                 Cmd::new("ip").args(["netns", "del", &ns]).run_quiet();
             });
-            Cmd::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).output()?;
         }
         Ok(PodRun {
             namespace: namespace.to_string(),

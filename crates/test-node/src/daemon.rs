@@ -155,6 +155,14 @@ impl DaemonProcess {
         }
     }
 
+    /// SIGKILL by PID and reap: a crash, no shutdown work.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The process, no longer stopped on drop (for tests that signal it themselves).
     pub fn into_child(mut self) -> Child {
         self.child.take().expect("the daemon's process")

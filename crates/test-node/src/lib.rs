@@ -4,6 +4,8 @@
 //! - [`Node`]: the API server (kube-mock in this process), a directory tree, delegates (Debian's
 //!   real plugins or fake-cni), an optional fake kubelet, and multus-daemon as a real process.
 //! - [`PodSandbox`]: a unique network namespace for a pod; [`Node::sandbox`] makes one.
+//! - [`KubeMockProcess`], [`DaemonProcess`]: kube-mock's binary and multus-daemon as processes,
+//!   with typed errors, for a node outside the test process (xtask's, which stops them on Ctrl-C).
 //! - [`ShimCall`]: the one way multus-shim is started — as a container runtime starts it.
 //! - [`require`]: the one way a test says it cannot run here (counted as skipped).
 //! - [`DaemonProcess`], [`FakeKubelet`], [`spawn_announcing`] (kube-mock's binary), [`Cleanup`]:
@@ -29,13 +31,14 @@ pub mod shim;
 pub mod skip;
 
 pub use announce::spawn_announcing;
+pub use api_binary::{ApiStartError, KubeMockProcess};
 pub use bins::{bin, missing_bins};
 #[cfg(feature = "in-process-api")]
 pub use builder::NodeBuilder;
 pub use cleanup::{Cleanup, stop_child};
 pub use daemon::{DaemonProcess, NotReady, ready, wait_ready};
 pub use kubelet::FakeKubelet;
-pub use netns::{PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique};
+pub use netns::{NetnsError, PodSandbox, ip, is_root, pod_addresses, root_skip_reason, unique};
 #[cfg(feature = "in-process-api")]
 pub use node::{Caller, Node};
 pub use objects::{nad, pod};

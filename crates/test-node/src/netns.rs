@@ -47,7 +47,41 @@ pub struct PodSandbox {
     pub netns: String,
 }
 
+/// Why a sandbox's namespace could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("running ip: {0}")]
+    Run(#[source] std::io::Error),
+    #[error("`ip {args}` failed: {stderr}")]
+    Failed { args: String, stderr: String },
+}
+
+fn try_ip(args: &[&str]) -> Result<(), NetnsError> {
+    let out = Command::new("ip").args(args).output().map_err(NetnsError::Run)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(NetnsError::Failed { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+}
+
 impl PodSandbox {
+    /// A new namespace `netns` with loopback up, for a caller that reports errors rather
+    /// than panics (xtask); gone again when loopback cannot be brought up. The caller removes it.
+    pub fn try_create(
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        container_id: String,
+        netns: String,
+    ) -> Result<Self, NetnsError> {
+        try_ip(&["netns", "add", &netns])?;
+        if let Err(e) = try_ip(&["-n", &netns, "link", "set", "lo", "up"]) {
+            let _ = ip(&["netns", "del", &netns]);
+            return Err(e);
+        }
+        Ok(Self { namespace: namespace.into(), name: name.into(), uid: uid.into(), container_id, netns })
+    }
+
     /// A new namespace `netns` with loopback up; the caller removes it (a node's cleanup does).
     pub fn create(namespace: &str, name: &str, uid: &str, netns: String) -> Self {
         let out = ip(&["netns", "add", &netns]);
@@ -85,4 +119,20 @@ pub fn pod_addresses(netns: &str) -> Vec<(String, Vec<String>)> {
             (name, addrs)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root"]
+    fn a_sandbox_namespace_is_made_once_and_a_second_is_an_error() {
+        let netns = unique("tnsb");
+        let sb = PodSandbox::try_create("ns", "p", "uid", "cid".into(), netns.clone()).unwrap();
+        assert_eq!(sb.netns_path(), format!("/var/run/netns/{netns}"));
+        let again = PodSandbox::try_create("ns", "p", "uid", "cid".into(), netns.clone());
+        let _ = ip(&["netns", "del", &netns]);
+        assert!(matches!(again, Err(NetnsError::Failed { .. })), "{again:?}");
+    }
 }

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,8 +15,8 @@ use super::plan::{
     SPAWN_HANG_NAD, SPAWN_HANG_SETSID_NAD, SPAWN_SLOW_NAD, SPAWN_SLOW_SETSID_NAD, STDOUT_NAD,
 };
 use crate::fixtures;
-use crate::harness::{self, LocalEnv, ShimOutput, tail};
-use crate::util::{Cmd, Deferred, Proc, defer};
+use crate::harness::{self, LocalEnv, ShimOutput, StackedDaemon, tail};
+use crate::util::{Cmd, defer};
 use test_node::ShimCall;
 
 pub const NAMESPACE: &str = "multus-soak";
@@ -56,7 +55,7 @@ impl Sandbox {
 
 pub struct Node {
     pub env: LocalEnv,
-    daemon: Option<(Proc, Deferred)>,
+    daemon: Option<StackedDaemon>,
     pub restarts: u64,
     pub bin_dir: PathBuf,
     /// Prefix of every network namespace the soak makes.
@@ -287,35 +286,35 @@ impl Node {
         (self.env.bins.daemon.display().to_string(), args, env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 
-    fn daemon_cmd(&self) -> Cmd {
+    fn daemon_command(&self) -> std::process::Command {
         let (program, args, env) = self.daemon_invocation();
-        env.into_iter().fold(Cmd::new(program).args(args), |c, (k, v)| c.env(k, v))
+        let mut c = std::process::Command::new(program);
+        c.args(args).envs(env);
+        c
     }
 
     /// Start the daemon and wait until it is ready.
     pub fn start_daemon(&mut self) -> Result<()> {
         self.log_offset = std::fs::metadata(self.env.daemon_log()).map(|m| m.len()).unwrap_or(0);
-        let (proc, stdout, guard) = Proc::spawn("multus-daemon", &self.daemon_cmd(), &self.env.daemon_log())?;
-        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        let daemon = StackedDaemon::spawn(self.daemon_command(), &self.env.daemon_log())?;
         // Not LocalEnv::wait_daemon: a daemon that exits at once must fail the start at once
         // (the retry then comes while the shim still re-sends its DEL), not after 60 s.
         let (socket, conf) = (self.env.socket(), self.env.multus_conf_path());
         let ready =
             test_node::wait_ready(&socket, Some(&conf), Duration::from_secs(60), Duration::from_millis(50), || {
-                proc.running()
+                daemon.running()
             });
         match ready {
             Ok(_) => {
-                self.daemon = Some((proc, guard));
+                self.daemon = Some(daemon);
                 Ok(())
             }
             Err(test_node::NotReady::Exited) => {
-                guard.dismiss();
+                daemon.kill(); // reaped already: only off the cleanup stack
                 bail!("multus-daemon exited at start: {}", tail(&self.env.daemon_log(), 1))
             }
             Err(e) => {
-                proc.kill();
-                guard.dismiss();
+                daemon.kill();
                 Err(e.into())
             }
         }
@@ -348,17 +347,10 @@ impl Node {
     /// SIGTERM to the daemon (by PID), as the kubelet stops its pod; wait for it to exit (40 s,
     /// then SIGKILL). How long it took; `Err` when it had to be killed.
     pub fn terminate_daemon(&mut self) -> Result<Duration, String> {
-        let Some((proc, guard)) = self.daemon.take() else { return Ok(Duration::ZERO) };
-        guard.dismiss();
-        let started = std::time::Instant::now();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(proc.pid), nix::sys::signal::Signal::SIGTERM);
-        while started.elapsed() < Duration::from_secs(40) {
-            if !proc.running() {
-                return Ok(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(daemon) = self.daemon.take() else { return Ok(Duration::ZERO) };
+        if let Some(took) = daemon.terminate(Duration::from_secs(40)) {
+            return Ok(took);
         }
-        proc.kill();
         Err(format!("the daemon did not exit within 40 s of SIGTERM (killed): {}", tail(&self.env.daemon_log(), 3)))
     }
 
@@ -390,19 +382,18 @@ impl Node {
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
-        self.daemon.as_ref().map(|(p, _)| p.pid)
+        self.daemon.as_ref().map(|d| d.pid() as i32)
     }
 
     pub fn daemon_running(&self) -> bool {
-        self.daemon.as_ref().is_some_and(|(p, _)| p.running())
+        self.daemon.as_ref().is_some_and(StackedDaemon::running)
     }
 
     /// `kill -9` the daemon (by PID) and start it again. A start that fails is retried (and
     /// reported: the problems found on the way are returned).
     pub fn kill_and_restart(&mut self) -> Result<Vec<String>> {
-        let holders_before = if let Some((proc, guard)) = self.daemon.take() {
-            proc.kill();
-            guard.dismiss();
+        let holders_before = if let Some(daemon) = self.daemon.take() {
+            daemon.kill();
             socket_holders(&self.env.socket())
         } else {
             Vec::new()
@@ -418,9 +409,8 @@ impl Node {
             if self.daemon_running() {
                 return Ok(problems);
             }
-            if let Some((proc, guard)) = self.daemon.take() {
-                proc.kill();
-                guard.dismiss();
+            if let Some(daemon) = self.daemon.take() {
+                daemon.kill();
             }
             let holders = socket_holders(&self.env.socket());
             match self.start_daemon() {

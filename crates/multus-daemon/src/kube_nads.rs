@@ -450,16 +450,16 @@ impl NadSource {
     }
 
     /// One watch request from `from`; `version` follows the events (`None` after a gap).
-    async fn watch_once(&self, from: &str, version: &mut Option<String>) -> Result<(), String> {
+    async fn watch_once(&self, from: &str, version: &mut Option<String>) -> Result<(), WatchError> {
         let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
-        let request = kube::core::Request::new(COLLECTION).watch_metadata(&params, from).map_err(|e| e.to_string())?;
+        let request = kube::core::Request::new(COLLECTION).watch_metadata(&params, from)?;
         let stream = match self.client.request_events::<MetaOnly>(request).await {
             Ok(s) => s,
             Err(kube::Error::Api(status)) if status.code == 410 => {
                 *version = None;
-                return Err(format!("{} (listing again)", status.message));
+                return Err(WatchError::Expired(status.message));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         self.cache.connected();
         let mut stream = std::pin::pin!(stream);
@@ -476,7 +476,7 @@ impl NadSource {
                     if status.code == 410 {
                         *version = None;
                     }
-                    return Err(format!("{} ({})", status.message, status.code));
+                    return Err(WatchError::Status { message: status.message, code: status.code });
                 }
                 Err(e) => {
                     // An event over the size limit cannot be skipped (resuming would replay
@@ -484,7 +484,7 @@ impl NadSource {
                     if ResponseTooLarge::is_in(&e) {
                         *version = None;
                     }
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             };
             let m = object.metadata;
@@ -496,6 +496,28 @@ impl NadSource {
         }
         Ok(())
     }
+}
+
+/// Why one NAD watch request ended (logged; the watch starts again).
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    /// The watch request could not be built.
+    #[error(transparent)]
+    Request(#[from] kube::core::request::Error),
+    /// The API server or the connection failed.
+    #[error(transparent)]
+    Client(#[from] kube::Error),
+    /// The resource version is too old (410): the next watch lists again.
+    #[error("{0} (listing again)")]
+    Expired(String),
+    /// The watch stream carried an error status.
+    #[error("{message} ({code})")]
+    Status {
+        /// The status message.
+        message: String,
+        /// The status code.
+        code: u16,
+    },
 }
 
 #[cfg(test)]

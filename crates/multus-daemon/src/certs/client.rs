@@ -64,7 +64,7 @@ pub(super) fn verifier_for(config: &kube::Config) -> Result<Option<Arc<dyn Serve
 
 /// Why the CA certificates of a kubeconfig cannot verify the API server.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum TrustError {
+pub enum TrustError {
     /// A CA certificate is unusable.
     #[error(transparent)]
     Root(#[from] rustls::Error),
@@ -230,6 +230,23 @@ impl<T: Connection> Connection for GenerationStream<T> {
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why the client that authenticates with the per-node certificate cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CertClientError {
+    /// Client certificates need TLS.
+    #[error("the API server {0} is not https: client certificates need TLS")]
+    NotHttps(http::Uri),
+    /// The kubeconfig's TLS settings or extra headers are unusable.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// `tls-server-name` is not a DNS name or an address.
+    #[error("tls-server-name: {0}")]
+    ServerName(#[from] rustls::pki_types::InvalidDnsNameError),
+    /// The kubeconfig's CA certificates cannot verify the API server.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
 /// A client for `server` (URL, CA and TLS settings of the bootstrap kubeconfig, none of its
 /// credentials) that authenticates with whatever certificate `certificate` holds.
 pub(super) fn certificate_client(
@@ -237,13 +254,13 @@ pub(super) fn certificate_client(
     certificate: Arc<CurrentCertificate>,
     trust: Option<Arc<ServerTrust>>,
     generations: Arc<Generations>,
-) -> Result<kube::Client, String> {
+) -> Result<kube::Client, CertClientError> {
     let mut config = server.clone();
     config.auth_info = Default::default();
     if config.cluster_url.scheme_str() != Some("https") {
-        return Err(format!("the API server {} is not https: client certificates need TLS", config.cluster_url));
+        return Err(CertClientError::NotHttps(config.cluster_url));
     }
-    let mut tls = config.rustls_client_config().map_err(|e| e.to_string())?;
+    let mut tls = config.rustls_client_config()?;
     tls.client_auth_cert_resolver = certificate;
     tls.resumption = rustls::client::Resumption::disabled();
     if let Some(trust) = trust {
@@ -253,8 +270,7 @@ pub(super) fn certificate_client(
     http.enforce_http(false);
     let mut https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only();
     if let Some(name) = &config.tls_server_name {
-        let name =
-            rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| format!("tls-server-name: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(name.clone())?;
         https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let https = https.enable_http1().wrap_connector(http);
@@ -266,18 +282,17 @@ pub(super) fn certificate_client(
     let service = tower::ServiceBuilder::new()
         .layer(multus_node::limits::ResponseLimitLayer::default())
         .layer(config.base_uri_layer())
-        .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
+        .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
         .service(http_client);
     Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// The bootstrap kubeconfig as a client config.
-pub(super) async fn load_bootstrap(path: &Path) -> Result<kube::Config, String> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+pub(super) async fn load_bootstrap(path: &Path) -> Result<kube::Config, kube::config::KubeconfigError> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     Ok(config)

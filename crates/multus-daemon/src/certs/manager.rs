@@ -89,10 +89,9 @@ impl CertManager {
             None => first_certificate(&config, &store, bootstrap).await?,
         };
         let resolver = Arc::new(CurrentCertificate(RwLock::new(certificate.certified.clone())));
-        let trust = ServerTrust::for_config(&bootstrap).map_err(|e| CertError::Client(e.to_string()))?.map(Arc::new);
+        let trust = ServerTrust::for_config(&bootstrap).map_err(CertClientError::from)?.map(Arc::new);
         let generations = Arc::new(Generations::default());
-        let client = certificate_client(&bootstrap, resolver.clone(), trust.clone(), generations.clone())
-            .map_err(CertError::Client)?;
+        let client = certificate_client(&bootstrap, resolver.clone(), trust.clone(), generations.clone())?;
         let info = watch::Sender::new(info_of(&certificate, 1));
         let shared = Arc::new(Shared {
             config,
@@ -184,7 +183,7 @@ pub(super) async fn bootstrap_attempt(
     bootstrap: kube::Config,
     wait: Duration,
 ) -> Result<ClientCertificate, RotationError> {
-    let client = multus_node::limits::client(bootstrap).map_err(|e| RotationError::Client(e.to_string()))?;
+    let client = multus_node::limits::client(bootstrap).map_err(RotationError::Client)?;
     let certificate = request_certificate(client, config, wait).await?;
     store.save(&certificate).map_err(|source| RotationError::Store { path: store.current_path(), source })?;
     Ok(certificate)

@@ -108,7 +108,7 @@ pub enum CertError {
         /// The bootstrap kubeconfig.
         path: PathBuf,
         /// Why it cannot be used.
-        reason: String,
+        reason: kube::config::KubeconfigError,
     },
     /// `certDir` cannot be created or read.
     #[error("perNodeCertificate.certDir {path}: {source}")]
@@ -120,7 +120,7 @@ pub enum CertError {
     },
     /// The long-lived client cannot be built.
     #[error("building the kube client with the per-node certificate: {0}")]
-    Client(String),
+    Client(#[from] client::CertClientError),
     /// No certificate arrived within the startup wait; `last` is the last attempt's failure.
     #[error("no client certificate for {common_name} after waiting {waited:?}: {last}")]
     NotIssued {
@@ -138,7 +138,7 @@ pub enum CertError {
 pub enum RotationError {
     /// No client to file the CSR with.
     #[error("cannot build a client for the CSR: {0}")]
-    Client(String),
+    Client(#[source] kube::Error),
     /// The API server refused the CSR.
     #[error("creating the CertificateSigningRequest: {0}")]
     Create(String),

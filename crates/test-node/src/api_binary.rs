@@ -2,12 +2,12 @@
 //! its command line, the address it announces on its first line of stdout, and the running
 //! process ([`KubeMockProcess`]), with typed errors since xtask shows them to a user.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::announce::spawn_with_first_line;
 use crate::cleanup::stop_child;
 
 /// How long kube-mock has to print its address, and then to write its kubeconfig.
@@ -83,25 +83,13 @@ impl KubeMockProcess {
             .append(true)
             .open(log)
             .map_err(|source| ApiStartError::Log { path: log.to_path_buf(), source })?;
-        let mut child = Command::new(bin)
-            .args(kube_mock_args(kubeconfig_out, seeds, extra))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
+        let mut command = Command::new(bin);
+        command.args(kube_mock_args(kubeconfig_out, seeds, extra)).process_group(0);
+        let (child, first) = spawn_with_first_line(&mut command, log_file.into())
             .map_err(|source| ApiStartError::Spawn { bin: bin.to_path_buf(), source })?;
-        let stdout = child.stdout.take();
         // From here on a failure drops `me`, which stops the process.
         let mut me = Self { child, url: String::new(), kubeconfig: kubeconfig_out.to_path_buf() };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {} // drained, so kube-mock never blocks on a full pipe
-        });
-        let first = rx
+        let first = first
             .recv_timeout(ADDRESS_WITHIN)
             .map_err(|_| ApiStartError::NoAddress(ADDRESS_WITHIN))?
             .ok_or(ApiStartError::ExitedEarly)?
@@ -171,10 +159,11 @@ mod tests {
 
     #[test]
     fn the_binary_starts_announces_and_stops() {
-        let Some(bin) = crate::bin("kube-mock") else {
-            eprintln!("kube-mock not built beside the tests: nothing to start");
+        let bin = crate::bin("kube-mock");
+        if !crate::require(bin.is_none().then_some("kube-mock is not built beside the tests")) {
             return;
-        };
+        }
+        let bin = bin.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kc = dir.path().join("kc");
         let mock = KubeMockProcess::start(&bin, &kc, &[], &[], &dir.path().join("log")).unwrap();

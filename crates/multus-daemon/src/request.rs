@@ -392,6 +392,9 @@ mod tests {
         assert_eq!(d.cni_args, "IgnoreUnknown=true;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p");
         assert!(d.load_args.is_ok());
         assert!(CniRequest::del_from_cache(b"{}", "../x", "", "eth0", &[]).is_err());
+        // A cached interface name a runtime could not have sent is refused, not replayed.
+        assert!(CniRequest::del_from_cache(b"{}", "c1", "/n", "bad/ifname", &[]).is_err());
+        assert!(CniRequest::del_from_cache(b"{}", "c1", "/n", "much-too-long-ifname", &[]).is_err());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub fn run(args: E2eArgs) -> Result<()> {
                 crate::e2e_container::run(&args)
             });
         }
+        if args.cri {
+            return with_cleanup(|| crate::e2e_cri::run(&args));
+        }
         return with_cleanup(|| crate::e2e_local::local(&args));
     }
     let workdir = std::env::temp_dir().join(format!("multus-e2e-kind-{}", std::process::id()));

@@ -21,6 +21,10 @@ pub struct E2eArgs {
     /// node made in the run directory (cniVersion 1.0.0 in its daemon config, for CHECK).
     #[arg(long, requires = "local")]
     pub container: bool,
+    /// With --local: play the kubelet through CRI against a private containerd (Debian's), which
+    /// loads 00-multus.conf and runs multus-shim itself; every case, plus the runtime's own.
+    #[arg(long, requires = "local", conflicts_with = "container")]
+    pub cri: bool,
     /// With --container: run the manifest unchanged but for the image (as a cluster switching
     /// from the Go image would).
     #[arg(long, requires = "container")]

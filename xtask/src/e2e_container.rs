@@ -534,6 +534,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         &mut env,
         args,
         &mut tally,
+        crate::e2e_caller::Caller::Shim,
         &mut |env| {
             starts += 1;
             let name = format!("{base}-{starts}");

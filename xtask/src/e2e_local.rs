@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 
 use crate::e2e_args::*;
+use crate::e2e_caller::Caller;
 use crate::e2e_cases::*;
 use crate::fixtures;
 use crate::harness::{self, Bins, LocalEnv, PodRun, step};
@@ -95,8 +96,8 @@ impl Tally {
     }
 }
 
-fn add_and_verify(env: &LocalEnv, pod: &PodRun, e: Option<&Expect>) -> Result<Vec<String>> {
-    let out = env.shim("ADD", pod)?;
+fn add_and_verify(env: &LocalEnv, caller: Caller<'_>, pod: &mut PodRun, e: Option<&Expect>) -> Result<Vec<String>> {
+    let out = caller.add(env, pod)?;
     if !out.success {
         return Ok(vec![format!("{}: ADD failed: {}", pod.name, out.describe())]);
     }
@@ -106,6 +107,14 @@ fn add_and_verify(env: &LocalEnv, pod: &PodRun, e: Option<&Expect>) -> Result<Ve
     // survives a daemon restart.
     if env.real && !env.leftovers(pod).iter().any(|f| Path::new(f).starts_with(&env.ipam_dir_host)) {
         errs.push(format!("{}: no host-local lease in {}", pod.name, env.ipam_dir_host.display()));
+    }
+    // A runtime reports the pod IP from the result's eth0 (the cluster network's address).
+    if let Caller::Cri(_) = caller {
+        let status: Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        let ip = status["ip"].as_str().unwrap_or_default();
+        if !ip.starts_with(CLUSTER_PREFIX) {
+            errs.push(format!("{}: the runtime reports pod IP {ip:?}, not one of {CLUSTER_PREFIX}0/24", pod.name));
+        }
     }
     match e {
         Some(e) => {
@@ -123,6 +132,9 @@ fn add_and_verify(env: &LocalEnv, pod: &PodRun, e: Option<&Expect>) -> Result<Ve
     Ok(errs)
 }
 
+/// The cluster network's addresses (fixtures/e2e*/cluster-net.conflist).
+const CLUSTER_PREFIX: &str = "10.248.0.";
+
 fn many_expect(pod: &str) -> Expect {
     Expect {
         pod: pod.into(),
@@ -132,25 +144,32 @@ fn many_expect(pod: &str) -> Expect {
     }
 }
 
-fn check_clean(env: &LocalEnv, pod: &PodRun) -> Result<Vec<String>> {
-    let view = env.inspect(pod)?;
-    let mut errs: Vec<String> = view
-        .ifaces
-        .iter()
-        .filter(|i| i.name != "lo")
-        .map(|i| format!("{}: interface {} left after DEL", pod.name, i.name))
-        .collect();
+pub(crate) fn check_clean(env: &LocalEnv, caller: Caller<'_>, pod: &PodRun) -> Result<Vec<String>> {
+    // A runtime removes the namespace it made: nothing can be left inside it.
+    let mut errs: Vec<String> = if Path::new(&pod.netns_path).exists() {
+        env.inspect(pod)?
+            .ifaces
+            .iter()
+            .filter(|i| i.name != "lo")
+            .map(|i| format!("{}: interface {} left after DEL", pod.name, i.name))
+            .collect()
+    } else {
+        vec![]
+    };
     errs.extend(env.leftovers(pod).into_iter().map(|f| format!("{}: file left after DEL: {f}", pod.name)));
+    errs.extend(
+        caller.runtime_leftovers(pod).into_iter().map(|f| format!("{}: runtime file left after DEL: {f}", pod.name)),
+    );
     Ok(errs)
 }
 
-fn del_and_verify(env: &LocalEnv, pod: &PodRun) -> Result<Vec<String>> {
-    let out = env.shim("DEL", pod)?;
+pub(crate) fn del_and_verify(env: &LocalEnv, caller: Caller<'_>, pod: &PodRun) -> Result<Vec<String>> {
+    let out = caller.del(env, pod)?;
     let mut errs = Vec::new();
     if !out.success {
         errs.push(format!("{}: DEL failed: {}", pod.name, out.describe()));
     }
-    errs.extend(check_clean(env, pod)?);
+    errs.extend(check_clean(env, caller, pod)?);
     Ok(errs)
 }
 
@@ -174,7 +193,7 @@ pub fn local(args: &E2eArgs) -> Result<()> {
     step(format!("run directory {}", env.run.display()));
     env.start_mock(&[], &[])?;
     let mut tally = Tally { failures: Vec::new() };
-    run_local_cases(&mut env, args, &mut tally, &mut |env| env.start_daemon(), &mut |env| {
+    run_local_cases(&mut env, args, &mut tally, Caller::Shim, &mut |env| env.start_daemon(), &mut |env| {
         env.stop_daemon(true);
         Ok(())
     })?;
@@ -203,6 +222,7 @@ pub(crate) fn run_local_cases(
     env: &mut LocalEnv,
     args: &E2eArgs,
     tally: &mut Tally,
+    caller: Caller<'_>,
     start: &mut dyn FnMut(&mut LocalEnv) -> Result<()>,
     stop: &mut dyn FnMut(&mut LocalEnv) -> Result<()>,
 ) -> Result<()> {
@@ -223,6 +243,12 @@ pub(crate) fn run_local_cases(
     env.write_configs()?;
     step("starting the daemon");
     start(env)?;
+    if let Caller::Cri(node) = caller {
+        tally.case(
+            "containerd loads 00-multus.conf and reports NetworkReady",
+            crate::e2e_cri::network_from_multus(node),
+        );
+    }
 
     let cluster = fixtures::render_file(&env.fixture.join("cluster-net.conflist"), &env.vars)?;
     let cluster_name = serde_json::from_str::<Value>(&cluster)?["name"].as_str().unwrap_or_default().to_string();
@@ -230,16 +256,18 @@ pub(crate) fn run_local_cases(
     // A runtime (libcni) sends CHECK only for configs of cniVersion 0.4.0 and later.
     let conf_version =
         serde_json::from_str::<Value>(&env.multus_conf()?)?["cniVersion"].as_str().unwrap_or_default().to_string();
-    let check_sent = sends_check(&conf_version);
-    if !check_sent {
+    let check_sent = caller.sends_check(&conf_version);
+    if let Caller::Cri(_) = caller {
+        println!("    containerd's CRI sends no CHECK: ADD and DEL only");
+    } else if !check_sent {
         println!("    00-multus.conf has cniVersion {conf_version}: no CHECK (a runtime sends none below 0.4.0)");
     }
     let mut pods = Vec::new();
     for e in &expects {
-        let pod = env.sandbox(NAMESPACE, &e.pod)?;
-        let mut errs = add_and_verify(env, &pod, Some(e))?;
+        let mut pod = caller.sandbox(env, NAMESPACE, &e.pod)?;
+        let mut errs = add_and_verify(env, caller, &mut pod, Some(e))?;
         if check_sent {
-            let check = env.shim("CHECK", &pod)?;
+            let check = caller.check(env, &pod)?;
             if !check.success {
                 errs.push(format!("CHECK failed: {}", check.describe()));
             }
@@ -250,11 +278,11 @@ pub(crate) fn run_local_cases(
 
     step(format!("many pods at once: {}", args.many));
     kubectl(&["apply", "-f", &files.many.display().to_string()]).output()?;
-    let many: Vec<PodRun> =
-        (0..args.many).map(|i| env.sandbox(NAMESPACE, &format!("many-{i}"))).collect::<Result<_>>()?;
+    let mut many: Vec<PodRun> =
+        (0..args.many).map(|i| caller.sandbox(env, NAMESPACE, &format!("many-{i}"))).collect::<Result<_>>()?;
     let envr: &LocalEnv = env;
     let results: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = many.iter().map(|p| s.spawn(move || add_and_verify(envr, p, None))).collect();
+        let handles: Vec<_> = many.iter_mut().map(|p| s.spawn(move || add_and_verify(envr, caller, p, None))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(vec!["thread panicked".into()]))).collect()
     });
     let mut errs: Vec<String> =
@@ -271,7 +299,7 @@ pub(crate) fn run_local_cases(
     }
     tally.case(&format!("ADD {} pods concurrently", args.many), errs);
     let results: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = many.iter().map(|p| s.spawn(move || del_and_verify(envr, p))).collect();
+        let handles: Vec<_> = many.iter().map(|p| s.spawn(move || del_and_verify(envr, caller, p))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(vec!["thread panicked".into()]))).collect()
     });
     tally.case(
@@ -285,14 +313,14 @@ pub(crate) fn run_local_cases(
     start(env)?;
     let mut errs = Vec::new();
     for p in pods.iter().filter(|_| check_sent) {
-        let check = env.shim("CHECK", p)?;
+        let check = caller.check(env, p)?;
         if !check.success {
             errs.push(format!("{}: CHECK after restart failed: {}", p.name, check.describe()));
         }
     }
     kubectl(&["apply", "-f", &files.after_restart.display().to_string()]).output()?;
-    let after = env.sandbox(NAMESPACE, "after-restart")?;
-    errs.extend(add_and_verify(env, &after, None)?);
+    let mut after = caller.sandbox(env, NAMESPACE, "after-restart")?;
+    errs.extend(add_and_verify(env, caller, &mut after, None)?);
     tally.case(
         if check_sent {
             "daemon restart: existing pods CHECK, a new pod ADDs"
@@ -305,7 +333,7 @@ pub(crate) fn run_local_cases(
 
     step("pod deletion (DEL) after the restart");
     for p in &pods {
-        tally.case(&format!("DEL {} leaves no link, lease or cache file", p.name), del_and_verify(env, p)?);
+        tally.case(&format!("DEL {} leaves no link, lease or cache file", p.name), del_and_verify(env, caller, p)?);
         let _ = kubectl(&["-n", NAMESPACE, "delete", "pod", &p.name, "--wait=false"]).output();
     }
     Ok(())

@@ -2,11 +2,14 @@
 
 mod bench;
 mod conformance;
+mod cri;
 mod demo;
 mod e2e;
 mod e2e_args;
+mod e2e_caller;
 mod e2e_cases;
 mod e2e_container;
+mod e2e_cri;
 mod e2e_local;
 mod fixtures;
 mod fuzz;

@@ -94,37 +94,40 @@ impl NadLookup for BTreeMap<(String, String), Nad> {
     }
 }
 
-/// A port mapping request (CNI `portMappings` capability, CONVENTIONS spelling).
+/// A port mapping request (CNI `portMappings` capability). Written in the CONVENTIONS spelling;
+/// read in it and in containerd's, which serializes its Go struct without JSON tags (`HostPort`,
+/// `ContainerPort`, `Protocol`, `HostIP`; cni.md §2.5). Go Multus reads both because Go's JSON
+/// decoding ignores case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     /// `hostPort`: the port on the node.
-    #[serde(rename = "hostPort")]
+    #[serde(rename = "hostPort", alias = "HostPort")]
     pub host_port: i32,
     /// `containerPort`: the port in the pod.
-    #[serde(rename = "containerPort")]
+    #[serde(rename = "containerPort", alias = "ContainerPort")]
     pub container_port: i32,
     /// `protocol` (`tcp`, `udp`, …); empty means the plugin's default.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, alias = "Protocol", skip_serializing_if = "String::is_empty")]
     pub protocol: String,
     /// `hostIP`: the node address to bind; empty means all.
-    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "hostIP", alias = "HostIP", default, skip_serializing_if = "String::is_empty")]
     pub host_ip: String,
 }
 
-/// A bandwidth request (CNI `bandwidth` capability).
+/// A bandwidth request (CNI `bandwidth` capability); containerd's Go field names accepted too.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bandwidth {
     /// `ingressRate`: bits per second into the pod.
-    #[serde(rename = "ingressRate", default)]
+    #[serde(rename = "ingressRate", alias = "IngressRate", default)]
     pub ingress_rate: i64,
     /// `ingressBurst`: bits of ingress burst.
-    #[serde(rename = "ingressBurst", default)]
+    #[serde(rename = "ingressBurst", alias = "IngressBurst", default)]
     pub ingress_burst: i64,
     /// `egressRate`: bits per second out of the pod.
-    #[serde(rename = "egressRate", default)]
+    #[serde(rename = "egressRate", alias = "EgressRate", default)]
     pub egress_rate: i64,
     /// `egressBurst`: bits of egress burst.
-    #[serde(rename = "egressBurst", default)]
+    #[serde(rename = "egressBurst", alias = "EgressBurst", default)]
     pub egress_burst: i64,
 }
 

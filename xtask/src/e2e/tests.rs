@@ -130,6 +130,7 @@ fn local_outline_mentions_the_real_parts() {
     let args = E2eArgs {
         local: true,
         container: false,
+        cri: false,
         upstream: false,
         manifest: None,
         keep: false,

@@ -222,3 +222,22 @@ fn result_selection() {
     let results = vec![None, r("0.4.0")];
     assert_eq!(select_result(&ds, &results).unwrap().cni_version.to_string(), "0.4.0");
 }
+
+/// containerd serializes its capability args without JSON tags; they were dropped silently
+/// until `e2e --local --cri` showed no DNAT rule for a pod's hostPort.
+#[test]
+fn containerds_go_field_names_are_read_and_passed_on_in_the_cni_spelling() {
+    let rc = RuntimeConfig::from_value(&json!({
+        "portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
+        "bandwidth": {"IngressRate": 1000, "IngressBurst": 10, "EgressRate": 2000, "EgressBurst": 20}
+    }));
+    assert_eq!(rc.port_mappings.len(), 1);
+    assert_eq!((rc.port_mappings[0].host_port, rc.port_mappings[0].container_port), (8080, 80));
+    assert_eq!(
+        serde_json::to_value(&rc.port_mappings).unwrap(),
+        json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}])
+    );
+    let bandwidth = rc.bandwidth.unwrap();
+    assert_eq!((bandwidth.ingress_rate, bandwidth.egress_burst), (1000, 20));
+    assert_eq!(serde_json::to_value(&bandwidth).unwrap()["egressRate"], 2000);
+}

@@ -39,6 +39,22 @@ pub fn local_outline(args: &E2eArgs) -> Vec<String> {
         v.push(format!("docker run --rm --name multus-e2e-<pid>-init-0 <init container: privileged, host network/PID, volumes> --entrypoint /usr/src/multus-cni/bin/install_multus {} -d /host/opt/cni/bin -t thick", image::DEFAULT_TAG));
         v.push(format!("docker run -d --name multus-e2e-<pid>-<n> <container: privileged, host network/PID, limits, env, volumes (/hostroot = <run>/node)> --entrypoint /usr/src/multus-cni/bin/multus-daemon {}", image::DEFAULT_TAG));
         v.push("chroot <run>/node /opt/cni/bin/multus-shim   # the runtime, on the node".into());
+    } else if args.cri {
+        v.push(
+            "containerd --config <run>/containerd/config.toml   # CRI: conf_dir <run>/net.d, bin_dir <run>/cri-bin"
+                .into(),
+        );
+        v.push("ctr --address <run>/containerd/containerd.sock -n k8s.io images import --snapshotter native <run>/sandbox-image.tar".into());
+        v.push(
+            "MULTUS_NODE_NAME=node1 multus-daemon -config <run>/daemon-config.json --kubeconfig <run>/kubeconfig"
+                .into(),
+        );
+        v.push(
+            "CRI RunPodSandbox / PodSandboxStatus / StopPodSandbox / RemovePodSandbox   # per pod, as the kubelet"
+                .into(),
+        );
+        v.push("ip -n cni-<uuid> -j addr show; ip -n cni-<uuid> -j route show; GET pod (network-status)".into());
+        return v;
     } else {
         v.push(
             "MULTUS_NODE_NAME=node1 multus-daemon -config <run>/daemon-config.json --kubeconfig <run>/kubeconfig"

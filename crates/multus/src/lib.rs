@@ -17,6 +17,7 @@
 //! - [`status`]: the `network-status` annotation
 //! - [`default_route`]: `default-route` gateway checks and result-cache edits
 //! - [`error`]: the crate's error type with the reference's message formats
+//! - [`hotplug`]: networks that follow the pod (`dynamicNetworks`): attachments to add and remove
 
 #![warn(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod default_route;
 pub mod delegate;
 pub mod error;
 pub mod generate;
+pub mod hotplug;
 pub mod k8s_args;
 pub mod model;
 pub mod plan;

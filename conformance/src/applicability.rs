@@ -3,13 +3,14 @@
 //! what only the driver knows. Every "no" carries the reason reports show.
 
 use crate::driver::TargetDriver;
-use crate::model::{Applies, Case, Require};
+use crate::model::{Applies, Case, ExitExpect, Require};
 use crate::sys;
 use crate::target::{Kind, Target};
 use crate::versions::Versions;
 use serde_json::Value;
 
-/// Why no case can run against this target here (plugin not installed, kernel lacks a link type).
+/// Why no case can run against this target here: the plugin is not installed, or a daemon it
+/// needs (`host_daemons`) is not, or they would need root.
 pub fn availability(target: &Target) -> Option<String> {
     if target.kind == Kind::Plugin {
         let plugin = target.plugin.clone().unwrap_or_default();
@@ -17,14 +18,44 @@ pub fn availability(target: &Target) -> Option<String> {
             return Some(format!("plugin {} is not installed here", plugin.display()));
         }
     }
-    if sys::is_root() {
-        for kind in &target.link_kinds {
-            if let Err(e) = sys::link_kind_supported(kind) {
-                return Some(format!("this kernel lacks link type {kind:?} ({e})"));
-            }
-        }
+    if !target.host_daemons.is_empty() && !sys::is_root() {
+        return Some("needs root: its daemons run in a scratch network namespace".into());
     }
-    None
+    target.host_daemons.iter().find_map(crate::daemons::missing_program).map(|why| format!("cannot run here: {why}"))
+}
+
+/// A link type the target needs and the kernel lacks (after `modprobe`, where modules exist):
+/// the cases that need a working ADD cannot run; the others (protocol errors, VERSION, DEL of
+/// nothing) still judge the plugin.
+pub fn kernel_gap(target: &Target) -> Option<String> {
+    if !sys::is_root() {
+        return None;
+    }
+    target.link_kinds.iter().find_map(|kind| {
+        let _ = sys::cmd("modprobe", &["-q", kind]);
+        // The kernel's words only: the probe's scratch netns name would differ on every run.
+        sys::link_kind_supported(kind).err().map(|e| match e {
+            sys::SysError::Failed { stderr, .. } => {
+                format!("this kernel lacks link type {kind:?} (ip link add: {stderr})")
+            }
+            other => format!("this kernel lacks link type {kind:?} ({other})"),
+        })
+    })
+}
+
+/// Whether a case needs an ADD or CHECK of the target to succeed (or runs steps concurrently,
+/// which all ADD): such a case cannot be judged where the plugin cannot create its link.
+pub fn needs_working_add(case: &Case) -> bool {
+    case.steps.iter().any(|s| {
+        let add_or_check = matches!(s.cni.as_deref(), Some("ADD" | "CHECK"));
+        (add_or_check && s.expect.exit != ExitExpect::Failure) || s.action.as_deref() == Some("parallel")
+    })
+}
+
+/// Whether a step's output shows the plugin reached a link type the kernel lacks (the netlink
+/// answer Go's plugins print): the case judged the kernel, not the plugin.
+pub fn hit_kernel_gap(output: &str) -> bool {
+    output.contains("operation not supported") || output.contains("Unknown device type")
 }
 
 /// `Some(reason)` when the case cannot run against this (available) target.
@@ -101,4 +132,44 @@ fn not_applicable(target: &Target, a: Applies) -> String {
             Applies::Runtime => format!("runtime-side case: judges the harness's libcni runtime (`--target runtime`), not {kind}"),
             Applies::Any => format!("a plugin-protocol case; {kind} target takes only the cases its tags name"),
         }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn case(steps: &str) -> Case {
+        let text = format!("cases:\n  - {{id: c, title: t, strength: MUST, assertions: [31], steps: {steps}}}\n");
+        crate::model::parse_case_file(&text, Path::new("x.yaml"), "protocol").unwrap().remove(0)
+    }
+
+    #[test]
+    fn only_cases_whose_add_or_check_must_succeed_need_a_working_add() {
+        assert!(needs_working_add(&case("[{cni: ADD}, {cni: DEL}]")));
+        assert!(needs_working_add(&case("[{cni: CHECK, expect: {exit: any}}]")));
+        assert!(needs_working_add(&case("[{action: parallel, with: {count: 2, command: ADD}}]")));
+        assert!(!needs_working_add(&case("[{cni: ADD, expect: {exit: failure}}]")));
+        assert!(!needs_working_add(&case("[{cni: VERSION}, {cni: DEL}]")));
+    }
+
+    #[test]
+    fn kernel_gaps_are_recognised_in_plugin_output() {
+        assert!(hit_kernel_gap(r#"{"code":999,"msg":"failed to create ipvlan: operation not supported"}"#));
+        assert!(!hit_kernel_gap(r#"{"code":7,"msg":"invalid CNI_IFNAME"}"#));
+    }
+
+    #[test]
+    fn a_missing_daemon_program_makes_the_target_unavailable() {
+        let mut t = crate::target::Target::from_spec("plugin:/bin/sh,fake-cni.yaml").unwrap();
+        assert_eq!(availability(&t), None);
+        t.host_daemons = vec![crate::daemons::HostDaemon {
+            argv: vec!["no-such-dhcp-server-26c".into()],
+            ready_path: None,
+            package: Some("no-such-package".into()),
+        }];
+        let why = availability(&t).unwrap();
+        let expected = if sys::is_root() { "Debian package no-such-package" } else { "needs root" };
+        assert!(why.contains(expected), "{why}");
+    }
 }

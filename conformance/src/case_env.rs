@@ -26,6 +26,9 @@ pub struct Attachment {
 
 /// Everything one case owns; dropping it removes namespaces and files.
 pub struct CaseEnv {
+    /// Daemons started for the case (`host_daemons`): first, so that they stop before the
+    /// namespaces and files they use go.
+    pub daemons: Vec<crate::daemons::Running>,
     pub id: String,
     pub short: String,
     pub tmp: tempfile::TempDir,
@@ -59,6 +62,7 @@ impl CaseEnv {
         let short = short[short.len().saturating_sub(10)..].to_string();
         let tmp = tempfile::Builder::new().prefix(&format!("cniconf-{id}-")).tempdir()?;
         let mut env = CaseEnv {
+            daemons: Vec::new(),
             id: id.clone(),
             short,
             tmp,

@@ -64,6 +64,20 @@ fn scratch_host(s: &Session, env: &mut CaseEnv) -> Result<(), CaseSetupError> {
     for args in &s.target.host_setup {
         host_ip(s, env, args)?;
     }
+    start_daemons(s, env)
+}
+
+/// The target's `host_daemons`, in order, inside the scratch host netns.
+fn start_daemons(s: &Session, env: &mut CaseEnv) -> Result<(), CaseSetupError> {
+    let Some(host) = env.host.as_ref().map(|h| h.name.clone()) else { return Ok(()) };
+    let r = s.scope();
+    for (i, d) in s.target.host_daemons.iter().enumerate() {
+        let argv: Vec<String> = d.argv.iter().map(|a| r.render(env, a)).collect();
+        let ready = d.ready_path.as_ref().map(|p| std::path::PathBuf::from(r.render(env, p)));
+        let log = env.tmp.path().join(format!("daemon-{i}.log"));
+        let running = crate::daemons::Running::start(&host, &argv, ready.as_deref(), log)?;
+        env.daemons.push(running);
+    }
     Ok(())
 }
 
@@ -109,6 +123,8 @@ pub fn teardown(s: &mut Session, case: &Case, env: &mut CaseEnv) {
         let _ = cni_step::run(s, case, &step, env, true);
     }
     s.driver.finish_case(case, env);
+    // Stopped by PID (drop) before the namespaces they serve go.
+    env.daemons.clear();
     // Some plugins (sbr 1.1.1) create an empty file when they lock a netns path that does
     // not exist, e.g. the case's `/run/netns/<id>-does-not-exist`: names of this case, ours.
     if let Ok(dir) = std::fs::read_dir("/run/netns") {

@@ -13,6 +13,8 @@ pub enum CaseSetupError {
     Sys(#[from] SysError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemons::DaemonError),
 }
 
 /// The thick target's API objects and fake kubelet script.

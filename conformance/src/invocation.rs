@@ -65,6 +65,7 @@ impl Scope<'_> {
             "unsupported_version" => s(&self.versions.unsupported()),
             "net" => s(&format!("net-{}", env.id)),
             "type" => s(&self.target.type_name()),
+            "plugin" => self.target.plugin.as_ref().map(|p| Value::String(p.display().to_string())),
             "tmp" => s(&env.tmp_path()),
             "short" => s(&env.short),
             "id" => s(&env.id),

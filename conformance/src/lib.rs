@@ -5,7 +5,8 @@
 //! - the case model: [`vocabulary`], [`model`], [`embedded`];
 //! - pure judging and templating: [`stdout_json`], [`normalize`], [`expect`], [`template`],
 //!   [`describe`], [`records`], [`report`];
-//! - targets: [`thick_spec`], [`notes`], [`target`], [`versions`]; the I/O edge [`sys`];
+//! - targets: [`thick_spec`], [`notes`], [`daemons`], [`target`], [`versions`]; the I/O edge
+//!   [`sys`];
 //! - one case: [`case_env`], [`errors`], [`invocation`] (stdin and environment of a step),
 //!   [`checks`] and [`actions`] every target shares;
 //! - one driver per kind of target ([`driver`]: plugin, runtime, thick) behind `TargetDriver`;
@@ -19,6 +20,7 @@ pub mod case_env;
 pub mod case_setup;
 pub mod checks;
 pub mod cni_step;
+pub mod daemons;
 pub mod describe;
 pub mod diff;
 pub mod driver;

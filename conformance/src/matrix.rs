@@ -58,13 +58,10 @@ pub fn default_implementations(plugins_dir: &Path, thick: bool) -> Vec<Implement
     let mut out = Vec::new();
     for name in REFERENCE_PLUGINS {
         let spec = format!("plugin:{}", plugins_dir.join(name).display());
-        let skip_all = (*name == "dhcp").then(|| {
-            "needs the dhcp daemon and a DHCP server on the attachment's link; the matrix provides neither".to_string()
-        });
         out.push(Implementation {
             name: name.to_string(),
             target: Target::from_spec(&spec).map_err(NoTarget::from),
-            skip_all,
+            skip_all: None,
         });
     }
     let fake = cargo_bin_dir().join("fake-cni");
@@ -74,7 +71,7 @@ pub fn default_implementations(plugins_dir: &Path, thick: bool) -> Vec<Implement
         .and_then(|mut t| {
             t.kind = crate::target::Kind::Plugin;
             t.plugin = Some(fake.clone());
-            t.spec = format!("plugin:{},targets/fake-cni.yaml", fake.display());
+            t.spec = format!("plugin:{},conformance/targets/fake-cni.yaml", repo_relative(&fake));
             t.complete()?;
             Ok(t)
         });
@@ -89,6 +86,46 @@ pub fn default_implementations(plugins_dir: &Path, thick: bool) -> Vec<Implement
             target: Target::from_spec("thick").map_err(NoTarget::from),
             skip_all: None,
         });
+    }
+    out
+}
+
+/// The workspace root (the repository) this harness was built in.
+fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().map(Path::to_path_buf).unwrap_or(manifest);
+    root.canonicalize().unwrap_or(root)
+}
+
+/// `path` as the committed matrix may show it: relative to the repository when inside it
+/// (`target/debug/fake-cni`), `$CARGO_TARGET_DIR/…` when under a target dir elsewhere, else
+/// as it is (a system path such as `/usr/lib/cni/bridge`).
+pub fn repo_relative(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(rest) = path.strip_prefix(repo_root()) {
+        return rest.display().to_string();
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from)
+        && let Ok(rest) = path.strip_prefix(dir.canonicalize().unwrap_or(dir))
+    {
+        return format!("$CARGO_TARGET_DIR/{}", rest.display());
+    }
+    path.display().to_string()
+}
+
+/// Text with the generating machine's own paths hidden: the repository root dropped (paths
+/// become repository-relative), the home directory written `~`.
+pub fn hide_machine_paths(text: &str) -> String {
+    let mut out = text.to_string();
+    let root = repo_root().display().to_string();
+    let declared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.display().to_string());
+    for r in [Some(root), declared].into_iter().flatten().filter(|r| r.len() > 1) {
+        out = out.replace(&format!("{r}/"), "").replace(&r, ".");
+    }
+    if let Some(home) = std::env::var_os("HOME").map(|h| h.to_string_lossy().trim_end_matches('/').to_string())
+        && home.len() > 1
+    {
+        out = out.replace(&format!("{home}/"), "~/");
     }
     out
 }
@@ -270,7 +307,7 @@ impl Matrix {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        hide_machine_paths(&serde_json::to_string_pretty(self).unwrap_or_default())
     }
 
     /// The Markdown page (`conformance/MATRIX.md`).
@@ -370,7 +407,7 @@ impl Matrix {
             }
             let _ = writeln!(s, "- **{}**: {}", c.name, skip_summary(&reasons));
         }
-        s
+        hide_machine_paths(&s)
     }
 
     /// A self-contained HTML page: the same table, reasons as tooltips and below.
@@ -434,7 +471,7 @@ impl Matrix {
             s.push_str("</tr>\n");
         }
         s.push_str("</table>\n</body></html>\n");
-        s
+        hide_machine_paths(&s)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Runner {
     /// Why no case can run against this target here (plugin not installed, kernel lacks a
     /// link type): every case is skipped with this reason.
     pub unavailable: Option<String>,
+    /// A link type the target needs and the kernel lacks: cases that need a working ADD are
+    /// skipped with this reason, the others run.
+    pub kernel_gap: Option<String>,
 }
 
 /// The driver of the target's kind (the null one when it cannot run here).
@@ -55,7 +58,8 @@ impl Runner {
             target.tags.extend([Applies::Interface, Applies::Ipam]);
         }
         let versions = driver.probe_versions(&target);
-        Ok(Runner { session: Session { target, versions, driver }, verbose: false, unavailable })
+        let kernel_gap = if unavailable.is_none() { applicability::kernel_gap(&target) } else { None };
+        Ok(Runner { session: Session { target, versions, driver }, verbose: false, unavailable, kernel_gap })
     }
 
     pub fn target(&self) -> &Target {
@@ -94,7 +98,11 @@ impl Runner {
             return Some(why.clone());
         }
         let s = &self.session;
-        applicability::can_run(&s.target, &s.versions, s.driver.as_ref(), case)
+        applicability::can_run(&s.target, &s.versions, s.driver.as_ref(), case).or_else(|| {
+            let gap = self.kernel_gap.as_ref()?;
+            applicability::needs_working_add(case)
+                .then(|| format!("cannot run here: {gap}; the case needs a successful ADD"))
+        })
     }
 
     /// Run the cases (already filtered), in order.
@@ -108,6 +116,17 @@ impl Runner {
             out.push(r);
         }
         Report { target: self.info(), cases: out }
+    }
+
+    /// A case run despite a kernel gap whose steps ran into it: it judged the kernel, not the
+    /// plugin, so it is skipped with the step that shows it.
+    fn judged_the_kernel(&self, result: &CaseResult) -> Option<Outcome> {
+        let gap = self.kernel_gap.as_ref()?;
+        let (i, step) =
+            result.steps.iter().enumerate().find(|(_, st)| {
+                applicability::hit_kernel_gap(&st.stdout) || applicability::hit_kernel_gap(&st.stderr)
+            })?;
+        Some(Outcome::Skipped { reason: format!("cannot run here: {gap}; step {} ({}) reached it", i + 1, step.label) })
     }
 
     pub fn run_case(&mut self, case: &Case) -> CaseResult {
@@ -135,7 +154,7 @@ impl Runner {
                 case_setup::teardown(&mut self.session, case, &mut env);
                 result.steps = std::mem::take(&mut env.records);
                 result.failure = failure;
-                o
+                self.judged_the_kernel(&result).unwrap_or(o)
             }
         };
         result.outcome = outcome;

@@ -6,6 +6,7 @@
 //! - `thick`: multus-rs's shim, daemon and `kube-mock` from the cargo target dir;
 //! - `thick:<file>` / `<file>`: a target file (see README.md, and `targets/*.yaml`).
 
+use crate::daemons::HostDaemon;
 use crate::model::Applies;
 pub use crate::template::{merge_patch, render_str, render_value};
 use crate::thick_spec::ThickSpec;
@@ -96,6 +97,10 @@ pub struct Target {
     /// (`{{slot}}` is the attachment's number), e.g. the device host-device moves.
     #[serde(default)]
     pub attachment_setup: Vec<Vec<String>>,
+    /// Daemons started in the scratch host netns after `host_setup` and stopped (by PID) when
+    /// the case ends, e.g. the dhcp plugin's daemon and a DHCP server.
+    #[serde(default)]
+    pub host_daemons: Vec<HostDaemon>,
     /// Chained plugins: plugin objects that run before the target in the same list (libcni
     /// order and `prevResult` threading), so that an ADD without an explicit `prevResult`
     /// gets theirs; their DEL follows the target's. They run in the scratch host netns too.
@@ -161,6 +166,66 @@ fn ip_args(args: &[&str]) -> Vec<String> {
 /// the container interface and its address.
 fn ptp_prelude() -> Value {
     json!({"type": "ptp", "ipMasq": false, "ipam": host_local("10.98.0.0/24")})
+}
+
+/// The dhcp IPAM plugin judged on its own: every attachment gets the interface it configures
+/// (a veth whose peer is on a bridge in the scratch host netns), a DHCP server (dnsmasq) answers
+/// on that bridge, and `dhcp daemon` serves the plugin on a per-case socket.
+fn dhcp(config: Value) -> Target {
+    let dnsmasq = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=0",
+        "--bind-interfaces",
+        "--interface=db{{short}}",
+        "--dhcp-range=10.97.0.10,10.97.0.250,255.255.255.0,1h",
+        "--dhcp-authoritative",
+        "--no-ping",
+        "--leasefile-ro",
+        "--pid-file=",
+        "--log-facility=-",
+    ];
+    Target {
+        config: Some(config),
+        tags: vec![Applies::Any],
+        host_setup: vec![
+            ip_args(&["link", "add", "db{{short}}", "type", "bridge"]),
+            ip_args(&["addr", "add", "10.97.0.1/24", "dev", "db{{short}}"]),
+            ip_args(&["link", "set", "db{{short}}", "up"]),
+        ],
+        attachment_setup: vec![
+            ip_args(&[
+                "link",
+                "add",
+                "dv{{short}}{{slot}}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "{{ifname}}",
+                "netns",
+                "{{netns}}",
+            ]),
+            ip_args(&["link", "set", "dv{{short}}{{slot}}", "master", "db{{short}}"]),
+            ip_args(&["link", "set", "dv{{short}}{{slot}}", "up"]),
+            // Up before the first ADD (`ip -n A -n B` ends in B): the daemon's first DISCOVER
+            // on a link it has just set up is dropped while the kernel activates the link.
+            ip_args(&["-n", "{{netns_name}}", "link", "set", "{{ifname}}", "up"]),
+        ],
+        host_daemons: vec![
+            HostDaemon { argv: ip_args(&dnsmasq), ready_path: None, package: Some("dnsmasq-base".into()) },
+            HostDaemon {
+                argv: ip_args(&["{{plugin}}", "daemon", "-socketpath", "{{tmp}}/dhcp.sock", "-timeout", "5s"]),
+                ready_path: Some("{{tmp}}/dhcp.sock".into()),
+                package: None,
+            },
+        ],
+        link_kinds: vec!["veth".into(), "bridge".into()],
+        ..Target::default()
+    }
 }
 
 /// Built-in targets by plugin file name: config template, tags and the scaffolding the
@@ -250,10 +315,7 @@ pub fn builtin(type_name: &str) -> Option<Target> {
             tags: vec![Any],
             ..Target::default()
         },
-        // Needs `dhcp daemon` running and a DHCP server on the link: provide both yourself.
-        "dhcp" => {
-            Target { config: Some(base(json!({"ipam": {"type": "dhcp"}}))), tags: vec![Any], ..Target::default() }
-        }
+        "dhcp" => dhcp(base(json!({"ipam": {"type": "dhcp", "daemonSocketPath": "{{tmp}}/dhcp.sock"}}))),
         "loopback" => {
             Target { config: Some(base(json!({}))), tags: vec![Any], ifname: Some("lo".into()), ..Target::default() }
         }
@@ -433,6 +495,9 @@ impl Target {
             }
             if self.attachment_setup.is_empty() {
                 self.attachment_setup = b.attachment_setup;
+            }
+            if self.host_daemons.is_empty() {
+                self.host_daemons = b.host_daemons;
             }
             if self.prev_plugins.is_empty() {
                 self.prev_plugins = b.prev_plugins;

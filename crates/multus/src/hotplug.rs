@@ -14,6 +14,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::delegate::Delegate;
+use crate::plan::interface_name;
+
 /// An attachment the sandbox has now (from the delegate cache).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LiveAttachment {
@@ -139,6 +142,66 @@ pub fn plan_hotplug(live: &[LiveAttachment], wanted: &[WantedAttachment]) -> Res
         add.push((w.clone(), ifname));
     }
     Ok(HotplugPlan { remove, add })
+}
+
+/// The attachments a sandbox has, from its cached delegates, on the interfaces their DEL uses
+/// (`cni_ifname` for the master).
+pub fn live_attachments(cached: &[Delegate], cni_ifname: &str) -> Vec<LiveAttachment> {
+    cached
+        .iter()
+        .enumerate()
+        .map(|(index, d)| LiveAttachment {
+            network: d.name.clone(),
+            ifname: interface_name(d, index, cni_ifname),
+            is_master: d.is_master,
+        })
+        .collect()
+}
+
+/// What a pod's resolved delegates (the new selection, master first) ask for.
+pub fn wanted_attachments(resolved: &[Delegate]) -> Vec<WantedAttachment> {
+    resolved
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.is_master)
+        .map(|(position, d)| WantedAttachment {
+            network: d.name.clone(),
+            ifname_request: Some(d.ifname_request.clone()).filter(|n| !n.is_empty()),
+            position,
+        })
+        .collect()
+}
+
+/// The sandbox's delegates once `plan` is applied: the cached ones it keeps, then the added
+/// ones (from `resolved`, by position). Every non-master delegate's interface is written into its
+/// `ifname_request`: a DEL names interfaces by position, and removing one delegate must not
+/// rename the others (nor may a later DEL of an added one guess its name).
+pub fn delegates_after(
+    cached: &[Delegate],
+    cni_ifname: &str,
+    plan: &HotplugPlan,
+    resolved: &[Delegate],
+) -> Vec<Delegate> {
+    let mut out: Vec<Delegate> = Vec::new();
+    for (index, d) in cached.iter().enumerate() {
+        let ifname = interface_name(d, index, cni_ifname);
+        if plan.remove.iter().any(|r| r.network == d.name && r.ifname == ifname && !d.is_master) {
+            continue;
+        }
+        let mut kept = d.clone();
+        if !kept.is_master {
+            kept.ifname_request = ifname;
+        }
+        out.push(kept);
+    }
+    for (wanted, ifname) in &plan.add {
+        if let Some(d) = resolved.get(wanted.position) {
+            let mut added = d.clone();
+            added.ifname_request = ifname.clone();
+            out.push(added);
+        }
+    }
+    out
 }
 
 /// `net<k>` sorts by `k` (net2 before net10); other names after, by name.

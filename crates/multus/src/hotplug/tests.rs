@@ -148,3 +148,35 @@ proptest! {
         }
     }
 }
+
+fn delegate(name: &str, is_master: bool, ifname_request: &str) -> Delegate {
+    let mut d = Delegate::from_bytes(
+        format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"bridge"}}"#).into_bytes(),
+        false,
+    )
+    .unwrap();
+    d.name = name.into();
+    d.is_master = is_master;
+    d.ifname_request = ifname_request.into();
+    d
+}
+
+#[test]
+fn the_cache_after_a_change_names_every_interface_so_a_del_finds_them() {
+    // eth0 cluster, net1 a, net2 b; the new selection drops a and adds c.
+    let cached = vec![delegate("cluster", true, ""), delegate("ns/a", false, ""), delegate("ns/b", false, "")];
+    let live = live_attachments(&cached, "eth0");
+    assert_eq!(live.iter().map(|l| l.ifname.as_str()).collect::<Vec<_>>(), ["eth0", "net1", "net2"]);
+    let resolved = vec![delegate("cluster", true, ""), delegate("ns/b", false, ""), delegate("ns/c", false, "")];
+    let wanted = wanted_attachments(&resolved);
+    assert_eq!(wanted.iter().map(|w| w.position).collect::<Vec<_>>(), [1, 2]);
+    let plan = plan_hotplug(&live, &wanted).unwrap();
+    let after = delegates_after(&cached, "eth0", &plan, &resolved);
+    let names: Vec<(&str, &str)> = after.iter().map(|d| (d.name.as_str(), d.ifname_request.as_str())).collect();
+    // b keeps net2 though it is now delegate 1; c cannot take net1 (just removed) nor net2.
+    assert_eq!(names, [("cluster", ""), ("ns/b", "net2"), ("ns/c", "net3")]);
+    // Read back as a DEL would: the same interfaces, and nothing left to do.
+    let live_after = live_attachments(&after, "eth0");
+    assert_eq!(live_after.iter().map(|l| l.ifname.as_str()).collect::<Vec<_>>(), ["eth0", "net2", "net3"]);
+    assert!(plan_hotplug(&live_after, &wanted).unwrap().is_empty());
+}

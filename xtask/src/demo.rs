@@ -117,6 +117,9 @@ fn demo(args: &DemoArgs) -> Result<()> {
         }
         pods.push(pod);
     }
+    if let Some(pod) = pods.iter().find(|p| p.name == crate::demo_hotplug::POD) {
+        failures.extend(crate::demo_hotplug::show(&env, pod, &show_pod)?);
+    }
 
     // The device network: the VF the fake kubelet reports reaches the delegate and the
     // pod's network-status.

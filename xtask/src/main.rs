@@ -4,6 +4,7 @@ mod bench;
 mod conformance;
 mod cri;
 mod demo;
+mod demo_hotplug;
 mod e2e;
 mod e2e_args;
 mod e2e_caller;

@@ -65,11 +65,17 @@ type Key = (String, String);
 pub struct Cache<T> {
     items: RwLock<HashMap<Key, T>>,
     synced: watch::Sender<bool>,
+    /// Counts changes: a receiver wakes on the next one (`dynamicNetworks` scans then).
+    changes: watch::Sender<u64>,
 }
 
 impl<T: Clone> Cache<T> {
     fn new() -> Arc<Self> {
-        Arc::new(Self { items: RwLock::new(HashMap::new()), synced: watch::channel(false).0 })
+        Arc::new(Self {
+            items: RwLock::new(HashMap::new()),
+            synced: watch::channel(false).0,
+            changes: watch::channel(0).0,
+        })
     }
 
     /// The map for reading. Writers only insert, remove or swap whole values, so a panic in
@@ -108,17 +114,29 @@ impl<T: Clone> Cache<T> {
         tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await.is_ok()
     }
 
+    /// Wakes on every later change of the cache.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn put(&self, key: Key, value: T) {
         self.write().insert(key, value);
+        self.changed();
     }
 
     fn remove(&self, key: &Key) {
         self.write().remove(key);
+        self.changed();
     }
 
     fn replace_all(&self, items: HashMap<Key, T>) {
         *self.write() = items;
         self.synced.send_replace(true);
+        self.changed();
     }
 }
 
@@ -416,6 +434,10 @@ impl Cluster for KubeContext {
 
     fn clear_network_status<'a>(&'a self, pod: &'a PodInfo) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(KubeContext::clear_network_status(self, pod))
+    }
+
+    fn pod_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.pods.subscribe_changes())
     }
 
     fn emit(&self, event: PodEvent) {

@@ -27,6 +27,7 @@ pub(crate) mod commands;
 pub mod confgen;
 pub mod daemon;
 pub mod devices;
+pub mod dynamic;
 pub(crate) mod error;
 pub mod flags;
 pub mod handler;

@@ -67,6 +67,10 @@ fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> ExitCode {
     let started = std::time::Instant::now();
+    // Listen for SIGTERM/SIGINT before anything is served: a signal that came between readiness
+    // and the first wait for it used to kill the daemon outright (default action), requests in
+    // flight and the restart-or-uninstall decision with it.
+    let mut signals = ShutdownSignals::install();
     let raw = match std::fs::read(&flags.config) {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("failed to read the config file {}: {e}", flags.config.display())),
@@ -116,6 +120,10 @@ async fn run(flags: Flags) -> ExitCode {
     if let Err(e) = multus_daemon::admission::slots(&config, None) {
         return fail(1, &e.to_string());
     }
+    let dynamic_networks = match multus_daemon::dynamic::enabled(&config) {
+        Ok(on) => on,
+        Err(e) => return fail(1, &e.to_string()),
+    };
     // Nothing writes yet: temporary files of a previous run's interrupted writes can go.
     reconcile::remove_stale_temp_files(&config);
     let connection_limit = match config.connection_limit() {
@@ -186,6 +194,9 @@ async fn run(flags: Flags) -> ExitCode {
     tokio::spawn(memory::trim_when_idle(metrics.clone(), shutdown_rx.clone()));
     // Orphans are judged against a synced pod cache, and only after the node serves requests.
     let reconciler = tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_settings, shutdown_rx.clone()));
+    if dynamic_networks {
+        tokio::spawn(multus_daemon::dynamic::run(daemon.clone(), shutdown_rx.clone()));
+    }
     tracing::info!("ready after {:?}", started.elapsed());
 
     let confgen_task = match confgen::start(&config, shutdown_rx.clone()).await {
@@ -198,7 +209,7 @@ async fn run(flags: Flags) -> ExitCode {
 
     let mut confgen_task = confgen_task;
     let exit = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = signals.recv() => {
             tracing::info!("caught a termination signal, stopping...");
             0
         }
@@ -261,15 +272,31 @@ async fn wait_confgen(task: &mut Option<tokio::task::JoinHandle<u8>>) -> u8 {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, listened for from the daemon's start.
+struct ShutdownSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT: the daemon stops only when killed");
+                Self(None)
+            }
+        }
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub api_reads: IntCounterVec,
     /// ADD rollbacks by outcome (`clean`, `incomplete`).
     pub rollbacks: IntCounterVec,
+    /// Attachments plugged in or out of running pods (`dynamicNetworks`), by `op` (`add`,
+    /// `remove`) and `result` (`success`, `failure`).
+    pub dynamic_attachments: IntCounterVec,
     /// DELs by source (`cache`, `recomputed`) and DELs that found nothing to delete (`nothing`).
     pub dels: IntCounterVec,
     /// What the orphan reconciler decided per attachment and pass (`deleted`, `would_delete`,
@@ -154,6 +157,12 @@ impl Metrics {
                 "multus_add_rollbacks_total",
                 "ADDs rolled back after a failure, by whether the rollback left anything behind.",
                 &["outcome"],
+            ),
+            dynamic_attachments: counter(
+                &registry,
+                "multus_dynamic_attachments_total",
+                "Attachments plugged into or out of running pods as their selection changed (dynamicNetworks).",
+                &["op", "result"],
             ),
             dels: counter(
                 &registry,

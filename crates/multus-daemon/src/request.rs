@@ -151,6 +151,19 @@ impl CniRequest {
         Self::from_api(multus_api::Request { env, config: stdin.to_vec(), interface_attributes: None }, Endpoint::Cni)
     }
 
+    /// The ADD a runtime would send for an attachment the daemon recorded: what
+    /// `dynamicNetworks` plans a running sandbox's changes with (see [`Self::del_from_cache`]).
+    pub fn add_from_cache(
+        stdin: &[u8],
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        cni_args: &[(String, String)],
+    ) -> Result<Self, RequestError> {
+        let del = Self::del_from_cache(stdin, container_id, netns, ifname, cni_args)?;
+        Ok(Self { command: Command::Add, ..del })
+    }
+
     /// The DEL of this request's sandbox (undoing an ADD the caller abandoned). A DEL needs
     /// less than any other command, so what was valid for this one is valid for it.
     pub fn as_del(&self) -> Self {

@@ -148,6 +148,11 @@ pub trait Cluster: NadLookup + Send + Sync {
     /// Queue an event; never blocks the request.
     fn emit(&self, event: PodEvent);
 
+    /// Wakes whenever a pod of the node changes (a watch cache); `None` when nothing watches.
+    fn pod_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// What is known about each NAD of `keys`, for a request to resolve against
     /// ([`NadView`]): the production cluster answers from its node's NAD cache and fetches the
     /// misses (at the same time, one GET each). By default, from [`NadLookup::get_nad`].

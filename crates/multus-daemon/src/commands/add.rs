@@ -57,15 +57,15 @@ impl AddPlan {
 }
 
 /// What every step of one ADD shares: the daemon, the request, its pod and its runtime.
-struct AddRun<'a> {
-    d: &'a Daemon,
-    rt: Runtime,
-    req: &'a CniRequest,
-    conf: &'a NetConf,
+pub(super) struct AddRun<'a> {
+    pub(super) d: &'a Daemon,
+    pub(super) rt: Runtime,
+    pub(super) req: &'a CniRequest,
+    pub(super) conf: &'a NetConf,
     /// The pod as the API server has it.
-    pod: &'a PodInfo,
+    pub(super) pod: &'a PodInfo,
     /// The pod as the request names it (error prefixes).
-    who: PodRef,
+    pub(super) who: PodRef,
 }
 
 /// ADD. Returns the selected result (§5.16) as JSON in CNI 1.1.0.
@@ -157,7 +157,7 @@ fn refused_pod_event(d: &Daemon, pod_id: &PodIdentity, e: &ClusterError) {
 }
 
 /// ADD needs the pod's namespace and name.
-fn complete_pod(req: &CniRequest) -> Result<&PodIdentity, CommandError> {
+pub(super) fn complete_pod(req: &CniRequest) -> Result<&PodIdentity, CommandError> {
     match &req.pod {
         Some(p) if p.is_complete() => Ok(p),
         other => {
@@ -195,7 +195,7 @@ fn placeholder_result(conf: &NetConf, req: &CniRequest, who: &PodRef) -> Result<
 }
 
 /// The runtime's UID must be the API's, except for static pods (§5.5).
-fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), CommandError> {
+pub(super) fn check_uid(pod_id: &PodIdentity, pod: &PodInfo, who: &PodRef) -> Result<(), CommandError> {
     match pod_id.uid.as_deref() {
         Some(uid) if !uid.is_empty() && uid != pod.uid && !pod.is_static() => Err(CommandError::multus(
             who,
@@ -218,11 +218,11 @@ struct Attachment {
 type Failure = (Vec<usize>, CommandError);
 
 /// What one delegate's ADD produced.
-struct Added {
-    result: CniResult,
-    statuses: Vec<status::NetworkStatus>,
+pub(super) struct Added {
+    pub(super) result: CniResult,
+    pub(super) statuses: Vec<status::NetworkStatus>,
     /// The `AddedInterface` event's message.
-    event: Option<String>,
+    pub(super) event: Option<String>,
 }
 
 impl Attachment {
@@ -262,7 +262,7 @@ fn read_device_info(path: &str) -> Option<Value> {
 }
 
 /// The one network-status write of the ADD (skipped when no delegate produced an entry).
-async fn write_status(
+pub(super) async fn write_status(
     d: &Daemon,
     pod: &PodInfo,
     statuses: &[status::NetworkStatus],
@@ -298,7 +298,7 @@ fn select_result(
 impl AddRun<'_> {
     /// Resolve the delegates and plan every invocation. Nothing has changed yet when this
     /// fails. `resolve_as` is the pod with the UID the delegates see.
-    async fn make_plan(
+    pub(super) async fn make_plan(
         &self,
         resolve_as: &PodRef,
         args: &K8sArgs,
@@ -370,7 +370,7 @@ impl AddRun<'_> {
     /// One delegate's ADD: clash check, device info, the plugin, default route, status
     /// entries. On failure: whether the delegate may have changed something (it then needs a
     /// DEL), and the error.
-    async fn add_one(&self, delegate: &Delegate, planned: &Planned) -> Result<Added, (bool, CommandError)> {
+    pub(super) async fn add_one(&self, delegate: &Delegate, planned: &Planned) -> Result<Added, (bool, CommandError)> {
         let (d, who, inv) = (self.d, &self.who, &planned.invocation);
         let net = delegate.network_name();
         // A delegate stopped by the clash check never ran: nothing of it to roll back.

@@ -17,6 +17,7 @@ pub mod check;
 pub mod del;
 pub mod delegate;
 pub mod effective;
+pub mod hotplug;
 pub mod status_gc;
 
 use crate::daemon::Daemon;

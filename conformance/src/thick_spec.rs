@@ -28,7 +28,11 @@ pub struct ThickSpec {
     /// An existing kubeconfig (for kubectl and the daemon) instead of starting a server.
     #[serde(default)]
     pub kubeconfig: Option<String>,
-    /// The daemon uses in-cluster config (Go multus): TLS + token + service-account dir.
+    /// The daemon uses in-cluster config (Go multus): the API server gets TLS and a token and
+    /// writes the service-account files into `{{sa}}`; the daemon gets
+    /// `KUBERNETES_SERVICE_HOST`/`PORT` and no `KUBECONFIG`, so the target's command must make
+    /// `{{sa}}` appear at `/var/run/secrets/kubernetes.io/serviceaccount` (see
+    /// `targets/go-multus-thick.yaml`).
     #[serde(default)]
     pub in_cluster: bool,
     /// The fake delegate binary (records calls).

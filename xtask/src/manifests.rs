@@ -169,7 +169,8 @@ mod tests {
         assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
     }
 
-    /// The Go manifest's daemon-config.json, key for key.
+    /// The Go manifest's daemon-config.json, key for key, plus a `connectionLimit` sized for
+    /// the memory limit (the arithmetic is in the manifest's comment).
     #[test]
     fn daemon_config_is_the_go_one() {
         let docs = docs();
@@ -186,9 +187,39 @@ mod tests {
                 "cniConfigDir": "/host/etc/cni/net.d",
                 "multusAutoconfigDir": "/host/etc/cni/net.d",
                 "multusConfigFile": "auto",
-                "socketDir": "/host/run/multus/"
+                "socketDir": "/host/run/multus/",
+                "connectionLimit": 64
             })
         );
+    }
+
+    /// `overlays/cni-1.1.0` (the CNI 1.1.0 opt-in) rendered by `kubectl kustomize`: the shipped
+    /// kustomization's objects, the same but for `cniVersion` in daemon-config.json. That a
+    /// runtime's STATUS and GC then reach the delegates is `conformance/tests/cni_1_1_0_opt_in.rs`.
+    #[test]
+    fn the_cni_1_1_0_overlay_changes_only_the_cni_version() {
+        if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
+            return;
+        }
+        let render = |dir: &str| {
+            let out = Cmd::new("kubectl").args(["kustomize", &workspace_root().join(dir).display().to_string()]);
+            crate::fixtures::yaml_documents(&out.output().unwrap()).unwrap()
+        };
+        let (base, opt_in) = (render("deployments"), render("overlays/cni-1.1.0"));
+        assert_eq!(base.len(), opt_in.len());
+        let config = |docs: &[Value]| -> Value {
+            let cm = get(docs, "ConfigMap", "multus-daemon-config");
+            serde_json::from_str(cm["data"]["daemon-config.json"].as_str().unwrap()).unwrap()
+        };
+        let mut expected = config(&base);
+        assert_eq!(expected["cniVersion"], "0.3.1");
+        expected["cniVersion"] = json!("1.1.0");
+        assert_eq!(config(&opt_in), expected);
+        for (b, o) in base.iter().zip(&opt_in) {
+            if b["kind"] != "ConfigMap" {
+                assert_eq!(b, o, "only the ConfigMap differs");
+            }
+        }
     }
 
     fn mounts(container: &Value, volumes: &Value) -> BTreeSet<(String, String, String, bool)> {

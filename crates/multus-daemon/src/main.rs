@@ -5,7 +5,9 @@
 //! watch caches; bind `<socketDir>/multus.sock` (0600 in a 0700 directory) and serve; become
 //! ready once the caches have synced (or 20 s have passed each); in auto mode generate
 //! `00-multus.conf` and keep it current. On SIGTERM/SIGINT `/readyz` turns 500, new
-//! connections stop, requests in flight finish (up to 10 s), and `00-multus.conf` is KEPT
+//! connections stop once no request is in flight (at most half of `SHUTDOWN_GRACE`), requests
+//! in flight and queued finish (up to `SHUTDOWN_GRACE`, 25 s, inside the manifest's 30 s
+//! `terminationGracePeriodSeconds`), and `00-multus.conf` is KEPT
 //! (the Go daemon deletes it, so pods created during a daemon restart silently get only the
 //! primary network; `cleanupConfigOnExit: true` restores that behaviour).
 //!
@@ -25,6 +27,8 @@ use std::time::Duration;
 
 const READINESS_FILE_WAIT: Duration = Duration::from_secs(45);
 const CACHE_SYNC_WAIT: Duration = Duration::from_secs(20);
+/// The shutdown drain's bound (docs/deploy.md, docs/compatibility.md): below the manifest's
+/// 30 s `terminationGracePeriodSeconds`, so the kubelet's SIGKILL never cuts a drain short.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// How long a stopping daemon waits for the API server's answer to "uninstall or restart?".
 const UNINSTALL_PROBE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -4,7 +4,8 @@
 //! and host-local, and the big-NAD cases (40 NADs of 1 MB selected by pods, then deleted). No
 //! OOM kill, no failed ADD or DEL; the cgroup's peak is printed. cgroup v1 (`memory.limit_in_bytes`,
 //! `memory.max_usage_in_bytes`, `memory.oom_control`) or v2 (`memory.max`, `memory.peak`,
-//! `memory.events`). Needs root: #[ignore]d, run by CI with --include-ignored.
+//! `memory.events`). The daemon runs with the manifest's `connectionLimit` too. Needs root:
+//! #[ignore]d, run by CI with --include-ignored.
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,15 @@ fn manifest_limit() -> u64 {
     let memory = limits.lines().find_map(|l| l.trim().strip_prefix("memory:")).expect("a memory limit").trim();
     let mi: u64 = memory.strip_suffix("Mi").and_then(|n| n.parse().ok()).expect("a limit in Mi");
     mi << 20
+}
+
+/// The `connectionLimit` of the shipped manifest's daemon config, if it sets one.
+fn manifest_connection_limit() -> Option<u64> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/multus-daemonset-thick-plugin.yml");
+    let text = std::fs::read_to_string(&manifest).expect("the manifest");
+    let at = text.find("\"connectionLimit\":")?;
+    let value = text[at..].split(':').nth(1)?.trim_start();
+    value.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// A memory cgroup made for the test, removed on drop (after the processes in it are gone).
@@ -146,9 +156,16 @@ fn the_daemon_and_its_delegates_stay_inside_the_manifests_memory_limit() {
              "ipam": thick.ipam("10.230.0.0/16")}]}),
     );
     thick.daemon_config["logLevel"] = json!("error");
-    if let Ok(l) = std::env::var("MULTUS_MEMTEST_CONNECTION_LIMIT") {
-        thick.daemon_config["connectionLimit"] = json!(l.parse::<u64>().unwrap());
+    // The manifest's connectionLimit; MULTUS_MEMTEST_CONNECTION_LIMIT another one (`none`: unset).
+    let connection_limit = match std::env::var("MULTUS_MEMTEST_CONNECTION_LIMIT") {
+        Ok(l) if l == "none" => None,
+        Ok(l) => Some(l.parse::<u64>().expect("MULTUS_MEMTEST_CONNECTION_LIMIT: a number or none")),
+        Err(_) => manifest_connection_limit(),
+    };
+    if let Some(l) = connection_limit {
+        thick.daemon_config["connectionLimit"] = json!(l);
     }
+    eprintln!("connectionLimit: {connection_limit:?}");
     thick.daemon_cgroup = Some(cgroup.dir.clone());
     thick.start_daemon();
     eprintln!("daemon at start: {}", daemon_memory(&thick));

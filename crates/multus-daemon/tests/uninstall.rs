@@ -1,7 +1,8 @@
 //! Restart or uninstall (issue: safe to install, upgrade and remove): a stopped daemon keeps
 //! `00-multus.conf` when it is expected back, and removes it when Multus is being removed from
 //! the cluster (its API rights are gone), after which the node's runtime uses the primary
-//! configuration directly. No root needed: fake-cni is the primary and records its calls.
+//! configuration directly. A SIGTERM while an ADD runs drains it before the process exits.
+//! fake-cni is the primary and records its calls; only the drain test needs root (a pod netns).
 
 use serde_json::json;
 use test_node::*;
@@ -205,4 +206,58 @@ fn a_deleted_crd_removes_the_config() {
     thick.stop_daemon();
     assert!(!thick.multus_conf().exists(), "{}", thick.daemon_log());
     assert!(thick.daemon_log().contains("the API server refuses the daemon (404"), "{}", thick.daemon_log());
+}
+
+/// A restart while an ADD runs (the daemon's process gets SIGTERM mid-request, as the kubelet
+/// sends it): `/readyz` answers 500 at once while `/healthz` stays 200, the ADD in flight still
+/// gets its result, and the daemon then exits 0, well inside its 25 s drain.
+#[test]
+#[ignore = "needs root (the pod's network namespace)"]
+fn a_sigterm_during_an_add_drains_it_before_exiting() {
+    if !require(root_skip_reason()) {
+        return;
+    }
+    const UID: &str = "5d0c4b2a-0000-4000-8000-00000000d4a1";
+    let mut thick = NodeBuilder::default()
+        .fake_delegates(&["fake-cni"])
+        .primary_with("10-primary.conf", |node| {
+            json!({"cniVersion": "1.0.0", "name": "primary-net", "type": "fake-cni",
+                "fake": {"recordDir": node.path("calls").to_string_lossy(), "sleepMs": 2000, "sleepOn": ["ADD"]}})
+        })
+        .seed([pod("default", "drain-pod", UID, None)])
+        .started()
+        .build();
+    let sandbox = thick.sandbox("default", "drain-pod", UID);
+    let stdin = std::fs::read(thick.multus_conf()).unwrap();
+    let shim = thick.spawn_shim("ADD", &sandbox, &stdin, &[]);
+    // The ADD is with the sleeping delegate once the daemon logs it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !thick.daemon_log().contains("drain-pod") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let socket = thick.socket();
+    let mut daemon = thick.take_daemon().expect("the daemon");
+    let sigterm = std::time::Instant::now();
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut readyz = None;
+    while sigterm.elapsed() < std::time::Duration::from_secs(1) {
+        readyz = http_status(&socket, READYZ);
+        if readyz == Some(500) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(readyz, Some(500), "/readyz after SIGTERM");
+    assert_eq!(http_status(&socket, HEALTHZ), Some(200), "still alive while draining");
+    let out = shim.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the ADD in flight is answered: {stdout}\n{}", thick.daemon_log());
+    assert!(stdout.contains("\"ips\""), "with its result: {stdout}");
+    let status = daemon.wait().unwrap();
+    let drained = sigterm.elapsed();
+    assert!(status.success(), "exit {status}\n{}", thick.daemon_log());
+    assert!(drained < std::time::Duration::from_secs(25), "exited {drained:?} after SIGTERM");
+    assert!(!socket.exists(), "its socket removed");
+    eprintln!("SIGTERM with an ADD in flight (delegate 2 s): answered, exit 0 after {drained:?}");
 }

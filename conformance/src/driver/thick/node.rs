@@ -290,9 +290,13 @@ impl ThickNode {
             cmd.env("CNI_PATH", &self.spec.plugins_dir);
         }
         if self.spec.in_cluster {
+            // As in a pod: the API server's address, and the service account only at the fixed
+            // path (the target's wrapper mounts `{{sa}}` there); no kubeconfig, no override of
+            // the service-account directory, whatever the harness's own environment says.
             cmd.env("KUBERNETES_SERVICE_HOST", &self.vars["api_host"])
                 .env("KUBERNETES_SERVICE_PORT", &self.vars["api_port"])
-                .env("MULTUS_SERVICEACCOUNT_DIR", &self.vars["sa"]);
+                .env_remove("KUBECONFIG")
+                .env_remove("MULTUS_SERVICEACCOUNT_DIR");
         }
         for (k, v) in &self.spec.daemon_env {
             cmd.env(k, self.r(v));
@@ -309,6 +313,11 @@ impl ThickNode {
         }
         self.daemon = Some(daemon);
         Ok(())
+    }
+
+    /// The daemon's process id (the target's command, e.g. a wrapper that execs the daemon).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(DaemonProcess::pid)
     }
 
     /// Whether the daemon runs (it does unless a case stopped it).

@@ -113,6 +113,29 @@ fn a_network_added_to_and_removed_from_a_running_pod_follows_the_annotation() {
         thick.pod_addresses(&sandbox)
     );
     assert!(status_names(&thick).contains(&("default/net-b".into(), "net2".into())), "{:?}", status_names(&thick));
+    // multusctl tells the hot-plugged attachment from the runtime's.
+    match bin("multusctl") {
+        None => {
+            let _ = require(Some("target/debug/multusctl is not built: the hot-plug listing is not checked"));
+        }
+        Some(multusctl) => {
+            let out = std::process::Command::new(multusctl)
+                .args(["attachments", "--no-api", "-o", "json", "--cni-dir"])
+                .arg(thick.path("cni"))
+                .output()
+                .expect("run multusctl");
+            let report: Value = serde_json::from_slice(&out.stdout).expect("multusctl's JSON");
+            let networks = &report["attachments"][0]["networks"];
+            let hot: Vec<&str> = networks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["hotplugged"] == true)
+                .filter_map(|n| n["name"].as_str())
+                .collect();
+            assert_eq!(hot, ["default/net-b"], "{report}");
+        }
+    }
 
     // Unplug net-a: net1 goes, its lease is freed, net-b stays on net2 (no renaming).
     annotate(&thick, "net-b");

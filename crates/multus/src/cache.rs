@@ -157,6 +157,10 @@ pub struct CacheEntry {
     /// Ours (quirk 29 fix); ignored by the Go reader.
     #[serde(rename = "bandwidthRequest", default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_request: Option<Bandwidth>,
+    /// Ours (`dynamicNetworks`): plugged into the running pod; ignored by the Go reader, which
+    /// deletes it like any other.
+    #[serde(rename = "hotplugged", default, skip_serializing_if = "std::ops::Not::not")]
+    pub hotplugged: bool,
 }
 
 /// `<cniDir>/<containerID>`
@@ -286,6 +290,7 @@ fn entry_of(d: &Delegate) -> CacheEntry {
         bytes: Some(B64.encode(d.bytes())),
         port_mappings_request: (!d.port_mappings_request.is_empty()).then(|| d.port_mappings_request.clone()),
         bandwidth_request: d.bandwidth_request.clone(),
+        hotplugged: d.hotplugged,
     }
 }
 
@@ -423,6 +428,7 @@ fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, EntryError> 
     d.resource_name = entry.resource_name;
     d.port_mappings_request = entry.port_mappings_request.unwrap_or_default();
     d.bandwidth_request = entry.bandwidth_request;
+    d.hotplugged = entry.hotplugged;
     d.is_master = index == 0;
     Ok(d)
 }

@@ -97,6 +97,8 @@ pub struct Delegate {
     pub filter_v4_gateway: bool,
     /// Remove the IPv6 default route this delegate installs (another delegate owns it).
     pub filter_v6_gateway: bool,
+    /// Plugged into a running pod (`dynamicNetworks`), not by the runtime's ADD.
+    pub hotplugged: bool,
 }
 
 impl Delegate {
@@ -126,6 +128,7 @@ impl Delegate {
             default_route: None,
             filter_v4_gateway: false,
             filter_v6_gateway: false,
+            hotplugged: false,
         }
     }
 

@@ -198,6 +198,7 @@ pub fn delegates_after(
         if let Some(d) = resolved.get(wanted.position) {
             let mut added = d.clone();
             added.ifname_request = ifname.clone();
+            added.hotplugged = true;
             out.push(added);
         }
     }

@@ -40,6 +40,9 @@ pub struct AttachedNetwork {
     pub interface: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// Plugged into the running pod by `dynamicNetworks`, not by the runtime's ADD.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hotplugged: bool,
 }
 
 /// The state of the namespace an attachment lives in.
@@ -204,6 +207,7 @@ pub fn scan(cni_dir: &Path, now: SystemTime) -> std::io::Result<AttachmentReport
                             network_name: d.network_name().to_string(),
                             interface: result.map(|r| r.ifname.clone()),
                             ips: result.map(result_ips).unwrap_or_default(),
+                            hotplugged: d.hotplugged,
                         }
                     })
                     .collect();

@@ -311,9 +311,12 @@ pub fn attachments(report: &AttachmentReport) -> String {
                 let nets = a
                     .networks
                     .iter()
-                    .map(|n| match &n.interface {
-                        Some(i) => format!("{i}={}", n.name),
-                        None => n.name.clone(),
+                    .map(|n| {
+                        let hot = if n.hotplugged { " (hot-plugged)" } else { "" };
+                        match &n.interface {
+                            Some(i) => format!("{i}={}{hot}", n.name),
+                            None => format!("{}{hot}", n.name),
+                        }
                     })
                     .collect::<Vec<_>>()
                     .join(" ");

@@ -175,6 +175,10 @@ fn the_cache_after_a_change_names_every_interface_so_a_del_finds_them() {
     let names: Vec<(&str, &str)> = after.iter().map(|d| (d.name.as_str(), d.ifname_request.as_str())).collect();
     // b keeps net2 though it is now delegate 1; c cannot take net1 (just removed) nor net2.
     assert_eq!(names, [("cluster", ""), ("ns/b", "net2"), ("ns/c", "net3")]);
+    assert_eq!(after.iter().map(|d| d.hotplugged).collect::<Vec<_>>(), [false, false, true]);
+    // The mark survives the cache file (an extension key the Go reader ignores).
+    let reread = crate::cache::parse_cache(&crate::cache::serialize_delegates(&after)).unwrap();
+    assert_eq!(reread.iter().map(|d| d.hotplugged).collect::<Vec<_>>(), [false, false, true]);
     // Read back as a DEL would: the same interfaces, and nothing left to do.
     let live_after = live_attachments(&after, "eth0");
     assert_eq!(live_after.iter().map(|l| l.ifname.as_str()).collect::<Vec<_>>(), ["eth0", "net2", "net3"]);

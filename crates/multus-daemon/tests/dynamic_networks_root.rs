@@ -208,3 +208,34 @@ fn a_network_that_fails_to_plug_in_leaves_the_pod_as_it_was_and_says_why() {
     assert_eq!(del.code, 0, "{del:?}");
     assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
 }
+
+/// The runtime's GC (CNI 1.1, the sandbox no longer valid) removes hot-plugged attachments as it
+/// removes the runtime's own: the cache names their interfaces.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn gc_removes_hot_plugged_attachments_too() {
+    if !require(root_skip_reason()) {
+        return;
+    }
+    let mut thick = start("");
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    annotate(&thick, "net-b");
+    eventually(
+        Duration::from_secs(20),
+        // network-status is written once the plug-in is complete.
+        || interfaces(&thick, &sandbox) == ["eth0", "net1"] && status_names(&thick).len() == 2,
+        || format!("net-b not plugged in: {:?}\n{}", interfaces(&thick, &sandbox), thick.daemon_log()),
+    );
+    assert_eq!(leases_in(&thick, "10.232.0."), 1, "leases {:?}, addresses {:?}", thick.leases(), thick.pod_addresses(&sandbox));
+
+    let mut stdin: Value = serde_json::from_slice(&std::fs::read(thick.multus_conf()).unwrap()).unwrap();
+    stdin["cniVersion"] = json!("1.1.0");
+    stdin["cni.dev/valid-attachments"] = json!([]);
+    let gc = thick.shim_with("GC", &sandbox, &serde_json::to_vec(&stdin).unwrap(), &[]);
+    assert_eq!(gc.code, 0, "{gc:?}\n{}", thick.daemon_log());
+    assert!(thick.pod_addresses(&sandbox).is_empty(), "links left: {:?}", thick.pod_addresses(&sandbox));
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
+    assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left");
+}

@@ -228,7 +228,13 @@ fn gc_removes_hot_plugged_attachments_too() {
         || interfaces(&thick, &sandbox) == ["eth0", "net1"] && status_names(&thick).len() == 2,
         || format!("net-b not plugged in: {:?}\n{}", interfaces(&thick, &sandbox), thick.daemon_log()),
     );
-    assert_eq!(leases_in(&thick, "10.232.0."), 1, "leases {:?}, addresses {:?}", thick.leases(), thick.pod_addresses(&sandbox));
+    assert_eq!(
+        leases_in(&thick, "10.232.0."),
+        1,
+        "leases {:?}, addresses {:?}",
+        thick.leases(),
+        thick.pod_addresses(&sandbox)
+    );
 
     let mut stdin: Value = serde_json::from_slice(&std::fs::read(thick.multus_conf()).unwrap()).unwrap();
     stdin["cniVersion"] = json!("1.1.0");

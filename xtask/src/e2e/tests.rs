@@ -143,3 +143,21 @@ fn local_outline_mentions_the_real_parts() {
     let o = local_outline(&args).join("\n");
     assert!(o.contains("kubectl --kubeconfig <run>/kubeconfig apply -f") && o.contains("multus-shim"));
 }
+
+#[test]
+fn the_cri_outline_has_containerd_run_the_shim() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        e2e: E2eArgs,
+    }
+    let cli = Cli::try_parse_from(["e2e", "--local", "--cri", "--dry-run"]).unwrap();
+    let o = local_outline(&cli.e2e).join("\n");
+    assert!(o.contains("containerd --config <run>/containerd/config.toml"), "{o}");
+    assert!(o.contains("images import --snapshotter native"), "{o}");
+    assert!(o.contains("RunPodSandbox") && !o.contains("CNI_COMMAND=ADD"), "{o}");
+    // --cri needs --local and is not the docker node.
+    assert!(Cli::try_parse_from(["e2e", "--cri"]).is_err());
+    assert!(Cli::try_parse_from(["e2e", "--local", "--cri", "--container"]).is_err());
+}

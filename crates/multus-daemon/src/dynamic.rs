@@ -8,11 +8,13 @@
 //!
 //! Each pass (woken by any change in the node's pod watch cache) looks at every delegate cache:
 //! a sandbox is acted on only when its namespace exists, its pod is in the cache with the UID
-//! its ADD recorded, and the annotation differs from the one last applied to it (at first
-//! sight, after a start or a runtime ADD, it is compared with the sandbox itself: changes made
-//! while the daemon was down are applied, a sandbox that already matches costs nothing). A
-//! change that failed is retried with a growing backoff (5 s doubling to 5 min) while the
-//! annotation stays the same, never in a tight loop; a Warning event on the pod says why.
+//! its ADD recorded, and the annotation differs from the one last applied to it. At first sight
+//! (a start, a new sandbox) that is the selection its delegate cache records (written by the ADD
+//! and by every complete change), so a change made during the runtime's ADD or while the daemon
+//! was down is applied, and nothing else is: a cache that records none (the Go daemon's) is
+//! taken as it is, and a changed `defaultNetworks` never rewires running pods. A change that
+//! failed is retried with a growing backoff (5 s doubling to 5 min) while the annotation stays
+//! the same, never in a tight loop; a Warning event on the pod says why.
 //!
 //! Not to be enabled together with the multus-dynamic-networks-controller, which hot-plugs
 //! through `/delegate` itself (that endpoint keeps working for it).
@@ -111,12 +113,24 @@ async fn pass(d: &Daemon, seen: &mut HashMap<String, Seen>) {
             continue;
         }
         let annotation = pod.annotation(NETWORKS_ANNOTATION).unwrap_or("").to_string();
-        let first_sight = !seen.contains_key(&attachment.container_id);
-        if let Some(s) = seen.get(&attachment.container_id)
-            && s.annotation == annotation
-            && s.retry.is_none_or(|(at, _)| Instant::now() < at)
-        {
-            continue;
+        match seen.get(&attachment.container_id) {
+            Some(s) if s.annotation == annotation && s.retry.is_none_or(|(at, _)| Instant::now() < at) => continue,
+            Some(_) => {}
+            // First sight (a start, a new sandbox): the cache says which selection the sandbox
+            // was made for. None recorded (a cache of the Go daemon's, or of a daemon without
+            // dynamicNetworks): what it has now is its baseline.
+            None => {
+                let recorded = match multus::cache::read_cache(Path::new(&conf.cni_dir), &attachment.container_id) {
+                    multus::cache::CacheRead::Found { delegates, .. } => {
+                        delegates.first().and_then(|m| m.selection.clone())
+                    }
+                    _ => None,
+                };
+                if recorded.is_none_or(|r| r == annotation) {
+                    seen.insert(attachment.container_id.clone(), Seen { annotation, retry: None });
+                    continue;
+                }
+            }
         }
         if attachment.netns.is_empty() || d.netns().presence(&attachment.netns) != NetnsPresence::Present {
             continue;
@@ -140,36 +154,25 @@ async fn pass(d: &Daemon, seen: &mut HashMap<String, Seen>) {
             reconcile(d, &request, &conf).await
         };
         let previous = seen.get(&attachment.container_id).filter(|s| s.annotation == annotation).cloned();
-        // A change that was tried and failed is always reported. A selection that does not
-        // even resolve is reported unless this is the first look at the sandbox: then it is as
-        // its ADD made it, and a NAD deleted since is not a change the user just asked for (it
-        // is tried again, quietly, at the longest backoff).
-        let (failure, quiet) = match outcome {
+        let failure = match outcome {
             Ok(applied) => {
                 log_applied(&pod.namespace, &pod.name, &applied);
                 let text: Vec<String> = applied.failed.iter().map(|(net, e)| format!("{net}: {e}")).collect();
-                ((!text.is_empty()).then(|| text.join("; ")), false)
+                (!text.is_empty()).then(|| text.join("; "))
             }
-            Err(e) => (Some(e.to_string()), first_sight),
+            Err(e) => Some(e.to_string()),
         };
-        let retry = match failure {
-            None => None,
-            Some(e) if quiet => {
-                tracing::debug!(pod = %format!("{namespace}/{name}"), "{CONFIG_KEY}: the selection does not resolve: {e}");
-                Some((Instant::now() + MAX_RETRY, MAX_RETRY))
-            }
-            Some(e) => {
-                let wait = previous.and_then(|p| p.retry).map_or(FIRST_RETRY, |(_, w)| (w * 2).min(MAX_RETRY));
-                tracing::warn!(pod = %format!("{namespace}/{name}"), "{CONFIG_KEY}: {e} (retrying in {wait:?})");
-                d.cluster().emit(PodEvent {
-                    pod: pod.clone(),
-                    warning: true,
-                    reason: "DynamicNetworkFailed".into(),
-                    message: format!("the change of {NETWORKS_ANNOTATION} could not be applied: {e}"),
-                });
-                Some((Instant::now() + wait, wait))
-            }
-        };
+        let retry = failure.map(|e| {
+            let wait = previous.and_then(|p| p.retry).map_or(FIRST_RETRY, |(_, w)| (w * 2).min(MAX_RETRY));
+            tracing::warn!(pod = %format!("{namespace}/{name}"), "{CONFIG_KEY}: {e} (retrying in {wait:?})");
+            d.cluster().emit(PodEvent {
+                pod: pod.clone(),
+                warning: true,
+                reason: "DynamicNetworkFailed".into(),
+                message: format!("the change of {NETWORKS_ANNOTATION} could not be applied: {e}"),
+            });
+            (Instant::now() + wait, wait)
+        });
         seen.insert(attachment.container_id.clone(), Seen { annotation, retry });
     }
 }

@@ -245,3 +245,34 @@ fn gc_removes_hot_plugged_attachments_too() {
     assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
     assert!(!thick.path("cni").join(&sandbox.container_id).exists(), "delegate cache left");
 }
+
+/// A change made while the daemon was down is applied when it is back (the delegate cache
+/// records the selection the sandbox was made for); an unchanged pod is left alone.
+#[test]
+#[ignore = "needs root, iproute2 and /usr/lib/cni (containernetworking-plugins)"]
+fn a_change_made_while_the_daemon_was_down_is_applied_when_it_is_back() {
+    if !require(root_skip_reason()) {
+        return;
+    }
+    let mut thick = start("net-a");
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    thick.stop_daemon();
+    annotate(&thick, "net-a,net-b");
+    thick.start_daemon();
+    eventually(
+        Duration::from_secs(20),
+        || interfaces(&thick, &sandbox) == ["eth0", "net1", "net2"] && status_names(&thick).len() == 3,
+        || {
+            format!(
+                "net-b not plugged in after the restart: {:?}\n{}",
+                interfaces(&thick, &sandbox),
+                thick.daemon_log()
+            )
+        },
+    );
+    let del = thick.shim("DEL", &sandbox);
+    assert_eq!(del.code, 0, "{del:?}");
+    assert!(thick.leases().is_empty(), "leases left: {:?}", thick.leases());
+}

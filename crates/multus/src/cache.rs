@@ -161,6 +161,10 @@ pub struct CacheEntry {
     /// deletes it like any other.
     #[serde(rename = "hotplugged", default, skip_serializing_if = "std::ops::Not::not")]
     pub hotplugged: bool,
+    /// Ours (`dynamicNetworks`, master entry): the selection annotation the attachments were
+    /// made for; ignored by the Go reader.
+    #[serde(rename = "selection", default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
 }
 
 /// `<cniDir>/<containerID>`
@@ -291,6 +295,7 @@ fn entry_of(d: &Delegate) -> CacheEntry {
         port_mappings_request: (!d.port_mappings_request.is_empty()).then(|| d.port_mappings_request.clone()),
         bandwidth_request: d.bandwidth_request.clone(),
         hotplugged: d.hotplugged,
+        selection: d.selection.clone(),
     }
 }
 
@@ -429,6 +434,7 @@ fn delegate_of(entry: CacheEntry, index: usize) -> Result<Delegate, EntryError> 
     d.port_mappings_request = entry.port_mappings_request.unwrap_or_default();
     d.bandwidth_request = entry.bandwidth_request;
     d.hotplugged = entry.hotplugged;
+    d.selection = entry.selection;
     d.is_master = index == 0;
     Ok(d)
 }

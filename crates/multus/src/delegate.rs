@@ -99,6 +99,9 @@ pub struct Delegate {
     pub filter_v6_gateway: bool,
     /// Plugged into a running pod (`dynamicNetworks`), not by the runtime's ADD.
     pub hotplugged: bool,
+    /// The master's entry only, with `dynamicNetworks`: the selection annotation the sandbox's
+    /// attachments were made for (what a later change is compared with, also after a restart).
+    pub selection: Option<String>,
 }
 
 impl Delegate {
@@ -129,6 +132,7 @@ impl Delegate {
             filter_v4_gateway: false,
             filter_v6_gateway: false,
             hotplugged: false,
+            selection: None,
         }
     }
 

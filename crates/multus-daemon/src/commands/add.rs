@@ -109,8 +109,15 @@ pub async fn run(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<Value, 
             room
         }
     };
-    let plan = run.make_plan(&resolve_as, &args, &settings, &nads).await?;
+    let mut plan = run.make_plan(&resolve_as, &args, &settings, &nads).await?;
     drop(nads);
+    // With dynamicNetworks the cache remembers the selection this sandbox was made for: a
+    // change made during this ADD (or while the daemon was down) is then seen as one.
+    if crate::dynamic::enabled(&d.config).unwrap_or(false)
+        && let Some(master) = plan.delegates.first_mut()
+    {
+        master.selection = Some(pod.annotation(multus::model::NETWORKS_ANNOTATION).unwrap_or("").to_string());
+    }
     let cni_dir = PathBuf::from(&conf.cni_dir);
     // A runtime should not ADD twice without a DEL; if it does, the first ADD's cache must
     // survive this one's failure so that its DEL still finds everything.

@@ -20,6 +20,7 @@ use multus::config::NetConf;
 use multus::error::{ErrorKind, MultusError};
 use multus::hotplug::{HotplugPlan, delegates_after, live_attachments, plan_hotplug, wanted_attachments};
 use multus::k8s_args::K8sArgs;
+use multus::model::NETWORKS_ANNOTATION;
 use multus::plan::{self, Operation};
 use multus::status;
 use std::path::PathBuf;
@@ -64,7 +65,16 @@ pub async fn reconcile(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<A
     let live = live_attachments(&cached, &req.ifname);
     let hot = plan_hotplug(&live, &wanted_attachments(&resolved.delegates))
         .map_err(|e| CommandError::multus(&who, ErrorKind::PodDelegates, e.to_string()))?;
+    let selection = pod.annotation(NETWORKS_ANNOTATION).unwrap_or("").to_string();
     if hot.is_empty() {
+        // Nothing to change; the cache learns that this selection is what the sandbox has.
+        if cached.first().is_some_and(|m| m.selection.as_deref() != Some(selection.as_str())) {
+            let mut same = cached.clone();
+            same[0].selection = Some(selection);
+            cache::write_cache(&cni_dir, &req.container_id, &same).map_err(|e| {
+                CommandError::multus(&who, ErrorKind::SaveDelegates, format!("error saving the delegates: {e}"))
+            })?;
+        }
         return Ok(Applied::default());
     }
     let runtime_config = runtime_config(conf);
@@ -136,7 +146,13 @@ pub async fn reconcile(d: &Daemon, req: &CniRequest, conf: &NetConf) -> Result<A
     if done.is_empty() {
         return Ok(applied);
     }
-    let after = delegates_after(&cached, &req.ifname, &done, &resolved.delegates);
+    let selection = if applied.failed.is_empty() { Some(selection) } else { None };
+    let mut after = delegates_after(&cached, &req.ifname, &done, &resolved.delegates);
+    // The selection is recorded as reached only when all of it was: after a restart, what
+    // failed is tried again.
+    if let (Some(selection), Some(master)) = (selection, after.first_mut()) {
+        master.selection = Some(selection);
+    }
     cache::write_cache(&cni_dir, &req.container_id, &after).map_err(|e| {
         CommandError::multus(&who, ErrorKind::SaveDelegates, format!("error saving the delegates: {e}"))
     })?;

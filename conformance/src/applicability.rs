@@ -73,6 +73,16 @@ pub fn can_run(target: &Target, versions: &Versions, driver: &dyn TargetDriver, 
     driver.can_run(case)
 }
 
+/// `Some(reason)` when a case that can run here judges an extension the target does not
+/// declare: recorded as `unsupported` (like a verb a plugin's version does not know, §5.13),
+/// never as a failure.
+pub fn unsupported(driver: &dyn TargetDriver, case: &Case) -> Option<String> {
+    (case.requires.contains(&Require::DynamicNetworks) && !driver.offers().dynamic_networks).then(|| {
+        "target does not declare networks that follow the pod (`dynamic_networks: true`, a multus-rs extension)"
+            .to_string()
+    })
+}
+
 /// Why requirement `r` is not met here.
 fn unmet(target: &Target, versions: &Versions, driver: &dyn TargetDriver, r: &Require) -> Option<String> {
     let supported = &versions.supported;
@@ -151,6 +161,16 @@ mod tests {
         assert!(needs_working_add(&case("[{action: parallel, with: {count: 2, command: ADD}}]")));
         assert!(!needs_working_add(&case("[{cni: ADD, expect: {exit: failure}}]")));
         assert!(!needs_working_add(&case("[{cni: VERSION}, {cni: DEL}]")));
+    }
+
+    #[test]
+    fn only_a_target_without_dynamic_networks_reports_their_cases_unsupported() {
+        use crate::driver::unavailable::Unavailable;
+        let mut c = case("[{cni: ADD}]");
+        let plain = Unavailable { why: "x".into() };
+        assert_eq!(unsupported(&plain, &c), None, "a case that does not need them runs");
+        c.requires.push(Require::DynamicNetworks);
+        assert!(unsupported(&plain, &c).is_some_and(|why| why.contains("dynamic_networks")));
     }
 
     #[test]

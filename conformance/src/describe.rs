@@ -6,10 +6,11 @@ use crate::model::{ExitExpect, Step};
 pub fn describe_expectation(s: &Step) -> String {
     if let Some(check) = &s.check {
         let with = serde_json::to_string(&s.with).unwrap_or_default();
+        let when = s.poll.map(|p| format!(" within {p} s")).unwrap_or_default();
         return if s.with.is_empty() {
-            format!("check {check} holds")
+            format!("check {check} holds{when}")
         } else {
-            format!("check {check} holds for {with}")
+            format!("check {check} holds{when} for {with}")
         };
     }
     if let Some(action) = &s.action {

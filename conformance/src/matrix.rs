@@ -326,8 +326,8 @@ impl Matrix {
             s,
             "Outcomes: `pass`; `FAIL` (reason below); `skip` (the case does not apply to this implementation, or \
              cannot run here — reasons below); `unsup` (the implementation does not implement the verb in a way \
-             cni.md allows, §5.13). Strength: MUST (spec requirement), SHOULD (recommendation), REF (what the Go \
-             reference does and runtimes rely on).\n"
+             cni.md allows, §5.13, or an extension a case judges: multus-rs's `dynamicNetworks`). Strength: MUST \
+             (spec requirement), SHOULD (recommendation), REF (what the Go reference does and runtimes rely on).\n"
         );
         let _ = writeln!(s, "## Summary\n");
         let _ = writeln!(s, "| implementation | target | judged | pass | FAIL | MUST FAIL | unsup | skip |");

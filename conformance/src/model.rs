@@ -21,6 +21,7 @@ pub const GROUPS: &[&str] = &[
     "multus-status-annotation",
     "multus-failures",
     "multus-devices",
+    "multus-dynamic",
     "thick-daemon",
 ];
 
@@ -110,6 +111,9 @@ pub enum Require {
     /// A thick target whose daemon reads device IDs from a scriptable kubelet pod-resources
     /// API (`fake-kubelet`), so `setup.devices` can give pods devices.
     Devices,
+    /// A thick target that declares networks following the pod (`dynamic_networks: true`, a
+    /// multus-rs extension): a target without it reports the case `unsupported`, not a failure.
+    DynamicNetworks,
 }
 
 /// One case file: a list of cases of one group.
@@ -290,6 +294,10 @@ pub struct Step {
     /// Per-step timeout in seconds (default 30).
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// A check: retry it until it holds, for up to this many seconds (what an asynchronous
+    /// actor such as a pod watch does eventually); its last verdict counts.
+    #[serde(default)]
+    pub poll: Option<u64>,
     #[serde(default)]
     pub expect: Expect,
     /// Run this step as teardown: always run, failures do not fail the case.

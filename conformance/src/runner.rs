@@ -147,6 +147,10 @@ impl Runner {
             result.outcome = Outcome::Skipped { reason };
             return result;
         }
+        if let Some(reason) = applicability::unsupported(self.session.driver.as_ref(), case) {
+            result.outcome = Outcome::Unsupported { reason };
+            return result;
+        }
         let outcome = match case_setup::setup(&mut self.session, case) {
             Err(e) => Outcome::Fail { reason: format!("setup failed: {e}") },
             Ok(mut env) => {

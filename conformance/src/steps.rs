@@ -10,7 +10,7 @@ use crate::model::{Case, Step};
 use crate::parallel;
 use crate::report::{FailureDetail, Outcome, StepRecord};
 use crate::session::Session;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub fn run_steps(s: &mut Session, case: &Case, env: &mut CaseEnv) -> (Outcome, Option<FailureDetail>) {
     let mut failure: Option<String> = None;
@@ -75,14 +75,32 @@ fn check_step(s: &Session, name: &str, step: &Step, env: &mut CaseEnv) -> StepOu
     env.current = step.attachment.clone();
     let start = Instant::now();
     let scope = s.scope();
-    let r = match checks::run(&scope, name, step, env) {
+    let once = |env: &CaseEnv| match checks::run(&scope, name, step, env) {
         Checked::Done(o) => o,
         Checked::ForDriver { otherwise } => {
             s.driver.check(&scope, name, step, env).unwrap_or(StepOutcome::Skip(otherwise))
         }
     };
-    push_record(env, format!("check {name}"), &r, start);
+    let r = poll(step.poll.map(Duration::from_secs), || once(env));
+    let label = match step.poll {
+        Some(secs) => format!("check {name} (within {secs} s)"),
+        None => format!("check {name}"),
+    };
+    push_record(env, label, &r, start);
     r
+}
+
+/// Run `check` once, or with `within` again every 200 ms until it no longer fails or the time
+/// is up: the last verdict counts.
+fn poll(within: Option<Duration>, mut check: impl FnMut() -> StepOutcome) -> StepOutcome {
+    let deadline = within.map(|w| Instant::now() + w);
+    loop {
+        let r = check();
+        match (&r, deadline) {
+            (StepOutcome::Fail(_), Some(d)) if Instant::now() < d => std::thread::sleep(Duration::from_millis(200)),
+            _ => return r,
+        }
+    }
 }
 
 /// A shared action, `parallel`, else the driver's, else skipped.
@@ -98,4 +116,29 @@ fn action_step(s: &mut Session, case: &Case, name: &str, step: &Step, env: &mut 
         .unwrap_or_else(|| StepOutcome::Skip(format!("action {name} needs a thick target")));
     push_record(env, format!("action {name}"), &r, start);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_polled_check_is_retried_until_it_holds_or_the_time_is_up() {
+        let mut n = 0;
+        let r = poll(Some(Duration::from_secs(5)), || {
+            n += 1;
+            if n < 3 { StepOutcome::Fail("not yet".into()) } else { StepOutcome::Ok }
+        });
+        assert_eq!((r, n), (StepOutcome::Ok, 3));
+        let start = Instant::now();
+        let r = poll(Some(Duration::from_millis(300)), || StepOutcome::Fail("never".into()));
+        assert_eq!(r, StepOutcome::Fail("never".into()));
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        let mut once = 0;
+        let _ = poll(None, || {
+            once += 1;
+            StepOutcome::Fail("x".into())
+        });
+        assert_eq!(once, 1, "without poll a check runs once");
+    }
 }

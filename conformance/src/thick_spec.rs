@@ -58,6 +58,11 @@ pub struct ThickSpec {
     /// `/var/lib/kubelet/pod-resources`). Unset, or the binary missing: no device cases.
     #[serde(default)]
     pub fake_kubelet: Option<String>,
+    /// The daemon makes a running pod's networks follow its selection annotation (multus-rs:
+    /// the harness writes `"dynamicNetworks": true` into its config). Unset: the
+    /// `multus-dynamic` cases report `unsupported`.
+    #[serde(default)]
+    pub dynamic_networks: bool,
 }
 
 fn default_name() -> String {
@@ -106,6 +111,7 @@ impl ThickSpec {
             kubectl: default_kubectl(),
             ready_timeout: default_ready(),
             fake_kubelet: Some("{{bin}}/fake-kubelet".into()),
+            dynamic_networks: true,
         }
     }
 }

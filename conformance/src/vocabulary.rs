@@ -33,6 +33,9 @@ pub const KNOWN_CHECKS: &[&str] = &[
     // runtimeConfig.CNIDeviceInfoFile (`network` filter) exists (`exists`, default true),
     // holding `pci_address`
     "device-info-file",
+    // thick: events about the attachment's pod with `reason` (and `type`, `message_contains`)
+    // exist (`exists`, default true)
+    "events",
 ];
 
 /// Actions a case may name.
@@ -52,5 +55,8 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "delete-pod",
     // thick: delete the delegate record (calls.jsonl)
     "clear-records",
+    // thick: merge `annotations` / `labels` (templated; null removes) into the attachment's
+    // pod through the API server, as `kubectl annotate` / `kubectl label` would
+    "update-pod",
     "sleep",
 ];

@@ -33,6 +33,8 @@ pub struct Offers {
     pub delegate_records: bool,
     /// Container interfaces and IPAM state (thick: a bridge cluster network).
     pub interfaces: bool,
+    /// Networks that follow the pod's selection annotation (thick: `dynamic_networks`).
+    pub dynamic_networks: bool,
 }
 
 /// The rendered network a case defines (`setup.network`): its config and capability args.

@@ -38,7 +38,8 @@ impl ThickCheck<'_> {
     pub fn run(&self, name: &str) -> StepOutcome {
         let att = self.env.attachments.get(&self.step.attachment);
         match (name, att) {
-            ("annotation" | "cache-file" | "device-info-file", None) => StepOutcome::fail("no attachment"),
+            ("annotation" | "cache-file" | "device-info-file" | "events", None) => StepOutcome::fail("no attachment"),
+            ("events", Some(att)) => self.events(att),
             ("annotation", Some(att)) => self.annotation(att),
             ("cache-file", Some(att)) => self.cache_file(att),
             ("device-info-file", Some(att)) => self.device_info_file(att),
@@ -140,6 +141,35 @@ impl ThickCheck<'_> {
         }
     }
 
+    /// Events about the attachment's pod with the step's `reason` (and `type`,
+    /// `message_contains`) exist (or not).
+    fn events(&self, att: &Attachment) -> StepOutcome {
+        let list = match kubectl(self.node, &["get", "events", "-n", &self.env.id, "-o", "json"], None) {
+            Ok(s) => serde_json::from_str::<Value>(&s).unwrap_or(Value::Null),
+            Err(e) => return StepOutcome::fail(e.to_string()),
+        };
+        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        let (reason, kind, needle) =
+            (self.with_str("reason"), self.with_str("type"), self.with_str("message_contains"));
+        let matching = matching_events(&items, &att.pod, reason.as_deref(), kind.as_deref(), needle.as_deref());
+        let seen: Vec<String> = items
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e["type"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        match (matching, self.wants_existence()) {
+            (0, true) => StepOutcome::fail(format!("no matching event about pod {} (events: {seen:?})", att.pod)),
+            (n, false) if n > 0 => StepOutcome::fail(format!("{n} matching event(s) about pod {}: {seen:?}", att.pod)),
+            _ => StepOutcome::Ok,
+        }
+    }
+
     /// Multus' delegate cache file `<cniDir>/<cid>` exists (or not).
     fn cache_file(&self, att: &Attachment) -> StepOutcome {
         let p = Path::new(&self.node.vars["cni_dir"]).join(&att.cid);
@@ -217,5 +247,43 @@ impl ThickCheck<'_> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// How many `events` are about pod `pod` with the given reason, type and message part.
+fn matching_events(
+    events: &[Value],
+    pod: &str,
+    reason: Option<&str>,
+    kind: Option<&str>,
+    message_contains: Option<&str>,
+) -> usize {
+    let field = |e: &Value, p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    events
+        .iter()
+        .filter(|e| field(e, "/involvedObject/name") == pod)
+        .filter(|e| reason.is_none_or(|r| field(e, "/reason") == r))
+        .filter(|e| kind.is_none_or(|t| field(e, "/type") == t))
+        .filter(|e| message_contains.is_none_or(|m| field(e, "/message").contains(m)))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matching_events;
+    use serde_json::json;
+
+    #[test]
+    fn events_match_on_pod_reason_type_and_message() {
+        let events = [
+            json!({"involvedObject": {"name": "p"}, "reason": "DynamicNetworkFailed", "type": "Warning", "message": "net-b: refused"}),
+            json!({"involvedObject": {"name": "q"}, "reason": "DynamicNetworkFailed", "type": "Warning", "message": "x"}),
+            json!({"involvedObject": {"name": "p"}, "reason": "AddedInterface", "type": "Normal", "message": "net1"}),
+        ];
+        assert_eq!(matching_events(&events, "p", Some("DynamicNetworkFailed"), Some("Warning"), None), 1);
+        assert_eq!(matching_events(&events, "p", Some("DynamicNetworkFailed"), None, Some("net-b")), 1);
+        assert_eq!(matching_events(&events, "p", Some("DynamicNetworkFailed"), Some("Normal"), None), 0);
+        assert_eq!(matching_events(&events, "p", None, None, None), 2);
+        assert_eq!(matching_events(&events, "r", None, None, None), 0);
     }
 }

@@ -4,7 +4,7 @@
 use super::checks::ThickCheck;
 use super::devices::{DP_DEVINFO_DIR, script_devices};
 use super::node::{NodeError, ThickNode};
-use super::objects::{Namespaces, case_objects, kubectl, plain_pod};
+use super::objects::{Namespaces, case_objects, kubectl, plain_pod, render_case};
 use crate::case_env::{CaseEnv, StepOutcome};
 use crate::driver::{CaseNetwork, Offers, TargetDriver};
 use crate::errors::{CaseSetupError, KubeError};
@@ -68,6 +68,38 @@ impl ThickDriver {
     }
 }
 
+impl ThickDriver {
+    /// Merge the step's `annotations` and `labels` into the attachment's pod: one update
+    /// through the API server (a merge patch, as `kubectl annotate`/`kubectl label` send).
+    fn update_pod(&self, step: &Step, env: &CaseEnv) -> StepOutcome {
+        let Some(att) = env.attachments.get(&step.attachment) else {
+            return StepOutcome::Fail("no attachment".into());
+        };
+        let metadata = pod_metadata_patch(&step.with, &|s| render_case(&self.node, env, s));
+        let patch = serde_json::json!({ "metadata": metadata }).to_string();
+        match kubectl(&self.node, &["patch", "pod", "-n", &env.id, &att.pod, "--type", "merge", "-p", &patch], None) {
+            Ok(_) => StepOutcome::Ok,
+            Err(e) => StepOutcome::Fail(e.to_string()),
+        }
+    }
+}
+
+/// The `metadata` of a merge patch from a step's `annotations` and `labels` (string values
+/// rendered; `null` kept: it removes the key).
+fn pod_metadata_patch(with: &std::collections::BTreeMap<String, Value>, render: &dyn Fn(&str) -> String) -> Value {
+    let mut metadata = serde_json::Map::new();
+    for key in ["annotations", "labels"] {
+        if let Some(Value::Object(m)) = with.get(key) {
+            let rendered = m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.clone(), |s| Value::String(render(s)))))
+                .collect();
+            metadata.insert(key.to_string(), Value::Object(rendered));
+        }
+    }
+    Value::Object(metadata)
+}
+
 impl TargetVars for ThickDriver {
     fn var(&self, key: &str, _which: &str, _env: &CaseEnv) -> Option<Value> {
         match key {
@@ -108,6 +140,7 @@ impl TargetDriver for ThickDriver {
             devices: self.node.serves_devices(),
             delegate_records: self.node.fake.is_some(),
             interfaces: self.node.bridge,
+            dynamic_networks: self.node.spec.dynamic_networks,
         }
     }
 
@@ -177,6 +210,7 @@ impl TargetDriver for ThickDriver {
                 Err(e) => StepOutcome::Fail(e.to_string()),
             },
             "delete-pod" => self.delete_pod(step, env),
+            "update-pod" => self.update_pod(step, env),
             "clear-records" => {
                 let _ = std::fs::remove_file(Path::new(&self.node.vars["records"]).join("calls.jsonl"));
                 StepOutcome::Ok
@@ -208,5 +242,27 @@ impl TargetDriver for ThickDriver {
 impl Drop for ThickDriver {
     fn drop(&mut self) {
         self.remove_dp_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_update_patches_only_the_given_annotations_and_labels() {
+        let with: std::collections::BTreeMap<String, Value> = serde_json::from_value(json!({
+            "annotations": {"k8s.v1.cni.cncf.io/networks": "{{x}}", "gone": null},
+            "labels": {"app": "a"},
+            "other": 1
+        }))
+        .unwrap();
+        let got = pod_metadata_patch(&with, &|s| s.replace("{{x}}", "net-a,net-b"));
+        assert_eq!(
+            got,
+            json!({"annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b", "gone": null}, "labels": {"app": "a"}})
+        );
+        assert_eq!(pod_metadata_patch(&Default::default(), &|s| s.into()), json!({}));
     }
 }

@@ -255,6 +255,9 @@ impl ThickNode {
         if let (Some(socket), Some(m)) = (self.vars.get("kubelet_socket"), conf.as_object_mut()) {
             m.insert("kubeletPodResourcesSocket".into(), json!(socket));
         }
+        if let (true, Some(m)) = (self.spec.dynamic_networks, conf.as_object_mut()) {
+            m.insert("dynamicNetworks".into(), json!(true));
+        }
         let overlay = render_value(&self.spec.daemon_config, &|k| self.vars.get(k).map(|v| Value::String(v.clone())));
         if !overlay.is_null() {
             merge_patch(&mut conf, &overlay);

@@ -10,6 +10,8 @@ use crate::util::workspace_root;
 
 /// The manifest's file name, as the thick-plugin documentation names it.
 pub const MANIFEST: &str = "multus-daemonset-thick-plugin.yml";
+/// The optional perNodeCertificate approver (Deployment and RBAC), applied on its own.
+pub const CERT_APPROVER_MANIFEST: &str = "cert-approver.yml";
 
 pub fn deployments_dir() -> PathBuf {
     workspace_root().join("deployments")
@@ -68,11 +70,69 @@ mod tests {
         v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
     }
 
-    /// One source: the documented file is the only manifest (no hand-kept split copies).
+    /// One source: the documented files are the only manifests (no hand-kept split copies).
     #[test]
-    fn deployments_is_the_one_documented_file() {
+    fn deployments_is_the_documented_files() {
         let names: BTreeSet<String> = load().unwrap().into_iter().map(|(f, _)| f).collect();
-        assert_eq!(names, BTreeSet::from([MANIFEST.to_string()]));
+        assert_eq!(names, BTreeSet::from([CERT_APPROVER_MANIFEST.to_string(), MANIFEST.to_string()]));
+    }
+
+    /// The cert-approver manifest parses, runs a binary the image contains, from the
+    /// DaemonSet's image, on the host network (nodes wait for it before their CNI works), and
+    /// grants what the approver does and no more.
+    #[test]
+    fn the_cert_approver_manifest_runs_the_images_approver() {
+        let docs = load_file(&deployments_dir().join(CERT_APPROVER_MANIFEST)).unwrap();
+        let kinds: BTreeSet<(String, String)> = docs
+            .iter()
+            .map(|d| (d["kind"].as_str().unwrap().to_string(), d["metadata"]["name"].as_str().unwrap().to_string()))
+            .collect();
+        let name = "multus-cert-approver".to_string();
+        let expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+            .map(|k| (k.to_string(), name.clone()));
+        assert_eq!(kinds, BTreeSet::from(expected));
+        let deployment = get(&docs, "Deployment", "multus-cert-approver");
+        let spec = &deployment["spec"]["template"]["spec"];
+        assert_eq!(spec["serviceAccountName"], "multus-cert-approver");
+        assert_eq!(spec["hostNetwork"], true);
+        let container = &spec["containers"][0];
+        let command = container["command"][0].as_str().unwrap();
+        let in_image: BTreeSet<String> = crate::image::image_paths(false).into_iter().map(|(path, _)| path).collect();
+        assert!(in_image.contains(command), "{command} is not in the image");
+        assert_eq!(command, format!("{}/cert-approver", crate::image::IMAGE_BIN_DIR));
+        assert!(crate::image::BINARIES.contains(&"cert-approver"));
+        let daemonset = get(&self::docs(), "DaemonSet", "kube-multus-ds").clone();
+        assert_eq!(container["image"], daemonset["spec"]["template"]["spec"]["containers"][0]["image"]);
+        let binding = get(&docs, "ClusterRoleBinding", "multus-cert-approver");
+        assert_eq!(binding["roleRef"]["name"], "multus-cert-approver");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "multus-cert-approver", "namespace": "kube-system"}])
+        );
+        let rules = get(&docs, "ClusterRole", "multus-cert-approver")["rules"].as_array().unwrap().clone();
+        let granted: BTreeSet<String> = rules
+            .iter()
+            .flat_map(|r| {
+                let names = r["resourceNames"].as_array().cloned().unwrap_or_default();
+                strs(&r["resources"]).into_iter().flat_map(move |res| {
+                    let names = names.clone();
+                    strs(&r["verbs"]).into_iter().map(move |v| {
+                        let n: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                        format!("{v} {res} {}", n.join(","))
+                    })
+                })
+            })
+            .collect();
+        let expected = [
+            "get certificatesigningrequests ",
+            "list certificatesigningrequests ",
+            "watch certificatesigningrequests ",
+            "update certificatesigningrequests/approval ",
+            "approve signers kubernetes.io/kube-apiserver-client",
+            "get nodes ",
+        ]
+        .map(str::to_string);
+        assert_eq!(granted, BTreeSet::from(expected));
     }
 
     /// The Go manifest's objects, by kind, name and namespace.

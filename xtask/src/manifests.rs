@@ -87,10 +87,28 @@ mod tests {
             .iter()
             .map(|d| (d["kind"].as_str().unwrap().to_string(), d["metadata"]["name"].as_str().unwrap().to_string()))
             .collect();
-        let name = "multus-cert-approver".to_string();
-        let expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
-            .map(|k| (k.to_string(), name.clone()));
+        let expected = [
+            ("ServiceAccount", "multus-cert-approver"),
+            ("ClusterRole", "multus-cert-approver"),
+            ("ClusterRoleBinding", "multus-cert-approver"),
+            ("Deployment", "multus-cert-approver"),
+            ("ClusterRoleBinding", "multus-per-node-certificate"),
+            ("ClusterRole", "multus-certificate-renewal"),
+            ("ClusterRoleBinding", "multus-certificate-renewal"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string()));
         assert_eq!(kinds, BTreeSet::from(expected));
+        // The daemon's certificate identity (group system:multus) gets the DaemonSet's role and
+        // what its renewals need.
+        let group = json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:multus"}]);
+        let per_node = get(&docs, "ClusterRoleBinding", "multus-per-node-certificate");
+        assert_eq!((&per_node["roleRef"]["name"], &per_node["subjects"]), (&json!("multus"), &group));
+        get(&self::docs(), "ClusterRole", "multus");
+        let renewal = get(&docs, "ClusterRoleBinding", "multus-certificate-renewal");
+        assert_eq!((&renewal["roleRef"]["name"], &renewal["subjects"]), (&json!("multus-certificate-renewal"), &group));
+        let renewal_rules = &get(&docs, "ClusterRole", "multus-certificate-renewal")["rules"];
+        assert_eq!(strs(&renewal_rules[0]["verbs"]), strs(&json!(["create", "get", "list", "watch"])));
+        assert_eq!(renewal_rules[0]["resources"], json!(["certificatesigningrequests"]));
         let deployment = get(&docs, "Deployment", "multus-cert-approver");
         let spec = &deployment["spec"]["template"]["spec"];
         assert_eq!(spec["serviceAccountName"], "multus-cert-approver");
@@ -451,6 +469,38 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("daemonset.apps/kube-multus-ds created"), "{stdout}");
+    }
+
+    /// `kubectl apply -f deployments/cert-approver.yml` (docs/deploy.md) against kube-mock:
+    /// every object accepted.
+    #[test]
+    fn kubectl_applies_the_cert_approver_manifest_to_kube_mock() {
+        if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
+            return;
+        }
+        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kc).unwrap();
+        let file = format!("deployments/{CERT_APPROVER_MANIFEST}");
+        let out = std::process::Command::new("kubectl")
+            .current_dir(workspace_root())
+            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", &file])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        for what in [
+            "serviceaccount/multus-cert-approver created",
+            "clusterrole.rbac.authorization.k8s.io/multus-cert-approver created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-cert-approver created",
+            "deployment.apps/multus-cert-approver created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-per-node-certificate created",
+            "clusterrole.rbac.authorization.k8s.io/multus-certificate-renewal created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-certificate-renewal created",
+        ] {
+            assert!(stdout.contains(what), "{what} not in:\n{stdout}");
+        }
     }
 
     /// The documented command against kube-mock: every object accepted and stored under the Go

@@ -11,6 +11,7 @@ use crate::util::workspace_root;
 /// The manifest's file name, as the thick-plugin documentation names it.
 pub const MANIFEST: &str = "multus-daemonset-thick-plugin.yml";
 /// The optional perNodeCertificate approver (Deployment and RBAC), applied on its own.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const CERT_APPROVER_MANIFEST: &str = "cert-approver.yml";
 
 pub fn deployments_dir() -> PathBuf {

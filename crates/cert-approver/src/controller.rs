@@ -150,10 +150,12 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|outcome| async move {
-            if let Err(kube::runtime::controller::Error::ObjectNotFound(_)) = &outcome {
-                // Deleted before its turn.
-            } else if let Err(error) = outcome {
-                tracing::debug!("controller: {error}");
+            use kube::runtime::controller::Error;
+            match outcome {
+                // Deleted before its turn; a failed decision (logged by `error_policy`).
+                Ok(_) | Err(Error::ObjectNotFound(_) | Error::ReconcilerFailed(..)) => {}
+                // The watch itself (e.g. no permission to list): retried with backoff.
+                Err(error) => tracing::warn!("watching CertificateSigningRequests: {error}"),
             }
         })
         .await;

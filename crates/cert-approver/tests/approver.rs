@@ -282,11 +282,12 @@ async fn the_manifests_rbac_is_what_the_approver_needs() {
     assert_eq!(decision(&server, &name, &approver).await.0, "Approved");
     approver.stop(Duration::from_secs(5));
 
-    // Without `approve` on the signer (or without reading nodes), nothing is decided and the
-    // log names the missing permission.
+    // Without `approve` on the signer, reading nodes or listing requests, nothing is decided
+    // and the log names the missing permission.
     for (dropped, expected) in [
         ("signers", "user not permitted to approve requests with signerName"),
         ("nodes", "cannot get resource \"nodes\""),
+        ("certificatesigningrequests", "cannot list resource \"certificatesigningrequests\""),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (server, approver) = approver_as_service_account(Some(dropped), dir.path()).await;

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# The multus-rs image: static multus-daemon, multus-shim, multus-install and passthru in an empty
-# image, at the Go image's paths (/usr/src/multus-cni/bin; install_multus -> multus-install), so
+# The multus-rs image: static multus-daemon, multus-shim, multus-install, passthru and cert-approver
+# (perNodeCertificate's CSR approver, deployments/cert-approver.yml) in an empty image, at the Go image's paths (/usr/src/multus-cni/bin; install_multus -> multus-install), so
 # the Go project's DaemonSet runs it unchanged.
 #
 # From source, for the machine's architecture (BuildKit: `docker buildx build`, or `docker build`
@@ -65,10 +65,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     export MULTUS_RS_GIT_COMMIT="$GIT_COMMIT" MULTUS_RS_BUILD_DATE="$BUILD_DATE"; \
     RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C strip=symbols" \
       cargo build --locked --profile "$PROFILE" --target "$rust_target" \
-        -p multus-daemon -p multus-shim -p multus-install -p passthru; \
+        -p multus-daemon -p multus-shim -p multus-install -p passthru -p cert-approver; \
     bin="$ROOTFS/usr/src/multus-cni/bin"; \
     mkdir -p "$bin" "$ROOTFS/run" "$ROOTFS/var" "$ROOTFS/tmp"; \
-    for b in multus-daemon multus-shim multus-install passthru; do \
+    for b in multus-daemon multus-shim multus-install passthru cert-approver; do \
       install -m 0755 "target/$rust_target/$PROFILE/$b" "$bin/$b"; \
     done; \
     ln -s multus-install "$bin/install_multus"; \
@@ -78,7 +78,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # ---- the image ----------------------------------------------------------------------------------
 FROM scratch
 LABEL org.opencontainers.image.title="multus-rs" \
-      org.opencontainers.image.description="Multus CNI thick plugin (multus-daemon, multus-shim, multus-install, passthru)" \
+      org.opencontainers.image.description="Multus CNI thick plugin (multus-daemon, multus-shim, multus-install, passthru, cert-approver)" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /rootfs/ /
 ENTRYPOINT ["/usr/src/multus-cni/bin/multus-daemon"]

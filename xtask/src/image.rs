@@ -23,8 +23,9 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 pub const RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static -C strip=symbols";
 /// Where the manifests expect the binaries inside the image (the Go image's directory).
 pub const IMAGE_BIN_DIR: &str = "/usr/src/multus-cni/bin";
-/// The binaries every image has (cargo binary names = file names in [`IMAGE_BIN_DIR`]).
-pub const BINARIES: [&str; 3] = ["multus-daemon", "multus-shim", "multus-install"];
+/// The binaries every image has (cargo binary names = file names in [`IMAGE_BIN_DIR`]);
+/// `cert-approver` runs from the same image in its own Deployment (deployments/cert-approver.yml).
+pub const BINARIES: [&str; 4] = ["multus-daemon", "multus-shim", "multus-install", "cert-approver"];
 /// Built and shipped when the workspace has a binary of this name: the CNI plugin the Go
 /// project installs for `auxiliaryCNIChainName` chains (`install_multus` copies it to the node).
 pub const OPTIONAL_BINARIES: [&str; 1] = ["passthru"];
@@ -253,6 +254,7 @@ mod tests {
             "/usr/src/multus-cni/bin/install_multus",
             "/usr/src/multus-cni/bin/passthru",
             "/usr/src/multus-cni/bin/multus-install",
+            "/usr/src/multus-cni/bin/cert-approver",
         ] {
             assert!(paths.iter().any(|x| x == p), "{p}");
         }
@@ -423,7 +425,7 @@ for p in $pkgs; do echo "$p for $target" > "target/$target/$profile/$p"; done
     #[test]
     fn context_layout() {
         let dir = tempfile::tempdir().unwrap();
-        fake_context(dir.path(), &["multus-daemon", "multus-shim", "multus-install", "passthru"]);
+        fake_context(dir.path(), &["multus-daemon", "multus-shim", "multus-install", "cert-approver", "passthru"]);
         let bin = dir.path().join("ctx/rootfs/usr/src/multus-cni/bin");
         for (path, entry) in image_paths(true) {
             let p = bin.join(Path::new(&path).file_name().unwrap());
@@ -498,6 +500,8 @@ for p in $pkgs; do echo "$p for $target" > "target/$target/$profile/$p"; done
         assert!(code == Some(0) && out.starts_with("multus-daemon: version:"), "{code:?} {out}");
         let (code, out) = exec("/usr/src/multus-cni/bin/multus-shim", &["-version"], &[]);
         assert!(code == Some(0) && out.contains("multus-shim"), "{code:?} {out}");
+        let (code, out) = exec("/usr/src/multus-cni/bin/cert-approver", &["-version"], &[]);
+        assert!(code == Some(0) && out.starts_with("cert-approver: version:"), "{code:?} {out}");
         // install_multus without arguments: a usage error from the program, not "not found".
         let (code, out) = exec("/usr/src/multus-cni/bin/install_multus", &[], &[]);
         assert!(!matches!(code, Some(126 | 127)) && !out.is_empty(), "{code:?} {out}");

@@ -10,6 +10,9 @@ use crate::util::workspace_root;
 
 /// The manifest's file name, as the thick-plugin documentation names it.
 pub const MANIFEST: &str = "multus-daemonset-thick-plugin.yml";
+/// The optional perNodeCertificate approver (Deployment and RBAC), applied on its own.
+#[cfg_attr(not(test), allow(dead_code))]
+pub const CERT_APPROVER_MANIFEST: &str = "cert-approver.yml";
 
 pub fn deployments_dir() -> PathBuf {
     workspace_root().join("deployments")
@@ -68,11 +71,87 @@ mod tests {
         v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
     }
 
-    /// One source: the documented file is the only manifest (no hand-kept split copies).
+    /// One source: the documented files are the only manifests (no hand-kept split copies).
     #[test]
-    fn deployments_is_the_one_documented_file() {
+    fn deployments_is_the_documented_files() {
         let names: BTreeSet<String> = load().unwrap().into_iter().map(|(f, _)| f).collect();
-        assert_eq!(names, BTreeSet::from([MANIFEST.to_string()]));
+        assert_eq!(names, BTreeSet::from([CERT_APPROVER_MANIFEST.to_string(), MANIFEST.to_string()]));
+    }
+
+    /// The cert-approver manifest parses, runs a binary the image contains, from the
+    /// DaemonSet's image, on the host network (nodes wait for it before their CNI works), and
+    /// grants what the approver does and no more.
+    #[test]
+    fn the_cert_approver_manifest_runs_the_images_approver() {
+        let docs = load_file(&deployments_dir().join(CERT_APPROVER_MANIFEST)).unwrap();
+        let kinds: BTreeSet<(String, String)> = docs
+            .iter()
+            .map(|d| (d["kind"].as_str().unwrap().to_string(), d["metadata"]["name"].as_str().unwrap().to_string()))
+            .collect();
+        let expected = [
+            ("ServiceAccount", "multus-cert-approver"),
+            ("ClusterRole", "multus-cert-approver"),
+            ("ClusterRoleBinding", "multus-cert-approver"),
+            ("Deployment", "multus-cert-approver"),
+            ("ClusterRoleBinding", "multus-per-node-certificate"),
+            ("ClusterRole", "multus-certificate-renewal"),
+            ("ClusterRoleBinding", "multus-certificate-renewal"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string()));
+        assert_eq!(kinds, BTreeSet::from(expected));
+        // The daemon's certificate identity (group system:multus) gets the DaemonSet's role and
+        // what its renewals need.
+        let group = json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:multus"}]);
+        let per_node = get(&docs, "ClusterRoleBinding", "multus-per-node-certificate");
+        assert_eq!((&per_node["roleRef"]["name"], &per_node["subjects"]), (&json!("multus"), &group));
+        get(&self::docs(), "ClusterRole", "multus");
+        let renewal = get(&docs, "ClusterRoleBinding", "multus-certificate-renewal");
+        assert_eq!((&renewal["roleRef"]["name"], &renewal["subjects"]), (&json!("multus-certificate-renewal"), &group));
+        let renewal_rules = &get(&docs, "ClusterRole", "multus-certificate-renewal")["rules"];
+        assert_eq!(strs(&renewal_rules[0]["verbs"]), strs(&json!(["create", "get", "list", "watch"])));
+        assert_eq!(renewal_rules[0]["resources"], json!(["certificatesigningrequests"]));
+        let deployment = get(&docs, "Deployment", "multus-cert-approver");
+        let spec = &deployment["spec"]["template"]["spec"];
+        assert_eq!(spec["serviceAccountName"], "multus-cert-approver");
+        assert_eq!(spec["hostNetwork"], true);
+        let container = &spec["containers"][0];
+        let command = container["command"][0].as_str().unwrap();
+        let in_image: BTreeSet<String> = crate::image::image_paths(false).into_iter().map(|(path, _)| path).collect();
+        assert!(in_image.contains(command), "{command} is not in the image");
+        assert_eq!(command, format!("{}/cert-approver", crate::image::IMAGE_BIN_DIR));
+        assert!(crate::image::BINARIES.contains(&"cert-approver"));
+        let daemonset = get(&self::docs(), "DaemonSet", "kube-multus-ds").clone();
+        assert_eq!(container["image"], daemonset["spec"]["template"]["spec"]["containers"][0]["image"]);
+        let binding = get(&docs, "ClusterRoleBinding", "multus-cert-approver");
+        assert_eq!(binding["roleRef"]["name"], "multus-cert-approver");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "multus-cert-approver", "namespace": "kube-system"}])
+        );
+        let rules = get(&docs, "ClusterRole", "multus-cert-approver")["rules"].as_array().unwrap().clone();
+        let granted: BTreeSet<String> = rules
+            .iter()
+            .flat_map(|r| {
+                let names = r["resourceNames"].as_array().cloned().unwrap_or_default();
+                strs(&r["resources"]).into_iter().flat_map(move |res| {
+                    let names = names.clone();
+                    strs(&r["verbs"]).into_iter().map(move |v| {
+                        let n: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                        format!("{v} {res} {}", n.join(","))
+                    })
+                })
+            })
+            .collect();
+        let expected = [
+            "get certificatesigningrequests ",
+            "list certificatesigningrequests ",
+            "watch certificatesigningrequests ",
+            "update certificatesigningrequests/approval ",
+            "approve signers kubernetes.io/kube-apiserver-client",
+            "get nodes ",
+        ]
+        .map(str::to_string);
+        assert_eq!(granted, BTreeSet::from(expected));
     }
 
     /// The Go manifest's objects, by kind, name and namespace.
@@ -422,6 +501,38 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("daemonset.apps/kube-multus-ds created"), "{stdout}");
+    }
+
+    /// `kubectl apply -f deployments/cert-approver.yml` (docs/deploy.md) against kube-mock:
+    /// every object accepted.
+    #[test]
+    fn kubectl_applies_the_cert_approver_manifest_to_kube_mock() {
+        if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
+            return;
+        }
+        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kc).unwrap();
+        let file = format!("deployments/{CERT_APPROVER_MANIFEST}");
+        let out = std::process::Command::new("kubectl")
+            .current_dir(workspace_root())
+            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", &file])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        for what in [
+            "serviceaccount/multus-cert-approver created",
+            "clusterrole.rbac.authorization.k8s.io/multus-cert-approver created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-cert-approver created",
+            "deployment.apps/multus-cert-approver created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-per-node-certificate created",
+            "clusterrole.rbac.authorization.k8s.io/multus-certificate-renewal created",
+            "clusterrolebinding.rbac.authorization.k8s.io/multus-certificate-renewal created",
+        ] {
+            assert!(stdout.contains(what), "{what} not in:\n{stdout}");
+        }
     }
 
     /// The documented command against kube-mock: every object accepted and stored under the Go

@@ -6,6 +6,8 @@
 //!   and `spec.username`/`spec.groups` are set from the authenticated user; the main resource
 //!   keeps spec and status on update, `/approval` changes only the Approved/Denied conditions
 //!   (never both, never removed), `/status` cannot change those nor an issued certificate;
+//!   with RBAC enforced, deciding through `/approval` also needs `approve` on the signer
+//!   (`signers`, CertificateApproval admission);
 //! - an approver ([`CsrApproval`]): none (tests approve or deny through the API, the admin API
 //!   or [`crate::MockApiServer::approve_csr`]), approve everything, or the rules of Multus'
 //!   `cert-approver`;
@@ -206,6 +208,37 @@ pub(crate) fn admit_create(object: &mut Value, user: &UserInfo, min_expiration_s
         o.remove("status");
     }
     Ok(())
+}
+
+/// The CertificateApproval admission plugin (enforced with RBAC): deciding a request through
+/// `approval` needs the `approve` verb on `signers` named after its signer, or after the
+/// signer's domain (`kubernetes.io/*`).
+pub(crate) fn admit_approval(store: &Store, user: &UserInfo, name: &str) -> Result<(), ApiError> {
+    let Some(csr) = store.get(&csr_gvr(), "", name) else { return Ok(()) };
+    let signer = csr["spec"]["signerName"].as_str().unwrap_or_default();
+    let wildcard = signer.split_once('/').map(|(domain, _)| format!("{domain}/*"));
+    let allowed = std::iter::once(signer).chain(wildcard.as_deref()).any(|resource_name| {
+        let attributes = crate::rbac::Attributes {
+            user,
+            verb: "approve",
+            group: GROUP,
+            resource: "signers",
+            subresource: None,
+            namespace: None,
+            name: Some(resource_name),
+        };
+        crate::rbac::authorize(store, &attributes).is_ok()
+    });
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "certificatesigningrequests.certificates.k8s.io \"{name}\" is forbidden: user not permitted to approve requests with signerName \"{signer}\""
+        ),
+    ))
 }
 
 /// Conditions with the API's defaults: status True, timestamps now.

@@ -244,6 +244,11 @@ fn authorize(shared: &Shared, req: &ResourceRequest, user: &UserInfo) -> Result<
     let enforced = shared.enforce_rbac.load(std::sync::atomic::Ordering::Relaxed);
     if enforced && user.service_account_name().is_some() && !user.is_master() {
         crate::rbac::authorize(&shared.store, &attributes(req, user))?;
+        let decides =
+            matches!(req.verb, Verb::Update | Verb::Patch(_)) && req.subresource.as_deref() == Some("approval");
+        if decides && crate::csr::is_csr(&req.def) {
+            crate::csr::admit_approval(&shared.store, user, req.name.as_deref().unwrap_or_default())?;
+        }
     }
     Ok(())
 }

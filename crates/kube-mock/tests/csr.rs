@@ -198,3 +198,77 @@ async fn manual_approval_through_the_api_and_the_admin_api() {
     assert_eq!(server.csr_approval(), CsrApproval::ApproveAll);
     wait_for(&csrs, &third, "issued", issued).await;
 }
+
+/// With RBAC enforced, a service account decides a request only with `approve` on its signer
+/// (`signers`, by name or by domain wildcard), besides `update` on the approval subresource,
+/// as the API server's CertificateApproval admission demands.
+#[tokio::test]
+async fn approving_needs_approve_on_the_signer_under_rbac() {
+    let role = |extra: Vec<serde_json::Value>| {
+        let mut rules = vec![
+            json!({"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"], "verbs": ["get", "create"]}),
+            json!({"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests/approval"], "verbs": ["update", "patch"]}),
+        ];
+        rules.extend(extra);
+        json!({"apiVersion": RBAC_V1, "kind": "ClusterRole", "metadata": {"name": "approver"}, "rules": rules})
+    };
+    let seed = vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "approver", "namespace": "kube-system"}}),
+        role(vec![]),
+        json!({"apiVersion": RBAC_V1, "kind": "ClusterRoleBinding", "metadata": {"name": "approver"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "approver"},
+               "subjects": [{"kind": "ServiceAccount", "name": "approver", "namespace": "kube-system"}]}),
+    ];
+    let server = MockApiServer::start(MockConfig {
+        tls: true,
+        token: Some(BOOTSTRAP_TOKEN.into()),
+        seed,
+        enforce_rbac: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let token = server.issue_service_account_token("kube-system", "approver", None).unwrap();
+    let csrs: Api<CertificateSigningRequest> =
+        Api::all(client_from_yaml(&server.kubeconfig_yaml_with_token(&token)).await);
+    let approval = json!({"status": {"conditions": [
+        {"type": "Approved", "status": "True", "reason": "TestApproval", "message": "approved by the test"}
+    ]}});
+    let approve = |name: String| {
+        let csrs = csrs.clone();
+        let approval = approval.clone();
+        async move { csrs.patch_approval(&name, &PatchParams::default(), &Patch::Merge(&approval)).await }
+    };
+    let create = |request| {
+        let csrs = csrs.clone();
+        async move { csrs.create(&PostParams::default(), &request).await.unwrap().metadata.name.unwrap() }
+    };
+
+    let first = create(multus_csr("system:multus:node1", "system:multus", Some(3600)).0).await;
+    let err = approve(first.clone()).await.unwrap_err();
+    match &err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 403);
+            assert_eq!(
+                s.message,
+                format!(
+                    "certificatesigningrequests.certificates.k8s.io \"{first}\" is forbidden: user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\""
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(condition(&csrs.get(&first).await.unwrap(), "Approved").is_none());
+
+    // `approve` on another signer is not enough; on the signer's domain it is.
+    let signers = |names: &[&str]| json!({"apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "resourceNames": names, "verbs": ["approve"]});
+    server.store().delete_kind(RBAC_V1, "ClusterRole", "", "approver").unwrap();
+    server.store().create(role(vec![signers(&["example.com/other"])])).unwrap();
+    assert!(matches!(approve(first.clone()).await, Err(kube::Error::Api(s)) if s.code == 403));
+    server.store().delete_kind(RBAC_V1, "ClusterRole", "", "approver").unwrap();
+    server.store().create(role(vec![signers(&["kubernetes.io/*"])])).unwrap();
+    approve(first.clone()).await.unwrap();
+    wait_for(&csrs, &first, "issued", issued).await;
+}
+
+const RBAC_V1: &str = "rbac.authorization.k8s.io/v1";

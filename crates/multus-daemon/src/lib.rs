@@ -38,6 +38,7 @@ pub mod memory;
 pub mod metrics;
 pub mod nad_cache;
 pub mod netns;
+pub mod profiling;
 pub mod reconcile;
 pub mod request;
 mod routes;

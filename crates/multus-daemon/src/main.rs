@@ -245,7 +245,7 @@ async fn run(flags: Flags) -> ExitCode {
     ExitCode::from(exit)
 }
 
-/// `/metrics` (and with `enablePprof`, `/debug/state`) on every interface at `port`, as the Go
+/// `/metrics` (and with `enablePprof`, `/debug/pprof/*` and `/debug/state`) on every interface at `port`, as the Go
 /// daemon listens on `:<port>`. A port that cannot be bound costs the metrics, not the node's
 /// CNI: the error is logged and the daemon goes on.
 async fn start_metrics(
@@ -256,7 +256,10 @@ async fn start_metrics(
 ) {
     match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
         Ok(listener) => {
-            tracing::info!("metrics on :{port}/metrics{}", if with_debug { " and /debug/state" } else { "" });
+            tracing::info!(
+                "metrics on :{port}/metrics{}",
+                if with_debug { ", /debug/pprof/ and /debug/state" } else { "" }
+            );
             let endpoints = multus_daemon::metrics::Endpoints { debug: with_debug };
             tokio::spawn(multus_daemon::metrics::serve(listener, metrics, endpoints, shutdown));
         }

@@ -204,17 +204,17 @@ impl Metrics {
     }
 }
 
-/// What the metrics listener serves besides `/metrics`: with `enablePprof`, a `/debug/state`
-/// snapshot (Go serves `/debug/pprof/*`, which has no Rust equivalent; see
-/// `docs/compatibility.md`).
+/// What the metrics listener serves besides `/metrics`: with `enablePprof`, Go's
+/// `/debug/pprof/*` (CPU profiles and the command line; [`crate::profiling`]) and a
+/// `/debug/state` snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoints {
-    /// Serve `/debug/state` (`enablePprof: true`).
+    /// Serve `/debug/pprof/*` and `/debug/state` (`enablePprof: true`).
     pub debug: bool,
 }
 
-/// Serve `/metrics` (and `/debug/state`) on `listener` until `shutdown` turns true. A request
-/// must send its headers within 10 s, as the Go metrics server demands.
+/// Serve `/metrics` (and the debug endpoints) on `listener` until `shutdown` turns true. A
+/// request must send its headers within 10 s, as the Go metrics server demands.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<Metrics>,
@@ -238,8 +238,13 @@ pub async fn serve(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let reply = route(req.method(), req.uri().path(), &metrics, endpoints);
-                async move { Ok::<_, std::convert::Infallible>(reply) }
+                let metrics = metrics.clone();
+                async move {
+                    let (method, uri) = (req.method().clone(), req.uri().clone());
+                    Ok::<_, std::convert::Infallible>(
+                        route(&method, uri.path(), uri.query(), &metrics, endpoints).await,
+                    )
+                }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -271,7 +276,13 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> hyper::Response<Body
     response
 }
 
-fn route(method: &hyper::Method, path: &str, metrics: &Metrics, endpoints: Endpoints) -> hyper::Response<Body> {
+async fn route(
+    method: &hyper::Method,
+    path: &str,
+    query: Option<&str>,
+    metrics: &Metrics,
+    endpoints: Endpoints,
+) -> hyper::Response<Body> {
     if method != hyper::Method::GET && method != hyper::Method::HEAD {
         return reply(405, "text/plain; charset=utf-8", b"Method not allowed\n".to_vec());
     }
@@ -280,11 +291,17 @@ fn route(method: &hyper::Method, path: &str, metrics: &Metrics, endpoints: Endpo
         "/debug/state" if endpoints.debug => {
             reply(200, "application/json", serde_json::to_vec_pretty(&debug_state(metrics)).unwrap_or_default())
         }
-        p if endpoints.debug && p.starts_with("/debug/pprof") => reply(
-            404,
-            "text/plain; charset=utf-8",
-            b"multus-rs has no Go pprof; GET /debug/state for tasks, threads, descriptors and memory\n".to_vec(),
-        ),
+        p if endpoints.debug && (p == "/debug/pprof" || p.starts_with("/debug/pprof/")) => {
+            let answer = crate::profiling::answer(p, query).await;
+            let mut response = reply(answer.status, answer.content_type, answer.body);
+            if answer.attachment {
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_DISPOSITION,
+                    hyper::header::HeaderValue::from_static("attachment; filename=\"profile\""),
+                );
+            }
+            response
+        }
         _ => reply(404, "text/plain; charset=utf-8", b"404 page not found\n".to_vec()),
     }
 }
@@ -351,7 +368,9 @@ mod tests {
         assert!(scrape.contains("process_resident_memory_bytes"), "{scrape}");
         let state = get("/debug/state").await;
         assert!(state.contains("\"openDescriptors\""), "{state}");
-        assert!(get("/debug/pprof/heap").await.starts_with("HTTP/1.1 404"));
+        assert!(get("/debug/pprof/heap").await.starts_with("HTTP/1.1 501"));
+        let index = get("/debug/pprof/").await;
+        assert!(index.starts_with("HTTP/1.1 200") && index.contains("/debug/pprof/profile"), "{index}");
         assert!(get("/other").await.starts_with("HTTP/1.1 404"));
         tx.send(true).unwrap();
         server.await.unwrap();

@@ -45,6 +45,7 @@ impl CriNode {
         containerd.start()?;
         containerd.import_image(image_archive)?;
         let client = rt.block_on(CriClient::connect(paths.socket(), REQUEST_TIMEOUT))?;
+        rt.block_on(wait_initialized(&client))?;
         Ok(Self { containerd: Mutex::new(containerd), client: Mutex::new(client), rt, netns_seen })
     }
 
@@ -109,8 +110,24 @@ impl CriNode {
         containerd.stop(Duration::from_secs(10));
         containerd.start()?;
         let client = self.rt.block_on(CriClient::connect(containerd.paths.socket(), REQUEST_TIMEOUT))?;
+        self.rt.block_on(wait_initialized(&client))?;
         *self.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
         Ok(())
+    }
+}
+
+/// Wait (30 s at most) until the CRI service has loaded its state: a containerd that just
+/// started answers "server is not initialized yet" until then (the kubelet retries too).
+async fn wait_initialized(client: &CriClient) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.list_pod_sandboxes().await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(anyhow::anyhow!("containerd's CRI service did not come up within 30 s: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 

@@ -41,14 +41,20 @@ async fn a_cpu_profile_of_a_busy_process_is_a_pprof_profile_with_its_samples() {
         let stop = stop.clone();
         std::thread::spawn(move || busy_loop_for_the_profiler(&stop))
     };
-    let profile = tokio::spawn(answer("/debug/pprof/profile", Some("seconds=1")));
-    // One profile at a time, process-wide (Go's answer while one is running).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let second = answer("/debug/pprof/profile", Some("seconds=1")).await;
-    assert_eq!(second.status, 500);
-    assert_eq!(String::from_utf8_lossy(&second.body), "Could not enable CPU profiling: cpu profiling already in use\n");
+    // One profile at a time, process-wide (Go's answer while one is running). The running one
+    // is held here, not raced for: on a loaded machine a spawned profile may not have started
+    // 200 ms later (seen in CI).
+    {
+        let _running = pprof::ProfilerGuardBuilder::default().frequency(FREQUENCY).build().expect("a profiler");
+        let second = answer("/debug/pprof/profile", Some("seconds=1")).await;
+        assert_eq!(second.status, 500);
+        assert_eq!(
+            String::from_utf8_lossy(&second.body),
+            "Could not enable CPU profiling: cpu profiling already in use\n"
+        );
+    }
 
-    let answer = profile.await.unwrap();
+    let answer = answer("/debug/pprof/profile", Some("seconds=1")).await;
     stop.store(true, Ordering::Relaxed);
     busy.join().unwrap();
     assert_eq!((answer.status, answer.content_type, answer.attachment), (200, "application/octet-stream", true));

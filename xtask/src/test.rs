@@ -31,7 +31,8 @@ pub fn run(args: TestArgs) -> Result<()> {
     // Integration tests run the workspace's binaries (daemon, shim, fake plugins, mock API
     // server); build them all first so every test finds them.
     cargo(&["build", "--workspace", "--bins"])?;
-    let mut test_args = vec!["test", "--workspace"];
+    // Every test binary runs even after one fails: CI shows every failure of a run, not the first.
+    let mut test_args = vec!["test", "--workspace", "--no-fail-fast"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));
     // Tests that need root, network namespaces or Debian's plugins are #[ignore = "needs …"]:
     // a machine without them reports them as skipped; where everything is present (CI) they run.

@@ -4,8 +4,9 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
-/// Debian packages the tests use: real delegate plugins, `ip`, `jq`, `promtool` (prometheus).
-pub const DEBIAN_PACKAGES: [&str; 4] = ["containernetworking-plugins", "iproute2", "jq", "prometheus"];
+/// Debian packages the tests use: real delegate plugins, `ip`, `jq`, `promtool` (prometheus),
+/// `dnsmasq` (the DHCP server the dhcp plugin's conformance cases lease from).
+pub const DEBIAN_PACKAGES: [&str; 5] = ["containernetworking-plugins", "dnsmasq-base", "iproute2", "jq", "prometheus"];
 
 #[derive(clap::Args)]
 pub struct TestArgs {

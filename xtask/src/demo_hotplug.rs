@@ -5,7 +5,6 @@ use anyhow::Result;
 use std::time::{Duration, Instant};
 
 use crate::harness::{self, LocalEnv, PodRun, step};
-use crate::util::Cmd;
 
 /// The pod the demo plugs a network into, and the network.
 pub const POD: &str = "plain";
@@ -28,15 +27,7 @@ fn annotate(env: &LocalEnv, pod: &PodRun, value: Option<&str>) -> Result<()> {
         Some(v) => format!("{key}={v}"),
         None => format!("{key}-"),
     };
-    let cmd = Cmd::new("kubectl").arg("--kubeconfig").arg(env.kubeconfig.display().to_string()).args([
-        "-n",
-        &pod.namespace,
-        "annotate",
-        "pod",
-        &pod.name,
-        &change,
-        "--overwrite",
-    ]);
+    let cmd = env.kubectl(&["-n", &pod.namespace, "annotate", "pod", &pod.name, &change, "--overwrite"]);
     println!("    {cmd}");
     cmd.output()?;
     Ok(())

@@ -139,7 +139,8 @@ impl ObjectFiles {
 
 /// A multi-document YAML stream of JSON objects (not a `kind: List`: kubectl's client-side
 /// validation asks the server for a schema of `v1/List`, which kube-mock does not serve).
-fn list(items: Vec<Value>) -> String {
+/// A YAML stream of JSON documents, as `kubectl apply -f` takes it.
+pub(crate) fn list(items: Vec<Value>) -> String {
     items.iter().map(|i| format!("---\n{i}\n")).collect()
 }
 

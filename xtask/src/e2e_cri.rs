@@ -104,8 +104,8 @@ pub fn network_from_multus(node: &CriNode) -> Vec<String> {
     }
 }
 
-/// NADs and pods only the runtime cases use (a YAML stream of JSON documents, as kubectl takes).
-fn runtime_objects(env: &LocalEnv, record_dir: &Path, host_port: u16) -> Value {
+/// NADs and pods only the runtime cases use.
+fn runtime_objects(env: &LocalEnv, record_dir: &Path, host_port: u16) -> Vec<Value> {
     let nad = |name: &str, fake: Value| {
         let config = json!({
             "cniVersion": "1.0.0", "name": name, "type": "fake-cni",
@@ -122,16 +122,16 @@ fn runtime_objects(env: &LocalEnv, record_dir: &Path, host_port: u16) -> Value {
                               "annotations": { "k8s.v1.cni.cncf.io/networks": networks, "e2e.multus-rs.io/marker": name } },
                 "spec": { "nodeName": harness::NODE, "containers": [ { "name": "c", "image": env.var("POD_IMAGE"), "ports": ports } ] } })
     };
-    json!([
+    vec![
         nad("cri-recorder", json!({ "recordDir": record, "subnet": "10.251.0.0/24", "gateway": "" })),
         nad(
             "cri-broken",
-            json!({ "recordDir": record, "failOn": ["ADD"], "failMsg": "cri-broken: refused by design" })
+            json!({ "recordDir": record, "failOn": ["ADD"], "failMsg": "cri-broken: refused by design" }),
         ),
         pod("cri-caps", "cri-recorder", json!([ { "containerPort": 80, "hostPort": host_port, "protocol": "TCP" } ])),
         pod("cri-broken", "cri-broken", json!([])),
         pod("cri-restart", "bridge-net", json!([])),
-    ])
+    ]
 }
 
 /// The recorded fake-cni calls of network `name`.
@@ -153,15 +153,8 @@ fn runtime_cases(env: &LocalEnv, node: &CriNode, tally: &mut Tally) -> Result<()
     let record_dir = env.run.join("recorder");
     let host_port = 20000 + (env.id % 10000) as u16;
     let objects = env.run.join("objects/cri.yaml");
-    let docs = runtime_objects(env, &record_dir, host_port);
-    let stream: String = docs.as_array().into_iter().flatten().map(|d| format!("---\n{d}\n")).collect();
-    std::fs::write(&objects, stream)?;
-    Cmd::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig.display().to_string())
-        .args(["apply", "-f"])
-        .arg(objects.display().to_string())
-        .output()?;
+    std::fs::write(&objects, crate::e2e_cases::list(runtime_objects(env, &record_dir, host_port)))?;
+    env.kubectl(&["apply", "-f", &objects.display().to_string()]).output()?;
 
     step("capability args: containerd's portMappings and pod annotations reach the delegates");
     let mut caps = caller.sandbox(env, NAMESPACE, "cri-caps")?;

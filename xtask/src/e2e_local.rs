@@ -242,8 +242,8 @@ pub(crate) fn run_local_cases(
     start: &mut dyn FnMut(&mut LocalEnv) -> Result<()>,
     stop: &mut dyn FnMut(&mut LocalEnv) -> Result<()>,
 ) -> Result<()> {
-    let kc = env.kubeconfig.display().to_string();
-    let kubectl = |a: &[&str]| Cmd::new("kubectl").arg("--kubeconfig").arg(kc.clone()).args(a.iter().copied());
+    let kubeconfig = env.kubeconfig.clone();
+    let kubectl = |a: &[&str]| harness::kubectl(&kubeconfig, a);
     let manifest = args.manifest.clone().unwrap_or_else(crate::manifests::manifest_path);
     step(format!("kubectl apply -f {} (the manifest's objects are valid)", manifest.display()));
     let out = kubectl(&["apply", "-f", &manifest.display().to_string()]).output()?;

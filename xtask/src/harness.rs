@@ -459,15 +459,16 @@ impl LocalEnv {
         std::fs::read_to_string(self.multus_conf_path()).context("reading 00-multus.conf")
     }
 
+    /// `kubectl --kubeconfig <this node's kubeconfig> <args>`.
+    pub fn kubectl(&self, args: &[&str]) -> Cmd {
+        kubectl(&self.kubeconfig, args)
+    }
+
     /// GET a pod from the mock API server.
     pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Value> {
         if self.api.starts_with("https://") {
             // TLS (in-cluster style) mock: let kubectl do the TLS.
-            let out = Cmd::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(self.kubeconfig.display().to_string())
-                .args(["-n", namespace, "get", "pod", name, "-o", "json"])
-                .output()?;
+            let out = self.kubectl(&["-n", namespace, "get", "pod", name, "-o", "json"]).output()?;
             return serde_json::from_str(&out).context("kubectl get pod: not JSON");
         }
         crate::util::http_get_json(&self.api, &format!("/api/v1/namespaces/{namespace}/pods/{name}"))
@@ -541,6 +542,11 @@ impl LocalEnv {
         }
         found
     }
+}
+
+/// `kubectl --kubeconfig <kubeconfig> <args>`: how every local run talks to its API server.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Cmd {
+    Cmd::new("kubectl").arg("--kubeconfig").arg(kubeconfig.display().to_string()).args(args.iter().copied())
 }
 
 /// The last `n` lines of a file.

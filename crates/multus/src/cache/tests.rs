@@ -89,6 +89,19 @@ fn snapshot_cache_file() {
     insta::assert_json_snapshot!("cache_file_bytes", bytes);
 }
 
+/// With `dynamicNetworks`: the master records the selection, a plugged-in entry its mark (keys
+/// the Go reader ignores); everything else is as without them.
+#[test]
+fn snapshot_cache_file_with_dynamic_networks() {
+    let mut delegates = sample();
+    delegates[0].selection = Some("macvlan-conf".into());
+    delegates[1].hotplugged = true;
+    let v: Value = serde_json::from_slice(&serialize_delegates(&delegates)).unwrap();
+    insta::assert_json_snapshot!(v);
+    let reread = parse_cache(&serialize_delegates(&delegates)).unwrap();
+    assert_eq!((reread[0].selection.as_deref(), reread[1].hotplugged), (Some("macvlan-conf"), true));
+}
+
 #[test]
 fn write_read_round_trip_atomic_and_modes() {
     use std::os::unix::fs::PermissionsExt;

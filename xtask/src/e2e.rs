@@ -22,6 +22,12 @@ pub use crate::e2e_args::E2eArgs;
 pub fn run(args: E2eArgs) -> Result<()> {
     if args.local {
         if args.dry_run {
+            if let Some(nodes) = args.nodes {
+                for line in crate::e2e_cluster::outline(usize::from(nodes)) {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
             for line in crate::e2e_local::local_outline(&args) {
                 println!("{line}");
             }
@@ -36,6 +42,10 @@ pub fn run(args: E2eArgs) -> Result<()> {
         }
         if args.cri {
             return with_cleanup(|| crate::e2e_cri::run(&args));
+        }
+        if let Some(nodes) = args.nodes {
+            // testcontainers removes the containers, also on SIGINT/SIGTERM (its watchdog).
+            return crate::e2e_cluster::run(&args, usize::from(nodes));
         }
         return with_cleanup(|| crate::e2e_local::local(&args));
     }

@@ -25,6 +25,11 @@ pub struct E2eArgs {
     /// loads 00-multus.conf and runs multus-shim itself; every case, plus the runtime's own.
     #[arg(long, requires = "local", conflicts_with = "container")]
     pub cri: bool,
+    /// With --local: a cluster of this many nodes, each a Docker container (testcontainers) with
+    /// its own network namespace and CNI directories, one kube-mock for all: a rolling upgrade
+    /// under load, a node lost and back, an API partition (crates/cluster-e2e).
+    #[arg(long, requires = "local", conflicts_with_all = ["container", "cri"], value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: Option<u16>,
     /// With --container: run the manifest unchanged but for the image (as a cluster switching
     /// from the Go image would).
     #[arg(long, requires = "container")]

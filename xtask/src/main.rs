@@ -9,6 +9,7 @@ mod e2e;
 mod e2e_args;
 mod e2e_caller;
 mod e2e_cases;
+mod e2e_cluster;
 mod e2e_container;
 mod e2e_cri;
 mod e2e_local;

@@ -13,7 +13,7 @@
 //! | `GET /csr/approval`, `PUT /csr/approval` | read / set who approves CSRs (`{"approval": "manual"}`, `approve-all`, `multus-cert-approver`) |
 //! | `POST /csr/approve`, `POST /csr/deny` | decide a pending CSR: `{"name": "csr-x", "message": "…"}` |
 //! | `POST /client-certificates` | a client certificate from the mock's CA: `{"commonName", "organization", "seconds"}` → `{"certificatePem", "keyPem", "kubeconfig"}` |
-//! | `GET /requests`, `DELETE /requests` | request counts since the last reset ([`RequestCounts`](crate::RequestCounts): `total`, `byRequest` (`"patch pods/status"`), `byVerb`, `byResource`, `byUser`, `byStatus`); DELETE returns them and starts again from zero |
+//! | `GET /requests`, `DELETE /requests` | request counts since the last reset ([`RequestCounts`](crate::RequestCounts): `total`, `byRequest` (`"patch pods/status"`), `byVerb`, `byResource`, `byUser`, `byUserRequest` (per user, per request), `byStatus`); DELETE returns them and starts again from zero |
 //! | `GET /rbac`, `PUT /rbac` | read / set RBAC enforcement for service-account users: `{"enforce": true}` |
 //! | `GET /kubelet`, `PUT /kubelet` | read / set when the stand-in kubelet deletes terminating pods: `{"deleteAfterMillis": 0}`, `null` for never |
 //! | `POST /tokens` | a service-account token bound to an existing ServiceAccount: `{"namespace", "name", "seconds"}` (no expiry without `seconds`) → `{"token", "kubeconfig"}` |

@@ -387,6 +387,9 @@ pub struct RequestCounts {
     pub by_resource: BTreeMap<String, u64>,
     /// Per authenticated user (`-` for requests without one).
     pub by_user: BTreeMap<String, u64>,
+    /// Per user, then per request as in `by_request`: what one client (one node) asked.
+    #[serde(default)]
+    pub by_user_request: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per response status code.
     pub by_status: BTreeMap<u16, u64>,
 }
@@ -420,6 +423,8 @@ impl RequestCounter {
             Some(resource) => format!("{verb} {resource}"),
             None => format!("{} {}", entry.method, entry.path),
         };
+        let user = entry.user.clone().unwrap_or_else(|| "-".into());
+        *counts.by_user_request.entry(user).or_default().entry(request.clone()).or_default() += 1;
         *counts.by_request.entry(request).or_default() += 1;
         *counts.by_verb.entry(verb).or_default() += 1;
         if let Some(resource) = &entry.resource {
@@ -480,6 +485,8 @@ mod tests {
         assert_eq!(counts.by_request["get pods"], 2);
         assert_eq!(counts.by_request["GET /api"], 1);
         assert_eq!(counts.by_status[&404], 1);
+        assert_eq!(counts.by_user_request["u"]["get pods"], 2);
+        assert_eq!(counts.by_user_request["u"]["GET /api"], 1);
         assert_eq!(counter.snapshot().total, 0);
     }
 

@@ -131,6 +131,7 @@ fn local_outline_mentions_the_real_parts() {
         local: true,
         container: false,
         cri: false,
+        nodes: None,
         upstream: false,
         manifest: None,
         keep: false,

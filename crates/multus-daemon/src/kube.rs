@@ -200,6 +200,14 @@ struct Watched {
 /// (`TotalAnnotationSizeLimitB`), so only an API server that does not enforce it sends more.
 pub const MAX_POD_ANNOTATION_BYTES: usize = 256 << 10;
 
+/// How long the live pod GET of an ADD's cache miss may take.
+pub const POD_GET_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// After a failed live GET, how long the watch cache is still polled for the pod (the Go
+/// daemon's window): an ADD with the API server down fails after about
+/// [`POD_GET_TIMEOUT`] + this.
+pub const POD_CACHE_WAIT: Duration = Duration::from_millis(2500);
+
 /// The most a live pod GET reads: a pod is at most about 1.5 MB in etcd.
 const POD_RESPONSE_LIMIT: usize = 4 << 20;
 
@@ -288,16 +296,18 @@ impl KubeContext {
         if let Some(p) = self.pods.get(namespace, name) {
             return p.lookup();
         }
-        let live = tokio::time::timeout(Duration::from_secs(2), self.get_pod(namespace, name)).await;
+        let live = tokio::time::timeout(POD_GET_TIMEOUT, self.get_pod(namespace, name)).await;
+        // The runtime sees this text: it names the API server, not just kube-rs's error (a bare
+        // "timed out" or "Error deserializing response" did not say who failed).
         let api_error = match live {
             Ok(Ok(Some(pod))) => {
                 return CachedPod::from_pod(&pod).map(|(_, p)| p.lookup()).unwrap_or(Ok(PodLookup::NotFound));
             }
             Ok(Ok(None)) => return Ok(PodLookup::NotFound),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => format!("getting the pod from the API server failed: {e}"),
+            Err(_) => format!("the API server did not answer the pod GET within {POD_GET_TIMEOUT:?}"),
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+        let deadline = tokio::time::Instant::now() + POD_CACHE_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if let Some(p) = self.pods.get(namespace, name) {

@@ -65,6 +65,9 @@ pub struct RollFigures {
     /// DELs of pods the previous version attached (Go-seeded or the old daemon's).
     pub dels_of_previous: usize,
     pub dels_of_previous_failed: usize,
+    /// Of those, the pods attached with the Go thick plugin's cache files.
+    pub dels_of_go: usize,
+    pub dels_of_go_failed: usize,
     /// The longest ADD per node, and the longest that overlapped the node's restart.
     pub longest_add_ms: BTreeMap<String, u64>,
     pub longest_add_during_restart_ms: BTreeMap<String, u64>,
@@ -99,10 +102,13 @@ pub fn roll_figures(calls: &[Call], restarts: &[Window]) -> RollFigures {
             Op::Del => {
                 f.dels += 1;
                 let previous = c.added_by != AddedBy::New;
+                let go = c.added_by == AddedBy::Go;
                 f.dels_of_previous += usize::from(previous);
+                f.dels_of_go += usize::from(go);
                 if !c.ok {
                     f.dels_failed += 1;
                     f.dels_of_previous_failed += usize::from(previous);
+                    f.dels_of_go_failed += usize::from(go);
                 }
             }
         }
@@ -156,7 +162,8 @@ mod tests {
         assert_eq!(f.longest_add_ms["node1"], 3000);
         assert_eq!(f.longest_add_during_restart_ms["node1"], 3000);
         assert_eq!(f.restart_ms["node1"], 1000);
-        assert_eq!(f.errors.len(), 2);
+        assert_eq!(f.errors.len(), 3);
+        assert_eq!((f.dels_of_go, f.dels_of_go_failed), (1, 0));
     }
 
     #[test]

@@ -247,6 +247,30 @@ impl CachedPod {
     }
 }
 
+/// Waits before retrying a network-status write the API server answered with "later" (429, 503,
+/// 504). kube-rs's own retries are off (`multus_node::client`), and client-go retries these for
+/// the Go daemon, so the one write an ADD waits on retries them itself, briefly.
+const STATUS_WRITE_RETRY_DELAYS: [Duration; 3] =
+    [Duration::from_millis(200), Duration::from_millis(400), Duration::from_millis(800)];
+
+fn api_says_later(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if matches!(s.code, 429 | 503 | 504))
+}
+
+/// A merge PATCH of `pods/<name>/status`, retried on "later" answers.
+async fn patch_status_retrying(api: &Api<Pod>, name: &str, patch: &serde_json::Value) -> Result<Pod, kube::Error> {
+    let mut delays = STATUS_WRITE_RETRY_DELAYS.iter();
+    loop {
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Err(e) if api_says_later(&e) => match delays.next() {
+                Some(delay) => tokio::time::sleep(*delay).await,
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
 /// Everything the request handlers need from Kubernetes.
 pub struct KubeContext {
     client: kube::Client,
@@ -350,7 +374,7 @@ impl KubeContext {
         let patch = serde_json::json!({
             "metadata": {"annotations": {multus::model::NETWORK_STATUS_ANNOTATION: value}}
         });
-        match api.patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match patch_status_retrying(&api, &pod.name, &patch).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 tracing::warn!("pod {}/{} was deleted before its network status was written", pod.namespace, pod.name);
@@ -492,5 +516,68 @@ async fn send_events(client: kube::Client, mut rx: mpsc::Receiver<PodEvent>, met
             // Events are best effort (the reference only logs them too).
             tracing::debug!("failed to record event: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod status_write_tests {
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(server: &MockServer) -> kube::Client {
+        let mut config = kube::Config::new(server.uri().parse().unwrap());
+        config.default_retry = false;
+        kube::Client::try_from(config).unwrap()
+    }
+
+    fn status(code: u16, reason: &str) -> serde_json::Value {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
+    }
+
+    const STATUS_PATH: &str = "/api/v1/namespaces/ns/pods/p/status";
+
+    #[tokio::test]
+    async fn a_throttled_status_write_is_retried_until_it_lands() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path(STATUS_PATH))
+            .respond_with(ResponseTemplate::new(429).set_body_json(status(429, "TooManyRequests")))
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(STATUS_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}
+            })))
+            .mount(&server)
+            .await;
+        let api: Api<Pod> = Api::namespaced(client(&server), "ns");
+        patch_status_retrying(&api, "p", &serde_json::json!({})).await.expect("written after two 429s");
+        assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn retries_end_and_other_errors_are_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path(STATUS_PATH))
+            .respond_with(ResponseTemplate::new(503).set_body_json(status(503, "ServiceUnavailable")))
+            .mount(&server)
+            .await;
+        let api: Api<Pod> = Api::namespaced(client(&server), "ns");
+        let e = patch_status_retrying(&api, "p", &serde_json::json!({})).await.unwrap_err();
+        assert!(api_says_later(&e), "{e}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1 + STATUS_WRITE_RETRY_DELAYS.len());
+
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(422).set_body_json(status(422, "Invalid")))
+            .mount(&server)
+            .await;
+        let api: Api<Pod> = Api::namespaced(client(&server), "ns");
+        assert!(patch_status_retrying(&api, "p", &serde_json::json!({})).await.is_err());
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 }

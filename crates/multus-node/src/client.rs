@@ -74,8 +74,9 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Cli
     config.connect_timeout = Some(Duration::from_secs(10));
     // No hidden retries of 429/503/504 (kube-rs's default: 15 tries, honouring Retry-After):
     // every caller has its own deadline or backoff (the ADD's 2 s pod GET, the 5 s NAD GET, the
-    // watches' 0.8–30 s backoff). With them, an ADD during a 429 answered "did not answer within
-    // 2s" instead of the server's 429, and one list could sit in retries for minutes.
+    // watches' 0.8–30 s backoff, the network-status write's three short retries). With them, an
+    // ADD during a 429 answered "did not answer within 2s" instead of the server's 429, and one
+    // list could sit in retries for minutes.
     config.default_retry = false;
     crate::limits::client(config).map_err(|e| ClientError::Build(e.to_string()))
 }

@@ -492,7 +492,7 @@ pub fn render(report: &Report) -> String {
     let r = &report.roll;
     let f = &r.figures;
     let mut out = format!(
-        "rolling upgrade ({} nodes, {} pods attached by Go before it):\n  ADDs {} (failed {}, outside the restart windows {}), DELs {} (failed {}), of the previous version's pods {} (failed {})\n  restart windows (ms) {:?}\n  longest ADD per node (ms) {:?}, during its restart {:?}\n  leftovers after: {} leases, {} caches\n",
+        "rolling upgrade ({} nodes, {} pods attached by Go before it):\n  ADDs {} (failed {}, outside the restart windows {}), DELs {} (failed {}), of the previous version's pods {} (failed {}; Go's {}, failed {})\n  restart windows (ms) {:?}\n  longest ADD per node (ms) {:?}, during its restart {:?}\n  leftovers after: {} leases, {} caches\n",
         r.nodes,
         r.go_seeded_pods,
         f.adds,
@@ -502,6 +502,8 @@ pub fn render(report: &Report) -> String {
         f.dels_failed,
         f.dels_of_previous,
         f.dels_of_previous_failed,
+        f.dels_of_go,
+        f.dels_of_go_failed,
         f.restart_ms,
         f.longest_add_ms,
         f.longest_add_during_restart_ms,

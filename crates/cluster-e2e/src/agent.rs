@@ -93,13 +93,22 @@ fn run_cni(
     args: &str,
     stdin: &[u8],
 ) -> Result<(bool, String, String)> {
+    let netns = netns.to_string_lossy();
+    let env = [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", pod.container_id.as_str()),
+        ("CNI_NETNS", netns.as_ref()),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", args),
+    ];
+    exec_plugin(plugin, &env, stdin)
+}
+
+/// One plugin execution as libcni makes it: only the CNI variables, the config on stdin.
+fn exec_plugin(plugin: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<(bool, String, String)> {
     let mut child = Command::new(plugin)
         .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", &pod.container_id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_ARGS", args)
+        .envs(env.iter().copied())
         .env("CNI_PATH", CNI_BIN)
         .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::piped())
@@ -176,6 +185,43 @@ pub fn del(pod: &PodRef) -> CallOutcome {
 
 fn elapsed(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The runtime's GC (CNI 1.1.0, as containerd 2 sends it when it starts): every attachment not
+/// in `valid` (container IDs, interface eth0) is to be removed.
+pub fn gc(valid: &[String]) -> CallOutcome {
+    let start = Instant::now();
+    let run = || -> Result<(bool, String, String)> {
+        let (_, config) = first_network_config()?;
+        let mut conf: Value = serde_json::from_slice(&config)?;
+        let plugin = Path::new(CNI_BIN).join(conf["type"].as_str().context("no type")?);
+        conf["cni.dev/valid-attachments"] =
+            valid.iter().map(|id| json!({"containerID": id, "ifname": "eth0"})).collect::<Vec<_>>().into();
+        exec_plugin(&plugin, &[("CNI_COMMAND", "GC")], &serde_json::to_vec(&conf)?)
+    };
+    match run() {
+        Ok((true, _, _)) => CallOutcome { ok: true, millis: elapsed(start), error: None, cleanup_ok: None },
+        Ok((_, out, err)) => {
+            CallOutcome { ok: false, millis: elapsed(start), error: Some(cni_error(&out, &err)), cleanup_ok: None }
+        }
+        Err(e) => CallOutcome { ok: false, millis: elapsed(start), error: Some(format!("{e:#}")), cleanup_ok: None },
+    }
+}
+
+/// The daemon's log lines since it last started that say it removed an attachment: the orphan
+/// reconciler's passes and GC's deletions.
+pub fn reclaim_log() -> Value {
+    let log = std::fs::read_to_string(LOG).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let since = lines.iter().rposition(|l| l.contains("listening on")).unwrap_or(0);
+    let pick = |needle: &str| -> Vec<&str> { lines[since..].iter().copied().filter(|l| l.contains(needle)).collect() };
+    json!({"reconciler": pick("orphan reconcile pass"), "gc": pick("GC: deleted")})
+}
+
+/// The `00-multus.conf` the Go daemon leaves (the old daemon finds it at its first start).
+pub fn seed_go_config() -> Result<()> {
+    std::fs::write(plan::multus_conf_path(), plan::go_multus_conf())?;
+    Ok(())
 }
 
 /// What the Go thick plugin leaves for a pod it attached: the delegates run (cluster network on
@@ -263,7 +309,7 @@ pub fn daemon_start(generation: Generation, node: &str) -> Result<Value> {
         bail!("the daemon already runs (pid {pid})");
     }
     std::fs::create_dir_all(STATE_DIR)?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(LOG)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(STDERR_LOG)?;
     let start = Instant::now();
     let child = Command::new(Path::new(BIN_DIR).join("multus-daemon"))
         .args(["-config", &plan::daemon_config_path(generation), "-kubeconfig", KUBECONFIG])
@@ -279,7 +325,7 @@ pub fn daemon_start(generation: Generation, node: &str) -> Result<Value> {
     let deadline = start + Duration::from_secs(90);
     while !ready() {
         if !alive(pid as i32) {
-            bail!("multus-daemon exited before it was ready (see {LOG})");
+            bail!("multus-daemon exited before it was ready (see {LOG} and {STDERR_LOG})");
         }
         if Instant::now() > deadline {
             bail!("multus-daemon not ready after 90 s (see {LOG})");

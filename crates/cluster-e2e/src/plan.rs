@@ -25,7 +25,10 @@ pub mod node_paths {
     pub const KUBECONFIG: &str = "/etc/multus-e2e/kubeconfig";
     pub const DAEMON_CONFIG_DIR: &str = "/etc/multus-e2e";
     pub const STATE_DIR: &str = "/run/multus-e2e";
+    /// The daemon's `logFile`.
     pub const LOG: &str = "/var/log/multus-daemon.log";
+    /// Its stdout and stderr (a panic, an early exit before logging starts).
+    pub const STDERR_LOG: &str = "/var/log/multus-daemon.stderr.log";
     pub const AGENT: &str = "/usr/bin/cluster-node";
 }
 
@@ -39,9 +42,10 @@ pub fn node_user(node: &str) -> String {
     format!("system:node:{node}")
 }
 
-/// Which daemon a node runs. Both are this build's binary: the "old" one runs the previous
-/// release's configuration (no `dynamicNetworks`, so its caches carry no `selection`), on top of
-/// the state the Go thick plugin leaves; the "new" one turns the new keys on.
+/// Which daemon a node runs. Both are this build's binary: the "old" one runs the Go reference's
+/// daemon-config.json (its keys only) on top of the state the Go thick plugin leaves; the "new"
+/// one adds what an upgrade turns on: CNI 1.1.0 (the runtime's GC reaches the daemon), a fast
+/// orphan reconciler and `dynamicNetworks` (caches made without `selection` must not rewire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Generation {
@@ -66,14 +70,16 @@ impl Generation {
     }
 }
 
-/// The node's daemon-config.json for a generation. The orphan reconciler runs every 5 s and acts
-/// at once, so a rebooted node's leftovers are reclaimed within the run.
+/// The node's daemon-config.json for a generation: the old one has exactly the keys of the Go
+/// reference's daemon config; the new one runs the orphan reconciler every 5 s and acts at once,
+/// so a rebooted node's leftovers are reclaimed within the run.
 pub fn daemon_config(generation: Generation) -> Value {
     use node_paths::*;
     let mut config = json!({
         "cniVersion": "1.0.0",
         "logLevel": "verbose",
         "logToStderr": true,
+        "logFile": LOG,
         "binDir": CNI_BIN,
         "cniDir": CNI_DIR,
         "confDir": "/etc/cni/multus/net.d",
@@ -82,12 +88,36 @@ pub fn daemon_config(generation: Generation) -> Value {
         "multusConfigFile": "auto",
         "socketDir": SOCKET_DIR,
         "daemonSocketDir": SOCKET_DIR,
-        "orphanReconcile": {"intervalSeconds": 5, "podGoneConfirmSeconds": 0},
     });
     if generation == Generation::New {
+        config["cniVersion"] = json!("1.1.0");
+        config["orphanReconcile"] = json!({"intervalSeconds": 5, "podGoneConfirmSeconds": 0});
         config["dynamicNetworks"] = json!(true);
     }
     config
+}
+
+/// The `00-multus.conf` the Go daemon leaves for the old config (its key order, compact, as
+/// captured from v4.2.4).
+pub fn go_multus_conf() -> String {
+    use node_paths::*;
+    let conf = json!({
+        "binDir": CNI_BIN,
+        "cniVersion": "1.0.0",
+        "logFile": LOG,
+        "logLevel": "verbose",
+        "logToStderr": true,
+        "name": "multus-cni-network",
+        "clusterNetwork": cluster_network_path(),
+        "type": "multus-shim",
+        "cniDir": CNI_DIR,
+        "daemonSocketDir": SOCKET_DIR,
+    });
+    conf.to_string()
+}
+
+pub fn multus_conf_path() -> String {
+    format!("{}/00-multus.conf", node_paths::NET_D)
 }
 
 pub fn daemon_config_path(generation: Generation) -> String {
@@ -218,14 +248,60 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The key set of the Go reference's daemon-config.json (v4.2.4 capture).
+    const GO_DAEMON_CONFIG_KEYS: [&str; 12] = [
+        "cniVersion",
+        "logLevel",
+        "logToStderr",
+        "logFile",
+        "binDir",
+        "cniDir",
+        "confDir",
+        "cniConfigDir",
+        "multusAutoconfigDir",
+        "multusConfigFile",
+        "socketDir",
+        "daemonSocketDir",
+    ];
+
     #[test]
-    fn generations_differ_only_in_the_new_keys() {
-        let (mut old, new) = (daemon_config(Generation::Old), daemon_config(Generation::New));
-        assert!(old.get("dynamicNetworks").is_none());
-        old["dynamicNetworks"] = json!(true);
+    fn the_old_config_has_the_go_keys_and_the_new_one_adds_the_upgrade() {
+        let old = daemon_config(Generation::Old);
+        let keys: Vec<&str> = old.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, GO_DAEMON_CONFIG_KEYS);
+        let mut new = daemon_config(Generation::New);
+        assert_eq!(new["cniVersion"], "1.1.0");
+        assert_eq!(new["dynamicNetworks"], true);
+        for k in ["orphanReconcile", "dynamicNetworks"] {
+            new.as_object_mut().unwrap().remove(k);
+        }
+        new["cniVersion"] = json!("1.0.0");
         assert_eq!(old, new);
         assert_eq!(Generation::parse("new"), Some(Generation::New));
         assert_eq!(Generation::parse("x"), None);
+    }
+
+    #[test]
+    fn gos_multus_conf_has_the_captured_key_order() {
+        let conf: Value = serde_json::from_str(&go_multus_conf()).unwrap();
+        let keys: Vec<&str> = conf.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "binDir",
+                "cniVersion",
+                "logFile",
+                "logLevel",
+                "logToStderr",
+                "name",
+                "clusterNetwork",
+                "type",
+                "cniDir",
+                "daemonSocketDir"
+            ]
+        );
+        assert_eq!(conf["clusterNetwork"], "/etc/cni/net.d/10-cluster.conf");
+        assert!(!go_multus_conf().contains(' '), "compact, as Go writes it");
     }
 
     #[test]

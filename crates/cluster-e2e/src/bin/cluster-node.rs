@@ -59,6 +59,16 @@ enum Cmd {
     SeedGo(Pod),
     /// Leases, caches, namespaces and the daemon.
     State,
+    /// The runtime's GC: every attachment but these containers' is to go.
+    Gc {
+        /// Container IDs still valid (comma-separated; empty: none).
+        #[arg(long, default_value = "")]
+        valid: String,
+    },
+    /// Write the 00-multus.conf the Go daemon leaves.
+    SeedGoConfig,
+    /// The daemon's reclaiming log lines since it last started.
+    ReclaimLog,
 }
 
 fn parse_generation(s: &str) -> Result<Generation, String> {
@@ -80,6 +90,12 @@ fn main() {
         Cmd::Del(pod) => Ok(json!(agent::del(&pod.pod()))),
         Cmd::SeedGo(pod) => agent::seed_go(&pod.pod()).map(|()| json!({"seeded": pod.name})),
         Cmd::State => Ok(agent::state()),
+        Cmd::Gc { valid } => {
+            let valid: Vec<String> = valid.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            Ok(json!(agent::gc(&valid)))
+        }
+        Cmd::SeedGoConfig => agent::seed_go_config().map(|()| json!({"seeded": "00-multus.conf"})),
+        Cmd::ReclaimLog => Ok(agent::reclaim_log()),
     };
     match result {
         Ok(v) => println!("{v}"),

@@ -103,6 +103,11 @@ impl Cluster {
             started.push(Arc::new(Node::start(tag, &network, &api, run, index).await?));
         }
         let cluster = Self { run: run.into(), network, api, nodes: started };
+        // Each node as the Go DaemonSet left it: Go's 00-multus.conf (its pods' cache files are
+        // seeded by the scenario), then the old daemon.
+        for n in &cluster.nodes {
+            n.agent(&["seed-go-config"]).await?;
+        }
         let boots = cluster.nodes.iter().map(|n| n.boot(Generation::Old));
         for r in futures::future::join_all(boots).await {
             r?;

@@ -54,6 +54,8 @@ pub struct Leftovers {
     pub caches: usize,
     pub results: usize,
     pub netns: usize,
+    /// The container IDs the leftovers belong to.
+    pub containers: std::collections::BTreeSet<String>,
     pub detail: Vec<String>,
 }
 
@@ -75,6 +77,7 @@ impl Leftovers {
             let holder = lease["containerId"].as_str().unwrap_or_default();
             if !live.contains(holder) {
                 l.leases += 1;
+                l.containers.insert(holder.to_string());
                 l.detail.push(format!(
                     "lease {}/{} of {holder}",
                     lease["network"].as_str().unwrap_or(""),
@@ -85,6 +88,7 @@ impl Leftovers {
         for cache in strings("caches") {
             if !live.contains(&cache) {
                 l.caches += 1;
+                l.containers.insert(cache.clone());
                 l.detail.push(format!("cache {cache}"));
             }
         }
@@ -129,6 +133,14 @@ pub struct NodeLossReport {
     pub left_at_boot: Leftovers,
     /// Milliseconds from the daemon's start until the dead pods' leftovers were gone.
     pub reclaimed_ms: Option<u64>,
+    /// The runtime's GC right after the daemon started (valid attachments: none).
+    pub gc_ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_error: Option<String>,
+    /// Of the sandboxes left at boot, how many the daemon's log says the orphan reconciler
+    /// removed, and how many GC did.
+    pub reclaimed_by_reconciler: usize,
+    pub reclaimed_by_gc: usize,
     pub left_after: Leftovers,
 }
 
@@ -143,11 +155,14 @@ pub struct PartitionReport {
     pub failed_elsewhere: usize,
     /// From reconnecting until an ADD on the node succeeded.
     pub recovered_ms: Option<u64>,
-    /// The watches the node had open before the cut (`watch pods`, …), and when each was made
-    /// again after reconnecting (ms); a watch missing here never came back.
+    /// From reconnecting until the node's pod watch delivered a new pod again (its ADD made no
+    /// `get pods`).
+    pub watch_current_ms: Option<u64>,
+    /// The watches the node had open before the cut (`watch pods`, …), and those it made again
+    /// after reconnecting (the others went on on their connections).
     pub watched: Vec<String>,
-    pub watches_back_ms: std::collections::BTreeMap<String, u64>,
-    /// Requests the API server received per node from reconnecting until the watches were back
+    pub watches_made_again: Vec<String>,
+    /// Requests the API server received per node from reconnecting until the watch was current
     /// (at least 30 s), and the cut-off node's own, per request.
     pub recovery_window_seconds: u64,
     pub requests_by_node: std::collections::BTreeMap<String, u64>,
@@ -193,6 +208,9 @@ impl Report {
             if n.left_after.total() > 0 {
                 f.push(format!("node loss: {} not reclaimed: {:?}", n.node, n.left_after));
             }
+            if !n.gc_ok {
+                f.push(format!("node loss: the runtime's GC failed: {}", n.gc_error.as_deref().unwrap_or("")));
+            }
         }
         if let Some(p) = &self.partition {
             if p.dels_failed > 0 {
@@ -204,8 +222,8 @@ impl Report {
             if p.recovered_ms.is_none() {
                 f.push(format!("partition: {} did not recover", p.node));
             }
-            if p.watches_back_ms.len() < p.watched.len() {
-                f.push(format!("partition: {} did not watch {:?} again within 150 s", p.node, p.watched));
+            if p.watch_current_ms.is_none() {
+                f.push(format!("partition: {}'s pod watch did not catch up within 150 s", p.node));
             }
             if p.leftovers.total() > 0 {
                 f.push(format!("partition: leftovers {:?}", p.leftovers));
@@ -256,6 +274,7 @@ async fn sum_leftovers(cluster: &Cluster, shared: &Shared) -> Result<Leftovers> 
         all.caches += l.caches;
         all.results += l.results;
         all.netns += l.netns;
+        all.containers.extend(l.containers);
         all.detail.extend(l.detail.into_iter().map(|d| format!("{}: {d}", n.name)));
     }
     Ok(all)
@@ -277,9 +296,13 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     say(&shared, &format!("{} nodes up on the old daemon", cluster.nodes.len()));
     let result = scenarios(&cluster, &shared, settings).await;
     for n in &cluster.nodes {
-        let mut log = Vec::new();
-        if n.container.copy_file_from(node_paths::LOG, &mut log).await.is_ok() {
-            let _ = std::fs::write(settings.out.join(format!("{}-multus-daemon.log", n.name)), log);
+        for (path, name) in
+            [(node_paths::LOG, "multus-daemon.log"), (node_paths::STDERR_LOG, "multus-daemon.stderr.log")]
+        {
+            let mut log = Vec::new();
+            if n.container.copy_file_from(path, &mut log).await.is_ok() {
+                let _ = std::fs::write(settings.out.join(format!("{}-{name}", n.name)), log);
+            }
         }
     }
     let mut report = result?;
@@ -379,6 +402,10 @@ async fn node_loss(cluster: &Cluster, shared: &Arc<Shared>, s: &Settings) -> Res
     r.left_at_boot = leftovers(&victim, shared).await?;
     let booted = Instant::now();
     victim.boot(Generation::New).await?;
+    // The runtime starts too and sends its GC: no sandbox survived the reboot.
+    let gc: crate::agent::CallOutcome = serde_json::from_value(victim.agent(&["gc", "--valid", ""]).await?)?;
+    r.gc_ok = gc.ok;
+    r.gc_error = gc.error;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let l = leftovers(&victim, shared).await?;
@@ -390,6 +417,17 @@ async fn node_loss(cluster: &Cluster, shared: &Arc<Shared>, s: &Settings) -> Res
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = victim.agent(&["reclaim-log"]).await?;
+    let mentions = |key: &str, id: &str| {
+        log[key].as_array().into_iter().flatten().any(|l| l.as_str().is_some_and(|l| l.contains(id)))
+    };
+    for id in &r.left_at_boot.containers {
+        if mentions("gc", id) {
+            r.reclaimed_by_gc += 1;
+        } else if mentions("reconciler", id) {
+            r.reclaimed_by_reconciler += 1;
+        }
     }
     let to_ms = shared.now_ms();
     shared.pause(&victim.name, false);
@@ -433,36 +471,40 @@ async fn partition(cluster: &Cluster, shared: &Arc<Shared>, s: &Settings) -> Res
     let back = Instant::now();
     say(shared, &format!("{} reconnected", victim.name));
     let to_ms = shared.now_ms();
-    let deadline = back + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if load::add_one(shared, &cluster.api, &victim, "recover").await {
-            r.recovered_ms = Some(u64::try_from(back.elapsed().as_millis()).unwrap_or(0));
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    // Until its watches are back (or 150 s): when each resource's watch came back, and everything
-    // the node asked meanwhile.
+    // Recovered: an ADD on the node works (from a live GET if need be); current: the node's pod
+    // watch delivers a new pod again, so its ADD asks the API server nothing (no `get pods`).
+    // A partition keeps the node's address, so its watch connections may survive it (TCP
+    // retransmits) or time out and be made again; either way the watch cache must catch up.
     let user = plan::node_user(&victim.name);
     let watched: Vec<String> = before_counts["byUserRequest"][&user]
         .as_object()
         .map(|m| m.keys().filter(|k| k.starts_with("watch ")).cloned().collect())
         .unwrap_or_default();
+    let node_gets = |counts: &Value| counts["byUserRequest"][&user]["get pods"].as_u64().unwrap_or(0);
     let deadline = back + Duration::from_secs(150);
-    let counts = loop {
-        let counts = cluster.api.admin("GET", "requests", None).await?;
-        let mine = &counts["byUserRequest"][&user];
-        for w in &watched {
-            if mine[w].as_u64().unwrap_or(0) > 0 && !r.watches_back_ms.contains_key(w) {
-                r.watches_back_ms.insert(w.clone(), u64::try_from(back.elapsed().as_millis()).unwrap_or(0));
-            }
+    while Instant::now() < deadline {
+        let before = node_gets(&cluster.api.admin("GET", "requests", None).await?);
+        let ok = load::add_one(shared, &cluster.api, &victim, "recover").await;
+        let after = node_gets(&cluster.api.admin("GET", "requests", None).await?);
+        let at = u64::try_from(back.elapsed().as_millis()).unwrap_or(0);
+        if ok && r.recovered_ms.is_none() {
+            r.recovered_ms = Some(at);
         }
-        let all_back = r.watches_back_ms.len() == watched.len();
-        if (all_back && back.elapsed() >= Duration::from_secs(30)) || Instant::now() > deadline {
-            break counts;
+        if ok && after == before {
+            r.watch_current_ms = Some(at);
+            break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    }
+    // At least 30 s after reconnecting: everything the node asked meanwhile.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(back.elapsed())).await;
+    let counts = cluster.api.admin("GET", "requests", None).await?;
+    let mine = &counts["byUserRequest"][&user];
+    for w in &watched {
+        if mine[w].as_u64().unwrap_or(0) > 0 {
+            r.watches_made_again.push(w.clone());
+        }
+    }
     r.recovery_window_seconds = back.elapsed().as_secs();
     for n in &cluster.nodes {
         let user = plan::node_user(&n.name);
@@ -512,7 +554,7 @@ pub fn render(report: &Report) -> String {
     );
     if let Some(n) = &report.node_loss {
         out += &format!(
-            "node loss ({}): {} dead pods, {} ADDs lost with the node; other nodes: {} calls, {} failed\n  on its disk at boot: {} leases, {} caches, {} result caches; reclaimed {} ms after the daemon started; left: {}\n",
+            "node loss ({}): {} dead pods, {} ADDs lost with the node; other nodes: {} calls, {} failed\n  on its disk at boot: {} leases, {} caches, {} result caches of {} sandboxes; reclaimed {} ms after the daemon started (orphan reconciler {}, the runtime's GC {}; GC {}); left: {}\n",
             n.node,
             n.dead_pods,
             n.adds_in_flight_lost,
@@ -521,13 +563,17 @@ pub fn render(report: &Report) -> String {
             n.left_at_boot.leases,
             n.left_at_boot.caches,
             n.left_at_boot.results,
+            n.left_at_boot.containers.len(),
             n.reclaimed_ms.map_or("never".into(), |m| m.to_string()),
+            n.reclaimed_by_reconciler,
+            n.reclaimed_by_gc,
+            if n.gc_ok { "ok" } else { "failed" },
             n.left_after.total(),
         );
     }
     if let Some(p) = &report.partition {
         out += &format!(
-            "API partition ({}, {} s): {} DELs from the cache (failed {}, longest {} ms); other nodes' failures {}\n  first ADD after reconnecting: {}; watches made again after (ms) {:?}\n  requests in the {} s after reconnecting per node {:?}, the cut-off node's {}; leftovers {}\n",
+            "API partition ({}, {} s): {} DELs from the cache (failed {}, longest {} ms); other nodes' failures {}\n  first ADD after reconnecting: {}; its pod watch current again after {}; watches made again {:?}\n  requests in the {} s after reconnecting per node {:?}, the cut-off node's {}; leftovers {}\n",
             p.node,
             p.seconds,
             p.dels,
@@ -535,7 +581,8 @@ pub fn render(report: &Report) -> String {
             p.longest_del_ms,
             p.failed_elsewhere,
             p.recovered_ms.map_or("never".into(), |m| format!("{m} ms")),
-            p.watches_back_ms,
+            p.watch_current_ms.map_or("never".into(), |m| format!("{m} ms")),
+            p.watches_made_again,
             p.recovery_window_seconds,
             p.requests_by_node,
             p.requests_of_node,

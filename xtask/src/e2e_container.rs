@@ -87,37 +87,13 @@ impl Node {
             std::fs::create_dir_all(root.join(r.trim_start_matches('/')))?;
         }
         std::os::unix::fs::symlink("../run", root.join("var/run"))?;
-        let mut libs = std::collections::BTreeSet::new();
+        let mut rootfs = test_node::rootfs::RootFs::new(root);
         for p in plugins {
-            let src = plugin_dir.join(p);
-            std::fs::copy(&src, root.join("opt/cni/bin").join(p))
-                .with_context(|| format!("copying {}", src.display()))?;
-            let ldd = std::process::Command::new("ldd").arg(&src).output().context("running ldd")?;
-            libs.extend(shared_libraries(&String::from_utf8_lossy(&ldd.stdout)));
+            rootfs.add(&format!("opt/cni/bin/{p}"), &plugin_dir.join(p))?;
         }
-        for lib in libs {
-            let dst = root.join(lib.trim_start_matches('/'));
-            if let Some(dir) = dst.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::copy(&lib, &dst).with_context(|| format!("copying {lib}"))?;
-        }
+        rootfs.finish()?;
         Ok(node)
     }
-}
-
-/// The absolute paths of the libraries (and the loader) in `ldd` output.
-pub fn shared_libraries(ldd: &str) -> Vec<String> {
-    ldd.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| path.to_string())
-        })
-        .collect()
 }
 
 fn normalize(path: &str) -> String {

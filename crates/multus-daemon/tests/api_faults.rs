@@ -9,8 +9,10 @@
 //! Endless lists and endless watch lines (which need a streaming server) are covered by
 //! `bounded_responses.rs`. No root needed: the ADDs stop before any delegate runs.
 
+mod raw_api;
+
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,14 +65,6 @@ fn nad_list() -> String {
 fn status(code: u16, reason: &str, message: &str) -> String {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code})
         .to_string()
-}
-
-fn kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 /// How the runtime's ADD reaches the daemon.
@@ -148,7 +142,7 @@ impl Daemon {
     }
 
     fn hwm_kib(&self) -> u64 {
-        kib(self.process.pid(), "VmHWM:")
+        raw_api::status_kib(self.process.pid(), "VmHWM:")
     }
 
     /// One ADD for `pod` as the runtime makes it.
@@ -459,30 +453,8 @@ fn a_5xx_storm_from_the_start_is_backed_off_and_outlived() {
 // --- A truncated chunked list: wiremock answers with whole bodies (it sets Content-Length and
 // cannot end a response mid-chunk), so this one is a raw TCP server, as in bounded_responses.rs.
 
-/// Reads one request head (and its body): (method, target).
-fn read_head(stream: &TcpStream) -> Option<(String, String)> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
-            break;
-        }
-        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length.min(1 << 20)];
-    let _ = reader.read_exact(&mut body);
-    Some((method, target))
-}
-
 fn respond_raw(mut stream: TcpStream, truncated: &AtomicBool, pods: &[Value]) {
-    let Some((method, target)) = read_head(&stream) else { return };
+    let Some((method, target)) = raw_api::read_head(&stream) else { return };
     let watch = target.contains("watch=true") || target.contains("watch=1");
     if truncated.load(Ordering::SeqCst) {
         // A chunked answer cut mid-object: the connection closes before the last chunk.

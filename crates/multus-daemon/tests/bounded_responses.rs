@@ -4,7 +4,9 @@
 //! sanely again the daemon becomes ready and gives the memory back. The real daemon binary
 //! against a tiny raw HTTP server (no root needed).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod raw_api;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -12,30 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use test_node::DaemonProcess;
 
-/// Reads one request head: (method, path with query).
-fn read_head(stream: &TcpStream) -> Option<(String, String)> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
-            break;
-        }
-        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length.min(1 << 20)];
-    let _ = reader.read_exact(&mut body);
-    Some((method, target))
-}
-
 fn respond(mut stream: TcpStream, bad: &AtomicBool) {
-    let Some((method, target)) = read_head(&stream) else { return };
+    let Some((method, target)) = raw_api::read_head(&stream) else { return };
     let watch = target.contains("watch=true") || target.contains("watch=1");
     let head =
         |status: &str| format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
@@ -82,14 +62,6 @@ fn respond(mut stream: TcpStream, bad: &AtomicBool) {
         r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}"#
     };
     let _ = stream.write_all(format!("{}{body}", head("200 OK")).as_bytes());
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn ready(dir: &Path) -> bool {
@@ -139,11 +111,11 @@ fn endless_answers_are_cut_and_the_daemon_recovers() {
     let mut peak = 0;
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
-        peak = peak.max(rss_kib(pid, "RssAnon:"));
+        peak = peak.max(raw_api::status_kib(pid, "RssAnon:"));
         assert!(daemon.exited().is_none(), "the daemon died");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let hwm = rss_kib(pid, "VmHWM:");
+    let hwm = raw_api::status_kib(pid, "VmHWM:");
     // Two lists may be read at once, each cut at 32 MiB (kube-rs keeps a copy while parsing);
     // without the limits the daemon passes a gigabyte in these seconds.
     assert!(hwm < 160 * 1024, "the daemon reached {hwm} KiB (sampled peak {peak} KiB)");
@@ -162,10 +134,10 @@ fn endless_answers_are_cut_and_the_daemon_recovers() {
     // server turned sane still streams until its cut (slowly on a loaded machine), so wait for
     // the reads to end rather than sample once (CI once saw 58 MB 3 s after ready).
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut after = rss_kib(pid, "RssAnon:");
+    let mut after = raw_api::status_kib(pid, "RssAnon:");
     while after >= 16 * 1024 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
-        after = rss_kib(pid, "RssAnon:");
+        after = raw_api::status_kib(pid, "RssAnon:");
     }
     assert!(after < 16 * 1024, "{after} KiB of anonymous memory 30 s after recovering (peak RSS {hwm} KiB)");
     eprintln!(

@@ -27,6 +27,7 @@ pub mod netns;
 pub mod node;
 pub mod objects;
 pub mod probe;
+pub mod rootfs;
 pub mod shim;
 pub mod skip;
 

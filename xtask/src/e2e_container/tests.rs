@@ -117,13 +117,6 @@ fn propagation_follows_the_source_mount() {
 }
 
 #[test]
-fn ldd_output() {
-    let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
-               \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\tnot a dynamic executable\n";
-    assert_eq!(shared_libraries(out), ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
-}
-
-#[test]
 fn volumes_are_written_and_the_config_edited_outside_upstream() {
     let docs = manifests::load_file(&manifests::manifest_path()).unwrap();
     let (pod, cms) = daemonset_pod(&docs).unwrap();
@@ -153,7 +146,7 @@ fn a_node_with_debians_plugins() {
     assert!(node.root.join("opt/cni/bin/bridge").is_file());
     assert_eq!(std::fs::read_link(node.root.join("var/run")).unwrap(), PathBuf::from("../run"));
     let ldd = std::process::Command::new("ldd").arg(node.root.join("opt/cni/bin/bridge")).output().unwrap();
-    for lib in shared_libraries(&String::from_utf8_lossy(&ldd.stdout)) {
+    for lib in test_node::rootfs::shared_libraries(&String::from_utf8_lossy(&ldd.stdout)) {
         assert!(node.root.join(lib.trim_start_matches('/')).is_file(), "{lib} not in the node");
     }
     for r in REAL_NODE_PATHS {

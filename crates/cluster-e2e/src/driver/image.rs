@@ -2,7 +2,6 @@
 //! for the whole CI run), Debian's delegate plugins, and every shared library they load, found
 //! with `ldd`. kube-mock runs from the same image.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,38 +25,20 @@ pub fn image_files(bin_dir: &Path, plugin_dir: &Path) -> Vec<(String, PathBuf)> 
     files
 }
 
-/// The absolute paths of the libraries (and the loader) in `ldd` output.
-pub fn shared_libraries(ldd: &str) -> Vec<String> {
-    ldd.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| path.to_string())
-        })
-        .collect()
-}
-
 /// Lays out the image's root file system under `context/rootfs` and writes its Dockerfile.
 pub fn write_context(context: &Path, bin_dir: &Path, plugin_dir: &Path) -> Result<()> {
     let rootfs = context.join("rootfs");
     if rootfs.exists() {
         std::fs::remove_dir_all(&rootfs)?;
     }
-    let mut libraries = BTreeSet::new();
+    let mut files = test_node::rootfs::RootFs::new(&rootfs);
     for (image_path, source) in image_files(bin_dir, plugin_dir) {
         if !source.exists() {
             bail!("{} is missing (build the workspace's binaries first)", source.display());
         }
-        copy_into(&rootfs, &image_path, &source)?;
-        let ldd = Command::new("ldd").arg(&source).output().context("running ldd")?;
-        libraries.extend(shared_libraries(&String::from_utf8_lossy(&ldd.stdout)));
+        files.add(&image_path, &source)?;
     }
-    for lib in libraries {
-        copy_into(&rootfs, &lib, Path::new(&lib))?;
-    }
+    files.finish()?;
     std::os::unix::fs::symlink("multus-install", rootfs.join(BIN_DIR.trim_start_matches('/')).join("install_multus"))?;
     for dir in ["etc/cni/net.d", "etc/multus-e2e", "var/lib/cni", "var/log", "run", "tmp"] {
         std::fs::create_dir_all(rootfs.join(dir))?;
@@ -66,15 +47,6 @@ pub fn write_context(context: &Path, bin_dir: &Path, plugin_dir: &Path) -> Resul
         context.join("Dockerfile"),
         format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"{AGENT}\"]\nCMD [\"init\"]\n"),
     )?;
-    Ok(())
-}
-
-fn copy_into(rootfs: &Path, image_path: &str, source: &Path) -> Result<()> {
-    let dest = rootfs.join(image_path.trim_start_matches('/'));
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::copy(source, &dest).with_context(|| format!("copying {}", source.display()))?;
     Ok(())
 }
 
@@ -95,12 +67,6 @@ pub fn build(context: &Path, tag: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ldd_lines_give_the_libraries_and_the_loader() {
-        let ldd = "\tlinux-vdso.so.1 (0x00007ffc)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
-        assert_eq!(shared_libraries(ldd), ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
-    }
 
     #[test]
     fn the_image_has_the_daemonset_binaries_at_the_go_paths() {

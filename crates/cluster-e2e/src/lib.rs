@@ -10,7 +10,7 @@
 //! - [`plan`]: names, configs and pods, as data;
 //! - [`gocache`]: the cache files the Go thick plugin leaves, for nodes seeded as if Go ran them;
 //! - [`agent`]: the node side (`cluster-node`), the DaemonSet's steps and the runtime's calls;
-//! - [`report`]: the figures, computed from the recorded calls;
+//! - [`report`]: the figures, computed from the recorded calls and the nodes' state, and judged;
 //! - [`driver`]: the host side (`cluster-e2e`): image, containers, load, the three scenarios.
 
 pub mod agent;

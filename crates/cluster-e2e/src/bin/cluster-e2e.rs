@@ -56,7 +56,7 @@ async fn main() {
     };
     match driver::run(&settings).await {
         Ok(report) => {
-            print!("{}", driver::render(&report));
+            print!("{}", cluster_e2e::report::render(&report));
             println!("report: {}", settings.out.join("report.json").display());
             std::process::exit(if report.failures.is_empty() { 0 } else { 1 });
         }

@@ -22,11 +22,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::plan::{self, Generation, PodRef, node_paths};
-use crate::report::{self, AddedBy, RollFigures, Window};
+use crate::report::{self, AddedBy, Leftovers, NodeLossReport, PartitionReport, Report, Window};
 use cluster::{Cluster, Node};
 use load::{LivePod, Shared, lock};
 
@@ -44,198 +43,6 @@ pub struct Settings {
     pub partition_seconds: u64,
     /// Seconds of load between the steps of a scenario.
     pub settle_seconds: u64,
-}
-
-/// What a node holds that no live pod explains.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Leftovers {
-    pub leases: usize,
-    pub caches: usize,
-    pub results: usize,
-    pub netns: usize,
-    /// The container IDs the leftovers belong to.
-    pub containers: std::collections::BTreeSet<String>,
-    pub detail: Vec<String>,
-}
-
-impl Leftovers {
-    pub fn total(&self) -> usize {
-        self.leases + self.caches + self.results + self.netns
-    }
-
-    /// Compare a node's `state` with the container IDs of its live pods.
-    pub fn of(state: &Value, live: &std::collections::BTreeSet<String>) -> Self {
-        let mut l = Leftovers::default();
-        let strings = |key: &str| -> Vec<String> {
-            state[key]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default()
-        };
-        for lease in state["leases"].as_array().into_iter().flatten() {
-            let holder = lease["containerId"].as_str().unwrap_or_default();
-            if !live.contains(holder) {
-                l.leases += 1;
-                l.containers.insert(holder.to_string());
-                l.detail.push(format!(
-                    "lease {}/{} of {holder}",
-                    lease["network"].as_str().unwrap_or(""),
-                    lease["ip"].as_str().unwrap_or("")
-                ));
-            }
-        }
-        for cache in strings("caches") {
-            if !live.contains(&cache) {
-                l.caches += 1;
-                l.containers.insert(cache.clone());
-                l.detail.push(format!("cache {cache}"));
-            }
-        }
-        for result in strings("results") {
-            if !live.iter().any(|id| result.contains(id.as_str())) {
-                l.results += 1;
-                l.detail.push(format!("result cache {result}"));
-            }
-        }
-        let live_netns: Vec<String> = live.iter().map(|id| format!("cni-{id}")).collect();
-        for ns in strings("netns") {
-            if !live_netns.contains(&ns) {
-                l.netns += 1;
-                l.detail.push(format!("netns {ns}"));
-            }
-        }
-        l.detail.truncate(20);
-        l
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RollReport {
-    pub nodes: usize,
-    pub go_seeded_pods: usize,
-    pub figures: RollFigures,
-    pub leftovers: Leftovers,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeLossReport {
-    pub node: String,
-    /// ADDs in flight on the node when it was killed (they fail: the node is gone).
-    pub adds_in_flight_lost: usize,
-    pub dead_pods: usize,
-    /// Calls on the other nodes that failed while it was down (goal 0).
-    pub failed_elsewhere: usize,
-    pub calls_elsewhere: usize,
-    /// What its disk held for the dead pods when it came back, before the daemon started.
-    pub left_at_boot: Leftovers,
-    /// Milliseconds from the daemon's start until the dead pods' leftovers were gone.
-    pub reclaimed_ms: Option<u64>,
-    /// The runtime's GC right after the daemon started (valid attachments: none).
-    pub gc_ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gc_error: Option<String>,
-    /// Of the sandboxes left at boot, how many the daemon's log says the orphan reconciler
-    /// removed, and how many GC did.
-    pub reclaimed_by_reconciler: usize,
-    pub reclaimed_by_gc: usize,
-    pub left_after: Leftovers,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PartitionReport {
-    pub node: String,
-    pub seconds: u64,
-    pub dels: usize,
-    pub dels_failed: usize,
-    pub longest_del_ms: u64,
-    pub failed_elsewhere: usize,
-    /// From reconnecting until an ADD on the node succeeded.
-    pub recovered_ms: Option<u64>,
-    /// From reconnecting until the node's pod watch delivered a new pod again (its ADD made no
-    /// `get pods`).
-    pub watch_current_ms: Option<u64>,
-    /// The watches the node had open before the cut (`watch pods`, …), and those it made again
-    /// after reconnecting (the others went on on their connections).
-    pub watched: Vec<String>,
-    pub watches_made_again: Vec<String>,
-    /// Requests the API server received per node from reconnecting until the watch was current
-    /// (at least 30 s), and the cut-off node's own, per request.
-    pub recovery_window_seconds: u64,
-    pub requests_by_node: std::collections::BTreeMap<String, u64>,
-    pub requests_of_node: Value,
-    pub leftovers: Leftovers,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    pub roll: RollReport,
-    pub node_loss: Option<NodeLossReport>,
-    pub partition: Option<PartitionReport>,
-    /// Every node after every pod was deleted.
-    pub final_leftovers: std::collections::BTreeMap<String, Leftovers>,
-    pub failures: Vec<String>,
-}
-
-impl Report {
-    /// The goals; each miss is a line.
-    pub fn judge(&mut self) {
-        let mut f = Vec::new();
-        let r = &self.roll;
-        if r.figures.adds_failed_outside_restart > 0 {
-            f.push(format!(
-                "rolling upgrade: {} ADDs failed outside the restart windows",
-                r.figures.adds_failed_outside_restart
-            ));
-        }
-        if r.figures.dels_of_previous_failed > 0 {
-            f.push(format!(
-                "rolling upgrade: {} DELs of the previous version's pods failed",
-                r.figures.dels_of_previous_failed
-            ));
-        }
-        if r.leftovers.total() > 0 {
-            f.push(format!("rolling upgrade: leftovers {:?}", r.leftovers));
-        }
-        if let Some(n) = &self.node_loss {
-            if n.failed_elsewhere > 0 {
-                f.push(format!("node loss: {} calls failed on the other nodes", n.failed_elsewhere));
-            }
-            if n.left_after.total() > 0 {
-                f.push(format!("node loss: {} not reclaimed: {:?}", n.node, n.left_after));
-            }
-            if !n.gc_ok {
-                f.push(format!("node loss: the runtime's GC failed: {}", n.gc_error.as_deref().unwrap_or("")));
-            }
-        }
-        if let Some(p) = &self.partition {
-            if p.dels_failed > 0 {
-                f.push(format!("partition: {} DELs failed on the cut-off node", p.dels_failed));
-            }
-            if p.failed_elsewhere > 0 {
-                f.push(format!("partition: {} calls failed on the other nodes", p.failed_elsewhere));
-            }
-            if p.recovered_ms.is_none() {
-                f.push(format!("partition: {} did not recover", p.node));
-            }
-            if p.watch_current_ms.is_none() {
-                f.push(format!("partition: {}'s pod watch did not catch up within 150 s", p.node));
-            }
-            if p.leftovers.total() > 0 {
-                f.push(format!("partition: leftovers {:?}", p.leftovers));
-            }
-        }
-        for (node, l) in &self.final_leftovers {
-            if l.total() > 0 {
-                f.push(format!("{node} holds {l:?} with every pod deleted"));
-            }
-        }
-        self.failures = f;
-    }
 }
 
 struct Load {
@@ -401,9 +208,12 @@ async fn node_loss(cluster: &Cluster, shared: &Arc<Shared>, s: &Settings) -> Res
     // Its disk before the daemon runs (what the dead pods left), then the DaemonSet's pod.
     r.left_at_boot = leftovers(&victim, shared).await?;
     let booted = Instant::now();
-    victim.boot(Generation::New).await?;
-    // The runtime starts too and sends its GC: no sandbox survived the reboot.
-    let gc: crate::agent::CallOutcome = serde_json::from_value(victim.agent(&["gc", "--valid", ""]).await?)?;
+    // The runtime starts with the node and sends its GC (no sandbox survived the reboot) while
+    // the DaemonSet's pod starts: the shim and 00-multus.conf are still on the disk, and the
+    // shim waits for the daemon, so GC and the orphan reconciler's first pass race as on a node.
+    let (gc, booted_ok) = tokio::join!(victim.agent(&["gc", "--valid", ""]), victim.boot(Generation::New));
+    booted_ok?;
+    let gc: crate::agent::CallOutcome = serde_json::from_value(gc?)?;
     r.gc_ok = gc.ok;
     r.gc_error = gc.error;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -527,109 +337,4 @@ async fn partition(cluster: &Cluster, shared: &Arc<Shared>, s: &Settings) -> Res
     r.leftovers = leftovers(&victim, shared).await?;
     say(shared, &format!("partition done: {r:?}"));
     Ok(r)
-}
-
-/// The report as text.
-pub fn render(report: &Report) -> String {
-    let r = &report.roll;
-    let f = &r.figures;
-    let mut out = format!(
-        "rolling upgrade ({} nodes, {} pods attached by Go before it):\n  ADDs {} (failed {}, outside the restart windows {}), DELs {} (failed {}), of the previous version's pods {} (failed {}; Go's {}, failed {})\n  restart windows (ms) {:?}\n  longest ADD per node (ms) {:?}, during its restart {:?}\n  leftovers after: {} leases, {} caches\n",
-        r.nodes,
-        r.go_seeded_pods,
-        f.adds,
-        f.adds_failed,
-        f.adds_failed_outside_restart,
-        f.dels,
-        f.dels_failed,
-        f.dels_of_previous,
-        f.dels_of_previous_failed,
-        f.dels_of_go,
-        f.dels_of_go_failed,
-        f.restart_ms,
-        f.longest_add_ms,
-        f.longest_add_during_restart_ms,
-        r.leftovers.leases,
-        r.leftovers.caches,
-    );
-    if let Some(n) = &report.node_loss {
-        out += &format!(
-            "node loss ({}): {} dead pods, {} ADDs lost with the node; other nodes: {} calls, {} failed\n  on its disk at boot: {} leases, {} caches, {} result caches of {} sandboxes; reclaimed {} ms after the daemon started (orphan reconciler {}, the runtime's GC {}; GC {}); left: {}\n",
-            n.node,
-            n.dead_pods,
-            n.adds_in_flight_lost,
-            n.calls_elsewhere,
-            n.failed_elsewhere,
-            n.left_at_boot.leases,
-            n.left_at_boot.caches,
-            n.left_at_boot.results,
-            n.left_at_boot.containers.len(),
-            n.reclaimed_ms.map_or("never".into(), |m| m.to_string()),
-            n.reclaimed_by_reconciler,
-            n.reclaimed_by_gc,
-            if n.gc_ok { "ok" } else { "failed" },
-            n.left_after.total(),
-        );
-    }
-    if let Some(p) = &report.partition {
-        out += &format!(
-            "API partition ({}, {} s): {} DELs from the cache (failed {}, longest {} ms); other nodes' failures {}\n  first ADD after reconnecting: {}; its pod watch current again after {}; watches made again {:?}\n  requests in the {} s after reconnecting per node {:?}, the cut-off node's {}; leftovers {}\n",
-            p.node,
-            p.seconds,
-            p.dels,
-            p.dels_failed,
-            p.longest_del_ms,
-            p.failed_elsewhere,
-            p.recovered_ms.map_or("never".into(), |m| format!("{m} ms")),
-            p.watch_current_ms.map_or("never".into(), |m| format!("{m} ms")),
-            p.watches_made_again,
-            p.recovery_window_seconds,
-            p.requests_by_node,
-            p.requests_of_node,
-            p.leftovers.total(),
-        );
-    }
-    let left: usize = report.final_leftovers.values().map(Leftovers::total).sum();
-    out += &format!("every pod deleted: {left} leftovers on {} nodes\n", report.final_leftovers.len());
-    if report.failures.is_empty() {
-        out += "PASS\n";
-    } else {
-        for f in &report.failures {
-            out += &format!("FAIL: {f}\n");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use std::collections::BTreeSet;
-
-    #[test]
-    fn leftovers_are_what_no_live_pod_explains() {
-        let live: BTreeSet<String> = ["aaaaaaaaaaaaaaaa1111".to_string()].into();
-        let state = json!({
-            "leases": [{"network": "net-a", "ip": "10.250.0.2", "containerId": "aaaaaaaaaaaaaaaa1111"},
-                       {"network": "cluster", "ip": "10.244.0.3", "containerId": "bbbb"}],
-            "caches": ["aaaaaaaaaaaaaaaa1111", "bbbb"],
-            "results": ["net-a-aaaaaaaaaaaaaaaa1111-net1", "cluster-bbbb-eth0"],
-            "netns": ["cni-aaaaaaaaaaaaaaaa1111", "cni-bbbb"],
-        });
-        let l = Leftovers::of(&state, &live);
-        assert_eq!((l.leases, l.caches, l.results, l.netns), (1, 1, 1, 1));
-        assert_eq!(l.total(), 4);
-    }
-
-    #[test]
-    fn a_clean_run_passes_and_a_leak_fails() {
-        let mut report = Report::default();
-        report.judge();
-        assert!(report.failures.is_empty());
-        report.final_leftovers.insert("node1".into(), Leftovers { leases: 1, ..Default::default() });
-        report.judge();
-        assert_eq!(report.failures.len(), 1);
-        assert!(render(&report).contains("FAIL: node1 holds"));
-    }
 }

@@ -14,6 +14,9 @@ pub(super) struct FileState {
     file: Option<File>,
     written: u64,
     rotation: Rotation,
+    /// The newest backup's time stamp: the next one is later even when the clock is not (two
+    /// rotations in one millisecond, a clock stepped back).
+    last_backup: Option<DateTime<Utc>>,
 }
 
 pub(super) enum MillRequest {
@@ -50,7 +53,13 @@ impl RotatingFile {
         })?;
         let _ = to_mill.send(MillRequest::Run);
         Ok(Self {
-            inner: Arc::new(Mutex::new(FileState { path: path.to_path_buf(), file: Some(file), written, rotation })),
+            inner: Arc::new(Mutex::new(FileState {
+                path: path.to_path_buf(),
+                file: Some(file),
+                written,
+                rotation,
+                last_backup: None,
+            })),
             mill: to_mill,
         })
     }
@@ -70,9 +79,15 @@ impl FileState {
         let mode = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.permissions().mode() & 0o7777);
         self.file = None;
         let (dir, stem, ext) = split_name(&self.path);
-        let mut stamp = Utc::now();
+        // Names must sort as the backups were made: the mill keeps the newest by name. A stamp
+        // only "free on disk" was not enough: within one millisecond, a backup the mill had just
+        // pruned freed its stamp for the next rotation, which then sorted before an older one.
+        let mut stamp = match self.last_backup {
+            Some(last) => Utc::now().max(last + chrono::Duration::milliseconds(1)),
+            None => Utc::now(),
+        };
         let backup = loop {
-            // Two rotations within one millisecond must not overwrite each other's backup.
+            // Nor may a backup overwrite one another process (or run) left.
             let name = format!("{stem}-{}{ext}", stamp.format(BACKUP_TIME_FORMAT));
             let candidate = dir.join(&name);
             let compressed = dir.join(format!("{name}{COMPRESSED_SUFFIX}"));
@@ -81,6 +96,7 @@ impl FileState {
             }
             stamp += chrono::Duration::milliseconds(1);
         };
+        self.last_backup = Some(stamp);
         // Renamed or not, logging goes on in a file at `path` (the old one when renaming failed).
         let renamed = std::fs::rename(&self.path, &backup);
         let file = OpenOptions::new().create(true).append(true).mode(mode.unwrap_or(0o600)).open(&self.path)?;
@@ -210,4 +226,34 @@ pub(super) fn compress(path: &Path) -> io::Result<()> {
     io::copy(&mut source, &mut encoder)?;
     encoder.finish()?.sync_all()?;
     std::fs::remove_file(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI saw the newest backup sort second: within one millisecond the mill pruned the oldest
+    /// backup, freeing its stamp, and the next rotation took it. Rotations here are microseconds
+    /// apart, as in that run, and the oldest backup is removed between them as the mill does.
+    #[test]
+    fn a_backup_made_after_a_pruned_one_sorts_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multus.log");
+        let rotation = Rotation { max_size_bytes: 1, max_age: None, max_backups: None, compress: false };
+        let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut state = FileState { path: path.clone(), file: Some(file), written: 0, rotation, last_backup: None };
+        for i in 0..20 {
+            std::fs::write(&path, format!("{i}\n")).unwrap();
+            state.rotate().unwrap();
+            let all = backups(&path).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&all[0].path).unwrap(),
+                format!("{i}\n"),
+                "newest first after rotation {i}"
+            );
+            if let Some(oldest) = all.last().filter(|_| all.len() > 1) {
+                std::fs::remove_file(&oldest.path).unwrap();
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The `multus-devices` group: a plain plugin skips every case (they are meta cases that need
 //! a thick target's fake kubelet), and the cases say what they need.
 
+mod support;
+
 use multus_conformance::{Outcome, Runner, Target, filter_cases, model};
 
 #[test]
@@ -17,13 +19,7 @@ fn device_cases_are_meta_cases_that_need_the_fake_kubelet() {
 
 #[test]
 fn a_plain_plugin_skips_the_device_cases() {
-    let fake = multus_conformance::target::cargo_bin_dir().join("fake-cni");
-    if !fake.exists() {
-        let _ = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "fake-cni", "--bin", "fake-cni"])
-            .status();
-    }
-    assert!(fake.exists(), "fake-cni binary missing ({})", fake.display());
+    let fake = support::fake_cni();
     let spec = format!("plugin:{},{}/targets/fake-cni.yaml", fake.display(), env!("CARGO_MANIFEST_DIR"));
     let cases = filter_cases(model::load_dir(&model::default_scenario_dir()).unwrap(), &["multus-devices".into()], &[]);
     assert!(!cases.is_empty());

@@ -4,6 +4,8 @@
 //! running a step, multus-rs passes them, and a daemon that claims the extension but does not
 //! act (its config overlaid with `"dynamicNetworks": false`) fails them: the checks see it.
 
+mod support;
+
 use multus_conformance::model::{self, Applies, Require, Strength};
 use multus_conformance::thick_spec::ThickSpec;
 use multus_conformance::{Outcome, Runner, Target, filter_cases};
@@ -41,13 +43,7 @@ fn dynamic_cases_judge_an_extension_and_say_what_they_need() {
 
 #[test]
 fn a_plain_plugin_skips_the_dynamic_cases() {
-    let fake = multus_conformance::target::cargo_bin_dir().join("fake-cni");
-    if !fake.exists() {
-        let _ = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "fake-cni", "--bin", "fake-cni"])
-            .status();
-    }
-    assert!(fake.exists(), "fake-cni binary missing ({})", fake.display());
+    let fake = support::fake_cni();
     let spec = format!("plugin:{},{}/targets/fake-cni.yaml", fake.display(), env!("CARGO_MANIFEST_DIR"));
     let mut runner = Runner::new(Target::from_spec(&spec).unwrap()).unwrap();
     for case in runner.run(&cases(&[])).cases {

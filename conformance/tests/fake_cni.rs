@@ -1,21 +1,10 @@
 //! The harness judges: cases fail against a deliberately broken fake-cni and pass against a
 //! good one; the protocol group runs against Debian's bridge when root.
 
+mod support;
+
 use multus_conformance::{Outcome, Runner, Target, filter_cases, model};
 use std::path::PathBuf;
-
-/// The fake-cni binary, built when missing. A test that cannot get it fails (it does not
-/// pass without having run).
-fn fake_cni() -> PathBuf {
-    let p = multus_conformance::target::cargo_bin_dir().join("fake-cni");
-    if !p.exists() {
-        let _ = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "fake-cni", "--bin", "fake-cni"])
-            .status();
-    }
-    assert!(p.exists(), "fake-cni binary missing at {} and could not be built: cargo build -p fake-cni", p.display());
-    p
-}
 
 fn target_file(name: &str) -> String {
     format!("{}/targets/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +38,7 @@ const CASES: &[&str] = &[
 
 #[test]
 fn broken_fake_cni_fails_the_cases_it_breaks() {
-    let fake = fake_cni();
+    let fake = support::fake_cni();
     for (id, outcome) in run(&format!("plugin:{},{}", fake.display(), target_file("fake-cni-broken.yaml")), CASES) {
         assert!(outcome.is_fail(), "{id} should fail against the broken fake, got {outcome:?}");
     }
@@ -64,7 +53,7 @@ fn broken_fake_cni_fails_the_cases_it_breaks() {
 
 #[test]
 fn good_fake_cni_passes_the_same_cases() {
-    let fake = fake_cni();
+    let fake = support::fake_cni();
     for (id, outcome) in run(&format!("plugin:{},{}", fake.display(), target_file("fake-cni.yaml")), CASES) {
         assert_eq!(outcome, Outcome::Pass, "{id}");
     }

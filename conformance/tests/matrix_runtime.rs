@@ -2,11 +2,13 @@
 //! scenarios, the matrix renderings, and — as root — the matrix against real plugins, the
 //! scratch host netns, and the del-netns-empty diagnosis.
 
+mod support;
+
 use multus_conformance::matrix::{self, Implementation, Matrix};
 use multus_conformance::report::{CaseResult, Outcome, Report, TargetInfo};
 use multus_conformance::target::{self, Target};
 use multus_conformance::{Runner, embedded, filter_cases, model};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn cases(groups: &[&str], ids: &[&str]) -> Vec<model::Case> {
     let all = model::load_dir(&model::default_scenario_dir()).unwrap();
@@ -15,24 +17,13 @@ fn cases(groups: &[&str], ids: &[&str]) -> Vec<model::Case> {
     filter_cases(all, &groups, &ids)
 }
 
-fn fake_cni_built() -> PathBuf {
-    let p = target::cargo_bin_dir().join("fake-cni");
-    if !p.exists() {
-        let _ = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "fake-cni", "--bin", "fake-cni"])
-            .status();
-    }
-    assert!(p.exists(), "fake-cni could not be built at {}", p.display());
-    p
-}
-
 fn fails(report: &Report) -> Vec<String> {
     report.cases.iter().filter(|c| c.outcome.is_fail()).map(|c| format!("{}: {}", c.id, c.outcome.reason())).collect()
 }
 
 #[test]
 fn the_harness_runtime_passes_the_chaining_and_runtime_cases() {
-    fake_cni_built();
+    support::fake_cni();
     let cases = cases(&["chaining", "runtime"], &[]);
     let mut runner = Runner::new(Target::from_spec("runtime").unwrap()).unwrap();
     let report = runner.run(&cases);
@@ -47,7 +38,7 @@ fn the_harness_runtime_passes_the_chaining_and_runtime_cases() {
 /// The runtime checks judge: cases expecting what libcni does NOT do fail.
 #[test]
 fn runtime_checks_fail_on_wrong_expectations() {
-    fake_cni_built();
+    support::fake_cni();
     let yaml = r#"
 cases:
   - id: wrong-order
@@ -202,7 +193,7 @@ fn plugins_run_inside_the_scratch_host_netns() {
 #[ignore = "needs root and /usr/lib/cni"]
 fn matrix_against_real_plugins() {
     need_root_and_plugins();
-    fake_cni_built();
+    support::fake_cni();
     let keep = ["bridge", "tuning", "dummy", "fake-cni", "runtime"];
     let impls: Vec<Implementation> = matrix::default_implementations(Path::new("/usr/lib/cni"), false)
         .into_iter()

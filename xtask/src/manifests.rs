@@ -484,22 +484,38 @@ mod tests {
         assert_eq!(crb["subjects"][0]["namespace"], "multus");
     }
 
+    /// A kube-mock and `kubectl apply <args>` run against it from the repository root, as the
+    /// docs say to; the apply must succeed. The server and its kubeconfig live as long as this.
+    struct Applied {
+        _server: kube_mock::MockApiServer,
+        _dir: tempfile::TempDir,
+        kubeconfig: std::path::PathBuf,
+        stdout: String,
+    }
+
+    fn kubectl_apply_to_kube_mock(args: &[&str]) -> Applied {
+        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let out = std::process::Command::new("kubectl")
+            .current_dir(workspace_root())
+            .args(["--kubeconfig", &kubeconfig.display().to_string(), "apply"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        Applied { _server: server, _dir: dir, kubeconfig, stdout }
+    }
+
     /// `kubectl apply -k deployments/` (what the kind e2e runs) against kube-mock.
     #[test]
     #[ignore = "needs kubectl"]
     fn kubectl_applies_the_kustomization_to_kube_mock() {
         assert!(have("kubectl"), "this test needs kubectl");
-        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kc = dir.path().join("kubeconfig");
-        server.write_kubeconfig(&kc).unwrap();
-        let out = std::process::Command::new("kubectl")
-            .current_dir(workspace_root())
-            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-k", "deployments/"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let applied = kubectl_apply_to_kube_mock(&["-k", "deployments/"]);
+        let stdout = &applied.stdout;
         assert!(stdout.contains("daemonset.apps/kube-multus-ds created"), "{stdout}");
     }
 
@@ -510,18 +526,8 @@ mod tests {
         if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
             return;
         }
-        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kc = dir.path().join("kubeconfig");
-        server.write_kubeconfig(&kc).unwrap();
-        let file = format!("deployments/{CERT_APPROVER_MANIFEST}");
-        let out = std::process::Command::new("kubectl")
-            .current_dir(workspace_root())
-            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", &file])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let applied = kubectl_apply_to_kube_mock(&["-f", &format!("deployments/{CERT_APPROVER_MANIFEST}")]);
+        let stdout = &applied.stdout;
         for what in [
             "serviceaccount/multus-cert-approver created",
             "clusterrole.rbac.authorization.k8s.io/multus-cert-approver created",
@@ -542,21 +548,16 @@ mod tests {
         if !test_node::require((!have("kubectl")).then_some("needs kubectl")) {
             return;
         }
-        let server = kube_mock::MockApiServer::start_blocking(kube_mock::MockConfig::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kc = dir.path().join("kubeconfig");
-        server.write_kubeconfig(&kc).unwrap();
-        let kubectl = |args: &[&str]| {
-            Cmd::new("kubectl").arg("--kubeconfig").arg(kc.display().to_string()).args(args.iter().copied()).output()
-        };
         // From the repository root, exactly as documented.
-        let out = std::process::Command::new("kubectl")
-            .current_dir(workspace_root())
-            .args(["--kubeconfig", &kc.display().to_string(), "apply", "-f", &format!("deployments/{MANIFEST}")])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "kubectl apply failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let applied = kubectl_apply_to_kube_mock(&["-f", &format!("deployments/{MANIFEST}")]);
+        let stdout = &applied.stdout;
+        let kubectl = |args: &[&str]| {
+            Cmd::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(applied.kubeconfig.display().to_string())
+                .args(args.iter().copied())
+                .output()
+        };
         // kube-mock serves the NAD CRD from the start, so applying it "configures" it.
         for what in [
             "customresourcedefinition.apiextensions.k8s.io/network-attachment-definitions.k8s.cni.cncf.io configured",

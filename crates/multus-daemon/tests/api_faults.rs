@@ -14,7 +14,7 @@ mod raw_api;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -95,30 +95,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(server: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["net.d", "multus.d", "cni", "run", "bin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let p = |rel: &str| dir.path().join(rel).to_string_lossy().into_owned();
-        std::fs::write(
-            dir.path().join("net.d/10-primary.conf"),
-            r#"{"cniVersion":"1.0.0","name":"primary","type":"bridge"}"#,
-        )
-        .unwrap();
-        let config = json!({"cniVersion": "1.0.0", "logLevel": "verbose", "logToStderr": true,
-            "binDir": p("bin"), "cniDir": p("cni"), "confDir": p("multus.d"), "cniConfigDir": p("net.d"),
-            "multusAutoconfigDir": p("net.d"), "multusConfigFile": "auto", "socketDir": p("run"), "daemonSocketDir": p("run")});
-        std::fs::write(dir.path().join("daemon-config.json"), config.to_string()).unwrap();
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {server}\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\ncurrent-context: f\nusers:\n- name: f\n  user:\n    token: t\n"
-        );
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
-        let mut command = DaemonProcess::command(
-            Path::new(env!("CARGO_BIN_EXE_multus-daemon")),
-            &dir.path().join("daemon-config.json"),
-        );
-        command.arg("-kubeconfig").arg(dir.path().join("kubeconfig")).env("MULTUS_NODE_NAME", "node1");
-        let process = DaemonProcess::spawn(command, &dir.path().join("daemon.log")).expect("start multus-daemon");
+        let (dir, process) = raw_api::start_daemon(server, "verbose");
         Daemon { dir, process, calls: AtomicU64::new(0) }
     }
 

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use test_node::DaemonProcess;
 
 fn respond(mut stream: TcpStream, bad: &AtomicBool) {
     let Some((method, target)) = raw_api::read_head(&stream) else { return };
@@ -83,28 +82,7 @@ fn endless_answers_are_cut_and_the_daemon_recovers() {
         }
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    for d in ["net.d", "multus.d", "cni", "run", "bin"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    let p = |rel: &str| dir.path().join(rel).to_string_lossy().into_owned();
-    std::fs::write(
-        dir.path().join("net.d/10-primary.conf"),
-        r#"{"cniVersion":"1.0.0","name":"primary","type":"bridge"}"#,
-    )
-    .unwrap();
-    let config = serde_json::json!({"cniVersion": "1.0.0", "logLevel": "error", "logToStderr": true,
-        "binDir": p("bin"), "cniDir": p("cni"), "confDir": p("multus.d"), "cniConfigDir": p("net.d"),
-        "multusAutoconfigDir": p("net.d"), "multusConfigFile": "auto", "socketDir": p("run"), "daemonSocketDir": p("run")});
-    std::fs::write(dir.path().join("daemon-config.json"), config.to_string()).unwrap();
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: raw\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: raw\n  context:\n    cluster: raw\n    user: raw\ncurrent-context: raw\nusers:\n- name: raw\n  user:\n    token: t\n"
-    );
-    std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
-    let mut command =
-        DaemonProcess::command(Path::new(env!("CARGO_BIN_EXE_multus-daemon")), &dir.path().join("daemon-config.json"));
-    command.arg("-kubeconfig").arg(dir.path().join("kubeconfig")).env("MULTUS_NODE_NAME", "node1");
-    let mut daemon = DaemonProcess::spawn(command, &dir.path().join("daemon.log")).expect("start multus-daemon");
+    let (dir, mut daemon) = raw_api::start_daemon(&format!("http://{addr}"), "error");
     let pid = daemon.pid();
 
     // Four seconds of endless lists and an endless watch line.

@@ -17,12 +17,9 @@ fn start(selection: &str) -> Node {
     for b in &bridges {
         thick.cleanup.record_link(b);
     }
-    let nad_conf = |name: &str, bridge: &str, subnet: &str, ipam: Value| {
-        let _ = subnet;
-        json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge, "ipam": ipam})
-    };
-    let a = nad_conf("net-a", &bridges[1], "10.231.0.0/24", thick.ipam("10.231.0.0/24"));
-    let b = nad_conf("net-b", &bridges[2], "10.232.0.0/24", thick.ipam("10.232.0.0/24"));
+    let nad_conf = |name: &str, bridge: &str, ipam: Value| json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge, "ipam": ipam});
+    let a = nad_conf("net-a", &bridges[1], thick.ipam("10.231.0.0/24"));
+    let b = nad_conf("net-b", &bridges[2], thick.ipam("10.232.0.0/24"));
     let broken = json!({"cniVersion": "1.0.0", "name": "broken", "type": "fake-cni",
         "fake": {"failOn": ["ADD"], "failMsg": "broken: refused by design"}});
     for obj in [
@@ -43,6 +40,15 @@ fn start(selection: &str) -> Node {
     thick.daemon_config["dynamicNetworks"] = json!(true);
     thick.start_daemon();
     thick
+}
+
+/// [`start`], and the pod `p` added by the runtime through the shim.
+fn start_with_pod(selection: &str) -> (Node, PodSandbox) {
+    let mut thick = start(selection);
+    let sandbox = thick.sandbox("default", "p", UID);
+    let add = thick.shim("ADD", &sandbox);
+    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    (thick, sandbox)
 }
 
 fn annotate(thick: &Node, selection: &str) {
@@ -87,10 +93,7 @@ fn a_network_added_to_and_removed_from_a_running_pod_follows_the_annotation() {
     if !require(root_skip_reason()) {
         return;
     }
-    let mut thick = start("net-a");
-    let sandbox = thick.sandbox("default", "p", UID);
-    let add = thick.shim("ADD", &sandbox);
-    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    let (mut thick, sandbox) = start_with_pod("net-a");
     assert_eq!(interfaces(&thick, &sandbox), ["eth0", "net1"]);
 
     // Plug net-b in: it appears as net2 with its address, and network-status lists it.
@@ -177,10 +180,7 @@ fn a_network_that_fails_to_plug_in_leaves_the_pod_as_it_was_and_says_why() {
     if !require(root_skip_reason()) {
         return;
     }
-    let mut thick = start("net-a");
-    let sandbox = thick.sandbox("default", "p", UID);
-    let add = thick.shim("ADD", &sandbox);
-    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    let (thick, sandbox) = start_with_pod("net-a");
     let cache_before = std::fs::read(thick.path("cni").join(&sandbox.container_id)).unwrap();
 
     annotate(&thick, "net-a,broken");
@@ -217,10 +217,7 @@ fn gc_removes_hot_plugged_attachments_too() {
     if !require(root_skip_reason()) {
         return;
     }
-    let mut thick = start("");
-    let sandbox = thick.sandbox("default", "p", UID);
-    let add = thick.shim("ADD", &sandbox);
-    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    let (thick, sandbox) = start_with_pod("");
     annotate(&thick, "net-b");
     eventually(
         Duration::from_secs(20),
@@ -254,10 +251,7 @@ fn a_change_made_while_the_daemon_was_down_is_applied_when_it_is_back() {
     if !require(root_skip_reason()) {
         return;
     }
-    let mut thick = start("net-a");
-    let sandbox = thick.sandbox("default", "p", UID);
-    let add = thick.shim("ADD", &sandbox);
-    assert_eq!(add.code, 0, "{add:?}\n{}", thick.daemon_log());
+    let (mut thick, sandbox) = start_with_pod("net-a");
     thick.stop_daemon();
     annotate(&thick, "net-a,net-b");
     thick.start_daemon();

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use crate::e2e_args::E2eArgs;
 use crate::harness::{self, step};
-use crate::util::{Cmd, cargo_cmd, have, target_dir};
+use crate::util::{Cmd, cargo_cmd, have, is_root, target_dir};
 
 /// The packages whose binaries go into the node image.
 pub const PACKAGES: [&str; 6] =
@@ -25,7 +25,7 @@ pub fn build_cmd(profile: &str) -> Cmd {
 /// Why the cluster cannot run here, if it cannot.
 pub fn missing() -> Vec<String> {
     let mut missing = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() {
+    if !is_root() {
         missing.push("not root (the nodes make network namespaces and mount them)".into());
     }
     if !have("docker") {

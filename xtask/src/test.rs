@@ -4,6 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
+use crate::util::is_root;
+
 /// Debian packages the tests use: real delegate plugins, `ip`, `jq`, `promtool` (prometheus),
 /// `dnsmasq` (the DHCP server the dhcp plugin's conformance cases lease from).
 pub const DEBIAN_PACKAGES: [&str; 5] = ["containernetworking-plugins", "dnsmasq-base", "iproute2", "jq", "prometheus"];
@@ -215,10 +217,6 @@ fn skipped_by_name(cargo: &str, args: &[&str]) -> u64 {
     list_args.push("--list");
     let out = Command::new(cargo).args(&list_args).stderr(std::process::Stdio::inherit()).output();
     out.map(|o| count_listed(&String::from_utf8_lossy(&o.stdout), &names)).unwrap_or(0)
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
 
 /// Install missing packages when we can (root on a Debian-like system); otherwise say why the

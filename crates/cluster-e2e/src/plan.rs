@@ -9,8 +9,7 @@ pub const NAMESPACE: &str = "multus-cluster";
 pub const NAD: &str = "net-a";
 /// The node's primary network name (its file in `/etc/cni/net.d`).
 pub const CLUSTER_NETWORK: &str = "cluster";
-/// kube-mock's name on the cluster's Docker network, and its port.
-pub const API_HOST: &str = "kube-mock";
+/// kube-mock's port (its name on the cluster's network is the run's, `<run>-kube-mock`).
 pub const API_PORT: u16 = 6443;
 
 /// Paths inside a node container.

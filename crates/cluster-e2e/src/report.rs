@@ -49,8 +49,14 @@ pub struct Window {
 }
 
 impl Window {
+    /// Whether `call` ran at some time within the window (on any node).
+    fn overlaps(&self, call: &Call) -> bool {
+        call.at_ms <= self.to_ms && call.at_ms + call.millis >= self.from_ms
+    }
+
+    /// Whether `call` ran on the window's node within it.
     fn covers(&self, call: &Call) -> bool {
-        call.node == self.node && call.at_ms <= self.to_ms && call.at_ms + call.millis >= self.from_ms
+        call.node == self.node && self.overlaps(call)
     }
 }
 
@@ -125,10 +131,7 @@ pub fn roll_figures(calls: &[Call], restarts: &[Window]) -> RollFigures {
 
 /// Calls of other nodes that failed while `window`'s node was down or cut off (goal 0).
 pub fn failed_elsewhere(calls: &[Call], window: &Window) -> usize {
-    calls
-        .iter()
-        .filter(|c| c.node != window.node && !c.ok && c.at_ms <= window.to_ms && c.at_ms + c.millis >= window.from_ms)
-        .count()
+    calls.iter().filter(|c| c.node != window.node && !c.ok && window.overlaps(c)).count()
 }
 
 // -------------------------------------------------------------------------------------------

@@ -38,12 +38,10 @@ pub struct ApiServer {
     pub client: kube::Client,
     /// The name the nodes reach it by, on the cluster network.
     pub host: String,
-    pub admin_kubeconfig: String,
 }
 
 pub struct Node {
     pub name: String,
-    pub index: usize,
     pub container: Container,
 }
 
@@ -93,7 +91,7 @@ impl Cluster {
         let raw = String::from_utf8_lossy(&raw).into_owned();
         let admin_kubeconfig = plan::with_server(&raw, &format!("https://127.0.0.1:{port}"));
         let client = kube_client(&admin_kubeconfig).await?;
-        let api = Arc::new(ApiServer { container: api_container, client, host: api_host, admin_kubeconfig });
+        let api = Arc::new(ApiServer { container: api_container, client, host: api_host });
         for object in plan::cluster_objects() {
             api.put_object(&object).await?;
         }
@@ -192,7 +190,7 @@ impl Node {
             .start()
             .await
             .with_context(|| format!("starting {name}'s container"))?;
-        Ok(Self { name, index, container })
+        Ok(Self { name, container })
     }
 
     /// What the kubelet does when the node (re)starts: the DaemonSet's init container, then its
